@@ -1,0 +1,234 @@
+//! Runtime configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Environment variable holding the system database URL.
+pub const ENV_SYSTEM_DATABASE_URL: &str = "DBOS_SYSTEM_DATABASE_URL";
+/// Environment variable holding the system schema name (DBOS's `--schema`).
+pub const ENV_SYSTEM_SCHEMA: &str = "DBOS_SYSTEM_SCHEMA";
+/// Environment variable holding the executor id (as in every DBOS SDK).
+pub const ENV_EXECUTOR_ID: &str = "DBOS__VMID";
+/// Environment variable overriding the application version.
+pub const ENV_APP_VERSION: &str = "DBOS__APPVERSION";
+/// Environment variable choosing the folder of the embedded local Postgres.
+pub const ENV_LOCAL_POSTGRES_DIR: &str = "DBOS_LOCAL_POSTGRES_DIR";
+
+/// How the runtime connects to and uses its system database.
+///
+/// ```
+/// use std::time::Duration;
+/// use dbos_core::Config;
+///
+/// let config = Config::new("shop")
+///     .system_database_url("postgres://app:secret@db.internal:5432/shop_sys?sslmode=require")
+///     .pool_size(10)
+///     .connect_timeout(Duration::from_secs(5));
+/// assert_eq!(config.app_name(), "shop");
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) app_name: String,
+    pub(crate) system_database_url: Option<String>,
+    pub(crate) schema: String,
+    pub(crate) pool_size: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) connect_retry_for: Duration,
+    pub(crate) executor_id: String,
+    pub(crate) application_version: Option<String>,
+    pub(crate) local_postgres_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("app_name", &self.app_name)
+            .field(
+                "system_database_url",
+                &self
+                    .system_database_url
+                    .as_deref()
+                    .map(crate::sysdb::redact_url),
+            )
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("connect_retry_for", &self.connect_retry_for)
+            .field("executor_id", &self.executor_id)
+            .field("application_version", &self.application_version)
+            .field("local_postgres_dir", &self.local_postgres_dir)
+            .finish()
+    }
+}
+
+impl Config {
+    /// A configuration for the application `app_name` with every default: the embedded local
+    /// Postgres, schema `dbos`, executor id `local`.
+    pub fn new(app_name: impl Into<String>) -> Self {
+        Config {
+            app_name: app_name.into(),
+            system_database_url: None,
+            schema: "dbos".to_owned(),
+            pool_size: 20,
+            connect_timeout: Duration::from_secs(10),
+            connect_retry_for: Duration::from_secs(30),
+            executor_id: "local".to_owned(),
+            application_version: None,
+            local_postgres_dir: PathBuf::from(".dbos"),
+        }
+    }
+
+    /// A configuration read from the environment:
+    /// `DBOS_SYSTEM_DATABASE_URL` (unset: the embedded local Postgres),
+    /// `DBOS_SYSTEM_SCHEMA`, `DBOS__VMID` (executor id), `DBOS__APPVERSION`,
+    /// `DBOS_LOCAL_POSTGRES_DIR`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the application name is invalid.
+    pub fn from_env(app_name: impl Into<String>) -> Result<Self> {
+        let mut config = Config::new(app_name);
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        if let Some(url) = var(ENV_SYSTEM_DATABASE_URL) {
+            config.system_database_url = Some(url);
+        }
+        if let Some(schema) = var(ENV_SYSTEM_SCHEMA) {
+            config.schema = schema;
+        }
+        if let Some(id) = var(ENV_EXECUTOR_ID) {
+            config.executor_id = id;
+        }
+        if let Some(v) = var(ENV_APP_VERSION) {
+            config.application_version = Some(v);
+        }
+        if let Some(dir) = var(ENV_LOCAL_POSTGRES_DIR) {
+            config.local_postgres_dir = PathBuf::from(dir);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Uses this Postgres URL (`postgres://user:pass@host:port/db?sslmode=require`) as the
+    /// system database instead of the embedded local Postgres. A missing database is created.
+    pub fn system_database_url(mut self, url: impl Into<String>) -> Self {
+        self.system_database_url = Some(url.into());
+        self
+    }
+
+    /// The schema holding the DBOS tables (default `dbos`).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The maximum number of pooled connections (default 20).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// How long one connection attempt may take (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long transient connection failures are retried, with backoff, before they are
+    /// reported (default 30 s).
+    pub fn connect_retry_for(mut self, duration: Duration) -> Self {
+        self.connect_retry_for = duration;
+        self
+    }
+
+    /// This process's executor id (default `local`, or `DBOS__VMID`). Recovery resumes the
+    /// pending workflows recorded under this id.
+    pub fn executor_id(mut self, id: impl Into<String>) -> Self {
+        self.executor_id = id.into();
+        self
+    }
+
+    /// Overrides the application version (default: computed from the workflows' source).
+    pub fn application_version(mut self, version: impl Into<String>) -> Self {
+        self.application_version = Some(version.into());
+        self
+    }
+
+    /// The folder of the embedded local Postgres (default `.dbos` in the working directory).
+    pub fn local_postgres_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.local_postgres_dir = dir.into();
+        self
+    }
+
+    /// The application name.
+    pub fn app_name(&self) -> &str {
+        &self.app_name
+    }
+
+    /// The configured system schema name.
+    pub fn schema_name(&self) -> &str {
+        &self.schema
+    }
+
+    /// The configured executor id.
+    pub fn executor_id_value(&self) -> &str {
+        &self.executor_id
+    }
+
+    /// Checks every field and says which one is wrong.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the field and the rule.
+    pub fn validate(&self) -> Result<()> {
+        let name = &self.app_name;
+        if name.is_empty()
+            || name.len() > 63
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(Error::config(format!(
+                "invalid application name `{name}`: use 1 to 63 characters from a-z, A-Z, 0-9, `-` and `_` \
+                 (it is stored as application_name on every row and names the embedded database)"
+            )));
+        }
+        if self.schema.is_empty() || self.schema.len() > 63 {
+            return Err(Error::config(format!(
+                "invalid system schema name `{}`: it must be 1 to 63 bytes long",
+                self.schema
+            )));
+        }
+        if self.pool_size == 0 {
+            return Err(Error::config("pool_size must be at least 1"));
+        }
+        if self.executor_id.is_empty() {
+            return Err(Error::config(
+                "executor_id must not be empty (set DBOS__VMID or Config::executor_id)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_names_with_the_rule() {
+        let e = Config::new("my shop").validate().unwrap_err();
+        assert!(
+            e.to_string().contains("invalid application name `my shop`"),
+            "{e}"
+        );
+        assert!(Config::new("shop-1_a").validate().is_ok());
+        assert!(Config::new("shop").pool_size(0).validate().is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let c = Config::new("shop").system_database_url("postgres://u:hunter2@h/db");
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2"), "{s}");
+    }
+}

@@ -1,0 +1,312 @@
+//! The one error type of the library.
+//!
+//! Every fallible function returns [`Result<T>`](crate::Result), whose error is [`Error`].
+//! Match on [`Error::kind`] to react to a class of failure; read the `Display` text for what
+//! went wrong and what to do about it.
+
+use std::fmt;
+
+/// A boxed error usable as a [`std::error::Error::source`].
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with this crate's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What class of failure an [`Error`] is.
+///
+/// The workflow-related kinds mirror the error codes of the other DBOS SDKs so that an error
+/// means the same thing in every language sharing a system database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration is invalid (a bad URL, application name, option value...).
+    Config,
+    /// The system database could not be reached or a connection broke. Usually transient.
+    Connection,
+    /// A statement failed in the system database.
+    Database,
+    /// The system database schema is missing, foreign, too old or otherwise unusable.
+    Schema,
+    /// The embedded local Postgres could not be found, initialised or started.
+    LocalPostgres,
+    /// A value could not be encoded or decoded (JSON, portable error, unknown codec).
+    Serialization,
+    /// A workflow with this id exists already and was started by a different function.
+    ConflictingWorkflow,
+    /// This execution lost ownership of the workflow to another execution.
+    ConflictingWorkflowId,
+    /// No workflow with the given id exists.
+    NonExistentWorkflow,
+    /// No registered workflow has the given name.
+    WorkflowFunctionNotFound,
+    /// Two workflows were registered under one name.
+    ConflictingRegistration,
+    /// The workflow was cancelled.
+    WorkflowCancelled,
+    /// The recorded history does not match the code (a different operation at a step id).
+    UnexpectedStep,
+    /// The awaited workflow was cancelled.
+    AwaitedWorkflowCancelled,
+    /// The workflow was recovered more times than it allows and was moved to the dead-letter state.
+    MaxRecoveryAttemptsExceeded,
+    /// A step failed on every allowed attempt.
+    MaxStepRetriesExceeded,
+    /// The workflow failed with an error of its own (see [`Error::portable`]).
+    WorkflowFailed,
+    /// A deadline or timeout passed.
+    Timeout,
+    /// The runtime is not launched, or is shutting down.
+    NotLaunched,
+    /// A file system or process error.
+    Io,
+}
+
+impl ErrorKind {
+    /// The numeric code DBOS Python uses for this kind, where one exists.
+    pub fn dbos_code(self) -> Option<i64> {
+        Some(match self {
+            ErrorKind::ConflictingWorkflowId => 1,
+            ErrorKind::Config | ErrorKind::Schema | ErrorKind::LocalPostgres => 3,
+            ErrorKind::WorkflowFunctionNotFound => 4,
+            ErrorKind::NonExistentWorkflow => 5,
+            ErrorKind::MaxRecoveryAttemptsExceeded => 6,
+            ErrorKind::MaxStepRetriesExceeded => 7,
+            ErrorKind::ConflictingWorkflow => 9,
+            ErrorKind::WorkflowCancelled => 10,
+            ErrorKind::UnexpectedStep => 11,
+            ErrorKind::AwaitedWorkflowCancelled => 13,
+            ErrorKind::ConflictingRegistration => 25,
+            _ => return None,
+        })
+    }
+}
+
+/// The library's error: a [`kind`](Error::kind), a message that says what was wrong and what
+/// to do, optional workflow context, and the underlying cause as [`source`](std::error::Error::source).
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    workflow_id: Option<String>,
+    step_name: Option<String>,
+    step_id: Option<i32>,
+    portable: Option<crate::codec::PortableError>,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    /// Creates an error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                workflow_id: None,
+                step_name: None,
+                step_id: None,
+                portable: None,
+                source: None,
+            }),
+        }
+    }
+
+    /// Attaches the underlying cause.
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.inner.source = Some(source.into());
+        self
+    }
+
+    /// Attaches the workflow the error happened in.
+    pub fn with_workflow_id(mut self, id: impl Into<String>) -> Self {
+        self.inner.workflow_id = Some(id.into());
+        self
+    }
+
+    /// Attaches the step (name and id) the error happened in.
+    pub fn with_step(mut self, name: impl Into<String>, id: i32) -> Self {
+        self.inner.step_name = Some(name.into());
+        self.inner.step_id = Some(id);
+        self
+    }
+
+    /// Attaches the portable form of an application error.
+    pub fn with_portable(mut self, portable: crate::codec::PortableError) -> Self {
+        self.inner.portable = Some(portable);
+        self
+    }
+
+    /// What class of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The message, without the source chain.
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// The workflow the error happened in, if known.
+    pub fn workflow_id(&self) -> Option<&str> {
+        self.inner.workflow_id.as_deref()
+    }
+
+    /// The step name the error happened in, if known.
+    pub fn step_name(&self) -> Option<&str> {
+        self.inner.step_name.as_deref()
+    }
+
+    /// The step id (function id) the error happened in, if known.
+    pub fn step_id(&self) -> Option<i32> {
+        self.inner.step_id
+    }
+
+    /// The portable error (`{"name","message","code","data"}`) behind a
+    /// [`WorkflowFailed`](ErrorKind::WorkflowFailed) error, including errors recorded by
+    /// workflows written in other languages.
+    pub fn portable(&self) -> Option<&crate::codec::PortableError> {
+        self.inner.portable.as_ref()
+    }
+
+    /// Whether retrying the same operation later may succeed (connection problems).
+    pub fn is_transient(&self) -> bool {
+        self.inner.kind == ErrorKind::Connection
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Config, message)
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        let context = context.into();
+        Error::new(ErrorKind::Io, format!("{context}: {source}")).with_source(source)
+    }
+
+    /// Classifies a tokio-postgres error: connection failures are [`ErrorKind::Connection`],
+    /// everything else [`ErrorKind::Database`]. The message includes the server's message,
+    /// detail and SQLSTATE.
+    pub(crate) fn db(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        let context = context.into();
+        let kind = if is_connection_error(&source) {
+            ErrorKind::Connection
+        } else {
+            ErrorKind::Database
+        };
+        let detail = match source.as_db_error() {
+            Some(db) => {
+                let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+                if let Some(d) = db.detail() {
+                    s.push_str(": ");
+                    s.push_str(d);
+                }
+                s
+            }
+            None => source.to_string(),
+        };
+        Error::new(kind, format!("{context}: {detail}")).with_source(source)
+    }
+
+    /// The SQLSTATE of the underlying database error, if there is one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        let source = self.inner.source.as_ref()?;
+        let pg = source.downcast_ref::<tokio_postgres::Error>()?;
+        Some(pg.code()?.code())
+    }
+}
+
+/// Whether a tokio-postgres error means the connection (not the statement) failed.
+pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // Class 08 connection exception, 53 insufficient resources, 57P01-57P03 shutdown.
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c == "57P01"
+                || c == "57P02"
+                || c == "57P03"
+        }
+        // No SQLSTATE: an I/O or protocol error on the socket.
+        None => e.as_db_error().is_none(),
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind)
+            .field("message", &self.inner.message);
+        if let Some(id) = &self.inner.workflow_id {
+            d.field("workflow_id", id);
+        }
+        if let Some(name) = &self.inner.step_name {
+            d.field("step_name", name);
+        }
+        if let Some(id) = &self.inner.step_id {
+            d.field("step_id", id);
+        }
+        if let Some(p) = &self.inner.portable {
+            d.field("portable", p);
+        }
+        if let Some(s) = &self.inner.source {
+            d.field("source", s);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The source is reachable through `source()`; it is deliberately not repeated here.
+        f.write_str(&self.inner.message)?;
+        match (
+            &self.inner.workflow_id,
+            &self.inner.step_name,
+            self.inner.step_id,
+        ) {
+            (Some(wf), Some(step), Some(id)) => write!(f, " (workflow `{wf}`, step {id} `{step}`)"),
+            (Some(wf), _, _) => write!(f, " (workflow `{wf}`)"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_static() {
+        fn assert<T: Send + Sync + 'static>() {}
+        assert::<Error>();
+    }
+
+    #[test]
+    fn display_has_context_but_not_source() {
+        let io = std::io::Error::other("disk full");
+        let e = Error::new(ErrorKind::Io, "could not write").with_source(io);
+        assert_eq!(e.to_string(), "could not write");
+        assert_eq!(
+            std::error::Error::source(&e).unwrap().to_string(),
+            "disk full"
+        );
+        let e = Error::new(ErrorKind::UnexpectedStep, "mismatch")
+            .with_step("charge", 3)
+            .with_workflow_id("wf-1");
+        assert_eq!(e.to_string(), "mismatch (workflow `wf-1`, step 3 `charge`)");
+    }
+}

@@ -1,0 +1,451 @@
+//! A Postgres that starts itself: the default system database when no URL is configured.
+//!
+//! [`LocalPostgres`] runs a server from the installed Postgres binaries with its data under a
+//! folder of the application (`.dbos/` by default). The first start initialises the data
+//! directory with a random superuser password (kept in `<folder>/password`); later starts,
+//! including after the application was killed, find the data and reuse a server that is
+//! still running. The server listens on 127.0.0.1 only, on a free port chosen at start.
+//!
+//! When the process runs as root, the server runs as the `postgres` account (Postgres refuses
+//! root) and its data directory is owned by it.
+//!
+//! ```no_run
+//! use dbos_core::local_postgres::LocalPostgres;
+//!
+//! #[tokio::main]
+//! async fn main() -> dbos_core::Result<()> {
+//!     let pg = LocalPostgres::builder(".dbos").start().await?;
+//!     println!("listening on port {}", pg.port());
+//!     let url = pg.url("shop_dbos_sys"); // contains the password: never log it
+//!     println!("{}", dbos_core::sysdb::redact_url(&url));
+//!     Ok(())
+//! }
+//! ```
+
+mod account;
+mod binaries;
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use account::ServerAccount;
+pub use binaries::ENV_POSTGRES_BIN_DIR;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The superuser the local server is initialised with.
+pub const SUPERUSER: &str = "postgres";
+
+/// A running local Postgres server.
+#[derive(Clone)]
+pub struct LocalPostgres {
+    root: PathBuf,
+    bin_dir: PathBuf,
+    port: u16,
+    password: String,
+    account: Option<ServerAccount>,
+    reused: bool,
+}
+
+impl std::fmt::Debug for LocalPostgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalPostgres")
+            .field("root", &self.root)
+            .field("bin_dir", &self.bin_dir)
+            .field("port", &self.port)
+            .field("reused", &self.reused)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options for starting a [`LocalPostgres`]; see [`LocalPostgres::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `start` is awaited"]
+pub struct LocalPostgresBuilder {
+    root: PathBuf,
+    ephemeral: bool,
+    tls: Option<(String, String)>,
+    settings: Vec<(String, String)>,
+}
+
+impl LocalPostgres {
+    /// A builder for a server whose files live under `root`.
+    pub fn builder(root: impl Into<PathBuf>) -> LocalPostgresBuilder {
+        LocalPostgresBuilder {
+            root: root.into(),
+            ephemeral: false,
+            tls: None,
+            settings: Vec::new(),
+        }
+    }
+
+    /// The URL of `database` on this server, with the superuser's password in it.
+    /// Log [`redacted_url`](Self::redacted_url) instead.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
+    }
+
+    /// The URL of `database` with the password replaced by `***`.
+    pub fn redacted_url(&self, database: &str) -> String {
+        crate::sysdb::redact_url(&self.url(database))
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The folder holding the data directory, password, log and lock.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of the server binaries in use (`pg_dump`, `psql` live there too).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// Whether an already running server was reused instead of started.
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Stops the server (fast shutdown: open sessions are ended).
+    ///
+    /// # Errors
+    /// [`ErrorKind::LocalPostgres`] when `pg_ctl stop` fails.
+    pub async fn stop(&self) -> Result<()> {
+        let this = self.clone();
+        blocking(move || {
+            let mut cmd = account::command(&this.bin_dir.join("pg_ctl"), this.account.as_ref());
+            cmd.arg("-D")
+                .arg(this.root.join("data"))
+                .args(["-m", "fast", "-w", "stop"]);
+            run(cmd, "pg_ctl stop").map(|_| ())
+        })
+        .await
+    }
+}
+
+impl LocalPostgresBuilder {
+    /// Trades durability for speed (`fsync=off`, no sync at init): for tests and benchmarks,
+    /// never for data you keep.
+    pub fn ephemeral(mut self, ephemeral: bool) -> Self {
+        self.ephemeral = ephemeral;
+        self
+    }
+
+    /// Serves TLS with this PEM certificate and key (written into the data directory).
+    pub fn tls(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.tls = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Passes `-c name=value` to the server.
+    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// Starts the server, or reuses the one already running on this folder.
+    ///
+    /// Safe to call from several processes at once: they serialise on a lock file and all
+    /// end up using one server.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LocalPostgres`] when the binaries are missing, `initdb` or `pg_ctl` fail
+    /// (the message carries the end of the server log), or no unprivileged account exists
+    /// when running as root.
+    pub async fn start(self) -> Result<LocalPostgres> {
+        blocking(move || self.start_blocking()).await
+    }
+
+    fn start_blocking(self) -> Result<LocalPostgres> {
+        let bin_dir = binaries::find()?;
+        let account = account::server_account()?;
+        let root = self.resolve_root(account.as_ref())?;
+        let lock = File::create(root.join("lock")).map_err(|e| {
+            Error::io(
+                format!("could not create {}", root.join("lock").display()),
+                e,
+            )
+        })?;
+        lock.lock()
+            .map_err(|e| Error::io("could not lock the local Postgres folder", e))?;
+
+        let data = root.join("data");
+        let password_file = root.join("password");
+        if !data.join("PG_VERSION").is_file() {
+            self.initdb(&bin_dir, &root, account.as_ref())?;
+        }
+        let password = fs::read_to_string(&password_file)
+            .map_err(|e| Error::io(format!("could not read {}", password_file.display()), e))?
+            .trim()
+            .to_owned();
+        if let Some(port) = running_port(&data) {
+            tracing::debug!(port, root = %root.display(), "reusing the running local Postgres");
+            return Ok(LocalPostgres {
+                root,
+                bin_dir,
+                port,
+                password,
+                account,
+                reused: true,
+            });
+        }
+        let port = self.pg_ctl_start(&bin_dir, &root, account.as_ref())?;
+        tracing::info!(port, root = %root.display(), "started a local Postgres");
+        Ok(LocalPostgres {
+            root,
+            bin_dir,
+            port,
+            password,
+            account,
+            reused: false,
+        })
+    }
+
+    /// The absolute root folder, created; when running as root and the `postgres` account
+    /// cannot reach it (say, under /root), a folder under /var/tmp keyed by its path.
+    fn resolve_root(&self, account: Option<&ServerAccount>) -> Result<PathBuf> {
+        let mut root = std::path::absolute(&self.root)
+            .map_err(|e| Error::io(format!("invalid folder {}", self.root.display()), e))?;
+        if let Some(a) = account {
+            if !a.can_reach(&root) {
+                use sha2::{Digest, Sha256};
+                let hash = format!("{:x}", Sha256::digest(root.to_string_lossy().as_bytes()));
+                let fallback = PathBuf::from("/var/tmp/dbos-local-postgres").join(&hash[..16]);
+                tracing::warn!(
+                    wanted = %root.display(),
+                    using = %fallback.display(),
+                    "the `{}` account cannot reach the local Postgres folder; keeping the data in a reachable folder instead",
+                    a.name
+                );
+                fs::create_dir_all(&root)
+                    .map_err(|e| Error::io(format!("could not create {}", root.display()), e))?;
+                let _ = fs::write(root.join("LOCATION"), format!("{}\n", fallback.display()));
+                root = fallback;
+            }
+        }
+        fs::create_dir_all(&root)
+            .map_err(|e| Error::io(format!("could not create {}", root.display()), e))?;
+        if account.is_some() {
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).map_err(|e| {
+                Error::io(
+                    format!("could not set permissions on {}", root.display()),
+                    e,
+                )
+            })?;
+        }
+        Ok(root)
+    }
+
+    fn initdb(&self, bin_dir: &Path, root: &Path, account: Option<&ServerAccount>) -> Result<()> {
+        let data = root.join("data");
+        if data.exists() {
+            // A previous initdb was interrupted: start over.
+            fs::remove_dir_all(&data)
+                .map_err(|e| Error::io(format!("could not clear {}", data.display()), e))?;
+        }
+        fs::create_dir_all(&data)
+            .map_err(|e| Error::io(format!("could not create {}", data.display()), e))?;
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).map_err(|e| {
+            Error::io(
+                format!("could not set permissions on {}", data.display()),
+                e,
+            )
+        })?;
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        write_private(&root.join("password"), &password, None)?;
+        let pwfile = root.join("pwfile.tmp");
+        write_private(&pwfile, &password, account)?;
+        if let Some(a) = account {
+            a.own(&data)?;
+        }
+        let mut cmd = account::command(&bin_dir.join("initdb"), account);
+        cmd.current_dir(root)
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                SUPERUSER,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth=scram-sha-256",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()));
+        if self.ephemeral {
+            cmd.arg("--no-sync");
+        }
+        let result = run(cmd, "initdb");
+        let _ = fs::remove_file(&pwfile);
+        result?;
+        if let Some((cert, key)) = &self.tls {
+            write_private(&data.join("server.crt"), cert, account)?;
+            write_private(&data.join("server.key"), key, account)?;
+        }
+        Ok(())
+    }
+
+    fn pg_ctl_start(
+        &self,
+        bin_dir: &Path,
+        root: &Path,
+        account: Option<&ServerAccount>,
+    ) -> Result<u16> {
+        let log = root.join("server.log");
+        File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| Error::io(format!("could not create {}", log.display()), e))?;
+        if let Some(a) = account {
+            a.own(&log)?;
+        }
+        let mut last_error = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let mut options =
+                format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
+            if self.ephemeral {
+                options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            }
+            if self.tls.is_some() {
+                options
+                    .push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+            }
+            for (k, v) in &self.settings {
+                options.push_str(&format!(" -c {k}={v}"));
+            }
+            let mut cmd = account::command(&bin_dir.join("pg_ctl"), account);
+            {
+                use std::os::unix::process::CommandExt;
+                // Its own process group: Ctrl-C on the application does not stop the server.
+                cmd.process_group(0);
+            }
+            cmd.current_dir(root)
+                .arg("-D")
+                .arg(root.join("data"))
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "-o", &options, "start"]);
+            match run(cmd, "pg_ctl start") {
+                Ok(_) => return Ok(port),
+                Err(e) => {
+                    let tail = log_tail(&log);
+                    last_error = Some(Error::new(
+                        ErrorKind::LocalPostgres,
+                        format!("{e}\nserver log ({}):\n{tail}", log.display()),
+                    ));
+                }
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| Error::new(ErrorKind::LocalPostgres, "pg_ctl start failed")))
+    }
+}
+
+/// The port of a live server on `data`, from its `postmaster.pid`.
+fn running_port(data: &Path) -> Option<u16> {
+    let pidfile = fs::read_to_string(data.join("postmaster.pid")).ok()?;
+    let mut lines = pidfile.lines();
+    let pid: i32 = lines.next()?.trim().parse().ok()?;
+    let port: u16 = lines.nth(2)?.trim().parse().ok()?;
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !alive {
+        return None;
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .ok()
+        .map(|_| port)
+}
+
+fn free_port() -> Result<u16> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("could not find a free port", e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::io("could not find a free port", e))
+}
+
+fn write_private(path: &Path, contents: &str, account: Option<&ServerAccount>) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode_private()
+        .open(path)
+        .map_err(|e| Error::io(format!("could not write {}", path.display()), e))?;
+    f.write_all(contents.as_bytes())
+        .map_err(|e| Error::io(format!("could not write {}", path.display()), e))?;
+    if let Some(a) = account {
+        a.own(path)?;
+    }
+    Ok(())
+}
+
+trait ModePrivate {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl ModePrivate for fs::OpenOptions {
+    fn mode_private(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.mode(0o600)
+    }
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::LocalPostgres,
+                format!("could not run {what}: {e}"),
+            )
+            .with_source(e)
+        })?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    Err(Error::new(
+        ErrorKind::LocalPostgres,
+        format!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        ),
+    ))
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Error::new(
+            ErrorKind::LocalPostgres,
+            format!("the local Postgres task failed: {e}"),
+        )
+    })?
+}

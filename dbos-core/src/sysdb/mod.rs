@@ -1,0 +1,219 @@
+//! Access to the system database: connection pool, TLS, retries, migrations.
+//!
+//! [`SystemDatabase`] is a pooled handle to the Postgres database that holds the DBOS schema.
+//! Everything durable this library does goes through it.
+
+mod migrate;
+mod retry;
+mod tls;
+mod url;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+
+pub use migrate::{Migration, MigrationOutcome, MIGRATIONS, SCHEMA_VERSION};
+pub(crate) use retry::retry_transient;
+pub use url::redact_url;
+pub(crate) use url::{quote_ident, DatabaseUrl};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// How to connect to a system database.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Maximum pooled connections.
+    pub pool_size: usize,
+    /// Timeout of one connection attempt.
+    pub connect_timeout: Duration,
+    /// How long transient failures are retried before they are reported.
+    pub retry_for: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            pool_size: 20,
+            connect_timeout: Duration::from_secs(10),
+            retry_for: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A pooled connection to the system database, with the schema it uses.
+///
+/// Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct SystemDatabase {
+    pool: Pool,
+    schema: String,
+    quoted_schema: String,
+    url: DatabaseUrl,
+    retry_for: Duration,
+}
+
+impl std::fmt::Debug for SystemDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemDatabase")
+            .field("url", &self.url.redacted)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl SystemDatabase {
+    /// Connects to the database at `url`, creating the database when it does not exist yet,
+    /// and retrying transient connection failures (server starting up, network blip) with
+    /// backoff for up to `options.retry_for`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for a bad URL, [`ErrorKind::Connection`] when the server stays
+    /// unreachable, [`ErrorKind::Database`] when authentication or database creation fails.
+    pub async fn connect(url: &str, schema: &str, options: &ConnectOptions) -> Result<Self> {
+        let mut parsed = DatabaseUrl::parse(url)?;
+        parsed.config.connect_timeout(options.connect_timeout);
+        let tls = tls::connector(&parsed)?;
+        let manager = Manager::from_config(
+            parsed.config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(options.connect_timeout))
+            .wait_timeout(Some(options.connect_timeout + options.retry_for))
+            .build()
+            .map_err(|e| Error::config(format!("could not build the connection pool: {e}")))?;
+        let db = SystemDatabase {
+            pool,
+            schema: schema.to_owned(),
+            quoted_schema: quote_ident(schema),
+            url: parsed,
+            retry_for: options.retry_for,
+        };
+        match db.first_connection().await {
+            Err(e) if e.sqlstate() == Some("3D000") => {
+                db.create_database(&tls).await?;
+                db.first_connection().await?;
+            }
+            other => other?,
+        }
+        Ok(db)
+    }
+
+    async fn first_connection(&self) -> Result<()> {
+        let client = self.client().await?;
+        drop(client);
+        Ok(())
+    }
+
+    /// Creates the URL's database through the `postgres` maintenance database.
+    async fn create_database(&self, tls: &tokio_postgres_rustls::MakeRustlsConnect) -> Result<()> {
+        let name = self.url.database().to_owned();
+        let mut admin = self.url.config.clone();
+        admin.dbname("postgres");
+        let (client, connection) = admin.connect(tls.clone()).await.map_err(|e| {
+            Error::db(
+                format!("database `{name}` does not exist and the `postgres` database to create it from is unreachable"),
+                e,
+            )
+        })?;
+        let conn = tokio::spawn(connection);
+        let result = client
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+            .await;
+        drop(client);
+        let _ = conn.await;
+        match result {
+            Ok(()) => {
+                tracing::info!(database = %name, "created the system database");
+                Ok(())
+            }
+            // Another process created it at the same time.
+            Err(e) if e.code().map(|c| c.code()) == Some("42P04") => Ok(()),
+            Err(e) => Err(Error::db(
+                format!("database `{name}` does not exist and could not be created (grant CREATEDB or create it yourself)"),
+                e,
+            )),
+        }
+    }
+
+    /// Takes a connection from the pool, retrying transient failures with backoff.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Connection`] when no connection could be made within the retry window;
+    /// [`ErrorKind::Database`] for a permanent refusal (bad password, missing database).
+    pub async fn client(&self) -> Result<Object> {
+        retry_transient("connect to the system database", self.retry_for, || async {
+            self.pool.get().await.map_err(|e| self.pool_error(e))
+        })
+        .await
+    }
+
+    fn pool_error(&self, e: deadpool_postgres::PoolError) -> Error {
+        let context = format!(
+            "could not connect to the system database {}",
+            self.url.redacted
+        );
+        match e {
+            deadpool_postgres::PoolError::Backend(pg) => Error::db(context, pg),
+            deadpool_postgres::PoolError::Timeout(_) => Error::new(
+                ErrorKind::Connection,
+                format!("{context}: timed out (is the server running and reachable?)"),
+            ),
+            other => Error::new(ErrorKind::Connection, format!("{context}: {other}")),
+        }
+    }
+
+    /// The schema name (unquoted).
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The schema name quoted for use in SQL text.
+    pub fn quoted_schema(&self) -> &str {
+        &self.quoted_schema
+    }
+
+    /// The database URL with its password replaced by `***`.
+    pub fn redacted_url(&self) -> &str {
+        &self.url.redacted
+    }
+
+    /// The database name.
+    pub fn database_name(&self) -> &str {
+        self.url.database()
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Creates or upgrades the DBOS schema; see [`MigrationOutcome`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::Schema`] when the schema exists but is not a DBOS schema, or is an older
+    /// one this library cannot continue.
+    pub async fn migrate(&self) -> Result<MigrationOutcome> {
+        let mut client = self.client().await?;
+        migrate::migrate(&mut client, &self.schema).await
+    }
+
+    /// The version recorded in `dbos_migrations`, or `None` when the schema is absent.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub async fn schema_version(&self) -> Result<Option<i64>> {
+        let client = self.client().await?;
+        migrate::recorded_version(&client, &self.schema).await
+    }
+
+    /// Closes the pool; connections in use are closed when returned.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+}
