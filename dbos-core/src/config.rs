@@ -39,6 +39,7 @@ pub struct Config {
     pub(crate) executor_id: String,
     pub(crate) application_version: Option<String>,
     pub(crate) local_postgres_dir: PathBuf,
+    pub(crate) queues: Vec<crate::queue::Queue>,
 }
 
 impl std::fmt::Debug for Config {
@@ -59,6 +60,10 @@ impl std::fmt::Debug for Config {
             .field("executor_id", &self.executor_id)
             .field("application_version", &self.application_version)
             .field("local_postgres_dir", &self.local_postgres_dir)
+            .field(
+                "queues",
+                &self.queues.iter().map(|q| q.name()).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -77,6 +82,7 @@ impl Config {
             executor_id: "local".to_owned(),
             application_version: None,
             local_postgres_dir: PathBuf::from(".dbos"),
+            queues: Vec::new(),
         }
     }
 
@@ -157,6 +163,14 @@ impl Config {
     /// The folder of the embedded local Postgres (default `.dbos` in the working directory).
     pub fn local_postgres_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.local_postgres_dir = dir.into();
+        self
+    }
+
+    /// Registers a queue: its definition is recorded in `dbos.queues` at launch and this
+    /// executor serves it (the internal queue is always served).
+    pub fn queue(mut self, queue: &crate::queue::Queue) -> Self {
+        self.queues.retain(|q| q.name() != queue.name());
+        self.queues.push(queue.clone());
         self
     }
 

@@ -55,6 +55,8 @@ pub enum ErrorKind {
     WorkflowFailed,
     /// A deadline or timeout passed.
     Timeout,
+    /// The queue already holds an active workflow with this deduplication id.
+    QueueDeduplicated,
     /// The runtime is not launched, or is shutting down.
     NotLaunched,
     /// A file system or process error.
@@ -62,6 +64,35 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    const ALL: &'static [ErrorKind] = &[
+        ErrorKind::Config,
+        ErrorKind::Connection,
+        ErrorKind::Database,
+        ErrorKind::Schema,
+        ErrorKind::LocalPostgres,
+        ErrorKind::Serialization,
+        ErrorKind::ConflictingWorkflow,
+        ErrorKind::ConflictingWorkflowId,
+        ErrorKind::NonExistentWorkflow,
+        ErrorKind::WorkflowFunctionNotFound,
+        ErrorKind::ConflictingRegistration,
+        ErrorKind::WorkflowCancelled,
+        ErrorKind::UnexpectedStep,
+        ErrorKind::AwaitedWorkflowCancelled,
+        ErrorKind::MaxRecoveryAttemptsExceeded,
+        ErrorKind::MaxStepRetriesExceeded,
+        ErrorKind::WorkflowFailed,
+        ErrorKind::Timeout,
+        ErrorKind::QueueDeduplicated,
+        ErrorKind::NotLaunched,
+        ErrorKind::Io,
+    ];
+
+    /// The kind whose `Debug` name is `name` (the inverse of `format!("{kind:?}")`).
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        Self::ALL.iter().copied().find(|k| format!("{k:?}") == name)
+    }
+
     /// The numeric code DBOS Python uses for this kind, where one exists.
     pub fn dbos_code(self) -> Option<i64> {
         Some(match self {
@@ -74,6 +105,7 @@ impl ErrorKind {
             ErrorKind::ConflictingWorkflow => 9,
             ErrorKind::WorkflowCancelled => 10,
             ErrorKind::UnexpectedStep => 11,
+            ErrorKind::QueueDeduplicated => 12,
             ErrorKind::AwaitedWorkflowCancelled => 13,
             ErrorKind::ConflictingRegistration => 25,
             _ => return None,

@@ -20,6 +20,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod cluster;
+pub mod crash;
 pub mod database;
 pub mod python;
 

@@ -4,9 +4,11 @@
 //! Everything durable this library does goes through it.
 
 mod migrate;
+pub(crate) mod queues;
 mod retry;
 mod tls;
 mod url;
+pub(crate) mod workflows;
 
 use std::time::Duration;
 

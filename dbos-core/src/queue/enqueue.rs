@@ -1,0 +1,280 @@
+//! Enqueuing a workflow: [`QueuedCall`], made by [`WorkflowCall::enqueue`].
+
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::codec::PortableInputs;
+use crate::error::{Error, ErrorKind, Result};
+use crate::queue::Queue;
+use crate::runtime::{Dbos, RuntimeInner};
+use crate::sysdb::workflows::{now_ms, NewWorkflow, ParentLink, QueueFields};
+use crate::workflow::call::{WorkflowCall, WorkflowHandle};
+use crate::workflow::context::{current, Slot};
+use crate::workflow::registry::BoxFuture;
+use crate::workflow::types::{Portable, WorkflowError};
+
+impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
+    /// Puts the workflow on `queue` instead of running it here: any executor serving the
+    /// queue runs it, within the queue's limits. `.await` the result for its handle.
+    ///
+    /// Inside a workflow the enqueue is recorded, so a replay never enqueues twice.
+    pub fn enqueue(self, queue: &Queue) -> QueuedCall<T, E> {
+        QueuedCall {
+            call: self,
+            queue: queue.name().to_owned(),
+            priority: 0,
+            deduplication_id: None,
+            return_existing: false,
+            partition_key: None,
+            delay: None,
+            app_version: None,
+        }
+    }
+}
+
+/// A workflow call on its way to a queue; options chain before `.await`, which returns a
+/// [`WorkflowHandle`].
+#[must_use = "nothing is enqueued until the call is awaited"]
+pub struct QueuedCall<T, E> {
+    call: WorkflowCall<T, E>,
+    queue: String,
+    priority: i32,
+    deduplication_id: Option<String>,
+    return_existing: bool,
+    partition_key: Option<String>,
+    delay: Option<Duration>,
+    app_version: Option<String>,
+}
+
+impl<T, E> std::fmt::Debug for QueuedCall<T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedCall")
+            .field("call", &self.call)
+            .field("queue", &self.queue)
+            .field("priority", &self.priority)
+            .field("deduplication_id", &self.deduplication_id)
+            .field("partition_key", &self.partition_key)
+            .field("delay", &self.delay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
+    /// Lower runs first; 0 (the default) runs before any explicit priority.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Rejects the enqueue ([`ErrorKind::QueueDeduplicated`]) while another workflow with this
+    /// id is active on the queue; the id is free again once that workflow completes.
+    pub fn deduplication_id(mut self, id: impl Into<String>) -> Self {
+        self.deduplication_id = Some(id.into());
+        self
+    }
+
+    /// With a deduplication id: instead of failing, return a handle to the active workflow
+    /// holding the id.
+    pub fn return_existing_on_duplicate(mut self) -> Self {
+        self.return_existing = true;
+        self
+    }
+
+    /// The partition of a partitioned queue this workflow belongs to.
+    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
+        self
+    }
+
+    /// Keeps the workflow `DELAYED` for `delay` before it becomes eligible to run.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Only executors of this application version may run it (default: the caller's).
+    pub fn app_version(mut self, version: impl Into<String>) -> Self {
+        self.app_version = Some(version.into());
+        self
+    }
+
+    async fn enqueue(self) -> Result<WorkflowHandle<T, E>> {
+        let args: Vec<Value> = self.call.args.into_iter().collect::<Result<_>>()?;
+        let inputs = PortableInputs::positional(args).to_text()?;
+        let def = self.call.def;
+        let timeout_ms = self.call.timeout.map(|t| t.as_millis() as i64);
+        let fields = QueueFields {
+            queue_name: &self.queue,
+            priority: self.priority,
+            deduplication_id: self.deduplication_id.as_deref(),
+            partition_key: self.partition_key.as_deref(),
+            delay_until_ms: self.delay.map(|d| now_ms() + d.as_millis() as i64),
+        };
+        let creator = uuid::Uuid::new_v4().to_string();
+        let (rt, id, parent_ctx, function_id) = match current() {
+            Some(ctx) => {
+                let function_id = match ctx.begin(def.name)? {
+                    Slot::Recorded { checkpoint, .. } => {
+                        if let Some(id) = checkpoint.child_workflow_id {
+                            return Ok(WorkflowHandle::attach(ctx.runtime.clone(), id));
+                        }
+                        return Err(Error::new(
+                            ErrorKind::UnexpectedStep,
+                            format!(
+                                "the recorded operation of workflow `{}` is not an enqueue of `{}`",
+                                ctx.workflow_id, def.name
+                            ),
+                        ));
+                    }
+                    Slot::Fresh { function_id } => function_id,
+                };
+                let id = self
+                    .call
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{function_id}", ctx.workflow_id));
+                (ctx.runtime.clone(), id, Some(ctx), function_id)
+            }
+            None => {
+                let dbos = match self.call.runtime.clone() {
+                    Some(d) => d,
+                    None => Dbos::current()?,
+                };
+                let id = self
+                    .call
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                (dbos.inner().clone(), id, None, 0)
+            }
+        };
+        rt.check_accepting()?;
+        let app_version = self
+            .app_version
+            .clone()
+            .unwrap_or_else(|| rt.app_version.clone());
+        let parent = parent_ctx.as_ref().map(|ctx| ParentLink {
+            workflow_id: &ctx.workflow_id,
+            owner_xid: &ctx.owner_xid,
+            function_id,
+        });
+        let row = rt
+            .sysdb
+            .start_workflow(&NewWorkflow {
+                id: &id,
+                name: def.name,
+                creator_xid: &creator,
+                owner_xid: None,
+                executor_id: None,
+                app_version: Some(&app_version),
+                app_name: &rt.app_name,
+                inputs: &inputs,
+                timeout_ms,
+                deadline_ms: None,
+                parent,
+                queue: Some(fields),
+            })
+            .await;
+        let row = match row {
+            Ok(row) => row,
+            Err(e) if e.kind() == ErrorKind::QueueDeduplicated && self.return_existing => {
+                let dedup = self.deduplication_id.as_deref().unwrap_or_default();
+                return match rt.sysdb.deduplicated_holder(&self.queue, dedup).await? {
+                    Some(holder) => Ok(WorkflowHandle::attach(rt, holder)),
+                    // The holder completed in between: the id is free again.
+                    None => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        let row = match (row, &parent_ctx) {
+            (Some(row), _) => row,
+            // Only a child enqueue is fenced: the parent lost its ownership.
+            (None, Some(ctx)) => {
+                return Err(ctx.fail(rt.sysdb.ownership_error(&ctx.workflow_id).await))
+            }
+            (None, None) => {
+                return Err(Error::new(
+                    ErrorKind::Database,
+                    format!("workflow `{id}` was not inserted"),
+                ))
+            }
+        };
+        if !row.created && row.name != def.name {
+            return Err(Error::new(
+                ErrorKind::ConflictingWorkflow,
+                format!(
+                    "workflow id `{id}` already belongs to workflow `{}`, not `{}`",
+                    row.name, def.name
+                ),
+            )
+            .with_workflow_id(id));
+        }
+        if row.created {
+            rt.queue_wakeup.notify_waiters();
+        }
+        Ok(WorkflowHandle::attach(rt, id))
+    }
+}
+
+impl<T: Portable, E: WorkflowError> IntoFuture for QueuedCall<T, E> {
+    type Output = std::result::Result<WorkflowHandle<T, E>, E>;
+    type IntoFuture = BoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.enqueue().await.map_err(E::from) })
+    }
+}
+
+/// Enqueues a workflow by name with JSON arguments, for workflows this binary may not have
+/// (another process serving the queue runs it).
+pub(crate) async fn enqueue_by_name(
+    rt: &std::sync::Arc<RuntimeInner>,
+    name: &str,
+    queue: &str,
+    args: Vec<Value>,
+    id: Option<String>,
+) -> Result<WorkflowHandle<Value, Error>> {
+    let inputs = PortableInputs::positional(args).to_text()?;
+    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let creator = uuid::Uuid::new_v4().to_string();
+    let row = rt
+        .sysdb
+        .start_workflow(&NewWorkflow {
+            id: &id,
+            name,
+            creator_xid: &creator,
+            owner_xid: None,
+            executor_id: None,
+            app_version: None,
+            app_name: &rt.app_name,
+            inputs: &inputs,
+            timeout_ms: None,
+            deadline_ms: None,
+            parent: None,
+            queue: Some(QueueFields {
+                queue_name: queue,
+                ..Default::default()
+            }),
+        })
+        .await?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Database,
+                format!("workflow `{id}` was not inserted"),
+            )
+        })?;
+    if !row.created && row.name != name {
+        return Err(Error::new(
+            ErrorKind::ConflictingWorkflow,
+            format!(
+                "workflow id `{id}` already belongs to workflow `{}`, not `{name}`",
+                row.name
+            ),
+        ));
+    }
+    rt.queue_wakeup.notify_waiters();
+    Ok(WorkflowHandle::attach(rt.clone(), id))
+}

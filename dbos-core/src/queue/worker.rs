@@ -1,0 +1,162 @@
+//! The per-queue dequeue loop of an executor, and the background sweeps.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::queue::Queue;
+use crate::runtime::RuntimeInner;
+use crate::sysdb::queues::{Dequeued, Dequeuer};
+use crate::workflow::context::lock;
+
+/// What this executor runs from one queue right now (worker concurrency is per process).
+#[derive(Debug, Default)]
+pub(crate) struct LocalCounts {
+    total: i64,
+    per_partition: HashMap<String, i64>,
+}
+
+/// Released when a dequeued workflow's execution ends.
+pub(crate) struct RunningSlot {
+    counts: Arc<Mutex<LocalCounts>>,
+    partition: Option<String>,
+}
+
+impl Drop for RunningSlot {
+    fn drop(&mut self) {
+        let mut c = lock(&self.counts);
+        c.total -= 1;
+        if let Some(p) = &self.partition {
+            if let Some(n) = c.per_partition.get_mut(p) {
+                *n -= 1;
+                if *n <= 0 {
+                    c.per_partition.remove(p);
+                }
+            }
+        }
+    }
+}
+
+/// A small xorshift generator for jitter and partition order (no cryptographic use).
+fn random_u64() -> u64 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    u64::from_le_bytes(bytes[..8].try_into().unwrap_or([7; 8]))
+}
+
+/// `interval` scaled by a factor in [0.95, 1.05].
+pub(crate) fn jittered(interval: Duration) -> Duration {
+    let unit = (random_u64() % 10_001) as f64 / 10_000.0;
+    interval.mul_f64(0.95 + unit * 0.10)
+}
+
+/// Polls `queue` until shutdown.
+pub(crate) async fn serve(rt: Arc<RuntimeInner>, queue: Queue) {
+    let counts = Arc::new(Mutex::new(LocalCounts::default()));
+    let mut backoff = 1.0f64;
+    loop {
+        match poll_once(&rt, &queue, &counts).await {
+            Ok(contended) => {
+                backoff = if contended {
+                    (backoff * 2.0).min(8.0)
+                } else {
+                    (backoff * 0.9).max(1.0)
+                };
+            }
+            Err(e) => {
+                tracing::warn!(queue = queue.name(), error = %e, "dequeue failed; retrying");
+                backoff = (backoff * 2.0).min(8.0);
+            }
+        }
+        tokio::select! {
+            _ = rt.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(jittered(queue.polling_interval.mul_f64(backoff))) => {}
+            _ = rt.queue_wakeup.notified() => {}
+        }
+    }
+}
+
+/// One poll: claims what the limits allow and starts it. Returns whether contention with
+/// another executor was seen (the caller backs off).
+pub(crate) async fn poll_once(
+    rt: &Arc<RuntimeInner>,
+    queue: &Queue,
+    counts: &Arc<Mutex<LocalCounts>>,
+) -> Result<bool> {
+    let partitions: Vec<Option<String>> = if queue.partitioned {
+        let mut keys = rt.sysdb.partition_keys(queue.name(), &rt.app_name).await?;
+        // Visit partitions in random order so no partition starves the others.
+        for i in (1..keys.len()).rev() {
+            keys.swap(i, (random_u64() % (i as u64 + 1)) as usize);
+        }
+        keys.into_iter().map(Some).collect()
+    } else {
+        vec![None]
+    };
+    let who = Dequeuer {
+        executor_id: &rt.executor_id,
+        app_version: &rt.app_version,
+        app_name: &rt.app_name,
+    };
+    let mut contended = false;
+    for partition in partitions {
+        let local_free = {
+            let c = lock(counts);
+            let mut free = queue
+                .worker_concurrency
+                .map_or(i64::MAX, |w| i64::from(w) - c.total);
+            if let (Some(pw), Some(p)) = (queue.partition_worker_concurrency, &partition) {
+                free = free.min(i64::from(pw) - c.per_partition.get(p).copied().unwrap_or(0));
+            }
+            free.min(1000)
+        };
+        match rt
+            .sysdb
+            .dequeue(queue, partition.as_deref(), local_free, who)
+            .await?
+        {
+            Dequeued::Contended => contended = true,
+            Dequeued::Claimed(claimed) => {
+                for c in claimed {
+                    {
+                        let mut lc = lock(counts);
+                        lc.total += 1;
+                        if let Some(p) = &partition {
+                            *lc.per_partition.entry(p.clone()).or_default() += 1;
+                        }
+                    }
+                    let slot = RunningSlot {
+                        counts: counts.clone(),
+                        partition: partition.clone(),
+                    };
+                    rt.dispatch_claimed(c, Some(slot));
+                }
+            }
+        }
+    }
+    Ok(contended)
+}
+
+/// Runs the sweeps every second until shutdown (only one process per application sweeps at
+/// a time; the others find the lock taken).
+pub(crate) async fn sweeps(rt: Arc<RuntimeInner>) {
+    loop {
+        match rt.sysdb.sweep(&rt.app_name).await {
+            Ok(Some((enqueued, cancelled))) => {
+                if enqueued > 0 {
+                    tracing::debug!(enqueued, "delayed workflows are now enqueued");
+                    rt.queue_wakeup.notify_waiters();
+                }
+                if cancelled > 0 {
+                    tracing::info!(cancelled, "cancelled workflows past their deadline");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "the background sweeps failed; retrying"),
+        }
+        tokio::select! {
+            _ = rt.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(jittered(Duration::from_secs(1))) => {}
+        }
+    }
+}

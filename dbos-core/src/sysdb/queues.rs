@@ -1,0 +1,386 @@
+//! The statements behind queues: persisting queue definitions, dequeuing within the queue's
+//! limits (the DBOS dequeue rules), and the background sweeps (delayed → enqueued, expired →
+//! cancelled) that one process per application runs at a time.
+
+use tokio_postgres::IsolationLevel;
+
+use super::workflows::{now_ms, ClaimedWorkflow};
+use super::SystemDatabase;
+use crate::error::{Error, Result};
+use crate::queue::{Queue, RateLimit};
+
+/// SQLSTATEs that mean "someone else is dequeuing these rows right now": skip this poll.
+fn is_contention(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code().map(|c| c.code()),
+        Some("55P03" | "40001" | "40P01")
+    )
+}
+
+/// Who is dequeuing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dequeuer<'a> {
+    pub(crate) executor_id: &'a str,
+    pub(crate) app_version: &'a str,
+    pub(crate) app_name: &'a str,
+}
+
+/// The result of one dequeue attempt.
+#[derive(Debug)]
+pub(crate) enum Dequeued {
+    /// Claimed rows (possibly none).
+    Claimed(Vec<ClaimedWorkflow>),
+    /// Another executor held the rows or the snapshot conflicted: try again next poll.
+    Contended,
+}
+
+impl SystemDatabase {
+    /// Records a queue's definition in `dbos.queues` (insert, or update the limits).
+    pub(crate) async fn upsert_queue(&self, q: &Queue, app_name: &str) -> Result<()> {
+        let s = self.quoted_schema();
+        let client = self.client().await?;
+        let int = |v: Option<u32>| v.map(|n| n as i32);
+        let max = |r: Option<RateLimit>| r.map(|r| r.max as i32);
+        let period = |r: Option<RateLimit>| r.map(|r| r.period.as_secs_f64());
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {s}.queues (name, concurrency, worker_concurrency, rate_limit_max, rate_limit_period_sec,
+                         priority_enabled, partition_queue, polling_interval_sec, application_name,
+                         partition_concurrency, partition_worker_concurrency, partition_rate_limit_max,
+                         partition_rate_limit_period_sec)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     ON CONFLICT (name) DO UPDATE SET
+                         concurrency = EXCLUDED.concurrency, worker_concurrency = EXCLUDED.worker_concurrency,
+                         rate_limit_max = EXCLUDED.rate_limit_max, rate_limit_period_sec = EXCLUDED.rate_limit_period_sec,
+                         priority_enabled = EXCLUDED.priority_enabled, partition_queue = EXCLUDED.partition_queue,
+                         polling_interval_sec = EXCLUDED.polling_interval_sec,
+                         application_name = COALESCE({s}.queues.application_name, EXCLUDED.application_name),
+                         partition_concurrency = EXCLUDED.partition_concurrency,
+                         partition_worker_concurrency = EXCLUDED.partition_worker_concurrency,
+                         partition_rate_limit_max = EXCLUDED.partition_rate_limit_max,
+                         partition_rate_limit_period_sec = EXCLUDED.partition_rate_limit_period_sec,
+                         updated_at = (EXTRACT(epoch FROM now()) * 1000.0)::bigint"
+                ),
+                &[
+                    &q.name(),
+                    &int(q.concurrency),
+                    &int(q.worker_concurrency),
+                    &max(q.rate_limit),
+                    &period(q.rate_limit),
+                    &q.priority_enabled,
+                    &q.partitioned,
+                    &q.polling_interval.as_secs_f64(),
+                    &app_name,
+                    &int(q.partition_concurrency),
+                    &int(q.partition_worker_concurrency),
+                    &max(q.partition_rate_limit),
+                    &period(q.partition_rate_limit),
+                ],
+            )
+            .await
+            .map_err(|e| Error::db(format!("could not register queue `{}`", q.name()), e))?;
+        Ok(())
+    }
+
+    /// The partition keys with enqueued work, for a partitioned queue.
+    pub(crate) async fn partition_keys(&self, queue: &str, app_name: &str) -> Result<Vec<String>> {
+        let s = self.quoted_schema();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT DISTINCT queue_partition_key FROM {s}.workflow_status
+                      WHERE queue_name = $1 AND status = 'ENQUEUED' AND queue_partition_key IS NOT NULL
+                        AND (application_name = $2 OR application_name IS NULL)"
+                ),
+                &[&queue, &app_name],
+            )
+            .await
+            .map_err(|e| Error::db(format!("could not list the partitions of `{queue}`"), e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Claims as many workflows from `queue` (one partition of it, for a partitioned queue)
+    /// as its limits allow, `local_free` being what this executor may still start.
+    ///
+    /// Shared budgets (global/partition concurrency, rate limits) are counted in a
+    /// `REPEATABLE READ` snapshot and the rows locked `NOWAIT`, so two executors can never
+    /// both spend the same budget: the second fails to lock (or to serialise) and skips
+    /// this poll. Without a shared budget, `SKIP LOCKED` lets executors claim side by side.
+    pub(crate) async fn dequeue(
+        &self,
+        queue: &Queue,
+        partition: Option<&str>,
+        local_free: i64,
+        who: Dequeuer<'_>,
+    ) -> Result<Dequeued> {
+        if local_free <= 0 {
+            return Ok(Dequeued::Claimed(Vec::new()));
+        }
+        let shared = queue.has_shared_budget();
+        if !shared && partition.is_none() {
+            // No shared budget: one autocommit statement claims with SKIP LOCKED.
+            let claimed = self
+                .claim_from_queue(
+                    queue.name(),
+                    local_free,
+                    who.executor_id,
+                    who.app_version,
+                    who.app_name,
+                )
+                .await?;
+            return Ok(Dequeued::Claimed(claimed));
+        }
+        let s = self.quoted_schema();
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(if shared {
+                IsolationLevel::RepeatableRead
+            } else {
+                IsolationLevel::ReadCommitted
+            })
+            .start()
+            .await
+            .map_err(|e| Error::db("could not begin a dequeue", e))?;
+        let now = now_ms();
+        let name = queue.name();
+        let mut max_tasks = local_free;
+        let app = "(application_name = $2 OR application_name IS NULL)";
+
+        // Budgets: (limit, rate-limited?, partition-scoped?).
+        let mut budgets: Vec<(RateLimit, bool)> = Vec::new();
+        if let Some(r) = queue.rate_limit {
+            budgets.push((r, false));
+        }
+        if let (Some(r), Some(_)) = (queue.partition_rate_limit, partition) {
+            budgets.push((r, true));
+        }
+        for (limit, per_partition) in budgets {
+            let scope = if per_partition { partition } else { None };
+            let since = now - limit.period.as_millis() as i64;
+            let row = tx
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {s}.workflow_status
+                          WHERE queue_name = $1 AND {app} AND rate_limited = TRUE
+                            AND status NOT IN ('ENQUEUED', 'DELAYED') AND started_at_epoch_ms > $3
+                            AND ($4::text IS NULL OR queue_partition_key = $4)"
+                    ),
+                    &[&name, &who.app_name, &since, &scope],
+                )
+                .await;
+            let started: i64 = match row {
+                Ok(r) => r.get(0),
+                Err(e) if is_contention(&e) => return Ok(Dequeued::Contended),
+                Err(e) => {
+                    return Err(Error::db(
+                        format!("could not count recent starts on `{name}`"),
+                        e,
+                    ))
+                }
+            };
+            max_tasks = max_tasks.min(i64::from(limit.max) - started);
+        }
+        let mut concurrency: Vec<(u32, bool)> = Vec::new();
+        if let Some(c) = queue.concurrency {
+            concurrency.push((c, false));
+        }
+        if let (Some(c), Some(_)) = (queue.partition_concurrency, partition) {
+            concurrency.push((c, true));
+        }
+        for (limit, per_partition) in concurrency {
+            let scope = if per_partition { partition } else { None };
+            let row = tx
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {s}.workflow_status
+                          WHERE queue_name = $1 AND {app} AND status = 'PENDING'
+                            AND ($3::text IS NULL OR queue_partition_key = $3)"
+                    ),
+                    &[&name, &who.app_name, &scope],
+                )
+                .await;
+            let pending: i64 = match row {
+                Ok(r) => r.get(0),
+                Err(e) if is_contention(&e) => return Ok(Dequeued::Contended),
+                Err(e) => {
+                    return Err(Error::db(
+                        format!("could not count running workflows on `{name}`"),
+                        e,
+                    ))
+                }
+            };
+            max_tasks = max_tasks.min(i64::from(limit) - pending);
+        }
+        if max_tasks <= 0 {
+            let _ = tx.commit().await;
+            return Ok(Dequeued::Claimed(Vec::new()));
+        }
+        let lock = if shared {
+            "FOR UPDATE NOWAIT"
+        } else {
+            "FOR UPDATE SKIP LOCKED"
+        };
+        let claim = uuid::Uuid::new_v4().to_string();
+        let sql = format!(
+            "WITH latest AS (
+                 SELECT version_name FROM {s}.application_versions
+                  WHERE {app} ORDER BY version_timestamp DESC LIMIT 1
+             ),
+             picked AS (
+                 SELECT workflow_uuid FROM {s}.workflow_status
+                  WHERE queue_name = $1 AND status = 'ENQUEUED' AND {app} AND queue_partition_key IS NOT DISTINCT FROM $6::text
+                    AND (application_version = $3
+                         OR (application_version IS NULL AND COALESCE((SELECT version_name FROM latest), $3) = $3))
+                  ORDER BY priority ASC, created_at ASC
+                  LIMIT $5
+                  {lock}
+             )
+             UPDATE {s}.workflow_status ws
+                SET status = 'PENDING', owner_xid = $7, application_version = $3, executor_id = $4,
+                    application_name = $2, started_at_epoch_ms = $8, rate_limited = $9,
+                    recovery_attempts = ws.recovery_attempts + 1, updated_at = $8,
+                    workflow_deadline_epoch_ms = CASE WHEN ws.workflow_timeout_ms IS NOT NULL AND ws.workflow_deadline_epoch_ms IS NULL
+                                                      THEN $8 + ws.workflow_timeout_ms ELSE ws.workflow_deadline_epoch_ms END
+               FROM picked
+              WHERE ws.workflow_uuid = picked.workflow_uuid AND ws.status = 'ENQUEUED'
+             RETURNING ws.workflow_uuid, ws.name, ws.serialization, ws.recovery_attempts, ws.workflow_deadline_epoch_ms,
+                       (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid)"
+        );
+        let rate_limited = queue.rate_limit.is_some() || queue.partition_rate_limit.is_some();
+        let rows = tx
+            .query(
+                &sql,
+                &[
+                    &name,
+                    &who.app_name,
+                    &who.app_version,
+                    &who.executor_id,
+                    &max_tasks,
+                    &partition,
+                    &claim,
+                    &now,
+                    &rate_limited,
+                ],
+            )
+            .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) if is_contention(&e) => return Ok(Dequeued::Contended),
+            Err(e) => return Err(Error::db(format!("could not dequeue from `{name}`"), e)),
+        };
+        match tx.commit().await {
+            Ok(()) => {}
+            Err(e) if is_contention(&e) => return Ok(Dequeued::Contended),
+            Err(e) => {
+                return Err(Error::db(
+                    format!("could not commit a dequeue from `{name}`"),
+                    e,
+                ))
+            }
+        }
+        Ok(Dequeued::Claimed(
+            rows.iter()
+                .map(|r| ClaimedWorkflow {
+                    id: r.get(0),
+                    name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                    serialization: r.get(2),
+                    recovery_attempts: r.get::<_, Option<i64>>(3).unwrap_or_default(),
+                    deadline_ms: r.get(4),
+                    inputs: r.get(5),
+                    owner_xid: claim.clone(),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Runs the background sweeps if no other process of this application is running them:
+    /// delayed workflows whose time has come are enqueued, and workflows past their deadline
+    /// are cancelled. Returns (enqueued, cancelled), or `None` when another process holds the
+    /// sweep lock.
+    pub(crate) async fn sweep(&self, app_name: &str) -> Result<Option<(u64, u64)>> {
+        let s = self.quoted_schema();
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| Error::db("could not begin the sweeps", e))?;
+        let got: bool = tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock($1)",
+                &[&sweep_lock_key(self.schema(), app_name)],
+            )
+            .await
+            .map_err(|e| Error::db("could not take the sweep lock", e))?
+            .get(0);
+        if !got {
+            let _ = tx.commit().await;
+            return Ok(None);
+        }
+        let now = now_ms();
+        let app = "(application_name = $2 OR application_name IS NULL)";
+        let enqueued = tx
+            .execute(
+                &format!(
+                    "UPDATE {s}.workflow_status
+                        SET status = 'ENQUEUED', updated_at = $1,
+                            deduplication_id = CASE WHEN is_debounced THEN NULL ELSE deduplication_id END
+                      WHERE status = 'DELAYED' AND delay_until_epoch_ms <= $1 AND {app}"
+                ),
+                &[&now, &app_name],
+            )
+            .await
+            .map_err(|e| Error::db("the delayed-workflow sweep failed", e))?;
+        let cancelled = tx
+            .execute(
+                &format!(
+                    "UPDATE {s}.workflow_status
+                        SET status = 'CANCELLED', owner_xid = NULL, queue_name = NULL, deduplication_id = NULL,
+                            started_at_epoch_ms = NULL, updated_at = $1, completed_at = $1
+                      WHERE workflow_uuid IN (
+                            SELECT workflow_uuid FROM {s}.workflow_status
+                             WHERE status IN ('ENQUEUED', 'PENDING', 'DELAYED') AND workflow_deadline_epoch_ms <= $1 AND {app}
+                             ORDER BY workflow_deadline_epoch_ms LIMIT 1000 FOR UPDATE SKIP LOCKED)"
+                ),
+                &[&now, &app_name],
+            )
+            .await
+            .map_err(|e| Error::db("the timeout sweep failed", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| Error::db("could not commit the sweeps", e))?;
+        Ok(Some((enqueued, cancelled)))
+    }
+
+    /// The id of the active workflow holding `deduplication_id` on `queue`.
+    pub(crate) async fn deduplicated_holder(
+        &self,
+        queue: &str,
+        deduplication_id: &str,
+    ) -> Result<Option<String>> {
+        let s = self.quoted_schema();
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT workflow_uuid FROM {s}.workflow_status WHERE queue_name = $1 AND deduplication_id = $2"),
+                &[&queue, &deduplication_id],
+            )
+            .await
+            .map_err(|e| Error::db("could not find the deduplicated workflow", e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+}
+
+/// The sweep lock, shared with DBOS Python so only one process per application (of any
+/// language) sweeps: the first 8 bytes of sha256("dbos.background_job.<schema>.<app>.background_jobs").
+fn sweep_lock_key(schema: &str, app_name: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(
+        format!("dbos.background_job.{schema}.{app_name}.background_jobs").as_bytes(),
+    );
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}

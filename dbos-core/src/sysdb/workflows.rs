@@ -1,0 +1,586 @@
+//! The statements behind workflow execution. Each durable operation on the hot path is one
+//! statement — one round trip and one commit — prepared once per connection:
+//!
+//! - start: the `workflow_status` row and its `workflow_input` row together (plus, for a
+//!   child, the parent's checkpoint, fenced by the parent's ownership);
+//! - each step: the `operation_outputs` row, fenced by `owner_xid` under a row lock;
+//! - finish: the status update and the `workflow_output` row, only if still owned.
+
+use std::collections::HashMap;
+
+use tokio_postgres::Row;
+
+use super::SystemDatabase;
+use crate::codec::PORTABLE_JSON;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A new workflow row: started here (`owner_xid` set: `PENDING`, owned by the caller) or
+/// enqueued (`queue` set: `ENQUEUED`, or `DELAYED` with a delay).
+#[derive(Debug, Clone)]
+pub(crate) struct NewWorkflow<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) creator_xid: &'a str,
+    pub(crate) owner_xid: Option<&'a str>,
+    pub(crate) executor_id: Option<&'a str>,
+    pub(crate) app_version: Option<&'a str>,
+    pub(crate) app_name: &'a str,
+    pub(crate) inputs: &'a str,
+    pub(crate) timeout_ms: Option<i64>,
+    pub(crate) deadline_ms: Option<i64>,
+    pub(crate) parent: Option<ParentLink<'a>>,
+    pub(crate) queue: Option<QueueFields<'a>>,
+}
+
+/// The queue columns of an enqueued workflow.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct QueueFields<'a> {
+    pub(crate) queue_name: &'a str,
+    pub(crate) priority: i32,
+    pub(crate) deduplication_id: Option<&'a str>,
+    pub(crate) partition_key: Option<&'a str>,
+    pub(crate) delay_until_ms: Option<i64>,
+}
+
+/// The parent side of a child start: its checkpoint, written in the same statement.
+#[derive(Debug, Clone)]
+pub(crate) struct ParentLink<'a> {
+    pub(crate) workflow_id: &'a str,
+    pub(crate) owner_xid: &'a str,
+    pub(crate) function_id: i32,
+}
+
+/// What the start statement found or created.
+#[derive(Debug, Clone)]
+pub(crate) struct StartedRow {
+    /// This call inserted the row and owns the execution.
+    pub(crate) created: bool,
+    pub(crate) status: String,
+    pub(crate) name: String,
+    pub(crate) deadline_ms: Option<i64>,
+}
+
+/// A recorded operation.
+#[derive(Debug, Clone)]
+pub(crate) struct Checkpoint {
+    pub(crate) function_name: String,
+    pub(crate) output: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) child_workflow_id: Option<String>,
+    pub(crate) serialization: Option<String>,
+}
+
+/// A row claimed from a queue, ready to execute.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimedWorkflow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) inputs: Option<String>,
+    pub(crate) serialization: Option<String>,
+    pub(crate) recovery_attempts: i64,
+    pub(crate) deadline_ms: Option<i64>,
+    pub(crate) owner_xid: String,
+}
+
+/// A workflow's status and outcome, as read by handles.
+#[derive(Debug, Clone)]
+pub(crate) struct OutcomeRow {
+    pub(crate) status: String,
+    pub(crate) output: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) serialization: Option<String>,
+}
+
+/// Where the step-recording fence failed.
+#[derive(Debug)]
+pub(crate) enum RecordError {
+    /// The workflow is no longer owned by this execution.
+    NotOwner,
+    /// Another execution recorded a different result at this step id.
+    Conflict,
+    /// The database failed.
+    Db(Error),
+}
+
+impl SystemDatabase {
+    /// Inserts a workflow (status + input [+ parent checkpoint]) in one statement. `None`
+    /// when a parent's ownership fence failed.
+    ///
+    /// # Errors
+    /// [`ErrorKind::QueueDeduplicated`] when the queue already holds an active workflow with
+    /// the deduplication id.
+    pub(crate) async fn start_workflow(&self, w: &NewWorkflow<'_>) -> Result<Option<StartedRow>> {
+        let s = self.quoted_schema();
+        let client = self.client().await?;
+        let now = now_ms();
+        let (parent_id, parent_owner, parent_fid) = match &w.parent {
+            Some(p) => (Some(p.workflow_id), Some(p.owner_xid), Some(p.function_id)),
+            None => (None, None, None),
+        };
+        let q = w.queue.clone().unwrap_or_default();
+        let queue_name = w.queue.as_ref().map(|q| q.queue_name);
+        let status = match (&w.owner_xid, &w.queue) {
+            (Some(_), _) => "PENDING",
+            (None, Some(q)) if q.delay_until_ms.is_some() => "DELAYED",
+            (None, _) => "ENQUEUED",
+        };
+        // A child start happens only while the parent is owned by the caller (the guard).
+        let sql = format!(
+            "WITH guard AS (
+                 SELECT 1 FROM {s}.workflow_status
+                  WHERE workflow_uuid = $11 AND owner_xid = $12 FOR NO KEY UPDATE
+             ),
+             ins AS (
+                 INSERT INTO {s}.workflow_status (
+                     workflow_uuid, status, name, executor_id, application_version, application_name,
+                     created_at, updated_at, recovery_attempts, owner_xid, creator_xid, serialization,
+                     workflow_timeout_ms, workflow_deadline_epoch_ms, parent_workflow_id, started_at_epoch_ms,
+                     queue_name, priority, deduplication_id, queue_partition_key, delay_until_epoch_ms)
+                 SELECT $1::text, $15::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $6::bigint,
+                        CASE WHEN $15::text = 'PENDING' THEN 1 ELSE 0 END, $14::text, $7::text, '{PORTABLE_JSON}',
+                        $8::bigint, $9::bigint, $11::text, CASE WHEN $15::text = 'PENDING' THEN $6::bigint END,
+                        $16::text, $17::integer, $18::text, $19::text, $20::bigint
+                  WHERE $11::text IS NULL OR EXISTS (SELECT 1 FROM guard)
+                 ON CONFLICT (workflow_uuid) DO UPDATE SET creator_xid = {s}.workflow_status.creator_xid
+                 RETURNING status, name, creator_xid, workflow_deadline_epoch_ms
+             ),
+             input AS (
+                 INSERT INTO {s}.workflow_input (workflow_uuid, inputs, retention_timestamp)
+                 SELECT $1, $10, $6 FROM ins WHERE ins.creator_xid = $7
+                 ON CONFLICT (workflow_uuid) DO NOTHING
+             ),
+             parent_step AS (
+                 INSERT INTO {s}.operation_outputs (workflow_uuid, function_id, function_name, child_workflow_id,
+                                                   started_at_epoch_ms, completed_at_epoch_ms, application_name)
+                 SELECT $11, $13, $2, $1, $6, $6, $5 FROM ins WHERE $11::text IS NOT NULL
+                 ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+             )
+             SELECT status, name, creator_xid = $7, workflow_deadline_epoch_ms FROM ins"
+        );
+        let stmt = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(|e| Error::db("could not prepare the workflow start", e))?;
+        let result = client
+            .query(
+                &stmt,
+                &[
+                    &w.id,
+                    &w.name,
+                    &w.executor_id,
+                    &w.app_version,
+                    &w.app_name,
+                    &now,
+                    &w.creator_xid,
+                    &w.timeout_ms,
+                    &w.deadline_ms,
+                    &w.inputs,
+                    &parent_id,
+                    &parent_owner,
+                    &parent_fid,
+                    &w.owner_xid,
+                    &status,
+                    &queue_name,
+                    &q.priority,
+                    &q.deduplication_id,
+                    &q.partition_key,
+                    &q.delay_until_ms,
+                ],
+            )
+            .await;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(e) if e.code().map(|c| c.code()) == Some("23505") => {
+                return Err(Error::new(
+                    ErrorKind::QueueDeduplicated,
+                    format!(
+                        "queue `{}` already holds an active workflow with deduplication id `{}`; it is free again once that \
+                         workflow completes",
+                        q.queue_name,
+                        q.deduplication_id.unwrap_or_default()
+                    ),
+                )
+                .with_workflow_id(w.id))
+            }
+            Err(e) => return Err(Error::db(format!("could not start workflow `{}`", w.id), e)),
+        };
+        Ok(rows.first().map(|r| StartedRow {
+            status: r.get::<_, Option<String>>(0).unwrap_or_default(),
+            name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+            created: r.get::<_, Option<bool>>(2).unwrap_or(false),
+            deadline_ms: r.get(3),
+        }))
+    }
+
+    /// Records one operation's checkpoint, fenced by ownership.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn record_operation(
+        &self,
+        workflow_id: &str,
+        owner_xid: &str,
+        function_id: i32,
+        function_name: &str,
+        output: Option<&str>,
+        error: Option<&str>,
+        started_ms: i64,
+        app_name: &str,
+    ) -> std::result::Result<(), RecordError> {
+        let s = self.quoted_schema();
+        let client = self.client().await.map_err(RecordError::Db)?;
+        let completed = now_ms();
+        let serialization = if output.is_some() || error.is_some() {
+            Some(PORTABLE_JSON)
+        } else {
+            None
+        };
+        let sql = format!(
+            "WITH owner AS (
+                 SELECT 1 FROM {s}.workflow_status
+                  WHERE workflow_uuid = $1 AND owner_xid = $2 FOR NO KEY UPDATE
+             )
+             INSERT INTO {s}.operation_outputs (workflow_uuid, function_id, function_name, output, error,
+                                                serialization, started_at_epoch_ms, completed_at_epoch_ms, application_name)
+             SELECT $1, $3, $4, $5, $6, $7, $8, $9, $10 FROM owner
+             ON CONFLICT (workflow_uuid, function_id)
+             DO UPDATE SET completed_at_epoch_ms = {s}.operation_outputs.completed_at_epoch_ms
+             RETURNING completed_at_epoch_ms"
+        );
+        let stmt = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(|e| RecordError::Db(Error::db("could not prepare the step checkpoint", e)))?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &workflow_id,
+                    &owner_xid,
+                    &function_id,
+                    &function_name,
+                    &output,
+                    &error,
+                    &serialization,
+                    &started_ms,
+                    &completed,
+                    &app_name,
+                ],
+            )
+            .await
+            .map_err(|e| {
+                RecordError::Db(Error::db(
+                    format!("could not record step {function_id} `{function_name}`"),
+                    e,
+                ))
+            })?;
+        match rows.first() {
+            None => Err(RecordError::NotOwner),
+            Some(r) if r.get::<_, Option<i64>>(0) == Some(completed) => Ok(()),
+            Some(_) => Err(RecordError::Conflict),
+        }
+    }
+
+    /// Writes the final outcome if the workflow is still PENDING and owned by `owner_xid`.
+    /// Returns whether it was written.
+    pub(crate) async fn finish_workflow(
+        &self,
+        workflow_id: &str,
+        owner_xid: &str,
+        status: &str,
+        output: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let s = self.quoted_schema();
+        let client = self.client().await?;
+        let sql = format!(
+            "WITH updated AS (
+                 UPDATE {s}.workflow_status
+                    SET status = $3, deduplication_id = NULL, owner_xid = NULL, updated_at = $6, completed_at = $6
+                  WHERE workflow_uuid = $1 AND status = 'PENDING' AND owner_xid = $2
+                 RETURNING 1
+             ),
+             stored AS (
+                 INSERT INTO {s}.workflow_output (workflow_uuid, output, error, retention_timestamp)
+                 SELECT $1, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM updated)
+                 ON CONFLICT (workflow_uuid) DO UPDATE SET output = EXCLUDED.output, error = EXCLUDED.error
+                 RETURNING 1
+             )
+             SELECT count(*) FROM updated"
+        );
+        let stmt = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(|e| Error::db("could not prepare the workflow finish", e))?;
+        let row = client
+            .query_one(
+                &stmt,
+                &[
+                    &workflow_id,
+                    &owner_xid,
+                    &status,
+                    &output,
+                    &error,
+                    &now_ms(),
+                ],
+            )
+            .await
+            .map_err(|e| {
+                Error::db(
+                    format!("could not record the outcome of workflow `{workflow_id}`"),
+                    e,
+                )
+            })?;
+        Ok(row.get::<_, i64>(0) == 1)
+    }
+
+    /// Every checkpoint of a workflow, by function id (one query, at the start of a replay).
+    pub(crate) async fn load_checkpoints(
+        &self,
+        workflow_id: &str,
+    ) -> Result<HashMap<i32, Checkpoint>> {
+        let s = self.quoted_schema();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT function_id, function_name, output, error, child_workflow_id, serialization
+                       FROM {s}.operation_outputs WHERE workflow_uuid = $1"
+                ),
+                &[&workflow_id],
+            )
+            .await
+            .map_err(|e| Error::db(format!("could not load the history of workflow `{workflow_id}`"), e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i32>(0),
+                    Checkpoint {
+                        function_name: r.get(1),
+                        output: r.get(2),
+                        error: r.get(3),
+                        child_workflow_id: r.get(4),
+                        serialization: r.get(5),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Status, name and outcome of a workflow, with the DBOS 3.x fallbacks to the legacy
+    /// inline columns.
+    pub(crate) async fn workflow_outcome(&self, workflow_id: &str) -> Result<Option<OutcomeRow>> {
+        let s = self.quoted_schema();
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT ws.status, COALESCE(wo.output, ws.output), COALESCE(wo.error, ws.error), ws.serialization
+                   FROM {s}.workflow_status ws
+                   LEFT JOIN {s}.workflow_output wo ON wo.workflow_uuid = ws.workflow_uuid
+                  WHERE ws.workflow_uuid = $1"
+            ))
+            .await
+            .map_err(|e| Error::db("could not prepare the outcome query", e))?;
+        let row = client
+            .query_opt(&stmt, &[&workflow_id])
+            .await
+            .map_err(|e| Error::db(format!("could not read workflow `{workflow_id}`"), e))?;
+        Ok(row.map(|r| OutcomeRow {
+            status: r.get::<_, Option<String>>(0).unwrap_or_default(),
+            output: r.get(1),
+            error: r.get(2),
+            serialization: r.get(3),
+        }))
+    }
+
+    /// Cancels a workflow that is not finished (status CANCELLED, leaves its queue).
+    pub(crate) async fn cancel_workflow(&self, workflow_id: &str) -> Result<bool> {
+        let s = self.quoted_schema();
+        let client = self.client().await?;
+        let now = now_ms();
+        let n = client
+            .execute(
+                &format!(
+                    "UPDATE {s}.workflow_status
+                        SET status = 'CANCELLED', owner_xid = NULL, queue_name = NULL, deduplication_id = NULL,
+                            started_at_epoch_ms = NULL, updated_at = $2, completed_at = $2
+                      WHERE workflow_uuid = $1 AND status NOT IN ('SUCCESS', 'ERROR')"
+                ),
+                &[&workflow_id, &now],
+            )
+            .await
+            .map_err(|e| Error::db(format!("could not cancel workflow `{workflow_id}`"), e))?;
+        Ok(n > 0)
+    }
+
+    /// Registers an application version (idempotent).
+    pub(crate) async fn register_version(&self, version: &str, app_name: &str) -> Result<()> {
+        let s = self.quoted_schema();
+        let client = self.client().await?;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {s}.application_versions (version_id, version_name, application_name)
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+                ),
+                &[&uuid::Uuid::new_v4().to_string(), &version, &app_name],
+            )
+            .await
+            .map_err(|e| Error::db("could not register the application version", e))?;
+        Ok(())
+    }
+
+    /// Moves this executor's PENDING workflows of this version onto the internal queue
+    /// (idempotent), returning their ids.
+    pub(crate) async fn requeue_pending(
+        &self,
+        executor_id: &str,
+        version: &str,
+        app_name: &str,
+    ) -> Result<Vec<String>> {
+        let s = self.quoted_schema();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "UPDATE {s}.workflow_status
+                        SET status = 'ENQUEUED', owner_xid = NULL, started_at_epoch_ms = NULL, updated_at = $4,
+                            queue_name = COALESCE(queue_name, '{INTERNAL_QUEUE}')
+                      WHERE status = 'PENDING' AND executor_id = $1 AND application_version = $2
+                        AND (application_name = $3 OR application_name IS NULL)
+                     RETURNING workflow_uuid"
+                ),
+                &[&executor_id, &version, &app_name, &now_ms()],
+            )
+            .await
+            .map_err(|e| Error::db("could not re-enqueue pending workflows for recovery", e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Claims up to `limit` ENQUEUED workflows of `queue` for this executor, in priority
+    /// order, skipping rows other executors hold.
+    pub(crate) async fn claim_from_queue(
+        &self,
+        queue: &str,
+        limit: i64,
+        executor_id: &str,
+        version: &str,
+        app_name: &str,
+    ) -> Result<Vec<ClaimedWorkflow>> {
+        let s = self.quoted_schema();
+        let client = self.client().await?;
+        let claim = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let stmt = client
+            .prepare_cached(&format!(
+                "WITH latest AS (
+                     SELECT version_name FROM {s}.application_versions
+                      WHERE application_name = $5 OR application_name IS NULL
+                      ORDER BY version_timestamp DESC LIMIT 1
+                 ),
+                 picked AS (
+                     SELECT workflow_uuid FROM {s}.workflow_status
+                      WHERE queue_name = $1 AND status = 'ENQUEUED'
+                        AND (application_version = $4
+                             OR (application_version IS NULL
+                                 AND COALESCE((SELECT version_name FROM latest), $4) = $4))
+                        AND (application_name = $5 OR application_name IS NULL)
+                      ORDER BY priority ASC, created_at ASC
+                      LIMIT $2
+                      FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE {s}.workflow_status ws
+                    SET status = 'PENDING', owner_xid = $6, application_version = $4, executor_id = $3,
+                        application_name = $5, started_at_epoch_ms = $7, recovery_attempts = ws.recovery_attempts + 1,
+                        updated_at = $7,
+                        workflow_deadline_epoch_ms = CASE WHEN ws.workflow_timeout_ms IS NOT NULL AND ws.workflow_deadline_epoch_ms IS NULL
+                                                          THEN $7 + ws.workflow_timeout_ms ELSE ws.workflow_deadline_epoch_ms END
+                   FROM picked
+                  WHERE ws.workflow_uuid = picked.workflow_uuid AND ws.status = 'ENQUEUED'
+                 RETURNING ws.workflow_uuid, ws.name, ws.serialization, ws.recovery_attempts, ws.workflow_deadline_epoch_ms,
+                           (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid)"
+            ))
+            .await
+            .map_err(|e| Error::db("could not prepare the dequeue", e))?;
+        let rows: Vec<Row> = client
+            .query(
+                &stmt,
+                &[
+                    &queue,
+                    &limit,
+                    &executor_id,
+                    &version,
+                    &app_name,
+                    &claim,
+                    &now,
+                ],
+            )
+            .await
+            .map_err(|e| Error::db(format!("could not dequeue from `{queue}`"), e))?;
+        Ok(rows
+            .iter()
+            .map(|r| ClaimedWorkflow {
+                id: r.get(0),
+                name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                serialization: r.get(2),
+                recovery_attempts: r.get::<_, Option<i64>>(3).unwrap_or_default(),
+                deadline_ms: r.get(4),
+                inputs: r.get(5),
+                owner_xid: claim.clone(),
+            })
+            .collect())
+    }
+
+    /// Moves a workflow past its recovery limit to the dead-letter status.
+    pub(crate) async fn dead_letter(&self, workflow_id: &str, owner_xid: &str) -> Result<()> {
+        let s = self.quoted_schema();
+        let client = self.client().await?;
+        client
+            .execute(
+                &format!(
+                    "UPDATE {s}.workflow_status
+                        SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', owner_xid = NULL, deduplication_id = NULL,
+                            started_at_epoch_ms = NULL, queue_name = NULL, completed_at = $3, updated_at = $3
+                      WHERE workflow_uuid = $1 AND status = 'PENDING' AND owner_xid = $2"
+                ),
+                &[&workflow_id, &owner_xid, &now_ms()],
+            )
+            .await
+            .map_err(|e| Error::db(format!("could not dead-letter workflow `{workflow_id}`"), e))?;
+        Ok(())
+    }
+
+    /// Why a fenced write failed: the workflow's current status (CANCELLED, or PENDING under
+    /// another owner).
+    pub(crate) async fn ownership_error(&self, workflow_id: &str) -> Error {
+        match self.workflow_outcome(workflow_id).await {
+            Ok(Some(row)) if row.status == "CANCELLED" => Error::new(
+                ErrorKind::WorkflowCancelled,
+                format!("workflow `{workflow_id}` was cancelled; it stops at its next durable operation"),
+            )
+            .with_workflow_id(workflow_id),
+            Ok(Some(row)) => Error::new(
+                ErrorKind::ConflictingWorkflowId,
+                format!(
+                    "workflow `{workflow_id}` is now owned by another execution (status {}); this execution stops and \
+                     defers to it",
+                    row.status
+                ),
+            )
+            .with_workflow_id(workflow_id),
+            Ok(None) => Error::new(ErrorKind::NonExistentWorkflow, format!("workflow `{workflow_id}` no longer exists"))
+                .with_workflow_id(workflow_id),
+            Err(e) => e,
+        }
+    }
+}
+
+/// The queue recovery, resume and fork use; always served.
+pub(crate) const INTERNAL_QUEUE: &str = "_dbos_internal_queue";

@@ -1,0 +1,226 @@
+//! The context of a running workflow execution, carried in a tokio task-local.
+//!
+//! Every durable operation (step, sleep, child start, ...) takes the next function id from the
+//! context, replays from the recorded history when there is a checkpoint at that id, and
+//! otherwise runs and records under this execution's ownership token.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::RuntimeInner;
+use crate::sysdb::workflows::{Checkpoint, RecordError};
+
+tokio::task_local! {
+    static CURRENT: Option<Arc<WorkflowContext>>;
+}
+
+/// One execution of one workflow.
+pub(crate) struct WorkflowContext {
+    pub(crate) runtime: Arc<RuntimeInner>,
+    pub(crate) workflow_id: String,
+    pub(crate) owner_xid: String,
+    /// Deadline in epoch milliseconds, inherited by children.
+    pub(crate) deadline_ms: Option<i64>,
+    next_function_id: AtomicI32,
+    /// Checkpoints not yet replayed; empty for a fresh workflow (no reads on the hot path).
+    history: Mutex<HashMap<i32, Checkpoint>>,
+    /// A durability failure (lost ownership, cancellation, database gone). Once set, every
+    /// further operation fails with it and the outcome is not recorded.
+    fatal: Mutex<Option<Error>>,
+}
+
+impl std::fmt::Debug for WorkflowContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowContext")
+            .field("workflow_id", &self.workflow_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an operation found at its function id.
+pub(crate) enum Slot {
+    /// Nothing recorded: run it and record.
+    Fresh { function_id: i32 },
+    /// Recorded: replay this.
+    Recorded {
+        function_id: i32,
+        checkpoint: Checkpoint,
+    },
+}
+
+impl WorkflowContext {
+    pub(crate) fn new(
+        runtime: Arc<RuntimeInner>,
+        workflow_id: String,
+        owner_xid: String,
+        deadline_ms: Option<i64>,
+        history: HashMap<i32, Checkpoint>,
+    ) -> Self {
+        WorkflowContext {
+            runtime,
+            workflow_id,
+            owner_xid,
+            deadline_ms,
+            next_function_id: AtomicI32::new(0),
+            history: Mutex::new(history),
+            fatal: Mutex::new(None),
+        }
+    }
+
+    /// Runs `future` with this context as the current workflow.
+    pub(crate) async fn scope<F: std::future::Future>(self: Arc<Self>, future: F) -> F::Output {
+        CURRENT.scope(Some(self), future).await
+    }
+
+    /// Takes the next function id for an operation named `name`, checking the recorded
+    /// history: a checkpoint with another name means the code no longer matches the history.
+    pub(crate) fn begin(&self, name: &str) -> Result<Slot> {
+        self.check_fatal()?;
+        if self.runtime.shutdown.is_cancelled() {
+            return Err(self.fail(
+                Error::new(
+                    ErrorKind::NotLaunched,
+                    format!(
+                        "the runtime is shutting down: workflow `{}` stops before `{name}` and is recovered at the next launch",
+                        self.workflow_id
+                    ),
+                )
+                .with_workflow_id(&self.workflow_id),
+            ));
+        }
+        let function_id = self.next_function_id.fetch_add(1, Ordering::SeqCst) + 1;
+        let recorded = lock(&self.history).remove(&function_id);
+        match recorded {
+            None => Ok(Slot::Fresh { function_id }),
+            Some(cp) if cp.function_name == name => Ok(Slot::Recorded { function_id, checkpoint: cp }),
+            // Not fatal: the workflow sees the error (and, unless it handles it, fails with it),
+            // so the mismatch is recorded and visible instead of leaving the workflow stuck.
+            Some(cp) => Err(Error::new(
+                ErrorKind::UnexpectedStep,
+                format!(
+                    "the history of workflow `{}` records `{}` at step {function_id}, but the code now runs `{name}` there: \
+                     the workflow's code changed while it was in flight. Finish it with the old code (same application \
+                     version), or fork it from an earlier step",
+                    self.workflow_id, cp.function_name
+                ),
+            )
+            .with_step(name, function_id)
+            .with_workflow_id(&self.workflow_id)),
+        }
+    }
+
+    /// The function id of the most recent operation (0 before the first).
+    pub(crate) fn current_function_id(&self) -> i32 {
+        self.next_function_id.load(Ordering::SeqCst)
+    }
+
+    /// Records an operation's checkpoint; a lost fence becomes the fatal error.
+    pub(crate) async fn record(
+        &self,
+        function_id: i32,
+        name: &str,
+        output: Option<&str>,
+        error: Option<&str>,
+        started_ms: i64,
+    ) -> Result<()> {
+        let rt = &self.runtime;
+        match rt
+            .sysdb
+            .record_operation(
+                &self.workflow_id,
+                &self.owner_xid,
+                function_id,
+                name,
+                output,
+                error,
+                started_ms,
+                &rt.app_name,
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(RecordError::NotOwner) => {
+                let e = rt.sysdb.ownership_error(&self.workflow_id).await;
+                Err(self.fail(e.with_step(name, function_id)))
+            }
+            Err(RecordError::Conflict) => Err(self.fail(
+                Error::new(
+                    ErrorKind::ConflictingWorkflowId,
+                    format!(
+                        "another execution of workflow `{}` already recorded step {function_id}",
+                        self.workflow_id
+                    ),
+                )
+                .with_workflow_id(&self.workflow_id)
+                .with_step(name, function_id),
+            )),
+            Err(RecordError::Db(e)) => Err(self.fail(
+                e.with_workflow_id(&self.workflow_id)
+                    .with_step(name, function_id),
+            )),
+        }
+    }
+
+    /// Marks the execution as failed for a durability reason and returns the error.
+    pub(crate) fn fail(&self, e: Error) -> Error {
+        let mut fatal = lock(&self.fatal);
+        if fatal.is_none() {
+            *fatal = Some(clone_error(&e));
+        }
+        e
+    }
+
+    fn check_fatal(&self) -> Result<()> {
+        match &*lock(&self.fatal) {
+            Some(e) => Err(clone_error(e)),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn take_fatal(&self) -> Option<Error> {
+        lock(&self.fatal).take()
+    }
+}
+
+fn clone_error(e: &Error) -> Error {
+    let mut c = Error::new(e.kind(), e.message());
+    if let Some(id) = e.workflow_id() {
+        c = c.with_workflow_id(id);
+    }
+    if let (Some(name), Some(id)) = (e.step_name(), e.step_id()) {
+        c = c.with_step(name, id);
+    }
+    c
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The context of the workflow the calling task is running, if any. Inside a step body this
+/// is `None`: operations there are plain calls.
+pub(crate) fn current() -> Option<Arc<WorkflowContext>> {
+    CURRENT.try_with(|c| c.clone()).ok().flatten()
+}
+
+/// Runs `future` outside any workflow context (for step bodies).
+pub(crate) async fn without_context<F: std::future::Future>(future: F) -> F::Output {
+    CURRENT.scope(None, future).await
+}
+
+/// The id of the workflow the caller runs in, or `None` outside a workflow.
+///
+/// ```
+/// assert_eq!(dbos_core::workflow_id(), None);
+/// ```
+pub fn workflow_id() -> Option<String> {
+    current().map(|c| c.workflow_id.clone())
+}
+
+/// The function id of the most recent durable operation of the current workflow (`Some(0)`
+/// before the first; the first operation is 1), or `None` outside a workflow.
+pub fn step_id() -> Option<i32> {
+    current().map(|c| c.current_function_id())
+}

@@ -1,0 +1,8 @@
+//! Durable workflows and steps: definitions, the execution context, calls and handles.
+
+pub mod call;
+pub(crate) mod context;
+pub mod ops;
+pub mod registry;
+pub(crate) mod step;
+pub mod types;

@@ -1,0 +1,148 @@
+//! Durable built-in operations: `sleep`, `now`, `random`, `uuid`.
+//!
+//! Inside a workflow each is recorded, so a replay sees the same value (and a recovered
+//! sleep waits only the remainder). Outside a workflow they are plain calls.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::workflow::context::{current, Slot};
+use crate::workflow::registry::StepOptions;
+use crate::workflow::step;
+
+/// The operation name DBOS records for durable sleeps.
+pub(crate) const SLEEP: &str = "DBOS.sleep";
+
+/// Sleeps durably: the wake-up time is recorded before sleeping, so a workflow recovered
+/// mid-sleep waits only for what remains. Outside a workflow, a plain `tokio::time::sleep`.
+///
+/// # Errors
+/// When the checkpoint cannot be recorded (lost ownership, cancellation, database failure).
+///
+/// # Cancel safety
+/// Dropping the future before the checkpoint is recorded records nothing; after, a later
+/// replay waits only the remainder.
+pub async fn sleep(duration: Duration) -> Result<()> {
+    let Some(ctx) = current() else {
+        tokio::time::sleep(duration).await;
+        return Ok(());
+    };
+    let wake_at = match ctx.begin(SLEEP)? {
+        Slot::Recorded { checkpoint, .. } => {
+            let text = checkpoint.output.unwrap_or_default();
+            let secs: f64 = crate::codec::from_text(
+                &text,
+                checkpoint.serialization.as_deref(),
+                "a recorded sleep",
+            )?;
+            UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0))
+        }
+        Slot::Fresh { function_id } => {
+            let started = crate::sysdb::workflows::now_ms();
+            let wake_at = SystemTime::now() + duration;
+            let secs = wake_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            ctx.record(
+                function_id,
+                SLEEP,
+                Some(&crate::codec::to_text(&secs)?),
+                None,
+                started,
+            )
+            .await?;
+            wake_at
+        }
+    };
+    if let Ok(remaining) = wake_at.duration_since(SystemTime::now()) {
+        tokio::select! {
+            _ = tokio::time::sleep(remaining) => {}
+            _ = ctx.runtime.shutdown.cancelled() => {
+                return Err(ctx.fail(Error::new(
+                    ErrorKind::NotLaunched,
+                    "the runtime is shutting down during a durable sleep; the workflow resumes the sleep after recovery",
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+const ONCE: StepOptions = StepOptions::DEFAULT;
+
+/// The current time, recorded as a step inside a workflow (so a replay sees the same
+/// instant), as an RFC 3339 UTC string in the database. Use it instead of
+/// `SystemTime::now()` in workflow bodies.
+///
+/// # Errors
+/// When the checkpoint cannot be recorded.
+pub async fn now() -> Result<SystemTime> {
+    let text: String = step::run("dbos_core::now", &ONCE, None, || async {
+        Ok::<_, Error>(crate::codec::format_rfc3339(SystemTime::now()))
+    })
+    .await?;
+    crate::codec::parse_rfc3339(&text).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Serialization,
+            format!("a recorded time `{text}` is not an RFC 3339 UTC timestamp"),
+        )
+    })
+}
+
+/// A random number in `[0, 1)`, recorded as a step inside a workflow.
+///
+/// # Errors
+/// When the checkpoint cannot be recorded.
+pub async fn random() -> Result<f64> {
+    step::run("dbos_core::random", &ONCE, None, || async {
+        let bits = u64::from_le_bytes(
+            uuid::Uuid::new_v4().as_bytes()[..8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        Ok::<_, Error>((bits >> 11) as f64 / (1u64 << 53) as f64)
+    })
+    .await
+}
+
+/// A random (v4) UUID string, recorded as a step inside a workflow.
+///
+/// # Errors
+/// When the checkpoint cannot be recorded.
+pub async fn uuid() -> Result<String> {
+    step::run("dbos_core::uuid", &ONCE, None, || async {
+        Ok::<_, Error>(uuid::Uuid::new_v4().to_string())
+    })
+    .await
+}
+
+/// Runs a closure as a step named `name`: the expansion of `#[step]`, by hand.
+///
+/// ```no_run
+/// # async fn demo() -> dbos_core::Result<()> {
+/// use dbos_core::StepOptions;
+///
+/// let body: String = dbos_core::run_step("fetch", StepOptions::DEFAULT, || async {
+///     Ok::<_, dbos_core::Error>("response".to_owned())
+/// })
+/// .await?;
+/// # let _ = body; Ok(()) }
+/// ```
+///
+/// # Errors
+/// The step's own error (recorded and replayed), or a durability failure converted with
+/// `E::from`.
+pub async fn run_step<T, E, F, Fut>(
+    name: &str,
+    options: StepOptions,
+    attempt: F,
+) -> std::result::Result<T, E>
+where
+    T: crate::workflow::types::Portable,
+    E: crate::workflow::types::WorkflowError,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    step::run(name, &options, None, attempt).await
+}

@@ -1,0 +1,117 @@
+//! Steps: run at least once, recorded exactly once, replayed from their record.
+
+use std::future::Future;
+
+use crate::codec::PortableError;
+use crate::sysdb::workflows::now_ms;
+use crate::workflow::context::{current, without_context, Slot};
+use crate::workflow::registry::StepOptions;
+use crate::workflow::types::{error_from_portable, error_to_portable, Portable, WorkflowError};
+
+/// Runs `attempt` as the step `name`.
+///
+/// Inside a workflow: replays the recorded output or error when this step id has a
+/// checkpoint, else runs up to `options.max_attempts` times (waiting `delay_after(n)` between
+/// attempts, stopping early when `retry_if` says an error is not worth retrying) and records
+/// the final output or error in one statement. Outside a workflow: one plain call.
+pub(crate) async fn run<T, E, F, Fut>(
+    name: &str,
+    options: &StepOptions,
+    retry_if: Option<fn(&E) -> bool>,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    T: Portable,
+    E: WorkflowError,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let Some(ctx) = current() else {
+        return attempt().await;
+    };
+    let function_id = match ctx.begin(name).map_err(E::from)? {
+        Slot::Recorded { checkpoint, .. } => {
+            return replay(
+                &checkpoint.output,
+                &checkpoint.error,
+                &checkpoint.serialization,
+                name,
+            )
+            .map_err(|e| e.unwrap_or_else(|| E::from(ctx.fail(malformed(name)))));
+        }
+        Slot::Fresh { function_id } => function_id,
+    };
+    let started = now_ms();
+    let max = options.max_attempts.max(1);
+    let mut n = 1;
+    let result = loop {
+        let r = without_context(attempt()).await;
+        match r {
+            Err(e) if n < max && retry_if.is_none_or(|f| f(&e)) => {
+                let delay = options.delay_after(n);
+                tracing::warn!(
+                    workflow_id = %ctx.workflow_id, step = name, function_id, attempt = n, max_attempts = max,
+                    error = %e, "step failed; retrying in {delay:?}"
+                );
+                tokio::time::sleep(delay).await;
+                n += 1;
+            }
+            other => break other,
+        }
+    };
+    let (output, error) = match &result {
+        Ok(v) => (
+            Some(crate::codec::to_text(v).map_err(|e| E::from(ctx.fail(e)))?),
+            None,
+        ),
+        Err(e) => (
+            None,
+            Some(
+                error_to_portable(e)
+                    .to_text()
+                    .map_err(|e| E::from(ctx.fail(e)))?,
+            ),
+        ),
+    };
+    ctx.record(
+        function_id,
+        name,
+        output.as_deref(),
+        error.as_deref(),
+        started,
+    )
+    .await
+    .map_err(E::from)?;
+    result
+}
+
+fn malformed(name: &str) -> crate::Error {
+    crate::Error::new(
+        crate::ErrorKind::Serialization,
+        format!("step `{name}` has a checkpoint with neither an output nor an error"),
+    )
+}
+
+/// Rebuilds a recorded result. `Err(None)` means the record is malformed.
+pub(crate) fn replay<T: Portable, E: WorkflowError>(
+    output: &Option<String>,
+    error: &Option<String>,
+    serialization: &Option<String>,
+    name: &str,
+) -> Result<T, Option<E>> {
+    let ser = serialization.as_deref();
+    if let Some(err) = error {
+        return match PortableError::from_text(err, ser) {
+            Ok(p) => Err(Some(error_from_portable(p))),
+            Err(e) => Err(Some(E::from(e))),
+        };
+    }
+    match output {
+        Some(out) => {
+            crate::codec::from_text(out, ser, &format!("the recorded output of step `{name}`"))
+                .map_err(|e| Some(E::from(e)))
+        }
+        // A unit-like output may be recorded as JSON null text; NULL means no value at all.
+        None => serde_json::from_value(serde_json::Value::Null).map_err(|_| None),
+    }
+}

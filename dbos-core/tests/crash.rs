@@ -1,0 +1,259 @@
+//! Crash tests in-process: the executor's runtime is dropped abruptly mid-workflow (no
+//! graceful anything), relaunched with the same executor id, and recovers. Also: two live
+//! executions of one workflow id never both record (owner fencing).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dbos_core::{step, workflow, Dbos, Error};
+use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::TestDatabase;
+
+static RUNS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+
+fn bump(key: &str) -> u32 {
+    let mut runs = RUNS.lock().unwrap();
+    let n = runs
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_owned())
+        .or_default();
+    *n += 1;
+    *n
+}
+
+fn runs(key: &str) -> u32 {
+    RUNS.lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|m| m.get(key).copied())
+        .unwrap_or(0)
+}
+
+#[step]
+async fn numbered(key: String, n: u32, hang_first_time_at: u32) -> Result<u32, Error> {
+    let count = bump(&format!("{key}/{n}"));
+    if n == hang_first_time_at && count == 1 {
+        std::future::pending::<()>().await;
+    }
+    Ok(n * n)
+}
+
+#[workflow]
+async fn five_steps(key: String, hang_at: u32) -> Result<(String, Vec<u32>), Error> {
+    let id = dbos_core::uuid().await?;
+    let mut out = Vec::new();
+    for n in 1..=5 {
+        out.push(numbered(key.clone(), n, hang_at).await?);
+    }
+    Ok((id, out))
+}
+
+#[dbos_testkit::test]
+async fn abort_after_step_two_then_relaunch_recovers(db: TestDatabase) {
+    let config = db
+        .config("testapp")
+        .executor_id("crash-exec")
+        .application_version("v-crash");
+
+    // An uncrashed run, for comparison.
+    let reference = {
+        let dbos = Dbos::launch(config.clone()).await.unwrap();
+        let r = five_steps("ref".into(), 0)
+            .id("reference")
+            .on(&dbos)
+            .await
+            .unwrap();
+        dbos.shutdown().await.unwrap();
+        r
+    };
+
+    let first = IsolatedRuntime::new();
+    let c = config.clone();
+    first
+        .run(async move {
+            let dbos = Dbos::launch(c).await.unwrap();
+            five_steps("crash".into(), 3)
+                .id("crashing")
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+        })
+        .await;
+    eventually("step 3 to start", Duration::from_secs(10), || async {
+        (runs("crash/3") == 1).then_some(())
+    })
+    .await;
+    first.abort();
+
+    let recorded: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'crashing'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        recorded, 3,
+        "uuid, step 1 and step 2 were recorded before the crash"
+    );
+
+    let dbos = Dbos::launch(config).await.unwrap();
+    let (id, squares) = dbos
+        .retrieve_workflow::<(String, Vec<u32>), Error>("crashing")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(squares, reference.1, "the result equals an uncrashed run's");
+    assert_eq!(
+        (1..=5)
+            .map(|n| runs(&format!("crash/{n}")))
+            .collect::<Vec<_>>(),
+        vec![1, 1, 2, 1, 1],
+        "completed steps never ran again; only the step in flight at the crash ran twice"
+    );
+    let recorded_uuid: String = db
+        .connect()
+        .await
+        .query_one("SELECT output FROM dbos.operation_outputs WHERE workflow_uuid = 'crashing' AND function_id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        recorded_uuid,
+        format!("\"{id}\""),
+        "the uuid drawn before the crash was replayed, not redrawn"
+    );
+    let attempts: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT recovery_attempts FROM dbos.workflow_status WHERE workflow_uuid = 'crashing'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 2);
+}
+
+#[workflow]
+async fn long_sleep(seconds: u64) -> Result<u64, Error> {
+    dbos_core::sleep(Duration::from_secs(seconds)).await?;
+    Ok(seconds)
+}
+
+#[dbos_testkit::test]
+async fn a_recovered_sleep_waits_only_the_remainder(db: TestDatabase) {
+    let config = db
+        .config("testapp")
+        .executor_id("sleep-exec")
+        .application_version("v-sleep");
+    let started = std::time::Instant::now();
+    let first = IsolatedRuntime::new();
+    let c = config.clone();
+    first
+        .run(async move {
+            let dbos = Dbos::launch(c).await.unwrap();
+            long_sleep(4).id("sleeper").on(&dbos).start().await.unwrap();
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.abort();
+    let dbos = Dbos::launch(config).await.unwrap();
+    assert_eq!(
+        dbos.retrieve_workflow::<u64, Error>("sleeper")
+            .result()
+            .await
+            .unwrap(),
+        4
+    );
+    let total = started.elapsed();
+    assert!(total >= Duration::from_secs(4), "woke early: {total:?}");
+    assert!(
+        total < Duration::from_millis(5500),
+        "the sleep restarted instead of resuming: {total:?}"
+    );
+}
+
+static GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[step]
+async fn gated(key: String) -> Result<String, Error> {
+    let n = bump(&format!("{key}/gated"));
+    if n == 1 {
+        GATE.notified().await;
+        return Ok("first execution".into());
+    }
+    Ok("second execution".into())
+}
+
+#[step]
+async fn after(key: String) -> Result<(), Error> {
+    bump(&format!("{key}/after"));
+    Ok(())
+}
+
+#[workflow]
+async fn fenced(key: String) -> Result<String, Error> {
+    let who = gated(key.clone()).await?;
+    after(key).await?;
+    Ok(who)
+}
+
+#[dbos_testkit::test]
+async fn two_live_executions_of_one_workflow_never_both_record(db: TestDatabase) {
+    let config = db
+        .config("testapp")
+        .executor_id("fence-exec")
+        .application_version("v-fence");
+    let old = Dbos::launch(config.clone()).await.unwrap();
+    let old_handle = fenced("fence".into())
+        .id("fenced")
+        .on(&old)
+        .start()
+        .await
+        .unwrap();
+    eventually(
+        "the first execution to block",
+        Duration::from_secs(10),
+        || async { (runs("fence/gated") == 1).then_some(()) },
+    )
+    .await;
+
+    // A second executor with the same id "recovers" the workflow while the first still runs.
+    let new = Dbos::launch(config).await.unwrap();
+    let winner = new
+        .retrieve_workflow::<String, Error>("fenced")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(winner, "second execution");
+
+    // The first execution wakes up, fails its fence, records nothing, and reports the winner.
+    GATE.notify_waiters();
+    assert_eq!(old_handle.result().await.unwrap(), "second execution");
+    assert_eq!(
+        runs("fence/after"),
+        1,
+        "the loser did not continue past its lost checkpoint"
+    );
+    let rows = db
+        .connect()
+        .await
+        .query("SELECT function_id, output FROM dbos.operation_outputs WHERE workflow_uuid = 'fenced' ORDER BY 1", &[])
+        .await
+        .unwrap();
+    let rows: Vec<(i32, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        rows,
+        vec![
+            (1, Some("\"second execution\"".into())),
+            (2, Some("null".into()))
+        ]
+    );
+}

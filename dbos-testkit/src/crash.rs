@@ -1,0 +1,157 @@
+//! Crash harnesses: kill an executor abruptly and bring it back.
+//!
+//! - [`IsolatedRuntime`]: a tokio runtime on its own thread. [`IsolatedRuntime::abort`] drops
+//!   it with everything on it — no graceful shutdown, no destructors awaited, connections
+//!   cut — which is what a crash looks like to the database.
+//! - [`ChildProcess`]: a real OS process, killed with `SIGKILL`.
+
+use std::future::Future;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// A tokio runtime on a dedicated thread, abortable at any instant.
+#[derive(Debug)]
+pub struct IsolatedRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl IsolatedRuntime {
+    /// A new two-worker runtime.
+    ///
+    /// # Panics
+    /// When the runtime cannot be built.
+    pub fn new() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("dbos-testkit: cannot build an isolated runtime");
+        IsolatedRuntime {
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Spawns `future` on the isolated runtime.
+    pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime
+            .as_ref()
+            .expect("runtime present until abort")
+            .spawn(future)
+    }
+
+    /// Runs `future` on the isolated runtime and waits for it from the calling (async) test.
+    ///
+    /// # Panics
+    /// When the future panics.
+    pub async fn run<F>(&self, future: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn(future)
+            .await
+            .expect("dbos-testkit: task on the isolated runtime panicked")
+    }
+
+    /// Kills the runtime abruptly: every task is dropped at its current await point, and
+    /// its connections close. Nothing graceful happens.
+    pub fn abort(mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Default for IsolatedRuntime {
+    fn default() -> Self {
+        IsolatedRuntime::new()
+    }
+}
+
+impl Drop for IsolatedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A child OS process under test.
+#[derive(Debug)]
+pub struct ChildProcess {
+    child: tokio::process::Child,
+}
+
+impl ChildProcess {
+    /// Spawns `program` with `args` and extra environment, output inherited (shown on failure).
+    ///
+    /// # Panics
+    /// When the program cannot be started.
+    pub fn spawn(program: &str, args: &[&str], env: &[(&str, &str)]) -> ChildProcess {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("dbos-testkit: cannot start {program}: {e}"));
+        ChildProcess { child }
+    }
+
+    /// The process id.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Sends `SIGKILL` and reaps the process.
+    pub async fn kill9(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: sending a signal to our own child process.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.wait().await;
+    }
+
+    /// Waits for the process to exit by itself, up to `timeout`, returning its exit code.
+    ///
+    /// # Panics
+    /// On timeout (the process is killed first).
+    pub async fn wait(mut self, timeout: Duration) -> Option<i32> {
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => status.ok().and_then(|s| s.code()),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                panic!("dbos-testkit: the child process did not exit within {timeout:?}");
+            }
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, up to `timeout`.
+///
+/// # Panics
+/// On timeout, with `what` in the message.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dbos-testkit: timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

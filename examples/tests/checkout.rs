@@ -1,0 +1,118 @@
+//! The checkout example, run as a newcomer would: interrupted with Ctrl-C (SIGINT) midway,
+//! run again to resume, and run a third time to see the recorded receipt.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use dbos_testkit::TestDatabase;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+fn checkout(db: &TestDatabase) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_checkout"));
+    cmd.env("DBOS_SYSTEM_DATABASE_URL", db.url())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run_to_end(db: &TestDatabase) -> String {
+    let out = tokio::time::timeout(Duration::from_secs(60), checkout(db).output())
+        .await
+        .expect("checkout hung")
+        .unwrap();
+    assert!(out.status.success(), "checkout failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[dbos_testkit::test]
+async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
+    // First run: interrupt it (as Ctrl-C does) while the card is being charged.
+    let mut child = checkout(&db).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("no output")
+            .unwrap();
+        let line = line.expect("checkout exited before charging");
+        seen.push(line.clone());
+        if line.contains("[2/3]") {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "Ctrl-C stops the process");
+    assert!(seen.iter().any(|l| l.contains("[1/3]")), "{seen:?}");
+
+    // Second run: resumes; the reservation is not repeated.
+    let second = run_to_end(&db).await;
+    assert!(second.contains("was interrupted"), "{second}");
+    assert!(
+        !second.contains("[1/3]"),
+        "the completed reservation step ran again:\n{second}"
+    );
+    assert!(
+        second.contains("[2/3]") && second.contains("[3/3]") && second.contains("done:"),
+        "{second}"
+    );
+
+    // Third run: nothing runs; the recorded receipt is printed.
+    let third = run_to_end(&db).await;
+    assert!(
+        third.contains("already completed") && third.contains("done:"),
+        "{third}"
+    );
+    assert!(!third.contains("[2/3]"), "{third}");
+
+    let client = db.connect().await;
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM shop.reservations), (SELECT count(*) FROM shop.payments),
+                    (SELECT count(*) FROM shop.emails), (SELECT 100 - stock FROM shop.inventory WHERE sku = 'rust-mug')::bigint",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<i64> = (0..4).map(|i| row.get(i)).collect();
+    assert_eq!(
+        got,
+        vec![1, 1, 1, 1],
+        "one reservation, one payment, one email, one unit of stock"
+    );
+
+    // DBOS's own CLI shows the example's steps, decoded.
+    let out =
+        dbos_testkit::python::dbos_cli(&["workflow", "steps", "order-1001", "-s", &db.url()]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "the CLI warned: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["function_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["reserve_inventory", "charge_card", "email_receipt"]
+    );
+    assert_eq!(steps[0]["output"], "rust-mug");
+    assert!(
+        steps[1]["output"].as_str().unwrap().starts_with("pay_"),
+        "{steps}"
+    );
+}
