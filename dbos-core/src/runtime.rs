@@ -47,7 +47,7 @@ pub(crate) struct RuntimeInner {
     finished: Notify,
     tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
-    pub(crate) queue_wakeup: Notify,
+    queue_signals: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl std::fmt::Debug for RuntimeInner {
@@ -71,6 +71,26 @@ impl RuntimeInner {
         Ok(())
     }
 
+    /// The wake-up signal of a queue's dequeue loop (enqueues and finished work ring it).
+    pub(crate) fn queue_signal(&self, queue: &str) -> Arc<Notify> {
+        lock(&self.queue_signals)
+            .entry(queue.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Makes the queue's dequeue loop poll now (a permit is kept if it is busy).
+    pub(crate) fn wake_queue(&self, queue: &str) {
+        self.queue_signal(queue).notify_one();
+    }
+
+    /// Wakes every queue's dequeue loop.
+    pub(crate) fn wake_all_queues(&self) {
+        for signal in lock(&self.queue_signals).values() {
+            signal.notify_one();
+        }
+    }
+
     pub(crate) fn local_completion(&self, id: &str) -> Option<CompletionReceiver> {
         lock(&self.running).get(id).cloned()
     }
@@ -81,6 +101,7 @@ impl RuntimeInner {
     }
 
     /// Runs a workflow execution in the background.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn spawn_execution(
         self: &Arc<Self>,
         def: &'static WorkflowDef,
@@ -323,7 +344,7 @@ impl Dbos {
             finished: Notify::new(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
-            queue_wakeup: Notify::new(),
+            queue_signals: Mutex::new(HashMap::new()),
         });
         for queue in &inner.config.queues {
             inner.sysdb.upsert_queue(queue, &inner.app_name).await?;
@@ -453,6 +474,27 @@ impl Dbos {
         id: Option<String>,
     ) -> Result<WorkflowHandle<Value, Error>> {
         crate::queue::enqueue::enqueue_by_name(&self.inner, name, queue, args, id).await
+    }
+
+    /// Recovers the `PENDING` workflows of executors known to be dead (of this application
+    /// version): they go back on their queue (or the internal queue) and any live executor
+    /// serving it finishes them. Returns their ids. What DBOS Conductor does for DBOS
+    /// applications; call it from your own failure detector.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn recover_executors(&self, executor_ids: &[&str]) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for executor in executor_ids {
+            ids.extend(
+                self.inner
+                    .sysdb
+                    .requeue_pending(executor, &self.inner.app_version, &self.inner.app_name)
+                    .await?,
+            );
+        }
+        self.inner.wake_all_queues();
+        Ok(ids)
     }
 
     /// Cancels a workflow: it stops at its next durable operation and its status becomes

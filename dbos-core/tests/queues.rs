@@ -522,3 +522,76 @@ print("result", handle.get_result())
     assert_eq!(row.get::<_, String>(1), "portable_json");
     assert_eq!(row.get::<_, String>(2), "local", "our executor ran it");
 }
+
+/// The sweep lock DBOS Python also takes: first 8 bytes of
+/// sha256("dbos.background_job.<schema>.<app>.background_jobs").
+fn sweep_key(app: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("dbos.background_job.dbos.{app}.background_jobs").as_bytes());
+    i64::from_be_bytes(d[..8].try_into().unwrap())
+}
+
+#[dbos_testkit::test]
+async fn sweeps_cancel_expired_work_and_release_delayed_work_under_one_lock(db: TestDatabase) {
+    let _dbos = Dbos::launch(db.config("testapp")).await.unwrap();
+    let client = db.connect().await;
+    // Expired while still enqueued (a deadline given at enqueue, as DBOS clients can).
+    client
+        .execute(
+            "SELECT dbos.enqueue_workflow('double', 'unserved', ARRAY['1'::json], workflow_id => 'expired',
+                                          deadline_epoch_ms => (extract(epoch from now()) * 1000)::bigint - 1)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let status = |id: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(
+                    "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    eventually(
+        "the timeout sweep to cancel it",
+        Duration::from_secs(10),
+        || async { (status("expired").await == "CANCELLED").then_some(()) },
+    )
+    .await;
+
+    // While another process holds the sweep lock, this executor does not sweep.
+    let holder = db.connect().await;
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&sweep_key("testapp")])
+        .await
+        .unwrap();
+    client
+        .execute(
+            "SELECT dbos.enqueue_workflow('double', 'unserved', ARRAY['1'::json], workflow_id => 'delayed',
+                                          delay_until_epoch_ms => (extract(epoch from now()) * 1000)::bigint)",
+            &[],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        status("delayed").await,
+        "DELAYED",
+        "no sweep ran while the lock was held elsewhere"
+    );
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&sweep_key("testapp")])
+        .await
+        .unwrap();
+    eventually(
+        "the delay sweep to enqueue it",
+        Duration::from_secs(10),
+        || async { (status("delayed").await == "ENQUEUED").then_some(()) },
+    )
+    .await;
+}

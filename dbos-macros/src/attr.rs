@@ -34,7 +34,10 @@ impl Parse for OptionEntry {
         if input.peek(Token![=]) {
             input.parse::<Token![=]>()?;
             let value: Expr = input.parse()?;
-            return Ok(OptionEntry { key, value: Some(value) });
+            return Ok(OptionEntry {
+                key,
+                value: Some(value),
+            });
         }
         if input.is_empty() || input.peek(Token![,]) {
             return Ok(OptionEntry { key, value: None });
@@ -178,10 +181,7 @@ fn value<'a>(entry: &'a OptionEntry, example: &str) -> syn::Result<&'a Expr> {
     entry.value.as_ref().ok_or_else(|| {
         syn::Error::new(
             entry.key.span(),
-            format!(
-                "option `{}` needs a value, e.g. `{example}`",
-                key(entry)
-            ),
+            format!("option `{}` needs a value, e.g. `{example}`", key(entry)),
         )
     })
 }
@@ -189,7 +189,9 @@ fn value<'a>(entry: &'a OptionEntry, example: &str) -> syn::Result<&'a Expr> {
 /// A string literal value, e.g. `name = "checkout"`.
 pub(crate) fn string(entry: &OptionEntry, example: &str) -> syn::Result<LitStr> {
     match value(entry, example)? {
-        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(s.clone()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s.clone()),
         other => Err(syn::Error::new_spanned(
             other,
             format!(
@@ -201,7 +203,12 @@ pub(crate) fn string(entry: &OptionEntry, example: &str) -> syn::Result<LitStr> 
 }
 
 /// An integer literal value of at least `min`, e.g. `max_attempts = 3`.
-pub(crate) fn int_at_least<N>(entry: &OptionEntry, min: N, why: &str, example: &str) -> syn::Result<N>
+pub(crate) fn int_at_least<N>(
+    entry: &OptionEntry,
+    min: N,
+    why: &str,
+    example: &str,
+) -> syn::Result<N>
 where
     N: FromStr + PartialOrd + Display + Copy,
     N::Err: Display,
@@ -217,7 +224,9 @@ where
         )
     };
     match expr {
-        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => {
             let n: N = i.base10_parse().map_err(|e| {
                 syn::Error::new_spanned(
                     i,
@@ -229,7 +238,10 @@ where
             }
             Ok(n)
         }
-        Expr::Unary(ExprUnary { op: syn::UnOp::Neg(_), .. }) => Err(below()),
+        Expr::Unary(ExprUnary {
+            op: syn::UnOp::Neg(_),
+            ..
+        }) => Err(below()),
         other => Err(syn::Error::new_spanned(
             other,
             format!(
@@ -241,7 +253,12 @@ where
 }
 
 /// A float (or integer) literal value of at least `min`, e.g. `backoff = 1.5`.
-pub(crate) fn float_at_least(entry: &OptionEntry, min: f64, why: &str, example: &str) -> syn::Result<f64> {
+pub(crate) fn float_at_least(
+    entry: &OptionEntry,
+    min: f64,
+    why: &str,
+    example: &str,
+) -> syn::Result<f64> {
     let expr = value(entry, example)?;
     let below = || {
         syn::Error::new_spanned(
@@ -253,9 +270,16 @@ pub(crate) fn float_at_least(entry: &OptionEntry, min: f64, why: &str, example: 
         )
     };
     let n: f64 = match expr {
-        Expr::Lit(ExprLit { lit: Lit::Float(f), .. }) => f.base10_parse()?,
-        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse()?,
-        Expr::Unary(ExprUnary { op: syn::UnOp::Neg(_), .. }) => return Err(below()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse()?,
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse()?,
+        Expr::Unary(ExprUnary {
+            op: syn::UnOp::Neg(_),
+            ..
+        }) => return Err(below()),
         other => {
             return Err(syn::Error::new_spanned(
                 other,
@@ -312,7 +336,8 @@ pub(crate) fn path(entry: &OptionEntry, example: &str) -> syn::Result<syn::Path>
 /// the units `ms`, `s`, `m`, `h`, with no space. The result must be a whole number of
 /// milliseconds. The error says what is wrong, without the option's name.
 pub(crate) fn parse_duration_millis(text: &str) -> Result<u64, String> {
-    const FORMS: &str = "a number followed by ms, s, m or h, like \"500ms\", \"1.5s\", \"2m\" or \"1h\"";
+    const FORMS: &str =
+        "a number followed by ms, s, m or h, like \"500ms\", \"1.5s\", \"2m\" or \"1h\"";
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
@@ -401,16 +426,36 @@ mod tests {
 
     #[test]
     fn bad_durations() {
-        assert!(parse_duration_millis("500").unwrap_err().contains("no unit"));
-        assert!(parse_duration_millis("5sec").unwrap_err().contains("unknown unit \"sec\""));
-        assert!(parse_duration_millis("").unwrap_err().contains("not a duration"));
-        assert!(parse_duration_millis("ms").unwrap_err().contains("not a duration"));
-        assert!(parse_duration_millis(".5s").unwrap_err().contains("not a duration"));
-        assert!(parse_duration_millis("5.s").unwrap_err().contains("not a duration"));
-        assert!(parse_duration_millis("1.2.3s").unwrap_err().contains("not a duration"));
-        assert!(parse_duration_millis("1 s").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration_millis("1.0005s").unwrap_err().contains("whole number of milliseconds"));
-        assert!(parse_duration_millis("99999999999999999999999h").unwrap_err().contains("too large"));
+        assert!(parse_duration_millis("500")
+            .unwrap_err()
+            .contains("no unit"));
+        assert!(parse_duration_millis("5sec")
+            .unwrap_err()
+            .contains("unknown unit \"sec\""));
+        assert!(parse_duration_millis("")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_duration_millis("ms")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_duration_millis(".5s")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_duration_millis("5.s")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_duration_millis("1.2.3s")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_duration_millis("1 s")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_duration_millis("1.0005s")
+            .unwrap_err()
+            .contains("whole number of milliseconds"));
+        assert!(parse_duration_millis("99999999999999999999999h")
+            .unwrap_err()
+            .contains("too large"));
     }
 
     #[test]
@@ -427,21 +472,37 @@ mod tests {
         let (entries, errors) = parse(quote!(nmae = "x"));
         assert!(entries.is_empty());
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].contains("unknown option `nmae` for #[test_macro]"), "{}", errors[0]);
-        assert!(errors[0].contains("`name`, `max_attempts`, `interval`"), "{}", errors[0]);
+        assert!(
+            errors[0].contains("unknown option `nmae` for #[test_macro]"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[0].contains("`name`, `max_attempts`, `interval`"),
+            "{}",
+            errors[0]
+        );
         assert!(errors[0].contains("did you mean `name`?"), "{}", errors[0]);
     }
 
     #[test]
     fn rename_hint() {
         let (_, errors) = parse(quote!(retries_allowed = 3));
-        assert!(errors[0].contains("use `max_attempts` instead of `retries_allowed`"), "{}", errors[0]);
+        assert!(
+            errors[0].contains("use `max_attempts` instead of `retries_allowed`"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
     fn keyword_key_is_an_unknown_option() {
         let (_, errors) = parse(quote!(crate = "x"));
-        assert!(errors[0].contains("unknown option `crate`"), "{}", errors[0]);
+        assert!(
+            errors[0].contains("unknown option `crate`"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
@@ -449,31 +510,59 @@ mod tests {
         let (entries, errors) = parse(quote!(name = "a", name = "b", name = "c"));
         assert_eq!(entries.len(), 1);
         assert_eq!(errors.len(), 2);
-        assert!(errors[0].contains("duplicate option `name`"), "{}", errors[0]);
+        assert!(
+            errors[0].contains("duplicate option `name`"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
     fn missing_value_and_missing_equals() {
         let (entries, errors) = parse(quote!(name));
         assert!(errors.is_empty());
-        let e = string(&entries[0], "name = \"checkout\"").unwrap_err().to_string();
-        assert!(e.contains("needs a value, e.g. `name = \"checkout\"`"), "{e}");
+        let e = string(&entries[0], "name = \"checkout\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("needs a value, e.g. `name = \"checkout\"`"),
+            "{e}"
+        );
 
         let (_, errors) = parse(quote!(name("x")));
-        assert!(errors[0].contains("expected `=` after `name`"), "{}", errors[0]);
+        assert!(
+            errors[0].contains("expected `=` after `name`"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
     fn typed_readers_reject_wrong_kinds() {
         let (entries, _) = parse(quote!(name = 3, max_attempts = 0, interval = -1));
-        assert!(string(&entries[0], "").unwrap_err().to_string().contains("takes a string literal"));
-        let e = int_at_least::<u32>(&entries[1], 1, "because", "").unwrap_err().to_string();
+        assert!(string(&entries[0], "")
+            .unwrap_err()
+            .to_string()
+            .contains("takes a string literal"));
+        let e = int_at_least::<u32>(&entries[1], 1, "because", "")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("must be at least 1: because"), "{e}");
-        let e = int_at_least::<u32>(&entries[2], 1, "because", "").unwrap_err().to_string();
+        let e = int_at_least::<u32>(&entries[2], 1, "because", "")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("must be at least 1"), "{e}");
-        let e = float_at_least(&entries[2], 1.0, "because", "").unwrap_err().to_string();
+        let e = float_at_least(&entries[2], 1.0, "because", "")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("must be at least 1.0"), "{e}");
-        assert!(path(&entries[0], "").unwrap_err().to_string().contains("path of a function"));
-        assert!(duration_millis(&entries[0], "").unwrap_err().to_string().contains("duration string"));
+        assert!(path(&entries[0], "")
+            .unwrap_err()
+            .to_string()
+            .contains("path of a function"));
+        assert!(duration_millis(&entries[0], "")
+            .unwrap_err()
+            .to_string()
+            .contains("duration string"));
     }
 }

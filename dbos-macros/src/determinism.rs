@@ -74,7 +74,10 @@ const PATH_RULES: &[(&str, Reason)] = &[
 ];
 
 /// Macro rules: a macro whose path ends with these segments is flagged.
-const MACRO_RULES: &[(&str, Reason)] = &[("select", Reason::Select), ("select_biased", Reason::Select)];
+const MACRO_RULES: &[(&str, Reason)] = &[
+    ("select", Reason::Select),
+    ("select_biased", Reason::Select),
+];
 
 /// Reports every non-deterministic call in `block` (one error each, spanned at the path or
 /// macro), skipping statements marked `#[nondeterministic]`, and every `#[nondeterministic]`
@@ -122,7 +125,9 @@ fn is_opt_out_tokens(tokens: TokenStream) -> bool {
     match (iter.next(), iter.next()) {
         (Some(TokenTree::Ident(i)), None) => i == OPT_OUT,
         (Some(TokenTree::Ident(i)), Some(TokenTree::Group(_))) => i == OPT_OUT,
-        (Some(TokenTree::Ident(i)), Some(TokenTree::Punct(p))) => i == OPT_OUT && p.as_char() == '=',
+        (Some(TokenTree::Ident(i)), Some(TokenTree::Punct(p))) => {
+            i == OPT_OUT && p.as_char() == '='
+        }
         _ => false,
     }
 }
@@ -168,8 +173,8 @@ impl Guard<'_> {
         self.errors.push(syn::Error::new_spanned(
             at,
             format!(
-                "{why}\nhelp: if this is intended (for example only for logging), put \
-                 `#[{OPT_OUT}]` on the statement"
+                "{why}\nhelp: if this cannot change what the workflow does on replay (a log \
+                 line, say), put `#[{OPT_OUT}]` on the statement"
             ),
         ));
     }
@@ -224,7 +229,10 @@ impl<'ast> Visit<'ast> for Guard<'_> {
     }
 
     fn visit_path(&mut self, path: &'ast syn::Path) {
-        if let Some((_, reason)) = PATH_RULES.iter().find(|(rule, _)| matches_suffix(path, rule)) {
+        if let Some((_, reason)) = PATH_RULES
+            .iter()
+            .find(|(rule, _)| matches_suffix(path, rule))
+        {
             self.report(path, &written(path), *reason);
         }
         visit::visit_path(self, path);
@@ -235,18 +243,26 @@ impl<'ast> Visit<'ast> for Guard<'_> {
     }
 
     fn visit_macro(&mut self, mac: &'ast Macro) {
-        if let Some((_, reason)) = MACRO_RULES.iter().find(|(rule, _)| matches_suffix(&mac.path, rule)) {
+        if let Some((_, reason)) = MACRO_RULES
+            .iter()
+            .find(|(rule, _)| matches_suffix(&mac.path, rule))
+        {
             self.report(&mac.path, &written(&mac.path), *reason);
             return;
         }
         self.visit_path(&mac.path);
         // Look inside macros whose arguments are plain expressions (`println!`, `vec!`, ...).
-        if let Ok(args) = Punctuated::<Expr, Token![,]>::parse_terminated.parse2(mac.tokens.clone()) {
+        if let Ok(args) = Punctuated::<Expr, Token![,]>::parse_terminated.parse2(mac.tokens.clone())
+        {
             for arg in &args {
                 self.visit_expr(arg);
             }
         } else if let Ok((value, _, count)) = (|input: syn::parse::ParseStream<'_>| {
-            Ok((input.parse::<Expr>()?, input.parse::<Token![;]>()?, input.parse::<Expr>()?))
+            Ok((
+                input.parse::<Expr>()?,
+                input.parse::<Token![;]>()?,
+                input.parse::<Expr>()?,
+            ))
         })
         .parse2(mac.tokens.clone())
         {
@@ -397,7 +413,13 @@ mod tests {
     fn looks_into_closures_async_blocks_nested_blocks_and_macros() {
         let errors = errors_in(parse_quote!({
             let f = || Instant::now();
-            let g = async { if x { loop { tokio::spawn(y); } } };
+            let g = async {
+                if x {
+                    loop {
+                        tokio::spawn(y);
+                    }
+                }
+            };
             println!("{:?}", Instant::now());
             let v = vec![rand::random(); 3];
             let s = select! { _ = a => {} };

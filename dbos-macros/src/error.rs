@@ -18,7 +18,10 @@ pub(crate) struct Failure {
 
 impl From<syn::Error> for Failure {
     fn from(error: syn::Error) -> Self {
-        Failure { error, replacement: None }
+        Failure {
+            error,
+            replacement: None,
+        }
     }
 }
 

@@ -3,9 +3,11 @@
 
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
-use syn::spanned::Spanned;
 use syn::parse::{Parse, ParseStream};
-use syn::{Attribute, Block, FnArg, Pat, PatType, Receiver, ReturnType, Signature, Type, Visibility};
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, Block, FnArg, Pat, PatType, Receiver, ReturnType, Signature, Type, Visibility,
+};
 
 use crate::determinism;
 use crate::error::Failure;
@@ -35,11 +37,22 @@ impl Parse for AnnotatedFn {
         let body: TokenTree = input.parse()?;
         match &body {
             TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => {}
-            other => return Err(syn::Error::new(other.span(), "expected the function body `{ ... }`")),
+            other => {
+                return Err(syn::Error::new(
+                    other.span(),
+                    "expected the function body `{ ... }`",
+                ))
+            }
         }
         let body = TokenStream::from(body);
         let block = syn::parse2::<Block>(body.clone()).ok();
-        Ok(AnnotatedFn { attrs, vis, sig, body, block })
+        Ok(AnnotatedFn {
+            attrs,
+            vis,
+            sig,
+            body,
+            block,
+        })
     }
 }
 

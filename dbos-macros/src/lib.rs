@@ -47,7 +47,8 @@ use proc_macro::TokenStream;
 /// # Rules
 ///
 /// The function must be an `async fn` without `self` or generic parameters, each argument a
-/// plain name (`order: Order`), returning `Result<T, E>`. Arguments and `T` must be
+/// plain name (`order: Order`), returning `Result<T, E>`. It may be an associated function
+/// of an `impl` block, but its signature and body must name the type instead of `Self`. Arguments and `T` must be
 /// `Serialize + DeserializeOwned` (they are recorded as JSON), `E` must implement
 /// `dbos_core::WorkflowError`, and the body's future must be `Send` (a workflow may resume on
 /// any thread). Each rule is checked at compile time, with the error at the offending code.
@@ -67,12 +68,16 @@ use proc_macro::TokenStream;
 ///
 /// # Equivalent code without `#[workflow]`
 ///
+/// Roughly (the real expansion keeps every bounded use of the recorded types in the one
+/// static's initializer, so a type that is not storable is reported once):
+///
 /// ```ignore
 /// pub fn checkout(order: Order) -> dbos_core::WorkflowCall<Receipt, ShopError> {
+///     use dbos_core::__private::*;
 ///     static DEF: WorkflowDef = WorkflowDef {
 ///         name: "checkout", file: file!(), line: line!(), source_hash: "…",
 ///         max_recovery_attempts: 100,
-///         invoke: |args| Box::pin(async move {
+///         invoke: |args| workflow_future_must_be_send(async move {
 ///             let order: Order = args.decode(0, "order")?;
 ///             let result: Result<Receipt, ShopError> = async move { /* body */ }.await;
 ///             erase_outcome(result)
@@ -113,23 +118,28 @@ pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
 /// - `retry_if = path::to::function`: a `fn(&E) -> bool`; an error for which it returns
 ///   `false` is not retried.
 ///
-/// The retry options other than `max_attempts` are rejected when the step runs once.
+/// The retry options other than `max_attempts` are rejected when the step runs once (they
+/// would have no effect), and so is a `max_interval` shorter than `interval`.
 ///
 /// # Rules
 ///
 /// The function must be an `async fn` returning `Result<T, E>`, with `T` storable
 /// (`Serialize + DeserializeOwned`) and `E` a `dbos_core::WorkflowError`. Methods and generic
-/// functions are allowed. With retries, each attempt runs the body on clones of the
-/// arguments, so they must be `Clone`, and a receiver must be `&self`.
+/// functions are allowed, in `impl` blocks (trait implementations included). With retries,
+/// each attempt runs the body on clones of the arguments, so they must be `Clone`, and a
+/// receiver must be `&self`.
 ///
 /// # Equivalent code without `#[step]`
 ///
+/// The body runs through `dbos_core::run_step` (the macro also registers the step's source
+/// hash, which feeds the application version):
+///
 /// ```ignore
 /// async fn charge(order_id: String, cents: i64) -> Result<Payment, ShopError> {
-///     static DEF: StepDef = StepDef { name: "charge", source_hash: "…", options: StepOptions::DEFAULT };
-///     inventory::submit! { StepRegistration(&DEF) }
-///     let mut once = Some(move || async move { /* body */ });
-///     run_step(&DEF, None, move || once.take().unwrap()()).await
+///     dbos_core::run_step("charge", StepOptions::DEFAULT, || async {
+///         /* body */
+///     })
+///     .await
 /// }
 /// ```
 #[proc_macro_attribute]

@@ -110,6 +110,25 @@ pub(crate) fn self_type_in(ty: &Type) -> Option<Span> {
     finder.0
 }
 
+/// Every `Self` in a function body, outside nested items (which have their own `Self`).
+pub(crate) fn self_in_body(block: &syn::Block) -> Vec<Span> {
+    struct Finder(Vec<Span>);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            if let Some(first) = path.segments.first() {
+                if path.leading_colon.is_none() && first.ident == "Self" {
+                    self.0.push(first.ident.span());
+                }
+            }
+            syn::visit::visit_path(self, path);
+        }
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut finder = Finder(Vec::new());
+    finder.visit_block(block);
+    finder.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

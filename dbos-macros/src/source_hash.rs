@@ -9,14 +9,19 @@ use crate::func::AnnotatedFn;
 /// does not change the application version, which would leave in-flight workflows to
 /// executors still running the old version.
 pub(crate) fn source_hash(func: &AnnotatedFn) -> String {
-    format!("{:016x}", fnv1a64(func.source_tokens().to_string().as_bytes()))
+    format!(
+        "{:016x}",
+        fnv1a64(func.source_tokens().to_string().as_bytes())
+    )
 }
 
 /// The 64-bit FNV-1a hash.
 fn fnv1a64(bytes: &[u8]) -> u64 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET_BASIS, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
+    bytes.iter().fold(OFFSET_BASIS, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(PRIME)
+    })
 }
 
 #[cfg(test)]
@@ -48,6 +53,8 @@ mod tests {
         assert_eq!(source_hash(&a), source_hash(&b));
         assert_ne!(source_hash(&a), source_hash(&c));
         assert_eq!(source_hash(&a).len(), 16);
-        assert!(source_hash(&a).chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(source_hash(&a)
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     }
 }

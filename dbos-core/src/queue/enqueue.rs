@@ -213,7 +213,7 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             .with_workflow_id(id));
         }
         if row.created {
-            rt.queue_wakeup.notify_waiters();
+            rt.wake_queue(&self.queue);
         }
         Ok(WorkflowHandle::attach(rt, id))
     }
@@ -275,6 +275,6 @@ pub(crate) async fn enqueue_by_name(
             ),
         ));
     }
-    rt.queue_wakeup.notify_waiters();
+    rt.wake_queue(queue);
     Ok(WorkflowHandle::attach(rt.clone(), id))
 }

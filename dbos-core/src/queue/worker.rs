@@ -17,14 +17,17 @@ pub(crate) struct LocalCounts {
     per_partition: HashMap<String, i64>,
 }
 
-/// Released when a dequeued workflow's execution ends.
+/// Released when a dequeued workflow's execution ends; frees its place and wakes the
+/// queue's loop so the place is refilled at once.
 pub(crate) struct RunningSlot {
     counts: Arc<Mutex<LocalCounts>>,
     partition: Option<String>,
+    signal: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for RunningSlot {
     fn drop(&mut self) {
+        self.signal.notify_one();
         let mut c = lock(&self.counts);
         c.total -= 1;
         if let Some(p) = &self.partition {
@@ -53,15 +56,21 @@ pub(crate) fn jittered(interval: Duration) -> Duration {
 /// Polls `queue` until shutdown.
 pub(crate) async fn serve(rt: Arc<RuntimeInner>, queue: Queue) {
     let counts = Arc::new(Mutex::new(LocalCounts::default()));
+    let signal = rt.queue_signal(queue.name());
     let mut backoff = 1.0f64;
     loop {
-        match poll_once(&rt, &queue, &counts).await {
-            Ok(contended) => {
+        match poll_once(&rt, &queue, &counts, &signal).await {
+            Ok(Poll { contended, full }) => {
                 backoff = if contended {
                     (backoff * 2.0).min(8.0)
                 } else {
                     (backoff * 0.9).max(1.0)
                 };
+                if full && !rt.shutdown.is_cancelled() {
+                    // A full batch: more may be waiting; poll again right away.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
             }
             Err(e) => {
                 tracing::warn!(queue = queue.name(), error = %e, "dequeue failed; retrying");
@@ -71,10 +80,21 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, queue: Queue) {
         tokio::select! {
             _ = rt.shutdown.cancelled() => return,
             _ = tokio::time::sleep(jittered(queue.polling_interval.mul_f64(backoff))) => {}
-            _ = rt.queue_wakeup.notified() => {}
+            _ = signal.notified() => {}
         }
     }
 }
+
+/// What one poll saw.
+pub(crate) struct Poll {
+    /// Another executor held the rows; back off.
+    pub(crate) contended: bool,
+    /// A batch was claimed to its limit; more may be waiting.
+    pub(crate) full: bool,
+}
+
+/// The most rows one poll claims.
+const BATCH: i64 = 1000;
 
 /// One poll: claims what the limits allow and starts it. Returns whether contention with
 /// another executor was seen (the caller backs off).
@@ -82,7 +102,8 @@ pub(crate) async fn poll_once(
     rt: &Arc<RuntimeInner>,
     queue: &Queue,
     counts: &Arc<Mutex<LocalCounts>>,
-) -> Result<bool> {
+    signal: &Arc<tokio::sync::Notify>,
+) -> Result<Poll> {
     let partitions: Vec<Option<String>> = if queue.partitioned {
         let mut keys = rt.sysdb.partition_keys(queue.name(), &rt.app_name).await?;
         // Visit partitions in random order so no partition starves the others.
@@ -99,6 +120,7 @@ pub(crate) async fn poll_once(
         app_name: &rt.app_name,
     };
     let mut contended = false;
+    let mut full = false;
     for partition in partitions {
         let local_free = {
             let c = lock(counts);
@@ -108,7 +130,7 @@ pub(crate) async fn poll_once(
             if let (Some(pw), Some(p)) = (queue.partition_worker_concurrency, &partition) {
                 free = free.min(i64::from(pw) - c.per_partition.get(p).copied().unwrap_or(0));
             }
-            free.min(1000)
+            free.min(BATCH)
         };
         match rt
             .sysdb
@@ -117,6 +139,7 @@ pub(crate) async fn poll_once(
         {
             Dequeued::Contended => contended = true,
             Dequeued::Claimed(claimed) => {
+                full |= claimed.len() as i64 == BATCH;
                 for c in claimed {
                     {
                         let mut lc = lock(counts);
@@ -128,13 +151,14 @@ pub(crate) async fn poll_once(
                     let slot = RunningSlot {
                         counts: counts.clone(),
                         partition: partition.clone(),
+                        signal: signal.clone(),
                     };
                     rt.dispatch_claimed(c, Some(slot));
                 }
             }
         }
     }
-    Ok(contended)
+    Ok(Poll { contended, full })
 }
 
 /// Runs the sweeps every second until shutdown (only one process per application sweeps at
@@ -145,7 +169,7 @@ pub(crate) async fn sweeps(rt: Arc<RuntimeInner>) {
             Ok(Some((enqueued, cancelled))) => {
                 if enqueued > 0 {
                     tracing::debug!(enqueued, "delayed workflows are now enqueued");
-                    rt.queue_wakeup.notify_waiters();
+                    rt.wake_all_queues();
                 }
                 if cancelled > 0 {
                     tracing::info!(cancelled, "cancelled workflows past their deadline");

@@ -48,6 +48,9 @@ impl Default for ConnectOptions {
 #[derive(Clone)]
 pub struct SystemDatabase {
     pool: Pool,
+    statements: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<&'static str, std::sync::Arc<str>>>,
+    >,
     schema: String,
     quoted_schema: String,
     url: DatabaseUrl,
@@ -85,12 +88,15 @@ impl SystemDatabase {
         let pool = Pool::builder(manager)
             .max_size(options.pool_size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
+            // Reuse the most recently used connection: its backend and prepared statements are warm.
+            .queue_mode(deadpool_postgres::QueueMode::Lifo)
             .create_timeout(Some(options.connect_timeout))
             .wait_timeout(Some(options.connect_timeout + options.retry_for))
             .build()
             .map_err(|e| Error::config(format!("could not build the connection pool: {e}")))?;
         let db = SystemDatabase {
             pool,
+            statements: Default::default(),
             schema: schema.to_owned(),
             quoted_schema: quote_ident(schema),
             url: parsed,
@@ -168,6 +174,20 @@ impl SystemDatabase {
             ),
             other => Error::new(ErrorKind::Connection, format!("{context}: {other}")),
         }
+    }
+
+    /// The text of a hot-path statement, built once per database handle (no formatting
+    /// or allocation per operation).
+    pub(crate) fn sql(
+        &self,
+        key: &'static str,
+        build: impl FnOnce(&str) -> String,
+    ) -> std::sync::Arc<str> {
+        let mut cache = self.statements.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| build(&self.quoted_schema).into())
+            .clone()
     }
 
     /// The schema name (unquoted).

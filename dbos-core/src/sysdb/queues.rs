@@ -121,16 +121,17 @@ impl SystemDatabase {
         let shared = queue.has_shared_budget();
         if !shared && partition.is_none() {
             // No shared budget: one autocommit statement claims with SKIP LOCKED.
-            let claimed = self
-                .claim_from_queue(
-                    queue.name(),
-                    local_free,
-                    who.executor_id,
-                    who.app_version,
-                    who.app_name,
-                )
-                .await?;
-            return Ok(Dequeued::Claimed(claimed));
+            let client = self.client().await?;
+            return match self
+                .claim(&client, queue, None, local_free, who, false)
+                .await
+            {
+                Ok(claimed) => Ok(Dequeued::Claimed(claimed)),
+                Err(e) => Err(Error::db(
+                    format!("could not dequeue from `{}`", queue.name()),
+                    e,
+                )),
+            };
         }
         let s = self.quoted_schema();
         let mut client = self.client().await?;
@@ -218,82 +219,100 @@ impl SystemDatabase {
             let _ = tx.commit().await;
             return Ok(Dequeued::Claimed(Vec::new()));
         }
-        let lock = if shared {
-            "FOR UPDATE NOWAIT"
-        } else {
-            "FOR UPDATE SKIP LOCKED"
-        };
-        let claim = uuid::Uuid::new_v4().to_string();
-        let sql = format!(
-            "WITH latest AS (
-                 SELECT version_name FROM {s}.application_versions
-                  WHERE {app} ORDER BY version_timestamp DESC LIMIT 1
-             ),
-             picked AS (
-                 SELECT workflow_uuid FROM {s}.workflow_status
-                  WHERE queue_name = $1 AND status = 'ENQUEUED' AND {app} AND queue_partition_key IS NOT DISTINCT FROM $6::text
-                    AND (application_version = $3
-                         OR (application_version IS NULL AND COALESCE((SELECT version_name FROM latest), $3) = $3))
-                  ORDER BY priority ASC, created_at ASC
-                  LIMIT $5
-                  {lock}
-             )
-             UPDATE {s}.workflow_status ws
-                SET status = 'PENDING', owner_xid = $7, application_version = $3, executor_id = $4,
-                    application_name = $2, started_at_epoch_ms = $8, rate_limited = $9,
-                    recovery_attempts = ws.recovery_attempts + 1, updated_at = $8,
-                    workflow_deadline_epoch_ms = CASE WHEN ws.workflow_timeout_ms IS NOT NULL AND ws.workflow_deadline_epoch_ms IS NULL
-                                                      THEN $8 + ws.workflow_timeout_ms ELSE ws.workflow_deadline_epoch_ms END
-               FROM picked
-              WHERE ws.workflow_uuid = picked.workflow_uuid AND ws.status = 'ENQUEUED'
-             RETURNING ws.workflow_uuid, ws.name, ws.serialization, ws.recovery_attempts, ws.workflow_deadline_epoch_ms,
-                       (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid)"
-        );
-        let rate_limited = queue.rate_limit.is_some() || queue.partition_rate_limit.is_some();
-        let rows = tx
-            .query(
-                &sql,
-                &[
-                    &name,
-                    &who.app_name,
-                    &who.app_version,
-                    &who.executor_id,
-                    &max_tasks,
-                    &partition,
-                    &claim,
-                    &now,
-                    &rate_limited,
-                ],
-            )
-            .await;
-        let rows = match rows {
-            Ok(rows) => rows,
+        let claimed = match self
+            .claim(&tx, queue, partition, max_tasks, who, shared)
+            .await
+        {
+            Ok(claimed) => claimed,
             Err(e) if is_contention(&e) => return Ok(Dequeued::Contended),
             Err(e) => return Err(Error::db(format!("could not dequeue from `{name}`"), e)),
         };
         match tx.commit().await {
-            Ok(()) => {}
-            Err(e) if is_contention(&e) => return Ok(Dequeued::Contended),
-            Err(e) => {
-                return Err(Error::db(
-                    format!("could not commit a dequeue from `{name}`"),
-                    e,
-                ))
-            }
+            Ok(()) => Ok(Dequeued::Claimed(claimed)),
+            Err(e) if is_contention(&e) => Ok(Dequeued::Contended),
+            Err(e) => Err(Error::db(
+                format!("could not commit a dequeue from `{name}`"),
+                e,
+            )),
         }
-        Ok(Dequeued::Claimed(
-            rows.iter()
-                .map(|r| ClaimedWorkflow {
-                    id: r.get(0),
-                    name: r.get::<_, Option<String>>(1).unwrap_or_default(),
-                    serialization: r.get(2),
-                    recovery_attempts: r.get::<_, Option<i64>>(3).unwrap_or_default(),
-                    deadline_ms: r.get(4),
-                    inputs: r.get(5),
-                    owner_xid: claim.clone(),
-                })
-                .collect(),
-        ))
+    }
+
+    /// The claim statement: up to `limit` ENQUEUED rows of the queue (and partition) this
+    /// executor may run, in priority order, become PENDING under a new ownership token.
+    /// `nowait` locks them `NOWAIT` (a shared budget is being spent), else `SKIP LOCKED`.
+    async fn claim(
+        &self,
+        db: &impl deadpool_postgres::GenericClient,
+        queue: &Queue,
+        partition: Option<&str>,
+        limit: i64,
+        who: Dequeuer<'_>,
+        nowait: bool,
+    ) -> std::result::Result<Vec<ClaimedWorkflow>, tokio_postgres::Error> {
+        let build = |lock: &'static str| {
+            move |s: &str| {
+                format!(
+                    "WITH latest AS (
+                         SELECT version_name FROM {s}.application_versions
+                          WHERE application_name = $2 OR application_name IS NULL
+                          ORDER BY version_timestamp DESC LIMIT 1
+                     ),
+                     picked AS (
+                         SELECT workflow_uuid FROM {s}.workflow_status
+                          WHERE queue_name = $1 AND status = 'ENQUEUED'
+                            AND (application_name = $2 OR application_name IS NULL)
+                            AND queue_partition_key IS NOT DISTINCT FROM $6::text
+                            AND (application_version = $3
+                                 OR (application_version IS NULL AND COALESCE((SELECT version_name FROM latest), $3) = $3))
+                          ORDER BY priority ASC, created_at ASC
+                          LIMIT $5
+                          {lock}
+                     )
+                     UPDATE {s}.workflow_status ws
+                        SET status = 'PENDING', owner_xid = $7, application_version = $3, executor_id = $4,
+                            application_name = $2, started_at_epoch_ms = $8, rate_limited = $9,
+                            recovery_attempts = ws.recovery_attempts + 1, updated_at = $8,
+                            workflow_deadline_epoch_ms = CASE WHEN ws.workflow_timeout_ms IS NOT NULL AND ws.workflow_deadline_epoch_ms IS NULL
+                                                              THEN $8 + ws.workflow_timeout_ms ELSE ws.workflow_deadline_epoch_ms END
+                       FROM picked
+                      WHERE ws.workflow_uuid = picked.workflow_uuid AND ws.status = 'ENQUEUED'
+                     RETURNING ws.workflow_uuid, ws.name, ws.serialization, ws.recovery_attempts, ws.workflow_deadline_epoch_ms,
+                               (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid)"
+                )
+            }
+        };
+        let sql = if nowait {
+            self.sql("claim_nowait", build("FOR UPDATE NOWAIT"))
+        } else {
+            self.sql("claim_skip_locked", build("FOR UPDATE SKIP LOCKED"))
+        };
+        let stmt = db.prepare_cached(&sql).await?;
+        let claim = uuid::Uuid::new_v4().to_string();
+        let rate_limited = queue.rate_limit.is_some() || queue.partition_rate_limit.is_some();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+            &queue.name(),
+            &who.app_name,
+            &who.app_version,
+            &who.executor_id,
+            &limit,
+            &partition,
+            &claim,
+            &now_ms(),
+            &rate_limited,
+        ];
+        let rows = db.query(&stmt, &params).await?;
+        Ok(rows
+            .iter()
+            .map(|r| ClaimedWorkflow {
+                id: r.get(0),
+                name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                serialization: r.get(2),
+                recovery_attempts: r.get::<_, Option<i64>>(3).unwrap_or_default(),
+                deadline_ms: r.get(4),
+                inputs: r.get(5),
+                owner_xid: claim.clone(),
+            })
+            .collect())
     }
 
     /// Runs the background sweeps if no other process of this application is running them:

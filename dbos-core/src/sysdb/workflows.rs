@@ -8,8 +8,6 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::Row;
-
 use super::SystemDatabase;
 use crate::codec::PORTABLE_JSON;
 use crate::error::{Error, ErrorKind, Result};
@@ -118,7 +116,6 @@ impl SystemDatabase {
     /// [`ErrorKind::QueueDeduplicated`] when the queue already holds an active workflow with
     /// the deduplication id.
     pub(crate) async fn start_workflow(&self, w: &NewWorkflow<'_>) -> Result<Option<StartedRow>> {
-        let s = self.quoted_schema();
         let client = self.client().await?;
         let now = now_ms();
         let (parent_id, parent_owner, parent_fid) = match &w.parent {
@@ -133,7 +130,7 @@ impl SystemDatabase {
             (None, _) => "ENQUEUED",
         };
         // A child start happens only while the parent is owned by the caller (the guard).
-        let sql = format!(
+        let sql = self.sql("start", |s| format!(
             "WITH guard AS (
                  SELECT 1 FROM {s}.workflow_status
                   WHERE workflow_uuid = $11 AND owner_xid = $12 FOR NO KEY UPDATE
@@ -164,7 +161,7 @@ impl SystemDatabase {
                  ON CONFLICT (workflow_uuid, function_id) DO NOTHING
              )
              SELECT status, name, creator_xid = $7, workflow_deadline_epoch_ms FROM ins"
-        );
+        ));
         let stmt = client
             .prepare_cached(&sql)
             .await
@@ -233,7 +230,6 @@ impl SystemDatabase {
         started_ms: i64,
         app_name: &str,
     ) -> std::result::Result<(), RecordError> {
-        let s = self.quoted_schema();
         let client = self.client().await.map_err(RecordError::Db)?;
         let completed = now_ms();
         let serialization = if output.is_some() || error.is_some() {
@@ -241,7 +237,7 @@ impl SystemDatabase {
         } else {
             None
         };
-        let sql = format!(
+        let sql = self.sql("record", |s| format!(
             "WITH owner AS (
                  SELECT 1 FROM {s}.workflow_status
                   WHERE workflow_uuid = $1 AND owner_xid = $2 FOR NO KEY UPDATE
@@ -252,7 +248,7 @@ impl SystemDatabase {
              ON CONFLICT (workflow_uuid, function_id)
              DO UPDATE SET completed_at_epoch_ms = {s}.operation_outputs.completed_at_epoch_ms
              RETURNING completed_at_epoch_ms"
-        );
+        ));
         let stmt = client
             .prepare_cached(&sql)
             .await
@@ -297,9 +293,8 @@ impl SystemDatabase {
         output: Option<&str>,
         error: Option<&str>,
     ) -> Result<bool> {
-        let s = self.quoted_schema();
         let client = self.client().await?;
-        let sql = format!(
+        let sql = self.sql("finish", |s| format!(
             "WITH updated AS (
                  UPDATE {s}.workflow_status
                     SET status = $3, deduplication_id = NULL, owner_xid = NULL, updated_at = $6, completed_at = $6
@@ -313,7 +308,7 @@ impl SystemDatabase {
                  RETURNING 1
              )
              SELECT count(*) FROM updated"
-        );
+        ));
         let stmt = client
             .prepare_cached(&sql)
             .await
@@ -377,15 +372,14 @@ impl SystemDatabase {
     /// Status, name and outcome of a workflow, with the DBOS 3.x fallbacks to the legacy
     /// inline columns.
     pub(crate) async fn workflow_outcome(&self, workflow_id: &str) -> Result<Option<OutcomeRow>> {
-        let s = self.quoted_schema();
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(&format!(
+            .prepare_cached(&self.sql("outcome", |s| format!(
                 "SELECT ws.status, COALESCE(wo.output, ws.output), COALESCE(wo.error, ws.error), ws.serialization
                    FROM {s}.workflow_status ws
                    LEFT JOIN {s}.workflow_output wo ON wo.workflow_uuid = ws.workflow_uuid
                   WHERE ws.workflow_uuid = $1"
-            ))
+            )))
             .await
             .map_err(|e| Error::db("could not prepare the outcome query", e))?;
         let row = client
@@ -462,80 +456,6 @@ impl SystemDatabase {
             .await
             .map_err(|e| Error::db("could not re-enqueue pending workflows for recovery", e))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    /// Claims up to `limit` ENQUEUED workflows of `queue` for this executor, in priority
-    /// order, skipping rows other executors hold.
-    pub(crate) async fn claim_from_queue(
-        &self,
-        queue: &str,
-        limit: i64,
-        executor_id: &str,
-        version: &str,
-        app_name: &str,
-    ) -> Result<Vec<ClaimedWorkflow>> {
-        let s = self.quoted_schema();
-        let client = self.client().await?;
-        let claim = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
-        let stmt = client
-            .prepare_cached(&format!(
-                "WITH latest AS (
-                     SELECT version_name FROM {s}.application_versions
-                      WHERE application_name = $5 OR application_name IS NULL
-                      ORDER BY version_timestamp DESC LIMIT 1
-                 ),
-                 picked AS (
-                     SELECT workflow_uuid FROM {s}.workflow_status
-                      WHERE queue_name = $1 AND status = 'ENQUEUED'
-                        AND (application_version = $4
-                             OR (application_version IS NULL
-                                 AND COALESCE((SELECT version_name FROM latest), $4) = $4))
-                        AND (application_name = $5 OR application_name IS NULL)
-                      ORDER BY priority ASC, created_at ASC
-                      LIMIT $2
-                      FOR UPDATE SKIP LOCKED
-                 )
-                 UPDATE {s}.workflow_status ws
-                    SET status = 'PENDING', owner_xid = $6, application_version = $4, executor_id = $3,
-                        application_name = $5, started_at_epoch_ms = $7, recovery_attempts = ws.recovery_attempts + 1,
-                        updated_at = $7,
-                        workflow_deadline_epoch_ms = CASE WHEN ws.workflow_timeout_ms IS NOT NULL AND ws.workflow_deadline_epoch_ms IS NULL
-                                                          THEN $7 + ws.workflow_timeout_ms ELSE ws.workflow_deadline_epoch_ms END
-                   FROM picked
-                  WHERE ws.workflow_uuid = picked.workflow_uuid AND ws.status = 'ENQUEUED'
-                 RETURNING ws.workflow_uuid, ws.name, ws.serialization, ws.recovery_attempts, ws.workflow_deadline_epoch_ms,
-                           (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid)"
-            ))
-            .await
-            .map_err(|e| Error::db("could not prepare the dequeue", e))?;
-        let rows: Vec<Row> = client
-            .query(
-                &stmt,
-                &[
-                    &queue,
-                    &limit,
-                    &executor_id,
-                    &version,
-                    &app_name,
-                    &claim,
-                    &now,
-                ],
-            )
-            .await
-            .map_err(|e| Error::db(format!("could not dequeue from `{queue}`"), e))?;
-        Ok(rows
-            .iter()
-            .map(|r| ClaimedWorkflow {
-                id: r.get(0),
-                name: r.get::<_, Option<String>>(1).unwrap_or_default(),
-                serialization: r.get(2),
-                recovery_attempts: r.get::<_, Option<i64>>(3).unwrap_or_default(),
-                deadline_ms: r.get(4),
-                inputs: r.get(5),
-                owner_xid: claim.clone(),
-            })
-            .collect())
     }
 
     /// Moves a workflow past its recovery limit to the dead-letter status.

@@ -1,8 +1,8 @@
 //! The code `#[step]` generates, from a validated function only; and the stub emitted instead
 //! when there were errors.
 
-use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, Pat, PatIdent};
@@ -10,6 +10,7 @@ use syn::{FnArg, Pat, PatIdent};
 use super::parse::StepFn;
 use super::validate::ValidStep;
 use crate::func::{fake_return, Param};
+use crate::signature;
 
 /// The expansion of a valid step. The signature stays the user's `async fn` (parameters only
 /// lose `mut` or get a generated name when the retrying body re-binds them); the body becomes
@@ -24,14 +25,24 @@ pub(crate) fn expand(v: &ValidStep<'_>) -> TokenStream {
     let name = &v.name;
     let hash = &step.source_hash;
     let p = &v.policy;
-    let (max_attempts, interval, backoff, max_interval) =
-        (p.max_attempts, p.interval_millis, p.backoff, p.max_interval_millis);
+    let (max_attempts, interval, backoff, max_interval) = (
+        p.max_attempts,
+        p.interval_millis,
+        p.backoff,
+        p.max_interval_millis,
+    );
 
+    // Bound to a typed local first: a function with the wrong signature is reported at the
+    // path, and the call's argument is a plain name (see the span of the call below).
     let retry_if = match &step.options.retry_if {
         Some((path, _)) => quote_spanned! {path.span()=>
-            ::core::option::Option::Some(#path as fn(&#err) -> bool)
+            let __dbos_retry_if: ::core::option::Option<fn(&#err) -> bool> =
+                ::core::option::Option::Some(#path);
         },
-        None => quote!(::core::option::Option::None),
+        None => quote! {
+            let __dbos_retry_if: ::core::option::Option<fn(&#err) -> bool> =
+                ::core::option::Option::None;
+        },
     };
 
     let body = &func.body;
@@ -65,17 +76,22 @@ pub(crate) fn expand(v: &ValidStep<'_>) -> TokenStream {
         }
     };
 
-    // The assertions sit in the same body as `run_step`, at the user's types: the compiler
-    // reports an unsatisfied bound once per place within one body, so a type that is not
-    // storable gives one error, at the type. They are statements, not nested items, so they
-    // may name the function's generic parameters and `Self`.
-    let assertions = [
-        quote_spanned!(ok.span()=> ::dbos_core::__private::assert_portable::<#ok>();),
-        quote_spanned!(err.span()=> ::dbos_core::__private::assert_workflow_error::<#err>();),
-    ];
+    // The call and its `.await` are spanned at the first token of the return type (`Result`),
+    // and `T` and `E` are inferred rather than written as turbofish arguments: every unmet
+    // bound of `run_step` (on the call, on the future it returns, on the `.await`) is then
+    // reported at that one place, which the compiler reports once. An
+    // `assert_portable::<T>()` would be a second place, and a second error.
+    let at = return_type_span(&func.sig);
+    let mut arguments = Group::new(
+        Delimiter::Parenthesis,
+        quote_spanned!(at=> &#def, __dbos_retry_if, __dbos_attempt),
+    );
+    arguments.set_span(at);
+    let call = quote_spanned!(at=> ::dbos_core::__private::run_step #arguments .await);
     let run = quote! {
-        #(#assertions)*
-        ::dbos_core::__private::run_step::<#ok, #err, _, _>(&#def, #retry_if, #attempt).await
+        #retry_if
+        let __dbos_attempt = #attempt;
+        #call
     };
 
     let attrs = &func.attrs;
@@ -118,22 +134,24 @@ fn rebind_for_retries(sig: &mut syn::Signature, step: &StepFn) -> Vec<TokenStrea
                 if let Pat::Ident(pi) = &mut *pt.pat {
                     pi.mutability = None;
                 }
+                let clone = clone_call(&named.ty, quote!(#ident));
                 rebinds.push(quote_spanned! {span=>
-                    let #mutability #ident = __dbos_clone_argument(&#ident);
+                    let #mutability #ident = #clone;
                 });
             }
             Param::Pattern(original) => {
                 let generated = format_ident!("__dbos_arg{}", index);
-                pt.pat = Box::new(Pat::Ident(PatIdent {
+                *pt.pat = Pat::Ident(PatIdent {
                     attrs: Vec::new(),
                     by_ref: None,
                     mutability: None,
                     ident: generated.clone(),
                     subpat: None,
-                }));
+                });
                 let pat = &original.pat;
+                let clone = clone_call(&original.ty, quote!(#generated));
                 rebinds.push(quote_spanned! {span=>
-                    let #pat = __dbos_clone_argument(&#generated);
+                    let #pat = #clone;
                 });
             }
             Param::Receiver(_) => {}
@@ -142,19 +160,44 @@ fn rebind_for_retries(sig: &mut syn::Signature, step: &StepFn) -> Vec<TokenStrea
     rebinds
 }
 
-/// A helper whose bound explains why a parameter of a retrying step must be `Clone`.
+/// The span of the return type's first token (a span covering several tokens cannot be made
+/// on a stable compiler).
+fn return_type_span(sig: &syn::Signature) -> Span {
+    match &sig.output {
+        syn::ReturnType::Type(_, ty) => ty.to_token_stream().into_iter().next().map(|t| t.span()),
+        syn::ReturnType::Default => None,
+    }
+    .unwrap_or_else(|| sig.ident.span())
+}
+
+/// A trait whose unmet bound explains why a parameter of a retrying step must be `Clone`.
 fn clone_helper() -> TokenStream {
     quote! {
         #[diagnostic::on_unimplemented(
             message = "`{Self}` must implement `Clone` to be an argument of a #[step] with retries",
-            label = "not `Clone`",
-            note = "every attempt of a step with `max_attempts` > 1 runs the body on a fresh clone of the arguments, because a failed attempt may have consumed them; derive or implement `Clone`, pass a reference-counted handle, or remove the retries"
+            label = "needed because the step retries",
+            note = "every attempt of a step with `max_attempts` > 1 runs the body on a fresh clone of the arguments, because a failed attempt may have consumed them; implement `Clone`, pass a shared handle such as `Arc<T>`, or remove the retries"
         )]
-        trait __DbosRetryArgument: ::core::clone::Clone {}
-        impl<T: ::core::clone::Clone> __DbosRetryArgument for T {}
-        fn __dbos_clone_argument<T: __DbosRetryArgument>(value: &T) -> T {
-            ::core::clone::Clone::clone(value)
+        trait __DbosRetryArgument {
+            fn __dbos_clone(&self) -> Self;
         }
+        impl<T: ::core::clone::Clone> __DbosRetryArgument for T {
+            fn __dbos_clone(&self) -> Self {
+                ::core::clone::Clone::clone(self)
+            }
+        }
+    }
+}
+
+/// Clones a parameter for one attempt, spanned at its type so a type that is not `Clone` is
+/// reported there (naming the type, rather than letting it be inferred, also keeps the
+/// compiler from suggesting to borrow the parameter). `impl Trait` cannot be named, so such a
+/// parameter's type is inferred.
+fn clone_call(ty: &syn::Type, value: TokenStream) -> TokenStream {
+    if signature::impl_trait_in(ty).is_some() {
+        quote_spanned!(ty.span()=> __DbosRetryArgument::__dbos_clone(&#value))
+    } else {
+        quote_spanned!(ty.span()=> <#ty as __DbosRetryArgument>::__dbos_clone(&#value))
     }
 }
 

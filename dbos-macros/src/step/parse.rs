@@ -11,7 +11,14 @@ use crate::source_hash::source_hash;
 /// The options `#[step]` accepts.
 pub(crate) const ACCEPTED: Accepted = Accepted {
     macro_name: "#[step]",
-    keys: &["name", "max_attempts", "interval", "backoff", "max_interval", "retry_if"],
+    keys: &[
+        "name",
+        "max_attempts",
+        "interval",
+        "backoff",
+        "max_interval",
+        "retry_if",
+    ],
     renames: &[
         Rename {
             from: "retries_allowed",
@@ -125,8 +132,9 @@ pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> StepOptions {
             .map(|b| o.backoff = Some((b, span))),
             "max_interval" => attr::duration_millis(&entry, "max_interval = \"1m\"")
                 .map(|ms| o.max_interval = Some((ms, span))),
-            "retry_if" => attr::path(&entry, "retry_if = is_transient")
-                .map(|p| o.retry_if = Some((p, span))),
+            "retry_if" => {
+                attr::path(&entry, "retry_if = is_transient").map(|p| o.retry_if = Some((p, span)))
+            }
             _ => Ok(()),
         };
         if let Err(e) = result {
@@ -141,7 +149,12 @@ pub(crate) fn function(item: TokenStream, options: StepOptions) -> Result<StepFn
     let func = AnnotatedFn::parse(item, "#[step]", "a step whose result is recorded")?;
     let params = func::params(&func.sig);
     let source_hash = source_hash(&func);
-    Ok(StepFn { func, params, options, source_hash })
+    Ok(StepFn {
+        func,
+        params,
+        options,
+        source_hash,
+    })
 }
 
 #[cfg(test)]
@@ -162,7 +175,14 @@ mod tests {
     fn all_options_parse() {
         let mut e = Errors::default();
         let o = options(
-            quote!(name = "charge", max_attempts = 3, interval = "500ms", backoff = 1.5, max_interval = "1m", retry_if = errors::is_transient),
+            quote!(
+                name = "charge",
+                max_attempts = 3,
+                interval = "500ms",
+                backoff = 1.5,
+                max_interval = "1m",
+                retry_if = errors::is_transient
+            ),
             &mut e,
         );
         assert!(e.is_empty(), "{e:?}");
@@ -186,9 +206,15 @@ mod tests {
     #[test]
     fn option_errors() {
         let e = errors(quote!(max_attempts = 0));
-        assert!(e[0].contains("must be at least 1: it counts every attempt"), "{e:?}");
+        assert!(
+            e[0].contains("must be at least 1: it counts every attempt"),
+            "{e:?}"
+        );
         let e = errors(quote!(interval = "500"));
-        assert!(e[0].contains("option `interval`: \"500\" has no unit"), "{e:?}");
+        assert!(
+            e[0].contains("option `interval`: \"500\" has no unit"),
+            "{e:?}"
+        );
         let e = errors(quote!(interval = 500));
         assert!(e[0].contains("takes a duration string"), "{e:?}");
         let e = errors(quote!(backoff = 0.5));
@@ -196,9 +222,15 @@ mod tests {
         let e = errors(quote!(retry_if = "is_transient"));
         assert!(e[0].contains("path of a function"), "{e:?}");
         let e = errors(quote!(retries_allowed = true));
-        assert!(e[0].contains("use `max_attempts` instead of `retries_allowed`"), "{e:?}");
+        assert!(
+            e[0].contains("use `max_attempts` instead of `retries_allowed`"),
+            "{e:?}"
+        );
         let e = errors(quote!(max_attempts = 2, max_attempts = 3));
-        assert!(e[0].contains("duplicate option `max_attempts` in #[step]"), "{e:?}");
+        assert!(
+            e[0].contains("duplicate option `max_attempts` in #[step]"),
+            "{e:?}"
+        );
     }
 
     #[test]

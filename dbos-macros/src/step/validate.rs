@@ -45,10 +45,19 @@ pub(crate) fn validate<'a>(step: &'a StepFn, all_errors: &mut Errors) -> Option<
     let sig = &step.func.sig;
     let o = &step.options;
     let policy = Policy {
-        max_attempts: o.max_attempts.as_ref().map_or(defaults::MAX_ATTEMPTS, |(n, _)| *n),
-        interval_millis: o.interval.as_ref().map_or(defaults::INTERVAL_MILLIS, |(ms, _)| *ms),
+        max_attempts: o
+            .max_attempts
+            .as_ref()
+            .map_or(defaults::MAX_ATTEMPTS, |(n, _)| *n),
+        interval_millis: o
+            .interval
+            .as_ref()
+            .map_or(defaults::INTERVAL_MILLIS, |(ms, _)| *ms),
         backoff: o.backoff.as_ref().map_or(defaults::BACKOFF, |(b, _)| *b),
-        max_interval_millis: o.max_interval.as_ref().map_or(defaults::MAX_INTERVAL_MILLIS, |(ms, _)| *ms),
+        max_interval_millis: o
+            .max_interval
+            .as_ref()
+            .map_or(defaults::MAX_INTERVAL_MILLIS, |(ms, _)| *ms),
     };
     let retries = policy.max_attempts > 1;
 
@@ -174,7 +183,13 @@ pub(crate) fn validate<'a>(step: &'a StepFn, all_errors: &mut Errors) -> Option<
         return None;
     }
     let (ok, err) = result?;
-    Some(ValidStep { step, ok, err, name, policy })
+    Some(ValidStep {
+        step,
+        ok,
+        err,
+        name,
+        policy,
+    })
 }
 
 /// `&self` or `self: &Self` (any shared reference).
@@ -183,16 +198,23 @@ fn is_shared_reference(receiver: &Receiver) -> bool {
 }
 
 fn receiver_text(receiver: &Receiver) -> String {
-    quote::ToTokens::to_token_stream(receiver).to_string().replace("& ", "&").replace(" :", ":")
+    quote::ToTokens::to_token_stream(receiver)
+        .to_string()
+        .replace("& ", "&")
+        .replace(" :", ":")
 }
 
 /// `1500` → `1.5s`, `60000` → `1m`: for messages.
 fn millis_text(ms: u64) -> String {
     for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if ms >= size && ms % (size / 10).max(1) == 0 {
+        if ms >= size && ms.is_multiple_of((size / 10).max(1)) {
             let whole = ms / size;
             let tenths = (ms % size) / (size / 10);
-            return if tenths == 0 { format!("{whole}{unit}") } else { format!("{whole}.{tenths}{unit}") };
+            return if tenths == 0 {
+                format!("{whole}{unit}")
+            } else {
+                format!("{whole}.{tenths}{unit}")
+            };
         }
     }
     format!("{ms}ms")
@@ -218,19 +240,44 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let p = check(quote!(), quote!(async fn s() -> Result<u32, E> { Ok(1) })).unwrap();
+        let p = check(
+            quote!(),
+            quote!(
+                async fn s() -> Result<u32, E> {
+                    Ok(1)
+                }
+            ),
+        )
+        .unwrap();
         assert_eq!(
             p,
-            Policy { max_attempts: 1, interval_millis: 1_000, backoff: 2.0, max_interval_millis: 3_600_000 }
+            Policy {
+                max_attempts: 1,
+                interval_millis: 1_000,
+                backoff: 2.0,
+                max_interval_millis: 3_600_000
+            }
         );
     }
 
     #[test]
     fn retry_settings_need_retries() {
-        let e = check(quote!(interval = "1s", retry_if = f), quote!(async fn s() -> Result<u32, E> { Ok(1) }))
-            .unwrap_err();
+        let e = check(
+            quote!(interval = "1s", retry_if = f),
+            quote!(
+                async fn s() -> Result<u32, E> {
+                    Ok(1)
+                }
+            ),
+        )
+        .unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
-        assert!(e[0].contains("`interval` has no effect: the step runs once because `max_attempts` defaults to 1"), "{e:?}");
+        assert!(
+            e[0].contains(
+                "`interval` has no effect: the step runs once because `max_attempts` defaults to 1"
+            ),
+            "{e:?}"
+        );
         assert!(e[1].contains("`retry_if` has no effect"), "{e:?}");
     }
 
@@ -238,33 +285,91 @@ mod tests {
     fn max_interval_must_cover_interval() {
         let e = check(
             quote!(max_attempts = 2, interval = "1m", max_interval = "10s"),
-            quote!(async fn s() -> Result<u32, E> { Ok(1) }),
+            quote!(
+                async fn s() -> Result<u32, E> {
+                    Ok(1)
+                }
+            ),
         )
         .unwrap_err();
-        assert!(e[0].contains("`max_interval` (10s) is shorter than `interval` (1m)"), "{e:?}");
-        let e = check(quote!(max_attempts = 2, interval = "2h"), quote!(async fn s() -> Result<u32, E> { Ok(1) }))
-            .unwrap_err();
-        assert!(e[0].contains("longer than the default `max_interval` (1h)"), "{e:?}");
+        assert!(
+            e[0].contains("`max_interval` (10s) is shorter than `interval` (1m)"),
+            "{e:?}"
+        );
+        let e = check(
+            quote!(max_attempts = 2, interval = "2h"),
+            quote!(
+                async fn s() -> Result<u32, E> {
+                    Ok(1)
+                }
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            e[0].contains("longer than the default `max_interval` (1h)"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn receivers_with_retries() {
-        let ok = check(quote!(max_attempts = 2), quote!(async fn s(&self) -> Result<u32, E> { Ok(1) }));
+        let ok = check(
+            quote!(max_attempts = 2),
+            quote!(
+                async fn s(&self) -> Result<u32, E> {
+                    Ok(1)
+                }
+            ),
+        );
         assert!(ok.is_ok());
-        let ok = check(quote!(max_attempts = 2), quote!(async fn s(self: &Self) -> Result<u32, E> { Ok(1) }));
+        let ok = check(
+            quote!(max_attempts = 2),
+            quote!(
+                async fn s(self: &Self) -> Result<u32, E> {
+                    Ok(1)
+                }
+            ),
+        );
         assert!(ok.is_ok());
-        for receiver in [quote!(self), quote!(mut self), quote!(&mut self), quote!(self: Arc<Self>)] {
-            let e = check(quote!(max_attempts = 2), quote!(async fn s(#receiver) -> Result<u32, E> { Ok(1) }))
-                .unwrap_err();
-            assert!(e[0].contains("with retries (`max_attempts = 2`) cannot take"), "{e:?}");
+        for receiver in [
+            quote!(self),
+            quote!(mut self),
+            quote!(&mut self),
+            quote!(self: Arc<Self>),
+        ] {
+            let e = check(
+                quote!(max_attempts = 2),
+                quote!(async fn s(#receiver) -> Result<u32, E> { Ok(1) }),
+            )
+            .unwrap_err();
+            assert!(
+                e[0].contains("with retries (`max_attempts = 2`) cannot take"),
+                "{e:?}"
+            );
         }
         // Without retries the body runs once, so any receiver works.
-        assert!(check(quote!(), quote!(async fn s(mut self) -> Result<u32, E> { Ok(1) })).is_ok());
+        assert!(check(
+            quote!(),
+            quote!(
+                async fn s(mut self) -> Result<u32, E> {
+                    Ok(1)
+                }
+            )
+        )
+        .is_ok());
     }
 
     #[test]
     fn signature_rules() {
-        let e = check(quote!(), quote!(fn s() -> u32 { 1 })).unwrap_err();
+        let e = check(
+            quote!(),
+            quote!(
+                fn s() -> u32 {
+                    1
+                }
+            ),
+        )
+        .unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].contains("must be `async fn`"));
         assert!(e[1].contains("must return `Result<T, E>`"));

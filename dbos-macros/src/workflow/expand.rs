@@ -3,8 +3,8 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned;
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 
 use super::parse::WorkflowFn;
 use super::validate::ValidWorkflow;
@@ -46,17 +46,21 @@ pub(crate) fn expand(v: &ValidWorkflow<'_>) -> TokenStream {
     });
     let idents: Vec<_> = v.params.iter().map(|p| &p.ident).collect();
     let types: Vec<_> = v.params.iter().map(|p| &*p.ty).collect();
-    let helper_params: Vec<_> = (0..v.params.len()).map(|i| format_ident!("__dbos_arg{}", i)).collect();
+    let helper_params: Vec<_> = (0..v.params.len())
+        .map(|i| format_ident!("__dbos_arg{}", i))
+        .collect();
 
     let assertions = types
         .iter()
         .copied()
         .chain([ok])
         .map(|ty| quote_spanned!(ty.span()=> ::dbos_core::__private::assert_portable::<#ty>();))
-        .chain([quote_spanned!(err.span()=> ::dbos_core::__private::assert_workflow_error::<#err>();)]);
-    let encodes = types.iter().zip(&helper_params).map(|(ty, param)| {
-        quote_spanned!(ty.span()=> ::dbos_core::__private::encode_arg::<#ty>(#param))
-    });
+        .chain([
+            quote_spanned!(err.span()=> ::dbos_core::__private::assert_workflow_error::<#err>();),
+        ]);
+    let encodes = types.iter().zip(&helper_params).map(
+        |(ty, param)| quote_spanned!(ty.span()=> ::dbos_core::__private::encode_arg::<#ty>(#param)),
+    );
     let decodes = v.params.iter().enumerate().map(|(index, p)| {
         let (mutability, ident, ty) = (&p.mutability, &p.ident, &p.ty);
         let arg_name = ident.unraw().to_string();
@@ -65,7 +69,10 @@ pub(crate) fn expand(v: &ValidWorkflow<'_>) -> TokenStream {
                 ::dbos_core::__private::Args::decode::<#ty>(&__dbos_args, #index, #arg_name)?;
         }
     });
-    let unused_args = v.params.is_empty().then(|| quote!(::core::mem::drop(__dbos_args);));
+    let unused_args = v
+        .params
+        .is_empty()
+        .then(|| quote!(::core::mem::drop(__dbos_args);));
 
     let body = determinism::strip_opt_out(func.body.clone());
     let fake_return = fake_return(&func.sig.output, ok, err);

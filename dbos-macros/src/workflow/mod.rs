@@ -28,9 +28,15 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> Result<TokenStream
     let valid = validate::validate(&wf, &mut errors);
     match (valid, errors.finish()) {
         (Some(valid), Ok(())) => Ok(expand::expand(&valid)),
-        (_, Err(error)) => Err(Failure { error, replacement: Some(expand::fallback(&wf)) }),
+        (_, Err(error)) => Err(Failure {
+            error,
+            replacement: Some(expand::fallback(&wf)),
+        }),
         (None, Ok(())) => Err(Failure {
-            error: syn::Error::new(Span::call_site(), "internal error in #[workflow]: validation failed without an error"),
+            error: syn::Error::new(
+                Span::call_site(),
+                "internal error in #[workflow]: validation failed without an error",
+            ),
             replacement: Some(expand::fallback(&wf)),
         }),
     }

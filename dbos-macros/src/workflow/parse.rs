@@ -79,7 +79,12 @@ pub(crate) fn function(item: TokenStream, options: WorkflowOptions) -> Result<Wo
     let func = AnnotatedFn::parse(item, "#[workflow]", "a durable workflow")?;
     let params = func::params(&func.sig);
     let source_hash = source_hash(&func);
-    Ok(WorkflowFn { func, params, options, source_hash })
+    Ok(WorkflowFn {
+        func,
+        params,
+        options,
+        source_hash,
+    })
 }
 
 #[cfg(test)]
@@ -112,22 +117,38 @@ mod tests {
         let e = errors(quote!(max_recovery_attempts = 99999999999));
         assert!(e[0].contains("number too large"), "{e:?}");
         let e = errors(quote!(max_retries = 3));
-        assert!(e[0].contains("use `max_recovery_attempts` instead"), "{e:?}");
+        assert!(
+            e[0].contains("use `max_recovery_attempts` instead"),
+            "{e:?}"
+        );
         let e = errors(quote!(name = checkout));
         assert!(e[0].contains("takes a string literal"), "{e:?}");
         let e = errors(quote!(queue = "q"));
-        assert!(e[0].contains("accepted options are: `name`, `max_recovery_attempts`"), "{e:?}");
+        assert!(
+            e[0].contains("accepted options are: `name`, `max_recovery_attempts`"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn not_a_function() {
-        let err = function(quote!(struct S;), WorkflowOptions::default()).unwrap_err();
+        let err = function(
+            quote!(
+                struct S;
+            ),
+            WorkflowOptions::default(),
+        )
+        .unwrap_err();
         assert!(err.error.to_string().contains("applies to an `async fn`"));
     }
 
     #[test]
     fn unparsable_body_is_kept_as_tokens() {
-        let f = function(quote!(async fn f() -> Result<(), E> { let = ; }), WorkflowOptions::default()).unwrap();
+        let f = function(
+            quote!(async fn f() -> Result<(), E> { let = ; }),
+            WorkflowOptions::default(),
+        )
+        .unwrap();
         assert!(f.func.block.is_none());
         assert!(f.func.body.to_string().contains("let ="));
     }

@@ -28,7 +28,10 @@ pub(crate) struct ValidWorkflow<'a> {
 
 /// Checks the signature, the options and (with the determinism guard) the body. Returns the
 /// validated pieces when this pass found no problem.
-pub(crate) fn validate<'a>(wf: &'a WorkflowFn, all_errors: &mut Errors) -> Option<ValidWorkflow<'a>> {
+pub(crate) fn validate<'a>(
+    wf: &'a WorkflowFn,
+    all_errors: &mut Errors,
+) -> Option<ValidWorkflow<'a>> {
     let mut errors = Errors::default();
     let errors = &mut errors;
     let sig = &wf.func.sig;
@@ -166,6 +169,14 @@ pub(crate) fn validate<'a>(wf: &'a WorkflowFn, all_errors: &mut Errors) -> Optio
     };
 
     if let Some(block) = &wf.func.block {
+        for span in signature::self_in_body(block) {
+            errors.push(syn::Error::new(
+                span,
+                "write the type's name instead of `Self` in a #[workflow] body: the body is \
+                 moved into the workflow's registration, outside the `impl` block, where \
+                 `Self` means nothing",
+            ));
+        }
         determinism::check(block, errors);
     }
 
@@ -219,7 +230,11 @@ mod tests {
     fn a_valid_workflow() {
         let e = check(
             quote!(name = "checkout"),
-            quote!(pub async fn checkout(order: Order, mut n: u32) -> Result<Receipt, ShopError> { Ok(r) }),
+            quote!(
+                pub async fn checkout(order: Order, mut n: u32) -> Result<Receipt, ShopError> {
+                    Ok(r)
+                }
+            ),
         );
         assert!(e.is_empty(), "{e:?}");
     }
@@ -228,7 +243,11 @@ mod tests {
     fn every_signature_problem_is_reported() {
         let e = check(
             quote!(),
-            quote!(fn w<T>(&self, (a, b): (u32, u32), c: impl Display) -> u32 { 1 }),
+            quote!(
+                fn w<T>(&self, (a, b): (u32, u32), c: impl Display) -> u32 {
+                    1
+                }
+            ),
         );
         let expected = [
             "must be `async fn`",
@@ -240,40 +259,118 @@ mod tests {
         ];
         assert_eq!(e.len(), expected.len(), "{e:#?}");
         for want in expected {
-            assert!(e.iter().any(|m| m.contains(want)), "missing {want:?} in {e:#?}");
+            assert!(
+                e.iter().any(|m| m.contains(want)),
+                "missing {want:?} in {e:#?}"
+            );
         }
     }
 
     #[test]
     fn self_type_is_rejected() {
-        let e = check(quote!(), quote!(async fn w(x: Self) -> Result<Vec<Self>, E> { Ok(vec![x]) }));
+        let e = check(
+            quote!(),
+            quote!(
+                async fn w(x: Self) -> Result<Vec<Self>, E> {
+                    Ok(vec![x])
+                }
+            ),
+        );
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].contains("instead of `Self`"), "{e:?}");
     }
 
     #[test]
+    fn self_in_body_is_rejected() {
+        let e = check(
+            quote!(),
+            quote!(
+                async fn w() -> Result<u32, E> {
+                    Self::helper();
+                    let x: Self = y;
+                    Ok(1)
+                }
+            ),
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].contains("instead of `Self` in a #[workflow] body"),
+            "{e:?}"
+        );
+        let e = check(
+            quote!(),
+            quote!(
+                async fn w() -> Result<u32, E> {
+                    struct S;
+                    impl S {
+                        fn n() -> Self {
+                            S
+                        }
+                    }
+                    Ok(1)
+                }
+            ),
+        );
+        assert!(e.is_empty(), "{e:?}");
+    }
+
+    #[test]
     fn empty_name() {
-        let e = check(quote!(name = ""), quote!(async fn w() -> Result<(), E> { Ok(()) }));
+        let e = check(
+            quote!(name = ""),
+            quote!(
+                async fn w() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
         assert!(e[0].contains("cannot be empty"), "{e:?}");
     }
 
     #[test]
     fn body_is_guarded() {
-        let e = check(quote!(), quote!(async fn w() -> Result<(), E> { tokio::spawn(x); Ok(()) }));
+        let e = check(
+            quote!(),
+            quote!(
+                async fn w() -> Result<(), E> {
+                    tokio::spawn(x);
+                    Ok(())
+                }
+            ),
+        );
         assert_eq!(e.len(), 1);
         assert!(e[0].contains("runs concurrently"), "{e:?}");
     }
 
     #[test]
     fn opt_out_on_the_function() {
-        let e = check(quote!(), quote!(#[nondeterministic] async fn w() -> Result<(), E> { Ok(()) }));
-        assert!(e[0].contains("goes on a statement inside the workflow body"), "{e:?}");
+        let e = check(
+            quote!(),
+            quote!(
+                #[nondeterministic]
+                async fn w() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(
+            e[0].contains("goes on a statement inside the workflow body"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn raw_name_default() {
         let mut errors = Errors::default();
-        let wf = parse::function(quote!(async fn r#match() -> Result<(), E> { Ok(()) }), Default::default()).unwrap();
+        let wf = parse::function(
+            quote!(
+                async fn r#match() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            Default::default(),
+        )
+        .unwrap();
         let valid = validate(&wf, &mut errors).unwrap();
         assert_eq!(valid.name, "match");
         assert_eq!(valid.max_recovery_attempts, DEFAULT_MAX_RECOVERY_ATTEMPTS);

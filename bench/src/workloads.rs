@@ -1,0 +1,369 @@
+//! The five workloads.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dbos_core::prelude::*;
+use dbos_core::sysdb::{ConnectOptions, SystemDatabase};
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::floor::Floor;
+use crate::stats::{percentile_ms, rss_kib};
+use crate::{Report, Server};
+
+#[step]
+async fn noop(x: i64) -> Result<i64, Error> {
+    Ok(x)
+}
+
+#[workflow]
+async fn ten_steps(x: i64) -> Result<i64, Error> {
+    for _ in 0..10 {
+        noop(x).await?;
+    }
+    Ok(x)
+}
+
+#[workflow]
+async fn three_steps(x: i64) -> Result<i64, Error> {
+    for _ in 0..3 {
+        noop(x).await?;
+    }
+    Ok(x)
+}
+
+#[workflow]
+async fn one_step(x: i64) -> Result<i64, Error> {
+    noop(x).await
+}
+
+static CRASHING: AtomicBool = AtomicBool::new(false);
+
+#[step]
+async fn park_while_crashing() -> Result<(), Error> {
+    if CRASHING.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+#[workflow]
+async fn recoverable(x: i64) -> Result<i64, Error> {
+    noop(x).await?;
+    park_while_crashing().await?;
+    Ok(x)
+}
+
+#[workflow]
+async fn parked(x: i64) -> Result<i64, Error> {
+    dbos_core::sleep(Duration::from_secs(3600)).await?;
+    Ok(x)
+}
+
+static QUEUE: Queue = Queue::new("bench")
+    .worker_concurrency(16)
+    .polling_interval(Duration::from_millis(500));
+
+fn config(url: &str, pool: usize) -> Config {
+    Config::new("bench")
+        .system_database_url(url)
+        .pool_size(pool)
+        .executor_id("bench-exec")
+        .application_version("bench-v1")
+}
+
+async fn floor_db(server: &Server, tag: &str) -> String {
+    let url = server.fresh_database(tag).await;
+    let sys = SystemDatabase::connect(&url, "dbos", &ConnectOptions::default())
+        .await
+        .expect("connect");
+    sys.migrate().await.expect("migrate");
+    sys.close();
+    url
+}
+
+async fn count(url: &str, sql: &str) -> i64 {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client.query_one(sql, &[]).await.expect("count").get(0)
+}
+
+async fn wait_for(url: &str, sql: &str, target: i64, limit: Duration) -> bool {
+    let start = Instant::now();
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    while start.elapsed() < limit {
+        let n: i64 = client.query_one(sql, &[]).await.expect("count").get(0);
+        if n >= target {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// W1: 200 workflows of 10 no-op steps, one after another. The library and the floor run
+/// in alternating rounds of 50, so drift in the machine or the server affects both alike.
+pub(crate) async fn w1_latency(server: &Server) -> Report {
+    const ROUNDS: usize = 4;
+    const PER_ROUND: usize = 50;
+    let url = server.fresh_database("w1").await;
+    let dbos = Dbos::launch(config(&url, 4)).await.expect("launch");
+    let floor_url = floor_db(server, "w1_floor").await;
+    let floor = Floor::connect(&floor_url).await;
+    for i in 0..10 {
+        ten_steps(i).on(&dbos).await.expect("warm-up");
+        floor.workflow(&format!("warm-{i}"), 10).await;
+    }
+    let (mut lib, mut raw) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        for i in 0..PER_ROUND {
+            let t = Instant::now();
+            ten_steps((round * PER_ROUND + i) as i64)
+                .on(&dbos)
+                .await
+                .expect("workflow");
+            lib.push(t.elapsed());
+        }
+        for i in 0..PER_ROUND {
+            let t = Instant::now();
+            floor.workflow(&format!("wf-{round}-{i}"), 10).await;
+            raw.push(t.elapsed());
+        }
+    }
+    dbos.shutdown().await.expect("shutdown");
+    let (l50, l90, l99) = (
+        percentile_ms(&mut lib, 50.0),
+        percentile_ms(&mut lib, 90.0),
+        percentile_ms(&mut lib, 99.0),
+    );
+    let (f50, f90, f99) = (
+        percentile_ms(&mut raw, 50.0),
+        percentile_ms(&mut raw, 90.0),
+        percentile_ms(&mut raw, 99.0),
+    );
+    let ratio = l50 / f50;
+    println!("W1 latency: dbos p50 {l50:.2} ms p90 {l90:.2} p99 {l99:.2}; floor p50 {f50:.2} p90 {f90:.2} p99 {f99:.2}; p50 ratio {ratio:.3}");
+    Report {
+        workload: "W1 latency (200 × 10 steps, sequential)",
+        summary: format!(
+            "p50 {l50:.2} / p90 {l90:.2} / p99 {l99:.2} ms; floor {f50:.2} / {f90:.2} / {f99:.2} ms; p50 ratio **{ratio:.3}** (target ≤ 1.15)"
+        ),
+        json: json!({"workload": "W1", "p50_ms": l50, "p90_ms": l90, "p99_ms": l99,
+                     "floor_p50_ms": f50, "floor_p90_ms": f90, "floor_p99_ms": f99, "p50_ratio": ratio}),
+    }
+}
+
+/// W2: 2,000 workflows of 3 steps, 16 in flight.
+pub(crate) async fn w2_throughput(server: &Server) -> Report {
+    const N: usize = 2000;
+    const IN_FLIGHT: usize = 16;
+    let url = server.fresh_database("w2").await;
+    let dbos = Dbos::launch(config(&url, IN_FLIGHT + 4))
+        .await
+        .expect("launch");
+    for i in 0..20 {
+        three_steps(i).on(&dbos).await.expect("warm-up");
+    }
+    let started = Instant::now();
+    let mut lib: Vec<Duration> = futures_util::stream::iter(0..N as i64)
+        .map(|i| {
+            let dbos = dbos.clone();
+            async move {
+                let t = Instant::now();
+                three_steps(i).on(&dbos).await.expect("workflow");
+                t.elapsed()
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    let lib_rate = N as f64 / started.elapsed().as_secs_f64();
+    dbos.shutdown().await.expect("shutdown");
+
+    let url = floor_db(server, "w2_floor").await;
+    let mut floors = Vec::new();
+    for _ in 0..IN_FLIGHT {
+        floors.push(Arc::new(Floor::connect(&url).await));
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for floor in floors {
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= N {
+                    return latencies;
+                }
+                let t = Instant::now();
+                floor.workflow(&format!("wf-{i}"), 3).await;
+                latencies.push(t.elapsed());
+            }
+        }));
+    }
+    let mut raw = Vec::new();
+    for t in tasks {
+        raw.extend(t.await.expect("floor task"));
+    }
+    let floor_rate = N as f64 / started.elapsed().as_secs_f64();
+    let (l50, l99) = (percentile_ms(&mut lib, 50.0), percentile_ms(&mut lib, 99.0));
+    let (f50, f99) = (percentile_ms(&mut raw, 50.0), percentile_ms(&mut raw, 99.0));
+    let ratio = lib_rate / floor_rate;
+    println!("W2 throughput: dbos {lib_rate:.0} wf/s (p50 {l50:.2} ms, p99 {l99:.2}); floor {floor_rate:.0} wf/s (p50 {f50:.2}, p99 {f99:.2}); ratio {ratio:.3}");
+    Report {
+        workload: "W2 throughput (2,000 × 3 steps, 16 in flight)",
+        summary: format!(
+            "{lib_rate:.0} wf/s, p50 {l50:.2} / p99 {l99:.2} ms; floor {floor_rate:.0} wf/s, p50 {f50:.2} / p99 {f99:.2} ms; ratio **{ratio:.3}** (target ≥ 0.85)"
+        ),
+        json: json!({"workload": "W2", "wf_per_s": lib_rate, "p50_ms": l50, "p99_ms": l99,
+                     "floor_wf_per_s": floor_rate, "floor_p50_ms": f50, "floor_p99_ms": f99, "ratio": ratio}),
+    }
+}
+
+/// W3: enqueue 2,000 one-step workflows on a queue with worker concurrency 16; until done.
+pub(crate) async fn w3_queue(server: &Server) -> Report {
+    const N: usize = 2000;
+    let url = server.fresh_database("w3").await;
+    let dbos = Dbos::launch(config(&url, 24).queue(&QUEUE))
+        .await
+        .expect("launch");
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(N);
+    for i in 0..N as i64 {
+        handles.push(
+            one_step(i)
+                .on(&dbos)
+                .enqueue(&QUEUE)
+                .await
+                .expect("enqueue"),
+        );
+    }
+    let enqueued = started.elapsed();
+    for h in handles {
+        h.await.expect("workflow");
+    }
+    let rate = N as f64 / started.elapsed().as_secs_f64();
+    dbos.shutdown().await.expect("shutdown");
+    println!(
+        "W3 queue: {rate:.0} wf/s (enqueueing took {:.2} s)",
+        enqueued.as_secs_f64()
+    );
+    Report {
+        workload: "W3 queue (2,000 × 1 step, worker concurrency 16)",
+        summary: format!(
+            "**{rate:.0} wf/s** end to end (target ≥ 2,500); enqueueing alone {:.2} s",
+            enqueued.as_secs_f64()
+        ),
+        json: json!({"workload": "W3", "wf_per_s": rate, "enqueue_s": enqueued.as_secs_f64()}),
+    }
+}
+
+/// W4: 10,000 PENDING workflows left by a killed executor; time to complete after relaunch.
+pub(crate) async fn w4_recovery(server: &Server) -> Report {
+    const N: i64 = 10_000;
+    let url = server.fresh_database("w4").await;
+    CRASHING.store(true, Ordering::SeqCst);
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let u = url.clone();
+    doomed
+        .spawn(async move {
+            let dbos = Dbos::launch(config(&u, 16)).await.expect("launch");
+            futures_util::stream::iter(0..N)
+                .for_each_concurrent(32, |i| {
+                    let dbos = dbos.clone();
+                    async move {
+                        recoverable(i).on(&dbos).start().await.expect("start");
+                    }
+                })
+                .await;
+        })
+        .await
+        .expect("start the workflows");
+    let parked = wait_for(
+        &url,
+        "SELECT count(*) FROM dbos.operation_outputs WHERE function_name = 'noop'",
+        N,
+        Duration::from_secs(300),
+    )
+    .await;
+    assert!(parked, "the workflows did not all reach their parking step");
+    doomed.shutdown_background();
+    CRASHING.store(false, Ordering::SeqCst);
+    let pending = count(
+        &url,
+        "SELECT count(*) FROM dbos.workflow_status WHERE status = 'PENDING'",
+    )
+    .await;
+
+    let started = Instant::now();
+    let dbos = Dbos::launch(config(&url, 20)).await.expect("relaunch");
+    let done = wait_for(
+        &url,
+        "SELECT count(*) FROM dbos.workflow_status WHERE status = 'SUCCESS'",
+        N,
+        Duration::from_secs(600),
+    )
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    dbos.shutdown().await.expect("shutdown");
+    assert!(done, "recovery did not finish");
+    println!("W4 recovery: {pending} pending workflows completed {secs:.2} s after relaunch");
+    Report {
+        workload: "W4 recovery (10,000 pending after a kill)",
+        summary: format!("**{secs:.2} s** from relaunch to all complete (target ≤ 10 s)"),
+        json: json!({"workload": "W4", "pending": pending, "seconds": secs}),
+    }
+}
+
+/// W5: resident memory per workflow parked in a durable sleep (10,000 of them).
+pub(crate) async fn w5_memory(server: &Server) -> Report {
+    const N: i64 = 10_000;
+    let url = server.fresh_database("w5").await;
+    let dbos = Dbos::launch(config(&url, 16)).await.expect("launch");
+    for i in 0..50 {
+        one_step(i).on(&dbos).await.expect("warm-up");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_kib();
+    futures_util::stream::iter(0..N)
+        .for_each_concurrent(32, |i| {
+            let dbos = dbos.clone();
+            async move {
+                parked(i).on(&dbos).start().await.expect("start");
+            }
+        })
+        .await;
+    let all = wait_for(
+        &url,
+        "SELECT count(*) FROM dbos.operation_outputs WHERE function_name = 'DBOS.sleep'",
+        N,
+        Duration::from_secs(300),
+    )
+    .await;
+    assert!(all, "not every workflow parked");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = rss_kib();
+    let per = (after.saturating_sub(before)) as f64 / N as f64;
+    dbos.shutdown_with_timeout(Duration::from_secs(30))
+        .await
+        .expect("shutdown");
+    println!("W5 memory: RSS {before} KiB -> {after} KiB with {N} parked: {per:.3} KiB each");
+    Report {
+        workload: "W5 memory (10,000 parked in a durable sleep)",
+        summary: format!("**{per:.2} KiB** resident per parked workflow (target ≤ 1 KiB)"),
+        json: json!({"workload": "W5", "kib_per_workflow": per, "rss_before_kib": before, "rss_after_kib": after}),
+    }
+}
