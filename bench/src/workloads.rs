@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::floor::Floor;
-use crate::stats::{percentile_ms, rss_kib};
+use crate::stats::{percentile_ms, rss_kib, trim_allocator};
 use crate::{Report, Server};
 
 #[step]
@@ -237,16 +237,21 @@ pub(crate) async fn w3_queue(server: &Server) -> Report {
         .await
         .expect("launch");
     let started = Instant::now();
-    let mut handles = Vec::with_capacity(N);
-    for i in 0..N as i64 {
-        handles.push(
-            one_step(i)
-                .on(&dbos)
-                .enqueue(&QUEUE)
-                .await
-                .expect("enqueue"),
-        );
-    }
+    // Enqueue from 16 tasks at once, as a busy producer would.
+    let handles: Vec<_> = futures_util::stream::iter(0..N as i64)
+        .map(|i| {
+            let dbos = dbos.clone();
+            async move {
+                one_step(i)
+                    .on(&dbos)
+                    .enqueue(&QUEUE)
+                    .await
+                    .expect("enqueue")
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await;
     let enqueued = started.elapsed();
     for h in handles {
         h.await.expect("workflow");
@@ -337,6 +342,7 @@ pub(crate) async fn w5_memory(server: &Server) -> Report {
         one_step(i).on(&dbos).await.expect("warm-up");
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
+    trim_allocator();
     let before = rss_kib();
     futures_util::stream::iter(0..N)
         .for_each_concurrent(32, |i| {
@@ -355,15 +361,23 @@ pub(crate) async fn w5_memory(server: &Server) -> Report {
     .await;
     assert!(all, "not every workflow parked");
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let untrimmed = rss_kib();
+    trim_allocator();
     let after = rss_kib();
     let per = (after.saturating_sub(before)) as f64 / N as f64;
     dbos.shutdown_with_timeout(Duration::from_secs(30))
         .await
         .expect("shutdown");
-    println!("W5 memory: RSS {before} KiB -> {after} KiB with {N} parked: {per:.3} KiB each");
+    let per_untrimmed = (untrimmed.saturating_sub(before)) as f64 / N as f64;
+    println!(
+        "W5 memory: RSS {before} KiB -> {after} KiB with {N} parked: {per:.3} KiB each ({per_untrimmed:.3} KiB before returning freed memory)"
+    );
     Report {
         workload: "W5 memory (10,000 parked in a durable sleep)",
-        summary: format!("**{per:.2} KiB** resident per parked workflow (target ≤ 1 KiB)"),
-        json: json!({"workload": "W5", "kib_per_workflow": per, "rss_before_kib": before, "rss_after_kib": after}),
+        summary: format!(
+            "**{per:.2} KiB** resident per parked workflow (target ≤ 1 KiB); {per_untrimmed:.2} KiB before the allocator returns freed memory"
+        ),
+        json: json!({"workload": "W5", "kib_per_workflow": per, "kib_per_workflow_untrimmed": per_untrimmed,
+                     "rss_before_kib": before, "rss_after_kib": after}),
     }
 }

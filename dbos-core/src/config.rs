@@ -40,6 +40,7 @@ pub struct Config {
     pub(crate) application_version: Option<String>,
     pub(crate) local_postgres_dir: PathBuf,
     pub(crate) queues: Vec<crate::queue::Queue>,
+    pub(crate) park_after: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -83,6 +84,7 @@ impl Config {
             application_version: None,
             local_postgres_dir: PathBuf::from(".dbos"),
             queues: Vec::new(),
+            park_after: Duration::from_secs(10),
         }
     }
 
@@ -171,6 +173,14 @@ impl Config {
     pub fn queue(mut self, queue: &crate::queue::Queue) -> Self {
         self.queues.retain(|q| q.name() != queue.name());
         self.queues.push(queue.clone());
+        self
+    }
+
+    /// Durable sleeps at least this long park the workflow (default 10 s): its execution ends
+    /// and it is re-executed from its history at wake-up time, so a sleeping workflow holds
+    /// no memory beyond a small entry. Shorter sleeps wait in place.
+    pub fn park_after(mut self, duration: Duration) -> Self {
+        self.park_after = duration;
         self
     }
 

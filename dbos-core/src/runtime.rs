@@ -21,6 +21,7 @@ use crate::sysdb::workflows::{ClaimedWorkflow, INTERNAL_QUEUE};
 use crate::sysdb::{ConnectOptions, MigrationOutcome, SystemDatabase};
 use crate::workflow::call::WorkflowHandle;
 use crate::workflow::context::{lock, WorkflowContext};
+use crate::workflow::parking::{Parked, ParkingLot};
 use crate::workflow::registry::{Args, ErasedError, Registry, WorkflowDef};
 
 /// How an execution in this process ended.
@@ -48,6 +49,7 @@ pub(crate) struct RuntimeInner {
     tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
     queue_signals: Mutex<HashMap<String, Arc<Notify>>>,
+    pub(crate) parking: ParkingLot,
 }
 
 impl std::fmt::Debug for RuntimeInner {
@@ -95,9 +97,14 @@ impl RuntimeInner {
         lock(&self.running).get(id).cloned()
     }
 
-    /// Waits until some local execution finishes, or `max` passes.
-    pub(crate) async fn wait_for_completion(&self, _id: &str, max: Duration) {
-        let _ = tokio::time::timeout(max, self.finished.notified()).await;
+    /// Resolves when some local execution finishes (enable it before checking state).
+    pub(crate) fn completion_signal(&self) -> tokio::sync::futures::Notified<'_> {
+        self.finished.notified()
+    }
+
+    /// Runs a background task tracked for shutdown.
+    pub(crate) fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
     }
 
     /// Runs a workflow execution in the background.
@@ -139,7 +146,7 @@ impl RuntimeInner {
         let history = if fresh {
             HashMap::new()
         } else {
-            match self.sysdb.load_checkpoints(id).await {
+            match Box::pin(self.sysdb.load_checkpoints(id)).await {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::error!(workflow_id = id, error = %e, "could not load the workflow's history; it stays pending");
@@ -154,7 +161,21 @@ impl RuntimeInner {
             deadline_ms,
             history,
         ));
-        let body = ctx.clone().scope((def.invoke)(Args::new(def.name, args)));
+        let invoked = ctx.clone().scope((def.invoke)(Args::new(def.name, args)));
+        // A long durable sleep parks the workflow: the body is dropped where it sleeps and
+        // the workflow is re-executed from its history at wake-up time.
+        let parking = ctx.clone();
+        let parked_owner: Box<str> = owner_xid.as_str().into();
+        let body = async move {
+            tokio::select! {
+                biased;
+                outcome = invoked => Some(outcome),
+                wake_ms = parking.parked() => {
+                    self.parking.park(wake_ms, id, Parked { owner_xid: parked_owner, def, deadline_ms });
+                    None
+                }
+            }
+        };
         let outcome = match deadline_ms {
             None => body.await,
             Some(deadline) => {
@@ -165,13 +186,16 @@ impl RuntimeInner {
                     Ok(outcome) => outcome,
                     Err(_) => {
                         tracing::info!(workflow_id = id, "workflow deadline passed; cancelling it");
-                        if let Err(e) = self.sysdb.cancel_workflow(id).await {
+                        if let Err(e) = Box::pin(self.sysdb.cancel_workflow(id)).await {
                             tracing::error!(workflow_id = id, error = %e, "could not cancel the timed-out workflow");
                         }
                         return Completion::Interrupted;
                     }
                 }
             }
+        };
+        let Some(outcome) = outcome else {
+            return Completion::Interrupted;
         };
         if let Some(fatal) = ctx.take_fatal() {
             tracing::info!(workflow_id = id, reason = %fatal, "workflow execution stopped without recording an outcome");
@@ -194,11 +218,14 @@ impl RuntimeInner {
                 return Completion::Interrupted;
             }
         };
-        match self
-            .sysdb
-            .finish_workflow(id, &owner_xid, status, output.as_deref(), error.as_deref())
-            .await
-        {
+        let finished = Box::pin(self.sysdb.finish_workflow(
+            id,
+            &owner_xid,
+            status,
+            output.as_deref(),
+            error.as_deref(),
+        ));
+        match finished.await {
             Ok(true) => Completion::Done(done),
             Ok(false) => {
                 tracing::info!(
@@ -345,6 +372,7 @@ impl Dbos {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             queue_signals: Mutex::new(HashMap::new()),
+            parking: ParkingLot::default(),
         });
         for queue in &inner.config.queues {
             inner.sysdb.upsert_queue(queue, &inner.app_name).await?;
@@ -365,6 +393,9 @@ impl Dbos {
             inner.tasks.spawn(worker::serve(inner.clone(), queue));
         }
         inner.tasks.spawn(worker::sweeps(inner.clone()));
+        inner
+            .tasks
+            .spawn(crate::workflow::parking::serve(inner.clone()));
         let dbos = Dbos {
             inner,
             local_postgres,
@@ -415,6 +446,12 @@ impl Dbos {
     /// The application version recorded on this runtime's workflows.
     pub fn application_version(&self) -> &str {
         &self.inner.app_version
+    }
+
+    /// How many workflows are parked in a long durable sleep (holding no task; see
+    /// [`Config::park_after`]).
+    pub fn parked_workflows(&self) -> usize {
+        self.inner.parking.len()
     }
 
     /// This runtime's executor id.

@@ -645,3 +645,57 @@ async fn an_error_recorded_by_another_language_is_a_typed_portable_error(db: Tes
     assert_eq!(e.kind(), ErrorKind::Serialization);
     assert!(e.to_string().contains("py_pickle"), "{e}");
 }
+
+#[workflow]
+async fn nap(key: String, ms: u64) -> Result<u32, ShopError> {
+    reserve(
+        key.clone(),
+        Order {
+            id: "nap".into(),
+            cents: 1,
+        },
+    )
+    .await?;
+    dbos_core::sleep(Duration::from_millis(ms)).await?;
+    notify(key.clone()).await?;
+    Ok(runs(&key, "reserve"))
+}
+
+#[dbos_testkit::test]
+async fn a_long_sleep_parks_the_workflow_and_it_resumes_on_time(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let handle = nap("nap".into(), 1500)
+        .id("napper")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually("the workflow to park", Duration::from_secs(5), || async {
+        (dbos.parked_workflows() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        handle.status().await.unwrap(),
+        Status::Pending,
+        "a parked workflow is still pending"
+    );
+    assert_eq!(
+        handle.result().await.unwrap(),
+        1,
+        "the step before the sleep replayed; it did not run again"
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1500),
+        "woke early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(4000),
+        "woke late: {elapsed:?}"
+    );
+    assert_eq!((runs("nap", "reserve"), runs("nap", "notify")), (1, 1));
+    assert_eq!(dbos.parked_workflows(), 0);
+}

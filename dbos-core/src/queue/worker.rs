@@ -80,10 +80,19 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, queue: Queue) {
         tokio::select! {
             _ = rt.shutdown.cancelled() => return,
             _ = tokio::time::sleep(jittered(queue.polling_interval.mul_f64(backoff))) => {}
-            _ = signal.notified() => {}
+            _ = signal.notified() => {
+                // Busy: let a few more places free up so one claim takes several rows
+                // instead of one claim (and one commit) per finished workflow.
+                if lock(&counts).total > 0 {
+                    tokio::time::sleep(CLAIM_BATCHING_DELAY).await;
+                }
+            }
         }
     }
 }
+
+/// How long a busy queue waits after a place frees up before claiming.
+const CLAIM_BATCHING_DELAY: Duration = Duration::from_millis(2);
 
 /// What one poll saw.
 pub(crate) struct Poll {

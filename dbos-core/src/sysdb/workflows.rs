@@ -130,38 +130,11 @@ impl SystemDatabase {
             (None, _) => "ENQUEUED",
         };
         // A child start happens only while the parent is owned by the caller (the guard).
-        let sql = self.sql("start", |s| format!(
-            "WITH guard AS (
-                 SELECT 1 FROM {s}.workflow_status
-                  WHERE workflow_uuid = $11 AND owner_xid = $12 FOR NO KEY UPDATE
-             ),
-             ins AS (
-                 INSERT INTO {s}.workflow_status (
-                     workflow_uuid, status, name, executor_id, application_version, application_name,
-                     created_at, updated_at, recovery_attempts, owner_xid, creator_xid, serialization,
-                     workflow_timeout_ms, workflow_deadline_epoch_ms, parent_workflow_id, started_at_epoch_ms,
-                     queue_name, priority, deduplication_id, queue_partition_key, delay_until_epoch_ms)
-                 SELECT $1::text, $15::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $6::bigint,
-                        CASE WHEN $15::text = 'PENDING' THEN 1 ELSE 0 END, $14::text, $7::text, '{PORTABLE_JSON}',
-                        $8::bigint, $9::bigint, $11::text, CASE WHEN $15::text = 'PENDING' THEN $6::bigint END,
-                        $16::text, $17::integer, $18::text, $19::text, $20::bigint
-                  WHERE $11::text IS NULL OR EXISTS (SELECT 1 FROM guard)
-                 ON CONFLICT (workflow_uuid) DO UPDATE SET creator_xid = {s}.workflow_status.creator_xid
-                 RETURNING status, name, creator_xid, workflow_deadline_epoch_ms
-             ),
-             input AS (
-                 INSERT INTO {s}.workflow_input (workflow_uuid, inputs, retention_timestamp)
-                 SELECT $1, $10, $6 FROM ins WHERE ins.creator_xid = $7
-                 ON CONFLICT (workflow_uuid) DO NOTHING
-             ),
-             parent_step AS (
-                 INSERT INTO {s}.operation_outputs (workflow_uuid, function_id, function_name, child_workflow_id,
-                                                   started_at_epoch_ms, completed_at_epoch_ms, application_name)
-                 SELECT $11, $13, $2, $1, $6, $6, $5 FROM ins WHERE $11::text IS NOT NULL
-                 ON CONFLICT (workflow_uuid, function_id) DO NOTHING
-             )
-             SELECT status, name, creator_xid = $7, workflow_deadline_epoch_ms FROM ins"
-        ));
+        let sql = if w.parent.is_some() {
+            self.sql("start_child", |s| start_sql(s, true))
+        } else {
+            self.sql("start", |s| start_sql(s, false))
+        };
         let stmt = client
             .prepare_cached(&sql)
             .await
@@ -394,6 +367,30 @@ impl SystemDatabase {
         }))
     }
 
+    /// A workflow's stored inputs and their encoding (DBOS 3.x table first, legacy column
+    /// second).
+    pub(crate) async fn workflow_inputs(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Option<(String, Option<String>)>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql("inputs", |s| {
+                format!(
+                    "SELECT COALESCE(wi.inputs, ws.inputs), ws.serialization FROM {s}.workflow_status ws
+                       LEFT JOIN {s}.workflow_input wi ON wi.workflow_uuid = ws.workflow_uuid
+                      WHERE ws.workflow_uuid = $1"
+                )
+            }))
+            .await
+            .map_err(|e| Error::db("could not prepare the inputs query", e))?;
+        let row = client
+            .query_opt(&stmt, &[&workflow_id])
+            .await
+            .map_err(|e| Error::db(format!("could not read the inputs of `{workflow_id}`"), e))?;
+        Ok(row.and_then(|r| r.get::<_, Option<String>>(0).map(|t| (t, r.get(1)))))
+    }
+
     /// Cancels a workflow that is not finished (status CANCELLED, leaves its queue).
     pub(crate) async fn cancel_workflow(&self, workflow_id: &str) -> Result<bool> {
         let s = self.quoted_schema();
@@ -500,6 +497,60 @@ impl SystemDatabase {
             Err(e) => e,
         }
     }
+}
+
+/// The start statement. A child start (`with_parent`) also checks the parent's ownership
+/// under a row lock and writes the parent's checkpoint, all in the one statement; a top-level
+/// start leaves those parts out (its parameters $12 and $13 are then unused and NULL).
+fn start_sql(s: &str, with_parent: bool) -> String {
+    let (guard, gate, parent_step) = if with_parent {
+        (
+            format!(
+                "guard AS (
+                     SELECT 1 FROM {s}.workflow_status
+                      WHERE workflow_uuid = $11 AND owner_xid = $12 FOR NO KEY UPDATE
+                 ),"
+            ),
+            "WHERE EXISTS (SELECT 1 FROM guard)",
+            format!(
+                ", parent_step AS (
+                     INSERT INTO {s}.operation_outputs (workflow_uuid, function_id, function_name, child_workflow_id,
+                                                       started_at_epoch_ms, completed_at_epoch_ms, application_name)
+                     SELECT $11, $13, $2, $1, $6, $6, $5 FROM ins
+                     ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+                 )"
+            ),
+        )
+    } else {
+        (
+            String::new(),
+            "WHERE $12::text IS NULL AND $13::integer IS NULL",
+            String::new(),
+        )
+    };
+    format!(
+        "WITH {guard}
+         ins AS (
+             INSERT INTO {s}.workflow_status (
+                 workflow_uuid, status, name, executor_id, application_version, application_name,
+                 created_at, updated_at, recovery_attempts, owner_xid, creator_xid, serialization,
+                 workflow_timeout_ms, workflow_deadline_epoch_ms, parent_workflow_id, started_at_epoch_ms,
+                 queue_name, priority, deduplication_id, queue_partition_key, delay_until_epoch_ms)
+             SELECT $1::text, $15::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $6::bigint,
+                    CASE WHEN $15::text = 'PENDING' THEN 1 ELSE 0 END, $14::text, $7::text, '{PORTABLE_JSON}',
+                    $8::bigint, $9::bigint, $11::text, CASE WHEN $15::text = 'PENDING' THEN $6::bigint END,
+                    $16::text, $17::integer, $18::text, $19::text, $20::bigint
+              {gate}
+             ON CONFLICT (workflow_uuid) DO UPDATE SET creator_xid = {s}.workflow_status.creator_xid
+             RETURNING status, name, creator_xid, workflow_deadline_epoch_ms
+         ),
+         input AS (
+             INSERT INTO {s}.workflow_input (workflow_uuid, inputs, retention_timestamp)
+             SELECT $1, $10, $6 FROM ins WHERE ins.creator_xid = $7
+             ON CONFLICT (workflow_uuid) DO NOTHING
+         ){parent_step}
+         SELECT status, name, creator_xid = $7, workflow_deadline_epoch_ms FROM ins"
+    )
 }
 
 /// The queue recovery, resume and fork use; always served.

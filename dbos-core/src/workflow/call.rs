@@ -364,26 +364,44 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
     /// # Cancel safety
     /// Cancel safe: dropping the future only stops waiting.
     pub async fn result(&self) -> std::result::Result<T, E> {
-        if let Some(mut rx) = self.local.clone() {
-            if let Ok(done) = rx.wait_for(|c| c.is_some()).await {
-                if let Some(Completion::Done(outcome)) = done.as_deref() {
-                    return match outcome {
-                        Ok(v) => crate::codec::from_value(
-                            v.clone(),
-                            &format!("the output of workflow `{}`", self.id),
-                        )
-                        .map_err(E::from),
-                        Err(p) => Err(error_from_portable(p.clone())),
-                    };
-                }
+        if let Some(rx) = self.local.clone() {
+            if let Some(result) = self.local_result(rx).await {
+                return result;
             }
         }
         self.poll_result().await
     }
 
+    /// Waits for an execution running in this process; `None` when it stopped without
+    /// recording (the database then has the truth).
+    async fn local_result(&self, mut rx: CompletionReceiver) -> Option<std::result::Result<T, E>> {
+        let done = rx.wait_for(|c| c.is_some()).await.ok()?;
+        match done.as_deref() {
+            Some(Completion::Done(Ok(v))) => Some(
+                crate::codec::from_value(
+                    v.clone(),
+                    &format!("the output of workflow `{}`", self.id),
+                )
+                .map_err(E::from),
+            ),
+            Some(Completion::Done(Err(p))) => Some(Err(error_from_portable(p.clone()))),
+            _ => None,
+        }
+    }
+
     async fn poll_result(&self) -> std::result::Result<T, E> {
         let mut delay = Duration::from_millis(20);
         loop {
+            // Listen before looking, so a completion between the two is not missed.
+            let finished = self.runtime.completion_signal();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            // Dequeued, recovered or resumed here after this handle was made: follow it locally.
+            if let Some(rx) = self.runtime.local_completion(&self.id) {
+                if let Some(result) = self.local_result(rx).await {
+                    return result;
+                }
+            }
             let row = self
                 .runtime
                 .sysdb
@@ -426,7 +444,7 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
                     ))
                 }
                 _ => {
-                    self.runtime.wait_for_completion(&self.id, delay).await;
+                    let _ = tokio::time::timeout(delay, finished).await;
                     delay = (delay * 2).min(Duration::from_secs(1));
                 }
             }

@@ -29,6 +29,9 @@ pub(crate) struct WorkflowContext {
     /// A durability failure (lost ownership, cancellation, database gone). Once set, every
     /// further operation fails with it and the outcome is not recorded.
     fatal: Mutex<Option<Error>>,
+    /// Set by a long durable sleep: the wake-up time (epoch ms) at which to re-execute.
+    park_at: Mutex<Option<i64>>,
+    park_requested: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for WorkflowContext {
@@ -66,6 +69,8 @@ impl WorkflowContext {
             next_function_id: AtomicI32::new(0),
             history: Mutex::new(history),
             fatal: Mutex::new(None),
+            park_at: Mutex::new(None),
+            park_requested: tokio::sync::Notify::new(),
         }
     }
 
@@ -126,23 +131,23 @@ impl WorkflowContext {
         started_ms: i64,
     ) -> Result<()> {
         let rt = &self.runtime;
-        match rt
-            .sysdb
-            .record_operation(
-                &self.workflow_id,
-                &self.owner_xid,
-                function_id,
-                name,
-                output,
-                error,
-                started_ms,
-                &rt.app_name,
-            )
-            .await
-        {
+        // Boxed: the statement's future is large, and a parked workflow's state machine would
+        // otherwise keep room for it for as long as it lives.
+        let recorded = Box::pin(rt.sysdb.record_operation(
+            &self.workflow_id,
+            &self.owner_xid,
+            function_id,
+            name,
+            output,
+            error,
+            started_ms,
+            &rt.app_name,
+        ))
+        .await;
+        match recorded {
             Ok(()) => Ok(()),
             Err(RecordError::NotOwner) => {
-                let e = rt.sysdb.ownership_error(&self.workflow_id).await;
+                let e = Box::pin(rt.sysdb.ownership_error(&self.workflow_id)).await;
                 Err(self.fail(e.with_step(name, function_id)))
             }
             Err(RecordError::Conflict) => Err(self.fail(
@@ -176,6 +181,22 @@ impl WorkflowContext {
         match &*lock(&self.fatal) {
             Some(e) => Err(clone_error(e)),
             None => Ok(()),
+        }
+    }
+
+    /// Asks the executor to end this execution and re-execute the workflow at `wake_ms`.
+    pub(crate) fn request_park(&self, wake_ms: i64) {
+        *lock(&self.park_at) = Some(wake_ms);
+        self.park_requested.notify_one();
+    }
+
+    /// Resolves once a park was requested, with the wake-up time.
+    pub(crate) async fn parked(&self) -> i64 {
+        loop {
+            if let Some(at) = *lock(&self.park_at) {
+                return at;
+            }
+            self.park_requested.notified().await;
         }
     }
 

@@ -3,6 +3,7 @@
 pub mod call;
 pub(crate) mod context;
 pub mod ops;
+pub(crate) mod parking;
 pub mod registry;
 pub(crate) mod step;
 pub mod types;

@@ -56,6 +56,13 @@ pub async fn sleep(duration: Duration) -> Result<()> {
         }
     };
     if let Ok(remaining) = wake_at.duration_since(SystemTime::now()) {
+        let deadline_first = ctx.deadline_ms.is_some_and(|d| d < to_ms(wake_at));
+        if remaining >= ctx.runtime.config.park_after && !deadline_first {
+            // A long sleep: the executor ends this execution here and re-executes the
+            // workflow at wake-up time, so nothing stays in memory meanwhile.
+            ctx.request_park(to_ms(wake_at));
+            std::future::pending::<()>().await;
+        }
         tokio::select! {
             _ = tokio::time::sleep(remaining) => {}
             _ = ctx.runtime.shutdown.cancelled() => {
@@ -67,6 +74,12 @@ pub async fn sleep(duration: Duration) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn to_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 const ONCE: StepOptions = StepOptions::DEFAULT;
