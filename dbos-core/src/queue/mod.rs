@@ -13,6 +13,9 @@
 //!     .worker_concurrency(4)                               // per process
 //!     .concurrency(16)                                     // across every process
 //!     .rate_limit(60, Duration::from_secs(60));            // at most 60 starts a minute
+//!
+//! let config = dbos_core::Config::new("summarizer").queue(&LLM_CALLS);
+//! # let _ = config;
 //! ```
 
 pub mod enqueue;

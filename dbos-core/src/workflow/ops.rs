@@ -133,14 +133,17 @@ pub async fn uuid() -> Result<String> {
 /// Runs a closure as a step named `name`: the expansion of `#[step]`, by hand.
 ///
 /// ```no_run
-/// # async fn demo() -> dbos_core::Result<()> {
 /// use dbos_core::StepOptions;
 ///
-/// let body: String = dbos_core::run_step("fetch", StepOptions::DEFAULT, || async {
-///     Ok::<_, dbos_core::Error>("response".to_owned())
-/// })
-/// .await?;
-/// # let _ = body; Ok(()) }
+/// #[tokio::main]
+/// async fn main() -> dbos_core::Result<()> {
+///     let body: String = dbos_core::run_step("fetch", StepOptions::DEFAULT, || async {
+///         Ok::<_, dbos_core::Error>("response".to_owned())
+///     })
+///     .await?;
+///     println!("{body}");
+///     Ok(())
+/// }
 /// ```
 ///
 /// # Errors
