@@ -699,3 +699,33 @@ async fn a_long_sleep_parks_the_workflow_and_it_resumes_on_time(db: TestDatabase
     assert_eq!((runs("nap", "reserve"), runs("nap", "notify")), (1, 1));
     assert_eq!(dbos.parked_workflows(), 0);
 }
+
+#[workflow]
+async fn starts_a_conflicting_child() -> Result<String, dbos_core::Error> {
+    match sleepy(1).id("taken-id").await {
+        Err(e) => Ok(format!("{:?}", e.kind())),
+        Ok(_) => Ok("no conflict".to_owned()),
+    }
+}
+
+#[dbos_testkit::test]
+async fn a_child_id_conflict_reaches_the_parent_instead_of_stopping_it(db: TestDatabase) {
+    let dbos = db.launch().await;
+    child_double(1).id("taken-id").on(&dbos).await.unwrap();
+    let out = starts_a_conflicting_child()
+        .id("parent-of-conflict")
+        .on(&dbos)
+        .await
+        .unwrap();
+    assert_eq!(out, "ConflictingWorkflow");
+    let status = dbos
+        .retrieve_workflow::<String, dbos_core::Error>("parent-of-conflict")
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        Status::Success,
+        "the parent handled the error and finished"
+    );
+}

@@ -8,10 +8,10 @@ use serde_json::Value;
 use crate::codec::PortableInputs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::queue::Queue;
-use crate::runtime::{Dbos, RuntimeInner};
-use crate::sysdb::workflows::{now_ms, NewWorkflow, ParentLink, QueueFields};
+use crate::runtime::RuntimeInner;
+use crate::sysdb::workflows::{now_ms, NewWorkflow, QueueFields};
 use crate::workflow::call::{WorkflowCall, WorkflowHandle};
-use crate::workflow::context::{current, Slot};
+use crate::workflow::placement::{insert, parent_link, Placement};
 use crate::workflow::registry::BoxFuture;
 use crate::workflow::types::{Portable, WorkflowError};
 
@@ -112,110 +112,47 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             partition_key: self.partition_key.as_deref(),
             delay_until_ms: self.delay.map(|d| now_ms() + d.as_millis() as i64),
         };
+        let (rt, id, parent) =
+            match Placement::resolve(def.name, self.call.id.clone(), self.call.runtime.as_ref())? {
+                Placement::Recorded { rt, id } => return Ok(WorkflowHandle::attach(rt, id)),
+                Placement::New { rt, id, parent } => (rt, id, parent),
+            };
         let creator = uuid::Uuid::new_v4().to_string();
-        let (rt, id, parent_ctx, function_id) = match current() {
-            Some(ctx) => {
-                let function_id = match ctx.begin(def.name)? {
-                    Slot::Recorded { checkpoint, .. } => {
-                        if let Some(id) = checkpoint.child_workflow_id {
-                            return Ok(WorkflowHandle::attach(ctx.runtime.clone(), id));
-                        }
-                        return Err(Error::new(
-                            ErrorKind::UnexpectedStep,
-                            format!(
-                                "the recorded operation of workflow `{}` is not an enqueue of `{}`",
-                                ctx.workflow_id, def.name
-                            ),
-                        ));
-                    }
-                    Slot::Fresh { function_id } => function_id,
-                };
-                let id = self
-                    .call
-                    .id
-                    .clone()
-                    .unwrap_or_else(|| format!("{}-{function_id}", ctx.workflow_id));
-                (ctx.runtime.clone(), id, Some(ctx), function_id)
-            }
-            None => {
-                let dbos = match self.call.runtime.clone() {
-                    Some(d) => d,
-                    None => Dbos::current()?,
-                };
-                let id = self
-                    .call
-                    .id
-                    .clone()
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                (dbos.inner().clone(), id, None, 0)
-            }
-        };
-        rt.check_accepting()?;
         let app_version = self
             .app_version
             .clone()
             .unwrap_or_else(|| rt.app_version.clone());
-        let parent = parent_ctx.as_ref().map(|ctx| ParentLink {
-            workflow_id: &ctx.workflow_id,
-            owner_xid: &ctx.owner_xid,
-            function_id,
-        });
-        let row = rt
-            .sysdb
-            .start_workflow(&NewWorkflow {
-                id: &id,
-                name: def.name,
-                creator_xid: &creator,
-                owner_xid: None,
-                executor_id: None,
-                app_version: Some(&app_version),
-                app_name: &rt.app_name,
-                inputs: &inputs,
-                timeout_ms,
-                deadline_ms: None,
-                parent,
-                queue: Some(fields),
-            })
-            .await;
-        let row = match row {
-            Ok(row) => row,
+        let new = NewWorkflow {
+            id: &id,
+            name: def.name,
+            creator_xid: &creator,
+            owner_xid: None,
+            executor_id: None,
+            app_version: Some(&app_version),
+            app_name: &rt.app_name,
+            inputs: &inputs,
+            timeout_ms,
+            deadline_ms: None,
+            parent: parent_link(&parent),
+            queue: Some(fields),
+        };
+        match insert(&rt, &new, parent.as_ref().map(|(ctx, _)| &**ctx)).await {
+            Ok(row) => {
+                if row.created {
+                    rt.wake_queue(&self.queue);
+                }
+                Ok(WorkflowHandle::attach(rt, id))
+            }
             Err(e) if e.kind() == ErrorKind::QueueDeduplicated && self.return_existing => {
                 let dedup = self.deduplication_id.as_deref().unwrap_or_default();
-                return match rt.sysdb.deduplicated_holder(&self.queue, dedup).await? {
+                match rt.sysdb.deduplicated_holder(&self.queue, dedup).await? {
                     Some(holder) => Ok(WorkflowHandle::attach(rt, holder)),
                     // The holder completed in between: the id is free again.
                     None => Err(e),
-                };
+                }
             }
-            Err(e) => return Err(e),
-        };
-        let row = match (row, &parent_ctx) {
-            (Some(row), _) => row,
-            // Only a child enqueue is fenced: the parent lost its ownership.
-            (None, Some(ctx)) => {
-                return Err(ctx.fail(rt.sysdb.ownership_error(&ctx.workflow_id).await))
-            }
-            (None, None) => {
-                return Err(Error::new(
-                    ErrorKind::Database,
-                    format!("workflow `{id}` was not inserted"),
-                ))
-            }
-        };
-        if !row.created && row.name != def.name {
-            return Err(Error::new(
-                ErrorKind::ConflictingWorkflow,
-                format!(
-                    "workflow id `{id}` already belongs to workflow `{}`, not `{}`",
-                    row.name, def.name
-                ),
-            )
-            .with_workflow_id(id));
+            Err(e) => Err(e),
         }
-        if row.created {
-            rt.wake_queue(&self.queue);
-        }
-        Ok(WorkflowHandle::attach(rt, id))
     }
 }
 
@@ -240,41 +177,24 @@ pub(crate) async fn enqueue_by_name(
     let inputs = PortableInputs::positional(args).to_text()?;
     let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let creator = uuid::Uuid::new_v4().to_string();
-    let row = rt
-        .sysdb
-        .start_workflow(&NewWorkflow {
-            id: &id,
-            name,
-            creator_xid: &creator,
-            owner_xid: None,
-            executor_id: None,
-            app_version: None,
-            app_name: &rt.app_name,
-            inputs: &inputs,
-            timeout_ms: None,
-            deadline_ms: None,
-            parent: None,
-            queue: Some(QueueFields {
-                queue_name: queue,
-                ..Default::default()
-            }),
-        })
-        .await?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Database,
-                format!("workflow `{id}` was not inserted"),
-            )
-        })?;
-    if !row.created && row.name != name {
-        return Err(Error::new(
-            ErrorKind::ConflictingWorkflow,
-            format!(
-                "workflow id `{id}` already belongs to workflow `{}`, not `{name}`",
-                row.name
-            ),
-        ));
-    }
+    let new = NewWorkflow {
+        id: &id,
+        name,
+        creator_xid: &creator,
+        owner_xid: None,
+        executor_id: None,
+        app_version: None,
+        app_name: &rt.app_name,
+        inputs: &inputs,
+        timeout_ms: None,
+        deadline_ms: None,
+        parent: None,
+        queue: Some(QueueFields {
+            queue_name: queue,
+            ..Default::default()
+        }),
+    };
+    insert(rt, &new, None).await?;
     rt.wake_queue(queue);
     Ok(WorkflowHandle::attach(rt.clone(), id))
 }

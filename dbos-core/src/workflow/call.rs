@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::codec::{PortableError, PortableInputs};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{Completion, CompletionReceiver, Dbos, RuntimeInner};
-use crate::sysdb::workflows::{now_ms, NewWorkflow, ParentLink};
-use crate::workflow::context::{current, Slot};
+use crate::sysdb::workflows::{now_ms, NewWorkflow};
+use crate::workflow::placement::{insert, parent_link, Placement};
 use crate::workflow::registry::{BoxFuture, WorkflowDef};
 use crate::workflow::types::{error_from_portable, Portable, WorkflowError};
 
@@ -94,138 +94,47 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
     async fn start_inner(self) -> Result<WorkflowHandle<T, E>> {
         let args: Vec<Value> = self.args.into_iter().collect::<Result<_>>()?;
         let inputs = PortableInputs::positional(args.clone()).to_text()?;
-        if let Some(ctx) = current() {
-            let rt = ctx.runtime.clone();
-            let function_id = match ctx.begin(self.def.name)? {
-                Slot::Recorded {
-                    checkpoint,
-                    function_id,
-                } => {
-                    let id = checkpoint.child_workflow_id.ok_or_else(|| {
-                        ctx.fail(
-                            Error::new(
-                                ErrorKind::UnexpectedStep,
-                                format!("step {function_id} of workflow `{}` is not a child workflow start", ctx.workflow_id),
-                            )
-                            .with_step(self.def.name, function_id),
-                        )
-                    })?;
-                    return Ok(WorkflowHandle::attach(rt, id));
-                }
-                Slot::Fresh { function_id } => function_id,
+        let (rt, id, parent) =
+            match Placement::resolve(self.def.name, self.id, self.runtime.as_ref())? {
+                Placement::Recorded { rt, id } => return Ok(WorkflowHandle::attach(rt, id)),
+                Placement::New { rt, id, parent } => (rt, id, parent),
             };
-            let id = self
-                .id
-                .unwrap_or_else(|| format!("{}-{function_id}", ctx.workflow_id));
-            let deadline = self
-                .timeout
-                .map(|t| now_ms() + t.as_millis() as i64)
-                .or(ctx.deadline_ms);
-            let parent = ParentLink {
-                workflow_id: &ctx.workflow_id,
-                owner_xid: &ctx.owner_xid,
-                function_id,
-            };
-            match start(
-                &rt,
-                self.def,
-                &id,
-                &inputs,
-                args,
-                self.timeout,
-                deadline,
-                Some(parent),
-            )
-            .await
-            {
-                Ok(Some(handle)) => Ok(handle),
-                Ok(None) => Err(ctx.fail(rt.sysdb.ownership_error(&ctx.workflow_id).await)),
-                Err(e) => Err(ctx.fail(e)),
-            }
-        } else {
-            let dbos = match self.runtime {
-                Some(d) => d,
-                None => Dbos::current()?,
-            };
-            let rt = dbos.inner().clone();
-            let id = self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            let deadline = self.timeout.map(|t| now_ms() + t.as_millis() as i64);
-            start(
-                &rt,
-                self.def,
-                &id,
-                &inputs,
-                args,
-                self.timeout,
-                deadline,
-                None,
-            )
-            .await?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Database,
-                    format!("workflow `{id}` was not inserted"),
-                )
-            })
-        }
-    }
-}
-
-/// Inserts the workflow (one statement) and, if this call created it, spawns its execution.
-/// `None` when a parent's ownership fence failed.
-#[allow(clippy::too_many_arguments)]
-async fn start<T: Portable, E: WorkflowError>(
-    rt: &Arc<RuntimeInner>,
-    def: &'static WorkflowDef,
-    id: &str,
-    inputs: &str,
-    args: Vec<Value>,
-    timeout: Option<Duration>,
-    deadline_ms: Option<i64>,
-    parent: Option<ParentLink<'_>>,
-) -> Result<Option<WorkflowHandle<T, E>>> {
-    rt.check_accepting()?;
-    let owner = uuid::Uuid::new_v4().to_string();
-    let row = rt
-        .sysdb
-        .start_workflow(&NewWorkflow {
-            id,
-            name: def.name,
+        // Children inherit the parent's deadline unless given their own.
+        let deadline = self
+            .timeout
+            .map(|t| now_ms() + t.as_millis() as i64)
+            .or_else(|| parent.as_ref().and_then(|(ctx, _)| ctx.deadline_ms));
+        let owner = uuid::Uuid::new_v4().to_string();
+        let new = NewWorkflow {
+            id: &id,
+            name: self.def.name,
             creator_xid: &owner,
             owner_xid: Some(&owner),
             executor_id: Some(&rt.executor_id),
             app_version: Some(&rt.app_version),
             app_name: &rt.app_name,
-            inputs,
-            timeout_ms: timeout.map(|t| t.as_millis() as i64),
-            deadline_ms,
-            parent,
+            inputs: &inputs,
+            timeout_ms: self.timeout.map(|t| t.as_millis() as i64),
+            deadline_ms: deadline,
+            parent: parent_link(&parent),
             queue: None,
-        })
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    if row.created {
-        let receiver =
-            rt.spawn_execution(def, args, id.to_owned(), owner, true, row.deadline_ms, None);
-        return Ok(Some(WorkflowHandle::local(
-            rt.clone(),
-            id.to_owned(),
-            receiver,
-        )));
+        };
+        let row = insert(&rt, &new, parent.as_ref().map(|(ctx, _)| &**ctx)).await?;
+        if !row.created {
+            tracing::debug!(workflow_id = %id, status = %row.status, "workflow id exists; returning a handle to it");
+            return Ok(WorkflowHandle::attach(rt, id));
+        }
+        let receiver = rt.spawn_execution(
+            self.def,
+            args,
+            id.clone(),
+            owner,
+            true,
+            row.deadline_ms,
+            None,
+        );
+        Ok(WorkflowHandle::local(rt, id, receiver))
     }
-    if row.name != def.name {
-        return Err(Error::new(
-            ErrorKind::ConflictingWorkflow,
-            format!(
-                "workflow id `{id}` already belongs to workflow `{}`, not `{}`: ids are idempotency keys, \
-                 so one id cannot name two different workflows",
-                row.name, def.name
-            ),
-        )
-        .with_workflow_id(id));
-    }
-    tracing::debug!(workflow_id = id, status = %row.status, "workflow id exists; returning a handle to it");
-    Ok(Some(WorkflowHandle::attach(rt.clone(), id.to_owned())))
 }
 
 impl<T: Portable, E: WorkflowError> IntoFuture for WorkflowCall<T, E> {

@@ -4,6 +4,7 @@ pub mod call;
 pub(crate) mod context;
 pub mod ops;
 pub(crate) mod parking;
+pub(crate) mod placement;
 pub mod registry;
 pub(crate) mod step;
 pub mod types;

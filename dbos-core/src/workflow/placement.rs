@@ -1,0 +1,119 @@
+//! Where a new workflow goes, and inserting its row: shared by starting a workflow, enqueuing
+//! one, and enqueuing by name.
+//!
+//! Inside a workflow a new workflow is a child: it takes the parent's next step id, its id
+//! defaults to `<parent id>-<step id>`, and a replay finds the recorded child instead of
+//! creating another. Outside, it belongs to the given or the current runtime.
+
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::{Dbos, RuntimeInner};
+use crate::sysdb::workflows::{NewWorkflow, ParentLink, StartedRow};
+use crate::workflow::context::{current, Slot, WorkflowContext};
+
+/// The placement of a workflow about to be started or enqueued.
+pub(crate) enum Placement {
+    /// A replay: the parent already recorded this child; its id.
+    Recorded { rt: Arc<RuntimeInner>, id: String },
+    /// A new workflow, a child of `parent` (with the parent's step id) or top-level.
+    New {
+        rt: Arc<RuntimeInner>,
+        id: String,
+        parent: Option<(Arc<WorkflowContext>, i32)>,
+    },
+}
+
+impl Placement {
+    /// Places a workflow named `name`, with an explicit id if given, on `runtime` (or the
+    /// current one) when called outside a workflow.
+    pub(crate) fn resolve(
+        name: &'static str,
+        id: Option<String>,
+        runtime: Option<&Dbos>,
+    ) -> Result<Placement> {
+        let Some(ctx) = current() else {
+            let rt = match runtime {
+                Some(d) => d.inner().clone(),
+                None => Dbos::current()?.inner().clone(),
+            };
+            let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            return Ok(Placement::New {
+                rt,
+                id,
+                parent: None,
+            });
+        };
+        let rt = ctx.runtime.clone();
+        match ctx.begin(name)? {
+            Slot::Recorded { checkpoint, function_id } => match checkpoint.child_workflow_id {
+                Some(id) => Ok(Placement::Recorded { rt, id }),
+                None => Err(ctx.fail(
+                    Error::new(
+                        ErrorKind::UnexpectedStep,
+                        format!(
+                            "step {function_id} of workflow `{}` is not a start of workflow `{name}`",
+                            ctx.workflow_id
+                        ),
+                    )
+                    .with_step(name, function_id),
+                )),
+            },
+            Slot::Fresh { function_id } => {
+                let id = id.unwrap_or_else(|| format!("{}-{function_id}", ctx.workflow_id));
+                Ok(Placement::New { rt, id, parent: Some((ctx, function_id)) })
+            }
+        }
+    }
+}
+
+/// The parent side of a child's start statement.
+pub(crate) fn parent_link(parent: &Option<(Arc<WorkflowContext>, i32)>) -> Option<ParentLink<'_>> {
+    parent.as_ref().map(|(ctx, function_id)| ParentLink {
+        workflow_id: &ctx.workflow_id,
+        owner_xid: &ctx.owner_xid,
+        function_id: *function_id,
+    })
+}
+
+/// Inserts the workflow's row (one statement) and checks what it found:
+/// - a parent that lost its ownership fails with the parent's ownership error, which stops
+///   the parent;
+/// - an existing row of another workflow is [`ErrorKind::ConflictingWorkflow`];
+/// - a database failure inside a parent stops the parent (its history may be incomplete),
+///   while the deterministic errors (conflict, deduplication) reach the parent's code.
+pub(crate) async fn insert(
+    rt: &RuntimeInner,
+    w: &NewWorkflow<'_>,
+    parent: Option<&WorkflowContext>,
+) -> Result<StartedRow> {
+    rt.check_accepting()?;
+    let row = match (rt.sysdb.start_workflow(w).await, parent) {
+        (Ok(Some(row)), _) => row,
+        (Ok(None), Some(ctx)) => {
+            return Err(ctx.fail(rt.sysdb.ownership_error(&ctx.workflow_id).await))
+        }
+        (Ok(None), None) => {
+            return Err(Error::new(
+                ErrorKind::Database,
+                format!("workflow `{}` was not inserted", w.id),
+            ))
+        }
+        (Err(e), Some(ctx)) if matches!(e.kind(), ErrorKind::Connection | ErrorKind::Database) => {
+            return Err(ctx.fail(e))
+        }
+        (Err(e), _) => return Err(e),
+    };
+    if !row.created && row.name != w.name {
+        return Err(Error::new(
+            ErrorKind::ConflictingWorkflow,
+            format!(
+                "workflow id `{}` already belongs to workflow `{}`, not `{}`: ids are idempotency keys, \
+                 so one id cannot name two different workflows",
+                w.id, row.name, w.name
+            ),
+        )
+        .with_workflow_id(w.id));
+    }
+    Ok(row)
+}
