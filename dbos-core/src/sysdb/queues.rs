@@ -17,6 +17,37 @@ fn is_contention(e: &tokio_postgres::Error) -> bool {
     )
 }
 
+/// A shared budget of a queue: a concurrency limit (`window: None`, counts running
+/// workflows) or a rate limit (counts starts within the window), queue-wide or for one
+/// partition (`scope`).
+struct Budget<'a> {
+    limit: i64,
+    window: Option<std::time::Duration>,
+    scope: Option<&'a str>,
+}
+
+/// The shared budgets a dequeue of `queue` (and `partition`) must respect.
+fn budgets<'a>(queue: &Queue, partition: Option<&'a str>) -> Vec<Budget<'a>> {
+    let rate = |r: RateLimit, scope| Budget {
+        limit: i64::from(r.max),
+        window: Some(r.period),
+        scope,
+    };
+    let running = |n: u32, scope| Budget {
+        limit: i64::from(n),
+        window: None,
+        scope,
+    };
+    let mut out = Vec::new();
+    out.extend(queue.rate_limit.map(|r| rate(r, None)));
+    out.extend(queue.concurrency.map(|n| running(n, None)));
+    if partition.is_some() {
+        out.extend(queue.partition_rate_limit.map(|r| rate(r, partition)));
+        out.extend(queue.partition_concurrency.map(|n| running(n, partition)));
+    }
+    out
+}
+
 /// Who is dequeuing.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dequeuer<'a> {
@@ -133,7 +164,6 @@ impl SystemDatabase {
                 )),
             };
         }
-        let s = self.quoted_schema();
         let mut client = self.client().await?;
         let tx = client
             .build_transaction()
@@ -145,75 +175,48 @@ impl SystemDatabase {
             .start()
             .await
             .map_err(|e| Error::db("could not begin a dequeue", e))?;
-        let now = now_ms();
         let name = queue.name();
         let mut max_tasks = local_free;
-        let app = "(application_name = $2 OR application_name IS NULL)";
-
-        // Budgets: (limit, rate-limited?, partition-scoped?).
-        let mut budgets: Vec<(RateLimit, bool)> = Vec::new();
-        if let Some(r) = queue.rate_limit {
-            budgets.push((r, false));
-        }
-        if let (Some(r), Some(_)) = (queue.partition_rate_limit, partition) {
-            budgets.push((r, true));
-        }
-        for (limit, per_partition) in budgets {
-            let scope = if per_partition { partition } else { None };
-            let since = now - limit.period.as_millis() as i64;
-            let row = tx
-                .query_one(
-                    &format!(
-                        "SELECT count(*) FROM {s}.workflow_status
-                          WHERE queue_name = $1 AND {app} AND rate_limited = TRUE
-                            AND status NOT IN ('ENQUEUED', 'DELAYED') AND started_at_epoch_ms > $3
-                            AND ($4::text IS NULL OR queue_partition_key = $4)"
-                    ),
-                    &[&name, &who.app_name, &since, &scope],
-                )
-                .await;
-            let started: i64 = match row {
+        for budget in budgets(queue, partition) {
+            let (sql, since) = match budget.window {
+                Some(period) => (
+                    self.sql("count_recent_starts", |s| {
+                        format!(
+                            "SELECT count(*) FROM {s}.workflow_status
+                              WHERE queue_name = $1 AND (application_name = $2 OR application_name IS NULL)
+                                AND ($3::text IS NULL OR queue_partition_key = $3)
+                                AND rate_limited = TRUE AND status NOT IN ('ENQUEUED', 'DELAYED')
+                                AND started_at_epoch_ms > $4"
+                        )
+                    }),
+                    Some(now_ms() - period.as_millis() as i64),
+                ),
+                None => (
+                    self.sql("count_running", |s| {
+                        format!(
+                            "SELECT count(*) FROM {s}.workflow_status
+                              WHERE queue_name = $1 AND (application_name = $2 OR application_name IS NULL)
+                                AND ($3::text IS NULL OR queue_partition_key = $3)
+                                AND status = 'PENDING' AND $4::bigint IS NULL"
+                        )
+                    }),
+                    None,
+                ),
+            };
+            let used: i64 = match tx
+                .query_one(&*sql, &[&name, &who.app_name, &budget.scope, &since])
+                .await
+            {
                 Ok(r) => r.get(0),
                 Err(e) if is_contention(&e) => return Ok(Dequeued::Contended),
                 Err(e) => {
                     return Err(Error::db(
-                        format!("could not count recent starts on `{name}`"),
+                        format!("could not count the budget of `{name}`"),
                         e,
                     ))
                 }
             };
-            max_tasks = max_tasks.min(i64::from(limit.max) - started);
-        }
-        let mut concurrency: Vec<(u32, bool)> = Vec::new();
-        if let Some(c) = queue.concurrency {
-            concurrency.push((c, false));
-        }
-        if let (Some(c), Some(_)) = (queue.partition_concurrency, partition) {
-            concurrency.push((c, true));
-        }
-        for (limit, per_partition) in concurrency {
-            let scope = if per_partition { partition } else { None };
-            let row = tx
-                .query_one(
-                    &format!(
-                        "SELECT count(*) FROM {s}.workflow_status
-                          WHERE queue_name = $1 AND {app} AND status = 'PENDING'
-                            AND ($3::text IS NULL OR queue_partition_key = $3)"
-                    ),
-                    &[&name, &who.app_name, &scope],
-                )
-                .await;
-            let pending: i64 = match row {
-                Ok(r) => r.get(0),
-                Err(e) if is_contention(&e) => return Ok(Dequeued::Contended),
-                Err(e) => {
-                    return Err(Error::db(
-                        format!("could not count running workflows on `{name}`"),
-                        e,
-                    ))
-                }
-            };
-            max_tasks = max_tasks.min(i64::from(limit) - pending);
+            max_tasks = max_tasks.min(budget.limit - used);
         }
         if max_tasks <= 0 {
             let _ = tx.commit().await;
