@@ -257,3 +257,64 @@ async fn two_live_executions_of_one_workflow_never_both_record(db: TestDatabase)
         ]
     );
 }
+
+/// Stands in for another execution of the same workflow: while this execution runs the step,
+/// the other one records step 1 first (it started before ownership changed hands).
+static OTHER_EXECUTION: std::sync::OnceLock<tokio_postgres::Client> = std::sync::OnceLock::new();
+
+#[step]
+async fn raced_step() -> Result<String, Error> {
+    bump("raced/step");
+    OTHER_EXECUTION
+        .get()
+        .expect("the test sets the other execution's connection")
+        .execute(
+            "INSERT INTO dbos.operation_outputs (workflow_uuid, function_id, function_name, output, serialization)
+             VALUES ('raced', 1, 'raced_step', '\"recorded by the other execution\"', 'portable_json')",
+            &[],
+        )
+        .await
+        .expect("the other execution records step 1");
+    Ok("recorded by this execution".into())
+}
+
+#[workflow]
+async fn raced(key: String) -> Result<(String, String), Error> {
+    let first = raced_step().await?;
+    after(key).await?;
+    Ok((first, "finished".into()))
+}
+
+#[dbos_testkit::test]
+async fn a_step_recorded_first_by_another_execution_is_adopted(db: TestDatabase) {
+    let _ = OTHER_EXECUTION.set(db.connect().await);
+    let dbos = db.launch().await;
+    let out = raced("raced".into()).id("raced").on(&dbos).await.unwrap();
+    assert_eq!(
+        out,
+        (
+            "recorded by the other execution".to_string(),
+            "finished".to_string()
+        ),
+        "the step's one recorded result is the one every execution continues with"
+    );
+    assert_eq!(runs("raced/step"), 1);
+    assert_eq!(runs("raced/after"), 1, "the workflow went on past the race");
+    let rows = db
+        .connect()
+        .await
+        .query(
+            "SELECT function_id, output FROM dbos.operation_outputs WHERE workflow_uuid = 'raced' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows: Vec<(i32, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        rows,
+        vec![
+            (1, Some("\"recorded by the other execution\"".into())),
+            (2, Some("null".into()))
+        ]
+    );
+}

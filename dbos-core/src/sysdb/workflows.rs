@@ -102,8 +102,9 @@ pub(crate) struct OutcomeRow {
 pub(crate) enum RecordError {
     /// The workflow is no longer owned by this execution.
     NotOwner,
-    /// Another execution recorded a different result at this step id.
-    Conflict,
+    /// Another execution of the workflow recorded this step id first (it ran the step
+    /// concurrently, while ownership was changing hands); its checkpoint is the one that counts.
+    Conflict(Checkpoint),
     /// The database failed.
     Db(Error),
 }
@@ -191,6 +192,15 @@ impl SystemDatabase {
     }
 
     /// Records one operation's checkpoint, fenced by ownership.
+    ///
+    /// The fence is a check in the same statement, not a row lock: the insert happens only
+    /// if the statement's snapshot shows this execution as the owner. Once a new owner's
+    /// claim commits, every later statement of the old execution sees it and records
+    /// nothing. The one statement that can race a claim (it started before the claim
+    /// committed) still meets the primary key `(workflow_uuid, function_id)`: a step id is
+    /// recorded once, and whichever execution comes second gets [`RecordError::Conflict`]
+    /// with the first one's checkpoint. Locking the status row instead would cost every
+    /// step a tuple lock (a WAL record and a dirtied heap page) for the same outcome.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn record_operation(
         &self,
@@ -204,30 +214,27 @@ impl SystemDatabase {
         app_name: &str,
     ) -> std::result::Result<(), RecordError> {
         let client = self.client().await.map_err(RecordError::Db)?;
-        let completed = now_ms();
         let serialization = if output.is_some() || error.is_some() {
             Some(PORTABLE_JSON)
         } else {
             None
         };
         let sql = self.sql("record", |s| format!(
-            "WITH owner AS (
-                 SELECT 1 FROM {s}.workflow_status
-                  WHERE workflow_uuid = $1 AND owner_xid = $2 FOR NO KEY UPDATE
-             )
-             INSERT INTO {s}.operation_outputs (workflow_uuid, function_id, function_name, output, error,
+            "INSERT INTO {s}.operation_outputs (workflow_uuid, function_id, function_name, output, error,
                                                 serialization, started_at_epoch_ms, completed_at_epoch_ms, application_name)
-             SELECT $1, $3, $4, $5, $6, $7, $8, $9, $10 FROM owner
-             ON CONFLICT (workflow_uuid, function_id)
-             DO UPDATE SET completed_at_epoch_ms = {s}.operation_outputs.completed_at_epoch_ms
-             RETURNING completed_at_epoch_ms"
+             SELECT $1, $3, $4, $5, $6, $7, $8, $9, $10
+              WHERE EXISTS (SELECT 1 FROM {s}.workflow_status WHERE workflow_uuid = $1 AND owner_xid = $2)
+             ON CONFLICT (workflow_uuid, function_id) DO NOTHING"
         ));
-        let stmt = client
-            .prepare_cached(&sql)
-            .await
-            .map_err(|e| RecordError::Db(Error::db("could not prepare the step checkpoint", e)))?;
-        let rows = client
-            .query(
+        let failed = |e| {
+            RecordError::Db(Error::db(
+                format!("could not record step {function_id} `{function_name}`"),
+                e,
+            ))
+        };
+        let stmt = client.prepare_cached(&sql).await.map_err(failed)?;
+        let inserted = client
+            .execute(
                 &stmt,
                 &[
                     &workflow_id,
@@ -238,21 +245,38 @@ impl SystemDatabase {
                     &error,
                     &serialization,
                     &started_ms,
-                    &completed,
+                    &now_ms(),
                     &app_name,
                 ],
             )
             .await
-            .map_err(|e| {
-                RecordError::Db(Error::db(
-                    format!("could not record step {function_id} `{function_name}`"),
-                    e,
-                ))
-            })?;
-        match rows.first() {
-            None => Err(RecordError::NotOwner),
-            Some(r) if r.get::<_, Option<i64>>(0) == Some(completed) => Ok(()),
-            Some(_) => Err(RecordError::Conflict),
+            .map_err(failed)?;
+        if inserted == 1 {
+            return Ok(());
+        }
+        // Rare: not the owner any more, or another execution recorded this id first.
+        let sql = self.sql("record_missed", |s| {
+            format!(
+                "SELECT (SELECT owner_xid = $2 FROM {s}.workflow_status WHERE workflow_uuid = $1),
+                    o.function_name, o.output, o.error, o.child_workflow_id, o.serialization
+               FROM (SELECT 1) AS one
+               LEFT JOIN {s}.operation_outputs o ON o.workflow_uuid = $1 AND o.function_id = $3"
+            )
+        });
+        let row = client
+            .query_one(&*sql, &[&workflow_id, &owner_xid, &function_id])
+            .await
+            .map_err(failed)?;
+        let owned = row.get::<_, Option<bool>>(0) == Some(true);
+        match row.get::<_, Option<String>>(1) {
+            Some(recorded_name) if owned => Err(RecordError::Conflict(Checkpoint {
+                function_name: recorded_name,
+                output: row.get(2),
+                error: row.get(3),
+                child_workflow_id: row.get(4),
+                serialization: row.get(5),
+            })),
+            _ => Err(RecordError::NotOwner),
         }
     }
 

@@ -122,6 +122,11 @@ impl WorkflowContext {
     }
 
     /// Records an operation's checkpoint; a lost fence becomes the fatal error.
+    ///
+    /// `Ok(None)`: this execution's result is the record. `Ok(Some(checkpoint))`: another
+    /// execution of the workflow recorded this operation first (it ran concurrently while
+    /// ownership changed hands); the caller replays that checkpoint, so every execution
+    /// continues from the one recorded result.
     pub(crate) async fn record(
         &self,
         function_id: i32,
@@ -129,7 +134,7 @@ impl WorkflowContext {
         output: Option<&str>,
         error: Option<&str>,
         started_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<Option<Checkpoint>> {
         let rt = &self.runtime;
         // Boxed: the statement's future is large, and a parked workflow's state machine would
         // otherwise keep room for it for as long as it lives.
@@ -145,17 +150,25 @@ impl WorkflowContext {
         ))
         .await;
         match recorded {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(None),
             Err(RecordError::NotOwner) => {
                 let e = Box::pin(rt.sysdb.ownership_error(&self.workflow_id)).await;
                 Err(self.fail(e.with_step(name, function_id)))
             }
-            Err(RecordError::Conflict) => Err(self.fail(
+            Err(RecordError::Conflict(checkpoint)) if checkpoint.function_name == name => {
+                tracing::warn!(
+                    workflow_id = %self.workflow_id, step = name, function_id,
+                    "another execution of this workflow recorded this step first; continuing with its result"
+                );
+                Ok(Some(checkpoint))
+            }
+            Err(RecordError::Conflict(checkpoint)) => Err(self.fail(
                 Error::new(
                     ErrorKind::ConflictingWorkflowId,
                     format!(
-                        "another execution of workflow `{}` already recorded step {function_id}",
-                        self.workflow_id
+                        "another execution of workflow `{}` recorded `{}` at step {function_id} while this one ran \
+                         `{name}`: the two executions run different code",
+                        self.workflow_id, checkpoint.function_name
                     ),
                 )
                 .with_workflow_id(&self.workflow_id)

@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sysdb::workflows::Checkpoint;
 use crate::workflow::context::{current, Slot};
 use crate::workflow::registry::StepOptions;
 use crate::workflow::step;
@@ -28,15 +29,7 @@ pub async fn sleep(duration: Duration) -> Result<()> {
         return Ok(());
     };
     let wake_at = match ctx.begin(SLEEP)? {
-        Slot::Recorded { checkpoint, .. } => {
-            let text = checkpoint.output.unwrap_or_default();
-            let secs: f64 = crate::codec::from_text(
-                &text,
-                checkpoint.serialization.as_deref(),
-                "a recorded sleep",
-            )?;
-            UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0))
-        }
+        Slot::Recorded { checkpoint, .. } => recorded_wake_at(&checkpoint)?,
         Slot::Fresh { function_id } => {
             let started = crate::sysdb::workflows::now_ms();
             let wake_at = SystemTime::now() + duration;
@@ -44,15 +37,19 @@ pub async fn sleep(duration: Duration) -> Result<()> {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs_f64();
-            ctx.record(
-                function_id,
-                SLEEP,
-                Some(&crate::codec::to_text(&secs)?),
-                None,
-                started,
-            )
-            .await?;
-            wake_at
+            let theirs = ctx
+                .record(
+                    function_id,
+                    SLEEP,
+                    Some(&crate::codec::to_text(&secs)?),
+                    None,
+                    started,
+                )
+                .await?;
+            match theirs {
+                None => wake_at,
+                Some(checkpoint) => recorded_wake_at(&checkpoint)?,
+            }
         }
     };
     if let Ok(remaining) = wake_at.duration_since(SystemTime::now()) {
@@ -74,6 +71,17 @@ pub async fn sleep(duration: Duration) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The wake-up time a sleep's checkpoint holds (seconds since the epoch, as DBOS records it).
+fn recorded_wake_at(checkpoint: &Checkpoint) -> Result<SystemTime> {
+    let text = checkpoint.output.as_deref().unwrap_or_default();
+    let secs: f64 = crate::codec::from_text(
+        text,
+        checkpoint.serialization.as_deref(),
+        "a recorded sleep",
+    )?;
+    Ok(UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0)))
 }
 
 fn to_ms(t: SystemTime) -> i64 {

@@ -4,7 +4,8 @@ use std::future::Future;
 
 use crate::codec::PortableError;
 use crate::sysdb::workflows::now_ms;
-use crate::workflow::context::{current, without_context, Slot};
+use crate::sysdb::workflows::Checkpoint;
+use crate::workflow::context::{current, without_context, Slot, WorkflowContext};
 use crate::workflow::registry::StepOptions;
 use crate::workflow::types::{error_from_portable, error_to_portable, Portable, WorkflowError};
 
@@ -30,15 +31,7 @@ where
         return attempt().await;
     };
     let function_id = match ctx.begin(name).map_err(E::from)? {
-        Slot::Recorded { checkpoint, .. } => {
-            return replay(
-                &checkpoint.output,
-                &checkpoint.error,
-                &checkpoint.serialization,
-                name,
-            )
-            .map_err(|e| e.unwrap_or_else(|| E::from(ctx.fail(malformed(name)))));
-        }
+        Slot::Recorded { checkpoint, .. } => return replay_checkpoint(&ctx, &checkpoint, name),
         Slot::Fresh { function_id } => function_id,
     };
     let started = now_ms();
@@ -73,16 +66,35 @@ where
             ),
         ),
     };
-    ctx.record(
-        function_id,
+    let theirs = ctx
+        .record(
+            function_id,
+            name,
+            output.as_deref(),
+            error.as_deref(),
+            started,
+        )
+        .await
+        .map_err(E::from)?;
+    match theirs {
+        None => result,
+        Some(checkpoint) => replay_checkpoint(&ctx, &checkpoint, name),
+    }
+}
+
+/// Replays a step's checkpoint; a malformed one is a durability failure of the execution.
+fn replay_checkpoint<T: Portable, E: WorkflowError>(
+    ctx: &WorkflowContext,
+    checkpoint: &Checkpoint,
+    name: &str,
+) -> Result<T, E> {
+    replay(
+        &checkpoint.output,
+        &checkpoint.error,
+        &checkpoint.serialization,
         name,
-        output.as_deref(),
-        error.as_deref(),
-        started,
     )
-    .await
-    .map_err(E::from)?;
-    result
+    .map_err(|e| e.unwrap_or_else(|| E::from(ctx.fail(malformed(name)))))
 }
 
 fn malformed(name: &str) -> crate::Error {
