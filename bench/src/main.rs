@@ -28,7 +28,7 @@ pub(crate) struct Server {
 impl Server {
     /// Creates a fresh database and returns its URL.
     pub(crate) async fn fresh_database(&self, tag: &str) -> String {
-        let name = format!("bench_{tag}_{}", std::process::id());
+        let name = format!("bench_{tag}");
         let (client, conn) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
             .await
             .expect("connect to the server");

@@ -202,6 +202,19 @@ impl Error {
         self.inner.portable.as_ref()
     }
 
+    /// The same error (kind, message, workflow and step) without its source, for handing
+    /// one failure to several waiters.
+    pub(crate) fn duplicate(&self) -> Error {
+        let mut c = Error::new(self.kind(), self.message());
+        if let Some(id) = self.workflow_id() {
+            c = c.with_workflow_id(id);
+        }
+        if let (Some(name), Some(id)) = (self.step_name(), self.step_id()) {
+            c = c.with_step(name, id);
+        }
+        c
+    }
+
     /// Whether retrying the same operation later may succeed (connection problems).
     pub fn is_transient(&self) -> bool {
         self.inner.kind == ErrorKind::Connection

@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::local_postgres::LocalPostgres;
 use crate::queue::worker::{self, RunningSlot};
 use crate::queue::Queue;
+use crate::sysdb::records::FinishRow;
 use crate::sysdb::workflows::{ClaimedWorkflow, INTERNAL_QUEUE};
 use crate::sysdb::{ConnectOptions, MigrationOutcome, SystemDatabase};
 use crate::workflow::call::WorkflowHandle;
@@ -218,13 +219,13 @@ impl RuntimeInner {
                 return Completion::Interrupted;
             }
         };
-        let finished = Box::pin(self.sysdb.finish_workflow(
-            id,
-            &owner_xid,
+        let finished = Box::pin(self.sysdb.finish_workflow(FinishRow {
+            workflow_id: id,
+            owner_xid: &owner_xid,
             status,
-            output.as_deref(),
-            error.as_deref(),
-        ));
+            output: output.as_deref(),
+            error: error.as_deref(),
+        }));
         match finished.await {
             Ok(true) => Completion::Done(done),
             Ok(false) => {
@@ -292,7 +293,7 @@ impl RuntimeInner {
             inputs.positional_args,
             c.id,
             c.owner_xid,
-            false,
+            !c.has_history,
             c.deadline_ms,
             slot,
         );

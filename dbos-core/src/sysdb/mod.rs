@@ -5,11 +5,13 @@
 
 mod migrate;
 pub(crate) mod queues;
+pub(crate) mod records;
 mod retry;
 mod tls;
 mod url;
 pub(crate) mod workflows;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -48,12 +50,10 @@ impl Default for ConnectOptions {
 #[derive(Clone)]
 pub struct SystemDatabase {
     pool: Pool,
-    statements: std::sync::Arc<
-        std::sync::Mutex<std::collections::HashMap<&'static str, std::sync::Arc<str>>>,
-    >,
-    schema: String,
-    quoted_schema: String,
-    url: DatabaseUrl,
+    statements: Arc<std::sync::Mutex<std::collections::HashMap<&'static str, Arc<str>>>>,
+    schema: Arc<str>,
+    quoted_schema: Arc<str>,
+    url: Arc<DatabaseUrl>,
     retry_for: Duration,
 }
 
@@ -97,9 +97,9 @@ impl SystemDatabase {
         let db = SystemDatabase {
             pool,
             statements: Default::default(),
-            schema: schema.to_owned(),
-            quoted_schema: quote_ident(schema),
-            url: parsed,
+            schema: schema.into(),
+            quoted_schema: quote_ident(schema).into(),
+            url: Arc::new(parsed),
             retry_for: options.retry_for,
         };
         match db.first_connection().await {

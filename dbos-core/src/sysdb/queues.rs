@@ -280,7 +280,8 @@ impl SystemDatabase {
                        FROM picked
                       WHERE ws.workflow_uuid = picked.workflow_uuid AND ws.status = 'ENQUEUED'
                      RETURNING ws.workflow_uuid, ws.name, ws.serialization, ws.recovery_attempts, ws.workflow_deadline_epoch_ms,
-                               (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid)"
+                               (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid),
+                               EXISTS (SELECT 1 FROM {s}.operation_outputs o WHERE o.workflow_uuid = ws.workflow_uuid)"
                 )
             }
         };
@@ -313,6 +314,7 @@ impl SystemDatabase {
                 recovery_attempts: r.get::<_, Option<i64>>(3).unwrap_or_default(),
                 deadline_ms: r.get(4),
                 inputs: r.get(5),
+                has_history: r.get(6),
                 owner_xid: claim.clone(),
             })
             .collect())

@@ -3,8 +3,7 @@
 //!
 //! - start: the `workflow_status` row and its `workflow_input` row together (plus, for a
 //!   child, the parent's checkpoint, fenced by the parent's ownership);
-//! - each step: the `operation_outputs` row, fenced by `owner_xid` under a row lock;
-//! - finish: the status update and the `workflow_output` row, only if still owned.
+//! - each step and the finish: see [`super::records`], which also group-commits them.
 
 use std::collections::HashMap;
 
@@ -86,6 +85,9 @@ pub(crate) struct ClaimedWorkflow {
     pub(crate) recovery_attempts: i64,
     pub(crate) deadline_ms: Option<i64>,
     pub(crate) owner_xid: String,
+    /// Whether it has checkpoints (recovered, resumed or forked work) to replay; a freshly
+    /// enqueued workflow has none, and its history is not read.
+    pub(crate) has_history: bool,
 }
 
 /// A workflow's status and outcome, as read by handles.
@@ -95,18 +97,6 @@ pub(crate) struct OutcomeRow {
     pub(crate) output: Option<String>,
     pub(crate) error: Option<String>,
     pub(crate) serialization: Option<String>,
-}
-
-/// Where the step-recording fence failed.
-#[derive(Debug)]
-pub(crate) enum RecordError {
-    /// The workflow is no longer owned by this execution.
-    NotOwner,
-    /// Another execution of the workflow recorded this step id first (it ran the step
-    /// concurrently, while ownership was changing hands); its checkpoint is the one that counts.
-    Conflict(Checkpoint),
-    /// The database failed.
-    Db(Error),
 }
 
 impl SystemDatabase {
@@ -191,164 +181,26 @@ impl SystemDatabase {
         }))
     }
 
-    /// Records one operation's checkpoint, fenced by ownership.
-    ///
-    /// The fence is a check in the same statement, not a row lock: the insert happens only
-    /// if the statement's snapshot shows this execution as the owner. Once a new owner's
-    /// claim commits, every later statement of the old execution sees it and records
-    /// nothing. The one statement that can race a claim (it started before the claim
-    /// committed) still meets the primary key `(workflow_uuid, function_id)`: a step id is
-    /// recorded once, and whichever execution comes second gets [`RecordError::Conflict`]
-    /// with the first one's checkpoint. Locking the status row instead would cost every
-    /// step a tuple lock (a WAL record and a dirtied heap page) for the same outcome.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn record_operation(
-        &self,
-        workflow_id: &str,
-        owner_xid: &str,
-        function_id: i32,
-        function_name: &str,
-        output: Option<&str>,
-        error: Option<&str>,
-        started_ms: i64,
-        app_name: &str,
-    ) -> std::result::Result<(), RecordError> {
-        let client = self.client().await.map_err(RecordError::Db)?;
-        let serialization = if output.is_some() || error.is_some() {
-            Some(PORTABLE_JSON)
-        } else {
-            None
-        };
-        let sql = self.sql("record", |s| format!(
-            "INSERT INTO {s}.operation_outputs (workflow_uuid, function_id, function_name, output, error,
-                                                serialization, started_at_epoch_ms, completed_at_epoch_ms, application_name)
-             SELECT $1, $3, $4, $5, $6, $7, $8, $9, $10
-              WHERE EXISTS (SELECT 1 FROM {s}.workflow_status WHERE workflow_uuid = $1 AND owner_xid = $2)
-             ON CONFLICT (workflow_uuid, function_id) DO NOTHING"
-        ));
-        let failed = |e| {
-            RecordError::Db(Error::db(
-                format!("could not record step {function_id} `{function_name}`"),
-                e,
-            ))
-        };
-        let stmt = client.prepare_cached(&sql).await.map_err(failed)?;
-        let inserted = client
-            .execute(
-                &stmt,
-                &[
-                    &workflow_id,
-                    &owner_xid,
-                    &function_id,
-                    &function_name,
-                    &output,
-                    &error,
-                    &serialization,
-                    &started_ms,
-                    &now_ms(),
-                    &app_name,
-                ],
-            )
-            .await
-            .map_err(failed)?;
-        if inserted == 1 {
-            return Ok(());
-        }
-        // Rare: not the owner any more, or another execution recorded this id first.
-        let sql = self.sql("record_missed", |s| {
-            format!(
-                "SELECT (SELECT owner_xid = $2 FROM {s}.workflow_status WHERE workflow_uuid = $1),
-                    o.function_name, o.output, o.error, o.child_workflow_id, o.serialization
-               FROM (SELECT 1) AS one
-               LEFT JOIN {s}.operation_outputs o ON o.workflow_uuid = $1 AND o.function_id = $3"
-            )
-        });
-        let row = client
-            .query_one(&*sql, &[&workflow_id, &owner_xid, &function_id])
-            .await
-            .map_err(failed)?;
-        let owned = row.get::<_, Option<bool>>(0) == Some(true);
-        match row.get::<_, Option<String>>(1) {
-            Some(recorded_name) if owned => Err(RecordError::Conflict(Checkpoint {
-                function_name: recorded_name,
-                output: row.get(2),
-                error: row.get(3),
-                child_workflow_id: row.get(4),
-                serialization: row.get(5),
-            })),
-            _ => Err(RecordError::NotOwner),
-        }
-    }
-
-    /// Writes the final outcome if the workflow is still PENDING and owned by `owner_xid`.
-    /// Returns whether it was written.
-    pub(crate) async fn finish_workflow(
-        &self,
-        workflow_id: &str,
-        owner_xid: &str,
-        status: &str,
-        output: Option<&str>,
-        error: Option<&str>,
-    ) -> Result<bool> {
-        let client = self.client().await?;
-        let sql = self.sql("finish", |s| format!(
-            "WITH updated AS (
-                 UPDATE {s}.workflow_status
-                    SET status = $3, deduplication_id = NULL, owner_xid = NULL, updated_at = $6, completed_at = $6
-                  WHERE workflow_uuid = $1 AND status = 'PENDING' AND owner_xid = $2
-                 RETURNING 1
-             ),
-             stored AS (
-                 INSERT INTO {s}.workflow_output (workflow_uuid, output, error, retention_timestamp)
-                 SELECT $1, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM updated)
-                 ON CONFLICT (workflow_uuid) DO UPDATE SET output = EXCLUDED.output, error = EXCLUDED.error
-                 RETURNING 1
-             )
-             SELECT count(*) FROM updated"
-        ));
-        let stmt = client
-            .prepare_cached(&sql)
-            .await
-            .map_err(|e| Error::db("could not prepare the workflow finish", e))?;
-        let row = client
-            .query_one(
-                &stmt,
-                &[
-                    &workflow_id,
-                    &owner_xid,
-                    &status,
-                    &output,
-                    &error,
-                    &now_ms(),
-                ],
-            )
-            .await
-            .map_err(|e| {
-                Error::db(
-                    format!("could not record the outcome of workflow `{workflow_id}`"),
-                    e,
-                )
-            })?;
-        Ok(row.get::<_, i64>(0) == 1)
-    }
-
     /// Every checkpoint of a workflow, by function id (one query, at the start of a replay).
     pub(crate) async fn load_checkpoints(
         &self,
         workflow_id: &str,
     ) -> Result<HashMap<i32, Checkpoint>> {
-        let s = self.quoted_schema();
         let client = self.client().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT function_id, function_name, output, error, child_workflow_id, serialization
-                       FROM {s}.operation_outputs WHERE workflow_uuid = $1"
-                ),
-                &[&workflow_id],
+        let sql = self.sql("load_checkpoints", |s| {
+            format!(
+                "SELECT function_id, function_name, output, error, child_workflow_id, serialization
+                   FROM {s}.operation_outputs WHERE workflow_uuid = $1"
             )
-            .await
-            .map_err(|e| Error::db(format!("could not load the history of workflow `{workflow_id}`"), e))?;
+        });
+        let failed = |e| {
+            Error::db(
+                format!("could not load the history of workflow `{workflow_id}`"),
+                e,
+            )
+        };
+        let stmt = client.prepare_cached(&sql).await.map_err(failed)?;
+        let rows = client.query(&stmt, &[&workflow_id]).await.map_err(failed)?;
         Ok(rows
             .iter()
             .map(|r| {

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::RuntimeInner;
-use crate::sysdb::workflows::{Checkpoint, RecordError};
+use crate::sysdb::records::{CheckpointRow, RecordError};
+use crate::sysdb::workflows::Checkpoint;
 
 tokio::task_local! {
     static CURRENT: Option<Arc<WorkflowContext>>;
@@ -138,16 +139,16 @@ impl WorkflowContext {
         let rt = &self.runtime;
         // Boxed: the statement's future is large, and a parked workflow's state machine would
         // otherwise keep room for it for as long as it lives.
-        let recorded = Box::pin(rt.sysdb.record_operation(
-            &self.workflow_id,
-            &self.owner_xid,
+        let recorded = Box::pin(rt.sysdb.record_operation(CheckpointRow {
+            workflow_id: &self.workflow_id,
+            owner_xid: &self.owner_xid,
             function_id,
-            name,
+            function_name: name,
             output,
             error,
             started_ms,
-            &rt.app_name,
-        ))
+            app_name: &rt.app_name,
+        }))
         .await;
         match recorded {
             Ok(()) => Ok(None),
@@ -185,14 +186,14 @@ impl WorkflowContext {
     pub(crate) fn fail(&self, e: Error) -> Error {
         let mut fatal = lock(&self.fatal);
         if fatal.is_none() {
-            *fatal = Some(clone_error(&e));
+            *fatal = Some(e.duplicate());
         }
         e
     }
 
     fn check_fatal(&self) -> Result<()> {
         match &*lock(&self.fatal) {
-            Some(e) => Err(clone_error(e)),
+            Some(e) => Err(e.duplicate()),
             None => Ok(()),
         }
     }
@@ -216,17 +217,6 @@ impl WorkflowContext {
     pub(crate) fn take_fatal(&self) -> Option<Error> {
         lock(&self.fatal).take()
     }
-}
-
-fn clone_error(e: &Error) -> Error {
-    let mut c = Error::new(e.kind(), e.message());
-    if let Some(id) = e.workflow_id() {
-        c = c.with_workflow_id(id);
-    }
-    if let (Some(name), Some(id)) = (e.step_name(), e.step_id()) {
-        c = c.with_step(name, id);
-    }
-    c
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
