@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::floor::Floor;
-use crate::stats::{percentile_ms, rss_kib, trim_allocator};
+use crate::stats::{percentile_ms, rss_kib, trim_allocator, CpuTime};
 use crate::{Report, Server};
 
 #[step]
@@ -185,15 +185,20 @@ pub(crate) async fn w2_throughput(server: &Server) -> Report {
     floor_round(&floors, 0, 4 * IN_FLIGHT).await;
     let (mut lib, mut raw) = (Vec::new(), Vec::new());
     let (mut lib_time, mut floor_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut lib_cpu, mut floor_cpu) = (CpuTime::default(), CpuTime::default());
     for round in 0..ROUNDS {
         let first = (round * PER_ROUND) as i64;
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), CpuTime::now());
         lib.extend(lib_round(&dbos, first, PER_ROUND, IN_FLIGHT).await);
         lib_time += started.elapsed();
-        let started = Instant::now();
+        lib_cpu = lib_cpu.add(CpuTime::now().since(cpu));
+        let (started, cpu) = (Instant::now(), CpuTime::now());
         raw.extend(floor_round(&floors, first, PER_ROUND).await);
         floor_time += started.elapsed();
+        floor_cpu = floor_cpu.add(CpuTime::now().since(cpu));
     }
+    let (lib_client_us, lib_server_us) = lib_cpu.per(N);
+    let (floor_client_us, floor_server_us) = floor_cpu.per(N);
     dbos.shutdown().await.expect("shutdown");
     let lib_rate = N as f64 / lib_time.as_secs_f64();
     let floor_rate = N as f64 / floor_time.as_secs_f64();
@@ -201,13 +206,16 @@ pub(crate) async fn w2_throughput(server: &Server) -> Report {
     let (f50, f99) = (percentile_ms(&mut raw, 50.0), percentile_ms(&mut raw, 99.0));
     let ratio = lib_rate / floor_rate;
     println!("W2 throughput: dbos {lib_rate:.0} wf/s (p50 {l50:.2} ms, p99 {l99:.2}); floor {floor_rate:.0} wf/s (p50 {f50:.2}, p99 {f99:.2}); ratio {ratio:.3}");
+    println!("W2 CPU per workflow: dbos {lib_client_us:.0} µs in the program + {lib_server_us:.0} µs elsewhere (Postgres); floor {floor_client_us:.0} + {floor_server_us:.0} µs");
     Report {
         workload: "W2 throughput (2,000 × 3 steps, 16 in flight)",
         summary: format!(
             "{lib_rate:.0} wf/s, p50 {l50:.2} / p99 {l99:.2} ms; floor {floor_rate:.0} wf/s, p50 {f50:.2} / p99 {f99:.2} ms; ratio **{ratio:.3}** (target ≥ 0.85)"
         ),
         json: json!({"workload": "W2", "wf_per_s": lib_rate, "p50_ms": l50, "p99_ms": l99,
-                     "floor_wf_per_s": floor_rate, "floor_p50_ms": f50, "floor_p99_ms": f99, "ratio": ratio}),
+                     "floor_wf_per_s": floor_rate, "floor_p50_ms": f50, "floor_p99_ms": f99, "ratio": ratio,
+                     "cpu_us_per_wf": {"program": lib_client_us, "server": lib_server_us},
+                     "floor_cpu_us_per_wf": {"program": floor_client_us, "server": floor_server_us}}),
     }
 }
 
@@ -278,7 +286,7 @@ pub(crate) async fn w3_queue(server: &Server) -> Report {
     for h in warm {
         h.await.expect("warm-up");
     }
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), CpuTime::now());
     // Enqueue from 16 tasks at once, as a busy producer would.
     let handles: Vec<_> = futures_util::stream::iter(0..N as i64)
         .map(|i| {
@@ -299,9 +307,10 @@ pub(crate) async fn w3_queue(server: &Server) -> Report {
         h.await.expect("workflow");
     }
     let rate = N as f64 / started.elapsed().as_secs_f64();
+    let (client_us, server_us) = CpuTime::now().since(cpu).per(N);
     dbos.shutdown().await.expect("shutdown");
     println!(
-        "W3 queue: {rate:.0} wf/s (enqueueing took {:.2} s)",
+        "W3 queue: {rate:.0} wf/s (enqueueing took {:.2} s); CPU per workflow {client_us:.0} µs in the program + {server_us:.0} µs elsewhere (Postgres)",
         enqueued.as_secs_f64()
     );
     Report {
@@ -310,7 +319,8 @@ pub(crate) async fn w3_queue(server: &Server) -> Report {
             "**{rate:.0} wf/s** end to end (target ≥ 2,500); enqueueing alone {:.2} s",
             enqueued.as_secs_f64()
         ),
-        json: json!({"workload": "W3", "wf_per_s": rate, "enqueue_s": enqueued.as_secs_f64()}),
+        json: json!({"workload": "W3", "wf_per_s": rate, "enqueue_s": enqueued.as_secs_f64(),
+                     "cpu_us_per_wf": {"program": client_us, "server": server_us}}),
     }
 }
 

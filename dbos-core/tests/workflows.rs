@@ -729,3 +729,50 @@ async fn a_child_id_conflict_reaches_the_parent_instead_of_stopping_it(db: TestD
         "the parent handled the error and finished"
     );
 }
+
+static OTHER_TOOL: std::sync::OnceLock<tokio_postgres::Client> = std::sync::OnceLock::new();
+
+/// Another tool wrote an output row for this workflow while it was still running.
+#[step]
+async fn stray_output() -> Result<(), Error> {
+    OTHER_TOOL
+        .get()
+        .expect("set by the test")
+        .execute(
+            "INSERT INTO dbos.workflow_output (workflow_uuid, output) VALUES ('stray-output', '\"stale\"')",
+            &[],
+        )
+        .await
+        .expect("write the stray row");
+    Ok(())
+}
+
+#[workflow]
+async fn outlives_a_stray_output() -> Result<String, Error> {
+    stray_output().await?;
+    Ok("ours".into())
+}
+
+#[dbos_testkit::test]
+async fn the_outcome_overwrites_an_output_row_written_by_another_tool(db: TestDatabase) {
+    let _ = OTHER_TOOL.set(db.connect().await);
+    let dbos = db.launch().await;
+    let out = outlives_a_stray_output()
+        .id("stray-output")
+        .on(&dbos)
+        .await
+        .unwrap();
+    assert_eq!(out, "ours");
+    let row = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT s.status, o.output FROM dbos.workflow_status s JOIN dbos.workflow_output o USING (workflow_uuid)
+              WHERE workflow_uuid = 'stray-output'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "SUCCESS");
+    assert_eq!(row.get::<_, String>(1), "\"ours\"");
+}

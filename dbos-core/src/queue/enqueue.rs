@@ -112,10 +112,15 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             partition_key: self.partition_key.as_deref(),
             delay_until_ms: self.delay.map(|d| now_ms() + d.as_millis() as i64),
         };
-        let (rt, id, parent) =
+        let (rt, id, parent, fresh_id) =
             match Placement::resolve(def.name, self.call.id.clone(), self.call.runtime.as_ref())? {
                 Placement::Recorded { rt, id } => return Ok(WorkflowHandle::attach(rt, id)),
-                Placement::New { rt, id, parent } => (rt, id, parent),
+                Placement::New {
+                    rt,
+                    id,
+                    parent,
+                    fresh_id,
+                } => (rt, id, parent, fresh_id),
             };
         let creator = uuid::Uuid::new_v4().to_string();
         let app_version = self
@@ -124,6 +129,7 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             .unwrap_or_else(|| rt.app_version.clone());
         let new = NewWorkflow {
             id: &id,
+            fresh_id,
             name: def.name,
             creator_xid: &creator,
             owner_xid: None,
@@ -175,10 +181,12 @@ pub(crate) async fn enqueue_by_name(
     id: Option<String>,
 ) -> Result<WorkflowHandle<Value, Error>> {
     let inputs = PortableInputs::positional(args).to_text()?;
+    let fresh_id = id.is_none();
     let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let creator = uuid::Uuid::new_v4().to_string();
     let new = NewWorkflow {
         id: &id,
+        fresh_id,
         name,
         creator_xid: &creator,
         owner_xid: None,

@@ -153,10 +153,8 @@ impl SystemDatabase {
         if !shared && partition.is_none() {
             // No shared budget: one autocommit statement claims with SKIP LOCKED.
             let client = self.client().await?;
-            return match self
-                .claim(&client, queue, None, local_free, who, false)
-                .await
-            {
+            let conn: &tokio_postgres::Client = &client;
+            return match self.claim(conn, queue, None, local_free, who, false).await {
                 Ok(claimed) => Ok(Dequeued::Claimed(claimed)),
                 Err(e) => Err(Error::db(
                     format!("could not dequeue from `{}`", queue.name()),
@@ -222,8 +220,9 @@ impl SystemDatabase {
             let _ = tx.commit().await;
             return Ok(Dequeued::Claimed(Vec::new()));
         }
+        let txn: &tokio_postgres::Transaction<'_> = &tx;
         let claimed = match self
-            .claim(&tx, queue, partition, max_tasks, who, shared)
+            .claim(txn, queue, partition, max_tasks, who, shared)
             .await
         {
             Ok(claimed) => claimed,
@@ -245,14 +244,17 @@ impl SystemDatabase {
     /// `nowait` locks them `NOWAIT` (a shared budget is being spent), else `SKIP LOCKED`.
     async fn claim(
         &self,
-        db: &impl deadpool_postgres::GenericClient,
+        db: &impl tokio_postgres::GenericClient,
         queue: &Queue,
         partition: Option<&str>,
         limit: i64,
         who: Dequeuer<'_>,
         nowait: bool,
     ) -> std::result::Result<Vec<ClaimedWorkflow>, tokio_postgres::Error> {
-        let build = |lock: &'static str| {
+        // `queue_partition_key IS NULL` and `= $6` are spelled out (not `IS NOT DISTINCT FROM
+        // $6`) so the planner sees which index serves the claim: with the combined form it
+        // estimated one matching row, scanned the whole table and sorted it on every claim.
+        let build = |lock: &'static str, partition_test: &'static str| {
             move |s: &str| {
                 format!(
                     "WITH latest AS (
@@ -264,7 +266,7 @@ impl SystemDatabase {
                          SELECT workflow_uuid FROM {s}.workflow_status
                           WHERE queue_name = $1 AND status = 'ENQUEUED'
                             AND (application_name = $2 OR application_name IS NULL)
-                            AND queue_partition_key IS NOT DISTINCT FROM $6::text
+                            AND {partition_test}
                             AND (application_version = $3
                                  OR (application_version IS NULL AND COALESCE((SELECT version_name FROM latest), $3) = $3))
                           ORDER BY priority ASC, created_at ASC
@@ -285,26 +287,39 @@ impl SystemDatabase {
                 )
             }
         };
-        let sql = if nowait {
-            self.sql("claim_nowait", build("FOR UPDATE NOWAIT"))
-        } else {
-            self.sql("claim_skip_locked", build("FOR UPDATE SKIP LOCKED"))
+        const NOWAIT: &str = "FOR UPDATE NOWAIT";
+        const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
+        const NO_PARTITION: &str = "queue_partition_key IS NULL AND $6::text IS NULL";
+        const PARTITION: &str = "queue_partition_key = $6::text";
+        let sql = match (nowait, partition.is_some()) {
+            (true, false) => self.sql("claim_nowait", build(NOWAIT, NO_PARTITION)),
+            (true, true) => self.sql("claim_partition_nowait", build(NOWAIT, PARTITION)),
+            (false, false) => self.sql("claim_skip_locked", build(SKIP_LOCKED, NO_PARTITION)),
+            (false, true) => self.sql("claim_partition_skip_locked", build(SKIP_LOCKED, PARTITION)),
         };
-        let stmt = db.prepare_cached(&sql).await?;
         let claim = uuid::Uuid::new_v4().to_string();
         let rate_limited = queue.rate_limit.is_some() || queue.partition_rate_limit.is_some();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
-            &queue.name(),
-            &who.app_name,
-            &who.app_version,
-            &who.executor_id,
-            &limit,
-            &partition,
-            &claim,
-            &now_ms(),
-            &rate_limited,
-        ];
-        let rows = db.query(&stmt, &params).await?;
+        // Planned at each claim (an unnamed statement), not prepared once: a prepared
+        // statement's generic plan is fixed when the connection first runs it, and a plan made
+        // while the table was nearly empty (a seq scan and a sort) stayed on and cost each
+        // claim milliseconds once the queue was long. Planning costs less than that.
+        use tokio_postgres::types::Type;
+        let rows = db
+            .query_typed(
+                &sql,
+                &[
+                    (&queue.name(), Type::TEXT),
+                    (&who.app_name, Type::TEXT),
+                    (&who.app_version, Type::TEXT),
+                    (&who.executor_id, Type::TEXT),
+                    (&limit, Type::INT8),
+                    (&partition, Type::TEXT),
+                    (&claim, Type::TEXT),
+                    (&now_ms(), Type::INT8),
+                    (&rate_limited, Type::BOOL),
+                ],
+            )
+            .await?;
         Ok(rows
             .iter()
             .map(|r| ClaimedWorkflow {

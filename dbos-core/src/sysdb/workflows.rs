@@ -24,6 +24,10 @@ pub(crate) fn now_ms() -> i64 {
 #[derive(Debug, Clone)]
 pub(crate) struct NewWorkflow<'a> {
     pub(crate) id: &'a str,
+    /// The id was generated for this call (a random UUID): the start is a plain insert, with
+    /// no `ON CONFLICT` arm (a speculative insertion costs WAL on every start). Ids given by
+    /// callers are idempotency keys, and their start returns the existing row.
+    pub(crate) fresh_id: bool,
     pub(crate) name: &'a str,
     pub(crate) creator_xid: &'a str,
     pub(crate) owner_xid: Option<&'a str>,
@@ -107,6 +111,27 @@ impl SystemDatabase {
     /// [`ErrorKind::QueueDeduplicated`] when the queue already holds an active workflow with
     /// the deduplication id.
     pub(crate) async fn start_workflow(&self, w: &NewWorkflow<'_>) -> Result<Option<StartedRow>> {
+        let idempotent = !w.fresh_id || w.parent.is_some();
+        match self.start_with(w, idempotent).await {
+            // A generated id that exists after all: take the idempotent path.
+            Err(StartError::IdExists) => match self.start_with(w, true).await {
+                Err(StartError::IdExists) => Err(Error::new(
+                    ErrorKind::Database,
+                    format!("workflow `{}` could not be inserted or found", w.id),
+                )),
+                Err(StartError::Other(e)) => Err(e),
+                Ok(row) => Ok(row),
+            },
+            Err(StartError::Other(e)) => Err(e),
+            Ok(row) => Ok(row),
+        }
+    }
+
+    async fn start_with(
+        &self,
+        w: &NewWorkflow<'_>,
+        idempotent: bool,
+    ) -> std::result::Result<Option<StartedRow>, StartError> {
         let client = self.client().await?;
         let now = now_ms();
         let (parent_id, parent_owner, parent_fid) = match &w.parent {
@@ -121,10 +146,10 @@ impl SystemDatabase {
             (None, _) => "ENQUEUED",
         };
         // A child start happens only while the parent is owned by the caller (the guard).
-        let sql = if w.parent.is_some() {
-            self.sql("start_child", |s| start_sql(s, true))
-        } else {
-            self.sql("start", |s| start_sql(s, false))
+        let sql = match (w.parent.is_some(), idempotent) {
+            (true, _) => self.sql("start_child", |s| start_sql(s, true, true)),
+            (false, true) => self.sql("start", |s| start_sql(s, false, true)),
+            (false, false) => self.sql("start_fresh_id", |s| start_sql(s, false, false)),
         };
         let stmt = client
             .prepare_cached(&sql)
@@ -159,8 +184,11 @@ impl SystemDatabase {
             .await;
         let rows = match result {
             Ok(rows) => rows,
-            Err(e) if e.code().map(|c| c.code()) == Some("23505") => {
-                return Err(Error::new(
+            Err(e) if e.code().map(|c| c.code()) == Some("23505") && !idempotent && !is_dedup(&e) => {
+                return Err(StartError::IdExists)
+            }
+            Err(e) if is_dedup(&e) => {
+                return Err(StartError::Other(Error::new(
                     ErrorKind::QueueDeduplicated,
                     format!(
                         "queue `{}` already holds an active workflow with deduplication id `{}`; it is free again once that \
@@ -169,9 +197,14 @@ impl SystemDatabase {
                         q.deduplication_id.unwrap_or_default()
                     ),
                 )
-                .with_workflow_id(w.id))
+                .with_workflow_id(w.id)))
             }
-            Err(e) => return Err(Error::db(format!("could not start workflow `{}`", w.id), e)),
+            Err(e) => {
+                return Err(StartError::Other(Error::db(
+                    format!("could not start workflow `{}`", w.id),
+                    e,
+                )))
+            }
         };
         Ok(rows.first().map(|r| StartedRow {
             status: r.get::<_, Option<String>>(0).unwrap_or_default(),
@@ -375,10 +408,39 @@ impl SystemDatabase {
     }
 }
 
+/// Why a start statement failed.
+enum StartError {
+    /// A non-idempotent start found the id taken.
+    IdExists,
+    Other(Error),
+}
+
+impl From<Error> for StartError {
+    fn from(e: Error) -> Self {
+        StartError::Other(e)
+    }
+}
+
+/// The unique index behind queue deduplication.
+const DEDUP_INDEX: &str = "uq_workflow_status_dedup_id";
+
+fn is_dedup(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().and_then(|d| d.constraint()) == Some(DEDUP_INDEX)
+}
+
 /// The start statement. A child start (`with_parent`) also checks the parent's ownership
 /// under a row lock and writes the parent's checkpoint, all in the one statement; a top-level
 /// start leaves those parts out (its parameters $12 and $13 are then unused and NULL).
-fn start_sql(s: &str, with_parent: bool) -> String {
+/// `idempotent`: an existing row with the id is returned instead of a unique violation.
+fn start_sql(s: &str, with_parent: bool, idempotent: bool) -> String {
+    let (on_status_conflict, on_input_conflict) = if idempotent {
+        (
+            format!("ON CONFLICT (workflow_uuid) DO UPDATE SET creator_xid = {s}.workflow_status.creator_xid"),
+            "ON CONFLICT (workflow_uuid) DO NOTHING",
+        )
+    } else {
+        (String::new(), "")
+    };
     let (guard, gate, parent_step) = if with_parent {
         (
             format!(
@@ -417,13 +479,13 @@ fn start_sql(s: &str, with_parent: bool) -> String {
                     $8::bigint, $9::bigint, $11::text, CASE WHEN $15::text = 'PENDING' THEN $6::bigint END,
                     $16::text, $17::integer, $18::text, $19::text, $20::bigint
               {gate}
-             ON CONFLICT (workflow_uuid) DO UPDATE SET creator_xid = {s}.workflow_status.creator_xid
+             {on_status_conflict}
              RETURNING status, name, creator_xid, workflow_deadline_epoch_ms
          ),
          input AS (
              INSERT INTO {s}.workflow_input (workflow_uuid, inputs, retention_timestamp)
              SELECT $1, $10, $6 FROM ins WHERE ins.creator_xid = $7
-             ON CONFLICT (workflow_uuid) DO NOTHING
+             {on_input_conflict}
          ){parent_step}
          SELECT status, name, creator_xid = $7, workflow_deadline_epoch_ms FROM ins"
     )

@@ -94,10 +94,15 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
     async fn start_inner(self) -> Result<WorkflowHandle<T, E>> {
         let args: Vec<Value> = self.args.into_iter().collect::<Result<_>>()?;
         let inputs = PortableInputs::positional(args.clone()).to_text()?;
-        let (rt, id, parent) =
+        let (rt, id, parent, fresh_id) =
             match Placement::resolve(self.def.name, self.id, self.runtime.as_ref())? {
                 Placement::Recorded { rt, id } => return Ok(WorkflowHandle::attach(rt, id)),
-                Placement::New { rt, id, parent } => (rt, id, parent),
+                Placement::New {
+                    rt,
+                    id,
+                    parent,
+                    fresh_id,
+                } => (rt, id, parent, fresh_id),
             };
         // Children inherit the parent's deadline unless given their own.
         let deadline = self
@@ -107,6 +112,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
         let owner = uuid::Uuid::new_v4().to_string();
         let new = NewWorkflow {
             id: &id,
+            fresh_id,
             name: self.def.name,
             creator_xid: &owner,
             owner_xid: Some(&owner),

@@ -21,6 +21,8 @@ pub(crate) enum Placement {
         rt: Arc<RuntimeInner>,
         id: String,
         parent: Option<(Arc<WorkflowContext>, i32)>,
+        /// The id was generated here (a random UUID), so no row can have it yet.
+        fresh_id: bool,
     },
 }
 
@@ -37,11 +39,13 @@ impl Placement {
                 Some(d) => d.inner().clone(),
                 None => Dbos::current()?.inner().clone(),
             };
+            let fresh_id = id.is_none();
             let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             return Ok(Placement::New {
                 rt,
                 id,
                 parent: None,
+                fresh_id,
             });
         };
         let rt = ctx.runtime.clone();
@@ -61,7 +65,7 @@ impl Placement {
             },
             Slot::Fresh { function_id } => {
                 let id = id.unwrap_or_else(|| format!("{}-{function_id}", ctx.workflow_id));
-                Ok(Placement::New { rt, id, parent: Some((ctx, function_id)) })
+                Ok(Placement::New { rt, id, parent: Some((ctx, function_id)), fresh_id: false })
             }
         }
     }
