@@ -97,3 +97,117 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// The queue floor: the same rows as W3's queued workflows, written by plain SQL. Producers
+/// insert `ENQUEUED` rows (status and input); workers each claim one row at a time with
+/// `FOR UPDATE SKIP LOCKED` (status to `PENDING`), write its one step and finish it.
+pub(crate) struct QueueFloor {
+    client: Client,
+    enqueue: Statement,
+    claim: Statement,
+    step: Statement,
+    finish: Statement,
+}
+
+impl QueueFloor {
+    pub(crate) async fn connect(url: &str) -> QueueFloor {
+        let (client, conn) = tokio_postgres::connect(url, NoTls)
+            .await
+            .expect("floor connect");
+        tokio::spawn(conn);
+        let enqueue = client
+            .prepare(
+                "WITH s AS (
+                     INSERT INTO dbos.workflow_status (workflow_uuid, status, name, application_version,
+                         application_name, created_at, updated_at, recovery_attempts, creator_xid,
+                         serialization, queue_name, priority)
+                     VALUES ($1, 'ENQUEUED', 'one_step', 'bench-v1', 'bench', $3, $3, 0, $4,
+                             'portable_json', 'bench', 0)
+                     RETURNING workflow_uuid)
+                 INSERT INTO dbos.workflow_input (workflow_uuid, inputs, retention_timestamp)
+                 SELECT workflow_uuid, $2, $3 FROM s",
+            )
+            .await
+            .expect("prepare enqueue");
+        let claim = client
+            .prepare(
+                "UPDATE dbos.workflow_status ws
+                    SET status = 'PENDING', owner_xid = $1, executor_id = 'bench-exec', started_at_epoch_ms = $2,
+                        rate_limited = false, recovery_attempts = ws.recovery_attempts + 1, updated_at = $2
+                  WHERE ws.workflow_uuid = (
+                        SELECT workflow_uuid FROM dbos.workflow_status
+                         WHERE queue_name = 'bench' AND status = 'ENQUEUED' AND queue_partition_key IS NULL
+                         ORDER BY priority, created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING ws.workflow_uuid,
+                           (SELECT inputs FROM dbos.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid)",
+            )
+            .await
+            .expect("prepare claim");
+        let step = client
+            .prepare(
+                "INSERT INTO dbos.operation_outputs (workflow_uuid, function_id, function_name, output, serialization,
+                     started_at_epoch_ms, completed_at_epoch_ms, application_name)
+                 VALUES ($1, 1, 'noop', $2, 'portable_json', $3, $3, 'bench')",
+            )
+            .await
+            .expect("prepare step");
+        let finish = client
+            .prepare(
+                "WITH u AS (UPDATE dbos.workflow_status SET status = 'SUCCESS', deduplication_id = NULL, owner_xid = NULL,
+                                   updated_at = $3, completed_at = $3
+                             WHERE workflow_uuid = $1 RETURNING workflow_uuid)
+                 INSERT INTO dbos.workflow_output (workflow_uuid, output, retention_timestamp)
+                 SELECT workflow_uuid, $2, $3 FROM u",
+            )
+            .await
+            .expect("prepare finish");
+        QueueFloor {
+            client,
+            enqueue,
+            claim,
+            step,
+            finish,
+        }
+    }
+
+    /// Enqueues one workflow with argument `x`.
+    pub(crate) async fn enqueue(&self, x: i64) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let creator = uuid::Uuid::new_v4().to_string();
+        let inputs = format!(r#"{{"positionalArgs":[{x}],"namedArgs":{{}}}}"#);
+        self.client
+            .execute(&self.enqueue, &[&id, &inputs, &now_ms(), &creator])
+            .await
+            .expect("enqueue");
+    }
+
+    /// Claims and runs one queued workflow; `false` when none was waiting.
+    pub(crate) async fn run_one(&self) -> bool {
+        let owner = uuid::Uuid::new_v4().to_string();
+        let Some(row) = self
+            .client
+            .query_opt(&self.claim, &[&owner, &now_ms()])
+            .await
+            .expect("claim")
+        else {
+            return false;
+        };
+        let id: String = row.get(0);
+        let inputs: Option<String> = row.get(1);
+        let x = inputs
+            .as_deref()
+            .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
+            .and_then(|v| v["positionalArgs"][0].as_i64())
+            .unwrap_or_default();
+        let output = x.to_string();
+        self.client
+            .execute(&self.step, &[&id, &output, &now_ms()])
+            .await
+            .expect("step");
+        self.client
+            .execute(&self.finish, &[&id, &output, &now_ms()])
+            .await
+            .expect("finish");
+        true
+    }
+}

@@ -9,7 +9,7 @@ use dbos_core::sysdb::{ConnectOptions, SystemDatabase};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::floor::Floor;
+use crate::floor::{Floor, QueueFloor};
 use crate::stats::{percentile_ms, rss_kib, trim_allocator, CpuTime};
 use crate::{Report, Server};
 
@@ -219,20 +219,34 @@ pub(crate) async fn w2_throughput(server: &Server) -> Report {
     }
 }
 
-/// `n` three-step workflows through the library, `in_flight` at a time; their latencies.
+/// `n` three-step workflows through the library from `in_flight` tasks, each running one
+/// workflow after another (as the floor's connections do); their latencies.
 async fn lib_round(dbos: &Dbos, first: i64, n: usize, in_flight: usize) -> Vec<Duration> {
-    futures_util::stream::iter(first..first + n as i64)
-        .map(|i| {
-            let dbos = dbos.clone();
-            async move {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let (dbos, next) = (dbos.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    return latencies;
+                }
                 let t = Instant::now();
-                three_steps(i).on(&dbos).await.expect("workflow");
-                t.elapsed()
+                three_steps(first + i as i64)
+                    .on(&dbos)
+                    .await
+                    .expect("workflow");
+                latencies.push(t.elapsed());
             }
-        })
-        .buffer_unordered(in_flight)
-        .collect()
-        .await
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("library task"));
+    }
+    all
 }
 
 /// `n` three-step workflows' rows through the floor, one task per connection; their latencies.
@@ -309,19 +323,76 @@ pub(crate) async fn w3_queue(server: &Server) -> Report {
     let rate = N as f64 / started.elapsed().as_secs_f64();
     let (client_us, server_us) = CpuTime::now().since(cpu).per(N);
     dbos.shutdown().await.expect("shutdown");
+    let (floor_rate, floor_client_us, floor_server_us) = w3_floor(server, N).await;
+    let ratio = rate / floor_rate;
     println!(
-        "W3 queue: {rate:.0} wf/s (enqueueing took {:.2} s); CPU per workflow {client_us:.0} µs in the program + {server_us:.0} µs elsewhere (Postgres)",
+        "W3 queue: {rate:.0} wf/s (enqueueing took {:.2} s); floor {floor_rate:.0} wf/s; ratio {ratio:.3}",
         enqueued.as_secs_f64()
+    );
+    println!(
+        "W3 CPU per workflow: dbos {client_us:.0} µs in the program + {server_us:.0} µs elsewhere (Postgres); floor {floor_client_us:.0} + {floor_server_us:.0} µs"
     );
     Report {
         workload: "W3 queue (2,000 × 1 step, worker concurrency 16)",
         summary: format!(
-            "**{rate:.0} wf/s** end to end (target ≥ 2,500); enqueueing alone {:.2} s",
+            "**{rate:.0} wf/s** end to end (target ≥ 2,500); enqueueing alone {:.2} s; floor {floor_rate:.0} wf/s; ratio **{ratio:.3}**",
             enqueued.as_secs_f64()
         ),
         json: json!({"workload": "W3", "wf_per_s": rate, "enqueue_s": enqueued.as_secs_f64(),
-                     "cpu_us_per_wf": {"program": client_us, "server": server_us}}),
+                     "floor_wf_per_s": floor_rate, "ratio": ratio,
+                     "cpu_us_per_wf": {"program": client_us, "server": server_us},
+                     "floor_cpu_us_per_wf": {"program": floor_client_us, "server": floor_server_us}}),
     }
+}
+
+/// W3's floor: 16 producer connections enqueue `n` rows while 16 worker connections claim,
+/// step and finish them; workflows per second and CPU per workflow (program, elsewhere).
+async fn w3_floor(server: &Server, n: usize) -> (f64, f64, f64) {
+    const CONNECTIONS: usize = 16;
+    let url = floor_db(server, "w3_floor").await;
+    let mut producers = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        producers.push(Arc::new(QueueFloor::connect(&url).await));
+        workers.push(Arc::new(QueueFloor::connect(&url).await));
+    }
+    // Warm-up: the statements' first executions, before the clock.
+    for (i, p) in producers.iter().enumerate() {
+        p.enqueue(-1 - i as i64).await;
+    }
+    for w in &workers {
+        while w.run_one().await {}
+    }
+    let (started, cpu) = (Instant::now(), CpuTime::now());
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for p in producers {
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::SeqCst) < n {
+                p.enqueue(1).await;
+            }
+        }));
+    }
+    for w in workers {
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            while done.load(Ordering::SeqCst) < n {
+                if w.run_one().await {
+                    done.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("floor task");
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let (client_us, server_us) = CpuTime::now().since(cpu).per(n);
+    (rate, client_us, server_us)
 }
 
 /// W4: 10,000 PENDING workflows left by a killed executor; time to complete after relaunch.
