@@ -27,16 +27,57 @@ pub(crate) struct RunningSlot {
 
 impl Drop for RunningSlot {
     fn drop(&mut self) {
+        lock(&self.counts).release(self.partition.as_deref(), 1);
         self.signal.notify_one();
-        let mut c = lock(&self.counts);
-        c.total -= 1;
-        if let Some(p) = &self.partition {
-            if let Some(n) = c.per_partition.get_mut(p) {
-                *n -= 1;
-                if *n <= 0 {
-                    c.per_partition.remove(p);
+    }
+}
+
+impl LocalCounts {
+    fn take(&mut self, partition: Option<&str>, n: i64) {
+        self.total += n;
+        if let Some(p) = partition {
+            *self.per_partition.entry(p.to_owned()).or_default() += n;
+        }
+    }
+
+    fn release(&mut self, partition: Option<&str>, n: i64) {
+        self.total -= n;
+        if let Some(p) = partition {
+            if let Some(count) = self.per_partition.get_mut(p) {
+                *count -= n;
+                if *count <= 0 {
+                    self.per_partition.remove(p);
                 }
             }
+        }
+    }
+}
+
+/// Places taken before a claim (so nothing else can count them as free while the claim is
+/// on its way); what the claim did not fill is given back when this is dropped, also when
+/// the claim fails.
+struct Reservation {
+    counts: Arc<Mutex<LocalCounts>>,
+    partition: Option<String>,
+    left: i64,
+}
+
+impl Reservation {
+    /// Turns one reserved place into the running slot of a claimed workflow.
+    fn slot(&mut self, signal: &Arc<tokio::sync::Notify>) -> RunningSlot {
+        self.left -= 1;
+        RunningSlot {
+            counts: self.counts.clone(),
+            partition: self.partition.clone(),
+            signal: signal.clone(),
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.left > 0 {
+            lock(&self.counts).release(self.partition.as_deref(), self.left);
         }
     }
 }
@@ -53,13 +94,18 @@ pub(crate) fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.95 + unit * 0.10)
 }
 
-/// Polls `queue` until shutdown.
+/// Polls `queue` until shutdown: claims whenever a place frees up (or a workflow is
+/// enqueued here), and at the queue's polling interval otherwise.
 pub(crate) async fn serve(rt: Arc<RuntimeInner>, queue: Queue) {
     let counts = Arc::new(Mutex::new(LocalCounts::default()));
+    claim_loop(&rt, &queue, &counts).await;
+}
+
+async fn claim_loop(rt: &Arc<RuntimeInner>, queue: &Queue, counts: &Arc<Mutex<LocalCounts>>) {
     let signal = rt.queue_signal(queue.name());
     let mut backoff = 1.0f64;
     loop {
-        match poll_once(&rt, &queue, &counts, &signal).await {
+        match poll_once(rt, queue, counts, &signal).await {
             Ok(Poll { contended, full }) => {
                 backoff = if contended {
                     (backoff * 2.0).min(8.0)
@@ -80,19 +126,10 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, queue: Queue) {
         tokio::select! {
             _ = rt.shutdown.cancelled() => return,
             _ = tokio::time::sleep(jittered(queue.polling_interval.mul_f64(backoff))) => {}
-            _ = signal.notified() => {
-                // Busy: let a few more places free up so one claim takes several rows
-                // instead of one claim (and one commit) per finished workflow.
-                if lock(&counts).total > 0 {
-                    tokio::time::sleep(CLAIM_BATCHING_DELAY).await;
-                }
-            }
+            _ = signal.notified() => {}
         }
     }
 }
-
-/// How long a busy queue waits after a place frees up before claiming.
-const CLAIM_BATCHING_DELAY: Duration = Duration::from_millis(2);
 
 /// What one poll saw.
 pub(crate) struct Poll {
@@ -131,37 +168,32 @@ pub(crate) async fn poll_once(
     let mut contended = false;
     let mut full = false;
     for partition in partitions {
-        let local_free = {
-            let c = lock(counts);
+        let mut reserved = {
+            let mut c = lock(counts);
             let mut free = queue
                 .worker_concurrency
                 .map_or(i64::MAX, |w| i64::from(w) - c.total);
             if let (Some(pw), Some(p)) = (queue.partition_worker_concurrency, &partition) {
                 free = free.min(i64::from(pw) - c.per_partition.get(p).copied().unwrap_or(0));
             }
-            free.min(BATCH)
+            let free = free.clamp(0, BATCH);
+            c.take(partition.as_deref(), free);
+            Reservation {
+                counts: counts.clone(),
+                partition: partition.clone(),
+                left: free,
+            }
         };
         match rt
             .sysdb
-            .dequeue(queue, partition.as_deref(), local_free, who)
+            .dequeue(queue, partition.as_deref(), reserved.left, who)
             .await?
         {
             Dequeued::Contended => contended = true,
             Dequeued::Claimed(claimed) => {
                 full |= claimed.len() as i64 == BATCH;
                 for c in claimed {
-                    {
-                        let mut lc = lock(counts);
-                        lc.total += 1;
-                        if let Some(p) = &partition {
-                            *lc.per_partition.entry(p.clone()).or_default() += 1;
-                        }
-                    }
-                    let slot = RunningSlot {
-                        counts: counts.clone(),
-                        partition: partition.clone(),
-                        signal: signal.clone(),
-                    };
+                    let slot = reserved.slot(signal);
                     rt.dispatch_claimed(c, Some(slot));
                 }
             }
