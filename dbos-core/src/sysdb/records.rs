@@ -1,7 +1,7 @@
 //! Checkpoints and outcomes: the statements every workflow runs on its hot path, each one
 //! round trip and one commit, each fenced by the execution's ownership token.
 
-use super::workflows::{now_ms, Checkpoint};
+use super::workflows::{now_ms, Checkpoint, OWNED_AND_PENDING};
 use super::SystemDatabase;
 use crate::codec::PORTABLE_JSON;
 use crate::error::{Error, Result};
@@ -142,7 +142,7 @@ impl SystemDatabase {
                     "WITH updated AS (
                          UPDATE {s}.workflow_status
                             SET status = $3, deduplication_id = NULL, owner_xid = NULL, updated_at = $6, completed_at = $6
-                          WHERE workflow_uuid = $1 AND status = 'PENDING' AND owner_xid = $2
+                          WHERE {OWNED_AND_PENDING}
                          RETURNING 1
                      ),
                      stored AS (

@@ -374,7 +374,7 @@ impl SystemDatabase {
                     "UPDATE {s}.workflow_status
                         SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', owner_xid = NULL, deduplication_id = NULL,
                             started_at_epoch_ms = NULL, queue_name = NULL, completed_at = $3, updated_at = $3
-                      WHERE workflow_uuid = $1 AND status = 'PENDING' AND owner_xid = $2"
+                      WHERE {OWNED_AND_PENDING}"
                 ),
                 &[&workflow_id, &owner_xid, &now_ms()],
             )
@@ -407,6 +407,16 @@ impl SystemDatabase {
         }
     }
 }
+
+/// The row of workflow `$1`, if execution `$2` owns it and it is still `PENDING`.
+///
+/// The status test is written so the planner cannot serve it from the partial index on
+/// `PENDING` rows (`idx_workflow_status_pending`): a plan made while that index was small
+/// scanned every pending workflow to find one, on every finish. With the test hidden in a
+/// `CASE`, the only index that fits is the primary key: one lookup, however many workflows
+/// are pending.
+pub(crate) const OWNED_AND_PENDING: &str =
+    "workflow_uuid = $1 AND owner_xid = $2 AND CASE status WHEN 'PENDING' THEN TRUE ELSE FALSE END";
 
 /// Why a start statement failed.
 enum StartError {
