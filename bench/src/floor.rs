@@ -79,11 +79,21 @@ impl Floor {
             .await
             .expect("start");
         for fid in 1..=steps {
-            self.client
-                .execute(&self.step, &[&id, &fid, &output, &now_ms()])
-                .await
-                .expect("step");
+            self.step(&id, fid, &output).await;
         }
+        self.finish(&id, &output).await;
+    }
+
+    /// Step `fid`'s checkpoint.
+    async fn step(&self, id: &str, fid: i32, output: &str) {
+        self.client
+            .execute(&self.step, &[&id, &fid, &output, &now_ms()])
+            .await
+            .expect("step");
+    }
+
+    /// The outcome: status and output row.
+    async fn finish(&self, id: &str, output: &str) {
         self.client
             .execute(&self.finish, &[&id, &output, &now_ms()])
             .await
@@ -102,20 +112,16 @@ fn now_ms() -> i64 {
 /// insert `ENQUEUED` rows (status and input); workers each claim one row at a time with
 /// `FOR UPDATE SKIP LOCKED` (status to `PENDING`), write its one step and finish it.
 pub(crate) struct QueueFloor {
-    client: Client,
+    floor: Floor,
     enqueue: Statement,
     claim: Statement,
-    step: Statement,
-    finish: Statement,
 }
 
 impl QueueFloor {
     pub(crate) async fn connect(url: &str) -> QueueFloor {
-        let (client, conn) = tokio_postgres::connect(url, NoTls)
-            .await
-            .expect("floor connect");
-        tokio::spawn(conn);
-        let enqueue = client
+        let floor = Floor::connect(url).await;
+        let enqueue = floor
+            .client
             .prepare(
                 "WITH s AS (
                      INSERT INTO dbos.workflow_status (workflow_uuid, status, name, application_version,
@@ -129,7 +135,8 @@ impl QueueFloor {
             )
             .await
             .expect("prepare enqueue");
-        let claim = client
+        let claim = floor
+            .client
             .prepare(
                 "UPDATE dbos.workflow_status ws
                     SET status = 'PENDING', owner_xid = $1, executor_id = 'bench-exec', started_at_epoch_ms = $2,
@@ -143,30 +150,10 @@ impl QueueFloor {
             )
             .await
             .expect("prepare claim");
-        let step = client
-            .prepare(
-                "INSERT INTO dbos.operation_outputs (workflow_uuid, function_id, function_name, output, serialization,
-                     started_at_epoch_ms, completed_at_epoch_ms, application_name)
-                 VALUES ($1, 1, 'noop', $2, 'portable_json', $3, $3, 'bench')",
-            )
-            .await
-            .expect("prepare step");
-        let finish = client
-            .prepare(
-                "WITH u AS (UPDATE dbos.workflow_status SET status = 'SUCCESS', deduplication_id = NULL, owner_xid = NULL,
-                                   updated_at = $3, completed_at = $3
-                             WHERE workflow_uuid = $1 RETURNING workflow_uuid)
-                 INSERT INTO dbos.workflow_output (workflow_uuid, output, retention_timestamp)
-                 SELECT workflow_uuid, $2, $3 FROM u",
-            )
-            .await
-            .expect("prepare finish");
         QueueFloor {
-            client,
+            floor,
             enqueue,
             claim,
-            step,
-            finish,
         }
     }
 
@@ -175,7 +162,8 @@ impl QueueFloor {
         let id = uuid::Uuid::new_v4().to_string();
         let creator = uuid::Uuid::new_v4().to_string();
         let inputs = format!(r#"{{"positionalArgs":[{x}],"namedArgs":{{}}}}"#);
-        self.client
+        self.floor
+            .client
             .execute(&self.enqueue, &[&id, &inputs, &now_ms(), &creator])
             .await
             .expect("enqueue");
@@ -185,6 +173,7 @@ impl QueueFloor {
     pub(crate) async fn run_one(&self) -> bool {
         let owner = uuid::Uuid::new_v4().to_string();
         let Some(row) = self
+            .floor
             .client
             .query_opt(&self.claim, &[&owner, &now_ms()])
             .await
@@ -200,14 +189,8 @@ impl QueueFloor {
             .and_then(|v| v["positionalArgs"][0].as_i64())
             .unwrap_or_default();
         let output = x.to_string();
-        self.client
-            .execute(&self.step, &[&id, &output, &now_ms()])
-            .await
-            .expect("step");
-        self.client
-            .execute(&self.finish, &[&id, &output, &now_ms()])
-            .await
-            .expect("finish");
+        self.floor.step(&id, 1, &output).await;
+        self.floor.finish(&id, &output).await;
         true
     }
 }

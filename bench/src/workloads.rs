@@ -219,42 +219,38 @@ pub(crate) async fn w2_throughput(server: &Server) -> Report {
     }
 }
 
-/// `n` three-step workflows through the library from `in_flight` tasks, each running one
-/// workflow after another (as the floor's connections do); their latencies.
+/// `n` three-step workflows through the library from `in_flight` tasks; their latencies.
 async fn lib_round(dbos: &Dbos, first: i64, n: usize, in_flight: usize) -> Vec<Duration> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..in_flight {
-        let (dbos, next) = (dbos.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= n {
-                    return latencies;
-                }
-                let t = Instant::now();
-                three_steps(first + i as i64)
-                    .on(&dbos)
-                    .await
-                    .expect("workflow");
-                latencies.push(t.elapsed());
-            }
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("library task"));
-    }
-    all
+    let workers = vec![dbos.clone(); in_flight];
+    spread(workers, n, move |dbos, i| async move {
+        three_steps(first + i as i64)
+            .on(&dbos)
+            .await
+            .expect("workflow");
+    })
+    .await
 }
 
 /// `n` three-step workflows' rows through the floor, one task per connection; their latencies.
 async fn floor_round(floors: &[Arc<Floor>], first: i64, n: usize) -> Vec<Duration> {
+    spread(floors.to_vec(), n, move |floor, i| async move {
+        floor.workflow("three_steps", first + i as i64, 3).await;
+    })
+    .await
+}
+
+/// Runs jobs `0..n` from one task per worker, each task taking the next job when its last
+/// one ends (the library and the floor are driven alike); the jobs' latencies.
+async fn spread<W, F, Fut>(workers: Vec<W>, n: usize, job: F) -> Vec<Duration>
+where
+    W: Clone + Send + 'static,
+    F: Fn(W, usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for floor in floors {
-        let (floor, next) = (floor.clone(), next.clone());
+    for worker in workers {
+        let (next, job) = (next.clone(), job.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -263,14 +259,14 @@ async fn floor_round(floors: &[Arc<Floor>], first: i64, n: usize) -> Vec<Duratio
                     return latencies;
                 }
                 let t = Instant::now();
-                floor.workflow("three_steps", first + i as i64, 3).await;
+                job(worker.clone(), i).await;
                 latencies.push(t.elapsed());
             }
         }));
     }
     let mut all = Vec::new();
     for t in tasks {
-        all.extend(t.await.expect("floor task"));
+        all.extend(t.await.expect("worker task"));
     }
     all
 }

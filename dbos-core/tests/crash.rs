@@ -242,15 +242,8 @@ async fn two_live_executions_of_one_workflow_never_both_record(db: TestDatabase)
         1,
         "the loser did not continue past its lost checkpoint"
     );
-    let rows = db
-        .connect()
-        .await
-        .query("SELECT function_id, output FROM dbos.operation_outputs WHERE workflow_uuid = 'fenced' ORDER BY 1", &[])
-        .await
-        .unwrap();
-    let rows: Vec<(i32, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(
-        rows,
+        recorded_outputs(&db, "fenced").await,
         vec![
             (1, Some("\"second execution\"".into())),
             (2, Some("null".into()))
@@ -300,21 +293,26 @@ async fn a_step_recorded_first_by_another_execution_is_adopted(db: TestDatabase)
     );
     assert_eq!(runs("raced/step"), 1);
     assert_eq!(runs("raced/after"), 1, "the workflow went on past the race");
-    let rows = db
-        .connect()
-        .await
-        .query(
-            "SELECT function_id, output FROM dbos.operation_outputs WHERE workflow_uuid = 'raced' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap();
-    let rows: Vec<(i32, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(
-        rows,
+        recorded_outputs(&db, "raced").await,
         vec![
             (1, Some("\"recorded by the other execution\"".into())),
             (2, Some("null".into()))
         ]
     );
+}
+
+/// The checkpoints recorded for a workflow: (function id, output), in step order.
+async fn recorded_outputs(db: &TestDatabase, workflow_id: &str) -> Vec<(i32, Option<String>)> {
+    db.connect()
+        .await
+        .query(
+            "SELECT function_id, output FROM dbos.operation_outputs WHERE workflow_uuid = $1 ORDER BY 1",
+            &[&workflow_id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
 }
