@@ -221,12 +221,13 @@ pub(crate) async fn w2_throughput(server: &Server) -> Report {
 
 /// `n` three-step workflows through the library from `in_flight` tasks; their latencies.
 async fn lib_round(dbos: &Dbos, first: i64, n: usize, in_flight: usize) -> Vec<Duration> {
-    let workers = vec![dbos.clone(); in_flight];
-    spread(workers, n, move |dbos, i| async move {
+    spread(vec![dbos.clone(); in_flight], n, move |dbos, i| async move {
+        let t = Instant::now();
         three_steps(first + i as i64)
             .on(&dbos)
             .await
             .expect("workflow");
+        t.elapsed()
     })
     .await
 }
@@ -234,33 +235,34 @@ async fn lib_round(dbos: &Dbos, first: i64, n: usize, in_flight: usize) -> Vec<D
 /// `n` three-step workflows' rows through the floor, one task per connection; their latencies.
 async fn floor_round(floors: &[Arc<Floor>], first: i64, n: usize) -> Vec<Duration> {
     spread(floors.to_vec(), n, move |floor, i| async move {
+        let t = Instant::now();
         floor.workflow("three_steps", first + i as i64, 3).await;
+        t.elapsed()
     })
     .await
 }
 
 /// Runs jobs `0..n` from one task per worker, each task taking the next job when its last
-/// one ends (the library and the floor are driven alike); the jobs' latencies.
-async fn spread<W, F, Fut>(workers: Vec<W>, n: usize, job: F) -> Vec<Duration>
+/// one ends (the library and the floors are driven alike); the jobs' results.
+async fn spread<W, F, Fut, R>(workers: Vec<W>, n: usize, job: F) -> Vec<R>
 where
     W: Clone + Send + 'static,
     F: Fn(W, usize) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    Fut: std::future::Future<Output = R> + Send,
+    R: Send + 'static,
 {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for worker in workers {
         let (next, job) = (next.clone(), job.clone());
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
+            let mut results = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 if i >= n {
-                    return latencies;
+                    return results;
                 }
-                let t = Instant::now();
-                job(worker.clone(), i).await;
-                latencies.push(t.elapsed());
+                results.push(job(worker.clone(), i).await);
             }
         }));
     }
@@ -271,6 +273,18 @@ where
     all
 }
 
+/// Enqueues `n` one-step workflows from 16 tasks, as busy producers would; their handles.
+async fn enqueue_one_steps(dbos: &Dbos, first: i64, n: usize) -> Vec<WorkflowHandle<i64, Error>> {
+    spread(vec![dbos.clone(); 16], n, move |dbos, i| async move {
+        one_step(first + i as i64)
+            .on(&dbos)
+            .enqueue(&QUEUE)
+            .await
+            .expect("enqueue")
+    })
+    .await
+}
+
 /// W3: enqueue 2,000 one-step workflows on a queue with worker concurrency 16; until done.
 pub(crate) async fn w3_queue(server: &Server) -> Report {
     const N: usize = 2000;
@@ -279,39 +293,11 @@ pub(crate) async fn w3_queue(server: &Server) -> Report {
         .await
         .expect("launch");
     // Warm up the same way, so the pool holds its connections before the clock starts.
-    let warm: Vec<_> = futures_util::stream::iter(0..64)
-        .map(|i| {
-            let dbos = dbos.clone();
-            async move {
-                one_step(-1 - i)
-                    .on(&dbos)
-                    .enqueue(&QUEUE)
-                    .await
-                    .expect("enqueue")
-            }
-        })
-        .buffered(16)
-        .collect()
-        .await;
-    for h in warm {
+    for h in enqueue_one_steps(&dbos, -64, 64).await {
         h.await.expect("warm-up");
     }
     let (started, cpu) = (Instant::now(), CpuTime::now());
-    // Enqueue from 16 tasks at once, as a busy producer would.
-    let handles: Vec<_> = futures_util::stream::iter(0..N as i64)
-        .map(|i| {
-            let dbos = dbos.clone();
-            async move {
-                one_step(i)
-                    .on(&dbos)
-                    .enqueue(&QUEUE)
-                    .await
-                    .expect("enqueue")
-            }
-        })
-        .buffered(16)
-        .collect()
-        .await;
+    let handles = enqueue_one_steps(&dbos, 0, N).await;
     let enqueued = started.elapsed();
     for h in handles {
         h.await.expect("workflow");

@@ -37,6 +37,30 @@ pub(crate) enum Completion {
 
 pub(crate) type CompletionReceiver = watch::Receiver<Option<Arc<Completion>>>;
 
+/// A handle's interest in one workflow id; see [`RuntimeInner::watch_workflow`].
+pub(crate) struct WorkflowWatch {
+    runtime: Arc<RuntimeInner>,
+    id: String,
+    notify: Arc<Notify>,
+}
+
+impl WorkflowWatch {
+    /// Resolves at the next announcement for the workflow (enable it before looking).
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for WorkflowWatch {
+    fn drop(&mut self) {
+        let mut awaited = lock(&self.runtime.awaited);
+        // The map's reference and this one: nobody else waits for this id.
+        if Arc::strong_count(&self.notify) <= 2 {
+            awaited.remove(&self.id);
+        }
+    }
+}
+
 /// State shared by every handle, call and execution of one launched runtime.
 pub(crate) struct RuntimeInner {
     pub(crate) config: Config,
@@ -46,7 +70,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) app_name: String,
     pub(crate) executor_id: String,
     running: Mutex<HashMap<String, CompletionReceiver>>,
-    finished: Notify,
+    /// Handles waiting for a workflow that is not running here (yet), by workflow id.
+    awaited: Mutex<HashMap<String, Arc<Notify>>>,
     tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
     queue_signals: Mutex<HashMap<String, Arc<Notify>>>,
@@ -98,9 +123,26 @@ impl RuntimeInner {
         lock(&self.running).get(id).cloned()
     }
 
-    /// Resolves when some local execution finishes (enable it before checking state).
-    pub(crate) fn completion_signal(&self) -> tokio::sync::futures::Notified<'_> {
-        self.finished.notified()
+    /// Registers interest in workflow `id` starting (or being dead-lettered) here: the
+    /// returned watch is notified then, so a handle follows a local execution at once
+    /// instead of polling the database, and is not woken by other workflows.
+    pub(crate) fn watch_workflow(self: &Arc<Self>, id: &str) -> WorkflowWatch {
+        let notify = lock(&self.awaited)
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
+        WorkflowWatch {
+            runtime: self.clone(),
+            id: id.to_owned(),
+            notify,
+        }
+    }
+
+    /// Wakes the handles waiting for workflow `id`.
+    fn announce(&self, id: &str) {
+        if let Some(n) = lock(&self.awaited).get(id) {
+            n.notify_waiters();
+        }
     }
 
     /// Runs a background task tracked for shutdown.
@@ -122,6 +164,7 @@ impl RuntimeInner {
     ) -> CompletionReceiver {
         let (tx, rx) = watch::channel(None);
         lock(&self.running).insert(id.clone(), rx.clone());
+        self.announce(&id);
         let rt = self.clone();
         self.tasks.spawn(async move {
             let completion = rt
@@ -130,7 +173,6 @@ impl RuntimeInner {
             drop(slot);
             lock(&rt.running).remove(&id);
             let _ = tx.send(Some(Arc::new(completion)));
-            rt.finished.notify_waiters();
         });
         rx
     }
@@ -267,7 +309,7 @@ impl RuntimeInner {
                 if let Err(e) = rt.sysdb.dead_letter(&c.id, &c.owner_xid).await {
                     tracing::error!(workflow_id = %c.id, error = %e, "could not dead-letter the workflow");
                 }
-                rt.finished.notify_waiters();
+                rt.announce(&c.id);
             });
             return;
         }
@@ -369,7 +411,7 @@ impl Dbos {
             sysdb,
             config,
             running: Mutex::new(HashMap::new()),
-            finished: Notify::new(),
+            awaited: Mutex::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             queue_signals: Mutex::new(HashMap::new()),

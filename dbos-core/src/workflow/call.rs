@@ -306,11 +306,14 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
 
     async fn poll_result(&self) -> std::result::Result<T, E> {
         let mut delay = Duration::from_millis(20);
+        // Woken when the workflow starts here (then followed locally), else polled with
+        // backoff (it runs in another process, or has not been dequeued yet).
+        let watch = self.runtime.watch_workflow(&self.id);
         loop {
-            // Listen before looking, so a completion between the two is not missed.
-            let finished = self.runtime.completion_signal();
-            tokio::pin!(finished);
-            finished.as_mut().enable();
+            // Listen before looking, so a start between the two is not missed.
+            let started = watch.notified();
+            tokio::pin!(started);
+            started.as_mut().enable();
             // Dequeued, recovered or resumed here after this handle was made: follow it locally.
             if let Some(rx) = self.runtime.local_completion(&self.id) {
                 if let Some(result) = self.local_result(rx).await {
@@ -359,7 +362,7 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
                     ))
                 }
                 _ => {
-                    let _ = tokio::time::timeout(delay, finished).await;
+                    let _ = tokio::time::timeout(delay, started).await;
                     delay = (delay * 2).min(Duration::from_secs(1));
                 }
             }
