@@ -221,14 +221,18 @@ pub(crate) async fn w2_throughput(server: &Server) -> Report {
 
 /// `n` three-step workflows through the library from `in_flight` tasks; their latencies.
 async fn lib_round(dbos: &Dbos, first: i64, n: usize, in_flight: usize) -> Vec<Duration> {
-    spread(vec![dbos.clone(); in_flight], n, move |dbos, i| async move {
-        let t = Instant::now();
-        three_steps(first + i as i64)
-            .on(&dbos)
-            .await
-            .expect("workflow");
-        t.elapsed()
-    })
+    spread(
+        vec![dbos.clone(); in_flight],
+        n,
+        move |dbos, i| async move {
+            let t = Instant::now();
+            three_steps(first + i as i64)
+                .on(&dbos)
+                .await
+                .expect("workflow");
+            t.elapsed()
+        },
+    )
     .await
 }
 
