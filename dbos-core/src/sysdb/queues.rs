@@ -251,6 +251,10 @@ impl SystemDatabase {
         who: Dequeuer<'_>,
         nowait: bool,
     ) -> std::result::Result<Vec<ClaimedWorkflow>, tokio_postgres::Error> {
+        // The update finds the picked rows by primary key: its status re-test sits in a `CASE`
+        // because, written plainly, a plan made on stale statistics used it to bitmap-scan every
+        // ENQUEUED row of every queue and join them against the few picked ones, on every claim
+        // (hundreds of index entries per claim with a backlog; the bimodal W3 benchmark).
         // `queue_partition_key IS NULL` and `= $6` are spelled out (not `IS NOT DISTINCT FROM
         // $6`) so the planner sees which index serves the claim: with the combined form it
         // estimated one matching row, scanned the whole table and sorted it on every claim.
@@ -280,7 +284,8 @@ impl SystemDatabase {
                             workflow_deadline_epoch_ms = CASE WHEN ws.workflow_timeout_ms IS NOT NULL AND ws.workflow_deadline_epoch_ms IS NULL
                                                               THEN $8 + ws.workflow_timeout_ms ELSE ws.workflow_deadline_epoch_ms END
                        FROM picked
-                      WHERE ws.workflow_uuid = picked.workflow_uuid AND ws.status = 'ENQUEUED'
+                      WHERE ws.workflow_uuid = picked.workflow_uuid
+                        AND CASE ws.status WHEN 'ENQUEUED' THEN TRUE ELSE FALSE END
                      RETURNING ws.workflow_uuid, ws.name, ws.serialization, ws.recovery_attempts, ws.workflow_deadline_epoch_ms,
                                (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid),
                                EXISTS (SELECT 1 FROM {s}.operation_outputs o WHERE o.workflow_uuid = ws.workflow_uuid)"
