@@ -84,6 +84,12 @@ async fn main() {
         }
     };
     println!("machine: {} cores, {}", cores(), cpu_model());
+    if scale() != 1.0 {
+        println!(
+            "scale: {} (DBOS_BENCH_SCALE): workload sizes are scaled; a check that everything runs, not a measurement",
+            scale()
+        );
+    }
     println!();
     let mut reports = Vec::new();
     if want("W1") {
@@ -112,6 +118,15 @@ async fn main() {
         println!("{}", r.json);
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// The run's scale: `DBOS_BENCH_SCALE` (default 1). Workload sizes are multiplied by it.
+pub(crate) fn scale() -> f64 {
+    std::env::var("DBOS_BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(1.0)
 }
 
 fn cores() -> usize {

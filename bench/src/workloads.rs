@@ -66,6 +66,12 @@ static QUEUE: Queue = Queue::new("bench")
     .worker_concurrency(16)
     .polling_interval(Duration::from_millis(500));
 
+/// `n` times the run's scale (`DBOS_BENCH_SCALE`, default 1; a smaller scale is a quick check
+/// that every workload runs, not a measurement), at least 1.
+pub(crate) fn scaled(n: usize) -> usize {
+    ((n as f64 * crate::scale()).round() as usize).max(1)
+}
+
 fn config(url: &str, pool: usize) -> Config {
     Config::new("bench")
         .system_database_url(url)
@@ -112,7 +118,7 @@ async fn wait_for(url: &str, sql: &str, target: i64, limit: Duration) -> bool {
 /// in alternating rounds of 50, so drift in the machine or the server affects both alike.
 pub(crate) async fn w1_latency(server: &Server) -> Report {
     const ROUNDS: usize = 4;
-    const PER_ROUND: usize = 50;
+    let per_round = scaled(50);
     let url = server.fresh_database("w1").await;
     let dbos = Dbos::launch(config(&url, 4)).await.expect("launch");
     let floor_url = floor_db(server, "w1_floor").await;
@@ -123,18 +129,18 @@ pub(crate) async fn w1_latency(server: &Server) -> Report {
     }
     let (mut lib, mut raw) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        for i in 0..PER_ROUND {
+        for i in 0..per_round {
             let t = Instant::now();
-            ten_steps((round * PER_ROUND + i) as i64)
+            ten_steps((round * per_round + i) as i64)
                 .on(&dbos)
                 .await
                 .expect("workflow");
             lib.push(t.elapsed());
         }
-        for i in 0..PER_ROUND {
+        for i in 0..per_round {
             let t = Instant::now();
             floor
-                .workflow("ten_steps", (round * PER_ROUND + i) as i64, 10)
+                .workflow("ten_steps", (round * per_round + i) as i64, 10)
                 .await;
             raw.push(t.elapsed());
         }
@@ -166,8 +172,8 @@ pub(crate) async fn w1_latency(server: &Server) -> Report {
 /// alternating rounds of 500, each after a warm-up at the same concurrency.
 pub(crate) async fn w2_throughput(server: &Server) -> Report {
     const ROUNDS: usize = 4;
-    const PER_ROUND: usize = 500;
-    const N: usize = ROUNDS * PER_ROUND;
+    let per_round = scaled(500);
+    let n = ROUNDS * per_round;
     const IN_FLIGHT: usize = 16;
     let url = server.fresh_database("w2").await;
     let dbos = Dbos::launch(config(&url, IN_FLIGHT + 4))
@@ -187,21 +193,21 @@ pub(crate) async fn w2_throughput(server: &Server) -> Report {
     let (mut lib_time, mut floor_time) = (Duration::ZERO, Duration::ZERO);
     let (mut lib_cpu, mut floor_cpu) = (CpuTime::default(), CpuTime::default());
     for round in 0..ROUNDS {
-        let first = (round * PER_ROUND) as i64;
+        let first = (round * per_round) as i64;
         let (started, cpu) = (Instant::now(), CpuTime::now());
-        lib.extend(lib_round(&dbos, first, PER_ROUND, IN_FLIGHT).await);
+        lib.extend(lib_round(&dbos, first, per_round, IN_FLIGHT).await);
         lib_time += started.elapsed();
         lib_cpu = lib_cpu.add(CpuTime::now().since(cpu));
         let (started, cpu) = (Instant::now(), CpuTime::now());
-        raw.extend(floor_round(&floors, first, PER_ROUND).await);
+        raw.extend(floor_round(&floors, first, per_round).await);
         floor_time += started.elapsed();
         floor_cpu = floor_cpu.add(CpuTime::now().since(cpu));
     }
-    let (lib_client_us, lib_server_us) = lib_cpu.per(N);
-    let (floor_client_us, floor_server_us) = floor_cpu.per(N);
+    let (lib_client_us, lib_server_us) = lib_cpu.per(n);
+    let (floor_client_us, floor_server_us) = floor_cpu.per(n);
     dbos.shutdown().await.expect("shutdown");
-    let lib_rate = N as f64 / lib_time.as_secs_f64();
-    let floor_rate = N as f64 / floor_time.as_secs_f64();
+    let lib_rate = n as f64 / lib_time.as_secs_f64();
+    let floor_rate = n as f64 / floor_time.as_secs_f64();
     let (l50, l99) = (percentile_ms(&mut lib, 50.0), percentile_ms(&mut lib, 99.0));
     let (f50, f99) = (percentile_ms(&mut raw, 50.0), percentile_ms(&mut raw, 99.0));
     let ratio = lib_rate / floor_rate;
@@ -291,7 +297,7 @@ async fn enqueue_one_steps(dbos: &Dbos, first: i64, n: usize) -> Vec<WorkflowHan
 
 /// W3: enqueue 2,000 one-step workflows on a queue with worker concurrency 16; until done.
 pub(crate) async fn w3_queue(server: &Server) -> Report {
-    const N: usize = 2000;
+    let n = scaled(2000);
     let url = server.fresh_database("w3").await;
     let dbos = Dbos::launch(config(&url, 24).queue(&QUEUE))
         .await
@@ -301,15 +307,15 @@ pub(crate) async fn w3_queue(server: &Server) -> Report {
         h.await.expect("warm-up");
     }
     let (started, cpu) = (Instant::now(), CpuTime::now());
-    let handles = enqueue_one_steps(&dbos, 0, N).await;
+    let handles = enqueue_one_steps(&dbos, 0, n).await;
     let enqueued = started.elapsed();
     for h in handles {
         h.await.expect("workflow");
     }
-    let rate = N as f64 / started.elapsed().as_secs_f64();
-    let (client_us, server_us) = CpuTime::now().since(cpu).per(N);
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let (client_us, server_us) = CpuTime::now().since(cpu).per(n);
     dbos.shutdown().await.expect("shutdown");
-    let (floor_rate, floor_client_us, floor_server_us) = w3_floor(server, N).await;
+    let (floor_rate, floor_client_us, floor_server_us) = w3_floor(server, n).await;
     let ratio = rate / floor_rate;
     println!(
         "W3 queue: {rate:.0} wf/s (enqueueing took {:.2} s); floor {floor_rate:.0} wf/s; ratio {ratio:.3}",
@@ -383,7 +389,7 @@ async fn w3_floor(server: &Server, n: usize) -> (f64, f64, f64) {
 
 /// W4: 10,000 PENDING workflows left by a killed executor; time to complete after relaunch.
 pub(crate) async fn w4_recovery(server: &Server) -> Report {
-    const N: i64 = 10_000;
+    let n = scaled(10_000) as i64;
     let url = server.fresh_database("w4").await;
     CRASHING.store(true, Ordering::SeqCst);
     let doomed = tokio::runtime::Builder::new_multi_thread()
@@ -395,7 +401,7 @@ pub(crate) async fn w4_recovery(server: &Server) -> Report {
     doomed
         .spawn(async move {
             let dbos = Dbos::launch(config(&u, 16)).await.expect("launch");
-            futures_util::stream::iter(0..N)
+            futures_util::stream::iter(0..n)
                 .for_each_concurrent(32, |i| {
                     let dbos = dbos.clone();
                     async move {
@@ -409,7 +415,7 @@ pub(crate) async fn w4_recovery(server: &Server) -> Report {
     let parked = wait_for(
         &url,
         "SELECT count(*) FROM dbos.operation_outputs WHERE function_name = 'noop'",
-        N,
+        n,
         Duration::from_secs(300),
     )
     .await;
@@ -427,7 +433,7 @@ pub(crate) async fn w4_recovery(server: &Server) -> Report {
     let done = wait_for(
         &url,
         "SELECT count(*) FROM dbos.workflow_status WHERE status = 'SUCCESS'",
-        N,
+        n,
         Duration::from_secs(600),
     )
     .await;
@@ -444,7 +450,7 @@ pub(crate) async fn w4_recovery(server: &Server) -> Report {
 
 /// W5: resident memory per workflow parked in a durable sleep (10,000 of them).
 pub(crate) async fn w5_memory(server: &Server) -> Report {
-    const N: i64 = 10_000;
+    let n = scaled(10_000) as i64;
     let url = server.fresh_database("w5").await;
     let dbos = Dbos::launch(config(&url, 16)).await.expect("launch");
     for i in 0..50 {
@@ -453,7 +459,7 @@ pub(crate) async fn w5_memory(server: &Server) -> Report {
     tokio::time::sleep(Duration::from_millis(200)).await;
     trim_allocator();
     let before = rss_kib();
-    futures_util::stream::iter(0..N)
+    futures_util::stream::iter(0..n)
         .for_each_concurrent(32, |i| {
             let dbos = dbos.clone();
             async move {
@@ -464,7 +470,7 @@ pub(crate) async fn w5_memory(server: &Server) -> Report {
     let all = wait_for(
         &url,
         "SELECT count(*) FROM dbos.operation_outputs WHERE function_name = 'DBOS.sleep'",
-        N,
+        n,
         Duration::from_secs(300),
     )
     .await;
@@ -473,13 +479,13 @@ pub(crate) async fn w5_memory(server: &Server) -> Report {
     let untrimmed = rss_kib();
     trim_allocator();
     let after = rss_kib();
-    let per = (after.saturating_sub(before)) as f64 / N as f64;
+    let per = (after.saturating_sub(before)) as f64 / n as f64;
     dbos.shutdown_with_timeout(Duration::from_secs(30))
         .await
         .expect("shutdown");
-    let per_untrimmed = (untrimmed.saturating_sub(before)) as f64 / N as f64;
+    let per_untrimmed = (untrimmed.saturating_sub(before)) as f64 / n as f64;
     println!(
-        "W5 memory: RSS {before} KiB -> {after} KiB with {N} parked: {per:.3} KiB each ({per_untrimmed:.3} KiB before returning freed memory)"
+        "W5 memory: RSS {before} KiB -> {after} KiB with {n} parked: {per:.3} KiB each ({per_untrimmed:.3} KiB before returning freed memory)"
     );
     Report {
         workload: "W5 memory (10,000 parked in a durable sleep)",

@@ -111,8 +111,7 @@ impl SystemDatabase {
     /// [`ErrorKind::QueueDeduplicated`] when the queue already holds an active workflow with
     /// the deduplication id.
     pub(crate) async fn start_workflow(&self, w: &NewWorkflow<'_>) -> Result<Option<StartedRow>> {
-        let idempotent = !w.fresh_id || w.parent.is_some();
-        match self.start_with(w, idempotent).await {
+        match self.start_with(w, !w.fresh_id).await {
             // A generated id that exists after all: take the idempotent path.
             Err(StartError::IdExists) => match self.start_with(w, true).await {
                 Err(StartError::IdExists) => Err(Error::new(
