@@ -133,6 +133,32 @@ impl LocalPostgres {
         })
         .await
     }
+
+    /// Crashes and restarts the server on the same port, as a power cut or an
+    /// `OOM kill` of the postmaster would: `pg_ctl restart -m immediate` ends every
+    /// session without a checkpoint, and the server replays its WAL on the way back up.
+    /// Meant for fault-injection tests; open connections see their socket closed.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LocalPostgres`] when `pg_ctl restart` fails.
+    pub async fn restart_immediate(&self) -> Result<()> {
+        let this = self.clone();
+        blocking(move || {
+            let mut cmd = account::command(&this.bin_dir.join("pg_ctl"), this.account.as_ref());
+            {
+                use std::os::unix::process::CommandExt;
+                cmd.process_group(0);
+            }
+            cmd.current_dir(&this.root)
+                .arg("-D")
+                .arg(this.root.join("data"))
+                .arg("-l")
+                .arg(this.root.join("server.log"))
+                .args(["-m", "immediate", "-w", "-t", "60", "restart"]);
+            run(cmd, "pg_ctl restart").map(|_| ())
+        })
+        .await
+    }
 }
 
 impl LocalPostgresBuilder {
