@@ -41,6 +41,7 @@ pub struct Config {
     pub(crate) local_postgres_dir: PathBuf,
     pub(crate) queues: Vec<crate::queue::Queue>,
     pub(crate) park_after: Duration,
+    pub(crate) cancel_poll_interval: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -85,6 +86,7 @@ impl Config {
             local_postgres_dir: PathBuf::from(".dbos"),
             queues: Vec::new(),
             park_after: Duration::from_secs(10),
+            cancel_poll_interval: Duration::from_millis(500),
         }
     }
 
@@ -184,6 +186,16 @@ impl Config {
         self
     }
 
+    /// How often the executor checks whether a workflow it runs was cancelled from outside
+    /// this process (by another process, DBOS's CLI or SQL): one query over every workflow
+    /// running here (default 500 ms). A cancelled workflow starts no further operation; this
+    /// interval bounds how long a remote cancel takes to be noticed. Cancels made through
+    /// this runtime take effect at once.
+    pub fn cancel_poll_interval(mut self, interval: Duration) -> Self {
+        self.cancel_poll_interval = interval;
+        self
+    }
+
     /// The application name.
     pub fn app_name(&self) -> &str {
         &self.app_name
@@ -225,10 +237,18 @@ impl Config {
         if self.pool_size == 0 {
             return Err(Error::config("pool_size must be at least 1"));
         }
-        if self.executor_id.is_empty() {
+        if self.executor_id.trim().is_empty() {
             return Err(Error::config(
-                "executor_id must not be empty (set DBOS__VMID or Config::executor_id)",
+                "executor_id must not be blank (set DBOS__VMID or Config::executor_id)",
             ));
+        }
+        if self.cancel_poll_interval.is_zero() {
+            return Err(Error::config(
+                "cancel_poll_interval must be at least 1 ms (it is how often running workflows are checked for cancellation)",
+            ));
+        }
+        for queue in &self.queues {
+            queue.validate()?;
         }
         Ok(())
     }

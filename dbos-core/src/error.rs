@@ -61,6 +61,12 @@ pub enum ErrorKind {
     NotLaunched,
     /// A file system or process error.
     Io,
+    /// An argument or option is invalid (a blank workflow id, a queue option that no
+    /// executor could honour...). Nothing was written.
+    InvalidArgument,
+    /// The workflow's execution panicked in this process. Its row stays `PENDING` and is
+    /// recovered like a crashed execution.
+    ExecutionPanicked,
 }
 
 impl ErrorKind {
@@ -86,6 +92,8 @@ impl ErrorKind {
         ErrorKind::QueueDeduplicated,
         ErrorKind::NotLaunched,
         ErrorKind::Io,
+        ErrorKind::InvalidArgument,
+        ErrorKind::ExecutionPanicked,
     ];
 
     /// The kind whose `Debug` name is `name` (the inverse of `format!("{kind:?}")`).
@@ -218,6 +226,10 @@ impl Error {
     /// Whether retrying the same operation later may succeed (connection problems).
     pub fn is_transient(&self) -> bool {
         self.inner.kind == ErrorKind::Connection
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidArgument, message)
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Self {

@@ -21,8 +21,8 @@ pub use queue::enqueue::QueuedCall;
 pub use queue::Queue;
 pub use runtime::Dbos;
 pub use workflow::call::{Status, WorkflowCall, WorkflowHandle};
-pub use workflow::context::{step_id, workflow_id};
-pub use workflow::ops::{now, random, run_step, sleep, uuid};
+pub use workflow::context::{step_attempt, step_id, workflow_id};
+pub use workflow::ops::{now, random, run_step, run_step_retry_if, sleep, uuid};
 pub use workflow::registry::StepOptions;
 pub use workflow::types::{Portable, WorkflowError};
 

@@ -7,59 +7,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::codec::{PortableError, PortableInputs};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::local_postgres::LocalPostgres;
-use crate::queue::worker::{self, RunningSlot};
+use crate::queue::worker;
 use crate::queue::Queue;
-use crate::sysdb::records::FinishRow;
-use crate::sysdb::workflows::{ClaimedWorkflow, INTERNAL_QUEUE};
+use crate::sysdb::workflows::INTERNAL_QUEUE;
 use crate::sysdb::{ConnectOptions, MigrationOutcome, SystemDatabase};
 use crate::workflow::call::WorkflowHandle;
-use crate::workflow::context::{lock, WorkflowContext};
-use crate::workflow::parking::{Parked, ParkingLot};
-use crate::workflow::registry::{Args, ErasedError, Registry, WorkflowDef};
-
-/// How an execution in this process ended.
-#[derive(Debug)]
-pub(crate) enum Completion {
-    /// Finished and recorded: the output, or the workflow's own error.
-    Done(std::result::Result<Value, PortableError>),
-    /// Stopped without recording (lost ownership, cancelled, timed out, shut down, bad
-    /// inputs): the database has the truth.
-    Interrupted,
-}
-
-pub(crate) type CompletionReceiver = watch::Receiver<Option<Arc<Completion>>>;
-
-/// A handle's interest in one workflow id; see [`RuntimeInner::watch_workflow`].
-pub(crate) struct WorkflowWatch {
-    runtime: Arc<RuntimeInner>,
-    id: String,
-    notify: Arc<Notify>,
-}
-
-impl WorkflowWatch {
-    /// Resolves at the next announcement for the workflow (enable it before looking).
-    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.notify.notified()
-    }
-}
-
-impl Drop for WorkflowWatch {
-    fn drop(&mut self) {
-        let mut awaited = lock(&self.runtime.awaited);
-        // The map's reference and this one: nobody else waits for this id.
-        if Arc::strong_count(&self.notify) <= 2 {
-            awaited.remove(&self.id);
-        }
-    }
-}
+use crate::workflow::context::lock;
+use crate::workflow::execution::Running;
+use crate::workflow::parking::ParkingLot;
+use crate::workflow::registry::Registry;
 
 /// State shared by every handle, call and execution of one launched runtime.
 pub(crate) struct RuntimeInner {
@@ -69,10 +32,11 @@ pub(crate) struct RuntimeInner {
     pub(crate) app_version: String,
     pub(crate) app_name: String,
     pub(crate) executor_id: String,
-    running: Mutex<HashMap<String, CompletionReceiver>>,
+    /// The executions running in this process.
+    pub(crate) running: Running,
     /// Handles waiting for a workflow that is not running here (yet), by workflow id.
-    awaited: Mutex<HashMap<String, Arc<Notify>>>,
-    tasks: TaskTracker,
+    pub(crate) awaited: Mutex<HashMap<String, Arc<Notify>>>,
+    pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
     queue_signals: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) parking: ParkingLot,
@@ -119,227 +83,24 @@ impl RuntimeInner {
         }
     }
 
-    pub(crate) fn local_completion(&self, id: &str) -> Option<CompletionReceiver> {
-        lock(&self.running).get(id).cloned()
-    }
-
-    /// Registers interest in workflow `id` starting (or being dead-lettered) here: the
-    /// returned watch is notified then, so a handle follows a local execution at once
-    /// instead of polling the database, and is not woken by other workflows.
-    pub(crate) fn watch_workflow(self: &Arc<Self>, id: &str) -> WorkflowWatch {
-        let notify = lock(&self.awaited)
-            .entry(id.to_owned())
-            .or_default()
-            .clone();
-        WorkflowWatch {
-            runtime: self.clone(),
-            id: id.to_owned(),
-            notify,
-        }
-    }
-
-    /// Wakes the handles waiting for workflow `id`.
-    fn announce(&self, id: &str) {
-        if let Some(n) = lock(&self.awaited).get(id) {
-            n.notify_waiters();
-        }
-    }
-
     /// Runs a background task tracked for shutdown.
     pub(crate) fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         self.tasks.spawn(task);
     }
 
-    /// Runs a workflow execution in the background.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn spawn_execution(
-        self: &Arc<Self>,
-        def: &'static WorkflowDef,
-        args: Vec<Value>,
-        id: String,
-        owner_xid: String,
-        fresh: bool,
-        deadline_ms: Option<i64>,
-        slot: Option<RunningSlot>,
-    ) -> CompletionReceiver {
-        let (tx, rx) = watch::channel(None);
-        lock(&self.running).insert(id.clone(), rx.clone());
-        self.announce(&id);
-        let rt = self.clone();
-        self.tasks.spawn(async move {
-            let completion = rt
-                .execute(def, args, &id, owner_xid, fresh, deadline_ms)
-                .await;
-            drop(slot);
-            lock(&rt.running).remove(&id);
-            let _ = tx.send(Some(Arc::new(completion)));
-        });
-        rx
+    /// The workflows alive in this process (running or parked): recovery leaves them to
+    /// their live execution.
+    pub(crate) fn alive_here(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.running.snapshot().into_iter().map(|(id, _)| id).collect();
+        ids.extend(self.parking.ids());
+        ids
     }
+}
 
-    async fn execute(
-        self: &Arc<Self>,
-        def: &'static WorkflowDef,
-        args: Vec<Value>,
-        id: &str,
-        owner_xid: String,
-        fresh: bool,
-        deadline_ms: Option<i64>,
-    ) -> Completion {
-        let history = if fresh {
-            HashMap::new()
-        } else {
-            match Box::pin(self.sysdb.load_checkpoints(id)).await {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::error!(workflow_id = id, error = %e, "could not load the workflow's history; it stays pending");
-                    return Completion::Interrupted;
-                }
-            }
-        };
-        let ctx = Arc::new(WorkflowContext::new(
-            self.clone(),
-            id.to_owned(),
-            owner_xid.clone(),
-            deadline_ms,
-            history,
-        ));
-        let invoked = ctx.clone().scope((def.invoke)(Args::new(def.name, args)));
-        // A long durable sleep parks the workflow: the body is dropped where it sleeps and
-        // the workflow is re-executed from its history at wake-up time.
-        let parking = ctx.clone();
-        let parked_owner: Box<str> = owner_xid.as_str().into();
-        let body = async move {
-            tokio::select! {
-                biased;
-                outcome = invoked => Some(outcome),
-                wake_ms = parking.parked() => {
-                    self.parking.park(wake_ms, id, Parked { owner_xid: parked_owner, def, deadline_ms });
-                    None
-                }
-            }
-        };
-        let outcome = match deadline_ms {
-            None => body.await,
-            Some(deadline) => {
-                let remaining = Duration::from_millis(
-                    (deadline - crate::sysdb::workflows::now_ms()).max(0) as u64,
-                );
-                match tokio::time::timeout(remaining, body).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        tracing::info!(workflow_id = id, "workflow deadline passed; cancelling it");
-                        if let Err(e) = Box::pin(self.sysdb.cancel_workflow(id)).await {
-                            tracing::error!(workflow_id = id, error = %e, "could not cancel the timed-out workflow");
-                        }
-                        return Completion::Interrupted;
-                    }
-                }
-            }
-        };
-        let Some(outcome) = outcome else {
-            return Completion::Interrupted;
-        };
-        if let Some(fatal) = ctx.take_fatal() {
-            tracing::info!(workflow_id = id, reason = %fatal, "workflow execution stopped without recording an outcome");
-            return Completion::Interrupted;
-        }
-        let (status, output, error, done) = match outcome {
-            Ok(value) => ("SUCCESS", Some(value.to_string()), None, Ok(value)),
-            Err(ErasedError::Application(p)) => match p.to_text() {
-                Ok(text) => ("ERROR", None, Some(text), Err(p)),
-                Err(e) => {
-                    tracing::error!(workflow_id = id, error = %e, "could not encode the workflow's error");
-                    return Completion::Interrupted;
-                }
-            },
-            Err(ErasedError::Runtime(e)) => {
-                tracing::error!(
-                    workflow_id = id, workflow = def.name, error = %e,
-                    "the workflow cannot run; its row is left as it is for inspection"
-                );
-                return Completion::Interrupted;
-            }
-        };
-        let finished = Box::pin(self.sysdb.finish_workflow(FinishRow {
-            workflow_id: id,
-            owner_xid: &owner_xid,
-            status,
-            output: output.as_deref(),
-            error: error.as_deref(),
-        }));
-        match finished.await {
-            Ok(true) => Completion::Done(done),
-            Ok(false) => {
-                tracing::info!(
-                    workflow_id = id,
-                    "another execution owns the workflow now; deferring to its outcome"
-                );
-                Completion::Interrupted
-            }
-            Err(e) => {
-                tracing::error!(workflow_id = id, error = %e, "could not record the workflow's outcome; it will be recovered");
-                Completion::Interrupted
-            }
-        }
-    }
-
-    /// Starts executing a workflow claimed from a queue (recovery included). `slot` counts
-    /// it against the queue's worker concurrency until it ends.
-    pub(crate) fn dispatch_claimed(
-        self: &Arc<Self>,
-        c: ClaimedWorkflow,
-        slot: Option<RunningSlot>,
-    ) {
-        let Some(def) = self.registry.get(&c.name) else {
-            tracing::error!(
-                workflow_id = %c.id, workflow = %c.name,
-                "no #[workflow] named `{}` is registered in this binary; the row is left PENDING for an executor that has it",
-                c.name
-            );
-            return;
-        };
-        if c.recovery_attempts > i64::from(def.max_recovery_attempts) + 1 {
-            tracing::error!(
-                workflow_id = %c.id, attempts = c.recovery_attempts, max = def.max_recovery_attempts,
-                "workflow exceeded its recovery attempts; moving it to MAX_RECOVERY_ATTEMPTS_EXCEEDED"
-            );
-            let rt = self.clone();
-            self.tasks.spawn(async move {
-                if let Err(e) = rt.sysdb.dead_letter(&c.id, &c.owner_xid).await {
-                    tracing::error!(workflow_id = %c.id, error = %e, "could not dead-letter the workflow");
-                }
-                rt.announce(&c.id);
-            });
-            return;
-        }
-        let inputs = match PortableInputs::from_text(
-            c.inputs.as_deref().unwrap_or("{}"),
-            c.serialization.as_deref(),
-        ) {
-            Ok(i) if i.named_args.is_empty() => i,
-            Ok(i) => {
-                tracing::error!(
-                    workflow_id = %c.id, named = ?i.named_args.keys().collect::<Vec<_>>(),
-                    "the workflow's input has named arguments, which Rust workflows do not take; the row is left as it is"
-                );
-                return;
-            }
-            Err(e) => {
-                tracing::error!(workflow_id = %c.id, error = %e, "the workflow's input does not decode; the row is left as it is");
-                return;
-            }
-        };
-        self.spawn_execution(
-            def,
-            inputs.positional_args,
-            c.id,
-            c.owner_xid,
-            !c.has_history,
-            c.deadline_ms,
-            slot,
-        );
-    }
+tokio::task_local! {
+    /// The runtime of the current scope (a test), if one was set: see
+    /// [`Dbos::scope`].
+    static SCOPE: Arc<Mutex<Option<Dbos>>>;
 }
 
 static CURRENT: Mutex<Option<Dbos>> = Mutex::new(None);
@@ -386,6 +147,8 @@ impl Dbos {
             retry_for: config.connect_retry_for,
         };
         let sysdb = SystemDatabase::connect(&url, &config.schema, &options).await?;
+        // Every launch statement rides out a connection lost midway, within the
+        // connect-retry window.
         let migration = sysdb.migrate().await?;
         let app_version = config
             .application_version
@@ -410,7 +173,7 @@ impl Dbos {
             registry,
             sysdb,
             config,
-            running: Mutex::new(HashMap::new()),
+            running: Running::default(),
             awaited: Mutex::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
@@ -422,7 +185,7 @@ impl Dbos {
         }
         let recovered = inner
             .sysdb
-            .requeue_pending(&inner.executor_id, &inner.app_version, &inner.app_name)
+            .requeue_pending(&inner.executor_id, &inner.app_version, &inner.app_name, &[])
             .await?;
         if !recovered.is_empty() {
             tracing::info!(
@@ -430,6 +193,9 @@ impl Dbos {
                 "recovering this executor's pending workflows"
             );
         }
+        // Launched: from now on an outage only delays work. Statements wait for the
+        // database to come back, however long that takes.
+        inner.sysdb.resilience().retry_forever();
         let internal = Queue::new(INTERNAL_QUEUE);
         inner.tasks.spawn(worker::serve(inner.clone(), internal));
         for queue in inner.config.queues.clone() {
@@ -439,20 +205,39 @@ impl Dbos {
         inner
             .tasks
             .spawn(crate::workflow::parking::serve(inner.clone()));
+        inner
+            .tasks
+            .spawn(crate::workflow::watchdog::serve(inner.clone()));
         let dbos = Dbos {
             inner,
             local_postgres,
             migration,
         };
         *lock(&CURRENT) = Some(dbos.clone());
+        // Inside a scope (a test), calls made there use this runtime.
+        let _ = SCOPE.try_with(|slot| *lock(slot) = Some(dbos.clone()));
         Ok(dbos)
     }
 
-    /// The runtime launched last in this process.
+    /// Runs `future` in a runtime scope: a [`Dbos::launch`] inside it becomes the runtime
+    /// that workflow calls made inside it use (without `.on(&dbos)`), whatever other runtimes
+    /// the process launches. `#[dbos_testkit::test]` runs every test in its own scope, so
+    /// parallel tests in one process each use their own database. Tasks spawned inside do
+    /// not inherit the scope.
+    pub async fn scope<F: std::future::Future>(future: F) -> F::Output {
+        SCOPE.scope(Arc::new(Mutex::new(None)), future).await
+    }
+
+    /// The runtime workflow calls use when none is given with `.on(&dbos)`: the one
+    /// launched in the current [`scope`](Dbos::scope) if there is one, else the one launched
+    /// last in this process.
     ///
     /// # Errors
     /// [`ErrorKind::NotLaunched`] before [`Dbos::launch`] or after [`Dbos::shutdown`].
     pub fn current() -> Result<Dbos> {
+        if let Ok(Some(scoped)) = SCOPE.try_with(|slot| lock(slot).clone()) {
+            return Ok(scoped);
+        }
         lock(&CURRENT).clone().ok_or_else(|| {
             Error::new(
                 ErrorKind::NotLaunched,
@@ -558,18 +343,25 @@ impl Dbos {
 
     /// Recovers the `PENDING` workflows of executors known to be dead (of this application
     /// version): they go back on their queue (or the internal queue) and any live executor
-    /// serving it finishes them. Returns their ids. What DBOS Conductor does for DBOS
+    /// serving it finishes them. Returns their ids. Workflows running (or parked) in this
+    /// process are left to their live execution, even when this executor's id is named. What DBOS Conductor does for DBOS
     /// applications; call it from your own failure detector.
     ///
     /// # Errors
     /// A database error.
     pub async fn recover_executors(&self, executor_ids: &[&str]) -> Result<Vec<String>> {
         let mut ids = Vec::new();
+        let alive = self.inner.alive_here();
         for executor in executor_ids {
             ids.extend(
                 self.inner
                     .sysdb
-                    .requeue_pending(executor, &self.inner.app_version, &self.inner.app_name)
+                    .requeue_pending(
+                        executor,
+                        &self.inner.app_version,
+                        &self.inner.app_name,
+                        &alive,
+                    )
                     .await?,
             );
         }
@@ -577,21 +369,43 @@ impl Dbos {
         Ok(ids)
     }
 
-    /// Cancels a workflow: it stops at its next durable operation and its status becomes
-    /// `CANCELLED`. Finished workflows are left as they are.
+    /// Cancels a workflow: its status becomes `CANCELLED`, it leaves its queue and its
+    /// deduplication id is released. Running here, it is told to stop at once: it starts no
+    /// further step, child, sleep or wait, and a sleep or wait in progress wakes; a step
+    /// already running completes but is not recorded. Running in another process, that
+    /// process notices within its [`Config::cancel_poll_interval`]. Workflows that finished
+    /// (`SUCCESS`, `ERROR`) are left as they are; a dead-lettered one
+    /// (`MAX_RECOVERY_ATTEMPTS_EXCEEDED`) becomes `CANCELLED`, as in DBOS.
     ///
     /// # Errors
     /// [`ErrorKind::NonExistentWorkflow`] or a database error.
     pub async fn cancel_workflow(&self, id: &str) -> Result<()> {
-        if !self.inner.sysdb.cancel_workflow(id).await?
-            && self.inner.sysdb.workflow_outcome(id).await?.is_none()
-        {
-            return Err(Error::new(
-                ErrorKind::NonExistentWorkflow,
-                format!("no workflow has the id `{id}`"),
-            ));
+        if !self.inner.sysdb.cancel_workflow(id).await? {
+            if self.inner.sysdb.workflow_outcome(id).await?.is_none() {
+                return Err(Error::new(
+                    ErrorKind::NonExistentWorkflow,
+                    format!("no workflow has the id `{id}`"),
+                )
+                .with_workflow_id(id));
+            }
+            return Ok(());
         }
+        if let Some(live) = self.inner.running.get(id) {
+            live.control.stop(
+                Error::new(
+                    ErrorKind::WorkflowCancelled,
+                    format!("workflow `{id}` was cancelled; it stops before its next operation"),
+                )
+                .with_workflow_id(id),
+            );
+        }
+        drop(self.inner.parking.remove(id));
         Ok(())
+    }
+
+    /// How many workflow executions run in this process right now (parked ones excepted).
+    pub fn running_workflows(&self) -> usize {
+        self.inner.running.len()
     }
 
     /// Stops the runtime gracefully: takes no new work, lets running workflows finish their
@@ -603,6 +417,9 @@ impl Dbos {
     /// None today; the signature leaves room for reporting work that did not stop in time.
     pub async fn shutdown_with_timeout(self, timeout: Duration) -> Result<()> {
         self.inner.shutdown.cancel();
+        // Work that cannot reach the database now stays PENDING for recovery instead of
+        // holding the shutdown up.
+        self.inner.sysdb.resilience().give_up();
         self.inner.tasks.close();
         if tokio::time::timeout(timeout, self.inner.tasks.wait())
             .await
@@ -622,6 +439,15 @@ impl Dbos {
                 *current = None;
             }
         }
+        let _ = SCOPE.try_with(|slot| {
+            let mut slot = lock(slot);
+            if slot
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(&c.inner, &self.inner))
+            {
+                *slot = None;
+            }
+        });
         self.inner.sysdb.close();
         Ok(())
     }

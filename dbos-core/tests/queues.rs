@@ -380,7 +380,7 @@ async fn a_queued_workflow_timeout_starts_at_dequeue(db: TestDatabase) {
         .await
         .unwrap();
     let e = h.result().await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::AwaitedWorkflowCancelled);
+    assert_eq!(e.kind(), ErrorKind::Timeout);
     let row = db
         .connect()
         .await

@@ -110,7 +110,9 @@ pub mod __private {
             .enable_all()
             .build()
             .expect("dbos-testkit: cannot build a tokio runtime");
-        runtime.block_on(async {
+        // Each test in its own runtime scope: a runtime it launches is the one its workflow
+        // calls use, whatever other tests of the process launch.
+        runtime.block_on(dbos_core::Dbos::scope(async {
             let db = TestDatabase::create(test_path).await;
             let outcome = AssertUnwindSafe(body(db.clone())).catch_unwind().await;
             match outcome {
@@ -126,7 +128,7 @@ pub mod __private {
                     std::panic::resume_unwind(panic);
                 }
             }
-        });
+        }));
     }
 
     fn keep_notice(db: &TestDatabase) {

@@ -11,7 +11,8 @@ use crate::queue::Queue;
 use crate::runtime::RuntimeInner;
 use crate::sysdb::workflows::{now_ms, NewWorkflow, QueueFields};
 use crate::workflow::call::{WorkflowCall, WorkflowHandle};
-use crate::workflow::placement::{insert, parent_link, Placement};
+use crate::workflow::context::Operation;
+use crate::workflow::placement::{check_id, insert, parent_link, Parent, Placement};
 use crate::workflow::registry::BoxFuture;
 use crate::workflow::types::{Portable, WorkflowError};
 
@@ -23,7 +24,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
     pub fn enqueue(self, queue: &Queue) -> QueuedCall<T, E> {
         QueuedCall {
             call: self,
-            queue: queue.name().to_owned(),
+            queue: queue.clone(),
             priority: 0,
             deduplication_id: None,
             return_existing: false,
@@ -39,7 +40,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
 #[must_use = "nothing is enqueued until the call is awaited"]
 pub struct QueuedCall<T, E> {
     call: WorkflowCall<T, E>,
-    queue: String,
+    queue: Queue,
     priority: i32,
     deduplication_id: Option<String>,
     return_existing: bool,
@@ -52,7 +53,7 @@ impl<T, E> std::fmt::Debug for QueuedCall<T, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueuedCall")
             .field("call", &self.call)
-            .field("queue", &self.queue)
+            .field("queue", &self.queue.name())
             .field("priority", &self.priority)
             .field("deduplication_id", &self.deduplication_id)
             .field("partition_key", &self.partition_key)
@@ -62,7 +63,8 @@ impl<T, E> std::fmt::Debug for QueuedCall<T, E> {
 }
 
 impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
-    /// Lower runs first; 0 (the default) runs before any explicit priority.
+    /// Lower runs first; 0 (the default) runs before any explicit priority. DBOS's range is
+    /// 0 to 2³¹−1: a negative priority is refused with [`ErrorKind::InvalidArgument`].
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self
@@ -100,13 +102,62 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
         self
     }
 
+    /// Refuses options no executor could honour, before anything is written.
+    fn check(&self, queue: &Queue) -> Result<()> {
+        let name = queue.name();
+        if self.priority < 0 {
+            return Err(Error::invalid(format!(
+                "priority {} is outside DBOS's range 0..=2147483647: lower numbers run first, and 0 (the default) \
+                 runs before any explicit priority",
+                self.priority
+            )));
+        }
+        match (&self.deduplication_id, self.return_existing) {
+            (Some(d), _) if d.trim().is_empty() => {
+                return Err(Error::invalid(
+                    "the deduplication id is blank: give a non-empty id, or none",
+                ))
+            }
+            (None, true) => {
+                return Err(Error::invalid(
+                    "return_existing_on_duplicate() needs a deduplication_id(..): without one there is no \
+                     duplicate to return",
+                ))
+            }
+            _ => {}
+        }
+        match (&self.partition_key, queue.partitioned) {
+            (Some(_), _) if self.deduplication_id.is_some() => Err(Error::invalid(format!(
+                "queue `{name}`: a deduplication id cannot be combined with a partition key (DBOS deduplicates only \
+                 on queues without partitions); drop one of them"
+            ))),
+            (Some(k), true) if k.trim().is_empty() => Err(Error::invalid(format!(
+                "queue `{name}`: the partition key is blank; give each workflow a non-empty partition_key(..)"
+            ))),
+            (None, true) => Err(Error::invalid(format!(
+                "queue `{name}` is partitioned: give the workflow a partition_key(..) (its partition's limits apply \
+                 to it); without one no executor would ever dequeue it"
+            ))),
+            (Some(_), false) => Err(Error::invalid(format!(
+                "queue `{name}` is not partitioned, so a partition key would keep the workflow from ever being \
+                 dequeued: drop the partition_key(..), or declare the queue with .partitioned()"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     async fn enqueue(self) -> Result<WorkflowHandle<T, E>> {
+        if let Some(id) = &self.call.id {
+            check_id(id)?;
+        }
+        self.check(&self.queue)?;
         let args: Vec<Value> = self.call.args.into_iter().collect::<Result<_>>()?;
         let inputs = PortableInputs::positional(args).to_text()?;
         let def = self.call.def;
         let timeout_ms = self.call.timeout.map(|t| t.as_millis() as i64);
+        let queue_name = self.queue.name().to_owned();
         let fields = QueueFields {
-            queue_name: &self.queue,
+            queue_name: &queue_name,
             priority: self.priority,
             deduplication_id: self.deduplication_id.as_deref(),
             partition_key: self.partition_key.as_deref(),
@@ -138,28 +189,65 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             app_name: &rt.app_name,
             inputs: &inputs,
             timeout_ms,
-            deadline_ms: None,
+            // Children inherit the parent's deadline, as started children do.
+            deadline_ms: parent.as_ref().and_then(|p| p.ctx.deadline_ms),
             parent: parent_link(&parent),
             queue: Some(fields),
         };
-        match insert(&rt, &new, parent.as_ref().map(|(ctx, _)| &**ctx)).await {
+        match insert(&rt, &new, parent.as_ref().map(|p| &*p.ctx)).await {
             Ok(row) => {
                 if row.created {
-                    rt.wake_queue(&self.queue);
+                    rt.wake_queue(&queue_name);
                 }
                 Ok(WorkflowHandle::attach(rt, id))
             }
-            Err(e) if e.kind() == ErrorKind::QueueDeduplicated && self.return_existing => {
-                let dedup = self.deduplication_id.as_deref().unwrap_or_default();
-                match rt.sysdb.deduplicated_holder(&self.queue, dedup).await? {
+            Err(e) if e.kind() == ErrorKind::QueueDeduplicated => {
+                let holder = match (self.return_existing, self.deduplication_id.as_deref()) {
+                    (true, Some(dedup)) => rt.sysdb.deduplicated_holder(&queue_name, dedup).await?,
+                    _ => None,
+                };
+                let holder = match &parent {
+                    // Inside a workflow the refusal (or the holder returned) is recorded at
+                    // the enqueue's step id, so a replay gives the same answer even after
+                    // the deduplication id was freed.
+                    Some(p) => record_refusal(p, def.name, holder.as_deref(), &e).await?,
+                    None => holder,
+                };
+                match holder {
                     Some(holder) => Ok(WorkflowHandle::attach(rt, holder)),
-                    // The holder completed in between: the id is free again.
                     None => Err(e),
                 }
             }
             Err(e) => Err(e),
         }
     }
+}
+
+/// Records, at the parent's step id, what a deduplicated enqueue got: the holder it
+/// returns, or the refusal. Returns the holder to use (the one recorded first, if another
+/// execution of the parent recorded this step already).
+async fn record_refusal(
+    parent: &Parent,
+    name: &str,
+    holder: Option<&str>,
+    refusal: &Error,
+) -> Result<Option<String>> {
+    let error = match holder {
+        Some(_) => None,
+        None => Some(crate::codec::to_text(refusal)?),
+    };
+    let recorded = parent
+        .ctx
+        .record(Operation {
+            error: error.as_deref(),
+            child_workflow_id: holder,
+            ..Operation::new(parent.function_id, name, now_ms())
+        })
+        .await?;
+    Ok(match recorded {
+        None => holder.map(str::to_owned),
+        Some(theirs) => theirs.child_workflow_id,
+    })
 }
 
 impl<T: Portable, E: WorkflowError> IntoFuture for QueuedCall<T, E> {
@@ -180,6 +268,25 @@ pub(crate) async fn enqueue_by_name(
     args: Vec<Value>,
     id: Option<String>,
 ) -> Result<WorkflowHandle<Value, Error>> {
+    if name.trim().is_empty() {
+        return Err(Error::invalid(
+            "the workflow name is blank: give the registered name of the workflow to run",
+        ));
+    }
+    if queue.trim().is_empty() {
+        return Err(Error::invalid(
+            "the queue name is blank: give the name of a queue some executor serves",
+        ));
+    }
+    if let Some(id) = &id {
+        check_id(id)?;
+    }
+    if rt.config.queues.iter().any(|q| q.name() == queue && q.partitioned) {
+        return Err(Error::invalid(format!(
+            "queue `{queue}` is partitioned, and an enqueue by name carries no partition key: no executor would \
+             ever dequeue it; enqueue through the workflow's own call with .partition_key(..)"
+        )));
+    }
     let inputs = PortableInputs::positional(args).to_text()?;
     let fresh_id = id.is_none();
     let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());

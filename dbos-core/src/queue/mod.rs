@@ -138,6 +138,96 @@ impl Queue {
         &self.name
     }
 
+    /// Checks that an executor can honour the definition: limits of at least 1, a rate
+    /// limit with a period, a per-executor limit no larger than the shared one, a name of its
+    /// own. [`Dbos::launch`](crate::Dbos::launch) refuses a definition that fails this.
+    ///
+    /// ```
+    /// use dbos_core::{ErrorKind, Queue};
+    ///
+    /// assert!(Queue::new("emails").concurrency(10).worker_concurrency(2).validate().is_ok());
+    /// let e = Queue::new("emails").concurrency(2).worker_concurrency(10).validate().unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) naming the queue, the
+    /// option and what to do.
+    pub fn validate(&self) -> crate::Result<()> {
+        let name = self.name();
+        let bad = |what: String| {
+            Err(crate::Error::new(
+                crate::ErrorKind::InvalidArgument,
+                format!("queue `{name}`: {what}"),
+            ))
+        };
+        if name.trim().is_empty() {
+            return bad("the name is blank; give the queue a name".to_owned());
+        }
+        if name == crate::sysdb::workflows::INTERNAL_QUEUE {
+            return bad(
+                "this is DBOS's internal queue (recovery, resume, fork), which every executor already serves; \
+                 give your queue another name"
+                    .to_owned(),
+            );
+        }
+        let limits = [
+            ("concurrency", self.concurrency),
+            ("worker_concurrency", self.worker_concurrency),
+            ("partition_concurrency", self.partition_concurrency),
+            ("partition_worker_concurrency", self.partition_worker_concurrency),
+        ];
+        for (option, value) in limits {
+            if value == Some(0) {
+                return bad(format!(
+                    "{option}(0) would never run anything; use at least 1, or leave the limit out"
+                ));
+            }
+        }
+        for (option, rate) in [
+            ("rate_limit", self.rate_limit),
+            ("partition_rate_limit", self.partition_rate_limit),
+        ] {
+            match rate {
+                Some(r) if r.max == 0 => {
+                    return bad(format!(
+                        "{option} allows 0 starts per period, so nothing would ever start; allow at least 1"
+                    ))
+                }
+                Some(r) if r.period.is_zero() => {
+                    return bad(format!(
+                        "{option} has a period of 0, which limits nothing; give a period of at least 1 ms"
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if let (Some(worker), Some(global)) = (self.worker_concurrency, self.concurrency) {
+            if worker > global {
+                return bad(format!(
+                    "worker_concurrency({worker}) is above concurrency({global}), the limit across every executor; \
+                     lower it to at most {global}"
+                ));
+            }
+        }
+        if let (Some(worker), Some(global)) =
+            (self.partition_worker_concurrency, self.partition_concurrency)
+        {
+            if worker > global {
+                return bad(format!(
+                    "partition_worker_concurrency({worker}) is above partition_concurrency({global}); lower it to \
+                     at most {global}"
+                ));
+            }
+        }
+        if self.polling_interval.is_zero() {
+            return bad(
+                "a polling interval of 0 would poll the database without pause; use at least 1 ms".to_owned(),
+            );
+        }
+        Ok(())
+    }
+
     /// Whether a shared budget (global or partition concurrency, or a rate limit) applies, so
     /// a dequeue must see and lock a consistent set of rows.
     pub(crate) fn has_shared_budget(&self) -> bool {

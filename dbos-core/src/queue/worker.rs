@@ -19,6 +19,7 @@ pub(crate) struct LocalCounts {
 
 /// Released when a dequeued workflow's execution ends; frees its place and wakes the
 /// queue's loop so the place is refilled at once.
+#[derive(Debug)]
 pub(crate) struct RunningSlot {
     counts: Arc<Mutex<LocalCounts>>,
     partition: Option<String>,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 
 pub use migrate::{Migration, MigrationOutcome, MIGRATIONS, SCHEMA_VERSION};
-pub(crate) use retry::retry_transient;
+pub(crate) use retry::Resilience;
 pub use url::redact_url;
 pub(crate) use url::{quote_ident, DatabaseUrl};
 
@@ -54,7 +54,7 @@ pub struct SystemDatabase {
     schema: Arc<str>,
     quoted_schema: Arc<str>,
     url: Arc<DatabaseUrl>,
-    retry_for: Duration,
+    resilience: Arc<Resilience>,
 }
 
 impl std::fmt::Debug for SystemDatabase {
@@ -100,7 +100,7 @@ impl SystemDatabase {
             schema: schema.into(),
             quoted_schema: quote_ident(schema).into(),
             url: Arc::new(parsed),
-            retry_for: options.retry_for,
+            resilience: Arc::new(Resilience::new(options.retry_for)),
         };
         match db.first_connection().await {
             Err(e) if e.sqlstate() == Some("3D000") => {
@@ -153,12 +153,89 @@ impl SystemDatabase {
     ///
     /// # Errors
     /// [`ErrorKind::Connection`] when no connection could be made within the retry window;
-    /// [`ErrorKind::Database`] for a permanent refusal (bad password, missing database).
+    /// [`ErrorKind::Database`] for a permanent refusal (bad password, missing database);
+    /// [`ErrorKind::NotLaunched`] once the handle is closed.
     pub async fn client(&self) -> Result<Object> {
-        retry_transient("connect to the system database", self.retry_for, || async {
-            self.pool.get().await.map_err(|e| self.pool_error(e))
+        self.resilience
+            .run("connect to the system database", |_| self.checkout())
+            .await
+    }
+
+    /// One attempt at taking a pooled connection.
+    async fn checkout(&self) -> Result<Object> {
+        self.pool.get().await.map_err(|e| self.pool_error(e))
+    }
+
+    /// Runs `op` on a pooled connection, retrying the whole operation (connection included)
+    /// on connection-class failures: for the retry window of this handle, or, once a runtime
+    /// has launched on it, until the database is back. `op` gets the attempt number (1 for
+    /// the first), so a write whose first attempt may have committed unseen can recognise
+    /// its own row on the next.
+    pub(crate) async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut(Object, u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut attempts = self.resilience.attempts();
+        loop {
+            attempts.check_open(what)?;
+            let result = match self.checkout().await {
+                Ok(client) => op(client, attempts.number()).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(v) => return Ok(attempts.succeeded(v)),
+                Err(e) => attempts.failed(what, e).await?,
+            }
+        }
+    }
+
+    /// Runs one statement (text, not prepared) with retries; see [`run`](Self::run). `what`
+    /// says what it does ("cancel workflow `x`"), for logs and the error message.
+    pub(crate) async fn query(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        self.run(what, |client, _| async move {
+            client
+                .query(sql, params)
+                .await
+                .map_err(|e| Error::db(format!("could not {what}"), e))
         })
         .await
+    }
+
+    /// [`query`](Self::query) expecting at most one row.
+    pub(crate) async fn query_opt(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>> {
+        Ok(self.query(what, sql, params).await?.into_iter().next())
+    }
+
+    /// [`query`](Self::query) returning the number of rows changed.
+    pub(crate) async fn execute(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64> {
+        self.run(what, |client, _| async move {
+            client
+                .execute(sql, params)
+                .await
+                .map_err(|e| Error::db(format!("could not {what}"), e))
+        })
+        .await
+    }
+
+    /// The retry policy shared by this handle's clones.
+    pub(crate) fn resilience(&self) -> &Resilience {
+        &self.resilience
     }
 
     fn pool_error(&self, e: deadpool_postgres::PoolError) -> Error {
@@ -172,6 +249,7 @@ impl SystemDatabase {
                 ErrorKind::Connection,
                 format!("{context}: timed out (is the server running and reachable?)"),
             ),
+            deadpool_postgres::PoolError::Closed => Resilience::stopped_error(&context),
             other => Error::new(ErrorKind::Connection, format!("{context}: {other}")),
         }
     }
@@ -220,9 +298,13 @@ impl SystemDatabase {
     /// # Errors
     /// [`ErrorKind::Schema`] when the schema exists but is not a DBOS schema, or is an older
     /// one this library cannot continue.
+    /// A connection lost midway is retried: each migration commits on its own and the next
+    /// attempt inspects the schema again under the lock.
     pub async fn migrate(&self) -> Result<MigrationOutcome> {
-        let mut client = self.client().await?;
-        migrate::migrate(&mut client, &self.schema).await
+        self.run("migrate the system schema", |mut client, _| async move {
+            migrate::migrate(&mut client, &self.schema).await
+        })
+        .await
     }
 
     /// The version recorded in `dbos_migrations`, or `None` when the schema is absent.
@@ -230,12 +312,16 @@ impl SystemDatabase {
     /// # Errors
     /// When the query fails.
     pub async fn schema_version(&self) -> Result<Option<i64>> {
-        let client = self.client().await?;
-        migrate::recorded_version(&client, &self.schema).await
+        self.run("read the schema version", |client, _| async move {
+            migrate::recorded_version(&client, &self.schema).await
+        })
+        .await
     }
 
-    /// Closes the pool; connections in use are closed when returned.
+    /// Closes the pool; connections in use are closed when returned. Statements waiting
+    /// for the database to come back give up at once with [`ErrorKind::NotLaunched`].
     pub fn close(&self) {
+        self.resilience.stop();
         self.pool.close();
     }
 }

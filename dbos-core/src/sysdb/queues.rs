@@ -69,12 +69,11 @@ impl SystemDatabase {
     /// Records a queue's definition in `dbos.queues` (insert, or update the limits).
     pub(crate) async fn upsert_queue(&self, q: &Queue, app_name: &str) -> Result<()> {
         let s = self.quoted_schema();
-        let client = self.client().await?;
         let int = |v: Option<u32>| v.map(|n| n as i32);
         let max = |r: Option<RateLimit>| r.map(|r| r.max as i32);
         let period = |r: Option<RateLimit>| r.map(|r| r.period.as_secs_f64());
-        client
-            .execute(
+        self.execute(
+            &format!("register queue `{}`", q.name()),
                 &format!(
                     "INSERT INTO {s}.queues (name, concurrency, worker_concurrency, rate_limit_max, rate_limit_period_sec,
                          priority_enabled, partition_queue, polling_interval_sec, application_name,
@@ -109,17 +108,16 @@ impl SystemDatabase {
                     &period(q.partition_rate_limit),
                 ],
             )
-            .await
-            .map_err(|e| Error::db(format!("could not register queue `{}`", q.name()), e))?;
+            .await?;
         Ok(())
     }
 
     /// The partition keys with enqueued work, for a partitioned queue.
     pub(crate) async fn partition_keys(&self, queue: &str, app_name: &str) -> Result<Vec<String>> {
         let s = self.quoted_schema();
-        let client = self.client().await?;
-        let rows = client
+        let rows = self
             .query(
+                &format!("list the partitions of `{queue}`"),
                 &format!(
                     "SELECT DISTINCT queue_partition_key FROM {s}.workflow_status
                       WHERE queue_name = $1 AND status = 'ENQUEUED' AND queue_partition_key IS NOT NULL
@@ -127,8 +125,7 @@ impl SystemDatabase {
                 ),
                 &[&queue, &app_name],
             )
-            .await
-            .map_err(|e| Error::db(format!("could not list the partitions of `{queue}`"), e))?;
+            .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -149,12 +146,43 @@ impl SystemDatabase {
         if local_free <= 0 {
             return Ok(Dequeued::Claimed(Vec::new()));
         }
+        // One claim token for every attempt: a claim that committed on an attempt whose
+        // acknowledgement was lost is found by it and adopted, never left PENDING unseen.
+        let claim = uuid::Uuid::new_v4().to_string();
+        let what = format!("dequeue from `{}`", queue.name());
+        self.run(&what, |mut client, attempt| {
+            let claim = claim.as_str();
+            async move {
+                if attempt > 1 {
+                    let adopted = self
+                        .adopt_claim(&client, claim)
+                        .await
+                        .map_err(|e| Error::db("could not look for an unacknowledged claim", e))?;
+                    if !adopted.is_empty() {
+                        return Ok(Dequeued::Claimed(adopted));
+                    }
+                }
+                self.dequeue_on(&mut client, queue, partition, local_free, who, claim)
+                    .await
+            }
+        })
+        .await
+    }
+
+    async fn dequeue_on(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        queue: &Queue,
+        partition: Option<&str>,
+        local_free: i64,
+        who: Dequeuer<'_>,
+        claim: &str,
+    ) -> Result<Dequeued> {
         let shared = queue.has_shared_budget();
         if !shared && partition.is_none() {
             // No shared budget: one autocommit statement claims with SKIP LOCKED.
-            let client = self.client().await?;
-            let conn: &tokio_postgres::Client = &client;
-            return match self.claim(conn, queue, None, local_free, who, false).await {
+            let conn: &tokio_postgres::Client = client;
+            return match self.claim(conn, queue, None, local_free, who, false, claim).await {
                 Ok(claimed) => Ok(Dequeued::Claimed(claimed)),
                 Err(e) => Err(Error::db(
                     format!("could not dequeue from `{}`", queue.name()),
@@ -162,7 +190,6 @@ impl SystemDatabase {
                 )),
             };
         }
-        let mut client = self.client().await?;
         let tx = client
             .build_transaction()
             .isolation_level(if shared {
@@ -222,7 +249,7 @@ impl SystemDatabase {
         }
         let txn: &tokio_postgres::Transaction<'_> = &tx;
         let claimed = match self
-            .claim(txn, queue, partition, max_tasks, who, shared)
+            .claim(txn, queue, partition, max_tasks, who, shared, claim)
             .await
         {
             Ok(claimed) => claimed,
@@ -250,6 +277,7 @@ impl SystemDatabase {
         limit: i64,
         who: Dequeuer<'_>,
         nowait: bool,
+        claim: &str,
     ) -> std::result::Result<Vec<ClaimedWorkflow>, tokio_postgres::Error> {
         // The update finds the picked rows by primary key: its status re-test sits in a `CASE`
         // because, written plainly, a plan made on stale statistics used it to bitmap-scan every
@@ -302,7 +330,6 @@ impl SystemDatabase {
             (false, false) => self.sql("claim_skip_locked", build(SKIP_LOCKED, NO_PARTITION)),
             (false, true) => self.sql("claim_partition_skip_locked", build(SKIP_LOCKED, PARTITION)),
         };
-        let claim = uuid::Uuid::new_v4().to_string();
         let rate_limited = queue.rate_limit.is_some() || queue.partition_rate_limit.is_some();
         // Planned at each claim (an unnamed statement), not prepared once: a prepared
         // statement's generic plan is fixed when the connection first runs it, and a plan made
@@ -325,19 +352,29 @@ impl SystemDatabase {
                 ],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ClaimedWorkflow {
-                id: r.get(0),
-                name: r.get::<_, Option<String>>(1).unwrap_or_default(),
-                serialization: r.get(2),
-                recovery_attempts: r.get::<_, Option<i64>>(3).unwrap_or_default(),
-                deadline_ms: r.get(4),
-                inputs: r.get(5),
-                has_history: r.get(6),
-                owner_xid: claim.clone(),
-            })
-            .collect())
+        Ok(rows.iter().map(|r| claimed_row(r, claim)).collect())
+    }
+
+    /// The rows a claim with token `claim` took (after a lost acknowledgement).
+    async fn adopt_claim(
+        &self,
+        client: &deadpool_postgres::Object,
+        claim: &str,
+    ) -> std::result::Result<Vec<ClaimedWorkflow>, tokio_postgres::Error> {
+        let s = self.quoted_schema();
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT ws.workflow_uuid, ws.name, ws.serialization, ws.recovery_attempts, ws.workflow_deadline_epoch_ms,
+                            (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid),
+                            EXISTS (SELECT 1 FROM {s}.operation_outputs o WHERE o.workflow_uuid = ws.workflow_uuid)
+                       FROM {s}.workflow_status ws
+                      WHERE ws.owner_xid = $1 AND ws.status = 'PENDING'"
+                ),
+                &[&claim],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| claimed_row(r, claim)).collect())
     }
 
     /// Runs the background sweeps if no other process of this application is running them:
@@ -346,56 +383,58 @@ impl SystemDatabase {
     /// sweep lock.
     pub(crate) async fn sweep(&self, app_name: &str) -> Result<Option<(u64, u64)>> {
         let s = self.quoted_schema();
-        let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| Error::db("could not begin the sweeps", e))?;
-        let got: bool = tx
-            .query_one(
-                "SELECT pg_try_advisory_xact_lock($1)",
-                &[&sweep_lock_key(self.schema(), app_name)],
-            )
-            .await
-            .map_err(|e| Error::db("could not take the sweep lock", e))?
-            .get(0);
-        if !got {
-            let _ = tx.commit().await;
-            return Ok(None);
-        }
-        let now = now_ms();
-        let app = "(application_name = $2 OR application_name IS NULL)";
-        let enqueued = tx
-            .execute(
-                &format!(
-                    "UPDATE {s}.workflow_status
-                        SET status = 'ENQUEUED', updated_at = $1,
-                            deduplication_id = CASE WHEN is_debounced THEN NULL ELSE deduplication_id END
-                      WHERE status = 'DELAYED' AND delay_until_epoch_ms <= $1 AND {app}"
-                ),
-                &[&now, &app_name],
-            )
-            .await
-            .map_err(|e| Error::db("the delayed-workflow sweep failed", e))?;
-        let cancelled = tx
-            .execute(
-                &format!(
-                    "UPDATE {s}.workflow_status
-                        SET status = 'CANCELLED', owner_xid = NULL, queue_name = NULL, deduplication_id = NULL,
-                            started_at_epoch_ms = NULL, updated_at = $1, completed_at = $1
-                      WHERE workflow_uuid IN (
-                            SELECT workflow_uuid FROM {s}.workflow_status
-                             WHERE status IN ('ENQUEUED', 'PENDING', 'DELAYED') AND workflow_deadline_epoch_ms <= $1 AND {app}
-                             ORDER BY workflow_deadline_epoch_ms LIMIT 1000 FOR UPDATE SKIP LOCKED)"
-                ),
-                &[&now, &app_name],
-            )
-            .await
-            .map_err(|e| Error::db("the timeout sweep failed", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| Error::db("could not commit the sweeps", e))?;
-        Ok(Some((enqueued, cancelled)))
+        self.run("run the background sweeps", |mut client, _| async move {
+                let tx = client
+                    .transaction()
+                    .await
+                    .map_err(|e| Error::db("could not begin the sweeps", e))?;
+                let got: bool = tx
+                    .query_one(
+                        "SELECT pg_try_advisory_xact_lock($1)",
+                        &[&sweep_lock_key(self.schema(), app_name)],
+                    )
+                    .await
+                    .map_err(|e| Error::db("could not take the sweep lock", e))?
+                    .get(0);
+                if !got {
+                    let _ = tx.commit().await;
+                    return Ok(None);
+                }
+                let now = now_ms();
+                let app = "(application_name = $2 OR application_name IS NULL)";
+                let enqueued = tx
+                    .execute(
+                        &format!(
+                            "UPDATE {s}.workflow_status
+                                SET status = 'ENQUEUED', updated_at = $1,
+                                    deduplication_id = CASE WHEN is_debounced THEN NULL ELSE deduplication_id END
+                              WHERE status = 'DELAYED' AND delay_until_epoch_ms <= $1 AND {app}"
+                        ),
+                        &[&now, &app_name],
+                    )
+                    .await
+                    .map_err(|e| Error::db("the delayed-workflow sweep failed", e))?;
+                let cancelled = tx
+                    .execute(
+                        &format!(
+                            "UPDATE {s}.workflow_status
+                                SET status = 'CANCELLED', owner_xid = NULL, queue_name = NULL, deduplication_id = NULL,
+                                    started_at_epoch_ms = NULL, updated_at = $1, completed_at = $1
+                              WHERE workflow_uuid IN (
+                                    SELECT workflow_uuid FROM {s}.workflow_status
+                                     WHERE status IN ('ENQUEUED', 'PENDING', 'DELAYED') AND workflow_deadline_epoch_ms <= $1 AND {app}
+                                     ORDER BY workflow_deadline_epoch_ms LIMIT 1000 FOR UPDATE SKIP LOCKED)"
+                        ),
+                        &[&now, &app_name],
+                    )
+                    .await
+                    .map_err(|e| Error::db("the timeout sweep failed", e))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| Error::db("could not commit the sweeps", e))?;
+                Ok(Some((enqueued, cancelled)))
+        })
+        .await
     }
 
     /// The id of the active workflow holding `deduplication_id` on `queue`.
@@ -405,15 +444,28 @@ impl SystemDatabase {
         deduplication_id: &str,
     ) -> Result<Option<String>> {
         let s = self.quoted_schema();
-        let client = self.client().await?;
-        let row = client
+        let row = self
             .query_opt(
+                "find the deduplicated workflow",
                 &format!("SELECT workflow_uuid FROM {s}.workflow_status WHERE queue_name = $1 AND deduplication_id = $2"),
                 &[&queue, &deduplication_id],
             )
-            .await
-            .map_err(|e| Error::db("could not find the deduplicated workflow", e))?;
+            .await?;
         Ok(row.map(|r| r.get(0)))
+    }
+}
+
+/// A claimed row: the columns the claim and its adoption return, in their order.
+fn claimed_row(r: &tokio_postgres::Row, claim: &str) -> ClaimedWorkflow {
+    ClaimedWorkflow {
+        id: r.get(0),
+        name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+        serialization: r.get(2),
+        recovery_attempts: r.get::<_, Option<i64>>(3).unwrap_or_default(),
+        deadline_ms: r.get(4),
+        inputs: r.get(5),
+        has_history: r.get(6),
+        owner_xid: claim.to_owned(),
     }
 }
 

@@ -33,7 +33,11 @@ pub(crate) struct CheckpointRow<'a> {
     pub(crate) function_name: &'a str,
     pub(crate) output: Option<&'a str>,
     pub(crate) error: Option<&'a str>,
+    pub(crate) child_workflow_id: Option<&'a str>,
     pub(crate) started_ms: i64,
+    /// The completion time recorded; fixed before the first attempt, so a retried insert
+    /// whose first attempt committed unseen recognises its own row.
+    pub(crate) completed_ms: i64,
     pub(crate) app_name: &'a str,
 }
 
@@ -42,7 +46,7 @@ impl CheckpointRow<'_> {
         (self.output.is_some() || self.error.is_some()).then_some(PORTABLE_JSON)
     }
 
-    fn failed(&self, e: tokio_postgres::Error) -> Error {
+    fn failed(self, e: tokio_postgres::Error) -> Error {
         Error::db(
             format!(
                 "could not record step {} `{}`",
@@ -82,38 +86,49 @@ impl SystemDatabase {
         &self,
         row: CheckpointRow<'_>,
     ) -> std::result::Result<(), RecordError> {
-        let client = self.client().await.map_err(RecordError::Db)?;
         let sql = self.sql("record", |s| format!(
             "INSERT INTO {s}.operation_outputs (workflow_uuid, function_id, function_name, output, error,
-                                                serialization, started_at_epoch_ms, completed_at_epoch_ms, application_name)
-             SELECT $1, $3, $4, $5, $6, $7, $8, $9, $10
+                                                serialization, started_at_epoch_ms, completed_at_epoch_ms, application_name,
+                                                child_workflow_id)
+             SELECT $1, $3, $4, $5, $6, $7, $8, $9, $10, $11
               WHERE EXISTS (SELECT 1 FROM {s}.workflow_status WHERE workflow_uuid = $1 AND owner_xid = $2)"
         ));
-        let failed = |e| RecordError::Db(row.failed(e));
-        let stmt = client.prepare_cached(&sql).await.map_err(failed)?;
-        let inserted = match client
-            .execute(
-                &stmt,
-                &[
-                    &row.workflow_id,
-                    &row.owner_xid,
-                    &row.function_id,
-                    &row.function_name,
-                    &row.output,
-                    &row.error,
-                    &row.serialization(),
-                    &row.started_ms,
-                    &now_ms(),
-                    &row.app_name,
-                ],
-            )
+        let what = format!("record step {} `{}`", row.function_id, row.function_name);
+        let inserted = self
+            .run(&what, |client, _| {
+                let sql = sql.clone();
+                async move {
+                    let failed = |e| row.failed(e);
+                    let stmt = client.prepare_cached(&sql).await.map_err(failed)?;
+                    match client
+                        .execute(
+                            &stmt,
+                            &[
+                                &row.workflow_id,
+                                &row.owner_xid,
+                                &row.function_id,
+                                &row.function_name,
+                                &row.output,
+                                &row.error,
+                                &row.serialization(),
+                                &row.started_ms,
+                                &row.completed_ms,
+                                &row.app_name,
+                                &row.child_workflow_id,
+                            ],
+                        )
+                        .await
+                    {
+                        Ok(n) => Ok(n),
+                        // A retry whose first attempt committed, or another execution's row:
+                        // `record_missed` tells which.
+                        Err(e) if is_unique_violation(&e) => Ok(0),
+                        Err(e) => Err(failed(e)),
+                    }
+                }
+            })
             .await
-        {
-            Ok(n) => n,
-            Err(e) if is_unique_violation(&e) => 0,
-            Err(e) => return Err(failed(e)),
-        };
-        drop(client);
+            .map_err(RecordError::Db)?;
         if inserted == 1 {
             Ok(())
         } else {
@@ -128,14 +143,36 @@ impl SystemDatabase {
     /// some other tool) does a second statement overwrite it, so the common case writes no
     /// speculative-insertion record.
     pub(crate) async fn finish_workflow(&self, row: FinishRow<'_>) -> Result<bool> {
-        match self.finish_with(row, false).await {
-            Err(e) if e.sqlstate() == Some(UNIQUE_VIOLATION) => self.finish_with(row, true).await,
+        let completed_ms = now_ms();
+        let written = match self.finish_with(row, completed_ms, false).await {
+            Err(e) if e.sqlstate() == Some(UNIQUE_VIOLATION) => {
+                self.finish_with(row, completed_ms, true).await
+            }
             other => other,
+        }?;
+        if written {
+            return Ok(true);
         }
+        // Not written: another execution owns the workflow, or this finish committed on an
+        // attempt whose acknowledgement was lost (the row then shows exactly this outcome).
+        let s = self.quoted_schema();
+        let sql = format!(
+            "SELECT status = $2 AND completed_at = $3 FROM {s}.workflow_status WHERE workflow_uuid = $1"
+        );
+        self.run("check a workflow's recorded outcome", |client, _| {
+            let sql = &sql;
+            async move {
+                let found = client
+                    .query_opt(sql.as_str(), &[&row.workflow_id, &row.status, &completed_ms])
+                    .await
+                    .map_err(|e| Error::db("could not read a workflow's outcome", e))?;
+                Ok(found.and_then(|r| r.get::<_, Option<bool>>(0)) == Some(true))
+            }
+        })
+        .await
     }
 
-    async fn finish_with(&self, row: FinishRow<'_>, overwrite: bool) -> Result<bool> {
-        let client = self.client().await?;
+    async fn finish_with(&self, row: FinishRow<'_>, completed_ms: i64, overwrite: bool) -> Result<bool> {
         let build = |conflict: &'static str| {
             move |s: &str| {
                 format!(
@@ -162,51 +199,70 @@ impl SystemDatabase {
         } else {
             self.sql("finish", build(""))
         };
-        let failed = |e| {
-            Error::db(
-                format!(
-                    "could not record the outcome of workflow `{}`",
-                    row.workflow_id
-                ),
-                e,
-            )
-        };
-        let stmt = client.prepare_cached(&sql).await.map_err(failed)?;
-        let written = client
-            .query_one(
-                &stmt,
-                &[
-                    &row.workflow_id,
-                    &row.owner_xid,
-                    &row.status,
-                    &row.output,
-                    &row.error,
-                    &now_ms(),
-                ],
-            )
-            .await
-            .map_err(failed)?;
-        Ok(written.get::<_, i64>(0) == 1)
+        let what = format!("record the outcome of workflow `{}`", row.workflow_id);
+        self.run(&what, |client, _| {
+            let sql = sql.clone();
+            async move {
+                let failed = |e| {
+                    Error::db(
+                        format!("could not record the outcome of workflow `{}`", row.workflow_id),
+                        e,
+                    )
+                };
+                let stmt = client.prepare_cached(&sql).await.map_err(failed)?;
+                let written = client
+                    .query_one(
+                        &stmt,
+                        &[
+                            &row.workflow_id,
+                            &row.owner_xid,
+                            &row.status,
+                            &row.output,
+                            &row.error,
+                            &completed_ms,
+                        ],
+                    )
+                    .await
+                    .map_err(failed)?;
+                Ok(written.get::<_, i64>(0) == 1)
+            }
+        })
+        .await
     }
 
     /// Why a checkpoint was not inserted: not the owner any more, or another execution
     /// recorded this id first (rare; one extra query).
     async fn record_missed(&self, row: &CheckpointRow<'_>) -> std::result::Result<(), RecordError> {
-        let client = self.client().await.map_err(RecordError::Db)?;
         let sql = self.sql("record_missed", |s| {
             format!(
                 "SELECT (SELECT owner_xid = $2 FROM {s}.workflow_status WHERE workflow_uuid = $1),
-                    o.function_name, o.output, o.error, o.child_workflow_id, o.serialization
+                    o.function_name, o.output, o.error, o.child_workflow_id, o.serialization, o.completed_at_epoch_ms
                FROM (SELECT 1) AS one
                LEFT JOIN {s}.operation_outputs o ON o.workflow_uuid = $1 AND o.function_id = $3"
             )
         });
-        let found = client
-            .query_one(&*sql, &[&row.workflow_id, &row.owner_xid, &row.function_id])
+        let what = format!("check step {} `{}`", row.function_id, row.function_name);
+        let found = self
+            .run(&what, |client, _| {
+                let sql = sql.clone();
+                async move {
+                    client
+                        .query_one(&*sql, &[&row.workflow_id, &row.owner_xid, &row.function_id])
+                        .await
+                        .map_err(|e| row.failed(e))
+                }
+            })
             .await
-            .map_err(|e| RecordError::Db(row.failed(e)))?;
+            .map_err(RecordError::Db)?;
         let owned = found.get::<_, Option<bool>>(0) == Some(true);
-        match found.get::<_, Option<String>>(1) {
+        let name = found.get::<_, Option<String>>(1);
+        let completed = found.get::<_, Option<i64>>(6);
+        let ours = completed == Some(row.completed_ms)
+            && found.get::<_, Option<&str>>(2) == row.output
+            && found.get::<_, Option<&str>>(3) == row.error;
+        match name {
+            // This very insert, committed on an attempt whose acknowledgement was lost.
+            Some(n) if owned && ours && n == row.function_name => Ok(()),
             Some(recorded_name) if owned => Err(RecordError::Conflict(Checkpoint {
                 function_name: recorded_name,
                 output: found.get(2),

@@ -1,38 +1,192 @@
-//! Retrying transient connection failures with capped exponential backoff.
+//! Riding out database outages: every system-database statement is retried on
+//! connection-class failures with capped exponential backoff.
+//!
+//! Two windows apply. A standalone [`SystemDatabase`](super::SystemDatabase) (and a runtime
+//! while it launches) gives up after its `retry_for`, so a wrong URL or a server that never
+//! comes up is reported. A launched runtime retries for as long as the database is
+//! unreachable: an outage only delays work, it never ends an execution without its
+//! outcome. Either way the retrying stops at once when the handle is closed (shutdown).
+//!
+//! An outage is logged at WARN once, when the first statement fails, and at INFO when a
+//! statement succeeds again; the failures in between are logged at DEBUG.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, ErrorKind, Result};
 
 const FIRST_DELAY: Duration = Duration::from_millis(50);
-const MAX_DELAY: Duration = Duration::from_secs(5);
+/// The longest wait between two attempts while the database stays unreachable: short, so
+/// work resumes within a second or two of the database coming back.
+const MAX_DELAY: Duration = Duration::from_secs(2);
 
-/// Runs `op` until it succeeds, fails with a non-transient error, or `retry_for` has passed
-/// since the first failure. Transient errors are logged at `warn` once per attempt.
-pub(crate) async fn retry_transient<T, F, Fut>(
-    what: &str,
+/// The retry policy and outage state shared by every clone of one database handle.
+#[derive(Debug)]
+pub(crate) struct Resilience {
+    /// How long a transient failure is retried while `forever` is off.
     retry_for: Duration,
-    mut op: F,
-) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let start = Instant::now();
-    let mut delay = FIRST_DELAY;
-    let mut attempt = 1u32;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_transient() && start.elapsed() + delay < retry_for => {
-                tracing::warn!(attempt, error = %e, "{what}: transient failure, retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_DELAY);
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
+    /// Set once a runtime has launched on the handle: retry until the database is back.
+    forever: AtomicBool,
+    /// Cancelled when the handle closes: retrying stops with a shutdown error.
+    stop: CancellationToken,
+    /// Set when the runtime shuts down: transient failures are reported, not retried (the
+    /// statements still run while the database is up).
+    give_up: AtomicBool,
+    /// Whether an outage is in progress (fast path for the common, healthy case).
+    down: AtomicBool,
+    down_since: Mutex<Option<Instant>>,
+}
+
+impl Resilience {
+    pub(crate) fn new(retry_for: Duration) -> Self {
+        Resilience {
+            retry_for,
+            forever: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            give_up: AtomicBool::new(false),
+            down: AtomicBool::new(false),
+            down_since: Mutex::new(None),
         }
+    }
+
+    /// From now on, retry transient failures until the database is back.
+    pub(crate) fn retry_forever(&self) {
+        self.forever.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops every retry loop (and makes new ones fail at once).
+    pub(crate) fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// From now on, report transient failures instead of retrying them (shutdown: work
+    /// that cannot reach the database is recovered later).
+    pub(crate) fn give_up(&self) {
+        self.give_up.store(true, Ordering::Relaxed);
+    }
+
+    /// The error a statement gets once the handle is closed.
+    pub(crate) fn stopped_error(what: &str) -> Error {
+        Error::new(
+            ErrorKind::NotLaunched,
+            format!("{what}: the runtime is shutting down and its connection pool is closed"),
+        )
+    }
+
+    fn succeeded(&self) {
+        if self.down.load(Ordering::Relaxed) {
+            let since = self
+                .down_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            self.down.store(false, Ordering::Relaxed);
+            if let Some(since) = since {
+                tracing::info!(
+                    outage = ?since.elapsed(),
+                    "the system database is reachable again; work continues"
+                );
+            }
+        }
+    }
+
+    fn failed(&self, what: &str, e: &Error) {
+        let mut since = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
+        if since.is_none() {
+            *since = Some(Instant::now());
+            self.down.store(true, Ordering::Relaxed);
+            tracing::warn!(
+                error = %e,
+                "the system database is unreachable ({what}); retrying this and every other statement until it is back"
+            );
+        } else {
+            tracing::debug!(error = %e, "{what}: still unreachable");
+        }
+    }
+
+    /// Starts retrying one operation.
+    pub(crate) fn attempts(&self) -> Attempts<'_> {
+        Attempts {
+            resilience: self,
+            start: Instant::now(),
+            delay: FIRST_DELAY,
+            attempt: 1,
+        }
+    }
+
+    /// Runs `op` (given the attempt number, 1-based) until it succeeds, fails with a
+    /// non-transient error, the retry window closes, or the handle is closed.
+    pub(crate) async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut attempts = self.attempts();
+        loop {
+            attempts.check_open(what)?;
+            match op(attempts.number()).await {
+                Ok(v) => return Ok(attempts.succeeded(v)),
+                Err(e) => attempts.failed(what, e).await?,
+            }
+        }
+    }
+}
+
+/// The attempts at one operation.
+#[derive(Debug)]
+pub(crate) struct Attempts<'a> {
+    resilience: &'a Resilience,
+    start: Instant,
+    delay: Duration,
+    attempt: u32,
+}
+
+impl Attempts<'_> {
+    /// The current attempt, 1-based.
+    pub(crate) fn number(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Fails once the handle is closed.
+    pub(crate) fn check_open(&self, what: &str) -> Result<()> {
+        if self.resilience.stop.is_cancelled() {
+            return Err(Resilience::stopped_error(what));
+        }
+        Ok(())
+    }
+
+    /// Records a success (ending an outage) and passes the value through.
+    pub(crate) fn succeeded<T>(&self, v: T) -> T {
+        self.resilience.succeeded();
+        v
+    }
+
+    /// After a failure: waits and returns `Ok` when the operation should be tried again,
+    /// or returns the error to report.
+    pub(crate) async fn failed(&mut self, what: &str, e: Error) -> Result<()> {
+        if !e.is_transient() {
+            return Err(e);
+        }
+        let r = self.resilience;
+        if r.give_up.load(Ordering::Relaxed) {
+            return Err(e);
+        }
+        let forever = r.forever.load(Ordering::Relaxed);
+        if !forever && self.start.elapsed() + self.delay >= r.retry_for {
+            return Err(e);
+        }
+        r.failed(what, &e);
+        tokio::select! {
+            _ = tokio::time::sleep(self.delay) => {}
+            _ = r.stop.cancelled() => return Err(Resilience::stopped_error(what)),
+        }
+        self.delay = (self.delay * 2).min(MAX_DELAY);
+        self.attempt += 1;
+        Ok(())
     }
 }
 
@@ -43,29 +197,79 @@ mod tests {
 
     #[tokio::test]
     async fn retries_transient_then_succeeds_and_stops_on_permanent() {
-        let mut n = 0;
-        let v = retry_transient("t", Duration::from_secs(5), || {
-            n += 1;
-            let fail = n < 3;
-            async move {
-                if fail {
+        let r = Resilience::new(Duration::from_secs(5));
+        let v = r
+            .run("t", |n| async move {
+                if n < 3 {
                     Err(Error::new(ErrorKind::Connection, "refused"))
                 } else {
                     Ok(n)
                 }
-            }
-        })
-        .await
-        .unwrap();
+            })
+            .await
+            .unwrap();
         assert_eq!(v, 3);
+        assert!(!r.down.load(Ordering::Relaxed), "the outage ended");
 
         let mut calls = 0;
-        let e = retry_transient::<(), _, _>("t", Duration::from_secs(5), || {
-            calls += 1;
-            async { Err(Error::new(ErrorKind::Database, "syntax")) }
-        })
-        .await
-        .unwrap_err();
+        let e = r
+            .run::<(), _, _>("t", |_| {
+                calls += 1;
+                async { Err(Error::new(ErrorKind::Database, "syntax")) }
+            })
+            .await
+            .unwrap_err();
         assert_eq!((calls, e.kind()), (1, ErrorKind::Database));
+    }
+
+    #[tokio::test]
+    async fn a_bounded_window_gives_up_and_forever_does_not() {
+        let r = Resilience::new(Duration::from_millis(300));
+        let mut calls = 0;
+        let e = r
+            .run::<(), _, _>("t", |_| {
+                calls += 1;
+                async { Err(Error::new(ErrorKind::Connection, "refused")) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        assert!(calls >= 3, "retried {calls} times within the window");
+
+        r.retry_forever();
+        let started = Instant::now();
+        let v = r
+            .run("t", |n| async move {
+                // Fails for longer than the bounded window would allow.
+                if started.elapsed() < Duration::from_millis(700) {
+                    Err(Error::new(ErrorKind::Connection, "refused"))
+                } else {
+                    Ok(n)
+                }
+            })
+            .await
+            .unwrap();
+        assert!(v > 3, "{v} attempts");
+    }
+
+    #[tokio::test]
+    async fn stopping_ends_a_retry_loop_with_a_shutdown_error() {
+        let r = std::sync::Arc::new(Resilience::new(Duration::from_secs(60)));
+        r.retry_forever();
+        let r2 = r.clone();
+        let task = tokio::spawn(async move {
+            r2.run::<(), _, _>("t", |_| async {
+                Err(Error::new(ErrorKind::Connection, "refused"))
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        r.stop();
+        let e = tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("stops at once")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotLaunched);
     }
 }

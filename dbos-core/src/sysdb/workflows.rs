@@ -94,6 +94,14 @@ pub(crate) struct ClaimedWorkflow {
     pub(crate) has_history: bool,
 }
 
+/// What the executor's watchdog reads of a running workflow.
+#[derive(Debug, Clone)]
+pub(crate) struct ExecutionState {
+    pub(crate) status: String,
+    pub(crate) owner_xid: Option<String>,
+    pub(crate) executor_id: Option<String>,
+}
+
 /// A workflow's status and outcome, as read by handles.
 #[derive(Debug, Clone)]
 pub(crate) struct OutcomeRow {
@@ -101,6 +109,8 @@ pub(crate) struct OutcomeRow {
     pub(crate) output: Option<String>,
     pub(crate) error: Option<String>,
     pub(crate) serialization: Option<String>,
+    pub(crate) deadline_ms: Option<i64>,
+    pub(crate) completed_at: Option<i64>,
 }
 
 impl SystemDatabase {
@@ -111,28 +121,37 @@ impl SystemDatabase {
     /// [`ErrorKind::QueueDeduplicated`] when the queue already holds an active workflow with
     /// the deduplication id.
     pub(crate) async fn start_workflow(&self, w: &NewWorkflow<'_>) -> Result<Option<StartedRow>> {
-        match self.start_with(w, !w.fresh_id).await {
-            // A generated id that exists after all: take the idempotent path.
-            Err(StartError::IdExists) => match self.start_with(w, true).await {
-                Err(StartError::IdExists) => Err(Error::new(
-                    ErrorKind::Database,
-                    format!("workflow `{}` could not be inserted or found", w.id),
-                )),
+        let now = now_ms();
+        let what = format!("start workflow `{}`", w.id);
+        self.run(&what, |client, attempt| async move {
+            // After a failed attempt (whose statement may have committed unseen) the start is
+            // idempotent: it finds the row it inserted (its creator_xid tells) instead of
+            // meeting a unique violation.
+            let idempotent = !w.fresh_id || attempt > 1;
+            match self.start_on(&client, w, now, idempotent).await {
+                // A generated id that exists after all: take the idempotent path.
+                Err(StartError::IdExists) => match self.start_on(&client, w, now, true).await {
+                    Err(StartError::IdExists) => Err(Error::new(
+                        ErrorKind::Database,
+                        format!("workflow `{}` could not be inserted or found", w.id),
+                    )),
+                    Err(StartError::Other(e)) => Err(e),
+                    Ok(row) => Ok(row),
+                },
                 Err(StartError::Other(e)) => Err(e),
                 Ok(row) => Ok(row),
-            },
-            Err(StartError::Other(e)) => Err(e),
-            Ok(row) => Ok(row),
-        }
+            }
+        })
+        .await
     }
 
-    async fn start_with(
+    async fn start_on(
         &self,
+        client: &deadpool_postgres::Object,
         w: &NewWorkflow<'_>,
+        now: i64,
         idempotent: bool,
     ) -> std::result::Result<Option<StartedRow>, StartError> {
-        let client = self.client().await?;
-        let now = now_ms();
         let (parent_id, parent_owner, parent_fid) = match &w.parent {
             Some(p) => (Some(p.workflow_id), Some(p.owner_xid), Some(p.function_id)),
             None => (None, None, None),
@@ -218,21 +237,25 @@ impl SystemDatabase {
         &self,
         workflow_id: &str,
     ) -> Result<HashMap<i32, Checkpoint>> {
-        let client = self.client().await?;
         let sql = self.sql("load_checkpoints", |s| {
             format!(
                 "SELECT function_id, function_name, output, error, child_workflow_id, serialization
                    FROM {s}.operation_outputs WHERE workflow_uuid = $1"
             )
         });
-        let failed = |e| {
-            Error::db(
-                format!("could not load the history of workflow `{workflow_id}`"),
-                e,
-            )
-        };
-        let stmt = client.prepare_cached(&sql).await.map_err(failed)?;
-        let rows = client.query(&stmt, &[&workflow_id]).await.map_err(failed)?;
+        let what = format!("load the history of workflow `{workflow_id}`");
+        let rows = self
+            .run(&what, |client, _| {
+                let sql = sql.clone();
+                async move {
+                    let failed = |e| {
+                        Error::db(format!("could not load the history of workflow `{workflow_id}`"), e)
+                    };
+                    let stmt = client.prepare_cached(&sql).await.map_err(failed)?;
+                    client.query(&stmt, &[&workflow_id]).await.map_err(failed)
+                }
+            })
+            .await?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -253,59 +276,100 @@ impl SystemDatabase {
     /// Status, name and outcome of a workflow, with the DBOS 3.x fallbacks to the legacy
     /// inline columns.
     pub(crate) async fn workflow_outcome(&self, workflow_id: &str) -> Result<Option<OutcomeRow>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&self.sql("outcome", |s| format!(
-                "SELECT ws.status, COALESCE(wo.output, ws.output), COALESCE(wo.error, ws.error), ws.serialization
-                   FROM {s}.workflow_status ws
-                   LEFT JOIN {s}.workflow_output wo ON wo.workflow_uuid = ws.workflow_uuid
-                  WHERE ws.workflow_uuid = $1"
-            )))
-            .await
-            .map_err(|e| Error::db("could not prepare the outcome query", e))?;
-        let row = client
-            .query_opt(&stmt, &[&workflow_id])
-            .await
-            .map_err(|e| Error::db(format!("could not read workflow `{workflow_id}`"), e))?;
+        let sql = self.sql("outcome", |s| format!(
+            "SELECT ws.status, COALESCE(wo.output, ws.output), COALESCE(wo.error, ws.error), ws.serialization,
+                    ws.workflow_deadline_epoch_ms, ws.completed_at
+               FROM {s}.workflow_status ws
+               LEFT JOIN {s}.workflow_output wo ON wo.workflow_uuid = ws.workflow_uuid
+              WHERE ws.workflow_uuid = $1"
+        ));
+        let what = format!("read workflow `{workflow_id}`");
+        let row = self
+            .run(&what, |client, _| {
+                let sql = sql.clone();
+                async move {
+                    let stmt = client
+                        .prepare_cached(&sql)
+                        .await
+                        .map_err(|e| Error::db("could not prepare the outcome query", e))?;
+                    client
+                        .query_opt(&stmt, &[&workflow_id])
+                        .await
+                        .map_err(|e| Error::db(format!("could not read workflow `{workflow_id}`"), e))
+                }
+            })
+            .await?;
         Ok(row.map(|r| OutcomeRow {
             status: r.get::<_, Option<String>>(0).unwrap_or_default(),
             output: r.get(1),
             error: r.get(2),
             serialization: r.get(3),
+            deadline_ms: r.get(4),
+            completed_at: r.get(5),
         }))
     }
 
-    /// A workflow's stored inputs and their encoding (DBOS 3.x table first, legacy column
-    /// second).
-    pub(crate) async fn workflow_inputs(
+    /// Status and ownership of the workflows `ids` (one query for every execution running
+    /// here); missing ids were deleted.
+    pub(crate) async fn execution_states(
+        &self,
+        ids: &[&str],
+    ) -> Result<HashMap<String, ExecutionState>> {
+        let sql = self.sql("execution_states", |s| {
+            format!(
+                "SELECT workflow_uuid, status, owner_xid, executor_id FROM {s}.workflow_status
+                  WHERE workflow_uuid = ANY($1)"
+            )
+        });
+        let rows = self
+            .query("check the running workflows", &sql, &[&ids])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    ExecutionState {
+                        status: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                        owner_xid: r.get(2),
+                        executor_id: r.get(3),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// A parked workflow's inputs and their encoding, if it is still `PENDING` under
+    /// `owner_xid` (not cancelled, resumed elsewhere or deleted while it slept).
+    pub(crate) async fn parked_state(
         &self,
         workflow_id: &str,
+        owner_xid: &str,
     ) -> Result<Option<(String, Option<String>)>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&self.sql("inputs", |s| {
-                format!(
-                    "SELECT COALESCE(wi.inputs, ws.inputs), ws.serialization FROM {s}.workflow_status ws
-                       LEFT JOIN {s}.workflow_input wi ON wi.workflow_uuid = ws.workflow_uuid
-                      WHERE ws.workflow_uuid = $1"
-                )
-            }))
-            .await
-            .map_err(|e| Error::db("could not prepare the inputs query", e))?;
-        let row = client
-            .query_opt(&stmt, &[&workflow_id])
-            .await
-            .map_err(|e| Error::db(format!("could not read the inputs of `{workflow_id}`"), e))?;
-        Ok(row.and_then(|r| r.get::<_, Option<String>>(0).map(|t| (t, r.get(1)))))
+        let sql = self.sql("parked_state", |s| {
+            format!(
+                "SELECT COALESCE(wi.inputs, ws.inputs), ws.serialization FROM {s}.workflow_status ws
+                   LEFT JOIN {s}.workflow_input wi ON wi.workflow_uuid = ws.workflow_uuid
+                  WHERE ws.workflow_uuid = $1 AND ws.owner_xid = $2 AND ws.status = 'PENDING'"
+            )
+        });
+        let what = format!("read the state of parked workflow `{workflow_id}`");
+        let row = self.query_opt(&what, &sql, &[&workflow_id, &owner_xid]).await?;
+        Ok(row.map(|r| {
+            (
+                r.get::<_, Option<String>>(0).unwrap_or_else(|| "{}".to_owned()),
+                r.get(1),
+            )
+        }))
     }
 
     /// Cancels a workflow that is not finished (status CANCELLED, leaves its queue).
     pub(crate) async fn cancel_workflow(&self, workflow_id: &str) -> Result<bool> {
         let s = self.quoted_schema();
-        let client = self.client().await?;
         let now = now_ms();
-        let n = client
+        let n = self
             .execute(
+                &format!("cancel workflow `{workflow_id}`"),
                 &format!(
                     "UPDATE {s}.workflow_status
                         SET status = 'CANCELLED', owner_xid = NULL, queue_name = NULL, deduplication_id = NULL,
@@ -314,71 +378,68 @@ impl SystemDatabase {
                 ),
                 &[&workflow_id, &now],
             )
-            .await
-            .map_err(|e| Error::db(format!("could not cancel workflow `{workflow_id}`"), e))?;
+            .await?;
         Ok(n > 0)
     }
 
     /// Registers an application version (idempotent).
     pub(crate) async fn register_version(&self, version: &str, app_name: &str) -> Result<()> {
         let s = self.quoted_schema();
-        let client = self.client().await?;
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO {s}.application_versions (version_id, version_name, application_name)
-                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-                ),
-                &[&uuid::Uuid::new_v4().to_string(), &version, &app_name],
-            )
-            .await
-            .map_err(|e| Error::db("could not register the application version", e))?;
+        self.execute(
+            "register the application version",
+            &format!(
+                "INSERT INTO {s}.application_versions (version_id, version_name, application_name)
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+            ),
+            &[&uuid::Uuid::new_v4().to_string(), &version, &app_name],
+        )
+        .await?;
         Ok(())
     }
 
-    /// Moves this executor's PENDING workflows of this version onto the internal queue
-    /// (idempotent), returning their ids.
+    /// Moves an executor's PENDING workflows of this version back to their queue (or the
+    /// internal queue), idempotently, returning their ids. Workflows in `alive` (running or
+    /// parked in this process) are left to their live execution.
     pub(crate) async fn requeue_pending(
         &self,
         executor_id: &str,
         version: &str,
         app_name: &str,
+        alive: &[String],
     ) -> Result<Vec<String>> {
         let s = self.quoted_schema();
-        let client = self.client().await?;
-        let rows = client
+        let rows = self
             .query(
+                "re-enqueue pending workflows for recovery",
                 &format!(
                     "UPDATE {s}.workflow_status
                         SET status = 'ENQUEUED', owner_xid = NULL, started_at_epoch_ms = NULL, updated_at = $4,
                             queue_name = COALESCE(queue_name, '{INTERNAL_QUEUE}')
                       WHERE status = 'PENDING' AND executor_id = $1 AND application_version = $2
                         AND (application_name = $3 OR application_name IS NULL)
+                        AND NOT (workflow_uuid = ANY($5))
                      RETURNING workflow_uuid"
                 ),
-                &[&executor_id, &version, &app_name, &now_ms()],
+                &[&executor_id, &version, &app_name, &now_ms(), &alive],
             )
-            .await
-            .map_err(|e| Error::db("could not re-enqueue pending workflows for recovery", e))?;
+            .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Moves a workflow past its recovery limit to the dead-letter status.
     pub(crate) async fn dead_letter(&self, workflow_id: &str, owner_xid: &str) -> Result<()> {
         let s = self.quoted_schema();
-        let client = self.client().await?;
-        client
-            .execute(
-                &format!(
-                    "UPDATE {s}.workflow_status
-                        SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', owner_xid = NULL, deduplication_id = NULL,
-                            started_at_epoch_ms = NULL, queue_name = NULL, completed_at = $3, updated_at = $3
-                      WHERE {OWNED_AND_PENDING}"
-                ),
-                &[&workflow_id, &owner_xid, &now_ms()],
-            )
-            .await
-            .map_err(|e| Error::db(format!("could not dead-letter workflow `{workflow_id}`"), e))?;
+        self.execute(
+            &format!("dead-letter workflow `{workflow_id}`"),
+            &format!(
+                "UPDATE {s}.workflow_status
+                    SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', owner_xid = NULL, deduplication_id = NULL,
+                        started_at_epoch_ms = NULL, queue_name = NULL, completed_at = $3, updated_at = $3
+                  WHERE {OWNED_AND_PENDING}"
+            ),
+            &[&workflow_id, &owner_xid, &now_ms()],
+        )
+        .await?;
         Ok(())
     }
 

@@ -10,9 +10,11 @@ use serde_json::Value;
 
 use crate::codec::{PortableError, PortableInputs};
 use crate::error::{Error, ErrorKind, Result};
-use crate::runtime::{Completion, CompletionReceiver, Dbos, RuntimeInner};
-use crate::sysdb::workflows::{now_ms, NewWorkflow};
-use crate::workflow::placement::{insert, parent_link, Placement};
+use crate::runtime::{Dbos, RuntimeInner};
+use crate::sysdb::workflows::{now_ms, NewWorkflow, OutcomeRow};
+use crate::workflow::context::{current, Operation, Slot, WorkflowContext};
+use crate::workflow::execution::{Completion, CompletionReceiver, Start};
+use crate::workflow::placement::{check_id, insert, parent_link, Placement};
 use crate::workflow::registry::{BoxFuture, WorkflowDef};
 use crate::workflow::types::{error_from_portable, Portable, WorkflowError};
 
@@ -92,6 +94,9 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
     }
 
     async fn start_inner(self) -> Result<WorkflowHandle<T, E>> {
+        if let Some(id) = &self.id {
+            check_id(id)?;
+        }
         let args: Vec<Value> = self.args.into_iter().collect::<Result<_>>()?;
         let inputs = PortableInputs::positional(args.clone()).to_text()?;
         let (rt, id, parent, fresh_id) =
@@ -108,7 +113,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
         let deadline = self
             .timeout
             .map(|t| now_ms() + t.as_millis() as i64)
-            .or_else(|| parent.as_ref().and_then(|(ctx, _)| ctx.deadline_ms));
+            .or_else(|| parent.as_ref().and_then(|p| p.ctx.deadline_ms));
         let owner = uuid::Uuid::new_v4().to_string();
         let new = NewWorkflow {
             id: &id,
@@ -125,20 +130,20 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             parent: parent_link(&parent),
             queue: None,
         };
-        let row = insert(&rt, &new, parent.as_ref().map(|(ctx, _)| &**ctx)).await?;
+        let row = insert(&rt, &new, parent.as_ref().map(|p| &*p.ctx)).await?;
         if !row.created {
             tracing::debug!(workflow_id = %id, status = %row.status, "workflow id exists; returning a handle to it");
             return Ok(WorkflowHandle::attach(rt, id));
         }
-        let receiver = rt.spawn_execution(
-            self.def,
+        let receiver = rt.spawn_execution(Start {
+            def: self.def,
             args,
-            id.clone(),
-            owner,
-            true,
-            row.deadline_ms,
-            None,
-        );
+            id: id.clone(),
+            owner_xid: owner,
+            fresh: true,
+            deadline_ms: row.deadline_ms,
+            slot: None,
+        });
         Ok(WorkflowHandle::local(rt, id, receiver))
     }
 }
@@ -270,15 +275,26 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
     /// Waits for the workflow to finish and returns its result: the output, the workflow's
     /// own error (the same typed value it returned, or for an error recorded by another
     /// language `E::from` an error of kind [`ErrorKind::WorkflowFailed`] carrying the
-    /// [`PortableError`]), or `E::from` of [`ErrorKind::AwaitedWorkflowCancelled`] /
+    /// [`PortableError`]), or `E::from` of [`ErrorKind::AwaitedWorkflowCancelled`] (cancelled),
+    /// [`ErrorKind::Timeout`] (cancelled because its deadline passed) or
     /// [`ErrorKind::MaxRecoveryAttemptsExceeded`].
     ///
+    /// Inside a workflow the wait is a durable operation (`DBOS.getResult`, recorded with the
+    /// awaited workflow's id): a replay returns the recorded result without reading the
+    /// awaited workflow again, and a cancel of the waiting workflow wakes it.
+    ///
     /// # Errors
-    /// As above; also database errors and undecodable outputs, converted with `E::from`.
+    /// As above; also [`ErrorKind::ExecutionPanicked`] when the awaited workflow's execution
+    /// in this process panicked (it stays `PENDING` for recovery), [`ErrorKind::NotLaunched`]
+    /// when the runtime shuts down before the workflow finished, and undecodable outputs;
+    /// all converted with `E::from`.
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future only stops waiting.
     pub async fn result(&self) -> std::result::Result<T, E> {
+        if let Some(ctx) = current() {
+            return self.result_in_workflow(&ctx).await;
+        }
         if let Some(rx) = self.local.clone() {
             if let Some(result) = self.local_result(rx).await {
                 return result;
@@ -300,14 +316,28 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
                 .map_err(E::from),
             ),
             Some(Completion::Done(Err(p))) => Some(Err(error_from_portable(p.clone()))),
+            Some(Completion::Panicked(message)) => Some(Err(E::from(panicked(&self.id, message)))),
             _ => None,
         }
     }
 
     async fn poll_result(&self) -> std::result::Result<T, E> {
+        match self.poll_outcome().await.map_err(E::from)? {
+            Outcome::Output { text, serialization } => crate::codec::from_text(
+                &text,
+                serialization.as_deref(),
+                &format!("the output of workflow `{}`", self.id),
+            )
+            .map_err(E::from),
+            Outcome::Failed(p) => Err(error_from_portable(p)),
+            Outcome::Refused(e) => Err(E::from(e)),
+        }
+    }
+
+    /// Waits for the recorded outcome: follows an execution that starts here, else reads the
+    /// database with backoff (the workflow runs in another process, or is not dequeued yet).
+    async fn poll_outcome(&self) -> Result<Outcome> {
         let mut delay = Duration::from_millis(20);
-        // Woken when the workflow starts here (then followed locally), else polled with
-        // backoff (it runs in another process, or has not been dequeued yet).
         let watch = self.runtime.watch_workflow(&self.id);
         loop {
             // Listen before looking, so a start between the two is not missed.
@@ -315,59 +345,190 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
             tokio::pin!(started);
             started.as_mut().enable();
             // Dequeued, recovered or resumed here after this handle was made: follow it locally.
-            if let Some(rx) = self.runtime.local_completion(&self.id) {
-                if let Some(result) = self.local_result(rx).await {
-                    return result;
+            if let Some(mut rx) = self.runtime.local_completion(&self.id) {
+                if let Ok(done) = rx.wait_for(|c| c.is_some()).await {
+                    match done.as_deref() {
+                        Some(Completion::Done(Ok(v))) => {
+                            return Ok(Outcome::Output { text: v.to_string(), serialization: None })
+                        }
+                        Some(Completion::Done(Err(p))) => return Ok(Outcome::Failed(p.clone())),
+                        Some(Completion::Panicked(message)) => return Err(panicked(&self.id, message)),
+                        _ => {}
+                    }
                 }
             }
-            let row = self
-                .runtime
-                .sysdb
-                .workflow_outcome(&self.id)
-                .await
-                .map_err(E::from)?;
-            let Some(row) = row else {
-                return Err(E::from(non_existent(&self.id)));
+            let Some(row) = self.runtime.sysdb.workflow_outcome(&self.id).await? else {
+                return Err(non_existent(&self.id));
             };
-            let what = format!("the output of workflow `{}`", self.id);
-            match Status::parse(&row.status) {
-                Status::Success => {
-                    let text = row.output.unwrap_or_else(|| "null".to_owned());
-                    return crate::codec::from_text(&text, row.serialization.as_deref(), &what).map_err(E::from);
+            if let Some(outcome) = Outcome::of(&self.id, row)? {
+                return Ok(outcome);
+            }
+            if self.runtime.shutdown.is_cancelled() {
+                return Err(Error::new(
+                    ErrorKind::NotLaunched,
+                    format!(
+                        "the runtime shut down before workflow `{}` finished; it is not lost: it continues after \
+                         recovery, and its result can be awaited then",
+                        self.id
+                    ),
+                )
+                .with_workflow_id(self.id.to_string()));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = started => {}
+                _ = self.runtime.shutdown.cancelled() => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// The durable wait of a workflow for another one's result (`DBOS.getResult`).
+    async fn result_in_workflow(&self, ctx: &WorkflowContext) -> std::result::Result<T, E> {
+        let function_id = match ctx.begin(GET_RESULT).map_err(E::from)? {
+            Slot::Recorded { checkpoint, .. } => {
+                return replay_result(&checkpoint.output, &checkpoint.error, &checkpoint.serialization, &self.id)
+            }
+            Slot::Fresh { function_id } => function_id,
+        };
+        let started = now_ms();
+        let outcome = tokio::select! {
+            outcome = self.outcome_here_or_polled() => outcome,
+            reason = ctx.stopped() => return Err(E::from(reason)),
+        };
+        // Anything but a recorded outcome (the awaited execution panicked here, shutdown) is
+        // not the awaited workflow's answer: the waiting workflow stops without recording.
+        let outcome = outcome.map_err(|e| E::from(ctx.fail(e)))?;
+        let (output, error) = match &outcome {
+            Outcome::Output { text, serialization } => {
+                match crate::codec::check_serialization(serialization.as_deref(), "the awaited workflow's output") {
+                    Ok(()) => (Some(text.clone()), None),
+                    Err(e) => (None, Some(crate::codec::to_text(&e).map_err(E::from)?)),
                 }
-                Status::Error => {
-                    let text = row.error.unwrap_or_default();
-                    return match PortableError::from_text(&text, row.serialization.as_deref()) {
-                        Ok(p) => Err(error_from_portable(p)),
-                        Err(e) => Err(E::from(e)),
-                    };
-                }
-                Status::Cancelled => {
-                    return Err(E::from(
-                        Error::new(ErrorKind::AwaitedWorkflowCancelled, format!("workflow `{}` was cancelled", self.id))
-                            .with_workflow_id(self.id.to_string()),
-                    ))
-                }
-                Status::MaxRecoveryAttemptsExceeded => {
-                    return Err(E::from(
-                        Error::new(
-                            ErrorKind::MaxRecoveryAttemptsExceeded,
-                            format!(
-                                "workflow `{}` was recovered more times than it allows and was moved to \
-                                 MAX_RECOVERY_ATTEMPTS_EXCEEDED; fix the cause and resume it",
-                                self.id
-                            ),
-                        )
-                        .with_workflow_id(self.id.to_string()),
-                    ))
-                }
-                _ => {
-                    let _ = tokio::time::timeout(delay, started).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            Outcome::Failed(p) => (None, Some(p.to_text().map_err(E::from)?)),
+            Outcome::Refused(e) => (None, Some(crate::codec::to_text(e).map_err(E::from)?)),
+        };
+        let theirs = ctx
+            .record(Operation {
+                output: output.as_deref(),
+                error: error.as_deref(),
+                child_workflow_id: Some(&self.id),
+                ..Operation::new(function_id, GET_RESULT, started)
+            })
+            .await
+            .map_err(E::from)?;
+        match theirs {
+            Some(cp) => replay_result(&cp.output, &cp.error, &cp.serialization, &self.id),
+            None => replay_result(&output, &error, &Some(crate::codec::PORTABLE_JSON.to_owned()), &self.id),
+        }
+    }
+
+    async fn outcome_here_or_polled(&self) -> Result<Outcome> {
+        if let Some(mut rx) = self.local.clone() {
+            if let Ok(done) = rx.wait_for(|c| c.is_some()).await {
+                match done.as_deref() {
+                    Some(Completion::Done(Ok(v))) => {
+                        return Ok(Outcome::Output { text: v.to_string(), serialization: None })
+                    }
+                    Some(Completion::Done(Err(p))) => return Ok(Outcome::Failed(p.clone())),
+                    Some(Completion::Panicked(message)) => return Err(panicked(&self.id, message)),
+                    _ => {}
                 }
             }
         }
+        self.poll_outcome().await
     }
+}
+
+/// The operation name DBOS records for a workflow awaiting another's result.
+pub(crate) const GET_RESULT: &str = "DBOS.getResult";
+
+/// A workflow's final outcome, as recorded.
+#[derive(Debug)]
+enum Outcome {
+    /// `SUCCESS`: the output's text and encoding.
+    Output {
+        text: String,
+        serialization: Option<String>,
+    },
+    /// `ERROR`: the workflow's own error.
+    Failed(PortableError),
+    /// It ended without an outcome of its own: cancelled, timed out, dead-lettered.
+    Refused(Error),
+}
+
+impl Outcome {
+    /// The outcome a row records; `None` while the workflow is still active.
+    fn of(id: &str, row: OutcomeRow) -> Result<Option<Outcome>> {
+        Ok(Some(match Status::parse(&row.status) {
+            Status::Success => Outcome::Output {
+                text: row.output.unwrap_or_else(|| "null".to_owned()),
+                serialization: row.serialization,
+            },
+            Status::Error => Outcome::Failed(PortableError::from_text(
+                &row.error.unwrap_or_default(),
+                row.serialization.as_deref(),
+            )?),
+            Status::Cancelled
+                if row
+                    .deadline_ms
+                    .is_some_and(|d| row.completed_at.is_some_and(|c| c >= d)) =>
+            {
+                Outcome::Refused(
+                    Error::new(
+                        ErrorKind::Timeout,
+                        format!("workflow `{id}` did not finish before its deadline and was cancelled"),
+                    )
+                    .with_workflow_id(id),
+                )
+            }
+            Status::Cancelled => Outcome::Refused(
+                Error::new(ErrorKind::AwaitedWorkflowCancelled, format!("workflow `{id}` was cancelled"))
+                    .with_workflow_id(id),
+            ),
+            Status::MaxRecoveryAttemptsExceeded => Outcome::Refused(
+                Error::new(
+                    ErrorKind::MaxRecoveryAttemptsExceeded,
+                    format!(
+                        "workflow `{id}` was recovered more times than it allows and was moved to \
+                         MAX_RECOVERY_ATTEMPTS_EXCEEDED; fix the cause and resume it"
+                    ),
+                )
+                .with_workflow_id(id),
+            ),
+            _ => return Ok(None),
+        }))
+    }
+}
+
+/// Decodes a recorded result (a `DBOS.getResult` checkpoint, or the outcome just recorded).
+fn replay_result<T: Portable, E: WorkflowError>(
+    output: &Option<String>,
+    error: &Option<String>,
+    serialization: &Option<String>,
+    id: &str,
+) -> std::result::Result<T, E> {
+    crate::workflow::step::replay(output, error, serialization, &format!("the result of workflow `{id}`"))
+        .map_err(|e| {
+            e.unwrap_or_else(|| {
+                E::from(Error::new(
+                    ErrorKind::Serialization,
+                    format!("the recorded result of workflow `{id}` has neither an output nor an error"),
+                ))
+            })
+        })
+}
+
+fn panicked(id: &str, message: &str) -> Error {
+    Error::new(
+        ErrorKind::ExecutionPanicked,
+        format!(
+            "workflow `{id}` panicked in this process ({message}); it stays PENDING and is recovered like a crashed \
+             execution (at the next launch, or by a live executor once its executor is gone)"
+        ),
+    )
+    .with_workflow_id(id)
 }
 
 impl<T: Portable, E: WorkflowError> IntoFuture for WorkflowHandle<T, E> {

@@ -11,17 +11,57 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::RuntimeInner;
 use crate::sysdb::records::{CheckpointRow, RecordError};
-use crate::sysdb::workflows::Checkpoint;
+use crate::sysdb::workflows::{now_ms, Checkpoint};
+use crate::workflow::control::ExecutionControl;
 
 tokio::task_local! {
     static CURRENT: Option<Arc<WorkflowContext>>;
+    static STEP: StepScope;
+}
+
+/// What a step body can learn about the step it runs in.
+#[derive(Debug, Clone)]
+pub(crate) struct StepScope {
+    pub(crate) runtime: Arc<RuntimeInner>,
+    pub(crate) workflow_id: Arc<str>,
+    pub(crate) step_id: i32,
+    pub(crate) attempt: u32,
+}
+
+/// One operation's record, as an execution writes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operation<'a> {
+    pub(crate) function_id: i32,
+    pub(crate) name: &'a str,
+    pub(crate) output: Option<&'a str>,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) child_workflow_id: Option<&'a str>,
+    pub(crate) started_ms: i64,
+    /// The completion time to record (default: now). A sleep records its wake-up time.
+    pub(crate) completed_ms: Option<i64>,
+}
+
+impl<'a> Operation<'a> {
+    /// A value-less or valued operation started at `started_ms`, completing now.
+    pub(crate) fn new(function_id: i32, name: &'a str, started_ms: i64) -> Self {
+        Operation {
+            function_id,
+            name,
+            output: None,
+            error: None,
+            child_workflow_id: None,
+            started_ms,
+            completed_ms: None,
+        }
+    }
 }
 
 /// One execution of one workflow.
 pub(crate) struct WorkflowContext {
     pub(crate) runtime: Arc<RuntimeInner>,
     pub(crate) workflow_id: String,
-    pub(crate) owner_xid: String,
+    /// Ownership token and stop signal, shared with the executor.
+    pub(crate) control: Arc<ExecutionControl>,
     /// Deadline in epoch milliseconds, inherited by children.
     pub(crate) deadline_ms: Option<i64>,
     next_function_id: AtomicI32,
@@ -58,14 +98,14 @@ impl WorkflowContext {
     pub(crate) fn new(
         runtime: Arc<RuntimeInner>,
         workflow_id: String,
-        owner_xid: String,
+        control: Arc<ExecutionControl>,
         deadline_ms: Option<i64>,
         history: HashMap<i32, Checkpoint>,
     ) -> Self {
         WorkflowContext {
             runtime,
             workflow_id,
-            owner_xid,
+            control,
             deadline_ms,
             next_function_id: AtomicI32::new(0),
             history: Mutex::new(history),
@@ -84,6 +124,7 @@ impl WorkflowContext {
     /// history: a checkpoint with another name means the code no longer matches the history.
     pub(crate) fn begin(&self, name: &str) -> Result<Slot> {
         self.check_fatal()?;
+        self.check_stop()?;
         if self.runtime.shutdown.is_cancelled() {
             return Err(self.fail(
                 Error::new(
@@ -122,63 +163,92 @@ impl WorkflowContext {
         self.next_function_id.load(Ordering::SeqCst)
     }
 
-    /// Records an operation's checkpoint; a lost fence becomes the fatal error.
+    /// Fails (fatally) when the execution was told to stop: it starts nothing more, and
+    /// records nothing more.
+    pub(crate) fn check_stop(&self) -> Result<()> {
+        match self.control.stopped() {
+            Some(reason) => Err(self.fail(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves when the execution is told to stop (cancelled, past its deadline, taken
+    /// over), with the reason, which also becomes the execution's fatal error. Waits select
+    /// on it so a cancelled workflow wakes.
+    pub(crate) async fn stopped(&self) -> Error {
+        let reason = self.control.wait_stop().await;
+        self.fail(reason)
+    }
+
+    /// The ownership token this execution records under.
+    pub(crate) fn owner(&self) -> Arc<str> {
+        self.control.owner()
+    }
+
+    /// Records an operation's checkpoint; a lost fence becomes the fatal error, and so does
+    /// a stop: an operation that completes after the workflow was cancelled (a step that was
+    /// already running) is not recorded.
     ///
     /// `Ok(None)`: this execution's result is the record. `Ok(Some(checkpoint))`: another
     /// execution of the workflow recorded this operation first (it ran concurrently while
     /// ownership changed hands); the caller replays that checkpoint, so every execution
     /// continues from the one recorded result.
-    pub(crate) async fn record(
-        &self,
-        function_id: i32,
-        name: &str,
-        output: Option<&str>,
-        error: Option<&str>,
-        started_ms: i64,
-    ) -> Result<Option<Checkpoint>> {
+    pub(crate) async fn record(&self, op: Operation<'_>) -> Result<Option<Checkpoint>> {
         let rt = &self.runtime;
-        // Boxed: the statement's future is large, and a parked workflow's state machine would
-        // otherwise keep room for it for as long as it lives.
-        let recorded = Box::pin(rt.sysdb.record_operation(CheckpointRow {
-            workflow_id: &self.workflow_id,
-            owner_xid: &self.owner_xid,
-            function_id,
-            function_name: name,
-            output,
-            error,
-            started_ms,
-            app_name: &rt.app_name,
-        }))
-        .await;
-        match recorded {
-            Ok(()) => Ok(None),
-            Err(RecordError::NotOwner) => {
-                let e = Box::pin(rt.sysdb.ownership_error(&self.workflow_id)).await;
-                Err(self.fail(e.with_step(name, function_id)))
-            }
-            Err(RecordError::Conflict(checkpoint)) if checkpoint.function_name == name => {
-                tracing::warn!(
-                    workflow_id = %self.workflow_id, step = name, function_id,
-                    "another execution of this workflow recorded this step first; continuing with its result"
-                );
-                Ok(Some(checkpoint))
-            }
-            Err(RecordError::Conflict(checkpoint)) => Err(self.fail(
-                Error::new(
-                    ErrorKind::ConflictingWorkflowId,
-                    format!(
-                        "another execution of workflow `{}` recorded `{}` at step {function_id} while this one ran \
-                         `{name}`: the two executions run different code",
-                        self.workflow_id, checkpoint.function_name
-                    ),
-                )
-                .with_workflow_id(&self.workflow_id)
-                .with_step(name, function_id),
-            )),
-            Err(RecordError::Db(e)) => Err(self.fail(
-                e.with_workflow_id(&self.workflow_id)
+        let (function_id, name) = (op.function_id, op.name);
+        let completed_ms = op.completed_ms.unwrap_or_else(now_ms);
+        loop {
+            self.check_fatal()?;
+            self.check_stop()?;
+            let owner = self.owner();
+            // Boxed: the statement's future is large, and a parked workflow's state machine
+            // would otherwise keep room for it for as long as it lives.
+            let recorded = Box::pin(rt.sysdb.record_operation(CheckpointRow {
+                workflow_id: &self.workflow_id,
+                owner_xid: &owner,
+                function_id,
+                function_name: name,
+                output: op.output,
+                error: op.error,
+                child_workflow_id: op.child_workflow_id,
+                started_ms: op.started_ms,
+                completed_ms,
+                app_name: &rt.app_name,
+            }))
+            .await;
+            return match recorded {
+                Ok(()) => Ok(None),
+                // A new claim of this workflow was handed to this execution meanwhile: record
+                // under the new token.
+                Err(RecordError::NotOwner) if *self.owner() != *owner => continue,
+                Err(RecordError::NotOwner) => {
+                    let e = Box::pin(rt.sysdb.ownership_error(&self.workflow_id)).await;
+                    Err(self.fail(e.with_step(name, function_id)))
+                }
+                Err(RecordError::Conflict(checkpoint)) if checkpoint.function_name == name => {
+                    tracing::warn!(
+                        workflow_id = %self.workflow_id, step = name, function_id,
+                        "another execution of this workflow recorded this step first; continuing with its result"
+                    );
+                    Ok(Some(checkpoint))
+                }
+                Err(RecordError::Conflict(checkpoint)) => Err(self.fail(
+                    Error::new(
+                        ErrorKind::ConflictingWorkflowId,
+                        format!(
+                            "another execution of workflow `{}` recorded `{}` at step {function_id} while this one ran \
+                             `{name}`: the two executions run different code",
+                            self.workflow_id, checkpoint.function_name
+                        ),
+                    )
+                    .with_workflow_id(&self.workflow_id)
                     .with_step(name, function_id),
-            )),
+                )),
+                Err(RecordError::Db(e)) => Err(self.fail(
+                    e.with_workflow_id(&self.workflow_id)
+                        .with_step(name, function_id),
+                )),
+            };
         }
     }
 
@@ -229,22 +299,49 @@ pub(crate) fn current() -> Option<Arc<WorkflowContext>> {
     CURRENT.try_with(|c| c.clone()).ok().flatten()
 }
 
-/// Runs `future` outside any workflow context (for step bodies).
-pub(crate) async fn without_context<F: std::future::Future>(future: F) -> F::Output {
-    CURRENT.scope(None, future).await
+/// The step the calling task runs in, if any.
+pub(crate) fn current_step() -> Option<StepScope> {
+    STEP.try_with(|s| s.clone()).ok()
 }
 
-/// The id of the workflow the caller runs in, or `None` outside a workflow.
+/// Runs a step body: outside any workflow context (operations there are plain calls), with
+/// the step's identity readable through [`workflow_id`], [`step_id`] and [`step_attempt`].
+pub(crate) async fn in_step<F: std::future::Future>(scope: StepScope, future: F) -> F::Output {
+    STEP.scope(scope, CURRENT.scope(None, future)).await
+}
+
+/// The id of the workflow the caller runs in (also inside a step of it), or `None` outside
+/// a workflow.
 ///
 /// ```
 /// assert_eq!(dbos_core::workflow_id(), None);
 /// ```
 pub fn workflow_id() -> Option<String> {
-    current().map(|c| c.workflow_id.clone())
+    match current() {
+        Some(c) => Some(c.workflow_id.clone()),
+        None => current_step().map(|s| s.workflow_id.to_string()),
+    }
 }
 
-/// The function id of the most recent durable operation of the current workflow (`Some(0)`
-/// before the first; the first operation is 1), or `None` outside a workflow.
+/// Inside a workflow, the function id of its most recent durable operation (`Some(0)` before
+/// the first; the first operation is 1); inside a step, the step's own id; `None` elsewhere.
+///
+/// ```
+/// assert_eq!(dbos_core::step_id(), None);
+/// ```
 pub fn step_id() -> Option<i32> {
-    current().map(|c| c.current_function_id())
+    match current() {
+        Some(c) => Some(c.current_function_id()),
+        None => current_step().map(|s| s.step_id),
+    }
+}
+
+/// Inside a step, the attempt being made (1 for the first, up to the step's `max_attempts`);
+/// `None` elsewhere.
+///
+/// ```
+/// assert_eq!(dbos_core::step_attempt(), None);
+/// ```
+pub fn step_attempt() -> Option<u32> {
+    current_step().map(|s| s.attempt)
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sysdb::workflows::Checkpoint;
-use crate::workflow::context::{current, Slot};
+use crate::workflow::context::{current, Operation, Slot};
 use crate::workflow::registry::StepOptions;
 use crate::workflow::step;
 
@@ -37,14 +37,14 @@ pub async fn sleep(duration: Duration) -> Result<()> {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs_f64();
+            let output = crate::codec::to_text(&secs)?;
             let theirs = ctx
-                .record(
-                    function_id,
-                    SLEEP,
-                    Some(&crate::codec::to_text(&secs)?),
-                    None,
-                    started,
-                )
+                .record(Operation {
+                    output: Some(&output),
+                    // As DBOS records it: the sleep completes at its wake-up time.
+                    completed_ms: Some(to_ms(wake_at)),
+                    ..Operation::new(function_id, SLEEP, started)
+                })
                 .await?;
             match theirs {
                 None => wake_at,
@@ -58,10 +58,13 @@ pub async fn sleep(duration: Duration) -> Result<()> {
             // A long sleep: the executor ends this execution here and re-executes the
             // workflow at wake-up time, so nothing stays in memory meanwhile.
             ctx.request_park(to_ms(wake_at));
-            std::future::pending::<()>().await;
+            // The executor drops this body now; an execution told to stop meanwhile (and so
+            // not parked) ends here.
+            return Err(ctx.stopped().await);
         }
         tokio::select! {
             _ = tokio::time::sleep(remaining) => {}
+            reason = ctx.stopped() => return Err(reason),
             _ = ctx.runtime.shutdown.cancelled() => {
                 return Err(ctx.fail(Error::new(
                     ErrorKind::NotLaunched,
@@ -169,4 +172,59 @@ where
     Fut: std::future::Future<Output = std::result::Result<T, E>>,
 {
     step::run(name, &options, None, attempt).await
+}
+
+/// [`run_step`] with a retry predicate: an attempt's error is retried only when
+/// `retry_if(&error)` is true (what `#[step(retry_if = path)]` expands to). An error it
+/// rejects is recorded and returned at once.
+///
+/// ```no_run
+/// use dbos_core::StepOptions;
+///
+/// #[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
+/// enum FetchError {
+///     #[error("busy, try later")]
+///     Busy,
+///     #[error("not found")]
+///     NotFound,
+///     #[error("{0}")]
+///     Dbos(String),
+/// }
+/// impl From<dbos_core::Error> for FetchError {
+///     fn from(e: dbos_core::Error) -> Self {
+///         FetchError::Dbos(e.to_string())
+///     }
+/// }
+///
+/// fn transient(e: &FetchError) -> bool {
+///     matches!(e, FetchError::Busy)
+/// }
+///
+/// # async fn demo() -> Result<(), FetchError> {
+/// let options = StepOptions { max_attempts: 4, ..StepOptions::DEFAULT };
+/// let page: String = dbos_core::run_step_retry_if("fetch", options, transient, || async {
+///     Err::<String, _>(FetchError::NotFound) // not retried: recorded and returned at once
+/// })
+/// .await?;
+/// # let _ = page;
+/// # Ok(())
+/// # }
+/// # let _ = demo;
+/// ```
+///
+/// # Errors
+/// As [`run_step`].
+pub async fn run_step_retry_if<T, E, F, Fut>(
+    name: &str,
+    options: StepOptions,
+    retry_if: fn(&E) -> bool,
+    attempt: F,
+) -> std::result::Result<T, E>
+where
+    T: crate::workflow::types::Portable,
+    E: crate::workflow::types::WorkflowError,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    step::run(name, &options, Some(retry_if), attempt).await
 }

@@ -7,54 +7,87 @@
 //! the sleep finds its recorded wake-up time passed, and the body continues. A parked
 //! workflow costs one map entry instead of a task, a timer and a suspended state machine.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use crate::codec::PortableInputs;
+use crate::queue::worker::RunningSlot;
 use crate::runtime::RuntimeInner;
 use crate::workflow::context::lock;
+use crate::workflow::execution::Start;
 use crate::workflow::registry::WorkflowDef;
 
 /// One parked workflow.
 #[derive(Debug)]
 pub(crate) struct Parked {
-    pub(crate) owner_xid: Box<str>,
+    pub(crate) owner_xid: Arc<str>,
     pub(crate) def: &'static WorkflowDef,
     pub(crate) deadline_ms: Option<i64>,
+    /// A queued workflow keeps its place in the queue's worker concurrency while it sleeps,
+    /// as a sleeping workflow does in every DBOS executor.
+    pub(crate) slot: Option<RunningSlot>,
 }
 
-/// Parked workflows by (wake-up time in epoch ms, workflow id).
+#[derive(Debug, Default)]
+struct Lot {
+    /// Parked workflows by (wake-up time in epoch ms, workflow id).
+    by_time: BTreeMap<(i64, Box<str>), Parked>,
+    /// Wake-up time by workflow id.
+    by_id: HashMap<Box<str>, i64>,
+}
+
+/// The parked workflows of one runtime.
 #[derive(Debug, Default)]
 pub(crate) struct ParkingLot {
-    entries: Mutex<BTreeMap<(i64, Box<str>), Parked>>,
+    lot: Mutex<Lot>,
     changed: Notify,
 }
 
 impl ParkingLot {
     pub(crate) fn park(&self, wake_ms: i64, id: &str, parked: Parked) {
-        lock(&self.entries).insert((wake_ms, id.into()), parked);
+        {
+            let mut lot = lock(&self.lot);
+            if let Some(previous) = lot.by_id.insert(id.into(), wake_ms) {
+                lot.by_time.remove(&(previous, id.into()));
+            }
+            lot.by_time.insert((wake_ms, id.into()), parked);
+        }
         self.changed.notify_one();
+    }
+
+    /// Takes `id` out of the lot (it was cancelled, or claimed again to run now), returning
+    /// the queue place it held, if any.
+    pub(crate) fn remove(&self, id: &str) -> Option<RunningSlot> {
+        let mut lot = lock(&self.lot);
+        let wake_ms = lot.by_id.remove(id)?;
+        lot.by_time.remove(&(wake_ms, id.into()))?.slot
+    }
+
+    /// The ids of the parked workflows.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        lock(&self.lot).by_id.keys().map(|k| k.to_string()).collect()
     }
 
     /// How many workflows are parked.
     pub(crate) fn len(&self) -> usize {
-        lock(&self.entries).len()
+        lock(&self.lot).by_id.len()
     }
 
     fn take_due(&self, now_ms: i64) -> (Vec<(Box<str>, Parked)>, Option<i64>) {
-        let mut entries = lock(&self.entries);
+        let mut lot = lock(&self.lot);
         let mut due = Vec::new();
-        while let Some(entry) = entries.first_entry() {
+        while let Some(entry) = lot.by_time.first_entry() {
             if entry.key().0 > now_ms {
                 break;
             }
             let ((_, id), parked) = entry.remove_entry();
+            lot.by_id.remove(&id);
             due.push((id, parked));
         }
-        (due, entries.keys().next().map(|k| k.0))
+        (due, lot.by_time.keys().next().map(|k| k.0))
     }
 }
 
@@ -80,32 +113,35 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>) {
     }
 }
 
-/// Re-executes a parked workflow from its history, under the same ownership.
+/// Re-executes a parked workflow from its history, under the same ownership, if it is
+/// still its to run: a workflow cancelled, resumed elsewhere or deleted while it slept is
+/// left alone.
 async fn resume(rt: Arc<RuntimeInner>, id: Box<str>, parked: Parked) {
-    let inputs = match Box::pin(rt.sysdb.workflow_inputs(&id)).await {
-        Ok(Some((text, serialization))) => {
-            PortableInputs::from_text(&text, serialization.as_deref())
-        }
-        Ok(None) => {
-            tracing::warn!(workflow_id = %id, "a parked workflow's inputs are gone; it is not resumed");
+    let state = match Box::pin(rt.sysdb.parked_state(&id, &parked.owner_xid)).await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::error!(workflow_id = %id, error = %e, "could not resume a parked workflow; it will be recovered");
             return;
         }
-        Err(e) => Err(e),
     };
-    match inputs {
+    let Some((text, serialization)) = state else {
+        tracing::info!(workflow_id = %id, "a parked workflow was cancelled, taken over or deleted while it slept; not resuming it");
+        return;
+    };
+    match PortableInputs::from_text(&text, serialization.as_deref()) {
         Ok(inputs) => {
-            rt.spawn_execution(
-                parked.def,
-                inputs.positional_args,
-                id.into(),
-                parked.owner_xid.into(),
-                false,
-                parked.deadline_ms,
-                None,
-            );
+            rt.spawn_execution(Start {
+                def: parked.def,
+                args: inputs.positional_args,
+                id: id.into(),
+                owner_xid: parked.owner_xid.to_string(),
+                fresh: false,
+                deadline_ms: parked.deadline_ms,
+                slot: parked.slot,
+            });
         }
         Err(e) => {
-            tracing::error!(workflow_id = %id, error = %e, "could not resume a parked workflow; it will be recovered at the next launch");
+            tracing::error!(workflow_id = %id, error = %e, "could not resume a parked workflow; it will be recovered");
         }
     }
 }

@@ -20,10 +20,18 @@ pub(crate) enum Placement {
     New {
         rt: Arc<RuntimeInner>,
         id: String,
-        parent: Option<(Arc<WorkflowContext>, i32)>,
+        parent: Option<Parent>,
         /// The id was generated here (a random UUID), so no row can have it yet.
         fresh_id: bool,
     },
+}
+
+/// The workflow a child is started from, and the step id its start takes.
+pub(crate) struct Parent {
+    pub(crate) ctx: Arc<WorkflowContext>,
+    pub(crate) function_id: i32,
+    /// The parent's ownership token when the child was placed.
+    pub(crate) owner: Arc<str>,
 }
 
 impl Placement {
@@ -37,7 +45,11 @@ impl Placement {
         let Some(ctx) = current() else {
             let rt = match runtime {
                 Some(d) => d.inner().clone(),
-                None => Dbos::current()?.inner().clone(),
+                None => match crate::workflow::context::current_step() {
+                    // Started inside a step: the step's workflow's runtime.
+                    Some(step) => step.runtime,
+                    None => Dbos::current()?.inner().clone(),
+                },
             };
             let fresh_id = id.is_none();
             let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -50,9 +62,11 @@ impl Placement {
         };
         let rt = ctx.runtime.clone();
         match ctx.begin(name)? {
-            Slot::Recorded { checkpoint, function_id } => match checkpoint.child_workflow_id {
-                Some(id) => Ok(Placement::Recorded { rt, id }),
-                None => Err(ctx.fail(
+            Slot::Recorded { checkpoint, function_id } => match (checkpoint.child_workflow_id, checkpoint.error) {
+                (Some(id), _) => Ok(Placement::Recorded { rt, id }),
+                // A start that was refused (a deduplicated enqueue) replays as refused.
+                (None, Some(error)) => Err(replayed_refusal(&error, checkpoint.serialization.as_deref())),
+                (None, None) => Err(ctx.fail(
                     Error::new(
                         ErrorKind::UnexpectedStep,
                         format!(
@@ -65,18 +79,32 @@ impl Placement {
             },
             Slot::Fresh { function_id } => {
                 let id = id.unwrap_or_else(|| format!("{}-{function_id}", ctx.workflow_id));
-                Ok(Placement::New { rt, id, parent: Some((ctx, function_id)), fresh_id: false })
+                let owner = ctx.owner();
+                Ok(Placement::New {
+                    rt,
+                    id,
+                    parent: Some(Parent { ctx, function_id, owner }),
+                    fresh_id: false,
+                })
             }
         }
     }
 }
 
+/// The error a refused start recorded, as the library error it was.
+fn replayed_refusal(text: &str, serialization: Option<&str>) -> Error {
+    match crate::codec::PortableError::from_text(text, serialization) {
+        Ok(p) => crate::workflow::types::error_from_portable::<Error>(p),
+        Err(e) => e,
+    }
+}
+
 /// The parent side of a child's start statement.
-pub(crate) fn parent_link(parent: &Option<(Arc<WorkflowContext>, i32)>) -> Option<ParentLink<'_>> {
-    parent.as_ref().map(|(ctx, function_id)| ParentLink {
-        workflow_id: &ctx.workflow_id,
-        owner_xid: &ctx.owner_xid,
-        function_id: *function_id,
+pub(crate) fn parent_link(parent: &Option<Parent>) -> Option<ParentLink<'_>> {
+    parent.as_ref().map(|p| ParentLink {
+        workflow_id: &p.ctx.workflow_id,
+        owner_xid: &p.owner,
+        function_id: p.function_id,
     })
 }
 
@@ -92,6 +120,7 @@ pub(crate) async fn insert(
     parent: Option<&WorkflowContext>,
 ) -> Result<StartedRow> {
     rt.check_accepting()?;
+    check_id(w.id)?;
     let row = match (rt.sysdb.start_workflow(w).await, parent) {
         (Ok(Some(row)), _) => row,
         (Ok(None), Some(ctx)) => {
@@ -120,4 +149,14 @@ pub(crate) async fn insert(
         .with_workflow_id(w.id));
     }
     Ok(row)
+}
+
+/// A workflow id must say something: a blank one could never be retrieved or told apart.
+pub(crate) fn check_id(id: &str) -> Result<()> {
+    if id.trim().is_empty() {
+        return Err(Error::invalid(format!(
+            "workflow id `{id}` is blank: give a non-empty id (it is the workflow's idempotency key), or none for a generated one"
+        )));
+    }
+    Ok(())
 }

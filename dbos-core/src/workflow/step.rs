@@ -3,9 +3,10 @@
 use std::future::Future;
 
 use crate::codec::PortableError;
+use crate::error::{Error, ErrorKind};
 use crate::sysdb::workflows::now_ms;
 use crate::sysdb::workflows::Checkpoint;
-use crate::workflow::context::{current, without_context, Slot, WorkflowContext};
+use crate::workflow::context::{current, in_step, Operation, Slot, StepScope, WorkflowContext};
 use crate::workflow::registry::StepOptions;
 use crate::workflow::types::{error_from_portable, error_to_portable, Portable, WorkflowError};
 
@@ -14,7 +15,10 @@ use crate::workflow::types::{error_from_portable, error_to_portable, Portable, W
 /// Inside a workflow: replays the recorded output or error when this step id has a
 /// checkpoint, else runs up to `options.max_attempts` times (waiting `delay_after(n)` between
 /// attempts, stopping early when `retry_if` says an error is not worth retrying) and records
-/// the final output or error in one statement. Outside a workflow: one plain call.
+/// the final output or error in one statement. The last attempt's own error is what is
+/// recorded and returned. A workflow cancelled meanwhile stops waiting between attempts, and
+/// an attempt that completes after the cancel is not recorded. Outside a workflow: one
+/// plain call.
 pub(crate) async fn run<T, E, F, Fut>(
     name: &str,
     options: &StepOptions,
@@ -36,9 +40,16 @@ where
     };
     let started = now_ms();
     let max = options.max_attempts.max(1);
+    let workflow_id: std::sync::Arc<str> = ctx.workflow_id.as_str().into();
     let mut n = 1;
     let result = loop {
-        let r = without_context(attempt()).await;
+        let scope = StepScope {
+            runtime: ctx.runtime.clone(),
+            workflow_id: workflow_id.clone(),
+            step_id: function_id,
+            attempt: n,
+        };
+        let r = in_step(scope, attempt()).await;
         match r {
             Err(e) if n < max && retry_if.is_none_or(|f| f(&e)) => {
                 let delay = options.delay_after(n);
@@ -46,34 +57,54 @@ where
                     workflow_id = %ctx.workflow_id, step = name, function_id, attempt = n, max_attempts = max,
                     error = %e, "step failed; retrying in {delay:?}"
                 );
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    reason = ctx.stopped() => return Err(E::from(reason)),
+                    _ = ctx.runtime.shutdown.cancelled() => {
+                        return Err(E::from(ctx.fail(Error::new(
+                            ErrorKind::NotLaunched,
+                            format!("the runtime is shutting down while step `{name}` waits to retry; the workflow resumes after recovery"),
+                        ))));
+                    }
+                }
                 n += 1;
             }
             other => break other,
         }
     };
-    let (output, error) = match &result {
-        Ok(v) => (
-            Some(crate::codec::to_text(v).map_err(|e| E::from(ctx.fail(e)))?),
-            None,
-        ),
-        Err(e) => (
-            None,
-            Some(
-                error_to_portable(e)
-                    .to_text()
-                    .map_err(|e| E::from(ctx.fail(e)))?,
-            ),
-        ),
+    let (result, output, error) = match result {
+        Ok(v) => match crate::codec::to_text(&v) {
+            Ok(text) => (Ok(v), Some(text), None),
+            // A value that cannot be encoded never will be: a deterministic failure of the
+            // step, recorded as its error (a replay returns the same error).
+            Err(e) => {
+                let e = Error::new(
+                    ErrorKind::Serialization,
+                    format!(
+                        "the output of step `{name}` (type `{}`) cannot be stored: {}",
+                        std::any::type_name::<T>(),
+                        e.message()
+                    ),
+                )
+                .with_workflow_id(&ctx.workflow_id)
+                .with_step(name, function_id);
+                let text = crate::codec::to_text(&e).map_err(E::from)?;
+                (Err(E::from(e)), None, Some(text))
+            }
+        },
+        Err(e) => {
+            let text = error_to_portable(&e)
+                .to_text()
+                .map_err(|err| E::from(ctx.fail(err)))?;
+            (Err(e), None, Some(text))
+        }
     };
     let theirs = ctx
-        .record(
-            function_id,
-            name,
-            output.as_deref(),
-            error.as_deref(),
-            started,
-        )
+        .record(Operation {
+            output: output.as_deref(),
+            error: error.as_deref(),
+            ..Operation::new(function_id, name, started)
+        })
         .await
         .map_err(E::from)?;
     match theirs {
@@ -92,7 +123,7 @@ fn replay_checkpoint<T: Portable, E: WorkflowError>(
         &checkpoint.output,
         &checkpoint.error,
         &checkpoint.serialization,
-        name,
+        &format!("the recorded output of step `{name}`"),
     )
     .map_err(|e| e.unwrap_or_else(|| E::from(ctx.fail(malformed(name)))))
 }
@@ -104,12 +135,13 @@ fn malformed(name: &str) -> crate::Error {
     )
 }
 
-/// Rebuilds a recorded result. `Err(None)` means the record is malformed.
+/// Rebuilds a recorded result (`what` names it in errors). `Err(None)` means the record is
+/// malformed.
 pub(crate) fn replay<T: Portable, E: WorkflowError>(
     output: &Option<String>,
     error: &Option<String>,
     serialization: &Option<String>,
-    name: &str,
+    what: &str,
 ) -> Result<T, Option<E>> {
     let ser = serialization.as_deref();
     if let Some(err) = error {
@@ -120,7 +152,7 @@ pub(crate) fn replay<T: Portable, E: WorkflowError>(
     }
     match output {
         Some(out) => {
-            crate::codec::from_text(out, ser, &format!("the recorded output of step `{name}`"))
+            crate::codec::from_text(out, ser, what)
                 .map_err(|e| Some(E::from(e)))
         }
         // A unit-like output may be recorded as JSON null text; NULL means no value at all.

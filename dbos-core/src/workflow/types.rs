@@ -90,6 +90,15 @@ pub(crate) fn error_from_portable<E: WorkflowError>(p: PortableError) -> E {
             return e;
         }
     }
+    // An error of this library (a step output that could not be stored, an awaited child
+    // that was cancelled): the same kind and message as when it was first returned.
+    if let Some(kind) = p
+        .name
+        .strip_prefix("dbos_core::Error::")
+        .and_then(ErrorKind::from_name)
+    {
+        return E::from(Error::new(kind, p.message.clone()).with_portable(p));
+    }
     E::from(
         Error::new(
             ErrorKind::WorkflowFailed,
