@@ -45,21 +45,7 @@ pub fn workflow_call<T: Portable, E: WorkflowError>(
 
 /// Type-erases a workflow body's result for the executor.
 pub fn erase_outcome<T: Portable, E: WorkflowError>(result: Result<T, E>) -> ErasedOutcome {
-    match result {
-        Ok(v) => crate::codec::to_value(&v).map_err(|e| {
-            ErasedError::Runtime(crate::Error::new(
-                crate::ErrorKind::Serialization,
-                format!(
-                    "the workflow's output (type `{}`) cannot be stored: {}",
-                    std::any::type_name::<T>(),
-                    e.message()
-                ),
-            ))
-        }),
-        Err(e) => Err(ErasedError::Application(
-            crate::workflow::types::error_to_portable(&e),
-        )),
-    }
+    crate::workflow::registry::erase(result)
 }
 
 /// Runs a step: checkpointed inside a workflow (replayed from its record on re-execution),

@@ -49,11 +49,9 @@ pub enum ErrorKind {
     AwaitedWorkflowCancelled,
     /// The workflow was recovered more times than it allows and was moved to the dead-letter state.
     MaxRecoveryAttemptsExceeded,
-    /// A step failed on every allowed attempt.
-    MaxStepRetriesExceeded,
     /// The workflow failed with an error of its own (see [`Error::portable`]).
     WorkflowFailed,
-    /// A deadline or timeout passed.
+    /// The awaited workflow did not finish before its deadline and was cancelled.
     Timeout,
     /// The queue already holds an active workflow with this deduplication id.
     QueueDeduplicated,
@@ -86,7 +84,6 @@ impl ErrorKind {
         ErrorKind::UnexpectedStep,
         ErrorKind::AwaitedWorkflowCancelled,
         ErrorKind::MaxRecoveryAttemptsExceeded,
-        ErrorKind::MaxStepRetriesExceeded,
         ErrorKind::WorkflowFailed,
         ErrorKind::Timeout,
         ErrorKind::QueueDeduplicated,
@@ -109,7 +106,6 @@ impl ErrorKind {
             ErrorKind::WorkflowFunctionNotFound => 4,
             ErrorKind::NonExistentWorkflow => 5,
             ErrorKind::MaxRecoveryAttemptsExceeded => 6,
-            ErrorKind::MaxStepRetriesExceeded => 7,
             ErrorKind::ConflictingWorkflow => 9,
             ErrorKind::WorkflowCancelled => 10,
             ErrorKind::UnexpectedStep => 11,

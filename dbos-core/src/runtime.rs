@@ -91,7 +91,12 @@ impl RuntimeInner {
     /// The workflows alive in this process (running or parked): recovery leaves them to
     /// their live execution.
     pub(crate) fn alive_here(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.running.snapshot().into_iter().map(|(id, _)| id).collect();
+        let mut ids: Vec<String> = self
+            .running
+            .snapshot()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         ids.extend(self.parking.ids());
         ids
     }

@@ -22,6 +22,7 @@
 pub mod cluster;
 pub mod crash;
 pub mod database;
+pub mod proxy;
 pub mod python;
 
 pub use cluster::{cluster, TestCluster};

@@ -281,7 +281,12 @@ pub(crate) async fn enqueue_by_name(
     if let Some(id) = &id {
         check_id(id)?;
     }
-    if rt.config.queues.iter().any(|q| q.name() == queue && q.partitioned) {
+    if rt
+        .config
+        .queues
+        .iter()
+        .any(|q| q.name() == queue && q.partitioned)
+    {
         return Err(Error::invalid(format!(
             "queue `{queue}` is partitioned, and an enqueue by name carries no partition key: no executor would \
              ever dequeue it; enqueue through the workflow's own call with .partition_key(..)"

@@ -175,7 +175,10 @@ impl Queue {
             ("concurrency", self.concurrency),
             ("worker_concurrency", self.worker_concurrency),
             ("partition_concurrency", self.partition_concurrency),
-            ("partition_worker_concurrency", self.partition_worker_concurrency),
+            (
+                "partition_worker_concurrency",
+                self.partition_worker_concurrency,
+            ),
         ];
         for (option, value) in limits {
             if value == Some(0) {
@@ -210,9 +213,10 @@ impl Queue {
                 ));
             }
         }
-        if let (Some(worker), Some(global)) =
-            (self.partition_worker_concurrency, self.partition_concurrency)
-        {
+        if let (Some(worker), Some(global)) = (
+            self.partition_worker_concurrency,
+            self.partition_concurrency,
+        ) {
             if worker > global {
                 return bad(format!(
                     "partition_worker_concurrency({worker}) is above partition_concurrency({global}); lower it to \
@@ -222,7 +226,8 @@ impl Queue {
         }
         if self.polling_interval.is_zero() {
             return bad(
-                "a polling interval of 0 would poll the database without pause; use at least 1 ms".to_owned(),
+                "a polling interval of 0 would poll the database without pause; use at least 1 ms"
+                    .to_owned(),
             );
         }
         Ok(())

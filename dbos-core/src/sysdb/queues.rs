@@ -182,7 +182,10 @@ impl SystemDatabase {
         if !shared && partition.is_none() {
             // No shared budget: one autocommit statement claims with SKIP LOCKED.
             let conn: &tokio_postgres::Client = client;
-            return match self.claim(conn, queue, None, local_free, who, false, claim).await {
+            return match self
+                .claim(conn, queue, None, local_free, who, false, claim)
+                .await
+            {
                 Ok(claimed) => Ok(Dequeued::Claimed(claimed)),
                 Err(e) => Err(Error::db(
                     format!("could not dequeue from `{}`", queue.name()),
@@ -269,6 +272,7 @@ impl SystemDatabase {
     /// The claim statement: up to `limit` ENQUEUED rows of the queue (and partition) this
     /// executor may run, in priority order, become PENDING under a new ownership token.
     /// `nowait` locks them `NOWAIT` (a shared budget is being spent), else `SKIP LOCKED`.
+    #[allow(clippy::too_many_arguments)] // the claim statement's parameters, one each
     async fn claim(
         &self,
         db: &impl tokio_postgres::GenericClient,

@@ -163,7 +163,10 @@ impl SystemDatabase {
             let sql = &sql;
             async move {
                 let found = client
-                    .query_opt(sql.as_str(), &[&row.workflow_id, &row.status, &completed_ms])
+                    .query_opt(
+                        sql.as_str(),
+                        &[&row.workflow_id, &row.status, &completed_ms],
+                    )
                     .await
                     .map_err(|e| Error::db("could not read a workflow's outcome", e))?;
                 Ok(found.and_then(|r| r.get::<_, Option<bool>>(0)) == Some(true))
@@ -172,7 +175,12 @@ impl SystemDatabase {
         .await
     }
 
-    async fn finish_with(&self, row: FinishRow<'_>, completed_ms: i64, overwrite: bool) -> Result<bool> {
+    async fn finish_with(
+        &self,
+        row: FinishRow<'_>,
+        completed_ms: i64,
+        overwrite: bool,
+    ) -> Result<bool> {
         let build = |conflict: &'static str| {
             move |s: &str| {
                 format!(
@@ -205,7 +213,10 @@ impl SystemDatabase {
             async move {
                 let failed = |e| {
                     Error::db(
-                        format!("could not record the outcome of workflow `{}`", row.workflow_id),
+                        format!(
+                            "could not record the outcome of workflow `{}`",
+                            row.workflow_id
+                        ),
                         e,
                     )
                 };

@@ -249,7 +249,10 @@ impl SystemDatabase {
                 let sql = sql.clone();
                 async move {
                     let failed = |e| {
-                        Error::db(format!("could not load the history of workflow `{workflow_id}`"), e)
+                        Error::db(
+                            format!("could not load the history of workflow `{workflow_id}`"),
+                            e,
+                        )
                     };
                     let stmt = client.prepare_cached(&sql).await.map_err(failed)?;
                     client.query(&stmt, &[&workflow_id]).await.map_err(failed)
@@ -292,10 +295,9 @@ impl SystemDatabase {
                         .prepare_cached(&sql)
                         .await
                         .map_err(|e| Error::db("could not prepare the outcome query", e))?;
-                    client
-                        .query_opt(&stmt, &[&workflow_id])
-                        .await
-                        .map_err(|e| Error::db(format!("could not read workflow `{workflow_id}`"), e))
+                    client.query_opt(&stmt, &[&workflow_id]).await.map_err(|e| {
+                        Error::db(format!("could not read workflow `{workflow_id}`"), e)
+                    })
                 }
             })
             .await?;
@@ -354,10 +356,13 @@ impl SystemDatabase {
             )
         });
         let what = format!("read the state of parked workflow `{workflow_id}`");
-        let row = self.query_opt(&what, &sql, &[&workflow_id, &owner_xid]).await?;
+        let row = self
+            .query_opt(&what, &sql, &[&workflow_id, &owner_xid])
+            .await?;
         Ok(row.map(|r| {
             (
-                r.get::<_, Option<String>>(0).unwrap_or_else(|| "{}".to_owned()),
+                r.get::<_, Option<String>>(0)
+                    .unwrap_or_else(|| "{}".to_owned()),
                 r.get(1),
             )
         }))

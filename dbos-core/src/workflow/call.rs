@@ -51,7 +51,11 @@ impl<T, E> std::fmt::Debug for WorkflowCall<T, E> {
 }
 
 impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
-    pub(crate) fn new(def: &'static WorkflowDef, args: Vec<Result<Value>>) -> Self {
+    /// A call of the workflow `def` with its encoded arguments (an encoding failure is
+    /// reported when the call is started): what a `#[workflow]` function returns, built by
+    /// hand. `def` must be registered (`inventory::submit!`) so recovery and queue workers
+    /// find it by name; see the workflow macro's "Equivalent code" section.
+    pub fn new(def: &'static WorkflowDef, args: Vec<Result<Value>>) -> Self {
         WorkflowCall {
             def,
             args,
@@ -323,7 +327,10 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
 
     async fn poll_result(&self) -> std::result::Result<T, E> {
         match self.poll_outcome().await.map_err(E::from)? {
-            Outcome::Output { text, serialization } => crate::codec::from_text(
+            Outcome::Output {
+                text,
+                serialization,
+            } => crate::codec::from_text(
                 &text,
                 serialization.as_deref(),
                 &format!("the output of workflow `{}`", self.id),
@@ -349,10 +356,15 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
                 if let Ok(done) = rx.wait_for(|c| c.is_some()).await {
                     match done.as_deref() {
                         Some(Completion::Done(Ok(v))) => {
-                            return Ok(Outcome::Output { text: v.to_string(), serialization: None })
+                            return Ok(Outcome::Output {
+                                text: v.to_string(),
+                                serialization: None,
+                            })
                         }
                         Some(Completion::Done(Err(p))) => return Ok(Outcome::Failed(p.clone())),
-                        Some(Completion::Panicked(message)) => return Err(panicked(&self.id, message)),
+                        Some(Completion::Panicked(message)) => {
+                            return Err(panicked(&self.id, message))
+                        }
                         _ => {}
                     }
                 }
@@ -387,7 +399,12 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
     async fn result_in_workflow(&self, ctx: &WorkflowContext) -> std::result::Result<T, E> {
         let function_id = match ctx.begin(GET_RESULT).map_err(E::from)? {
             Slot::Recorded { checkpoint, .. } => {
-                return replay_result(&checkpoint.output, &checkpoint.error, &checkpoint.serialization, &self.id)
+                return replay_result(
+                    &checkpoint.output,
+                    &checkpoint.error,
+                    &checkpoint.serialization,
+                    &self.id,
+                )
             }
             Slot::Fresh { function_id } => function_id,
         };
@@ -400,8 +417,14 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
         // not the awaited workflow's answer: the waiting workflow stops without recording.
         let outcome = outcome.map_err(|e| E::from(ctx.fail(e)))?;
         let (output, error) = match &outcome {
-            Outcome::Output { text, serialization } => {
-                match crate::codec::check_serialization(serialization.as_deref(), "the awaited workflow's output") {
+            Outcome::Output {
+                text,
+                serialization,
+            } => {
+                match crate::codec::check_serialization(
+                    serialization.as_deref(),
+                    "the awaited workflow's output",
+                ) {
                     Ok(()) => (Some(text.clone()), None),
                     Err(e) => (None, Some(crate::codec::to_text(&e).map_err(E::from)?)),
                 }
@@ -420,7 +443,12 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
             .map_err(E::from)?;
         match theirs {
             Some(cp) => replay_result(&cp.output, &cp.error, &cp.serialization, &self.id),
-            None => replay_result(&output, &error, &Some(crate::codec::PORTABLE_JSON.to_owned()), &self.id),
+            None => replay_result(
+                &output,
+                &error,
+                &Some(crate::codec::PORTABLE_JSON.to_owned()),
+                &self.id,
+            ),
         }
     }
 
@@ -429,7 +457,10 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
             if let Ok(done) = rx.wait_for(|c| c.is_some()).await {
                 match done.as_deref() {
                     Some(Completion::Done(Ok(v))) => {
-                        return Ok(Outcome::Output { text: v.to_string(), serialization: None })
+                        return Ok(Outcome::Output {
+                            text: v.to_string(),
+                            serialization: None,
+                        })
                     }
                     Some(Completion::Done(Err(p))) => return Ok(Outcome::Failed(p.clone())),
                     Some(Completion::Panicked(message)) => return Err(panicked(&self.id, message)),
@@ -478,14 +509,19 @@ impl Outcome {
                 Outcome::Refused(
                     Error::new(
                         ErrorKind::Timeout,
-                        format!("workflow `{id}` did not finish before its deadline and was cancelled"),
+                        format!(
+                            "workflow `{id}` did not finish before its deadline and was cancelled"
+                        ),
                     )
                     .with_workflow_id(id),
                 )
             }
             Status::Cancelled => Outcome::Refused(
-                Error::new(ErrorKind::AwaitedWorkflowCancelled, format!("workflow `{id}` was cancelled"))
-                    .with_workflow_id(id),
+                Error::new(
+                    ErrorKind::AwaitedWorkflowCancelled,
+                    format!("workflow `{id}` was cancelled"),
+                )
+                .with_workflow_id(id),
             ),
             Status::MaxRecoveryAttemptsExceeded => Outcome::Refused(
                 Error::new(
@@ -509,15 +545,22 @@ fn replay_result<T: Portable, E: WorkflowError>(
     serialization: &Option<String>,
     id: &str,
 ) -> std::result::Result<T, E> {
-    crate::workflow::step::replay(output, error, serialization, &format!("the result of workflow `{id}`"))
-        .map_err(|e| {
-            e.unwrap_or_else(|| {
-                E::from(Error::new(
-                    ErrorKind::Serialization,
-                    format!("the recorded result of workflow `{id}` has neither an output nor an error"),
-                ))
-            })
+    crate::workflow::step::replay(
+        output,
+        error,
+        serialization,
+        &format!("the result of workflow `{id}`"),
+    )
+    .map_err(|e| {
+        e.unwrap_or_else(|| {
+            E::from(Error::new(
+                ErrorKind::Serialization,
+                format!(
+                    "the recorded result of workflow `{id}` has neither an output nor an error"
+                ),
+            ))
         })
+    })
 }
 
 fn panicked(id: &str, message: &str) -> Error {

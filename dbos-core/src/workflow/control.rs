@@ -68,7 +68,10 @@ impl ExecutionControl {
             .as_ref()
             .map(Error::duplicate)
             .unwrap_or_else(|| {
-                Error::new(crate::ErrorKind::WorkflowCancelled, "the execution was stopped")
+                Error::new(
+                    crate::ErrorKind::WorkflowCancelled,
+                    "the execution was stopped",
+                )
             })
     }
 }

@@ -183,7 +183,11 @@ impl RuntimeInner {
         rx
     }
 
-    async fn execute(self: &Arc<Self>, start: Start, control: &Arc<ExecutionControl>) -> Completion {
+    async fn execute(
+        self: &Arc<Self>,
+        start: Start,
+        control: &Arc<ExecutionControl>,
+    ) -> Completion {
         let Start {
             def,
             args,

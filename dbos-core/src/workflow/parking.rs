@@ -68,7 +68,11 @@ impl ParkingLot {
 
     /// The ids of the parked workflows.
     pub(crate) fn ids(&self) -> Vec<String> {
-        lock(&self.lot).by_id.keys().map(|k| k.to_string()).collect()
+        lock(&self.lot)
+            .by_id
+            .keys()
+            .map(|k| k.to_string())
+            .collect()
     }
 
     /// How many workflows are parked.

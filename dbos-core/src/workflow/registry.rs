@@ -14,6 +14,10 @@ use serde_json::Value;
 
 use crate::codec::PortableError;
 use crate::error::{Error, ErrorKind, Result};
+use crate::workflow::types::{Portable, WorkflowError};
+
+/// The registration mechanism (`inventory::submit!`), for workflows written by hand.
+pub use inventory;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -28,6 +32,30 @@ pub enum ErasedError {
     Application(PortableError),
     /// The inputs could not be decoded, or a durable operation failed.
     Runtime(Error),
+}
+
+/// Type-erases a workflow body's result for the executor: the output encoded as JSON, or
+/// the workflow's own error in portable form. What a hand-written `invoke` returns.
+///
+/// An output that cannot be encoded (a map with non-string keys, a failing `Serialize`)
+/// becomes an [`ErrorKind::Serialization`] failure naming the type, which is recorded as the
+/// workflow's error.
+pub fn erase<T: Portable, E: WorkflowError>(result: std::result::Result<T, E>) -> ErasedOutcome {
+    match result {
+        Ok(v) => crate::codec::to_value(&v).map_err(|e| {
+            ErasedError::Runtime(Error::new(
+                ErrorKind::Serialization,
+                format!(
+                    "the workflow's output (type `{}`) cannot be stored: {}",
+                    std::any::type_name::<T>(),
+                    e.message()
+                ),
+            ))
+        }),
+        Err(e) => Err(ErasedError::Application(
+            crate::workflow::types::error_to_portable(&e),
+        )),
+    }
 }
 
 /// Decoded workflow arguments, handed to a workflow's `invoke` function.

@@ -151,10 +151,7 @@ pub(crate) fn replay<T: Portable, E: WorkflowError>(
         };
     }
     match output {
-        Some(out) => {
-            crate::codec::from_text(out, ser, what)
-                .map_err(|e| Some(E::from(e)))
-        }
+        Some(out) => crate::codec::from_text(out, ser, what).map_err(|e| Some(E::from(e))),
         // A unit-like output may be recorded as JSON null text; NULL means no value at all.
         None => serde_json::from_value(serde_json::Value::Null).map_err(|_| None),
     }

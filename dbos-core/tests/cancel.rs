@@ -1,0 +1,337 @@
+//! Cancellation is prompt: a cancelled workflow starts no further step, child, sleep or wait,
+//! a sleeping or waiting one wakes and stops, and a step already running completes without
+//! being recorded, whether the cancel comes from this process, plain SQL or DBOS's CLI. The
+//! same holds when a workflow's deadline passes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dbos_core::{step, workflow, Dbos, Error, ErrorKind};
+use dbos_testkit::crash::eventually;
+use dbos_testkit::TestDatabase;
+
+static COUNTS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+
+fn bump(key: &str) {
+    *COUNTS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_owned())
+        .or_default() += 1;
+}
+
+fn count(key: &str) -> u32 {
+    COUNTS
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|m| m.get(key).copied())
+        .unwrap_or(0)
+}
+
+/// A step that takes `ms` of wall time (a slow API call).
+#[step]
+async fn slow(key: String, ms: u64) -> Result<(), Error> {
+    bump(&format!("{key}/slow-started"));
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    bump(&format!("{key}/slow-finished"));
+    Ok(())
+}
+
+#[step]
+async fn after(key: String) -> Result<(), Error> {
+    bump(&format!("{key}/after"));
+    Ok(())
+}
+
+#[workflow]
+async fn slow_then_after(key: String, ms: u64) -> Result<(), Error> {
+    slow(key.clone(), ms).await?;
+    after(key).await
+}
+
+#[workflow]
+async fn sleeps_then_after(key: String, ms: u64) -> Result<(), Error> {
+    dbos_core::sleep(Duration::from_millis(ms)).await?;
+    after(key).await
+}
+
+async fn launch(db: &TestDatabase) -> Dbos {
+    Dbos::launch(
+        db.config("testapp")
+            .park_after(Duration::from_secs(600))
+            .cancel_poll_interval(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap()
+}
+
+async fn recorded_steps(db: &TestDatabase, id: &str) -> Vec<String> {
+    db.connect()
+        .await
+        .query(
+            "SELECT function_name FROM dbos.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn cancel_with_sql(db: &TestDatabase, id: &str) {
+    // What DBOS's cancel writes (reference §1e).
+    db.connect()
+        .await
+        .execute(
+            "UPDATE dbos.workflow_status SET status = 'CANCELLED', owner_xid = NULL, queue_name = NULL, \
+             deduplication_id = NULL, started_at_epoch_ms = NULL, \
+             updated_at = (EXTRACT(epoch FROM now()) * 1000)::bigint, \
+             completed_at = (EXTRACT(epoch FROM now()) * 1000)::bigint \
+             WHERE workflow_uuid = $1 AND status NOT IN ('SUCCESS', 'ERROR')",
+            &[&id],
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until nothing runs in `dbos` any more; returns how long that took.
+async fn stopped(dbos: &Dbos, what: &str) -> Duration {
+    let started = Instant::now();
+    eventually(what, Duration::from_secs(10), || async {
+        (dbos.running_workflows() == 0).then_some(())
+    })
+    .await;
+    started.elapsed()
+}
+
+#[dbos_testkit::test]
+async fn a_local_cancel_wakes_a_sleep_and_nothing_after_it_runs(db: TestDatabase) {
+    let dbos = launch(&db).await;
+    let h = sleeps_then_after("local".into(), 60_000)
+        .id("c-local")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    dbos.cancel_workflow("c-local").await.unwrap();
+    stopped(&dbos, "the sleeping workflow to stop").await;
+    let e = h.result().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AwaitedWorkflowCancelled, "{e:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count("local/after"), 0);
+    assert_eq!(recorded_steps(&db, "c-local").await, vec!["DBOS.sleep"]);
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_cancel_from_sql_stops_a_sleeping_workflow_within_the_poll_interval(db: TestDatabase) {
+    let dbos = launch(&db).await;
+    sleeps_then_after("sql".into(), 60_000)
+        .id("c-sql")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cancel_with_sql(&db, "c-sql").await;
+    let latency = stopped(&dbos, "the workflow cancelled in SQL to stop").await;
+    eprintln!("remote cancel to stop: {latency:?} (poll interval 200 ms)");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count("sql/after"), 0);
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_step_running_at_the_cancel_completes_unrecorded_and_the_next_never_starts(
+    db: TestDatabase,
+) {
+    let dbos = launch(&db).await;
+    let h = slow_then_after("mid".into(), 1_500)
+        .id("c-mid")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually(
+        "the slow step to start",
+        Duration::from_secs(10),
+        || async { (count("mid/slow-started") == 1).then_some(()) },
+    )
+    .await;
+    cancel_with_sql(&db, "c-mid").await;
+    // The caller does not wait for the step: the execution is stopped.
+    let e = tokio::time::timeout(Duration::from_secs(5), h.result())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AwaitedWorkflowCancelled, "{e:?}");
+    eventually(
+        "the running step to complete",
+        Duration::from_secs(10),
+        || async { (count("mid/slow-finished") == 1).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count("mid/after"), 0, "no step starts after the cancel");
+    assert!(
+        recorded_steps(&db, "c-mid").await.is_empty(),
+        "the step that completed after the cancel is not recorded"
+    );
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn the_dbos_cli_cancel_is_honoured(db: TestDatabase) {
+    let dbos = launch(&db).await;
+    sleeps_then_after("cli".into(), 60_000)
+        .id("c-cli")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out =
+        dbos_testkit::python::dbos_cli(&["workflow", "cancel", "c-cli", "-s", &db.url()]).await;
+    assert!(
+        out.status.success(),
+        "dbos workflow cancel: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stopped(&dbos, "the workflow cancelled by DBOS's CLI to stop").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count("cli/after"), 0);
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_deadline_passing_during_a_step_stops_the_workflow_there(db: TestDatabase) {
+    let dbos = launch(&db).await;
+    let e = slow_then_after("deadline".into(), 1_500)
+        .id("c-deadline")
+        .timeout(Duration::from_millis(400))
+        .on(&dbos)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
+    eventually(
+        "the running step to complete",
+        Duration::from_secs(10),
+        || async { (count("deadline/slow-finished") == 1).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count("deadline/after"), 0);
+    assert!(recorded_steps(&db, "c-deadline").await.is_empty());
+    dbos.shutdown().await.unwrap();
+}
+
+#[workflow]
+async fn long_child(ms: u64) -> Result<(), Error> {
+    dbos_core::sleep(Duration::from_millis(ms)).await
+}
+
+#[workflow]
+async fn waits_for_a_child(key: String) -> Result<(), Error> {
+    let child = long_child(60_000)
+        .id(format!("{key}-child"))
+        .start()
+        .await?;
+    // Whatever the child's outcome, carry on: only a stop of this workflow ends it here.
+    let _ = child.result().await;
+    after(key).await
+}
+
+#[dbos_testkit::test]
+async fn a_workflow_waiting_for_a_child_wakes_when_cancelled(db: TestDatabase) {
+    let dbos = launch(&db).await;
+    waits_for_a_child("waiter".into())
+        .id("c-waiter")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually(
+        "parent and child to run",
+        Duration::from_secs(10),
+        || async { (dbos.running_workflows() == 2).then_some(()) },
+    )
+    .await;
+    cancel_with_sql(&db, "c-waiter").await;
+    eventually(
+        "the waiting parent to stop",
+        Duration::from_secs(10),
+        || async { (dbos.running_workflows() == 1).then_some(()) },
+    )
+    .await;
+    // The child ends now; a parent still waiting would take its answer and carry on.
+    dbos.cancel_workflow("waiter-child").await.unwrap();
+    stopped(&dbos, "the child to stop").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count("waiter/after"), 0);
+    assert_eq!(recorded_steps(&db, "c-waiter").await, vec!["long_child"]);
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_parked_workflow_cancelled_while_it_sleeps_does_not_resume(db: TestDatabase) {
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .park_after(Duration::from_millis(100))
+            .cancel_poll_interval(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    sleeps_then_after("parked".into(), 1_200)
+        .id("c-parked")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually("the workflow to park", Duration::from_secs(10), || async {
+        (dbos.parked_workflows() == 1).then_some(())
+    })
+    .await;
+    cancel_with_sql(&db, "c-parked").await;
+    eventually(
+        "the wake-up time to pass",
+        Duration::from_secs(10),
+        || async { (dbos.parked_workflows() == 0).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count("parked/after"), 0);
+    assert_eq!(dbos.running_workflows(), 0);
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn cancelling_an_unknown_workflow_is_a_typed_error(db: TestDatabase) {
+    let dbos = launch(&db).await;
+    let e = dbos.cancel_workflow("nobody").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonExistentWorkflow);
+    // Finished workflows are left as they are.
+    after("done".into()).await.unwrap();
+    slow_then_after("done".into(), 1)
+        .id("c-done")
+        .on(&dbos)
+        .await
+        .unwrap();
+    dbos.cancel_workflow("c-done").await.unwrap();
+    let status: String = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'c-done'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "SUCCESS");
+    dbos.shutdown().await.unwrap();
+}

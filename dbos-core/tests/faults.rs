@@ -1,0 +1,483 @@
+//! The promise under faults: a database outage delays work but strands none; a panic, an
+//! output that cannot be stored or a shutdown answers the caller; one id runs one body.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dbos_core::local_postgres::LocalPostgres;
+use dbos_core::{step, workflow, Config, Dbos, Error, ErrorKind, Queue};
+use dbos_testkit::crash::eventually;
+use dbos_testkit::proxy::Proxy;
+use dbos_testkit::TestDatabase;
+
+static BODIES: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+
+fn bump(key: &str) -> u32 {
+    let mut m = BODIES.lock().unwrap();
+    let n = m
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_owned())
+        .or_default();
+    *n += 1;
+    *n
+}
+
+fn bodies(key: &str) -> u32 {
+    BODIES
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|m| m.get(key).copied())
+        .unwrap_or(0)
+}
+
+#[step]
+async fn counted(wf: String, n: u32) -> Result<u32, Error> {
+    bump(&format!("{wf}/{n}"));
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    Ok(n * 10)
+}
+
+#[workflow]
+async fn four_steps(wf: String) -> Result<u32, Error> {
+    let mut sum = 0;
+    for n in 1..=4 {
+        sum += counted(wf.clone(), n).await?;
+    }
+    Ok(sum)
+}
+
+static OUTAGE_QUEUE: Queue = Queue::new("outage-q").worker_concurrency(16);
+
+/// A Postgres of this test's own (not the shared test cluster, which it crashes), durable
+/// enough that an immediate shutdown loses no acknowledged commit.
+async fn own_postgres(name: &str) -> LocalPostgres {
+    LocalPostgres::builder(dbos_testkit::cluster::cluster_dir().join(name))
+        .start()
+        .await
+        .expect("start a dedicated Postgres")
+}
+
+#[dbos_testkit::test]
+async fn a_workload_survives_two_immediate_postgres_restarts_with_nothing_lost_or_repeated(
+    _db: TestDatabase,
+) {
+    let pg = own_postgres("outage-pg").await;
+    let db_name = format!("outage_{}", std::process::id());
+    let dbos = Dbos::launch(
+        Config::new("outage")
+            .system_database_url(pg.url(&db_name))
+            .pool_size(8)
+            .queue(&OUTAGE_QUEUE),
+    )
+    .await
+    .unwrap();
+    const N: usize = 150;
+    let run = std::process::id();
+    let mut handles = Vec::new();
+    let submit = {
+        let dbos = dbos.clone();
+        tokio::spawn(async move {
+            let mut handles = Vec::new();
+            for i in 0..N {
+                let id = format!("out-{run}-{i}");
+                let call = four_steps(id.clone()).id(id).on(&dbos);
+                let h = if i % 2 == 0 {
+                    call.start().await
+                } else {
+                    call.enqueue(&OUTAGE_QUEUE).await
+                };
+                handles.push(h.expect("start or enqueue rides out the outage"));
+                tokio::time::sleep(Duration::from_millis(8)).await;
+            }
+            handles
+        })
+    };
+    // Two crashes while work is being submitted and run.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    pg.restart_immediate().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    pg.restart_immediate().await.unwrap();
+    handles.extend(submit.await.unwrap());
+    let started = Instant::now();
+    for h in &handles {
+        let out = tokio::time::timeout(Duration::from_secs(120), h.result())
+            .await
+            .unwrap_or_else(|_| panic!("workflow {} never finished", h.id()))
+            .unwrap();
+        assert_eq!(out, 100, "{}", h.id());
+    }
+    eprintln!(
+        "all {N} workflows finished {:?} after the last submit",
+        started.elapsed()
+    );
+    // Nothing ran twice: the process never died, so no step body needed re-running.
+    for i in 0..N {
+        for n in 1..=4 {
+            let key = format!("out-{run}-{i}/{n}");
+            assert_eq!(bodies(&key), 1, "step body {key}");
+        }
+    }
+    let client = tokio_postgres::connect(&pg.url(&db_name), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(client.1);
+    let row = client
+        .0
+        .query_one(
+            "SELECT count(*), count(DISTINCT (workflow_uuid, function_id)) FROM dbos.operation_outputs",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), (N * 4) as i64);
+    assert_eq!(row.get::<_, i64>(1), (N * 4) as i64);
+    let pending: i64 = client
+        .0
+        .query_one(
+            "SELECT count(*) FROM dbos.workflow_status WHERE status <> 'SUCCESS'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 0);
+    dbos.shutdown().await.unwrap();
+    let _ = pg.stop().await;
+}
+
+#[dbos_testkit::test]
+async fn launch_rides_out_connections_dropped_between_its_statements(db: TestDatabase) {
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    // The first connections die mid-launch: during the handshake, in the migration, after it.
+    proxy.cut_after(&[600, 3_000, 20_000, 36_000]);
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url()))
+            .pool_size(2),
+    )
+    .await
+    .unwrap();
+    assert!(
+        proxy.cut() >= 3,
+        "only {} of {} connections were cut",
+        proxy.cut(),
+        proxy.accepted()
+    );
+    assert_eq!(dbos.migration().version(), 125);
+    assert_eq!(
+        four_steps("through-proxy".into()).on(&dbos).await.unwrap(),
+        100
+    );
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn launch_gives_up_after_the_connect_retry_window(db: TestDatabase) {
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    proxy.refuse(true);
+    let started = Instant::now();
+    let e = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url()))
+            .connect_retry_for(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e:?}");
+    assert!(proxy.cut() >= 3, "retried only {} times", proxy.cut());
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[dbos_testkit::test]
+async fn statements_in_flight_when_connections_drop_are_retried_not_failed(db: TestDatabase) {
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url()))
+            .pool_size(4),
+    )
+    .await
+    .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        let id = format!("blip-{i}");
+        handles.push(
+            four_steps(id.clone())
+                .id(id)
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap(),
+        );
+    }
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        proxy.cut_all();
+    }
+    for h in &handles {
+        assert_eq!(h.result().await.unwrap(), 100);
+    }
+    assert!(proxy.cut() > 0);
+    let client = db.connect().await;
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid LIKE 'blip-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 40 * 4);
+    for i in 0..40 {
+        for n in 1..=4 {
+            assert_eq!(bodies(&format!("blip-{i}/{n}")), 1);
+        }
+    }
+    dbos.shutdown().await.unwrap();
+}
+
+#[step]
+async fn explodes() -> Result<u32, Error> {
+    panic!("the step blew up");
+}
+
+#[workflow]
+async fn panics_in_a_step() -> Result<u32, Error> {
+    explodes().await
+}
+
+#[workflow]
+async fn panics_in_its_body(x: u32) -> Result<u32, Error> {
+    if x > 0 {
+        panic!("the body blew up at {x}");
+    }
+    Ok(x)
+}
+
+#[dbos_testkit::test]
+async fn a_panic_answers_the_caller_and_leaves_the_row_pending(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let e = tokio::time::timeout(
+        Duration::from_secs(10),
+        panics_in_a_step().id("panic-step").on(&dbos),
+    )
+    .await
+    .expect("the caller gets an answer")
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ExecutionPanicked, "{e:?}");
+    assert!(e.to_string().contains("the step blew up"), "{e}");
+    let h = panics_in_its_body(3)
+        .id("panic-body")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), h.result())
+        .await
+        .expect("the caller gets an answer")
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ExecutionPanicked, "{e:?}");
+    // A second handle, made after the panic, answers too (from the database: still pending).
+    assert_eq!(dbos.running_workflows(), 0, "the bookkeeping does not leak");
+    let client = db.connect().await;
+    for id in ["panic-step", "panic-body"] {
+        let status: String = client
+            .query_one(
+                "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(status, "PENDING", "{id} stays pending for recovery");
+    }
+    dbos.shutdown().await.unwrap();
+}
+
+#[step]
+async fn unstorable_step() -> Result<HashMap<(u8, u8), u8>, Error> {
+    Ok(HashMap::from([((1, 2), 3)]))
+}
+
+#[workflow]
+async fn stores_a_bad_step_output() -> Result<usize, Error> {
+    Ok(unstorable_step().await?.len())
+}
+
+#[workflow]
+async fn returns_a_bad_output() -> Result<HashMap<(u8, u8), u8>, Error> {
+    Ok(HashMap::from([((1, 2), 3)]))
+}
+
+#[dbos_testkit::test]
+async fn an_output_that_cannot_be_stored_is_recorded_as_an_error_naming_the_type(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let e = tokio::time::timeout(
+        Duration::from_secs(10),
+        returns_a_bad_output().id("bad-out").on(&dbos),
+    )
+    .await
+    .expect("the caller gets an answer")
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Serialization, "{e:?}");
+    assert!(e.to_string().contains("HashMap<(u8, u8), u8>"), "{e}");
+    let e = tokio::time::timeout(
+        Duration::from_secs(10),
+        stores_a_bad_step_output().id("bad-step-out").on(&dbos),
+    )
+    .await
+    .expect("the caller gets an answer")
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Serialization, "{e:?}");
+    let client = db.connect().await;
+    for id in ["bad-out", "bad-step-out"] {
+        let row = client
+            .query_one(
+                "SELECT s.status, o.error FROM dbos.workflow_status s JOIN dbos.workflow_output o USING (workflow_uuid) \
+                 WHERE workflow_uuid = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "ERROR", "{id}");
+        let error: String = row.get(1);
+        assert!(error.contains("HashMap<(u8, u8), u8>"), "{id}: {error}");
+        assert!(
+            error.contains("dbos_core::Error::Serialization"),
+            "{id}: {error}"
+        );
+    }
+    // The step's own checkpoint records the error, so a replay fails the same way.
+    let step_error: String = client
+        .query_one(
+            "SELECT error FROM dbos.operation_outputs WHERE workflow_uuid = 'bad-step-out' AND function_id = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(step_error.contains("unstorable_step"), "{step_error}");
+    dbos.shutdown().await.unwrap();
+}
+
+#[workflow]
+async fn naps(ms: u64) -> Result<u64, Error> {
+    dbos_core::sleep(Duration::from_millis(ms)).await?;
+    Ok(ms)
+}
+
+#[dbos_testkit::test]
+async fn a_handle_awaited_during_shutdown_answers_at_once(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let local = naps(60_000)
+        .id("nap-local")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    // A handle to a workflow that is not running here: queued where nobody serves.
+    let remote = naps(1)
+        .id("nap-queued")
+        .on(&dbos)
+        .enqueue(&Queue::named("served-by-nobody"))
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move { (local.result().await, remote.result().await) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    dbos.shutdown_with_timeout(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let (a, b) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiting handles answer during shutdown")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    for e in [a.unwrap_err(), b.unwrap_err()] {
+        assert_eq!(e.kind(), ErrorKind::NotLaunched, "{e:?}");
+    }
+}
+
+static GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static GATED_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[step]
+async fn gated_step() -> Result<u32, Error> {
+    GATED_RUNS.fetch_add(1, Ordering::SeqCst);
+    GATE.notified().await;
+    Ok(7)
+}
+
+#[workflow]
+async fn gated_workflow() -> Result<u32, Error> {
+    Ok(gated_step().await? + 1)
+}
+
+#[dbos_testkit::test]
+async fn recovering_or_resuming_a_workflow_running_here_attaches_to_it(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").executor_id("attach-exec"))
+        .await
+        .unwrap();
+    let h = gated_workflow()
+        .id("attach")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually("the gated step to run", Duration::from_secs(10), || async {
+        (GATED_RUNS.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    // Two concurrent recoveries naming this (live) executor: nothing to recover.
+    let (a, b) = tokio::join!(
+        dbos.recover_executors(&["attach-exec"]),
+        dbos.recover_executors(&["attach-exec"])
+    );
+    assert!(a.unwrap().is_empty() && b.unwrap().is_empty());
+    // A resume from outside (what DBOS's CLI writes): the row goes back to the internal
+    // queue, this executor claims it and hands the claim to the live execution.
+    let client = db.connect().await;
+    client
+        .execute(
+            "UPDATE dbos.workflow_status SET status = 'ENQUEUED', owner_xid = NULL, queue_name = '_dbos_internal_queue', \
+             recovery_attempts = 0, started_at_epoch_ms = NULL WHERE workflow_uuid = 'attach'",
+            &[],
+        )
+        .await
+        .unwrap();
+    eventually("the resumed workflow to be claimed here", Duration::from_secs(10), || async {
+        let row = client
+            .query_one("SELECT status, owner_xid IS NOT NULL FROM dbos.workflow_status WHERE workflow_uuid = 'attach'", &[])
+            .await
+            .unwrap();
+        (row.get::<_, String>(0) == "PENDING" && row.get::<_, bool>(1)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    GATE.notify_waiters();
+    assert_eq!(h.result().await.unwrap(), 8);
+    assert_eq!(
+        GATED_RUNS.load(Ordering::SeqCst),
+        1,
+        "one body, however many claims"
+    );
+    let status: String = client
+        .query_one(
+            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'attach'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "SUCCESS");
+    dbos.shutdown().await.unwrap();
+}

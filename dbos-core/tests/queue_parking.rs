@@ -1,0 +1,74 @@
+//! A queued workflow parked in a long sleep keeps its place in the queue's worker
+//! concurrency, as a sleeping workflow does in every DBOS executor: `worker_concurrency(n)`
+//! never lets more than n of the queue's workflows be in progress in one executor.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dbos_core::{step, workflow, Dbos, Error, Queue};
+use dbos_testkit::TestDatabase;
+
+static ONE_AT_A_TIME: Queue = Queue::new("one-at-a-time").worker_concurrency(1);
+
+static EVENTS: Mutex<Vec<(String, &'static str, i64)>> = Mutex::new(Vec::new());
+
+#[step]
+async fn mark(key: String, what: &'static str) -> Result<(), Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    EVENTS.lock().unwrap().push((key, what, now));
+    Ok(())
+}
+
+#[workflow]
+async fn sleeper(key: String, ms: u64) -> Result<(), Error> {
+    mark(key.clone(), "begin").await?;
+    dbos_core::sleep(Duration::from_millis(ms)).await?;
+    mark(key, "end").await
+}
+
+#[dbos_testkit::test]
+async fn a_parked_workflow_keeps_its_worker_concurrency_place(db: TestDatabase) {
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .queue(&ONE_AT_A_TIME)
+            .park_after(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..3 {
+        handles.push(
+            sleeper(format!("s{i}"), 400)
+                .on(&dbos)
+                .enqueue(&ONE_AT_A_TIME)
+                .await
+                .unwrap(),
+        );
+    }
+    for h in &handles {
+        h.result().await.unwrap();
+    }
+    let events = EVENTS.lock().unwrap().clone();
+    let interval = |key: &str| {
+        let at = |what| {
+            events
+                .iter()
+                .find(|(k, w, _)| k == key && *w == what)
+                .map(|e| e.2)
+                .unwrap()
+        };
+        (at("begin"), at("end"))
+    };
+    let mut spans: Vec<(i64, i64)> = (0..3).map(|i| interval(&format!("s{i}"))).collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "two workflows of a worker_concurrency(1) queue were in progress at once: {spans:?}"
+        );
+    }
+    dbos.shutdown().await.unwrap();
+}
