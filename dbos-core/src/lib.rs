@@ -6,6 +6,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod local_postgres;
+pub mod messages;
 pub mod queue;
 pub mod runtime;
 pub mod sysdb;
@@ -17,6 +18,10 @@ pub mod __private;
 
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
+pub use messages::{
+    close_stream, get_all_events, get_event, read_stream, recv, send, send_batch, set_event,
+    wait_first, write_stream, Message, ReadStream, SendCall,
+};
 pub use queue::enqueue::QueuedCall;
 pub use queue::Queue;
 pub use runtime::Dbos;

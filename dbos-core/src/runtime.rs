@@ -40,6 +40,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) shutdown: CancellationToken,
     queue_signals: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) parking: ParkingLot,
+    /// Who waits here for messages, events and streams (woken by the listener).
+    pub(crate) waiters: crate::messages::waiters::Waiters,
 }
 
 impl std::fmt::Debug for RuntimeInner {
@@ -184,6 +186,7 @@ impl Dbos {
             shutdown: CancellationToken::new(),
             queue_signals: Mutex::new(HashMap::new()),
             parking: ParkingLot::default(),
+            waiters: Default::default(),
         });
         for queue in &inner.config.queues {
             inner.sysdb.upsert_queue(queue, &inner.app_name).await?;
@@ -213,6 +216,9 @@ impl Dbos {
         inner
             .tasks
             .spawn(crate::workflow::watchdog::serve(inner.clone()));
+        inner
+            .tasks
+            .spawn(crate::messages::waiters::serve(inner.clone()));
         let dbos = Dbos {
             inner,
             local_postgres,

@@ -124,6 +124,12 @@ impl Proxy {
         }
     }
 
+    /// While on, new connections are accepted and closed at once, and open ones live on:
+    /// a pool keeps working while anything that reconnects (a listener) cannot.
+    pub fn refuse_new(&self, on: bool) {
+        self.state.refusing.store(on, Ordering::SeqCst);
+    }
+
     /// How many connections the proxy accepted.
     pub fn accepted(&self) -> usize {
         self.state.accepted.load(Ordering::SeqCst)

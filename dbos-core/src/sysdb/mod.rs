@@ -3,6 +3,8 @@
 //! [`SystemDatabase`] is a pooled handle to the Postgres database that holds the DBOS schema.
 //! Everything durable this library does goes through it.
 
+pub(crate) mod listener;
+pub(crate) mod messages;
 mod migrate;
 pub(crate) mod queues;
 pub(crate) mod records;
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 
+pub use listener::LISTENER_APPLICATION_NAME;
 pub use migrate::{Migration, MigrationOutcome, MIGRATIONS, SCHEMA_VERSION};
 pub(crate) use retry::Resilience;
 pub use url::redact_url;

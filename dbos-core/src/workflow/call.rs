@@ -265,6 +265,11 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
         &self.id
     }
 
+    /// The runtime the handle reads through.
+    pub(crate) fn runtime(&self) -> &Arc<RuntimeInner> {
+        &self.runtime
+    }
+
     /// The workflow's current status.
     ///
     /// # Errors

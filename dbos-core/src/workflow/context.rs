@@ -26,6 +26,9 @@ pub(crate) struct StepScope {
     pub(crate) workflow_id: Arc<str>,
     pub(crate) step_id: i32,
     pub(crate) attempt: u32,
+    /// The workflow execution's control: writes made from the step (events, streams,
+    /// messages) land only while it owns the workflow.
+    pub(crate) control: Arc<ExecutionControl>,
 }
 
 /// One operation's record, as an execution writes it.
@@ -73,6 +76,8 @@ pub(crate) struct WorkflowContext {
     /// Set by a long durable sleep: the wake-up time (epoch ms) at which to re-execute.
     park_at: Mutex<Option<i64>>,
     park_requested: tokio::sync::Notify,
+    /// A parked wait's registration (`recv`, `get_event`), handed to the parking lot.
+    park_ticket: Mutex<Option<crate::messages::waiters::WaitGuard>>,
 }
 
 impl std::fmt::Debug for WorkflowContext {
@@ -112,6 +117,7 @@ impl WorkflowContext {
             fatal: Mutex::new(None),
             park_at: Mutex::new(None),
             park_requested: tokio::sync::Notify::new(),
+            park_ticket: Mutex::new(None),
         }
     }
 
@@ -272,6 +278,22 @@ impl WorkflowContext {
     pub(crate) fn request_park(&self, wake_ms: i64) {
         *lock(&self.park_at) = Some(wake_ms);
         self.park_requested.notify_one();
+    }
+
+    /// [`request_park`](Self::request_park) for a wait that what it waits for also ends:
+    /// `ticket` (registered before the wait last looked) keys the parked workflow.
+    pub(crate) fn request_park_on(
+        &self,
+        wake_ms: i64,
+        ticket: crate::messages::waiters::WaitGuard,
+    ) {
+        *lock(&self.park_ticket) = Some(ticket);
+        self.request_park(wake_ms);
+    }
+
+    /// The registration of a parked wait, if the park was requested by one.
+    pub(crate) fn take_park_ticket(&self) -> Option<crate::messages::waiters::WaitGuard> {
+        lock(&self.park_ticket).take()
     }
 
     /// Resolves once a park was requested, with the wake-up time.

@@ -233,8 +233,15 @@ impl RuntimeInner {
                 wake_ms = ctx.parked() => {
                     // A long durable sleep: the body is dropped where it sleeps and the
                     // workflow is re-executed from its history at wake-up time.
-                    let parked = Parked { owner_xid: ctx.owner(), def, deadline_ms, slot: slot.take() };
+                    // A parked wait (recv, get_event) is also woken by what it waits for;
+                    // its registration, held until now, tells whether that came meanwhile.
+                    let ticket = ctx.take_park_ticket();
+                    let wake_on = ticket.as_ref().map(|t| t.key().clone());
+                    let parked = Parked { owner_xid: ctx.owner(), def, deadline_ms, slot: slot.take(), wake_on };
                     self.parking.park(wake_ms, id, parked);
+                    if ticket.is_some_and(|t| t.fired()) {
+                        self.parking.wake_now(id);
+                    }
                     return Completion::Interrupted;
                 }
                 reason = control.wait_stop() => {

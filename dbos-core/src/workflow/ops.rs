@@ -77,7 +77,7 @@ pub async fn sleep(duration: Duration) -> Result<()> {
 }
 
 /// The wake-up time a sleep's checkpoint holds (seconds since the epoch, as DBOS records it).
-fn recorded_wake_at(checkpoint: &Checkpoint) -> Result<SystemTime> {
+pub(crate) fn recorded_wake_at(checkpoint: &Checkpoint) -> Result<SystemTime> {
     let text = checkpoint.output.as_deref().unwrap_or_default();
     let secs: f64 = crate::codec::from_text(
         text,
@@ -87,7 +87,7 @@ fn recorded_wake_at(checkpoint: &Checkpoint) -> Result<SystemTime> {
     Ok(UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0)))
 }
 
-fn to_ms(t: SystemTime) -> i64 {
+pub(crate) fn to_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()

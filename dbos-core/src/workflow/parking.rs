@@ -6,14 +6,19 @@
 //! workflow is re-executed from its history: completed operations replay from their records,
 //! the sleep finds its recorded wake-up time passed, and the body continues. A parked
 //! workflow costs one map entry instead of a task, a timer and a suspended state machine.
+//!
+//! A workflow parked in a long `recv` or `get_event` is also keyed by what it waits for
+//! (its [`WakeKey`]): a notification for that key re-executes it at once instead of at its
+//! timeout, and it finds the message or event there.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use crate::codec::PortableInputs;
+use crate::messages::waiters::WakeKey;
 use crate::queue::worker::RunningSlot;
 use crate::runtime::RuntimeInner;
 use crate::workflow::context::lock;
@@ -29,6 +34,8 @@ pub(crate) struct Parked {
     /// A queued workflow keeps its place in the queue's worker concurrency while it sleeps,
     /// as a sleeping workflow does in every DBOS executor.
     pub(crate) slot: Option<RunningSlot>,
+    /// What wakes it early (a parked `recv` or `get_event`), if anything.
+    pub(crate) wake_on: Option<WakeKey>,
 }
 
 #[derive(Debug, Default)]
@@ -37,6 +44,20 @@ struct Lot {
     by_time: BTreeMap<(i64, Box<str>), Parked>,
     /// Wake-up time by workflow id.
     by_id: HashMap<Box<str>, i64>,
+    /// The parked workflows that a notification wakes early, by key.
+    by_key: BTreeSet<(WakeKey, Box<str>)>,
+}
+
+impl Lot {
+    /// Takes `id` out, with its entry.
+    fn take(&mut self, id: &str) -> Option<Parked> {
+        let wake_ms = self.by_id.remove(id)?;
+        let parked = self.by_time.remove(&(wake_ms, id.into()))?;
+        if let Some(key) = &parked.wake_on {
+            self.by_key.remove(&(key.clone(), id.into()));
+        }
+        Some(parked)
+    }
 }
 
 /// The parked workflows of one runtime.
@@ -50,9 +71,11 @@ impl ParkingLot {
     pub(crate) fn park(&self, wake_ms: i64, id: &str, parked: Parked) {
         {
             let mut lot = lock(&self.lot);
-            if let Some(previous) = lot.by_id.insert(id.into(), wake_ms) {
-                lot.by_time.remove(&(previous, id.into()));
+            drop(lot.take(id));
+            if let Some(key) = &parked.wake_on {
+                lot.by_key.insert((key.clone(), id.into()));
             }
+            lot.by_id.insert(id.into(), wake_ms);
             lot.by_time.insert((wake_ms, id.into()), parked);
         }
         self.changed.notify_one();
@@ -61,9 +84,44 @@ impl ParkingLot {
     /// Takes `id` out of the lot (it was cancelled, or claimed again to run now), returning
     /// the queue place it held, if any.
     pub(crate) fn remove(&self, id: &str) -> Option<RunningSlot> {
-        let mut lot = lock(&self.lot);
-        let wake_ms = lot.by_id.remove(id)?;
-        lot.by_time.remove(&(wake_ms, id.into()))?.slot
+        lock(&self.lot).take(id)?.slot
+    }
+
+    /// Re-executes `id` now instead of at its wake-up time (what it waited for arrived).
+    pub(crate) fn wake_now(&self, id: &str) {
+        {
+            let mut lot = lock(&self.lot);
+            let Some(parked) = lot.take(id) else { return };
+            lot.by_id.insert(id.into(), i64::MIN);
+            lot.by_time.insert((i64::MIN, id.into()), parked);
+        }
+        self.changed.notify_one();
+    }
+
+    /// Re-executes now every workflow parked waiting for `key`.
+    pub(crate) fn wake_keyed(&self, key: &WakeKey) {
+        let ids: Vec<Box<str>> = {
+            let lot = lock(&self.lot);
+            if lot.by_key.is_empty() {
+                return;
+            }
+            lot.by_key
+                .range((key.clone(), Box::<str>::from(""))..)
+                .take_while(|(k, _)| k == key)
+                .map(|(_, id)| id.clone())
+                .collect()
+        };
+        for id in ids {
+            self.wake_now(&id);
+        }
+    }
+
+    /// The keys parked workflows wait for.
+    pub(crate) fn wake_keys(&self) -> Vec<WakeKey> {
+        let lot = lock(&self.lot);
+        let mut keys: Vec<WakeKey> = lot.by_key.iter().map(|(k, _)| k.clone()).collect();
+        keys.dedup();
+        keys
     }
 
     /// The ids of the parked workflows.
@@ -89,6 +147,9 @@ impl ParkingLot {
             }
             let ((_, id), parked) = entry.remove_entry();
             lot.by_id.remove(&id);
+            if let Some(key) = &parked.wake_on {
+                lot.by_key.remove(&(key.clone(), id.clone()));
+            }
             due.push((id, parked));
         }
         (due, lot.by_time.keys().next().map(|k| k.0))

@@ -48,6 +48,7 @@ where
             workflow_id: workflow_id.clone(),
             step_id: function_id,
             attempt: n,
+            control: ctx.control.clone(),
         };
         let r = in_step(scope, attempt()).await;
         match r {

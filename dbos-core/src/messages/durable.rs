@@ -1,0 +1,231 @@
+//! What every messaging operation of a workflow shares: the write that commits its effect
+//! with its checkpoint, the recorded deadline of a timed wait, and the wait itself (woken by
+//! its key, parked when long).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::RuntimeInner;
+use crate::sysdb::messages::Written;
+use crate::sysdb::workflows::{now_ms, Checkpoint};
+use crate::workflow::context::{Operation, Slot, WorkflowContext};
+use crate::workflow::ops::{recorded_wake_at, to_ms, SLEEP};
+
+use super::waiters::{WaitGuard, WakeKey};
+
+/// A waiter re-checks its table at least this often, whatever it heard (a safety net: the
+/// listener and the fallback poll are what wake it).
+const SAFETY_RECHECK: Duration = Duration::from_secs(30);
+/// The longest timeout honoured: about a century (longer ones wait that long).
+const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// What a fenced write from a workflow came to.
+#[derive(Debug)]
+pub(crate) enum Effect {
+    /// This execution's effect and checkpoint committed (possibly on an earlier attempt
+    /// whose acknowledgement was lost).
+    Ours,
+    /// Another execution of the workflow recorded this step first: its checkpoint counts.
+    Theirs(Checkpoint),
+    /// The fence held but nothing is recorded at the step: the effect did not apply (a
+    /// message was taken meanwhile). The caller decides what to try next.
+    Nothing,
+}
+
+/// Runs `write` (given the ownership token to fence with) until its effect and checkpoint
+/// are recorded, by this execution or by another. A lost fence or a database failure
+/// becomes the execution's fatal error; other errors (a missing destination) are returned
+/// to the workflow, with nothing recorded.
+pub(crate) async fn fenced<F, Fut>(
+    ctx: &WorkflowContext,
+    function_id: i32,
+    name: &str,
+    started_ms: i64,
+    completed_ms: i64,
+    mut write: F,
+) -> Result<Effect>
+where
+    F: FnMut(Arc<str>) -> Fut,
+    Fut: Future<Output = Result<Written>>,
+{
+    let rt = &ctx.runtime;
+    let wf = ctx.workflow_id.as_str();
+    loop {
+        ctx.check_stop()?;
+        let owner = ctx.owner();
+        match write(owner.clone()).await {
+            Ok(Written::Done) => return Ok(Effect::Ours),
+            Ok(Written::Missed) => {}
+            Err(e) if is_durability_failure(&e) => {
+                return Err(ctx.fail(e.with_workflow_id(wf).with_step(name, function_id)))
+            }
+            Err(e) => return Err(e),
+        }
+        let at = match Box::pin(rt.sysdb.recorded_at(wf, &owner, function_id)).await {
+            Ok(at) => at,
+            Err(e) => return Err(ctx.fail(e.with_workflow_id(wf).with_step(name, function_id))),
+        };
+        match at.checkpoint {
+            Some((cp, started, completed)) if at.owned => {
+                if cp.function_name != name {
+                    return Err(ctx.fail(
+                        Error::new(
+                            ErrorKind::ConflictingWorkflowId,
+                            format!(
+                                "another execution of workflow `{wf}` recorded `{}` at step {function_id} while this one ran \
+                                 `{name}`: the two executions run different code",
+                                cp.function_name
+                            ),
+                        )
+                        .with_workflow_id(wf)
+                        .with_step(name, function_id),
+                    ));
+                }
+                if started == Some(started_ms) && completed == Some(completed_ms) {
+                    // This very write, committed on an attempt whose acknowledgement was lost.
+                    return Ok(Effect::Ours);
+                }
+                tracing::warn!(
+                    workflow_id = %wf, step = name, function_id,
+                    "another execution of this workflow recorded this step first; continuing with its result"
+                );
+                return Ok(Effect::Theirs(cp));
+            }
+            None if at.owned => return Ok(Effect::Nothing),
+            // A new claim of this workflow was handed to this execution meanwhile.
+            _ if *ctx.owner() != *owner => continue,
+            _ => {
+                let e = Box::pin(rt.sysdb.ownership_error(wf)).await;
+                return Err(ctx.fail(e.with_step(name, function_id)));
+            }
+        }
+    }
+}
+
+/// Whether an error of the system database leaves the execution unable to go on.
+pub(crate) fn is_durability_failure(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Connection | ErrorKind::Database | ErrorKind::NotLaunched
+    )
+}
+
+/// The deadline of a timed wait in a workflow: recorded as a `DBOS.sleep` at the step id
+/// after the operation's, as DBOS does, so a replay waits only for what remains (and one
+/// that timed out does not wait again).
+pub(crate) async fn recorded_deadline(
+    ctx: &WorkflowContext,
+    timeout: Duration,
+) -> Result<SystemTime> {
+    match ctx.begin(SLEEP)? {
+        Slot::Recorded { checkpoint, .. } => recorded_wake_at(&checkpoint),
+        Slot::Fresh { function_id } => {
+            let started = now_ms();
+            let wake_at = SystemTime::now() + timeout.min(MAX_TIMEOUT);
+            let secs = wake_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            let output = crate::codec::to_text(&secs)?;
+            let theirs = ctx
+                .record(Operation {
+                    output: Some(&output),
+                    ..Operation::new(function_id, SLEEP, started)
+                })
+                .await?;
+            match theirs {
+                None => Ok(wake_at),
+                Some(checkpoint) => recorded_wake_at(&checkpoint),
+            }
+        }
+    }
+}
+
+/// Takes the step id of a replayed timed wait's deadline (DBOS reserves it whatever
+/// happened).
+pub(crate) fn skip_deadline(ctx: &WorkflowContext) -> Result<()> {
+    ctx.begin(SLEEP).map(drop)
+}
+
+/// A deadline `timeout` from now, for waits outside workflows.
+pub(crate) fn deadline_in(timeout: Duration) -> SystemTime {
+    SystemTime::now() + timeout.min(MAX_TIMEOUT)
+}
+
+/// Waits until `look` finds something (`Some`) or `deadline` passes (`None`).
+///
+/// `look` runs once at first, then each time `key` is signalled (and at least every
+/// [`SAFETY_RECHECK`]). The registration comes before the first look, so nothing announced
+/// in between is missed. In a workflow, a wait that has gone on for `Config::park_after`
+/// with at least that long still to go parks the workflow: its execution ends, and it is
+/// re-executed when `key` is signalled or at the deadline; a cancel or a shutdown ends the
+/// wait with the execution's error.
+pub(crate) async fn wait_for<T, F, Fut>(
+    rt: &Arc<RuntimeInner>,
+    ctx: Option<&WorkflowContext>,
+    key: WakeKey,
+    deadline: SystemTime,
+    mut look: F,
+) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let mut guard = WaitGuard::register(rt, key);
+    let started = Instant::now();
+    loop {
+        let found = match look().await {
+            Ok(found) => found,
+            Err(e) => {
+                return Err(match ctx {
+                    Some(ctx) if is_durability_failure(&e) => {
+                        ctx.fail(e.with_workflow_id(&ctx.workflow_id))
+                    }
+                    _ => e,
+                })
+            }
+        };
+        if found.is_some() {
+            return Ok(found);
+        }
+        let remaining = match deadline.duration_since(SystemTime::now()) {
+            Ok(r) if !r.is_zero() => r,
+            _ => return Ok(None),
+        };
+        let mut wait = remaining.min(SAFETY_RECHECK);
+        let Some(ctx) = ctx else {
+            tokio::select! {
+                _ = guard.wait(wait) => {}
+                _ = rt.shutdown.cancelled() => {
+                    return Err(Error::new(ErrorKind::NotLaunched, "the runtime is shutting down; the wait was abandoned"));
+                }
+            }
+            continue;
+        };
+        let park_after = rt.config.park_after;
+        let wake_ms = to_ms(deadline);
+        let deadline_first = ctx.deadline_ms.is_some_and(|d| d < wake_ms);
+        if remaining >= park_after && !deadline_first {
+            let waited = started.elapsed();
+            if waited >= park_after {
+                // A long wait: the executor ends this execution here; the workflow is
+                // re-executed when what it waits for arrives, or at the deadline.
+                ctx.request_park_on(wake_ms, guard);
+                return Err(ctx.stopped().await);
+            }
+            wait = wait.min(park_after - waited);
+        }
+        tokio::select! {
+            _ = guard.wait(wait) => {}
+            reason = ctx.stopped() => return Err(reason),
+            _ = rt.shutdown.cancelled() => {
+                return Err(ctx.fail(Error::new(
+                    ErrorKind::NotLaunched,
+                    "the runtime is shutting down during a wait; the workflow resumes the wait after recovery",
+                ).with_workflow_id(&ctx.workflow_id)));
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Sending messages to workflows.
+
+use std::collections::{HashMap, HashSet};
+use std::future::IntoFuture;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::durable::{fenced, Effect};
+use super::{encode, runtime_here, SEND, SEND_BULK};
+use crate::error::{Error, Result};
+use crate::runtime::{Dbos, RuntimeInner};
+use crate::sysdb::messages::{message_time, Fence, MessageRow, Written, NULL_TOPIC};
+use crate::sysdb::workflows::now_ms;
+use crate::workflow::context::{current, current_step, Slot};
+use crate::workflow::registry::BoxFuture;
+
+/// A message to send with [`send_batch`] (or [`Dbos::send_batch`]).
+///
+/// ```
+/// use dbos_core::Message;
+///
+/// let m = Message::new("order-42", &serde_json::json!({"paid": 1999}))
+///     .topic("payment")
+///     .idempotency_key("webhook-981");
+/// assert_eq!(m.destination_id(), "order-42");
+/// ```
+#[derive(Debug)]
+pub struct Message {
+    destination_id: String,
+    topic: Option<String>,
+    idempotency_key: Option<String>,
+    text: Result<String>,
+}
+
+impl Message {
+    /// A message carrying `value` (stored as `portable_json`) to workflow `destination_id`,
+    /// with no topic. A value that cannot be encoded is reported when it is sent.
+    pub fn new<T: Serialize + ?Sized>(destination_id: impl Into<String>, value: &T) -> Message {
+        Message {
+            destination_id: destination_id.into(),
+            topic: None,
+            idempotency_key: None,
+            text: encode(value, "the message"),
+        }
+    }
+
+    /// The topic: the receiver's `recv` names it. Messages are FIFO per destination and topic.
+    pub fn topic(mut self, topic: impl Into<String>) -> Message {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// An idempotency key: sending again with the same key to the same destination does
+    /// nothing (the message id is `<key>::<destination>`, as DBOS makes it).
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Message {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// The destination workflow's id.
+    pub fn destination_id(&self) -> &str {
+        &self.destination_id
+    }
+}
+
+/// A [`send`] not yet sent: `.await` it, after chaining options.
+#[must_use = "a send does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct SendCall {
+    message: Message,
+    runtime: Option<Arc<RuntimeInner>>,
+}
+
+impl SendCall {
+    /// Sets the idempotency key: a second send with it (to the same destination) does
+    /// nothing. See [`Message::idempotency_key`].
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> SendCall {
+        self.message.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sends through `dbos`, from outside any workflow: nothing is recorded.
+    pub fn on(mut self, dbos: &Dbos) -> SendCall {
+        self.runtime = Some(dbos.inner().clone());
+        self
+    }
+}
+
+impl IntoFuture for SendCall {
+    type Output = Result<()>;
+    type IntoFuture = BoxFuture<'static, Result<()>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(deliver(vec![self.message], SEND, self.runtime))
+    }
+}
+
+/// Sends `message` to workflow `destination_id` on `topic` (`None` for no topic; DBOS
+/// stores it as `__null__topic__`). The receiver gets it with [`recv`](crate::recv) on the
+/// same topic, in the order sent; a message sent before the receiver waits is kept until
+/// it receives.
+///
+/// Inside a workflow the send is a durable operation (`DBOS.send`): the message and the
+/// checkpoint commit in one transaction, so a recovered workflow never sends it twice.
+/// Inside a step it lands only while the step's workflow is still owned by its execution.
+/// Elsewhere it goes through the current runtime (or `.on(&dbos)`).
+///
+/// ```no_run
+/// # async fn demo() -> dbos_core::Result<()> {
+/// dbos_core::send("order-42", &1999_u64, "payment").await?;
+/// dbos_core::send("order-42", &"hello", None).idempotency_key("greeting-1").await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow) when no workflow
+/// has the id (nothing is written); [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
+/// for a blank id or key; [`ErrorKind::Serialization`](crate::ErrorKind::Serialization) for a
+/// value that cannot be encoded; durability failures inside a workflow.
+///
+/// # Cancel safety
+/// Dropping the future may leave the message sent or not; inside a workflow a replay then
+/// finds whether it was recorded.
+pub fn send<'a, T: Serialize + ?Sized>(
+    destination_id: impl Into<String>,
+    message: &T,
+    topic: impl Into<Option<&'a str>>,
+) -> SendCall {
+    let mut m = Message::new(destination_id, message);
+    m.topic = topic.into().map(str::to_owned);
+    SendCall {
+        message: m,
+        runtime: None,
+    }
+}
+
+/// Sends several messages in one transaction: all or none. Inside a workflow it is one
+/// durable operation (`DBOS.send_bulk`).
+///
+/// ```no_run
+/// use dbos_core::Message;
+///
+/// # async fn demo() -> dbos_core::Result<()> {
+/// dbos_core::send_batch(vec![
+///     Message::new("worker-1", &"job a").topic("jobs"),
+///     Message::new("worker-2", &"job b").topic("jobs").idempotency_key("b-1"),
+/// ])
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// As [`send`]; also [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) when
+/// two messages share an idempotency key and destination.
+pub async fn send_batch(messages: Vec<Message>) -> Result<()> {
+    deliver(messages, SEND_BULK, None).await
+}
+
+/// Validates, encodes and sends; `client` sends through that runtime, outside any workflow.
+pub(crate) async fn deliver(
+    messages: Vec<Message>,
+    name: &'static str,
+    client: Option<Arc<RuntimeInner>>,
+) -> Result<()> {
+    let rows = rows(messages)?;
+    if client.is_none() {
+        if let Some(ctx) = current() {
+            let function_id = match ctx.begin(name)? {
+                Slot::Recorded { .. } => return Ok(()),
+                Slot::Fresh { function_id } => function_id,
+            };
+            let started = now_ms();
+            let rt = ctx.runtime.clone();
+            loop {
+                let effect = fenced(&ctx, function_id, name, started, started, |owner| {
+                    let (rt, rows, wf) = (&rt, &rows, ctx.workflow_id.as_str());
+                    async move {
+                        let fence = Fence {
+                            workflow_id: wf,
+                            owner_xid: &owner,
+                            function_id,
+                            name: Some(name),
+                            started_ms: started,
+                            completed_ms: started,
+                            app_name: &rt.app_name,
+                        };
+                        rt.sysdb.send_messages(rows, Some(fence)).await
+                    }
+                })
+                .await?;
+                if !matches!(effect, Effect::Nothing) {
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(step) = current_step() {
+            let owner = step.control.owner();
+            let fence = Fence {
+                workflow_id: &step.workflow_id,
+                owner_xid: &owner,
+                function_id: step.step_id,
+                name: None,
+                started_ms: 0,
+                completed_ms: 0,
+                app_name: &step.runtime.app_name,
+            };
+            return match step.runtime.sysdb.send_messages(&rows, Some(fence)).await? {
+                Written::Done => Ok(()),
+                Written::Missed => Err(step.runtime.sysdb.ownership_error(&step.workflow_id).await),
+            };
+        }
+    }
+    let rt = match client {
+        Some(rt) => rt,
+        None => runtime_here()?,
+    };
+    rt.sysdb.send_messages(&rows, None).await.map(drop)
+}
+
+/// The rows of the messages, or what is wrong with them (nothing is written then).
+fn rows(messages: Vec<Message>) -> Result<Vec<MessageRow>> {
+    let now = message_time();
+    let mut keys = HashSet::new();
+    // Messages of one batch to one destination and topic keep their order: each is stamped
+    // a millisecond after the previous one.
+    let mut same_queue: HashMap<(String, String), i64> = HashMap::new();
+    let mut rows = Vec::with_capacity(messages.len());
+    for m in messages {
+        crate::workflow::placement::check_id(&m.destination_id)?;
+        let text = m.text.map_err(|e| e.with_workflow_id(&m.destination_id))?;
+        let topic = m.topic.unwrap_or_else(|| NULL_TOPIC.to_owned());
+        let message_uuid = match &m.idempotency_key {
+            Some(key) if key.trim().is_empty() => return Err(Error::invalid(format!(
+                "the idempotency key of a message to `{}` is blank: give a non-empty key, or none",
+                m.destination_id
+            ))),
+            Some(key) => {
+                let id = format!("{key}::{}", m.destination_id);
+                if !keys.insert(id.clone()) {
+                    return Err(Error::invalid(format!(
+                        "two messages of one batch to `{}` share the idempotency key `{key}`: only the first would be \
+                         delivered; give each its own key",
+                        m.destination_id
+                    )));
+                }
+                id
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let k = same_queue
+            .entry((m.destination_id.clone(), topic.clone()))
+            .or_insert(-1);
+        *k += 1;
+        rows.push(MessageRow {
+            message_uuid,
+            destination: m.destination_id,
+            topic,
+            text,
+            created_ms: now + *k,
+        });
+    }
+    Ok(rows)
+}

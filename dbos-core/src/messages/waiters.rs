@@ -1,0 +1,362 @@
+//! Wake-ups, not polling: who waits here for which message, event or stream, and what wakes
+//! them.
+//!
+//! A waiter registers its key ([`WakeKey`]: a channel and the payload DBOS notifies on it,
+//! `<destination>::<topic>` or `<workflow>::<key>`) *before* it looks at the table, and waits
+//! on the key's [`Signal`] after. Three things fire a signal:
+//! - the listener connection ([`serve`]), on a notification from any process (messages by the
+//!   schema's trigger, events and streams by their writers after commit);
+//! - this process's own writers of events and streams, at once after commit (they also queue
+//!   the `pg_notify` for other processes, coalesced as DBOS does);
+//! - a full re-check of every registered key, when the listener (re)connects and every
+//!   second while it is away, so a notification lost with a broken connection delays a
+//!   waiter by at most that second and never strands it.
+//!
+//! Workflows parked in a long `recv` or `get_event` are keyed in the parking lot the same
+//! way: a signal for their key re-executes them early.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+
+use crate::runtime::RuntimeInner;
+use crate::sysdb::listener::{
+    ListenerEvent, EVENTS_CHANNEL, NOTIFICATIONS_CHANNEL, STREAMS_CHANNEL,
+};
+use crate::workflow::context::lock;
+
+/// How often registered keys are re-checked while the listener is away.
+pub(crate) const FALLBACK_POLL: Duration = Duration::from_secs(1);
+/// How long writers' notifications are gathered before one `pg_notify` statement sends them
+/// (DBOS's `notification_coalesce_sec`).
+const COALESCE: Duration = Duration::from_millis(10);
+/// Keys checked per query in a full re-check.
+const CHECK_CHUNK: usize = 1000;
+
+/// A notification channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Channel {
+    /// `dbos_notifications_channel`: a message was sent (`<destination>::<topic>`).
+    Messages,
+    /// `dbos_workflow_events_channel`: an event was set (`<workflow>::<key>`).
+    Events,
+    /// `dbos_streams_channel`: a stream was written (`<workflow>::<key>`).
+    Streams,
+}
+
+impl Channel {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Channel::Messages => NOTIFICATIONS_CHANNEL,
+            Channel::Events => EVENTS_CHANNEL,
+            Channel::Streams => STREAMS_CHANNEL,
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Channel> {
+        [Channel::Messages, Channel::Events, Channel::Streams]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
+}
+
+/// What a waiter waits for: a channel and a payload `<workflow>::<topic or key>`.
+///
+/// Equality, hashing and order look at the channel and the payload only (a notification
+/// names no split point).
+#[derive(Debug, Clone)]
+pub(crate) struct WakeKey {
+    channel: Channel,
+    payload: Arc<str>,
+    /// Where the workflow id ends in the payload; `u32::MAX` when unknown.
+    split: u32,
+}
+
+impl WakeKey {
+    pub(crate) fn new(channel: Channel, workflow_id: &str, name: &str) -> WakeKey {
+        WakeKey {
+            channel,
+            payload: format!("{workflow_id}::{name}").into(),
+            split: u32::try_from(workflow_id.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn heard(channel: Channel, payload: &str) -> WakeKey {
+        WakeKey {
+            channel,
+            payload: payload.into(),
+            split: u32::MAX,
+        }
+    }
+
+    /// The workflow id and the topic or key.
+    fn parts(&self) -> Option<(&str, &str)> {
+        let at = usize::try_from(self.split).ok()?;
+        let wf = self.payload.get(..at)?;
+        let name = self.payload.get(at + 2..)?;
+        Some((wf, name))
+    }
+}
+
+impl PartialEq for WakeKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.channel == other.channel && self.payload == other.payload
+    }
+}
+
+impl Eq for WakeKey {}
+
+impl Hash for WakeKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.channel.hash(state);
+        self.payload.hash(state);
+    }
+}
+
+impl PartialOrd for WakeKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for WakeKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.channel, &*self.payload).cmp(&(other.channel, &*other.payload))
+    }
+}
+
+/// The wake-up signal of one key, shared by its waiters.
+#[derive(Debug, Default)]
+struct Signal {
+    /// Bumped at every wake-up: a waiter that saw another value missed nothing.
+    generation: AtomicU64,
+    notify: Notify,
+}
+
+/// The waiters of one runtime, and the notifications its writers owe other processes.
+#[derive(Debug, Default)]
+pub(crate) struct Waiters {
+    keys: Mutex<HashMap<WakeKey, Arc<Signal>>>,
+    listening: AtomicBool,
+    outgoing: Mutex<HashSet<(Channel, Arc<str>)>>,
+    flush: Notify,
+}
+
+impl Waiters {
+    /// Whether the listener connection is up (otherwise waits poll).
+    pub(crate) fn listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+
+    fn fire(&self, key: &WakeKey) {
+        let signal = lock(&self.keys).get(key).cloned();
+        if let Some(signal) = signal {
+            signal.generation.fetch_add(1, Ordering::SeqCst);
+            signal.notify.notify_waiters();
+        }
+    }
+
+    fn live_keys(&self) -> Vec<WakeKey> {
+        lock(&self.keys).keys().cloned().collect()
+    }
+
+    fn queue_notify(&self, key: &WakeKey) {
+        lock(&self.outgoing).insert((key.channel, key.payload.clone()));
+        self.flush.notify_one();
+    }
+}
+
+/// One waiter's registration: registered before looking at the table, so a wake-up
+/// between the look and the wait is not missed. Dropping it deregisters.
+pub(crate) struct WaitGuard {
+    runtime: Arc<RuntimeInner>,
+    key: WakeKey,
+    signal: Arc<Signal>,
+    seen: u64,
+}
+
+impl std::fmt::Debug for WaitGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitGuard")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WaitGuard {
+    /// Registers interest in `key`.
+    pub(crate) fn register(runtime: &Arc<RuntimeInner>, key: WakeKey) -> WaitGuard {
+        let signal = lock(&runtime.waiters.keys)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let seen = signal.generation.load(Ordering::SeqCst);
+        WaitGuard {
+            runtime: runtime.clone(),
+            key,
+            signal,
+            seen,
+        }
+    }
+
+    pub(crate) fn key(&self) -> &WakeKey {
+        &self.key
+    }
+
+    /// Whether the key was signalled since registration (or the last wait).
+    pub(crate) fn fired(&self) -> bool {
+        self.signal.generation.load(Ordering::SeqCst) != self.seen
+    }
+
+    /// Waits up to `timeout` for a signal; `true` when signalled (possibly before the call).
+    pub(crate) async fn wait(&mut self, timeout: Duration) -> bool {
+        let notified = self.signal.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = self.signal.generation.load(Ordering::SeqCst);
+        if now != self.seen {
+            self.seen = now;
+            return true;
+        }
+        let woken = tokio::select! {
+            _ = notified => true,
+            _ = tokio::time::sleep(timeout) => false,
+        };
+        self.seen = self.signal.generation.load(Ordering::SeqCst);
+        woken
+    }
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        let mut keys = lock(&self.runtime.waiters.keys);
+        // The map's reference and this one: nobody else waits for this key.
+        if Arc::strong_count(&self.signal) <= 2 {
+            keys.remove(&self.key);
+        }
+    }
+}
+
+/// Wakes whoever waits here for `key`: live waiters and parked workflows.
+pub(crate) fn wake(rt: &RuntimeInner, key: &WakeKey) {
+    rt.waiters.fire(key);
+    rt.parking.wake_keyed(key);
+}
+
+/// After this process committed a write of an event or a stream: wakes its readers here
+/// at once, and queues the notification for other processes.
+pub(crate) fn announce_write(rt: &RuntimeInner, key: &WakeKey) {
+    wake(rt, key);
+    rt.waiters.queue_notify(key);
+}
+
+/// Serves the runtime's waiters until shutdown: the listener connection, the fallback
+/// polling while it is away, and the coalesced notifications of this process's writers.
+pub(crate) async fn serve(rt: Arc<RuntimeInner>) {
+    tokio::join!(listen(rt.clone()), notify(rt));
+}
+
+async fn listen(rt: Arc<RuntimeInner>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let stop = rt.shutdown.clone();
+    let sysdb = rt.sysdb.clone();
+    let listener = tokio::spawn(async move { sysdb.listen(tx, stop).await });
+    loop {
+        let listening = rt.waiters.listening();
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(ListenerEvent::Notification { channel, payload }) => {
+                    if let Some(channel) = Channel::from_name(&channel) {
+                        wake(&rt, &WakeKey::heard(channel, &payload));
+                    }
+                }
+                Some(ListenerEvent::Connected) => {
+                    rt.waiters.listening.store(true, Ordering::SeqCst);
+                    // Whatever was announced while it was away was missed: look for it.
+                    check_all(&rt).await;
+                }
+                Some(ListenerEvent::Disconnected) => {
+                    rt.waiters.listening.store(false, Ordering::SeqCst);
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep(FALLBACK_POLL), if !listening => check_all(&rt).await,
+            _ = rt.shutdown.cancelled() => break,
+        }
+    }
+    rt.waiters.listening.store(false, Ordering::SeqCst);
+    let _ = listener.await;
+}
+
+/// Looks at the tables for every key waited on here (live and parked) and wakes those with
+/// something to find.
+async fn check_all(rt: &Arc<RuntimeInner>) {
+    let mut keys: HashSet<WakeKey> = rt.waiters.live_keys().into_iter().collect();
+    keys.extend(rt.parking.wake_keys());
+    let (mut messages, mut events) = (Vec::new(), Vec::new());
+    for key in keys {
+        match key.channel {
+            Channel::Messages => messages.push(key),
+            Channel::Events => events.push(key),
+            // A stream reader re-reads at its own offset: waking it is the check.
+            Channel::Streams => wake(rt, &key),
+        }
+    }
+    for (keys, events) in [(messages, false), (events, true)] {
+        for chunk in keys.chunks(CHECK_CHUNK) {
+            let pairs: Vec<(&str, &str)> = chunk.iter().filter_map(|k| k.parts()).collect();
+            let found = if events {
+                rt.sysdb.present_events(&pairs).await
+            } else {
+                rt.sysdb.pending_messages(&pairs).await
+            };
+            match found {
+                Ok(found) => {
+                    let channel = if events {
+                        Channel::Events
+                    } else {
+                        Channel::Messages
+                    };
+                    for (wf, name) in found {
+                        wake(rt, &WakeKey::new(channel, &wf, &name));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not re-check the waits; trying again later");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends the notifications of this process's event and stream writes, gathered for
+/// [`COALESCE`] into one statement. A failed batch is dropped: readers also poll.
+async fn notify(rt: Arc<RuntimeInner>) {
+    loop {
+        let stopping = tokio::select! {
+            _ = rt.waiters.flush.notified() => false,
+            _ = rt.shutdown.cancelled() => true,
+        };
+        if !stopping {
+            tokio::select! {
+                _ = tokio::time::sleep(COALESCE) => {}
+                _ = rt.shutdown.cancelled() => {}
+            }
+        }
+        let batch: Vec<(Channel, Arc<str>)> = lock(&rt.waiters.outgoing).drain().collect();
+        if !batch.is_empty() {
+            let pairs: Vec<(&str, &str)> = batch.iter().map(|(c, p)| (c.name(), &**p)).collect();
+            if let Err(e) = rt.sysdb.notify_all(&pairs).await {
+                tracing::debug!(error = %e, count = pairs.len(), "could not send notifications; readers will find the rows by polling");
+            }
+        }
+        if stopping || rt.shutdown.is_cancelled() {
+            return;
+        }
+    }
+}

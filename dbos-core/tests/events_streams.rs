@@ -1,0 +1,565 @@
+//! Events (latest value wins, history kept), streams (live, in order, ending at the close
+//! marker or when the writer is done) and `wait_first`, with their rows as DBOS writes them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dbos_core::{step, workflow, Dbos, Error, ErrorKind};
+use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::TestDatabase;
+use futures_util::StreamExt;
+use serde_json::json;
+
+#[workflow]
+async fn publishes() -> Result<(), Error> {
+    dbos_core::set_event("status", &"reserved").await?;
+    dbos_core::set_event("count", &1).await?;
+    // Waits for the outside world before publishing the final status.
+    let _: Option<bool> = dbos_core::recv("go", Duration::from_secs(30)).await?;
+    dbos_core::set_event("status", &"paid").await?;
+    Ok(())
+}
+
+#[dbos_testkit::test]
+async fn the_latest_event_wins_and_every_value_is_kept_in_the_history(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let h = publishes().id("pub-1").on(&dbos).start().await.unwrap();
+    let first: Option<String> = dbos
+        .get_event("pub-1", "status", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("reserved"));
+    dbos.send("pub-1", &true, "go").await.unwrap();
+    h.result().await.unwrap();
+    let last: Option<String> = dbos_core::get_event("pub-1", "status", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(last.as_deref(), Some("paid"));
+    assert_eq!(
+        dbos.get_all_events("pub-1").await.unwrap(),
+        BTreeMap::from([
+            ("count".to_owned(), json!(1)),
+            ("status".to_owned(), json!("paid"))
+        ])
+    );
+    let missing: Option<String> = dbos
+        .get_event("pub-1", "nope", Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(missing, None);
+
+    let client = db.connect().await;
+    let history: Vec<(i32, String, String, String)> = client
+        .query(
+            "SELECT function_id, key, value, serialization FROM dbos.workflow_events_history
+              WHERE workflow_uuid = 'pub-1' ORDER BY function_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let pj = "portable_json".to_owned();
+    assert_eq!(
+        history,
+        vec![
+            (1, "status".into(), "\"reserved\"".into(), pj.clone()),
+            (2, "count".into(), "1".into(), pj.clone()),
+            (5, "status".into(), "\"paid\"".into(), pj.clone()),
+        ]
+    );
+    let steps: Vec<(i32, String, Option<String>)> = client
+        .query(
+            "SELECT function_id, function_name, output FROM dbos.operation_outputs
+              WHERE workflow_uuid = 'pub-1' ORDER BY function_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        steps
+            .iter()
+            .map(|s| (s.0, s.1.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (1, "DBOS.setEvent"),
+            (2, "DBOS.setEvent"),
+            (3, "DBOS.recv"),
+            (4, "DBOS.sleep"),
+            (5, "DBOS.setEvent")
+        ]
+    );
+    assert_eq!(
+        steps[0].2, None,
+        "a set_event checkpoint has no value, as in DBOS"
+    );
+}
+
+#[workflow]
+async fn reads_an_event(target: String, timeout_ms: u64) -> Result<Option<u32>, Error> {
+    let v =
+        dbos_core::get_event::<u32>(&target, "ready", Duration::from_millis(timeout_ms)).await?;
+    hang_once().await?;
+    Ok(v)
+}
+
+static HANG: AtomicU32 = AtomicU32::new(0);
+
+#[step]
+async fn hang_once() -> Result<(), Error> {
+    if HANG.fetch_add(1, Ordering::SeqCst) == 0 {
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+#[workflow]
+async fn sets_ready(n: u32) -> Result<(), Error> {
+    dbos_core::set_event("ready", &n).await
+}
+
+#[dbos_testkit::test]
+async fn get_event_in_a_workflow_is_recorded_and_replays_what_it_first_read(db: TestDatabase) {
+    let config = db
+        .config("testapp")
+        .executor_id("ev-crash")
+        .application_version("v-ev-crash");
+    let first = IsolatedRuntime::new();
+    let c = config.clone();
+    first
+        .run(async move {
+            let dbos = Dbos::launch(c).await.unwrap();
+            reads_an_event("setter-1".into(), 30_000)
+                .id("reader-1")
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+            // Set after the reader started waiting: the wait is woken.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            sets_ready(7).id("setter-1").on(&dbos).await.unwrap();
+        })
+        .await;
+    eventually(
+        "the reader to reach its hanging step",
+        Duration::from_secs(10),
+        || async { (HANG.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
+    first.abort();
+    // The event changes while the reader is down; its replay returns what it read.
+    let client = db.connect().await;
+    client
+        .execute(
+            "UPDATE dbos.workflow_events SET value = '8' WHERE workflow_uuid = 'setter-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let dbos = Dbos::launch(config).await.unwrap();
+    let got = dbos
+        .retrieve_workflow::<Option<u32>, Error>("reader-1")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(got, Some(7));
+    let steps: Vec<(i32, String, Option<String>)> = client
+        .query(
+            "SELECT function_id, function_name, output FROM dbos.operation_outputs
+              WHERE workflow_uuid = 'reader-1' AND function_id <= 2 ORDER BY function_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(steps[0].1, "DBOS.getEvent");
+    assert_eq!(steps[0].2.as_deref(), Some("7"));
+    assert_eq!(steps[1].1, "DBOS.sleep");
+    dbos.shutdown().await.unwrap();
+}
+
+#[workflow]
+async fn event_times_out() -> Result<Option<u32>, Error> {
+    dbos_core::get_event::<u32>("nobody-sets-it", "ready", Duration::from_millis(300)).await
+}
+
+#[dbos_testkit::test]
+async fn a_get_event_that_timed_out_is_recorded_as_null(db: TestDatabase) {
+    let dbos = db.launch().await;
+    assert_eq!(event_times_out().id("eto").on(&dbos).await.unwrap(), None);
+    let out: Option<String> = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT output FROM dbos.operation_outputs WHERE workflow_uuid = 'eto' AND function_id = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(out.as_deref(), Some("null"));
+}
+
+#[workflow]
+async fn sets_text() -> Result<(), Error> {
+    dbos_core::set_event("n", &"not a number").await
+}
+
+#[dbos_testkit::test]
+async fn an_event_that_does_not_decode_is_a_typed_error_naming_it(db: TestDatabase) {
+    let dbos = db.launch().await;
+    sets_text().id("txt").on(&dbos).await.unwrap();
+    let e = dbos
+        .get_event::<u32>("txt", "n", Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Serialization);
+    assert_eq!(e.workflow_id(), Some("txt"));
+    let text = e.to_string();
+    for part in ["`n`", "`txt`", "\"not a number\"", "u32"] {
+        assert!(text.contains(part), "`{part}` missing from: {text}");
+    }
+}
+
+#[dbos_testkit::test]
+async fn events_and_streams_outside_a_workflow_are_refused(db: TestDatabase) {
+    let _dbos = db.launch().await;
+    for e in [
+        dbos_core::set_event("k", &1).await.unwrap_err(),
+        dbos_core::write_stream("k", &1).await.unwrap_err(),
+        dbos_core::close_stream("k").await.unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains("outside a workflow"), "{e}");
+    }
+}
+
+/// Writes three values, each after a message from the test, then closes the stream.
+#[workflow]
+async fn streams_on_cue() -> Result<(), Error> {
+    for i in 0..3_u32 {
+        let _: Option<bool> = dbos_core::recv("next", Duration::from_secs(30)).await?;
+        dbos_core::write_stream("log", &format!("line {i}")).await?;
+    }
+    dbos_core::close_stream("log").await
+}
+
+#[dbos_testkit::test]
+async fn a_stream_is_read_live_in_order_and_ends_at_the_close_marker(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let h = streams_on_cue()
+        .id("writer-1")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let mut reader = dbos.read_stream::<String>("writer-1", "log");
+    for i in 0..3 {
+        dbos.send("writer-1", &true, "next").await.unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(10), reader.next())
+            .await
+            .expect("the value arrives live")
+            .unwrap()
+            .unwrap();
+        assert_eq!(line, format!("line {i}"));
+    }
+    assert!(reader.next().await.is_none(), "ends at the close marker");
+    h.result().await.unwrap();
+    let from_two: Vec<String> = dbos_core::read_stream::<String>("writer-1", "log")
+        .from_offset(2)
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    assert_eq!(from_two, vec!["line 2"]);
+
+    let rows: Vec<(String, i32, i32, String)> = db
+        .connect()
+        .await
+        .query(
+            "SELECT value, \"offset\", function_id, serialization FROM dbos.streams
+              WHERE workflow_uuid = 'writer-1' AND key = 'log' ORDER BY \"offset\"",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let pj = "portable_json".to_owned();
+    assert_eq!(
+        rows,
+        vec![
+            ("\"line 0\"".into(), 0, 3, pj.clone()),
+            ("\"line 1\"".into(), 1, 6, pj.clone()),
+            ("\"line 2\"".into(), 2, 9, pj.clone()),
+            ("\"__DBOS_STREAM_CLOSED__\"".into(), 3, 10, pj.clone()),
+        ]
+    );
+}
+
+#[workflow]
+async fn writes_without_closing(n: u32) -> Result<(), Error> {
+    for i in 0..n {
+        dbos_core::write_stream("s", &i).await?;
+    }
+    Ok(())
+}
+
+#[dbos_testkit::test]
+async fn a_stream_ends_when_its_writer_is_no_longer_active(db: TestDatabase) {
+    let dbos = db.launch().await;
+    writes_without_closing(3)
+        .id("unclosed")
+        .on(&dbos)
+        .await
+        .unwrap();
+    let values: Vec<u32> = tokio::time::timeout(
+        Duration::from_secs(10),
+        dbos.read_stream::<u32>("unclosed", "s")
+            .map(|r| r.unwrap())
+            .collect(),
+    )
+    .await
+    .expect("the stream ends");
+    assert_eq!(values, vec![0, 1, 2]);
+    let mut missing = dbos.read_stream::<u32>("no-such-writer", "s");
+    let e = missing.next().await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonExistentWorkflow);
+    assert!(missing.next().await.is_none());
+}
+
+#[workflow]
+async fn writes_a_word() -> Result<(), Error> {
+    dbos_core::write_stream("w", &"word").await?;
+    dbos_core::close_stream("w").await
+}
+
+#[dbos_testkit::test]
+async fn a_stream_value_that_does_not_decode_is_a_typed_error_naming_it(db: TestDatabase) {
+    let dbos = db.launch().await;
+    writes_a_word().id("wordy").on(&dbos).await.unwrap();
+    let mut s = dbos.read_stream::<u64>("wordy", "w");
+    let e = s.next().await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Serialization);
+    let text = e.to_string();
+    for part in ["`w`", "`wordy`", "\"word\"", "u64"] {
+        assert!(text.contains(part), "`{part}` missing from: {text}");
+    }
+    assert!(s.next().await.is_none(), "the stream ends after an error");
+}
+
+static READ_HANG: AtomicU32 = AtomicU32::new(0);
+
+#[step]
+async fn hang_once_more() -> Result<(), Error> {
+    if READ_HANG.fetch_add(1, Ordering::SeqCst) == 0 {
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+/// Reads a stream to its end inside a workflow, then hangs once.
+#[workflow]
+async fn reads_a_stream(writer: String) -> Result<Vec<u32>, Error> {
+    let mut values = Vec::new();
+    let mut s = dbos_core::read_stream::<u32>(&writer, "s");
+    while let Some(v) = s.next().await {
+        values.push(v?);
+    }
+    hang_once_more().await?;
+    Ok(values)
+}
+
+#[dbos_testkit::test]
+async fn a_stream_read_in_a_workflow_records_each_value_and_replays_them(db: TestDatabase) {
+    let config = db
+        .config("testapp")
+        .executor_id("rs-crash")
+        .application_version("v-rs-crash");
+    let first = IsolatedRuntime::new();
+    let c = config.clone();
+    first
+        .run(async move {
+            let dbos = Dbos::launch(c).await.unwrap();
+            writes_without_closing(2).id("w-2").on(&dbos).await.unwrap();
+            reads_a_stream("w-2".into())
+                .id("r-2")
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+        })
+        .await;
+    eventually(
+        "the reader to finish reading",
+        Duration::from_secs(10),
+        || async { (READ_HANG.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
+    first.abort();
+    // The stream changes meanwhile: the replay reads what was recorded, not the table.
+    db.connect()
+        .await
+        .execute(
+            "UPDATE dbos.streams SET value = '99' WHERE workflow_uuid = 'w-2'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let dbos = Dbos::launch(config).await.unwrap();
+    let values = dbos
+        .retrieve_workflow::<Vec<u32>, Error>("r-2")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(values, vec![0, 1]);
+    let steps: Vec<(String, Option<String>)> = db
+        .connect()
+        .await
+        .query(
+            "SELECT function_name, output FROM dbos.operation_outputs
+              WHERE workflow_uuid = 'r-2' ORDER BY function_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("DBOS.readStream".to_owned(), Some("0".to_owned())),
+            ("DBOS.readStream".to_owned(), Some("1".to_owned())),
+            (
+                "DBOS.readStream".to_owned(),
+                Some("\"__DBOS_STREAM_CLOSED__\"".to_owned())
+            ),
+            ("hang_once_more".to_owned(), Some("null".to_owned())),
+        ]
+    );
+    dbos.shutdown().await.unwrap();
+}
+
+#[step]
+async fn step_writes() -> Result<(), Error> {
+    dbos_core::set_event("from-step", &"yes").await?;
+    dbos_core::write_stream("step-log", &"hello").await
+}
+
+#[workflow]
+async fn writes_from_a_step() -> Result<(), Error> {
+    step_writes().await
+}
+
+#[dbos_testkit::test]
+async fn a_step_sets_events_and_writes_streams_of_its_workflow(db: TestDatabase) {
+    let dbos = db.launch().await;
+    writes_from_a_step().id("stepper").on(&dbos).await.unwrap();
+    let v: Option<String> = dbos
+        .get_event("stepper", "from-step", Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("yes"));
+    let (fid, sfid): (i32, i32) = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT (SELECT function_id FROM dbos.workflow_events_history WHERE workflow_uuid = 'stepper'),
+                    (SELECT function_id FROM dbos.streams WHERE workflow_uuid = 'stepper')",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((fid, sfid), (1, 1), "recorded with the step's id");
+}
+
+#[workflow]
+async fn sleeps_ms(ms: u64, x: u32) -> Result<u32, Error> {
+    dbos_core::sleep(Duration::from_millis(ms)).await?;
+    Ok(x)
+}
+
+#[workflow]
+async fn races(a: String, b: String) -> Result<String, Error> {
+    let ha = dbos_core::Dbos::current()?.retrieve_workflow::<u32, Error>(a);
+    let hb = dbos_core::Dbos::current()?.retrieve_workflow::<u32, Error>(b);
+    let first = dbos_core::wait_first(&[ha, hb]).await?;
+    Ok(first.id().to_owned())
+}
+
+#[dbos_testkit::test]
+async fn wait_first_returns_the_first_to_finish_and_records_it(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let slow = sleeps_ms(3_000, 1)
+        .id("slow")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let fast = sleeps_ms(200, 2)
+        .id("fast")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let first = dbos_core::wait_first(&[slow.clone(), fast.clone()])
+        .await
+        .unwrap();
+    assert_eq!(first.id(), "fast");
+    assert_eq!(first.result().await.unwrap(), 2);
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    assert_eq!(
+        races("slow".into(), "fast".into())
+            .id("racer")
+            .on(&dbos)
+            .await
+            .unwrap(),
+        "fast"
+    );
+    let (name, output): (String, Option<String>) = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT function_name, output FROM dbos.operation_outputs WHERE workflow_uuid = 'racer'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(
+        (name.as_str(), output.as_deref()),
+        ("DBOS.waitFirst", Some("\"fast\""))
+    );
+
+    let none: [dbos_core::WorkflowHandle<u32, Error>; 0] = [];
+    assert_eq!(
+        dbos_core::wait_first(&none).await.unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        dbos_core::wait_first(&[fast.clone(), fast.clone()])
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    let ghost = dbos.retrieve_workflow::<u32, Error>("ghost");
+    assert_eq!(
+        dbos_core::wait_first(&[slow, ghost])
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NonExistentWorkflow
+    );
+}

@@ -1,0 +1,559 @@
+//! Messages between workflows and from the outside world: FIFO per topic, kept until
+//! received, exactly once (the consume and its checkpoint commit together), durable
+//! timeouts, typed errors that leave the row where it is, and the rows as DBOS writes them.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dbos_core::{step, workflow, Dbos, Error, ErrorKind, Message};
+use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::TestDatabase;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Payment {
+    cents: u64,
+    card: String,
+}
+
+/// What `inbox` received: three on "data", one without a topic, and a timed-out receive.
+type Received = (Vec<u64>, Option<String>, Option<u64>);
+
+/// Waits for a "go" message, then receives three on "data", one with no topic, and one
+/// that times out.
+#[workflow]
+async fn inbox() -> Result<Received, Error> {
+    let _: Option<bool> = dbos_core::recv("go", Duration::from_secs(30)).await?;
+    let mut data = Vec::new();
+    for _ in 0..3 {
+        data.push(
+            dbos_core::recv::<u64>("data", Duration::from_secs(30))
+                .await?
+                .expect("a data message"),
+        );
+    }
+    let untitled = dbos_core::recv::<String>(None, Duration::from_secs(30)).await?;
+    let late = dbos_core::recv::<u64>("data", Duration::from_millis(300)).await?;
+    Ok((data, untitled, late))
+}
+
+#[dbos_testkit::test]
+async fn messages_are_fifo_per_topic_kept_until_received_and_recorded_as_dbos_does(
+    db: TestDatabase,
+) {
+    let dbos = db.launch().await;
+    let handle = inbox().id("inbox-1").on(&dbos).start().await.unwrap();
+    // Sent before the receiver waits for them: kept.
+    for n in [10_u64, 20, 30] {
+        dbos_core::send("inbox-1", &n, "data").await.unwrap();
+    }
+    dbos.send("inbox-1", &"no topic", None)
+        .idempotency_key("plain-1")
+        .await
+        .unwrap();
+    dbos.send("inbox-1", &true, "go").await.unwrap();
+    let (data, untitled, late) = handle.result().await.unwrap();
+    assert_eq!(data, vec![10, 20, 30], "FIFO per destination and topic");
+    assert_eq!(untitled.as_deref(), Some("no topic"));
+    assert_eq!(late, None, "the last receive timed out");
+
+    let client = db.connect().await;
+    let rows = client
+        .query(
+            "SELECT message_uuid, topic, message, serialization, consumed, consumed_by_function_id
+               FROM dbos.notifications WHERE destination_uuid = 'inbox-1' ORDER BY consumed_by_function_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String, String, bool, Option<i32>)> = rows
+        .iter()
+        .map(|r| (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+    let pj = "portable_json".to_owned();
+    assert_eq!(
+        got,
+        vec![
+            ("go".into(), "true".into(), pj.clone(), true, Some(1)),
+            ("data".into(), "10".into(), pj.clone(), true, Some(3)),
+            ("data".into(), "20".into(), pj.clone(), true, Some(5)),
+            ("data".into(), "30".into(), pj.clone(), true, Some(7)),
+            (
+                "__null__topic__".into(),
+                "\"no topic\"".into(),
+                pj.clone(),
+                true,
+                Some(9)
+            ),
+        ]
+    );
+    let keyed: Vec<String> = rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|id| id.contains("::"))
+        .collect();
+    assert_eq!(keyed, vec!["plain-1::inbox-1".to_owned()]);
+
+    let steps = client
+        .query(
+            "SELECT function_id, function_name, output, serialization FROM dbos.operation_outputs
+              WHERE workflow_uuid = 'inbox-1' ORDER BY function_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let names: Vec<(i32, String)> = steps.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected: Vec<(i32, String)> = (1..=12)
+        .map(|i| {
+            (
+                i,
+                if i % 2 == 1 {
+                    "DBOS.recv"
+                } else {
+                    "DBOS.sleep"
+                }
+                .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names, expected,
+        "each recv takes two step ids: itself and its deadline"
+    );
+    let outputs: Vec<Option<String>> = steps
+        .iter()
+        .filter(|r| r.get::<_, String>(1) == "DBOS.recv")
+        .map(|r| r.get(2))
+        .collect();
+    assert_eq!(
+        outputs,
+        ["true", "10", "20", "30", "\"no topic\"", "null"]
+            .map(|s| Some(s.to_owned()))
+            .to_vec()
+    );
+    // The deadline is DBOS's: a wake-up time in epoch seconds, as portable JSON.
+    let deadline: String = steps[1].get(2);
+    let secs: f64 = deadline.parse().unwrap();
+    assert!(secs > 1.7e9, "{deadline}");
+    assert!(steps
+        .iter()
+        .all(|r| r.get::<_, Option<String>>(3).as_deref() == Some("portable_json")));
+}
+
+#[workflow]
+async fn receives_one() -> Result<Option<Payment>, Error> {
+    dbos_core::recv::<Payment>("payment", Duration::from_secs(30)).await
+}
+
+#[dbos_testkit::test]
+async fn an_idempotency_key_sends_once(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let handle = receives_one().id("idem-1").on(&dbos).start().await.unwrap();
+    let p = Payment {
+        cents: 1999,
+        card: "visa".into(),
+    };
+    for _ in 0..3 {
+        dbos.send("idem-1", &p, "payment")
+            .idempotency_key("webhook-7")
+            .await
+            .unwrap();
+    }
+    assert_eq!(handle.result().await.unwrap(), Some(p));
+    let n: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM dbos.notifications WHERE message_uuid = 'webhook-7::idem-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[workflow]
+async fn sends_to(dest: String) -> Result<String, Error> {
+    match dbos_core::send(dest.as_str(), &1_u32, None).await {
+        Ok(()) => Ok("sent".into()),
+        Err(e) => Ok(format!("{:?}: {}", e.kind(), e.message())),
+    }
+}
+
+#[dbos_testkit::test]
+async fn a_send_to_a_missing_workflow_is_non_existent_and_writes_nothing(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let e = dbos.send("nobody", &1_u32, "t").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonExistentWorkflow);
+    assert!(e.to_string().contains("`nobody`"), "{e}");
+    let e = dbos
+        .send_batch(vec![Message::new("nobody-2", &1_u32)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonExistentWorkflow);
+
+    let out = sends_to("nobody-3".into())
+        .id("sender-x")
+        .on(&dbos)
+        .await
+        .unwrap();
+    assert!(out.starts_with("NonExistentWorkflow"), "{out}");
+    assert!(out.contains("nobody-3"), "{out}");
+    let client = db.connect().await;
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM dbos.notifications", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing was written");
+    let steps: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'sender-x'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(steps, 0, "no checkpoint for a send that did not happen");
+}
+
+#[dbos_testkit::test]
+async fn bad_sends_are_refused_before_anything_is_written(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let _h = receives_one().id("bad-1").on(&dbos).start().await.unwrap();
+    let e = dbos.send(" ", &1, None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    let e = dbos
+        .send_batch(vec![
+            Message::new("bad-1", &1).idempotency_key("k"),
+            Message::new("bad-1", &2).idempotency_key("k"),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("`k`"), "{e}");
+    let mut unstorable = std::collections::HashMap::new();
+    unstorable.insert((1, 2), 3);
+    let e = dbos.send("bad-1", &unstorable, None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Serialization);
+    let n: i64 = db
+        .connect()
+        .await
+        .query_one("SELECT count(*) FROM dbos.notifications", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    dbos_core::recv::<u32>("x", Duration::from_millis(1))
+        .await
+        .map(drop)
+        .map_err(|e| assert_eq!(e.kind(), ErrorKind::InvalidArgument))
+        .expect_err("recv outside a workflow is an error");
+}
+
+#[workflow]
+async fn batch_receiver() -> Result<Vec<String>, Error> {
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(
+            dbos_core::recv::<String>("jobs", Duration::from_secs(30))
+                .await?
+                .unwrap_or_default(),
+        );
+    }
+    Ok(got)
+}
+
+#[workflow]
+async fn batch_sender(to: String) -> Result<(), Error> {
+    dbos_core::send_batch(
+        (0..4)
+            .map(|i| Message::new(to.as_str(), &format!("job {i}")).topic("jobs"))
+            .collect(),
+    )
+    .await
+}
+
+#[dbos_testkit::test]
+async fn a_batch_is_one_durable_operation_and_keeps_its_order(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let r = batch_receiver()
+        .id("batch-r")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    batch_sender("batch-r".into())
+        .id("batch-s")
+        .on(&dbos)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.result().await.unwrap(),
+        vec!["job 0", "job 1", "job 2", "job 3"]
+    );
+    let names: Vec<String> = db
+        .connect()
+        .await
+        .query(
+            "SELECT function_name FROM dbos.operation_outputs WHERE workflow_uuid = 'batch-s'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, vec!["DBOS.send_bulk"]);
+}
+
+static HANG: AtomicU32 = AtomicU32::new(0);
+static AFTER: AtomicU32 = AtomicU32::new(0);
+
+/// Hangs the first time it runs: the process is killed there.
+#[step]
+async fn hang_first_time() -> Result<(), Error> {
+    AFTER.fetch_add(1, Ordering::SeqCst);
+    if HANG.fetch_add(1, Ordering::SeqCst) == 0 {
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+#[workflow]
+async fn receive_then_hang() -> Result<Option<String>, Error> {
+    let got = dbos_core::recv::<String>("t", Duration::from_secs(60)).await?;
+    hang_first_time().await?;
+    Ok(got)
+}
+
+#[dbos_testkit::test]
+async fn a_receive_is_neither_lost_nor_delivered_twice_when_the_process_dies_after_it(
+    db: TestDatabase,
+) {
+    let config = db
+        .config("testapp")
+        .executor_id("recv-crash")
+        .application_version("v-recv-crash");
+    let first = IsolatedRuntime::new();
+    let c = config.clone();
+    first
+        .run(async move {
+            let dbos = Dbos::launch(c).await.unwrap();
+            receive_then_hang()
+                .id("rc-1")
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+            dbos.send("rc-1", &"first", "t").await.unwrap();
+            dbos.send("rc-1", &"second", "t").await.unwrap();
+        })
+        .await;
+    eventually(
+        "the receiver to reach its hanging step",
+        Duration::from_secs(10),
+        || async { (AFTER.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
+    // Killed between the consume and the next step.
+    first.abort();
+    let client = db.connect().await;
+    let consumed: Vec<(String, bool, Option<i32>)> = client
+        .query(
+            "SELECT message, consumed, consumed_by_function_id FROM dbos.notifications ORDER BY message",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        consumed,
+        vec![
+            ("\"first\"".to_owned(), true, Some(1)),
+            ("\"second\"".to_owned(), false, None)
+        ]
+    );
+
+    let dbos = Dbos::launch(config).await.unwrap();
+    let got = dbos
+        .retrieve_workflow::<Option<String>, Error>("rc-1")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.as_deref(),
+        Some("first"),
+        "the recovered receive replays its message"
+    );
+    assert_eq!(
+        AFTER.load(Ordering::SeqCst),
+        2,
+        "the step after it ran again, the receive did not"
+    );
+    let second: (bool, Option<i32>) = client
+        .query_one(
+            "SELECT consumed, consumed_by_function_id FROM dbos.notifications WHERE message = '\"second\"'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(
+        second,
+        (false, None),
+        "the second message was not taken by the replay"
+    );
+    dbos.shutdown().await.unwrap();
+}
+
+#[workflow]
+async fn times_out_then_hangs(timeout_ms: u64) -> Result<Option<String>, Error> {
+    let got = dbos_core::recv::<String>("late", Duration::from_millis(timeout_ms)).await?;
+    hang_first_time_b().await?;
+    Ok(got)
+}
+
+static HANG_B: AtomicU32 = AtomicU32::new(0);
+
+#[step]
+async fn hang_first_time_b() -> Result<(), Error> {
+    if HANG_B.fetch_add(1, Ordering::SeqCst) == 0 {
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+#[dbos_testkit::test]
+async fn a_timed_out_receive_replays_as_timed_out_without_waiting(db: TestDatabase) {
+    let config = db
+        .config("testapp")
+        .executor_id("recv-timeout")
+        .application_version("v-recv-timeout");
+    let first = IsolatedRuntime::new();
+    let c = config.clone();
+    first
+        .run(async move {
+            let dbos = Dbos::launch(c).await.unwrap();
+            times_out_then_hangs(1500)
+                .id("to-1")
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+        })
+        .await;
+    eventually(
+        "the receive to time out",
+        Duration::from_secs(10),
+        || async { (HANG_B.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
+    first.abort();
+    let dbos = Dbos::launch(config).await.unwrap();
+    // A message that arrives after the timeout is not what the replay returns.
+    dbos.send("to-1", &"too late", "late").await.unwrap();
+    let started = Instant::now();
+    let got = dbos
+        .retrieve_workflow::<Option<String>, Error>("to-1")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(got, None, "replayed as timed out");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the replay waited again: {:?}",
+        started.elapsed()
+    );
+    let consumed: bool = db
+        .connect()
+        .await
+        .query_one("SELECT consumed FROM dbos.notifications", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!consumed, "the late message stays for a later receive");
+    dbos.shutdown().await.unwrap();
+}
+
+#[workflow]
+async fn waits_four_seconds() -> Result<Option<String>, Error> {
+    dbos_core::recv::<String>("never", Duration::from_secs(4)).await
+}
+
+#[dbos_testkit::test]
+async fn a_receive_recovered_mid_wait_waits_only_the_remainder(db: TestDatabase) {
+    let config = db
+        .config("testapp")
+        .executor_id("recv-mid")
+        .application_version("v-recv-mid");
+    let started = Instant::now();
+    let first = IsolatedRuntime::new();
+    let c = config.clone();
+    first
+        .run(async move {
+            let dbos = Dbos::launch(c).await.unwrap();
+            waits_four_seconds()
+                .id("mid-1")
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.abort();
+    let dbos = Dbos::launch(config).await.unwrap();
+    let got = dbos
+        .retrieve_workflow::<Option<String>, Error>("mid-1")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(got, None);
+    let total = started.elapsed();
+    assert!(total >= Duration::from_secs(4), "woke early: {total:?}");
+    assert!(
+        total < Duration::from_millis(5500),
+        "the wait restarted instead of resuming: {total:?}"
+    );
+    dbos.shutdown().await.unwrap();
+}
+
+#[workflow]
+async fn expects_a_number() -> Result<String, Error> {
+    match dbos_core::recv::<u64>("n", Duration::from_secs(30)).await {
+        Ok(v) => Ok(format!("got {v:?}")),
+        Err(e) => Ok(format!("{:?}|{}", e.kind(), e)),
+    }
+}
+
+#[dbos_testkit::test]
+async fn a_message_that_does_not_decode_is_a_typed_error_and_stays_unconsumed(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let h = expects_a_number()
+        .id("num-1")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    dbos.send("num-1", &"forty-two", "n").await.unwrap();
+    let out = h.result().await.unwrap();
+    assert!(out.starts_with("Serialization|"), "{out}");
+    for part in ["num-1", "`n`", "\"forty-two\"", "u64"] {
+        assert!(out.contains(part), "`{part}` missing from: {out}");
+    }
+    let (consumed, by): (bool, Option<i32>) = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT consumed, consumed_by_function_id FROM dbos.notifications",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((consumed, by), (false, None), "the row stays where it is");
+}

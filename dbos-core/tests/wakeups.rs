@@ -1,0 +1,544 @@
+//! Wake-ups, not polling: waiters are woken by the listener connection; a broken listener
+//! falls back to polling so no wake-up is lost; long waits park the workflow and the
+//! notification re-executes it. And the exactly-once guarantees under crashes, lost
+//! ownership and connections cut mid-commit.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dbos_core::sysdb::LISTENER_APPLICATION_NAME;
+use dbos_core::{step, workflow, Dbos, Error};
+use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::proxy::Proxy;
+use dbos_testkit::TestDatabase;
+use futures_util::StreamExt;
+
+#[workflow]
+async fn waits_for_hello(topic: String) -> Result<Option<String>, Error> {
+    dbos_core::recv::<String>(topic.as_str(), Duration::from_secs(60)).await
+}
+
+/// Sends a message with plain SQL, as another process or language would: the only
+/// wake-up is the notification of the schema's trigger.
+async fn sql_send(db: &TestDatabase, dest: &str, topic: &str, value: &str) {
+    db.connect()
+        .await
+        .execute(
+            "SELECT dbos.send_message($1, $2::text::json, $3)",
+            &[&dest, &value, &topic],
+        )
+        .await
+        .unwrap();
+}
+
+async fn listener_pids(db: &TestDatabase) -> Vec<i32> {
+    db.connect()
+        .await
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+            &[&LISTENER_APPLICATION_NAME],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn waiting(db: &TestDatabase, id: &str) {
+    let client = db.connect().await;
+    eventually("the workflow to wait", Duration::from_secs(10), || async {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = $1 AND function_name = 'DBOS.sleep'",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (n == 1).then_some(())
+    })
+    .await;
+}
+
+#[dbos_testkit::test]
+async fn a_message_sent_from_sql_wakes_a_waiting_workflow(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    eventually(
+        "the listener to connect",
+        Duration::from_secs(10),
+        || async { (listener_pids(&db).await.len() == 1).then_some(()) },
+    )
+    .await;
+    let h = waits_for_hello("hi".into())
+        .id("sql-1")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    waiting(&db, "sql-1").await;
+    let sent = Instant::now();
+    sql_send(&db, "sql-1", "hi", "\"from sql\"").await;
+    assert_eq!(h.result().await.unwrap().as_deref(), Some("from sql"));
+    // Woken by the notification, not by the fallback (1 s) or the safety recheck (30 s).
+    assert!(
+        sent.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        sent.elapsed()
+    );
+}
+
+/// With the listener's backend terminated and its reconnections refused, messages still
+/// arrive: waits fall back to polling. Once it is back, notifications wake them again.
+async fn listener_outage(db: &TestDatabase, park_after: Duration) {
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url()))
+            .park_after(park_after),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the listener to connect",
+        Duration::from_secs(10),
+        || async { (listener_pids(db).await.len() == 1).then_some(()) },
+    )
+    .await;
+    let first = waits_for_hello("one".into())
+        .id("lo-1")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let second = waits_for_hello("two".into())
+        .id("lo-2")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    waiting(db, "lo-1").await;
+    waiting(db, "lo-2").await;
+    if park_after < Duration::from_secs(1) {
+        eventually("both to park", Duration::from_secs(10), || async {
+            (dbos.parked_workflows() == 2).then_some(())
+        })
+        .await;
+    }
+    // The listener dies mid-wait and cannot come back (the pool keeps its connections).
+    proxy.refuse_new(true);
+    let killed: Option<bool> = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT bool_and(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+            &[&LISTENER_APPLICATION_NAME],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, Some(true));
+    eventually(
+        "the listener to be gone",
+        Duration::from_secs(10),
+        || async { listener_pids(db).await.is_empty().then_some(()) },
+    )
+    .await;
+    sql_send(db, "lo-1", "one", "\"during the outage\"").await;
+    let got = tokio::time::timeout(Duration::from_secs(10), first.result())
+        .await
+        .expect("the message arrives while the listener is away");
+    assert_eq!(got.unwrap().as_deref(), Some("during the outage"));
+    assert!(
+        listener_pids(db).await.is_empty(),
+        "the listener stayed away"
+    );
+
+    proxy.refuse_new(false);
+    eventually(
+        "the listener to reconnect",
+        Duration::from_secs(15),
+        || async { (listener_pids(db).await.len() == 1).then_some(()) },
+    )
+    .await;
+    sql_send(db, "lo-2", "two", "\"after it\"").await;
+    let got = tokio::time::timeout(Duration::from_secs(10), second.result())
+        .await
+        .expect("the message arrives once the listener is back");
+    assert_eq!(got.unwrap().as_deref(), Some("after it"));
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_live_wait_survives_the_listener_backend_being_terminated(db: TestDatabase) {
+    listener_outage(&db, Duration::from_secs(600)).await;
+}
+
+#[dbos_testkit::test]
+async fn a_parked_wait_survives_the_listener_backend_being_terminated(db: TestDatabase) {
+    listener_outage(&db, Duration::from_millis(200)).await;
+}
+
+#[workflow]
+async fn awaits_event(target: String) -> Result<Option<String>, Error> {
+    dbos_core::get_event::<String>(&target, "ready", Duration::from_secs(60)).await
+}
+
+#[workflow]
+async fn announces(value: String) -> Result<(), Error> {
+    dbos_core::set_event("ready", &value).await
+}
+
+#[dbos_testkit::test]
+async fn parked_waits_hold_no_task_and_are_woken_by_what_they_wait_for(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    let recv = waits_for_hello("wake".into())
+        .id("pk-recv")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    // The event's writer exists before the reader waits (it waits for its go first).
+    let event = awaits_event("pk-setter".into())
+        .id("pk-event")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually("both waits to park", Duration::from_secs(10), || async {
+        (dbos.parked_workflows() == 2 && dbos.running_workflows() == 0).then_some(())
+    })
+    .await;
+
+    let started = Instant::now();
+    sql_send(&db, "pk-recv", "wake", "\"parked no more\"").await;
+    assert_eq!(
+        recv.result().await.unwrap().as_deref(),
+        Some("parked no more")
+    );
+    announces("set".into())
+        .id("pk-setter")
+        .on(&dbos)
+        .await
+        .unwrap();
+    assert_eq!(event.result().await.unwrap().as_deref(), Some("set"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken at their timeout (60 s), not by their notification: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(dbos.parked_workflows(), 0);
+    // Re-executed from their history: one receive, one deadline, one event read.
+    let names: Vec<(String, String)> = db
+        .connect()
+        .await
+        .query(
+            "SELECT workflow_uuid, function_name FROM dbos.operation_outputs
+              WHERE workflow_uuid IN ('pk-recv', 'pk-event') ORDER BY workflow_uuid, function_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("pk-event", "DBOS.getEvent"),
+            ("pk-event", "DBOS.sleep"),
+            ("pk-recv", "DBOS.recv"),
+            ("pk-recv", "DBOS.sleep"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .to_vec()
+    );
+}
+
+#[workflow]
+async fn short_parked_wait() -> Result<Option<String>, Error> {
+    dbos_core::recv::<String>("x", Duration::from_millis(1500)).await
+}
+
+#[dbos_testkit::test]
+async fn a_parked_wait_times_out_at_its_deadline(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let h = short_parked_wait()
+        .id("pto")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually("the wait to park", Duration::from_secs(5), || async {
+        (dbos.parked_workflows() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(h.result().await.unwrap(), None);
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+static HANG: AtomicU32 = AtomicU32::new(0);
+static REACHED: AtomicU32 = AtomicU32::new(0);
+
+#[step]
+async fn hang_first_time() -> Result<(), Error> {
+    REACHED.fetch_add(1, Ordering::SeqCst);
+    if HANG.fetch_add(1, Ordering::SeqCst) == 0 {
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+#[workflow]
+async fn effects_then_hang(dest: String) -> Result<(), Error> {
+    dbos_core::send(dest.as_str(), &"once", "t").await?;
+    dbos_core::set_event("e", &1).await?;
+    dbos_core::write_stream("s", &1).await?;
+    dbos_core::close_stream("s").await?;
+    hang_first_time().await
+}
+
+#[dbos_testkit::test]
+async fn sends_events_and_stream_writes_are_not_repeated_by_recovery(db: TestDatabase) {
+    let config = db
+        .config("testapp")
+        .executor_id("fx-crash")
+        .application_version("v-fx-crash");
+    let dbos = Dbos::launch(config.clone()).await.unwrap();
+    let inbox = waits_for_hello("t".into())
+        .id("fx-inbox")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    dbos.shutdown().await.unwrap();
+    let first = IsolatedRuntime::new();
+    let c = config.clone();
+    first
+        .run(async move {
+            let dbos = Dbos::launch(c).await.unwrap();
+            effects_then_hang("fx-inbox".into())
+                .id("fx-1")
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+        })
+        .await;
+    eventually("the workflow to hang", Duration::from_secs(10), || async {
+        (REACHED.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    first.abort();
+    let dbos = Dbos::launch(config).await.unwrap();
+    dbos.retrieve_workflow::<(), Error>("fx-1")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(REACHED.load(Ordering::SeqCst), 2);
+    let _ = inbox;
+    let client = db.connect().await;
+    let counts: (i64, i64, i64, i64) = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM dbos.notifications WHERE destination_uuid = 'fx-inbox'),
+                    (SELECT count(*) FROM dbos.workflow_events_history WHERE workflow_uuid = 'fx-1'),
+                    (SELECT count(*) FROM dbos.streams WHERE workflow_uuid = 'fx-1'),
+                    (SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'fx-1')",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .unwrap();
+    assert_eq!(
+        counts,
+        (1, 1, 2, 5),
+        "(messages, event history, stream rows, checkpoints)"
+    );
+    dbos.shutdown().await.unwrap();
+}
+
+/// Sleeps (while the test takes its ownership away), then tries one write.
+#[workflow]
+async fn writes_after_a_nap(op: String, dest: String) -> Result<String, Error> {
+    dbos_core::sleep(Duration::from_millis(400)).await?;
+    let r = match op.as_str() {
+        "send" => dbos_core::send(dest.as_str(), &"x", "t").await,
+        "set_event" => dbos_core::set_event("k", &"x").await,
+        "write_stream" => dbos_core::write_stream("k", &"x").await,
+        "recv" => dbos_core::recv::<String>("t", Duration::from_secs(5))
+            .await
+            .map(drop),
+        other => panic!("unknown op {other}"),
+    };
+    Ok(format!("{r:?}"))
+}
+
+static NEVER: AtomicU32 = AtomicU32::new(0);
+
+#[dbos_testkit::test]
+async fn writes_are_fenced_by_the_executions_ownership(db: TestDatabase) {
+    // The watchdog would stop the execution before the write; keep it out of the way so
+    // the statement's own fence is what refuses.
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .park_after(Duration::from_secs(600))
+            .cancel_poll_interval(Duration::from_secs(600)),
+    )
+    .await
+    .unwrap();
+    let inbox = waits_for_hello("unused".into())
+        .id("fence-inbox")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let client = db.connect().await;
+    for op in ["send", "set_event", "write_stream", "recv"] {
+        let id = format!("fence-{op}");
+        if op == "recv" {
+            dbos.send(id.clone(), &"x", "t").await.map_err(drop).ok();
+        }
+        let _h = writes_after_a_nap(op.into(), "fence-inbox".into())
+            .id(id.clone())
+            .on(&dbos)
+            .start()
+            .await
+            .unwrap();
+        if op == "recv" {
+            dbos.send(id.clone(), &"kept", "t").await.unwrap();
+        }
+        waiting(&db, &id).await;
+        // Another execution claims the workflow.
+        client
+            .execute(
+                "UPDATE dbos.workflow_status SET owner_xid = 'someone-else' WHERE workflow_uuid = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        eventually("the execution to stop", Duration::from_secs(10), || async {
+            (dbos.running_workflows() == 1).then_some(())
+        })
+        .await;
+        let written: (i64, i64, i64, i64, i64) = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM dbos.notifications WHERE destination_uuid = 'fence-inbox'),
+                        (SELECT count(*) FROM dbos.workflow_events WHERE workflow_uuid = $1),
+                        (SELECT count(*) FROM dbos.streams WHERE workflow_uuid = $1),
+                        (SELECT count(*) FROM dbos.notifications WHERE destination_uuid = $1 AND consumed),
+                        (SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = $1)",
+                &[&id],
+            )
+            .await
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .unwrap();
+        assert_eq!(
+            written,
+            (0, 0, 0, 0, 1),
+            "{op}: only the sleep was recorded"
+        );
+    }
+    let _ = (inbox, NEVER.load(Ordering::SeqCst));
+}
+
+#[workflow]
+async fn pinger(peer: String, n: u32) -> Result<u32, Error> {
+    for i in 0..n {
+        dbos_core::send(peer.as_str(), &i, "ping").await?;
+        let back = dbos_core::recv::<u32>("pong", Duration::from_secs(60)).await?;
+        if back != Some(i) {
+            return Err(Error::new(
+                dbos_core::ErrorKind::WorkflowFailed,
+                format!("expected pong {i}, got {back:?}"),
+            ));
+        }
+        dbos_core::set_event("progress", &i).await?;
+        dbos_core::write_stream("log", &i).await?;
+    }
+    dbos_core::close_stream("log").await?;
+    Ok(n)
+}
+
+#[workflow]
+async fn ponger(peer: String, n: u32) -> Result<(), Error> {
+    for _ in 0..n {
+        let i = dbos_core::recv::<u32>("ping", Duration::from_secs(60))
+            .await?
+            .unwrap_or(u32::MAX);
+        dbos_core::send(peer.as_str(), &i, "pong").await?;
+    }
+    Ok(())
+}
+
+#[dbos_testkit::test]
+async fn connections_cut_mid_commit_neither_lose_nor_repeat_anything(db: TestDatabase) {
+    const N: u32 = 40;
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url()))
+            .pool_size(4),
+    )
+    .await
+    .unwrap();
+    let pong = ponger("ping-x".into(), N)
+        .id("pong-x")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let ping = pinger("pong-x".into(), N)
+        .id("ping-x")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let reader = tokio::spawn({
+        let dbos = dbos.clone();
+        async move {
+            dbos.read_stream::<u32>("ping-x", "log")
+                .map(|r| r.unwrap())
+                .collect::<Vec<_>>()
+                .await
+        }
+    });
+    let cutter = tokio::spawn({
+        let proxy_cuts = std::sync::Arc::new(proxy);
+        let p = proxy_cuts.clone();
+        async move {
+            for _ in 0..8 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                p.cut_all();
+            }
+            p
+        }
+    });
+    assert_eq!(ping.result().await.unwrap(), N);
+    pong.result().await.unwrap();
+    let proxy = cutter.await.unwrap();
+    assert!(proxy.cut() > 0, "no connection was cut");
+    assert_eq!(reader.await.unwrap(), (0..N).collect::<Vec<_>>());
+    let client = db.connect().await;
+    let counts: (i64, i64, i64, i64, i64) = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM dbos.notifications),
+                    (SELECT count(*) FROM dbos.notifications WHERE consumed),
+                    (SELECT count(DISTINCT (destination_uuid, consumed_by_function_id)) FROM dbos.notifications),
+                    (SELECT count(*) FROM dbos.workflow_events_history WHERE workflow_uuid = 'ping-x'),
+                    (SELECT count(*) FROM dbos.streams WHERE workflow_uuid = 'ping-x')",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .unwrap();
+    let n = i64::from(N);
+    assert_eq!(counts, (2 * n, 2 * n, 2 * n, n, n + 1));
+    dbos.shutdown().await.unwrap();
+}
