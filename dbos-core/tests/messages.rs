@@ -557,3 +557,50 @@ async fn a_message_that_does_not_decode_is_a_typed_error_and_stays_unconsumed(db
         .unwrap();
     assert_eq!((consumed, by), (false, None), "the row stays where it is");
 }
+
+#[workflow]
+async fn receives_many(n: u32) -> Result<Vec<u32>, Error> {
+    let _: Option<bool> = dbos_core::recv("go", Duration::from_secs(30)).await?;
+    let mut got = Vec::new();
+    for _ in 0..n {
+        got.push(
+            dbos_core::recv::<u32>("seq", Duration::from_secs(30))
+                .await?
+                .unwrap_or(u32::MAX),
+        );
+    }
+    Ok(got)
+}
+
+#[dbos_testkit::test]
+async fn messages_sent_in_one_millisecond_keep_their_order(db: TestDatabase) {
+    const N: u32 = 200;
+    let dbos = db.launch().await;
+    let h = receives_many(N)
+        .id("seq-1")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    for i in 0..N {
+        dbos.send("seq-1", &i, "seq").await.unwrap();
+    }
+    dbos.send("seq-1", &true, "go").await.unwrap();
+    assert_eq!(h.result().await.unwrap(), (0..N).collect::<Vec<_>>());
+    let stamps: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(DISTINCT created_at_epoch_ms) FROM dbos.notifications WHERE topic = 'seq'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // Several messages share a millisecond: their order comes from the sending
+    // transactions, not the clock.
+    assert!(
+        stamps < i64::from(N),
+        "every message had its own millisecond"
+    );
+}

@@ -372,15 +372,10 @@ async fn writes_after_a_nap(op: String, dest: String) -> Result<String, Error> {
         "send" => dbos_core::send(dest.as_str(), &"x", "t").await,
         "set_event" => dbos_core::set_event("k", &"x").await,
         "write_stream" => dbos_core::write_stream("k", &"x").await,
-        "recv" => dbos_core::recv::<String>("t", Duration::from_secs(5))
-            .await
-            .map(drop),
         other => panic!("unknown op {other}"),
     };
     Ok(format!("{r:?}"))
 }
-
-static NEVER: AtomicU32 = AtomicU32::new(0);
 
 #[dbos_testkit::test]
 async fn writes_are_fenced_by_the_executions_ownership(db: TestDatabase) {
@@ -393,36 +388,49 @@ async fn writes_are_fenced_by_the_executions_ownership(db: TestDatabase) {
     )
     .await
     .unwrap();
-    let inbox = waits_for_hello("unused".into())
+    let _inbox = waits_for_hello("unused".into())
         .id("fence-inbox")
         .on(&dbos)
         .start()
         .await
         .unwrap();
     let client = db.connect().await;
+    let take_over = |id: String| {
+        let client = &client;
+        async move {
+            client
+                .execute(
+                    "UPDATE dbos.workflow_status SET owner_xid = 'someone-else' WHERE workflow_uuid = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+        }
+    };
     for op in ["send", "set_event", "write_stream", "recv"] {
         let id = format!("fence-{op}");
         if op == "recv" {
-            dbos.send(id.clone(), &"x", "t").await.map_err(drop).ok();
-        }
-        let _h = writes_after_a_nap(op.into(), "fence-inbox".into())
-            .id(id.clone())
-            .on(&dbos)
-            .start()
-            .await
-            .unwrap();
-        if op == "recv" {
+            // Waiting already (its deadline recorded) when the ownership changes; then the
+            // message arrives and the consume must refuse.
+            let _h = waits_for_hello("t".into())
+                .id(id.clone())
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+            waiting(&db, &id).await;
+            take_over(id.clone()).await;
             dbos.send(id.clone(), &"kept", "t").await.unwrap();
+        } else {
+            let _h = writes_after_a_nap(op.into(), "fence-inbox".into())
+                .id(id.clone())
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+            waiting(&db, &id).await;
+            take_over(id.clone()).await;
         }
-        waiting(&db, &id).await;
-        // Another execution claims the workflow.
-        client
-            .execute(
-                "UPDATE dbos.workflow_status SET owner_xid = 'someone-else' WHERE workflow_uuid = $1",
-                &[&id],
-            )
-            .await
-            .unwrap();
         eventually("the execution to stop", Duration::from_secs(10), || async {
             (dbos.running_workflows() == 1).then_some(())
         })
@@ -445,7 +453,6 @@ async fn writes_are_fenced_by_the_executions_ownership(db: TestDatabase) {
             "{op}: only the sleep was recorded"
         );
     }
-    let _ = (inbox, NEVER.load(Ordering::SeqCst));
 }
 
 #[workflow]
@@ -540,5 +547,102 @@ async fn connections_cut_mid_commit_neither_lose_nor_repeat_anything(db: TestDat
         .unwrap();
     let n = i64::from(N);
     assert_eq!(counts, (2 * n, 2 * n, 2 * n, n, n + 1));
+    dbos.shutdown().await.unwrap();
+}
+
+/// Each phase waits for its cue, then makes one write whose statement carries a marker
+/// the proxy loses the acknowledgement of.
+#[workflow]
+async fn lost_acks(inbox: String) -> Result<Option<String>, Error> {
+    let cue = |n: u32| async move {
+        dbos_core::recv::<bool>(format!("go{n}").as_str(), Duration::from_secs(30)).await
+    };
+    cue(1).await?;
+    dbos_core::send(inbox.as_str(), &"LOSE-ACK-send", "t").await?;
+    cue(2).await?;
+    dbos_core::set_event("e", &"LOSE-ACK-event").await?;
+    cue(3).await?;
+    dbos_core::write_stream("s", &"LOSE-ACK-stream").await?;
+    cue(4).await?;
+    dbos_core::recv::<String>("data", Duration::from_secs(30)).await
+}
+
+#[dbos_testkit::test]
+async fn a_write_whose_acknowledgement_was_lost_is_retried_and_recognised(db: TestDatabase) {
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url()))
+            .pool_size(4),
+    )
+    .await
+    .unwrap();
+    let _inbox = waits_for_hello("unused".into())
+        .id("la-inbox")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    // A send from outside any workflow: its message id, drawn once, makes the retry a no-op.
+    proxy.lose_reply_to(b"LOSE-ACK-client");
+    dbos.send("la-inbox", &"LOSE-ACK-client", "other")
+        .await
+        .unwrap();
+    assert_eq!(proxy.replies_lost(), 1);
+    let h = lost_acks("la-inbox".into())
+        .id("la-1")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    // Sent before the receive's marker is armed (its id carries the marker).
+    dbos.send("la-1", &"payload", "data")
+        .idempotency_key("LOSE-ACK-recv")
+        .await
+        .unwrap();
+    let markers = [
+        "LOSE-ACK-send",
+        "LOSE-ACK-event",
+        "LOSE-ACK-stream",
+        "LOSE-ACK-recv",
+    ];
+    for (n, marker) in markers.iter().enumerate() {
+        proxy.lose_reply_to(marker.as_bytes());
+        dbos.send("la-1", &true, format!("go{}", n + 1).as_str())
+            .await
+            .unwrap();
+        eventually("the reply to be lost", Duration::from_secs(10), || async {
+            (proxy.replies_lost() == n + 2).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(h.result().await.unwrap().as_deref(), Some("payload"));
+    let counts: (i64, i64, i64, i64, i64) = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT (SELECT count(*) FROM dbos.notifications WHERE destination_uuid = 'la-inbox' AND topic = 't'),
+                    (SELECT count(*) FROM dbos.workflow_events_history WHERE workflow_uuid = 'la-1'),
+                    (SELECT count(*) FROM dbos.streams WHERE workflow_uuid = 'la-1'),
+                    (SELECT count(*) FROM dbos.notifications WHERE destination_uuid = 'la-1' AND consumed),
+                    (SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'la-1')",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .unwrap();
+    // 4 cues and the data: 5 receives (10 ids), plus send, set_event, write_stream.
+    assert_eq!(counts, (1, 1, 1, 5, 13));
+    let client_sends: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM dbos.notifications WHERE topic = 'other'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(client_sends, 1);
     dbos.shutdown().await.unwrap();
 }

@@ -41,6 +41,10 @@ struct State {
     refusing: std::sync::atomic::AtomicBool,
     accepted: AtomicUsize,
     cut: AtomicUsize,
+    /// Armed by [`Proxy::lose_reply_to`]: the marker, taken by the first connection whose
+    /// client sends it.
+    lose_reply_to: Mutex<Option<Vec<u8>>>,
+    replies_lost: AtomicUsize,
 }
 
 impl Proxy {
@@ -130,6 +134,23 @@ impl Proxy {
         self.state.refusing.store(on, Ordering::SeqCst);
     }
 
+    /// Arms a lost acknowledgement: the next time a client sends bytes containing `marker`
+    /// (for example in a statement's parameter), they reach the server, but everything the
+    /// server answers on that connection is dropped and the connection is cut 200 ms later.
+    /// The statement commits; its client never hears so, and retries. One-shot.
+    pub fn lose_reply_to(&self, marker: &[u8]) {
+        *self
+            .state
+            .lose_reply_to
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(marker.to_vec());
+    }
+
+    /// How many replies [`lose_reply_to`](Self::lose_reply_to) dropped.
+    pub fn replies_lost(&self) -> usize {
+        self.state.replies_lost.load(Ordering::SeqCst)
+    }
+
     /// How many connections the proxy accepted.
     pub fn accepted(&self) -> usize {
         self.state.accepted.load(Ordering::SeqCst)
@@ -158,8 +179,20 @@ async fn forward(state: Arc<State>, inbound: TcpStream, target_port: u16, budget
     let (ro, wo) = outbound.into_split();
     let carried = Arc::new(AtomicUsize::new(0));
     let over = Arc::new(Notify::new());
-    let mut up = tokio::spawn(pump(ri, wo, budget, carried.clone(), over.clone()));
-    let mut down = tokio::spawn(pump(ro, wi, budget, carried, over.clone()));
+    let mute = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let up_dir = Direction::Up {
+        state: state.clone(),
+        mute: mute.clone(),
+    };
+    let mut up = tokio::spawn(pump(ri, wo, budget, carried.clone(), over.clone(), up_dir));
+    let mut down = tokio::spawn(pump(
+        ro,
+        wi,
+        budget,
+        carried,
+        over.clone(),
+        Direction::Down { mute },
+    ));
     let cut = tokio::select! {
         biased;
         _ = state.cut_all.notified() => true,
@@ -174,6 +207,19 @@ async fn forward(state: Arc<State>, inbound: TcpStream, target_port: u16, budget
     }
 }
 
+/// Which way a pump copies, and what it watches for.
+enum Direction {
+    /// Client to server: watches for the armed lost-reply marker.
+    Up {
+        state: Arc<State>,
+        mute: Arc<std::sync::atomic::AtomicBool>,
+    },
+    /// Server to client: drops everything once muted.
+    Down {
+        mute: Arc<std::sync::atomic::AtomicBool>,
+    },
+}
+
 /// Copies `from` to `to` until either side closes or the connection's byte budget is spent
 /// (then `over` is notified, after forwarding up to the budget).
 async fn pump(
@@ -182,6 +228,7 @@ async fn pump(
     budget: Option<usize>,
     carried: Arc<AtomicUsize>,
     over: Arc<Notify>,
+    direction: Direction,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -189,6 +236,31 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        match &direction {
+            Direction::Down { mute } if mute.load(Ordering::SeqCst) => continue,
+            Direction::Up { state, mute } => {
+                let mut armed = state
+                    .lose_reply_to
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let hit = armed.as_ref().is_some_and(|m| {
+                    !m.is_empty() && buf[..n].windows(m.len()).any(|w| w == m.as_slice())
+                });
+                if hit {
+                    *armed = None;
+                    drop(armed);
+                    // Muted before the statement reaches the server: none of its reply leaks.
+                    mute.store(true, Ordering::SeqCst);
+                    state.replies_lost.fetch_add(1, Ordering::SeqCst);
+                    let over = over.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        over.notify_one();
+                    });
+                }
+            }
+            Direction::Down { .. } => {}
+        }
         if let Some(limit) = budget {
             let before = carried.fetch_add(n, Ordering::SeqCst);
             if before + n >= limit {

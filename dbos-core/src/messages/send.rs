@@ -233,10 +233,12 @@ fn rows(messages: Vec<Message>) -> Result<Vec<MessageRow>> {
         let text = m.text.map_err(|e| e.with_workflow_id(&m.destination_id))?;
         let topic = m.topic.unwrap_or_else(|| NULL_TOPIC.to_owned());
         let message_uuid = match &m.idempotency_key {
-            Some(key) if key.trim().is_empty() => return Err(Error::invalid(format!(
+            Some(key) if key.trim().is_empty() => {
+                return Err(Error::invalid(format!(
                 "the idempotency key of a message to `{}` is blank: give a non-empty key, or none",
                 m.destination_id
-            ))),
+            )))
+            }
             Some(key) => {
                 let id = format!("{key}::{}", m.destination_id);
                 if !keys.insert(id.clone()) {
