@@ -1,4 +1,4 @@
-//! The five workloads.
+//! Workloads W1–W5 (W6, messages, is in `w6.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -62,6 +62,12 @@ async fn parked(x: i64) -> Result<i64, Error> {
     Ok(x)
 }
 
+#[workflow]
+async fn parked_in_recv(x: i64) -> Result<i64, Error> {
+    let _ = dbos_core::recv::<i64>("never", Duration::from_secs(3600)).await?;
+    Ok(x)
+}
+
 static QUEUE: Queue = Queue::new("bench")
     .worker_concurrency(16)
     .polling_interval(Duration::from_millis(500));
@@ -72,7 +78,7 @@ pub(crate) fn scaled(n: usize) -> usize {
     ((n as f64 * crate::scale()).round() as usize).max(1)
 }
 
-fn config(url: &str, pool: usize) -> Config {
+pub(crate) fn config(url: &str, pool: usize) -> Config {
     Config::new("bench")
         .system_database_url(url)
         .pool_size(pool)
@@ -80,7 +86,7 @@ fn config(url: &str, pool: usize) -> Config {
         .application_version("bench-v1")
 }
 
-async fn floor_db(server: &Server, tag: &str) -> String {
+pub(crate) async fn floor_db(server: &Server, tag: &str) -> String {
     let url = server.fresh_database(tag).await;
     let sys = SystemDatabase::connect(&url, "dbos", &ConnectOptions::default())
         .await
@@ -448,11 +454,35 @@ pub(crate) async fn w4_recovery(server: &Server) -> Report {
     }
 }
 
-/// W5: resident memory per workflow parked in a durable sleep (10,000 of them).
+/// W5: resident memory per workflow parked in a durable sleep, and per workflow parked in a
+/// `recv` (10,000 of each, in turn).
 pub(crate) async fn w5_memory(server: &Server) -> Report {
     let n = scaled(10_000) as i64;
-    let url = server.fresh_database("w5").await;
-    let dbos = Dbos::launch(config(&url, 16)).await.expect("launch");
+    let (sleep, sleep_untrimmed) = w5_parked(server, "w5", n, false).await;
+    let (recv, recv_untrimmed) = w5_parked(server, "w5_recv", n, true).await;
+    println!(
+        "W5 memory: {n} parked: {sleep:.3} KiB each in a sleep ({sleep_untrimmed:.3} before returning freed memory), \
+         {recv:.3} KiB each in a recv ({recv_untrimmed:.3})"
+    );
+    Report {
+        workload: "W5 memory (10,000 parked in a sleep; 10,000 in a recv)",
+        summary: format!(
+            "**{sleep:.2} KiB** per workflow parked in a sleep, **{recv:.2} KiB** in a recv (target ≤ 1 KiB); \
+             {sleep_untrimmed:.2} / {recv_untrimmed:.2} KiB before the allocator returns freed memory"
+        ),
+        json: json!({"workload": "W5", "kib_per_workflow": sleep, "kib_per_workflow_untrimmed": sleep_untrimmed,
+                     "recv_kib_per_workflow": recv, "recv_kib_per_workflow_untrimmed": recv_untrimmed}),
+    }
+}
+
+/// Parks `n` workflows (in a sleep, or in a `recv` with nothing to receive) and returns the
+/// resident memory each costs, after and before returning freed memory to the system.
+async fn w5_parked(server: &Server, tag: &str, n: i64, in_recv: bool) -> (f64, f64) {
+    let url = server.fresh_database(tag).await;
+    // A recv parks once it has waited `park_after` without a message.
+    let dbos = Dbos::launch(config(&url, 16).park_after(Duration::from_secs(1)))
+        .await
+        .expect("launch");
     for i in 0..50 {
         one_step(i).on(&dbos).await.expect("warm-up");
     }
@@ -463,36 +493,28 @@ pub(crate) async fn w5_memory(server: &Server) -> Report {
         .for_each_concurrent(32, |i| {
             let dbos = dbos.clone();
             async move {
-                parked(i).on(&dbos).start().await.expect("start");
+                if in_recv {
+                    parked_in_recv(i).on(&dbos).start().await.expect("start");
+                } else {
+                    parked(i).on(&dbos).start().await.expect("start");
+                }
             }
         })
         .await;
-    let all = wait_for(
-        &url,
-        "SELECT count(*) FROM dbos.operation_outputs WHERE function_name = 'DBOS.sleep'",
-        n,
-        Duration::from_secs(300),
-    )
-    .await;
-    assert!(all, "not every workflow parked");
+    let started = Instant::now();
+    while dbos.parked_workflows() < n as usize {
+        assert!(started.elapsed() < Duration::from_secs(300), "not every workflow parked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let untrimmed = rss_kib();
     trim_allocator();
     let after = rss_kib();
     let per = (after.saturating_sub(before)) as f64 / n as f64;
+    let per_untrimmed = (untrimmed.saturating_sub(before)) as f64 / n as f64;
     dbos.shutdown_with_timeout(Duration::from_secs(30))
         .await
         .expect("shutdown");
-    let per_untrimmed = (untrimmed.saturating_sub(before)) as f64 / n as f64;
-    println!(
-        "W5 memory: RSS {before} KiB -> {after} KiB with {n} parked: {per:.3} KiB each ({per_untrimmed:.3} KiB before returning freed memory)"
-    );
-    Report {
-        workload: "W5 memory (10,000 parked in a durable sleep)",
-        summary: format!(
-            "**{per:.2} KiB** resident per parked workflow (target ≤ 1 KiB); {per_untrimmed:.2} KiB before the allocator returns freed memory"
-        ),
-        json: json!({"workload": "W5", "kib_per_workflow": per, "kib_per_workflow_untrimmed": per_untrimmed,
-                     "rss_before_kib": before, "rss_after_kib": after}),
-    }
+    println!("W5 {tag}: RSS {before} KiB -> {after} KiB with {n} parked");
+    (per, per_untrimmed)
 }

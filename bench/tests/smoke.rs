@@ -35,7 +35,7 @@ async fn every_workload_runs_and_reports(db: TestDatabase) {
         .iter()
         .map(|r| r["workload"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(workloads, ["W1", "W2", "W3", "W4", "W5"], "{stdout}");
+    assert_eq!(workloads, ["W1", "W2", "W3", "W4", "W5", "W6"], "{stdout}");
     let positive = |r: &serde_json::Value, key: &str| {
         let v = r[key].as_f64().unwrap_or(-1.0);
         assert!(v > 0.0, "{key} of {} is {v}:\n{stdout}", r["workload"]);
@@ -44,6 +44,8 @@ async fn every_workload_runs_and_reports(db: TestDatabase) {
     positive(&reports[1], "ratio");
     positive(&reports[2], "ratio");
     positive(&reports[3], "seconds");
+    positive(&reports[5], "p50_ratio");
+    assert!(reports[4]["recv_kib_per_workflow"].is_number(), "{stdout}");
     assert_eq!(
         reports[3]["pending"].as_i64(),
         Some(200),
@@ -57,7 +59,8 @@ async fn every_workload_runs_and_reports(db: TestDatabase) {
     // The benchmark's databases live on the shared test cluster; drop them.
     let admin = db.connect().await;
     for name in [
-        "w1", "w1_floor", "w2", "w2_floor", "w3", "w3_floor", "w4", "w5",
+        "w1", "w1_floor", "w2", "w2_floor", "w3", "w3_floor", "w4", "w5", "w5_recv", "w6",
+        "w6_floor",
     ] {
         admin
             .batch_execute(&format!(
