@@ -46,7 +46,10 @@ async fn w6_ping(peer: String, n: i64) -> Result<i64, Error> {
         dbos_core::send(peer.as_str(), &i, "ping").await?;
         let back = dbos_core::recv::<i64>("pong", Duration::from_secs(60)).await?;
         if back != Some(i) {
-            return Err(Error::new(ErrorKind::WorkflowFailed, format!("expected {i}, got {back:?}")));
+            return Err(Error::new(
+                ErrorKind::WorkflowFailed,
+                format!("expected {i}, got {back:?}"),
+            ));
         }
         round_trip_ended();
     }
@@ -74,7 +77,12 @@ async fn lib_round(dbos: &Dbos, n: usize) -> Vec<Duration> {
         .start()
         .await
         .expect("start B");
-    let ping = w6_ping(b, n as i64).id(a).on(dbos).start().await.expect("start A");
+    let ping = w6_ping(b, n as i64)
+        .id(a)
+        .on(dbos)
+        .start()
+        .await
+        .expect("start A");
     ping.result().await.expect("A");
     pong.result().await.expect("B");
     take_marks()
@@ -175,7 +183,15 @@ impl Peer {
         self.client
             .execute(
                 &self.send,
-                &[&uuid, &to, &topic, &value.to_string(), &now_ms(), &self.id, &fid],
+                &[
+                    &uuid,
+                    &to,
+                    &topic,
+                    &value.to_string(),
+                    &now_ms(),
+                    &self.id,
+                    &fid,
+                ],
             )
             .await
             .expect("send");
@@ -261,7 +277,9 @@ pub(crate) async fn w6_messages(server: &Server) -> Report {
     let url = server.fresh_database("w6").await;
     let dbos = Dbos::launch(config(&url, 8)).await.expect("launch");
     let floor_url = floor_db(server, "w6_floor").await;
-    let (admin, conn) = tokio_postgres::connect(&floor_url, NoTls).await.expect("connect");
+    let (admin, conn) = tokio_postgres::connect(&floor_url, NoTls)
+        .await
+        .expect("connect");
     tokio::spawn(conn);
     // Warm-up: connections, prepared statements, the listener.
     lib_round(&dbos, 20).await;
@@ -286,4 +304,3 @@ pub(crate) async fn w6_messages(server: &Server) -> Report {
                      "floor_p50_ms": f50, "floor_p99_ms": f99, "p50_ratio": ratio}),
     }
 }
-

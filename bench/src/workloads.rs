@@ -62,6 +62,15 @@ async fn parked(x: i64) -> Result<i64, Error> {
     Ok(x)
 }
 
+/// Waits live for 0.9 s (less than W5's `park_after`, so not parked), then parks in a long
+/// sleep: the control for `parked_in_recv`, which waits live for `park_after` first.
+#[workflow]
+async fn parked_after_a_live_wait(x: i64) -> Result<i64, Error> {
+    dbos_core::sleep(Duration::from_millis(900)).await?;
+    dbos_core::sleep(Duration::from_secs(3600)).await?;
+    Ok(x)
+}
+
 #[workflow]
 async fn parked_in_recv(x: i64) -> Result<i64, Error> {
     let _ = dbos_core::recv::<i64>("never", Duration::from_secs(3600)).await?;
@@ -454,30 +463,44 @@ pub(crate) async fn w4_recovery(server: &Server) -> Report {
     }
 }
 
-/// W5: resident memory per workflow parked in a durable sleep, and per workflow parked in a
-/// `recv` (10,000 of each, in turn).
+/// How W5's workflows come to be parked.
+#[derive(Clone, Copy)]
+enum Parking {
+    /// In a long sleep, at once.
+    Sleep,
+    /// In a `recv` with nothing to receive, after waiting live for `park_after` (1 s here).
+    Recv,
+    /// In a long sleep, after a 0.9 s live sleep: the same live phase as `Recv`.
+    SleepAfterLiveWait,
+}
+
+/// W5: resident memory per parked workflow (10,000 of them): in a durable sleep; in a `recv`;
+/// and, as the control for the `recv` figure, in a sleep after the same live wait.
 pub(crate) async fn w5_memory(server: &Server) -> Report {
     let n = scaled(10_000) as i64;
-    let (sleep, sleep_untrimmed) = w5_parked(server, "w5", n, false).await;
-    let (recv, recv_untrimmed) = w5_parked(server, "w5_recv", n, true).await;
+    let (sleep, sleep_untrimmed) = w5_parked(server, "w5", n, Parking::Sleep).await;
+    let (recv, recv_untrimmed) = w5_parked(server, "w5_recv", n, Parking::Recv).await;
+    let (control, _) = w5_parked(server, "w5_control", n, Parking::SleepAfterLiveWait).await;
     println!(
         "W5 memory: {n} parked: {sleep:.3} KiB each in a sleep ({sleep_untrimmed:.3} before returning freed memory), \
-         {recv:.3} KiB each in a recv ({recv_untrimmed:.3})"
+         {recv:.3} KiB each in a recv after waiting live for park_after ({recv_untrimmed:.3}), \
+         {control:.3} KiB each in a sleep after the same live wait"
     );
     Report {
-        workload: "W5 memory (10,000 parked in a sleep; 10,000 in a recv)",
+        workload: "W5 memory (10,000 parked: in a sleep; in a recv)",
         summary: format!(
-            "**{sleep:.2} KiB** per workflow parked in a sleep, **{recv:.2} KiB** in a recv (target ≤ 1 KiB); \
-             {sleep_untrimmed:.2} / {recv_untrimmed:.2} KiB before the allocator returns freed memory"
+            "**{sleep:.2} KiB** per workflow parked in a sleep (target ≤ 1 KiB); **{recv:.2} KiB** parked in a recv \
+             after waiting live for `park_after`, against {control:.2} KiB parked in a sleep after the same live wait"
         ),
         json: json!({"workload": "W5", "kib_per_workflow": sleep, "kib_per_workflow_untrimmed": sleep_untrimmed,
-                     "recv_kib_per_workflow": recv, "recv_kib_per_workflow_untrimmed": recv_untrimmed}),
+                     "recv_kib_per_workflow": recv, "recv_kib_per_workflow_untrimmed": recv_untrimmed,
+                     "sleep_after_live_wait_kib_per_workflow": control}),
     }
 }
 
-/// Parks `n` workflows (in a sleep, or in a `recv` with nothing to receive) and returns the
-/// resident memory each costs, after and before returning freed memory to the system.
-async fn w5_parked(server: &Server, tag: &str, n: i64, in_recv: bool) -> (f64, f64) {
+/// Parks `n` workflows and returns the resident memory each costs, after and before
+/// returning freed memory to the system.
+async fn w5_parked(server: &Server, tag: &str, n: i64, how: Parking) -> (f64, f64) {
     let url = server.fresh_database(tag).await;
     // A recv parks once it has waited `park_after` without a message.
     let dbos = Dbos::launch(config(&url, 16).park_after(Duration::from_secs(1)))
@@ -493,17 +516,25 @@ async fn w5_parked(server: &Server, tag: &str, n: i64, in_recv: bool) -> (f64, f
         .for_each_concurrent(32, |i| {
             let dbos = dbos.clone();
             async move {
-                if in_recv {
-                    parked_in_recv(i).on(&dbos).start().await.expect("start");
-                } else {
-                    parked(i).on(&dbos).start().await.expect("start");
+                match how {
+                    Parking::Sleep => parked(i).on(&dbos).start().await.map(drop),
+                    Parking::Recv => parked_in_recv(i).on(&dbos).start().await.map(drop),
+                    Parking::SleepAfterLiveWait => parked_after_a_live_wait(i)
+                        .on(&dbos)
+                        .start()
+                        .await
+                        .map(drop),
                 }
+                .expect("start");
             }
         })
         .await;
     let started = Instant::now();
     while dbos.parked_workflows() < n as usize {
-        assert!(started.elapsed() < Duration::from_secs(300), "not every workflow parked");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "not every workflow parked"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -59,7 +59,17 @@ async fn every_workload_runs_and_reports(db: TestDatabase) {
     // The benchmark's databases live on the shared test cluster; drop them.
     let admin = db.connect().await;
     for name in [
-        "w1", "w1_floor", "w2", "w2_floor", "w3", "w3_floor", "w4", "w5", "w5_recv", "w6",
+        "w1",
+        "w1_floor",
+        "w2",
+        "w2_floor",
+        "w3",
+        "w3_floor",
+        "w4",
+        "w5",
+        "w5_recv",
+        "w5_control",
+        "w6",
         "w6_floor",
     ] {
         admin

@@ -176,7 +176,7 @@ where
     let mut guard = WaitGuard::register(rt, key);
     let started = Instant::now();
     loop {
-        let found = match look().await {
+        let found = match Box::pin(look()).await {
             Ok(found) => found,
             Err(e) => {
                 return Err(match ctx {

@@ -48,21 +48,28 @@ pub async fn set_event<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<()
         let started = now_ms();
         let rt = ctx.runtime.clone();
         loop {
-            let effect = fenced(&ctx, function_id, SET_EVENT, started, started, |owner| {
-                let (rt, wf, text) = (&rt, ctx.workflow_id.as_str(), text.as_str());
-                async move {
-                    let fence = Fence {
-                        workflow_id: wf,
-                        owner_xid: &owner,
-                        function_id,
-                        name: Some(SET_EVENT),
-                        started_ms: started,
-                        completed_ms: started,
-                        app_name: &rt.app_name,
-                    };
-                    rt.sysdb.set_event(key, text, fence).await
-                }
-            })
+            let effect = Box::pin(fenced(
+                &ctx,
+                function_id,
+                SET_EVENT,
+                started,
+                started,
+                |owner| {
+                    let (rt, wf, text) = (&rt, ctx.workflow_id.as_str(), text.as_str());
+                    async move {
+                        let fence = Fence {
+                            workflow_id: wf,
+                            owner_xid: &owner,
+                            function_id,
+                            name: Some(SET_EVENT),
+                            started_ms: started,
+                            completed_ms: started,
+                            app_name: &rt.app_name,
+                        };
+                        rt.sysdb.set_event(key, text, fence).await
+                    }
+                },
+            ))
             .await?;
             match effect {
                 Effect::Ours => {
@@ -148,7 +155,7 @@ pub async fn get_event<T: Portable>(
         }
         Slot::Fresh { function_id } => function_id,
     };
-    let deadline = recorded_deadline(&ctx, timeout).await?;
+    let deadline = Box::pin(recorded_deadline(&ctx, timeout)).await?;
     let started = now_ms();
     let rt = ctx.runtime.clone();
     let key_ = WakeKey::new(Channel::Events, workflow_id, key);

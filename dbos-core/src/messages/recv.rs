@@ -69,7 +69,7 @@ pub async fn recv<'a, T: Portable>(
         }
         Slot::Fresh { function_id } => function_id,
     };
-    let deadline = recorded_deadline(&ctx, timeout).await?;
+    let deadline = Box::pin(recorded_deadline(&ctx, timeout)).await?;
     let started = now_ms();
     let stored_topic = topic.unwrap_or(NULL_TOPIC);
     let rt = ctx.runtime.clone();
@@ -100,21 +100,28 @@ pub async fn recv<'a, T: Portable>(
         // Decoded before it is consumed: a message that does not decode stays where it is.
         let value: T = decode(&message.text, message.serialization.as_deref(), &what, &wf)?;
         let completed = now_ms();
-        let effect = fenced(&ctx, function_id, RECV, started, completed, |owner| {
-            let (rt, wf, uuid) = (&rt, wf.as_str(), message.message_uuid.as_str());
-            async move {
-                let fence = Fence {
-                    workflow_id: wf,
-                    owner_xid: &owner,
-                    function_id,
-                    name: Some(RECV),
-                    started_ms: started,
-                    completed_ms: completed,
-                    app_name: &rt.app_name,
-                };
-                rt.sysdb.consume_message(uuid, fence).await
-            }
-        })
+        let effect = Box::pin(fenced(
+            &ctx,
+            function_id,
+            RECV,
+            started,
+            completed,
+            |owner| {
+                let (rt, wf, uuid) = (&rt, wf.as_str(), message.message_uuid.as_str());
+                async move {
+                    let fence = Fence {
+                        workflow_id: wf,
+                        owner_xid: &owner,
+                        function_id,
+                        name: Some(RECV),
+                        started_ms: started,
+                        completed_ms: completed,
+                        app_name: &rt.app_name,
+                    };
+                    rt.sysdb.consume_message(uuid, fence).await
+                }
+            },
+        ))
         .await?;
         match effect {
             Effect::Ours => return Ok(Some(value)),

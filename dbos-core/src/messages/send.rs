@@ -175,7 +175,7 @@ pub(crate) async fn deliver(
             let started = now_ms();
             let rt = ctx.runtime.clone();
             loop {
-                let effect = fenced(&ctx, function_id, name, started, started, |owner| {
+                let effect = Box::pin(fenced(&ctx, function_id, name, started, started, |owner| {
                     let (rt, rows, wf) = (&rt, &rows, ctx.workflow_id.as_str());
                     async move {
                         let fence = Fence {
@@ -189,7 +189,7 @@ pub(crate) async fn deliver(
                         };
                         rt.sysdb.send_messages(rows, Some(fence)).await
                     }
-                })
+                }))
                 .await?;
                 if !matches!(effect, Effect::Nothing) {
                     return Ok(());

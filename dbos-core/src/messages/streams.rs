@@ -74,7 +74,7 @@ async fn append(key: &str, text: &str, name: &'static str) -> Result<()> {
         let started = now_ms();
         let rt = ctx.runtime.clone();
         loop {
-            let effect = fenced(&ctx, function_id, name, started, started, |owner| {
+            let effect = Box::pin(fenced(&ctx, function_id, name, started, started, |owner| {
                 let (rt, wf) = (&rt, ctx.workflow_id.as_str());
                 async move {
                     let fence = Fence {
@@ -88,7 +88,7 @@ async fn append(key: &str, text: &str, name: &'static str) -> Result<()> {
                     };
                     rt.sysdb.write_stream(key, text, fence).await
                 }
-            })
+            }))
             .await?;
             match effect {
                 Effect::Ours => {

@@ -85,6 +85,15 @@ impl WakeKey {
         }
     }
 
+    /// The same key in a fresh allocation (for what outlives the allocations around it).
+    pub(crate) fn relocated(&self) -> WakeKey {
+        WakeKey {
+            channel: self.channel,
+            payload: Arc::from(&*self.payload),
+            split: self.split,
+        }
+    }
+
     fn heard(channel: Channel, payload: &str) -> WakeKey {
         WakeKey {
             channel,
@@ -237,6 +246,11 @@ impl Drop for WaitGuard {
         // The map's reference and this one: nobody else waits for this key.
         if Arc::strong_count(&self.signal) <= 2 {
             keys.remove(&self.key);
+            // After a burst of waiters (that then parked), give the room back.
+            if keys.capacity() > 1024 && keys.len() < keys.capacity() / 8 {
+                let len = keys.len();
+                keys.shrink_to(len * 2);
+            }
         }
     }
 }

@@ -79,6 +79,11 @@ impl Running {
             .is_some_and(|e| Arc::ptr_eq(&e.control, control))
         {
             map.remove(id);
+            // After a burst (thousands of workflows that then parked), give the room back.
+            if map.capacity() > 1024 && map.len() < map.capacity() / 8 {
+                let len = map.len();
+                map.shrink_to(len * 2);
+            }
         }
     }
 }
@@ -236,8 +241,11 @@ impl RuntimeInner {
                     // A parked wait (recv, get_event) is also woken by what it waits for;
                     // its registration, held until now, tells whether that came meanwhile.
                     let ticket = ctx.take_park_ticket();
-                    let wake_on = ticket.as_ref().map(|t| t.key().clone());
-                    let parked = Parked { owner_xid: ctx.owner(), def, deadline_ms, slot: slot.take(), wake_on };
+                    let wake_on = ticket.as_ref().map(|t| t.key().relocated());
+                    // Fresh copies: the execution's own allocations are freed now, and what
+                    // stays parked should not pin the pages they shared.
+                    let owner_xid: Arc<str> = Arc::from(&*ctx.owner());
+                    let parked = Parked { owner_xid, def, deadline_ms, slot: slot.take(), wake_on };
                     self.parking.park(wake_ms, id, parked);
                     if ticket.is_some_and(|t| t.fired()) {
                         self.parking.wake_now(id);
