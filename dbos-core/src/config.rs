@@ -180,7 +180,9 @@ impl Config {
 
     /// Durable sleeps at least this long park the workflow (default 10 s): its execution ends
     /// and it is re-executed from its history at wake-up time, so a sleeping workflow holds
-    /// no memory beyond a small entry. Shorter sleeps wait in place.
+    /// no memory beyond a small entry. Shorter sleeps wait in place. A `recv` or `get_event`
+    /// that has waited this long with at least as long still to go is parked the same way,
+    /// and re-executed as soon as its message or event arrives.
     pub fn park_after(mut self, duration: Duration) -> Self {
         self.park_after = duration;
         self

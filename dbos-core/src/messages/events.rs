@@ -29,7 +29,7 @@ use crate::workflow::types::Portable;
 /// ```no_run
 /// #[dbos_core::workflow]
 /// async fn order(id: String) -> Result<(), dbos_core::Error> {
-///     dbos_core::set_event("status", &"reserved").await?;
+///     dbos_core::set_event("status", &format!("{id} reserved")).await?;
 ///     Ok(())
 /// }
 /// ```
@@ -124,8 +124,10 @@ pub async fn set_event<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<()
 /// # async fn demo() -> dbos_core::Result<()> {
 /// let status: Option<String> =
 ///     dbos_core::get_event("order-42", "status", Duration::from_secs(5)).await?;
+/// println!("{status:?}");
 /// # Ok(())
 /// # }
+/// # let _ = demo;
 /// ```
 ///
 /// # Errors
@@ -224,6 +226,7 @@ pub(crate) async fn get_event_outside<T: Portable>(
 /// }
 /// # Ok(())
 /// # }
+/// # let _ = demo;
 /// ```
 ///
 /// # Errors

@@ -137,6 +137,7 @@ impl Dbos {
     /// dbos.send("order-42", &"paid", "payment").idempotency_key("webhook-981").await?;
     /// # Ok(())
     /// # }
+    /// # let _ = demo;
     /// ```
     pub fn send<'a, T: Serialize + ?Sized>(
         &self,

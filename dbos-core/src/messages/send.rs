@@ -112,6 +112,7 @@ impl IntoFuture for SendCall {
 /// dbos_core::send("order-42", &"hello", None).idempotency_key("greeting-1").await?;
 /// # Ok(())
 /// # }
+/// # let _ = demo;
 /// ```
 ///
 /// # Errors
@@ -150,6 +151,7 @@ pub fn send<'a, T: Serialize + ?Sized>(
 /// .await?;
 /// # Ok(())
 /// # }
+/// # let _ = demo;
 /// ```
 ///
 /// # Errors

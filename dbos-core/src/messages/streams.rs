@@ -149,6 +149,7 @@ async fn append(key: &str, text: &str, name: &'static str) -> Result<()> {
 /// }
 /// # Ok(())
 /// # }
+/// # let _ = demo;
 /// ```
 ///
 /// Items are `Err` when the writer does not exist

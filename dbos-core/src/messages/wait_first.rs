@@ -29,6 +29,7 @@ const MAX_POLL: Duration = Duration::from_millis(500);
 /// println!("{} finished first: {:?}", first.id(), first.result().await);
 /// # Ok(())
 /// # }
+/// # let _ = demo;
 /// ```
 ///
 /// # Errors
