@@ -287,8 +287,8 @@ impl Dbos {
         &self.inner.app_version
     }
 
-    /// How many workflows are parked in a long durable sleep (holding no task; see
-    /// [`Config::park_after`]).
+    /// How many workflows are parked in a long durable sleep, `recv` or `get_event` (holding
+    /// no task; see [`Config::park_after`]).
     pub fn parked_workflows(&self) -> usize {
         self.inner.parking.len()
     }
