@@ -52,7 +52,7 @@ struct Slot {
     executor: String,
     child: Option<Child>,
     pid: Option<u32>,
-    /// When the current process was spawned (since t0; negative before t0 is clamped to 0).
+    /// When the current process was spawned, since the workload was enqueued (0 for the first).
     launched_at: Duration,
     ready: bool,
     relaunch_at: Option<Instant>,
@@ -411,16 +411,17 @@ impl Run {
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
-        if s.pid == Some(pid) {
-            s.ready = true;
+        if s.pid != Some(pid) {
+            return; // a process killed before it got ready
         }
+        s.ready = true;
         if let Some(at) = at {
             let since = at.saturating_duration_since(self.t0);
             if let Some(k) = self
                 .kills
                 .iter_mut()
                 .rev()
-                .find(|k| k.slot == slot && k.relaunch_ready.is_none())
+                .find(|k| k.slot == slot && k.pid != pid && k.relaunch_ready.is_none())
             {
                 k.relaunch_ready = Some(since.saturating_sub(k.at));
             }
