@@ -137,7 +137,9 @@ impl LocalPostgres {
     /// Crashes and restarts the server on the same port, as a power cut or an
     /// `OOM kill` of the postmaster would: `pg_ctl restart -m immediate` ends every
     /// session without a checkpoint, and the server replays its WAL on the way back up.
-    /// Meant for fault-injection tests; open connections see their socket closed.
+    /// Meant for fault-injection tests; open connections see their socket closed. A server
+    /// started [`ephemeral`](LocalPostgresBuilder::ephemeral) loses acknowledged commits in
+    /// such a crash unless `synchronous_commit` was turned back on.
     ///
     /// # Errors
     /// [`ErrorKind::LocalPostgres`] when `pg_ctl restart` fails.
@@ -162,8 +164,11 @@ impl LocalPostgres {
 }
 
 impl LocalPostgresBuilder {
-    /// Trades durability for speed (`fsync=off`, no sync at init): for tests and benchmarks,
-    /// never for data you keep.
+    /// Trades durability for speed (`fsync=off`, `synchronous_commit=off`, no sync at init):
+    /// for tests and benchmarks, never for data you keep. With `synchronous_commit=off` a
+    /// server crash ([`LocalPostgres::restart_immediate`]) loses the last acknowledged
+    /// commits; a test that crashes the server should add
+    /// `.setting("synchronous_commit", "on")` (later settings win).
     pub fn ephemeral(mut self, ephemeral: bool) -> Self {
         self.ephemeral = ephemeral;
         self
