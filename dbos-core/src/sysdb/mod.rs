@@ -3,6 +3,7 @@
 //! [`SystemDatabase`] is a pooled handle to the Postgres database that holds the DBOS schema.
 //! Everything durable this library does goes through it.
 
+pub(crate) mod executors;
 mod migrate;
 pub(crate) mod queues;
 pub(crate) mod records;
@@ -54,6 +55,7 @@ pub struct SystemDatabase {
     schema: Arc<str>,
     quoted_schema: Arc<str>,
     url: Arc<DatabaseUrl>,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     resilience: Arc<Resilience>,
 }
 
@@ -100,6 +102,7 @@ impl SystemDatabase {
             schema: schema.into(),
             quoted_schema: quote_ident(schema).into(),
             url: Arc::new(parsed),
+            tls: tls.clone(),
             resilience: Arc::new(Resilience::new(options.retry_for)),
         };
         match db.first_connection().await {
@@ -158,6 +161,31 @@ impl SystemDatabase {
     pub async fn client(&self) -> Result<Object> {
         self.resilience
             .run("connect to the system database", |_| self.checkout())
+            .await
+    }
+
+    /// A connection of its own, outside the pool, for a session that must outlive any
+    /// statement (the executor's advisory lock, a LISTEN). Retried like every statement.
+    /// The connection's task ends when the connection does; the returned handle tells.
+    pub(crate) async fn dedicated(
+        &self,
+        what: &str,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
+        self.resilience
+            .run(what, |_| async {
+                let (client, connection) = self
+                    .url
+                    .config
+                    .connect(self.tls.clone())
+                    .await
+                    .map_err(|e| Error::db(format!("could not {what}"), e))?;
+                let task = tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "a dedicated connection ended");
+                    }
+                });
+                Ok((client, task))
+            })
             .await
     }
 
