@@ -391,7 +391,6 @@ async fn a_delayed_workflow_waits_then_runs(db: TestDatabase) {
     let dbos = Dbos::launch(all_queues(db.config("testapp")))
         .await
         .unwrap();
-    let t0 = std::time::Instant::now();
     let h = double(5)
         .id("later")
         .on(&dbos)
@@ -401,10 +400,25 @@ async fn a_delayed_workflow_waits_then_runs(db: TestDatabase) {
         .unwrap();
     assert_eq!(h.status().await.unwrap(), Status::Delayed);
     assert_eq!(h.result().await.unwrap(), 10);
+    let row = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT created_at, delay_until_epoch_ms, started_at_epoch_ms FROM dbos.workflow_status WHERE workflow_uuid = 'later'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (created, until, started): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
     assert!(
-        t0.elapsed() >= Duration::from_millis(1500),
-        "ran after {:?}",
-        t0.elapsed()
+        (1400..1600).contains(&(until - created)),
+        "delayed until {} ms after the enqueue",
+        until - created
+    );
+    assert!(
+        started >= until,
+        "started {} ms before its delay ended",
+        until - started
     );
 }
 

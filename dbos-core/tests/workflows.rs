@@ -666,7 +666,6 @@ async fn a_long_sleep_parks_the_workflow_and_it_resumes_on_time(db: TestDatabase
     let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(500)))
         .await
         .unwrap();
-    let started = std::time::Instant::now();
     let handle = nap("nap".into(), 1500)
         .id("napper")
         .on(&dbos)
@@ -682,19 +681,31 @@ async fn a_long_sleep_parks_the_workflow_and_it_resumes_on_time(db: TestDatabase
         Status::Pending,
         "a parked workflow is still pending"
     );
+    let wake: f64 = rows(
+        &db,
+        "SELECT output FROM dbos.operation_outputs WHERE workflow_uuid = $1 AND function_name = 'DBOS.sleep'",
+        "napper",
+    )
+    .await[0]
+        .get::<_, String>(0)
+        .parse()
+        .unwrap();
+    let wake = std::time::UNIX_EPOCH + Duration::from_secs_f64(wake);
     assert_eq!(
         handle.result().await.unwrap(),
         1,
         "the step before the sleep replayed; it did not run again"
     );
-    let elapsed = started.elapsed();
+    let finished = std::time::SystemTime::now();
     assert!(
-        elapsed >= Duration::from_millis(1500),
-        "woke early: {elapsed:?}"
+        finished >= wake,
+        "woke {:?} before the recorded wake-up",
+        wake.duration_since(finished).unwrap_or_default()
     );
+    let late = finished.duration_since(wake).unwrap_or_default();
     assert!(
-        elapsed < Duration::from_millis(4000),
-        "woke late: {elapsed:?}"
+        late < Duration::from_millis(2500),
+        "resumed {late:?} after the recorded wake-up"
     );
     assert_eq!((runs("nap", "reserve"), runs("nap", "notify")), (1, 1));
     assert_eq!(dbos.parked_workflows(), 0);
