@@ -198,12 +198,40 @@ async fn a_step_error_is_recorded_and_returns_as_the_same_typed_value(db: TestDa
     assert_eq!(runs("declined", "notify"), 0);
 }
 
-static FLAKY_FAILS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+/// When each attempt of a retried step started, per key.
+static ATTEMPTS: Mutex<Option<HashMap<String, Vec<std::time::Instant>>>> = Mutex::new(None);
 
-#[step(max_attempts = 4, interval = "10ms", backoff = 1.5)]
+fn attempt(key: &str) {
+    ATTEMPTS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_owned())
+        .or_default()
+        .push(std::time::Instant::now());
+}
+
+/// The waits between the attempts recorded for `key`.
+fn gaps(key: &str) -> Vec<Duration> {
+    let attempts = ATTEMPTS.lock().unwrap();
+    let at = attempts
+        .as_ref()
+        .and_then(|m| m.get(key))
+        .cloned()
+        .unwrap_or_default();
+    at.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+/// Waits 100 ms, then 300 ms, then 500 ms (900 ms capped by `max_interval`).
+#[step(
+    max_attempts = 4,
+    interval = "100ms",
+    backoff = 3.0,
+    max_interval = "500ms"
+)]
 async fn flaky(key: String, failures: u32) -> Result<u32, ShopError> {
+    attempt(&key);
     let n = bump(&key, "flaky");
-    let _ = &FLAKY_FAILS;
     if n <= failures {
         return Err(ShopError::Flaky);
     }
@@ -230,6 +258,18 @@ async fn not_retrying(key: String) -> Result<u32, ShopError> {
     declines(key).await
 }
 
+/// The checkpoints of a workflow: (function id, name, output, error, serialization).
+async fn checkpoints(
+    db: &TestDatabase,
+    id: &str,
+) -> Vec<(i32, String, Option<String>, Option<String>, Option<String>)> {
+    rows(db, "SELECT function_id, function_name, output, error, serialization FROM dbos.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id", id)
+        .await
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
 #[dbos_testkit::test]
 async fn steps_retry_with_backoff_and_record_only_the_final_result(db: TestDatabase) {
     let dbos = db.launch().await;
@@ -242,17 +282,17 @@ async fn steps_retry_with_backoff_and_record_only_the_final_result(db: TestDatab
         3
     );
     assert_eq!(runs("r1", "flaky"), 3);
-    let n: i64 = db
-        .connect()
-        .await
-        .query_one(
-            "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'wf-r1'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(
+        checkpoints(&db, "wf-r1").await,
+        vec![(
+            1,
+            "flaky".into(),
+            Some("3".into()),
+            None,
+            Some("portable_json".into())
+        )],
+        "one checkpoint, the successful attempt's"
+    );
 
     // Past max_attempts, the last error is recorded.
     assert_eq!(
@@ -264,6 +304,35 @@ async fn steps_retry_with_backoff_and_record_only_the_final_result(db: TestDatab
         ShopError::Flaky
     );
     assert_eq!(runs("r2", "flaky"), 4);
+    let recorded = checkpoints(&db, "wf-r2").await;
+    assert_eq!(
+        recorded.len(),
+        1,
+        "one checkpoint for four attempts: {recorded:?}"
+    );
+    let (function_id, name, output, error, serialization) = recorded[0].clone();
+    assert_eq!((function_id, name.as_str()), (1, "flaky"));
+    assert_eq!(output, None);
+    assert_eq!(serialization.as_deref(), Some("portable_json"));
+    let error: serde_json::Value =
+        serde_json::from_str(&error.expect("the error column holds the last attempt's error"))
+            .unwrap();
+    assert_eq!(
+        error,
+        json!({"name": "ShopError", "message": "flaky failure", "code": null, "data": "Flaky"})
+    );
+
+    // The waits: 100 ms, then tripled, then capped at 500 ms. Each is at least its nominal
+    // length (a timer never fires early) and at most 300 ms longer (a loaded machine), which
+    // is less than the uncapped 900 ms.
+    let waits = gaps("r2");
+    assert_eq!(waits.len(), 3, "{waits:?}");
+    for (wait, nominal) in waits.iter().zip([100, 300, 500].map(Duration::from_millis)) {
+        assert!(
+            *wait >= nominal && *wait < nominal + Duration::from_millis(300),
+            "waits {waits:?}, expected 100 ms, 300 ms, 500 ms"
+        );
+    }
 
     // retry_if says no: one attempt.
     assert_eq!(
