@@ -856,3 +856,87 @@ async fn the_outcome_overwrites_an_output_row_written_by_another_tool(db: TestDa
     assert_eq!(row.get::<_, String>(0), "SUCCESS");
     assert_eq!(row.get::<_, String>(1), "\"ours\"");
 }
+
+static CANCEL_GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[step]
+async fn waits_at_the_gate(key: String) -> Result<(), Error> {
+    bump(&key, "gate");
+    CANCEL_GATE.notified().await;
+    Ok(())
+}
+
+#[step]
+async fn after_the_gate(key: String) -> Result<(), Error> {
+    bump(&key, "after");
+    Ok(())
+}
+
+#[workflow]
+async fn cancellable(key: String) -> Result<(), Error> {
+    waits_at_the_gate(key.clone()).await?;
+    after_the_gate(key).await
+}
+
+#[dbos_testkit::test]
+async fn cancel_stops_a_running_workflow_and_rewrites_only_unfinished_or_dead_lettered_ones(
+    db: TestDatabase,
+) {
+    let dbos = db.launch().await;
+    // A running workflow stops at its next durable operation.
+    let running = cancellable("cx".into())
+        .id("cancel-running")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually(
+        "the first step to start",
+        Duration::from_secs(10),
+        || async { (runs("cx", "gate") == 1).then_some(()) },
+    )
+    .await;
+    dbos.cancel_workflow("cancel-running").await.unwrap();
+    CANCEL_GATE.notify_waiters();
+    let e = running.result().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AwaitedWorkflowCancelled, "{e:?}");
+    assert_eq!(running.status().await.unwrap(), Status::Cancelled);
+    assert_eq!(
+        runs("cx", "after"),
+        0,
+        "no operation started after the cancel"
+    );
+
+    // Finished workflows: SUCCESS and ERROR stay; a dead-lettered one becomes CANCELLED.
+    db.connect()
+        .await
+        .batch_execute(
+            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, serialization) VALUES
+                 ('done-ok', 'SUCCESS', 'child_double', 'portable_json'),
+                 ('done-err', 'ERROR', 'child_double', 'portable_json'),
+                 ('dead-lettered', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', 'child_double', 'portable_json')",
+        )
+        .await
+        .unwrap();
+    for id in ["done-ok", "done-err", "dead-lettered"] {
+        dbos.cancel_workflow(id).await.unwrap();
+    }
+    let status = |id: &'static str| {
+        let db = &db;
+        async move {
+            rows(
+                db,
+                "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                id,
+            )
+            .await[0]
+                .get::<_, String>(0)
+        }
+    };
+    assert_eq!(status("done-ok").await, "SUCCESS");
+    assert_eq!(status("done-err").await, "ERROR");
+    assert_eq!(status("dead-lettered").await, "CANCELLED", "as DBOS does");
+
+    let e = dbos.cancel_workflow("no-such-workflow").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonExistentWorkflow);
+}

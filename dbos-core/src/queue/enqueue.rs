@@ -62,7 +62,8 @@ impl<T, E> std::fmt::Debug for QueuedCall<T, E> {
 }
 
 impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
-    /// Lower runs first; 0 (the default) runs before any explicit priority.
+    /// The workflow's priority, from 0 (the default, and the first to run) to 2^31 - 1: lower
+    /// runs first, and equal priorities run in enqueue order.
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self
