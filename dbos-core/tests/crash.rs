@@ -128,17 +128,21 @@ async fn abort_after_step_two_then_relaunch_recovers(db: TestDatabase) {
         format!("\"{id}\""),
         "the uuid drawn before the crash was replayed, not redrawn"
     );
-    let attempts: i64 = db
+    let row = db
         .connect()
         .await
         .query_one(
-            "SELECT recovery_attempts FROM dbos.workflow_status WHERE workflow_uuid = 'crashing'",
+            "SELECT recovery_attempts, queue_name FROM dbos.workflow_status WHERE workflow_uuid = 'crashing'",
             &[],
         )
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(attempts, 2);
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2);
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("_dbos_internal_queue"),
+        "a workflow started directly is recovered through the internal queue"
+    );
 }
 
 #[workflow]

@@ -253,6 +253,21 @@ async fn executor_processes_share_queues_within_their_limits(db: TestDatabase) {
         recovered, stranded,
         "exactly w1's pending workflows were re-enqueued"
     );
+    let queues: Vec<Option<String>> = client
+        .query(
+            "SELECT DISTINCT queue_name FROM dbos.workflow_status WHERE workflow_uuid = ANY($1)",
+            &[&recovered],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        queues,
+        vec![Some("plain".to_owned())],
+        "queued work goes back to its own queue"
+    );
     wait_all_success(&db, &long).await;
     let ev = events(&db).await;
     let mut runs: HashMap<&str, Vec<&str>> = HashMap::new();
