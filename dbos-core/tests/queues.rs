@@ -340,6 +340,23 @@ async fn deduplication_rejects_while_active_and_frees_after(db: TestDatabase) {
         .unwrap();
     assert_eq!(existing.id(), first.id());
 
+    // Cancelled, its holder frees the id at once.
+    let held = double(5)
+        .id("dedup-cancelled")
+        .on(&dbos)
+        .enqueue(&UNSERVED)
+        .deduplication_id("order-10")
+        .await
+        .unwrap();
+    dbos.cancel_workflow(held.id()).await.unwrap();
+    double(6)
+        .id("dedup-after-cancel")
+        .on(&dbos)
+        .enqueue(&UNSERVED)
+        .deduplication_id("order-10")
+        .await
+        .expect("a cancelled workflow no longer holds its deduplication id");
+
     // Served and completed, the id is free again.
     let server = Dbos::launch(db.config("testapp").executor_id("server").queue(&UNSERVED))
         .await
