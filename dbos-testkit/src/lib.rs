@@ -10,7 +10,7 @@
 //! }
 //! ```
 //!
-//! - One ephemeral Postgres cluster per checkout ([`cluster`]), started on demand from the
+//! - One ephemeral Postgres cluster per checkout ([`cluster()`]), started on demand from the
 //!   installed server binaries and shared by parallel test processes.
 //! - A fresh, empty database per test ([`TestDatabase`]), named from a hash of the test's
 //!   path, dropped when the test passes and kept for inspection when it fails.
