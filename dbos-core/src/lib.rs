@@ -33,6 +33,26 @@ pub use dbos_macros::workflow;
 #[doc = include_str!("../docs/step-macro.md")]
 pub use dbos_macros::step;
 
+/// The book under `docs/src/`, compiled as doctests so every Rust example in it keeps
+/// compiling (examples that need a running database are `no_run`: compiled, not run).
+#[cfg(doctest)]
+mod book {
+    #[doc = include_str!("../../docs/src/introduction.md")]
+    struct Introduction;
+    #[doc = include_str!("../../docs/src/getting-started.md")]
+    struct GettingStarted;
+    #[doc = include_str!("../../docs/src/system-database.md")]
+    struct SystemDatabase;
+    #[doc = include_str!("../../docs/src/workflows.md")]
+    struct Workflows;
+    #[doc = include_str!("../../docs/src/queues.md")]
+    struct Queues;
+    #[doc = include_str!("../../docs/src/testing.md")]
+    struct Testing;
+    #[doc = include_str!("../../docs/src/performance.md")]
+    struct Performance;
+}
+
 /// Everything an application usually needs: `use dbos_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{

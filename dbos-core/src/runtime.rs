@@ -125,8 +125,8 @@ impl Dbos {
     /// 2. collects every `#[workflow]` of the binary (two with one name fail here, naming
     ///    both source locations) and computes the application version from their source,
     ///    unless configured; registers it in `application_versions`;
-    /// 3. recovers this executor's `PENDING` workflows of this version through the internal
-    ///    queue, and keeps serving that queue;
+    /// 3. recovers this executor's `PENDING` workflows of this version: queued ones go back on
+    ///    their own queue, the others on the internal queue, which it keeps serving;
     /// 4. becomes the process's current runtime, used by workflow calls made outside any
     ///    workflow.
     ///
@@ -350,7 +350,11 @@ impl Dbos {
     }
 
     /// Enqueues a workflow by name with JSON arguments onto `queue`, whether or not this
-    /// binary has the workflow: any executor serving the queue that has it runs it.
+    /// binary has the workflow. Today any executor serving the queue may claim it, and one
+    /// whose binary lacks the workflow logs an error and leaves it `PENDING` under its own
+    /// executor id (recovered only by that id's next launch or [`Dbos::recover_executors`]);
+    /// so serve the queue only from executors that have it. Planned work makes executors
+    /// claim only workflows they can run.
     ///
     /// # Errors
     /// [`ErrorKind::ConflictingWorkflow`] when the id names another workflow, or a database
@@ -434,7 +438,8 @@ impl Dbos {
 
     /// Stops the runtime gracefully: takes no new work, lets running workflows finish their
     /// in-flight step (they stop at their next durable operation and stay `PENDING`, to be
-    /// recovered by the next launch), waits up to `timeout` for them, and closes the pool.
+    /// recovered by the next launch of this executor id or by [`Dbos::recover_executors`]),
+    /// waits up to `timeout` for them, and closes the pool.
     /// The embedded Postgres keeps running so the next launch reuses it.
     ///
     /// # Errors

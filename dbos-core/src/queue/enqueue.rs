@@ -63,8 +63,9 @@ impl<T, E> std::fmt::Debug for QueuedCall<T, E> {
 }
 
 impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
-    /// Lower runs first; 0 (the default) runs before any explicit priority. DBOS's range is
-    /// 0 to 2³¹−1: a negative priority is refused with [`ErrorKind::InvalidArgument`].
+    /// The workflow's priority, from 0 (the default, and the first to run) to 2³¹−1: lower
+    /// runs first, and equal priorities run in enqueue order. A negative priority is refused
+    /// with [`ErrorKind::InvalidArgument`].
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self

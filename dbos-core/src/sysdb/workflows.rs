@@ -3,7 +3,9 @@
 //!
 //! - start: the `workflow_status` row and its `workflow_input` row together (plus, for a
 //!   child, the parent's checkpoint, fenced by the parent's ownership);
-//! - each step and the finish: see [`super::records`], which also group-commits them.
+//! - each step and the finish: see [`super::records`]; each is its own statement and its own
+//!   commit (no group commit: batching concurrent workflows' checkpoints measured slower, see
+//!   the book's Performance chapter).
 
 use std::collections::HashMap;
 
