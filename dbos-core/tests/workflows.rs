@@ -609,7 +609,11 @@ async fn unknown_names_bad_inputs_and_exhausted_recoveries_are_handled(db: TestD
         let r = rows(&db, "SELECT s.status, i.inputs, s.queue_name, s.owner_xid FROM dbos.workflow_status s JOIN dbos.workflow_input i USING (workflow_uuid) WHERE workflow_uuid = $1", id).await;
         assert_eq!(r[0].get::<_, String>(0), "ENQUEUED", "{id}");
         assert_eq!(r[0].get::<_, String>(1), input, "{id}");
-        assert_eq!(r[0].get::<_, Option<String>>(2).as_deref(), Some("_dbos_internal_queue"), "{id}");
+        assert_eq!(
+            r[0].get::<_, Option<String>>(2).as_deref(),
+            Some("_dbos_internal_queue"),
+            "{id}"
+        );
         assert_eq!(r[0].get::<_, Option<String>>(3), None, "{id}");
     }
 }

@@ -75,7 +75,9 @@ impl SystemDatabase {
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for a bad URL, [`ErrorKind::Connection`] when the server stays
-    /// unreachable, [`ErrorKind::Database`] when authentication or database creation fails.
+    /// unreachable, [`ErrorKind::Tls`] when the server's certificate is not trusted or does
+    /// not name the host (not retried), [`ErrorKind::Database`] when authentication or
+    /// database creation fails.
     pub async fn connect(url: &str, schema: &str, options: &ConnectOptions) -> Result<Self> {
         let mut parsed = DatabaseUrl::parse(url)?;
         parsed.config.connect_timeout(options.connect_timeout);

@@ -2,7 +2,7 @@
 //!
 //! `#[workflow]` emits a static [`WorkflowDef`] and submits a [`WorkflowRegistration`];
 //! `#[step]` emits a [`StepDef`] and submits a [`StepRegistration`]. At launch the runtime
-//! collects them into a [`Registry`]: recovery and queue workers find workflows by name, and
+//! collects them into a registry: recovery and queue workers find workflows by name, and
 //! the application version is a hash of every definition's source.
 
 use std::collections::HashMap;

@@ -82,7 +82,11 @@ pub(crate) fn expand(v: &ValidWorkflow<'_>) -> TokenStream {
             #unused_args
             #(#decodes)*
             let __dbos_result: ::core::result::Result<#ok, #err> =
-                async move { #fake_return #body }.await;
+                async move { #fake_return
+                #[allow(unused_braces)] // a one-line body is a block in a block
+                let __dbos_value = #body;
+                __dbos_value
+             }.await;
             ::dbos_core::__private::erase_outcome::<#ok, #err>(__dbos_result)
         })
     };
