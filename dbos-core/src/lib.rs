@@ -51,6 +51,10 @@ mod book {
     struct Testing;
     #[doc = include_str!("../../docs/src/performance.md")]
     struct Performance;
+    #[doc = include_str!("../../docs/src/reliability.md")]
+    struct Reliability;
+    #[doc = include_str!("../../docs/src/architecture.md")]
+    struct Architecture;
 }
 
 /// Everything an application usually needs: `use dbos_core::prelude::*;`.

@@ -265,8 +265,24 @@ async fn two_live_executions_of_one_workflow_never_both_record(db: TestDatabase)
     )
     .await;
 
-    // A second executor with the same id "recovers" the workflow while the first still runs.
-    let new = Dbos::launch(config).await.unwrap();
+    // A second executor takes the workflow over while the first still runs: a resume onto a
+    // queue only it serves (what DBOS's resume-to-queue writes).
+    let new = Dbos::launch(
+        config
+            .executor_id("fence-exec-2")
+            .queue(&dbos_core::Queue::new("fence-q")),
+    )
+    .await
+    .unwrap();
+    db.connect()
+        .await
+        .execute(
+            "UPDATE dbos.workflow_status SET status = 'ENQUEUED', owner_xid = NULL, queue_name = 'fence-q', \
+             started_at_epoch_ms = NULL WHERE workflow_uuid = 'fenced'",
+            &[],
+        )
+        .await
+        .unwrap();
     let winner = new
         .retrieve_workflow::<String, Error>("fenced")
         .result()

@@ -136,7 +136,7 @@ async fn an_enqueued_workflow_runs_and_its_row_follows_the_protocol(db: TestData
         "the dequeue counts as the first dispatch"
     );
     assert!(row.get::<_, bool>(3));
-    assert_eq!(row.get::<_, String>(4), "local");
+    assert_eq!(row.get::<_, String>(4), dbos.executor_id());
     assert_eq!(row.get::<_, String>(5), dbos.application_version());
     let q = db
         .connect()
@@ -649,7 +649,11 @@ print("result", handle.get_result())
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "SUCCESS");
     assert_eq!(row.get::<_, String>(1), "portable_json");
-    assert_eq!(row.get::<_, String>(2), "local", "our executor ran it");
+    assert_eq!(
+        row.get::<_, String>(2),
+        _dbos.executor_id(),
+        "our executor ran it"
+    );
 }
 
 /// Holds DBOS Python's background-job lock with DBOS Python's own code (3.4.0's

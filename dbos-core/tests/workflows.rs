@@ -105,7 +105,7 @@ async fn steps_are_checkpointed_once_and_a_second_call_replays(db: TestDatabase)
     assert_eq!(status[0].get::<_, String>(0), "SUCCESS");
     assert_eq!(status[0].get::<_, String>(1), "checkout");
     assert_eq!(status[0].get::<_, String>(2), "portable_json");
-    assert_eq!(status[0].get::<_, String>(3), "local");
+    assert_eq!(status[0].get::<_, String>(3), dbos.executor_id());
     assert_eq!(status[0].get::<_, i64>(4), 1);
     assert_eq!(status[0].get::<_, String>(5), dbos.application_version());
     let input = rows(
