@@ -224,11 +224,23 @@ pub(crate) fn list_workflows_sql(
             .collect();
         conditions.push(format!("({})", likes.join(" OR ")));
     }
-    if !q.statuses.is_empty() {
-        let list: Vec<String> = q.statuses.iter().map(|st| literal(st.as_str())).collect();
-        conditions.push(format!("ws.status IN ({})", list.join(", ")));
+    // Statuses are ORed equalities, not an IN list: each arm can then use the partial index
+    // its status has (the queued listing's `DELAYED` arm the delayed-workflows index, its
+    // `ENQUEUED` and `PENDING` arms the in-flight index), where an IN list that no single
+    // index's predicate covers made the planner scan the table.
+    let statuses: Vec<&str> = if !q.statuses.is_empty() {
+        q.statuses.iter().map(Status::as_str).collect()
     } else if q.queued_only {
-        conditions.push("ws.status IN ('DELAYED', 'ENQUEUED', 'PENDING')".to_owned());
+        vec!["ENQUEUED", "PENDING", "DELAYED"]
+    } else {
+        Vec::new()
+    };
+    if !statuses.is_empty() {
+        let arms: Vec<String> = statuses
+            .iter()
+            .map(|st| format!("ws.status = {}", literal(st)))
+            .collect();
+        conditions.push(format!("({})", arms.join(" OR ")));
     }
     if q.queued_only {
         conditions.push("ws.queue_name IS NOT NULL".to_owned());
@@ -1118,7 +1130,7 @@ mod tests {
     fn statuses_are_inlined_for_the_partial_indexes() {
         let q = ListWorkflows::new().status(Status::Error).name("checkout");
         let (sql, params) = list_workflows_sql("dbos", &q, Some("shop"));
-        assert!(sql.contains("ws.status IN ('ERROR')"), "{sql}");
+        assert!(sql.contains("(ws.status = 'ERROR')"), "{sql}");
         assert!(sql.contains("ws.name = $2"), "{sql}");
         assert_eq!(params.refs().len(), 2);
         assert_eq!(literal("it's"), "'it''s'");
