@@ -434,5 +434,5 @@ impl Dbos {
 
 /// The database the embedded Postgres holds for an application: `<app>_dbos_sys`.
 pub(crate) fn local_database_name(app_name: &str) -> String {
-    format!("{}_dbos_sys", app_name.replace('-', "_").to_lowercase())
+    LocalPostgres::database_for_app(app_name)
 }

@@ -307,7 +307,7 @@ pub(crate) fn list_workflows_sql(
                 ws.delay_until_epoch_ms, ws.was_forked_from, ws.completed_at, ws.attributes, ws.schedule_name,
                 ws.application_name, ws.serialization, {inputs}, {outputs}
            FROM {s}.workflow_status ws{input_join}{output_join}{filter}
-          ORDER BY ws.created_at {order}"
+          ORDER BY ws.created_at {order}, ws.workflow_uuid {order}"
     );
     if let Some(limit) = q.limit {
         sql.push_str(&format!(" LIMIT {}", p.push(i64::from(limit))));
