@@ -19,7 +19,12 @@ use dbos_core::{Error, ErrorKind};
 
 /// Prints an error as one line saying what was wrong and what to do.
 fn report(e: &Error) {
-    let mut message = e.to_string().replace('\n', "; ");
+    // The message names the workflow already; the step context is for library callers.
+    let mut message = match e.workflow_id() {
+        Some(id) if !e.message().contains(id) => e.to_string(),
+        _ => e.message().to_owned(),
+    }
+    .replace('\n', "; ");
     let hint = match e.kind() {
         ErrorKind::Connection => {
             " (check the URL given with -s/--sys-db-url or DBOS_SYSTEM_DATABASE_URL, and that the server is running)"

@@ -11,16 +11,19 @@
 //! use dbos_core::Client;
 //! use serde_json::json;
 //!
-//! # async fn f() -> dbos_core::Result<()> {
-//! let client = Client::connect("postgres://app:secret@db:5432/shop_sys").await?;
-//! let handle = client
-//!     .enqueue("checkout", "payments")
-//!     .arg(&json!({"order": 42}))
-//!     .id("order-42")
-//!     .priority(1)
-//!     .await?;
-//! let receipt = handle.result().await?;
-//! # let _ = receipt; Ok(()) }
+//! #[tokio::main]
+//! async fn main() -> dbos_core::Result<()> {
+//!     let client = Client::connect("postgres://app:secret@db:5432/shop_sys").await?;
+//!     let handle = client
+//!         .enqueue("checkout", "payments")
+//!         .arg(&json!({"order": 42}))
+//!         .id("order-42")
+//!         .priority(1)
+//!         .await?;
+//!     let receipt = handle.result().await?;
+//!     println!("{receipt}");
+//!     Ok(())
+//! }
 //! ```
 
 mod enqueue;
@@ -246,15 +249,27 @@ impl Client {
     /// output and error. The call's `.id(..)` and `.timeout(..)` apply.
     ///
     /// ```no_run
-    /// # use dbos_core::{workflow, Error, Queue, Client};
+    /// use dbos_core::{workflow, Client, Error, Queue};
+    ///
     /// #[workflow]
-    /// async fn checkout(order_id: u64) -> Result<String, Error> { Ok(format!("receipt-{order_id}")) }
+    /// async fn checkout(order_id: u64) -> Result<String, Error> {
+    ///     let receipt = format!("receipt-{order_id}");
+    ///     Ok(receipt)
+    /// }
+    ///
     /// static PAYMENTS: Queue = Queue::new("payments");
     ///
-    /// # async fn f(client: Client) -> dbos_core::Result<()> {
-    /// let handle = client.enqueue_workflow(checkout(42).id("order-42"), &PAYMENTS).priority(1).await?;
-    /// let receipt: String = handle.result().await?;
-    /// # let _ = receipt; Ok(()) }
+    /// #[tokio::main]
+    /// async fn main() -> dbos_core::Result<()> {
+    ///     let client = Client::connect("postgres://app:secret@db:5432/shop_sys").await?;
+    ///     let handle = client
+    ///         .enqueue_workflow(checkout(42).id("order-42"), &PAYMENTS)
+    ///         .priority(1)
+    ///         .await?;
+    ///     let receipt: String = handle.result().await?;
+    ///     println!("{receipt}");
+    ///     Ok(())
+    /// }
     /// ```
     pub fn enqueue_workflow<T: Portable, E: WorkflowError>(
         &self,

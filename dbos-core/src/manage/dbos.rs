@@ -23,14 +23,18 @@ impl Dbos {
     /// unclaimed ones.
     ///
     /// ```no_run
-    /// # async fn f(dbos: dbos_core::Dbos) -> dbos_core::Result<()> {
     /// use dbos_core::manage::ListWorkflows;
-    /// use dbos_core::Status;
+    /// use dbos_core::{Config, Dbos, Status};
     ///
-    /// for w in dbos.list_workflows(&ListWorkflows::new().status(Status::Error).newest_first().limit(20)).await? {
-    ///     println!("{} {} {:?}", w.workflow_id, w.name, w.error);
+    /// #[tokio::main]
+    /// async fn main() -> dbos_core::Result<()> {
+    ///     let dbos = Dbos::launch(Config::from_env("shop")?).await?;
+    ///     let failed = ListWorkflows::new().status(Status::Error).newest_first().limit(20);
+    ///     for w in dbos.list_workflows(&failed).await? {
+    ///         println!("{} {} {:?}", w.workflow_id, w.name, w.error);
+    ///     }
+    ///     dbos.shutdown().await
     /// }
-    /// # Ok(()) }
     /// ```
     ///
     /// # Errors
@@ -126,13 +130,19 @@ impl Dbos {
     /// workflow's types.
     ///
     /// ```no_run
-    /// # async fn f(dbos: dbos_core::Dbos) -> dbos_core::Result<()> {
     /// use dbos_core::manage::ForkOptions;
+    /// use dbos_core::{Config, Dbos};
     ///
-    /// // Re-run a paid order from step 3, on the new code.
-    /// let fork = dbos.fork_workflow("order-42", 3, &ForkOptions::new().app_version("v2")).await?;
-    /// let receipt: serde_json::Value = fork.result().await?;
-    /// # let _ = receipt; Ok(()) }
+    /// #[tokio::main]
+    /// async fn main() -> dbos_core::Result<()> {
+    ///     let dbos = Dbos::launch(Config::from_env("shop")?).await?;
+    ///     // Re-run a paid order from step 3, on the new code.
+    ///     let options = ForkOptions::new().workflow_id("order-42-retry").app_version("v2");
+    ///     let fork = dbos.fork_workflow("order-42", 3, &options).await?;
+    ///     let receipt: serde_json::Value = fork.result().await?;
+    ///     println!("{receipt}");
+    ///     dbos.shutdown().await
+    /// }
     /// ```
     ///
     /// # Errors
