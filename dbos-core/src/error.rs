@@ -69,6 +69,10 @@ pub enum ErrorKind {
     /// The workflow's execution panicked in this process. Its row stays `PENDING` and is
     /// recovered like a crashed execution.
     ExecutionPanicked,
+    /// A fork or rewind named a step beyond the workflow's recorded history; the error's
+    /// [`step_id`](Error::step_id) and [`step_name`](Error::step_name) are the last recorded
+    /// step.
+    NoSuchStep,
 }
 
 impl ErrorKind {
@@ -96,6 +100,7 @@ impl ErrorKind {
         ErrorKind::Io,
         ErrorKind::InvalidArgument,
         ErrorKind::ExecutionPanicked,
+        ErrorKind::NoSuchStep,
     ];
 
     /// The kind whose `Debug` name is `name` (the inverse of `format!("{kind:?}")`).

@@ -2,10 +2,12 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod local_postgres;
+pub mod manage;
 pub mod queue;
 mod recovery;
 pub mod runtime;
@@ -16,6 +18,7 @@ pub mod workflow;
 #[path = "__private.rs"]
 pub mod __private;
 
+pub use client::Client;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use queue::enqueue::QueuedCall;

@@ -397,40 +397,6 @@ impl Dbos {
         Ok(ids)
     }
 
-    /// Cancels a workflow: its status becomes `CANCELLED`, it leaves its queue and its
-    /// deduplication id is released. Running here, it is told to stop at once: it starts no
-    /// further step, child, sleep or wait, and a sleep or wait in progress wakes; a step
-    /// already running completes but is not recorded. Running in another process, that
-    /// process notices within its [`Config::cancel_poll_interval`]. Workflows that finished
-    /// (`SUCCESS`, `ERROR`) are left as they are; a dead-lettered one
-    /// (`MAX_RECOVERY_ATTEMPTS_EXCEEDED`) becomes `CANCELLED`, as in DBOS.
-    ///
-    /// # Errors
-    /// [`ErrorKind::NonExistentWorkflow`] or a database error.
-    pub async fn cancel_workflow(&self, id: &str) -> Result<()> {
-        if !self.inner.sysdb.cancel_workflow(id).await? {
-            if self.inner.sysdb.workflow_outcome(id).await?.is_none() {
-                return Err(Error::new(
-                    ErrorKind::NonExistentWorkflow,
-                    format!("no workflow has the id `{id}`"),
-                )
-                .with_workflow_id(id));
-            }
-            return Ok(());
-        }
-        if let Some(live) = self.inner.running.get(id) {
-            live.control.stop(
-                Error::new(
-                    ErrorKind::WorkflowCancelled,
-                    format!("workflow `{id}` was cancelled; it stops before its next operation"),
-                )
-                .with_workflow_id(id),
-            );
-        }
-        drop(self.inner.parking.remove(id));
-        Ok(())
-    }
-
     /// How many workflow executions run in this process right now (parked ones excepted).
     pub fn running_workflows(&self) -> usize {
         self.inner.running.len()
@@ -492,5 +458,5 @@ impl Dbos {
 
 /// The database the embedded Postgres holds for an application: `<app>_dbos_sys`.
 pub(crate) fn local_database_name(app_name: &str) -> String {
-    format!("{}_dbos_sys", app_name.replace('-', "_").to_lowercase())
+    LocalPostgres::database_for_app(app_name)
 }

@@ -187,7 +187,7 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             owner_xid: None,
             executor_id: None,
             app_version: Some(&app_version),
-            app_name: &rt.app_name,
+            app_name: Some(&rt.app_name),
             inputs: &inputs,
             timeout_ms,
             // Children inherit the parent's deadline, as started children do.
@@ -305,7 +305,7 @@ pub(crate) async fn enqueue_by_name(
         owner_xid: None,
         executor_id: None,
         app_version: None,
-        app_name: &rt.app_name,
+        app_name: Some(&rt.app_name),
         inputs: &inputs,
         timeout_ms: None,
         deadline_ms: None,

@@ -4,6 +4,7 @@
 //! Everything durable this library does goes through it.
 
 pub(crate) mod executors;
+pub(crate) mod manage;
 mod migrate;
 pub(crate) mod queues;
 pub(crate) mod records;
@@ -79,6 +80,29 @@ impl SystemDatabase {
     /// not name the host (not retried), [`ErrorKind::Database`] when authentication or
     /// database creation fails.
     pub async fn connect(url: &str, schema: &str, options: &ConnectOptions) -> Result<Self> {
+        Self::connect_with(url, schema, options, true).await
+    }
+
+    /// Connects like [`connect`](Self::connect) but never creates the database: a missing
+    /// database is an error ([`ErrorKind::Database`], SQLSTATE `3D000`). What a process that
+    /// only reads or drives workflows (a [`Client`](crate::client::Client), the CLI) uses.
+    ///
+    /// # Errors
+    /// As `connect`, plus the missing database.
+    pub async fn connect_existing(
+        url: &str,
+        schema: &str,
+        options: &ConnectOptions,
+    ) -> Result<Self> {
+        Self::connect_with(url, schema, options, false).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        schema: &str,
+        options: &ConnectOptions,
+        create: bool,
+    ) -> Result<Self> {
         let mut parsed = DatabaseUrl::parse(url)?;
         parsed.config.connect_timeout(options.connect_timeout);
         let tls = tls::connector(&parsed)?;
@@ -108,7 +132,7 @@ impl SystemDatabase {
             resilience: Arc::new(Resilience::new(options.retry_for)),
         };
         match db.first_connection().await {
-            Err(e) if e.sqlstate() == Some("3D000") => {
+            Err(e) if create && e.sqlstate() == Some("3D000") => {
                 db.create_database(&tls).await?;
                 db.first_connection().await?;
             }

@@ -35,7 +35,9 @@ pub(crate) struct NewWorkflow<'a> {
     pub(crate) owner_xid: Option<&'a str>,
     pub(crate) executor_id: Option<&'a str>,
     pub(crate) app_version: Option<&'a str>,
-    pub(crate) app_name: &'a str,
+    /// The owning application (`application_name`); `None` leaves the row unclaimed, for
+    /// any application's executors to claim.
+    pub(crate) app_name: Option<&'a str>,
     pub(crate) inputs: &'a str,
     pub(crate) timeout_ms: Option<i64>,
     pub(crate) deadline_ms: Option<i64>,
