@@ -58,6 +58,10 @@ mod book {
     struct Reliability;
     #[doc = include_str!("../../docs/src/architecture.md")]
     struct Architecture;
+    #[doc = include_str!("../../docs/src/managing.md")]
+    struct Managing;
+    #[doc = include_str!("../../docs/src/cli.md")]
+    struct Cli;
 }
 
 /// Everything an application usually needs: `use dbos_core::prelude::*;`.
