@@ -207,7 +207,7 @@ async fn listing_filters_and_decodes(db: TestDatabase) {
             ListWorkflows::new()
                 .created_after(between)
                 .name("greet")
-                .executor_id("local")
+                .executor_id(dbos.executor_id())
         )
         .await),
         vec!["list-b"]
