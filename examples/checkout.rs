@@ -84,7 +84,12 @@ async fn reserve_inventory(order: Order) -> Result<String, ShopError> {
     Ok(order.sku)
 }
 
-/// Charges the card. The order id is the idempotency key, as a payment API would take it.
+/// Test-only: set, the charge pauses right after its effect and before its checkpoint, so a
+/// test can interrupt the process exactly there and check that the rerun charges once.
+const PAUSE_AFTER_CHARGE: &str = "CHECKOUT_PAUSE_AFTER_CHARGE";
+
+/// Charges the card. The order id is the idempotency key, as a payment API would take it: the
+/// (stand-in) payment provider records every request under its key and charges once per key.
 #[step(max_attempts = 3, interval = "200ms")]
 async fn charge_card(order_id: String, cents: i64) -> Result<String, ShopError> {
     println!(
@@ -96,13 +101,19 @@ async fn charge_card(order_id: String, cents: i64) -> Result<String, ShopError> 
     let row = db
         .query_one(
             "INSERT INTO shop.payments (order_id, cents, payment_id) VALUES ($1, $2, 'pay_' || md5($1))
-             ON CONFLICT (order_id) DO UPDATE SET cents = shop.payments.cents RETURNING payment_id",
+             ON CONFLICT (order_id) DO UPDATE SET requests = shop.payments.requests + 1 RETURNING payment_id",
             &[&order_id, &cents],
         )
         .await
         .map_err(db_error)?;
     let payment_id: String = row.get(0);
     println!("        charged: {payment_id}");
+    if std::env::var_os(PAUSE_AFTER_CHARGE).is_some() {
+        println!(
+            "        paused after the charge, before its checkpoint ({PAUSE_AFTER_CHARGE} is set)"
+        );
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
     Ok(payment_id)
 }
 
@@ -157,6 +168,7 @@ async fn main() -> Result<(), ShopError> {
              CREATE TABLE IF NOT EXISTS shop.inventory (sku text PRIMARY KEY, stock int NOT NULL);
              CREATE TABLE IF NOT EXISTS shop.reservations (order_id text PRIMARY KEY, sku text NOT NULL);
              CREATE TABLE IF NOT EXISTS shop.payments (order_id text PRIMARY KEY, cents bigint NOT NULL, payment_id text NOT NULL);
+             ALTER TABLE shop.payments ADD COLUMN IF NOT EXISTS requests int NOT NULL DEFAULT 1;
              CREATE TABLE IF NOT EXISTS shop.emails (order_id text PRIMARY KEY, body text NOT NULL);
              INSERT INTO shop.inventory VALUES ('rust-mug', 100) ON CONFLICT DO NOTHING;",
         )

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use dbos_testkit::TestDatabase;
 
-#[dbos_testkit::test]
+// The program's own limit below is 600 s; the test's is the same, not the 120 s default.
+#[dbos_testkit::test(timeout = "600s")]
 async fn every_workload_runs_and_reports(db: TestDatabase) {
     let url = db.url();
     let out = tokio::time::timeout(

@@ -2,12 +2,15 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod local_postgres;
+pub mod manage;
 pub mod messages;
 pub mod queue;
+mod recovery;
 pub mod runtime;
 pub mod sysdb;
 pub mod workflow;
@@ -16,6 +19,7 @@ pub mod workflow;
 #[path = "__private.rs"]
 pub mod __private;
 
+pub use client::Client;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use messages::{
@@ -23,7 +27,7 @@ pub use messages::{
     wait_first, write_stream, Message, ReadStream, SendCall,
 };
 pub use queue::enqueue::QueuedCall;
-pub use queue::Queue;
+pub use queue::{Queue, QueueConflict};
 pub use runtime::Dbos;
 pub use workflow::call::{Status, WorkflowCall, WorkflowHandle};
 pub use workflow::context::{step_attempt, step_id, workflow_id};
@@ -36,6 +40,36 @@ pub use dbos_macros::workflow;
 
 #[doc = include_str!("../docs/step-macro.md")]
 pub use dbos_macros::step;
+
+/// The book under `docs/src/`, compiled as doctests so every Rust example in it keeps
+/// compiling (examples that need a running database are `no_run`: compiled, not run).
+#[cfg(doctest)]
+mod book {
+    #[doc = include_str!("../../docs/src/introduction.md")]
+    struct Introduction;
+    #[doc = include_str!("../../docs/src/getting-started.md")]
+    struct GettingStarted;
+    #[doc = include_str!("../../docs/src/system-database.md")]
+    struct SystemDatabase;
+    #[doc = include_str!("../../docs/src/workflows.md")]
+    struct Workflows;
+    #[doc = include_str!("../../docs/src/queues.md")]
+    struct Queues;
+    #[doc = include_str!("../../docs/src/messages.md")]
+    struct Messages;
+    #[doc = include_str!("../../docs/src/testing.md")]
+    struct Testing;
+    #[doc = include_str!("../../docs/src/performance.md")]
+    struct Performance;
+    #[doc = include_str!("../../docs/src/reliability.md")]
+    struct Reliability;
+    #[doc = include_str!("../../docs/src/architecture.md")]
+    struct Architecture;
+    #[doc = include_str!("../../docs/src/managing.md")]
+    struct Managing;
+    #[doc = include_str!("../../docs/src/cli.md")]
+    struct Cli;
+}
 
 /// Everything an application usually needs: `use dbos_core::prelude::*;`.
 pub mod prelude {

@@ -127,8 +127,8 @@ impl Dbos {
     /// 2. collects every `#[workflow]` of the binary (two with one name fail here, naming
     ///    both source locations) and computes the application version from their source,
     ///    unless configured; registers it in `application_versions`;
-    /// 3. recovers this executor's `PENDING` workflows of this version through the internal
-    ///    queue, and keeps serving that queue;
+    /// 3. recovers this executor's `PENDING` workflows of this version: queued ones go back on
+    ///    their own queue, the others on the internal queue, which it keeps serving;
     /// 4. becomes the process's current runtime, used by workflow calls made outside any
     ///    workflow.
     ///
@@ -154,6 +154,10 @@ impl Dbos {
             retry_for: config.connect_retry_for,
         };
         let sysdb = SystemDatabase::connect(&url, &config.schema, &options).await?;
+        let executor_id = config
+            .executor_id
+            .clone()
+            .unwrap_or_else(crate::recovery::generated_executor_id);
         // Every launch statement rides out a connection lost midway, within the
         // connect-retry window.
         let migration = sysdb.migrate().await?;
@@ -169,13 +173,13 @@ impl Dbos {
             schema = %sysdb.schema(),
             version = migration.version(),
             app_version = %app_version,
-            executor_id = %config.executor_id,
+            executor_id = %executor_id,
             local = local_postgres.is_some(),
             "system database ready"
         );
         let inner = Arc::new(RuntimeInner {
             app_name: config.app_name.clone(),
-            executor_id: config.executor_id.clone(),
+            executor_id,
             app_version,
             registry,
             sysdb,
@@ -188,25 +192,35 @@ impl Dbos {
             parking: ParkingLot::default(),
             waiters: Default::default(),
         });
-        for queue in &inner.config.queues {
-            inner.sysdb.upsert_queue(queue, &inner.app_name).await?;
-        }
-        let recovered = inner
+        // Queue definitions live in `dbos.queues`: record ours (DBOS's conflict policy) and
+        // serve what the rows say.
+        let latest = inner
             .sysdb
-            .requeue_pending(&inner.executor_id, &inner.app_version, &inner.app_name, &[])
+            .is_latest_version(&inner.app_version, &inner.app_name)
             .await?;
-        if !recovered.is_empty() {
-            tracing::info!(
-                count = recovered.len(),
-                "recovering this executor's pending workflows"
+        let mut queues = Vec::new();
+        for queue in &inner.config.queues {
+            let update = match queue.on_conflict {
+                crate::queue::QueueConflict::AlwaysUpdate => true,
+                crate::queue::QueueConflict::NeverUpdate => false,
+                crate::queue::QueueConflict::UpdateIfLatestVersion => latest,
+            };
+            queues.push(
+                inner
+                    .sysdb
+                    .upsert_queue(queue, &inner.app_name, update)
+                    .await?,
             );
         }
+        // This executor's lock, held for its lifetime; and its own pending work, when a
+        // pinned id comes back.
+        let (lock_session, lock_held) = crate::recovery::claim_identity(&inner).await?;
         // Launched: from now on an outage only delays work. Statements wait for the
         // database to come back, however long that takes.
         inner.sysdb.resilience().retry_forever();
         let internal = Queue::new(INTERNAL_QUEUE);
         inner.tasks.spawn(worker::serve(inner.clone(), internal));
-        for queue in inner.config.queues.clone() {
+        for queue in queues {
             inner.tasks.spawn(worker::serve(inner.clone(), queue));
         }
         inner.tasks.spawn(worker::sweeps(inner.clone()));
@@ -216,6 +230,11 @@ impl Dbos {
         inner
             .tasks
             .spawn(crate::workflow::watchdog::serve(inner.clone()));
+        inner.tasks.spawn(crate::recovery::serve(
+            inner.clone(),
+            lock_session,
+            lock_held,
+        ));
         inner
             .tasks
             .spawn(crate::messages::waiters::serve(inner.clone()));
@@ -337,7 +356,11 @@ impl Dbos {
     }
 
     /// Enqueues a workflow by name with JSON arguments onto `queue`, whether or not this
-    /// binary has the workflow: any executor serving the queue that has it runs it.
+    /// binary has the workflow. Today any executor serving the queue may claim it, and one
+    /// whose binary lacks the workflow logs an error and leaves it `PENDING` under its own
+    /// executor id (recovered only by that id's next launch or [`Dbos::recover_executors`]);
+    /// so serve the queue only from executors that have it. Planned work makes executors
+    /// claim only workflows they can run.
     ///
     /// # Errors
     /// [`ErrorKind::ConflictingWorkflow`] when the id names another workflow, or a database
@@ -380,40 +403,6 @@ impl Dbos {
         Ok(ids)
     }
 
-    /// Cancels a workflow: its status becomes `CANCELLED`, it leaves its queue and its
-    /// deduplication id is released. Running here, it is told to stop at once: it starts no
-    /// further step, child, sleep or wait, and a sleep or wait in progress wakes; a step
-    /// already running completes but is not recorded. Running in another process, that
-    /// process notices within its [`Config::cancel_poll_interval`]. Workflows that finished
-    /// (`SUCCESS`, `ERROR`) are left as they are; a dead-lettered one
-    /// (`MAX_RECOVERY_ATTEMPTS_EXCEEDED`) becomes `CANCELLED`, as in DBOS.
-    ///
-    /// # Errors
-    /// [`ErrorKind::NonExistentWorkflow`] or a database error.
-    pub async fn cancel_workflow(&self, id: &str) -> Result<()> {
-        if !self.inner.sysdb.cancel_workflow(id).await? {
-            if self.inner.sysdb.workflow_outcome(id).await?.is_none() {
-                return Err(Error::new(
-                    ErrorKind::NonExistentWorkflow,
-                    format!("no workflow has the id `{id}`"),
-                )
-                .with_workflow_id(id));
-            }
-            return Ok(());
-        }
-        if let Some(live) = self.inner.running.get(id) {
-            live.control.stop(
-                Error::new(
-                    ErrorKind::WorkflowCancelled,
-                    format!("workflow `{id}` was cancelled; it stops before its next operation"),
-                )
-                .with_workflow_id(id),
-            );
-        }
-        drop(self.inner.parking.remove(id));
-        Ok(())
-    }
-
     /// How many workflow executions run in this process right now (parked ones excepted).
     pub fn running_workflows(&self) -> usize {
         self.inner.running.len()
@@ -421,7 +410,8 @@ impl Dbos {
 
     /// Stops the runtime gracefully: takes no new work, lets running workflows finish their
     /// in-flight step (they stop at their next durable operation and stay `PENDING`, to be
-    /// recovered by the next launch), waits up to `timeout` for them, and closes the pool.
+    /// recovered by the next launch of this executor id or by [`Dbos::recover_executors`]),
+    /// waits up to `timeout` for them, and closes the pool.
     /// The embedded Postgres keeps running so the next launch reuses it.
     ///
     /// # Errors
@@ -474,5 +464,5 @@ impl Dbos {
 
 /// The database the embedded Postgres holds for an application: `<app>_dbos_sys`.
 pub(crate) fn local_database_name(app_name: &str) -> String {
-    format!("{}_dbos_sys", app_name.replace('-', "_").to_lowercase())
+    LocalPostgres::database_for_app(app_name)
 }

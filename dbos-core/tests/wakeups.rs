@@ -652,15 +652,33 @@ async fn a_cancel_ends_a_wait_at_once_live_or_parked(db: TestDatabase) {
     let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(300)))
         .await
         .unwrap();
-    let live = waits_for_hello("c".into()).id("cancel-live").on(&dbos).start().await.unwrap();
+    let live = waits_for_hello("c".into())
+        .id("cancel-live")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
     waiting(&db, "cancel-live").await;
     let started = Instant::now();
     dbos.cancel_workflow("cancel-live").await.unwrap();
     let e = live.result().await.unwrap_err();
-    assert_eq!(e.kind(), dbos_core::ErrorKind::AwaitedWorkflowCancelled, "{e}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(
+        e.kind(),
+        dbos_core::ErrorKind::AwaitedWorkflowCancelled,
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 
-    let parked = waits_for_hello("c".into()).id("cancel-parked").on(&dbos).start().await.unwrap();
+    let parked = waits_for_hello("c".into())
+        .id("cancel-parked")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
     eventually("the wait to park", Duration::from_secs(10), || async {
         (dbos.parked_workflows() == 1).then_some(())
     })
@@ -668,14 +686,21 @@ async fn a_cancel_ends_a_wait_at_once_live_or_parked(db: TestDatabase) {
     dbos.cancel_workflow("cancel-parked").await.unwrap();
     assert_eq!(dbos.parked_workflows(), 0);
     let e = parked.result().await.unwrap_err();
-    assert_eq!(e.kind(), dbos_core::ErrorKind::AwaitedWorkflowCancelled, "{e}");
+    assert_eq!(
+        e.kind(),
+        dbos_core::ErrorKind::AwaitedWorkflowCancelled,
+        "{e}"
+    );
     // A message sent now is not received by anyone: it stays.
     dbos.send("cancel-parked", &"late", "c").await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let consumed: bool = db
         .connect()
         .await
-        .query_one("SELECT consumed FROM dbos.notifications WHERE destination_uuid = 'cancel-parked'", &[])
+        .query_one(
+            "SELECT consumed FROM dbos.notifications WHERE destination_uuid = 'cancel-parked'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);

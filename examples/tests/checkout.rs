@@ -1,5 +1,7 @@
-//! The checkout example, run as a newcomer would: interrupted with Ctrl-C (SIGINT) midway,
-//! run again to resume, and run a third time to see the recorded receipt.
+//! The checkout example, run as a newcomer would: interrupted with Ctrl-C (SIGINT) midway, run
+//! again to resume, and run a third time to see the recorded receipt. The interrupt lands right
+//! after the card was charged and before that step's checkpoint (a test-only pause in the
+//! example), so the rerun charges again and the idempotency key must make it one payment.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -27,10 +29,43 @@ async fn run_to_end(db: &TestDatabase) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// (payments rows, requests the payment provider received, payment id) for the order.
+async fn payments(db: &TestDatabase) -> (i64, i64, Option<String>) {
+    let row = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*), COALESCE(sum(requests), 0)::bigint, max(payment_id) FROM shop.payments WHERE order_id = 'order-1001'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// The names of the steps recorded for the order, in order.
+async fn recorded_steps(db: &TestDatabase) -> Vec<String> {
+    db.connect()
+        .await
+        .query(
+            "SELECT function_name FROM dbos.operation_outputs WHERE workflow_uuid = 'order-1001' ORDER BY function_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 #[dbos_testkit::test]
 async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
-    // First run: interrupt it (as Ctrl-C does) while the card is being charged.
-    let mut child = checkout(&db).spawn().unwrap();
+    // First run: interrupt it (as Ctrl-C does) after the card was charged and before the
+    // charge was checkpointed, the one moment a rerun could charge twice.
+    let mut child = checkout(&db)
+        .env("CHECKOUT_PAUSE_AFTER_CHARGE", "1")
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     loop {
@@ -38,19 +73,35 @@ async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
             .await
             .expect("no output")
             .unwrap();
-        let line = line.expect("checkout exited before charging");
+        let line = line.expect("checkout exited before pausing after the charge");
         seen.push(line.clone());
-        if line.contains("[2/3]") {
+        if line.contains("paused after the charge") {
             break;
         }
     }
+    let first_payment = seen
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("charged: "))
+        .expect("the first run charged")
+        .to_owned();
+    assert_eq!(
+        payments(&db).await,
+        (1, 1, Some(first_payment.clone())),
+        "the charge happened"
+    );
+    assert_eq!(
+        recorded_steps(&db).await,
+        vec!["reserve_inventory"],
+        "and was not checkpointed yet"
+    );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
     let status = child.wait().await.unwrap();
     assert!(!status.success(), "Ctrl-C stops the process");
     assert!(seen.iter().any(|l| l.contains("[1/3]")), "{seen:?}");
 
-    // Second run: resumes; the reservation is not repeated.
+    // Second run: resumes; the reservation is not repeated, the charge runs again (its
+    // checkpoint was lost) and the idempotency key makes it the same payment.
     let second = run_to_end(&db).await;
     assert!(second.contains("was interrupted"), "{second}");
     assert!(
@@ -60,6 +111,15 @@ async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
     assert!(
         second.contains("[2/3]") && second.contains("[3/3]") && second.contains("done:"),
         "{second}"
+    );
+    assert_eq!(
+        payments(&db).await,
+        (1, 2, Some(first_payment.clone())),
+        "the provider got the charge twice and charged once"
+    );
+    assert!(
+        second.contains(&format!("\"payment_id\":\"{first_payment}\"")),
+        "the receipt names the first run's payment:\n{second}"
     );
 
     // Third run: nothing runs; the recorded receipt is printed.

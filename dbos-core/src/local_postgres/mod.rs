@@ -93,6 +93,17 @@ impl LocalPostgres {
         )
     }
 
+    /// The database [`Dbos::launch`](crate::Dbos::launch) uses on the local Postgres for the
+    /// application `app_name` when no URL is configured: `<app>_dbos_sys` (lowercase, `-`
+    /// as `_`).
+    ///
+    /// ```
+    /// assert_eq!(dbos_core::local_postgres::LocalPostgres::database_for_app("my-Shop"), "my_shop_dbos_sys");
+    /// ```
+    pub fn database_for_app(app_name: &str) -> String {
+        format!("{}_dbos_sys", app_name.replace('-', "_").to_lowercase())
+    }
+
     /// The URL of `database` with the password replaced by `***`.
     pub fn redacted_url(&self, database: &str) -> String {
         crate::sysdb::redact_url(&self.url(database))
@@ -137,7 +148,9 @@ impl LocalPostgres {
     /// Crashes and restarts the server on the same port, as a power cut or an
     /// `OOM kill` of the postmaster would: `pg_ctl restart -m immediate` ends every
     /// session without a checkpoint, and the server replays its WAL on the way back up.
-    /// Meant for fault-injection tests; open connections see their socket closed.
+    /// Meant for fault-injection tests; open connections see their socket closed. A server
+    /// started [`ephemeral`](LocalPostgresBuilder::ephemeral) loses acknowledged commits in
+    /// such a crash unless `synchronous_commit` was turned back on.
     ///
     /// # Errors
     /// [`ErrorKind::LocalPostgres`] when `pg_ctl restart` fails.
@@ -161,9 +174,72 @@ impl LocalPostgres {
     }
 }
 
+/// What a folder holds, as [`LocalPostgres::probe`] finds it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum LocalPostgresState {
+    /// No server was ever initialised there.
+    Absent {
+        /// The folder looked at.
+        root: PathBuf,
+    },
+    /// A data directory is there, and no server runs on it.
+    Stopped {
+        /// The folder holding the data directory.
+        root: PathBuf,
+    },
+    /// A server runs on it.
+    Running(LocalPostgres),
+}
+
+impl LocalPostgres {
+    /// What the folder `root` holds (the same folder rules as
+    /// [`LocalPostgresBuilder::start`], including the relocation made when running as root),
+    /// without starting or creating anything: for `dbos-rs postgres status|url|stop`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LocalPostgres`] when the Postgres binaries are missing (needed to stop a
+    /// server) or no account can run it as root; [`ErrorKind::Io`] when the folder cannot be
+    /// read.
+    pub async fn probe(root: impl Into<PathBuf>) -> Result<LocalPostgresState> {
+        let wanted = root.into();
+        blocking(move || {
+            let mut root = std::path::absolute(&wanted)
+                .map_err(|e| Error::io(format!("invalid folder {}", wanted.display()), e))?;
+            if let Ok(moved) = fs::read_to_string(root.join("LOCATION")) {
+                root = PathBuf::from(moved.trim());
+            }
+            let data = root.join("data");
+            if !data.join("PG_VERSION").is_file() {
+                return Ok(LocalPostgresState::Absent { root });
+            }
+            let Some(port) = running_port(&data) else {
+                return Ok(LocalPostgresState::Stopped { root });
+            };
+            let password_file = root.join("password");
+            let password = fs::read_to_string(&password_file)
+                .map_err(|e| Error::io(format!("could not read {}", password_file.display()), e))?
+                .trim()
+                .to_owned();
+            Ok(LocalPostgresState::Running(LocalPostgres {
+                bin_dir: binaries::find()?,
+                account: account::server_account()?,
+                root,
+                port,
+                password,
+                reused: true,
+            }))
+        })
+        .await
+    }
+}
+
 impl LocalPostgresBuilder {
-    /// Trades durability for speed (`fsync=off`, no sync at init): for tests and benchmarks,
-    /// never for data you keep.
+    /// Trades durability for speed (`fsync=off`, `synchronous_commit=off`, no sync at init):
+    /// for tests and benchmarks, never for data you keep. With `synchronous_commit=off` a
+    /// server crash ([`LocalPostgres::restart_immediate`]) loses the last acknowledged
+    /// commits; a test that crashes the server should add
+    /// `.setting("synchronous_commit", "on")` (later settings win).
     pub fn ephemeral(mut self, ephemeral: bool) -> Self {
         self.ephemeral = ephemeral;
         self

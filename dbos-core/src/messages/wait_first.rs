@@ -122,16 +122,21 @@ async fn first_finished<T: Portable, E: WorkflowError>(
     handles: &[WorkflowHandle<T, E>],
     ctx: Option<&crate::workflow::context::WorkflowContext>,
 ) -> Result<String> {
-    let rt = handles[0].runtime().clone();
+    // A client's handles have no runtime: they only read the database.
+    let rt = handles[0].runtime().cloned();
+    let sysdb = handles[0].sysdb().clone();
     let ids: Vec<&str> = handles.iter().map(|h| h.id()).collect();
     let mut delay = FIRST_POLL;
     loop {
         // Executions running here are followed directly.
-        let mut local: Vec<_> = ids
-            .iter()
-            .filter_map(|id| rt.local_completion(id))
-            .collect();
-        let statuses: HashMap<String, String> = match rt.sysdb.statuses(&ids).await {
+        let mut local: Vec<_> = match &rt {
+            Some(rt) => ids
+                .iter()
+                .filter_map(|id| rt.local_completion(id))
+                .collect(),
+            None => Vec::new(),
+        };
+        let statuses: HashMap<String, String> = match sysdb.statuses(&ids).await {
             Ok(s) => s.into_iter().collect(),
             Err(e) => {
                 return Err(match ctx {
@@ -170,11 +175,17 @@ async fn first_finished<T: Portable, E: WorkflowError>(
                 None => pending().await,
             }
         };
+        let shutdown = async {
+            match &rt {
+                Some(rt) => rt.shutdown.cancelled().await,
+                None => pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = finished_here => {}
             reason = stopped => return Err(reason),
-            _ = rt.shutdown.cancelled() => {
+            _ = shutdown => {
                 let e = Error::new(ErrorKind::NotLaunched, "the runtime is shutting down; `wait_first` was abandoned");
                 return Err(match ctx { Some(ctx) => ctx.fail(e), None => e });
             }

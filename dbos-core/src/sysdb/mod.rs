@@ -3,7 +3,9 @@
 //! [`SystemDatabase`] is a pooled handle to the Postgres database that holds the DBOS schema.
 //! Everything durable this library does goes through it.
 
+pub(crate) mod executors;
 pub(crate) mod listener;
+pub(crate) mod manage;
 pub(crate) mod messages;
 mod migrate;
 pub(crate) mod queues;
@@ -57,6 +59,7 @@ pub struct SystemDatabase {
     schema: Arc<str>,
     quoted_schema: Arc<str>,
     url: Arc<DatabaseUrl>,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     resilience: Arc<Resilience>,
 }
 
@@ -76,8 +79,33 @@ impl SystemDatabase {
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for a bad URL, [`ErrorKind::Connection`] when the server stays
-    /// unreachable, [`ErrorKind::Database`] when authentication or database creation fails.
+    /// unreachable, [`ErrorKind::Tls`] when the server's certificate is not trusted or does
+    /// not name the host (not retried), [`ErrorKind::Database`] when authentication or
+    /// database creation fails.
     pub async fn connect(url: &str, schema: &str, options: &ConnectOptions) -> Result<Self> {
+        Self::connect_with(url, schema, options, true).await
+    }
+
+    /// Connects like [`connect`](Self::connect) but never creates the database: a missing
+    /// database is an error ([`ErrorKind::Database`], SQLSTATE `3D000`). What a process that
+    /// only reads or drives workflows (a [`Client`](crate::client::Client), the CLI) uses.
+    ///
+    /// # Errors
+    /// As `connect`, plus the missing database.
+    pub async fn connect_existing(
+        url: &str,
+        schema: &str,
+        options: &ConnectOptions,
+    ) -> Result<Self> {
+        Self::connect_with(url, schema, options, false).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        schema: &str,
+        options: &ConnectOptions,
+        create: bool,
+    ) -> Result<Self> {
         let mut parsed = DatabaseUrl::parse(url)?;
         parsed.config.connect_timeout(options.connect_timeout);
         let tls = tls::connector(&parsed)?;
@@ -103,10 +131,11 @@ impl SystemDatabase {
             schema: schema.into(),
             quoted_schema: quote_ident(schema).into(),
             url: Arc::new(parsed),
+            tls: tls.clone(),
             resilience: Arc::new(Resilience::new(options.retry_for)),
         };
         match db.first_connection().await {
-            Err(e) if e.sqlstate() == Some("3D000") => {
+            Err(e) if create && e.sqlstate() == Some("3D000") => {
                 db.create_database(&tls).await?;
                 db.first_connection().await?;
             }
@@ -161,6 +190,31 @@ impl SystemDatabase {
     pub async fn client(&self) -> Result<Object> {
         self.resilience
             .run("connect to the system database", |_| self.checkout())
+            .await
+    }
+
+    /// A connection of its own, outside the pool, for a session that must outlive any
+    /// statement (the executor's advisory lock, a LISTEN). Retried like every statement.
+    /// The connection's task ends when the connection does; the returned handle tells.
+    pub(crate) async fn dedicated(
+        &self,
+        what: &str,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
+        self.resilience
+            .run(what, |_| async {
+                let (client, connection) = self
+                    .url
+                    .config
+                    .connect(self.tls.clone())
+                    .await
+                    .map_err(|e| Error::db(format!("could not {what}"), e))?;
+                let task = tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "a dedicated connection ended");
+                    }
+                });
+                Ok((client, task))
+            })
             .await
     }
 

@@ -130,12 +130,21 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Replaces the password of a Postgres URL with `***`, for logs and errors.
+/// Query parameters whose values are secrets (libpq's names).
+const SECRET_PARAMS: &[&str] = &["password", "sslpassword"];
+
+/// Replaces the secrets of a Postgres URL with `***`, for logs and errors: the password of
+/// the user info, and the values of the `password` and `sslpassword` query parameters. Every
+/// other part of the URL is kept as written.
 ///
 /// ```
 /// assert_eq!(
 ///     dbos_core::sysdb::redact_url("postgres://app:s3cret@db:5432/sys"),
 ///     "postgres://app:***@db:5432/sys"
+/// );
+/// assert_eq!(
+///     dbos_core::sysdb::redact_url("postgres://app@db/sys?password=s3cret&sslmode=require"),
+///     "postgres://app@db/sys?password=***&sslmode=require"
 /// );
 /// ```
 pub fn redact_url(url: &str) -> String {
@@ -145,16 +154,35 @@ pub fn redact_url(url: &str) -> String {
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
+    let (head, tail) = url.split_at(scheme_end + 3 + authority_end);
+    let head = match authority.rfind('@') {
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _password)) => {
+                format!(
+                    "{}{}:***@{}",
+                    &url[..scheme_end + 3],
+                    user,
+                    &authority[at + 1..]
+                )
+            }
+            None => head.to_owned(),
+        },
+        None => head.to_owned(),
     };
-    let userinfo = &authority[..at];
-    match userinfo.split_once(':') {
-        Some((user, _password)) => {
-            format!("{}{}:***@{}", &url[..scheme_end + 3], user, &rest[at + 1..])
+    let tail = match tail.split_once('?') {
+        None => tail.to_owned(),
+        Some((path, query)) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if SECRET_PARAMS.contains(&key) => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", pairs.join("&"))
         }
-        None => url.to_owned(),
-    }
+    };
+    head + &tail
 }
 
 /// Quotes a Postgres identifier (`dbos` → `"dbos"`).
@@ -196,5 +224,37 @@ mod tests {
             "postgresql://u:***@h/db"
         );
         assert_eq!(quote_ident("my\"schema"), "\"my\"\"schema\"");
+    }
+
+    #[test]
+    fn password_parameters_are_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redact_url("postgres://u@h:5432/db?password=s3cret"),
+            "postgres://u@h:5432/db?password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@h/db?sslmode=require&password=s3cret&application_name=x&sslpassword=k3y"),
+            "postgres://u:***@h/db?sslmode=require&password=***&application_name=x&sslpassword=***"
+        );
+        // Without a path, and with no user info at all.
+        assert_eq!(
+            redact_url("postgres://h?user=u&password=s3cret"),
+            "postgres://h?user=u&password=***"
+        );
+        // Only these exact names: others, and look-alikes, are kept.
+        assert_eq!(
+            redact_url("postgres://h/db?passfile=/x&password_hint=y&sslmode=verify-full"),
+            "postgres://h/db?passfile=/x&password_hint=y&sslmode=verify-full"
+        );
+        // Parsed URLs carry the redacted form into every error and log line.
+        let e = DatabaseUrl::parse("mysql://h/db?password=s3cret").unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let u = DatabaseUrl::parse("postgres://u@h/db?password=s3cret&sslmode=disable").unwrap();
+        assert_eq!(u.redacted, "postgres://u@h/db?password=***&sslmode=disable");
+        assert_eq!(
+            u.config.get_password(),
+            Some(&b"s3cret"[..]),
+            "the real one is used"
+        );
     }
 }

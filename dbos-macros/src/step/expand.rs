@@ -45,9 +45,11 @@ pub(crate) fn expand(v: &ValidStep<'_>) -> TokenStream {
         },
     };
 
-    let body = &func.body;
+    let body_inner = crate::func::block_contents(&func.body);
     let fake_return = fake_return(&func.sig.output, ok, err);
-    let run_body = quote_spanned!(func.body_span()=> async move { #fake_return #body });
+    // The statements of the body, not the block: `{ Ok(x) }` inside another block would trip
+    // `unused_braces` in the user's code.
+    let run_body = quote_spanned!(func.body_span()=> async move { #fake_return #body_inner });
 
     let mut sig = func.sig.clone();
     let attempt = if p.max_attempts > 1 {
