@@ -563,3 +563,56 @@ async fn wait_first_returns_the_first_to_finish_and_records_it(db: TestDatabase)
         ErrorKind::NonExistentWorkflow
     );
 }
+
+#[dbos_testkit::test]
+async fn a_client_sends_and_reads_events_and_streams(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let client = dbos_core::client::Client::connect(db.url()).await.unwrap();
+    let h = streams_on_cue()
+        .id("via-client")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let mut lines = client.read_stream::<String>("via-client", "log");
+    for i in 0..3 {
+        client
+            .send("via-client", &true, "next")
+            .idempotency_key(format!("cue-{i}"))
+            .await
+            .unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next())
+            .await
+            .expect("the value arrives")
+            .unwrap()
+            .unwrap();
+        assert_eq!(line, format!("line {i}"));
+    }
+    assert!(lines.next().await.is_none());
+    h.result().await.unwrap();
+    let e = client.send("nobody", &1, None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonExistentWorkflow);
+
+    let p = publishes()
+        .id("client-pub")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let status: Option<String> = client
+        .get_event("client-pub", "status", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(status.as_deref(), Some("reserved"));
+    client
+        .send_batch(vec![
+            dbos_core::Message::new("client-pub", &true).topic("go")
+        ])
+        .await
+        .unwrap();
+    p.result().await.unwrap();
+    assert_eq!(
+        client.get_all_events("client-pub").await.unwrap()["status"],
+        json!("paid")
+    );
+}

@@ -229,3 +229,24 @@ where
         }
     }
 }
+
+/// [`wait_for`] without a runtime (a `Client` has no listener): looks at growing intervals,
+/// up to every [`POLL`](super::waiters::FALLBACK_POLL).
+pub(crate) async fn poll_for<T, F, Fut>(deadline: SystemTime, mut look: F) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if let Some(found) = Box::pin(look()).await? {
+            return Ok(Some(found));
+        }
+        let remaining = match deadline.duration_since(SystemTime::now()) {
+            Ok(r) if !r.is_zero() => r,
+            _ => return Ok(None),
+        };
+        tokio::time::sleep(delay.min(remaining)).await;
+        delay = (delay * 2).min(super::waiters::FALLBACK_POLL);
+    }
+}

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::runtime::RuntimeInner;
 use crate::sysdb::messages::{Fence, Written};
 use crate::sysdb::workflows::now_ms;
+use crate::sysdb::SystemDatabase;
 use crate::workflow::context::{current, current_step, Operation, Slot};
 use crate::workflow::types::Portable;
 
@@ -234,7 +235,7 @@ pub(crate) async fn get_event_outside<T: Portable>(
 /// foreign encoding (naming the key); a database error.
 pub async fn get_all_events(workflow_id: &str) -> Result<BTreeMap<String, Value>> {
     let Some(ctx) = current() else {
-        return read_all_events(&*runtime_here()?, workflow_id).await;
+        return read_all_events(&runtime_here()?.sysdb, workflow_id).await;
     };
     let function_id = match ctx.begin(GET_ALL_EVENTS)? {
         Slot::Recorded { checkpoint, .. } => {
@@ -248,7 +249,7 @@ pub async fn get_all_events(workflow_id: &str) -> Result<BTreeMap<String, Value>
         Slot::Fresh { function_id } => function_id,
     };
     let started = now_ms();
-    let events = read_all_events(&ctx.runtime, workflow_id).await?;
+    let events = read_all_events(&ctx.runtime.sysdb, workflow_id).await?;
     let text = encode(&events, "the events")?;
     let theirs = ctx
         .record(Operation {
@@ -268,11 +269,11 @@ pub async fn get_all_events(workflow_id: &str) -> Result<BTreeMap<String, Value>
 }
 
 pub(crate) async fn read_all_events(
-    rt: &RuntimeInner,
+    sysdb: &SystemDatabase,
     workflow_id: &str,
 ) -> Result<BTreeMap<String, Value>> {
     let mut events = BTreeMap::new();
-    for (key, v) in rt.sysdb.get_all_events(workflow_id).await? {
+    for (key, v) in sysdb.get_all_events(workflow_id).await? {
         let value: Value = decode(
             &v.text,
             v.serialization.as_deref(),

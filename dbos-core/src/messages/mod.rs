@@ -16,6 +16,7 @@
 //! with polling while it is away; long waits in workflows park like long sleeps. See the
 //! book's chapter "Messages, events and streams".
 
+mod client;
 mod durable;
 mod events;
 mod recv;
@@ -153,7 +154,7 @@ impl Dbos {
     /// # Errors
     /// As [`send_batch`].
     pub async fn send_batch(&self, messages: Vec<Message>) -> Result<()> {
-        send::deliver(messages, SEND_BULK, Some(self.inner().clone())).await
+        send::deliver(messages, SEND_BULK, Some(self.system_database().clone())).await
     }
 
     /// Waits up to `timeout` for event `key` of workflow `workflow_id`; see [`get_event`].
@@ -174,7 +175,7 @@ impl Dbos {
     /// # Errors
     /// As [`get_all_events`].
     pub async fn get_all_events(&self, workflow_id: &str) -> Result<BTreeMap<String, Value>> {
-        events::read_all_events(self.inner(), workflow_id).await
+        events::read_all_events(self.system_database(), workflow_id).await
     }
 
     /// Reads stream `key` of workflow `workflow_id` through this runtime; see

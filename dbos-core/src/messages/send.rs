@@ -2,16 +2,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::IntoFuture;
-use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::durable::{fenced, Effect};
 use super::{encode, runtime_here, SEND, SEND_BULK};
 use crate::error::{Error, Result};
-use crate::runtime::{Dbos, RuntimeInner};
+use crate::runtime::Dbos;
 use crate::sysdb::messages::{message_time, Fence, MessageRow, Written, NULL_TOPIC};
 use crate::sysdb::workflows::now_ms;
+use crate::sysdb::SystemDatabase;
 use crate::workflow::context::{current, current_step, Slot};
 use crate::workflow::registry::BoxFuture;
 
@@ -69,7 +69,8 @@ impl Message {
 #[derive(Debug)]
 pub struct SendCall {
     message: Message,
-    runtime: Option<Arc<RuntimeInner>>,
+    /// Sent through this database from outside any workflow (`Dbos::send`, `Client::send`).
+    via: Option<SystemDatabase>,
 }
 
 impl SendCall {
@@ -82,7 +83,12 @@ impl SendCall {
 
     /// Sends through `dbos`, from outside any workflow: nothing is recorded.
     pub fn on(mut self, dbos: &Dbos) -> SendCall {
-        self.runtime = Some(dbos.inner().clone());
+        self.via = Some(dbos.system_database().clone());
+        self
+    }
+
+    pub(crate) fn via(mut self, sysdb: &SystemDatabase) -> SendCall {
+        self.via = Some(sysdb.clone());
         self
     }
 }
@@ -92,7 +98,7 @@ impl IntoFuture for SendCall {
     type IntoFuture = BoxFuture<'static, Result<()>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(deliver(vec![self.message], SEND, self.runtime))
+        Box::pin(deliver(vec![self.message], SEND, self.via))
     }
 }
 
@@ -133,7 +139,7 @@ pub fn send<'a, T: Serialize + ?Sized>(
     m.topic = topic.into().map(str::to_owned);
     SendCall {
         message: m,
-        runtime: None,
+        via: None,
     }
 }
 
@@ -161,14 +167,14 @@ pub async fn send_batch(messages: Vec<Message>) -> Result<()> {
     deliver(messages, SEND_BULK, None).await
 }
 
-/// Validates, encodes and sends; `client` sends through that runtime, outside any workflow.
+/// Validates, encodes and sends; `via` sends through that database, outside any workflow.
 pub(crate) async fn deliver(
     messages: Vec<Message>,
     name: &'static str,
-    client: Option<Arc<RuntimeInner>>,
+    via: Option<SystemDatabase>,
 ) -> Result<()> {
     let rows = rows(messages)?;
-    if client.is_none() {
+    if via.is_none() {
         if let Some(ctx) = current() {
             let function_id = match ctx.begin(name)? {
                 Slot::Recorded { .. } => return Ok(()),
@@ -215,11 +221,11 @@ pub(crate) async fn deliver(
             };
         }
     }
-    let rt = match client {
-        Some(rt) => rt,
-        None => runtime_here()?,
+    let sysdb = match via {
+        Some(sysdb) => sysdb,
+        None => runtime_here()?.sysdb.clone(),
     };
-    rt.sysdb.send_messages(&rows, None).await.map(drop)
+    sysdb.send_messages(&rows, None).await.map(drop)
 }
 
 /// The rows of the messages, or what is wrong with them (nothing is written then).

@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::RuntimeInner;
 use crate::sysdb::messages::{Fence, StoredValue, Written, STREAM_CLOSED};
 use crate::sysdb::workflows::now_ms;
+use crate::sysdb::SystemDatabase;
 use crate::workflow::context::{current, current_step, Operation, Slot, WorkflowContext};
 use crate::workflow::types::Portable;
 
@@ -173,6 +174,8 @@ enum Reader {
     Workflow(Arc<WorkflowContext>),
     /// Anyone else, through a runtime.
     Outside(Arc<RuntimeInner>),
+    /// A client: through its database, polling.
+    Database(SystemDatabase),
     /// No runtime: the error, yielded once.
     Failed(Option<Error>),
 }
@@ -208,6 +211,10 @@ impl<T: Portable> ReadStream<T> {
 
     pub(crate) fn outside(rt: Arc<RuntimeInner>, workflow_id: &str, key: &str) -> Self {
         Self::new(Reader::Outside(rt), workflow_id, key)
+    }
+
+    pub(crate) fn client(sysdb: SystemDatabase, workflow_id: &str, key: &str) -> Self {
+        Self::new(Reader::Database(sysdb), workflow_id, key)
     }
 
     /// Starts at `offset` (0 is the first value written) instead of the beginning. Has no
@@ -288,7 +295,7 @@ impl State {
         let ctx = match &mut self.reader {
             Reader::Failed(e) => return e.take().map(Err),
             Reader::Workflow(ctx) => Some(ctx.clone()),
-            Reader::Outside(_) => None,
+            Reader::Outside(_) | Reader::Database(_) => None,
         };
         // In a workflow, the step that records this value is taken before it is read.
         let function_id = match &ctx {
@@ -369,9 +376,11 @@ impl State {
     /// The value at the current offset: `None` at the close marker's offset is returned as
     /// the marker; `None` when the writer is done and nothing more was written.
     async fn read(&mut self, ctx: Option<&WorkflowContext>) -> Result<Option<StoredValue>> {
-        let rt = match (&self.reader, ctx) {
-            (_, Some(ctx)) => ctx.runtime.clone(),
-            (Reader::Outside(rt), None) => rt.clone(),
+        // A client's reader has no runtime: no wake-ups, it polls.
+        let (sysdb, rt) = match (&self.reader, ctx) {
+            (_, Some(ctx)) => (ctx.runtime.sysdb.clone(), Some(ctx.runtime.clone())),
+            (Reader::Outside(rt), None) => (rt.sysdb.clone(), Some(rt.clone())),
+            (Reader::Database(db), None) => (db.clone(), None),
             _ => {
                 return Err(Error::new(
                     ErrorKind::NotLaunched,
@@ -379,18 +388,17 @@ impl State {
                 ))
             }
         };
-        if self.guard.is_none() {
+        if let (None, Some(rt)) = (&self.guard, &rt) {
             // Registered before the first read, so a write between a read and the wait
             // below is not missed.
-            self.guard = Some(WaitGuard::register(&rt, self.key.clone()));
+            self.guard = Some(WaitGuard::register(rt, self.key.clone()));
         }
         let mut final_read = false;
         loop {
             if let Some(v) = self.pending.pop_front() {
                 return Ok(Some(v));
             }
-            let read = rt
-                .sysdb
+            let read = sysdb
                 .read_stream(&self.workflow_id, &self.stream_key, self.offset, BATCH)
                 .await
                 .map_err(|e| match ctx {
@@ -427,14 +435,23 @@ impl State {
                 final_read = true;
                 continue;
             }
-            let Some(guard) = self.guard.as_mut() else {
-                continue;
+            let woken = async {
+                match self.guard.as_mut() {
+                    Some(guard) => drop(guard.wait(STATUS_POLL).await),
+                    None => tokio::time::sleep(STATUS_POLL).await,
+                }
+            };
+            let shutdown = async {
+                match &rt {
+                    Some(rt) => rt.shutdown.cancelled().await,
+                    None => std::future::pending().await,
+                }
             };
             match ctx {
                 Some(ctx) => tokio::select! {
-                    _ = guard.wait(STATUS_POLL) => {}
+                    _ = woken => {}
                     reason = ctx.stopped() => return Err(reason),
-                    _ = rt.shutdown.cancelled() => {
+                    _ = shutdown => {
                         return Err(ctx.fail(Error::new(
                             ErrorKind::NotLaunched,
                             "the runtime is shutting down while the workflow reads a stream; it resumes after recovery",
@@ -442,8 +459,8 @@ impl State {
                     }
                 },
                 None => tokio::select! {
-                    _ = guard.wait(STATUS_POLL) => {}
-                    _ = rt.shutdown.cancelled() => {
+                    _ = woken => {}
+                    _ = shutdown => {
                         return Err(Error::new(ErrorKind::NotLaunched, "the runtime is shutting down; the stream read was abandoned"));
                     }
                 },
