@@ -472,6 +472,8 @@ enum Parking {
     Recv,
     /// In a long sleep, after a 0.9 s live sleep: the same live phase as `Recv`.
     SleepAfterLiveWait,
+    /// In a `recv`, parked at once (`park_after` 1 ms): the parked entries alone.
+    RecvAtOnce,
 }
 
 /// W5: resident memory per parked workflow (10,000 of them): in a durable sleep; in a `recv`;
@@ -481,20 +483,23 @@ pub(crate) async fn w5_memory(server: &Server) -> Report {
     let (sleep, sleep_untrimmed) = w5_parked(server, "w5", n, Parking::Sleep).await;
     let (recv, recv_untrimmed) = w5_parked(server, "w5_recv", n, Parking::Recv).await;
     let (control, _) = w5_parked(server, "w5_control", n, Parking::SleepAfterLiveWait).await;
+    let (at_once, _) = w5_parked(server, "w5_recv_at_once", n, Parking::RecvAtOnce).await;
     println!(
         "W5 memory: {n} parked: {sleep:.3} KiB each in a sleep ({sleep_untrimmed:.3} before returning freed memory), \
+         {at_once:.3} KiB each in a recv parked at once, \
          {recv:.3} KiB each in a recv after waiting live for park_after ({recv_untrimmed:.3}), \
          {control:.3} KiB each in a sleep after the same live wait"
     );
     Report {
         workload: "W5 memory (10,000 parked: in a sleep; in a recv)",
         summary: format!(
-            "**{sleep:.2} KiB** per workflow parked in a sleep (target ≤ 1 KiB); **{recv:.2} KiB** parked in a recv \
-             after waiting live for `park_after`, against {control:.2} KiB parked in a sleep after the same live wait"
+            "**{sleep:.2} KiB** per workflow parked in a sleep, **{at_once:.2} KiB** parked in a recv (target ≤ 1 KiB); \
+             {recv:.2} KiB in a recv after waiting live for `park_after`, against {control:.2} KiB in a sleep after \
+             the same live wait"
         ),
         json: json!({"workload": "W5", "kib_per_workflow": sleep, "kib_per_workflow_untrimmed": sleep_untrimmed,
                      "recv_kib_per_workflow": recv, "recv_kib_per_workflow_untrimmed": recv_untrimmed,
-                     "sleep_after_live_wait_kib_per_workflow": control}),
+                     "sleep_after_live_wait_kib_per_workflow": control, "recv_at_once_kib_per_workflow": at_once}),
     }
 }
 
@@ -503,7 +508,11 @@ pub(crate) async fn w5_memory(server: &Server) -> Report {
 async fn w5_parked(server: &Server, tag: &str, n: i64, how: Parking) -> (f64, f64) {
     let url = server.fresh_database(tag).await;
     // A recv parks once it has waited `park_after` without a message.
-    let dbos = Dbos::launch(config(&url, 16).park_after(Duration::from_secs(1)))
+    let park_after = match how {
+        Parking::RecvAtOnce => Duration::from_millis(1),
+        _ => Duration::from_secs(1),
+    };
+    let dbos = Dbos::launch(config(&url, 16).park_after(park_after))
         .await
         .expect("launch");
     for i in 0..50 {
@@ -518,7 +527,9 @@ async fn w5_parked(server: &Server, tag: &str, n: i64, how: Parking) -> (f64, f6
             async move {
                 match how {
                     Parking::Sleep => parked(i).on(&dbos).start().await.map(drop),
-                    Parking::Recv => parked_in_recv(i).on(&dbos).start().await.map(drop),
+                    Parking::Recv | Parking::RecvAtOnce => {
+                        parked_in_recv(i).on(&dbos).start().await.map(drop)
+                    }
                     Parking::SleepAfterLiveWait => parked_after_a_live_wait(i)
                         .on(&dbos)
                         .start()

@@ -41,22 +41,33 @@ pub(crate) struct Parked {
 #[derive(Debug, Default)]
 struct Lot {
     /// Parked workflows by (wake-up time in epoch ms, workflow id).
-    by_time: BTreeMap<(i64, Box<str>), Parked>,
+    by_time: BTreeMap<(i64, Arc<str>), Parked>,
     /// Wake-up time by workflow id.
-    by_id: HashMap<Box<str>, i64>,
+    by_id: HashMap<Arc<str>, i64>,
     /// The parked workflows that a notification wakes early, by key.
-    by_key: BTreeSet<(WakeKey, Box<str>)>,
+    by_key: BTreeSet<(WakeKey, Arc<str>)>,
 }
 
 impl Lot {
-    /// Takes `id` out, with its entry.
-    fn take(&mut self, id: &str) -> Option<Parked> {
-        let wake_ms = self.by_id.remove(id)?;
-        let parked = self.by_time.remove(&(wake_ms, id.into()))?;
+    /// Takes `id` out, with its entry and the id's shared allocation.
+    fn take(&mut self, id: &str) -> Option<(Arc<str>, Parked)> {
+        let (id, wake_ms) = self.by_id.remove_entry(id)?;
+        let parked = self.by_time.remove(&(wake_ms, id.clone()))?;
         if let Some(key) = &parked.wake_on {
-            self.by_key.remove(&(key.clone(), id.into()));
+            self.by_key.remove(&(key.clone(), id.clone()));
         }
-        Some(parked)
+        Some((id, parked))
+    }
+
+    /// Puts `parked` in, waking at `wake_ms`. One allocation of the id serves the three
+    /// indexes: parked workflows are many and small, and what they keep allocated should be
+    /// as little as possible.
+    fn put(&mut self, id: Arc<str>, wake_ms: i64, parked: Parked) {
+        if let Some(key) = &parked.wake_on {
+            self.by_key.insert((key.clone(), id.clone()));
+        }
+        self.by_id.insert(id.clone(), wake_ms);
+        self.by_time.insert((wake_ms, id), parked);
     }
 }
 
@@ -72,11 +83,7 @@ impl ParkingLot {
         {
             let mut lot = lock(&self.lot);
             drop(lot.take(id));
-            if let Some(key) = &parked.wake_on {
-                lot.by_key.insert((key.clone(), id.into()));
-            }
-            lot.by_id.insert(id.into(), wake_ms);
-            lot.by_time.insert((wake_ms, id.into()), parked);
+            lot.put(id.into(), wake_ms, parked);
         }
         self.changed.notify_one();
     }
@@ -84,29 +91,30 @@ impl ParkingLot {
     /// Takes `id` out of the lot (it was cancelled, or claimed again to run now), returning
     /// the queue place it held, if any.
     pub(crate) fn remove(&self, id: &str) -> Option<RunningSlot> {
-        lock(&self.lot).take(id)?.slot
+        lock(&self.lot).take(id)?.1.slot
     }
 
     /// Re-executes `id` now instead of at its wake-up time (what it waited for arrived).
     pub(crate) fn wake_now(&self, id: &str) {
         {
             let mut lot = lock(&self.lot);
-            let Some(parked) = lot.take(id) else { return };
-            lot.by_id.insert(id.into(), i64::MIN);
-            lot.by_time.insert((i64::MIN, id.into()), parked);
+            let Some((id, parked)) = lot.take(id) else {
+                return;
+            };
+            lot.put(id, i64::MIN, parked);
         }
         self.changed.notify_one();
     }
 
     /// Re-executes now every workflow parked waiting for `key`.
     pub(crate) fn wake_keyed(&self, key: &WakeKey) {
-        let ids: Vec<Box<str>> = {
+        let ids: Vec<Arc<str>> = {
             let lot = lock(&self.lot);
             if lot.by_key.is_empty() {
                 return;
             }
             lot.by_key
-                .range((key.clone(), Box::<str>::from(""))..)
+                .range((key.clone(), Arc::<str>::from(""))..)
                 .take_while(|(k, _)| k == key)
                 .map(|(_, id)| id.clone())
                 .collect()
@@ -138,7 +146,7 @@ impl ParkingLot {
         lock(&self.lot).by_id.len()
     }
 
-    fn take_due(&self, now_ms: i64) -> (Vec<(Box<str>, Parked)>, Option<i64>) {
+    fn take_due(&self, now_ms: i64) -> (Vec<(Arc<str>, Parked)>, Option<i64>) {
         let mut lot = lock(&self.lot);
         let mut due = Vec::new();
         while let Some(entry) = lot.by_time.first_entry() {
@@ -181,7 +189,7 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>) {
 /// Re-executes a parked workflow from its history, under the same ownership, if it is
 /// still its to run: a workflow cancelled, resumed elsewhere or deleted while it slept is
 /// left alone.
-async fn resume(rt: Arc<RuntimeInner>, id: Box<str>, parked: Parked) {
+async fn resume(rt: Arc<RuntimeInner>, id: Arc<str>, parked: Parked) {
     let state = match Box::pin(rt.sysdb.parked_state(&id, &parked.owner_xid)).await {
         Ok(state) => state,
         Err(e) => {
@@ -198,7 +206,7 @@ async fn resume(rt: Arc<RuntimeInner>, id: Box<str>, parked: Parked) {
             rt.spawn_execution(Start {
                 def: parked.def,
                 args: inputs.positional_args,
-                id: id.into(),
+                id: id.to_string(),
                 owner_xid: parked.owner_xid.to_string(),
                 fresh: false,
                 deadline_ms: parked.deadline_ms,
