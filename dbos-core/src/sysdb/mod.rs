@@ -3,6 +3,7 @@
 //! [`SystemDatabase`] is a pooled handle to the Postgres database that holds the DBOS schema.
 //! Everything durable this library does goes through it.
 
+mod connect;
 mod migrate;
 pub(crate) mod queues;
 pub(crate) mod records;
@@ -28,7 +29,8 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct ConnectOptions {
     /// Maximum pooled connections.
     pub pool_size: usize,
-    /// Timeout of one connection attempt.
+    /// Timeout of one connection attempt to one host (with several hosts in the URL, each
+    /// gets this long before the next is tried).
     pub connect_timeout: Duration,
     /// How long transient failures are retried before they are reported.
     pub retry_for: Duration,
@@ -55,6 +57,7 @@ pub struct SystemDatabase {
     quoted_schema: Arc<str>,
     url: Arc<DatabaseUrl>,
     resilience: Arc<Resilience>,
+    connector: connect::HostByHost,
 }
 
 impl std::fmt::Debug for SystemDatabase {
@@ -77,10 +80,11 @@ impl SystemDatabase {
     pub async fn connect(url: &str, schema: &str, options: &ConnectOptions) -> Result<Self> {
         let mut parsed = DatabaseUrl::parse(url)?;
         parsed.config.connect_timeout(options.connect_timeout);
-        let tls = tls::connector(&parsed)?;
-        let manager = Manager::from_config(
+        let connector = connect::HostByHost::new(tls::connector(&parsed)?);
+        let servers = connect::server_count(&parsed.config).max(1) as u32;
+        let manager = Manager::from_connect(
             parsed.config.clone(),
-            tls.clone(),
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -90,7 +94,7 @@ impl SystemDatabase {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             // Reuse the most recently used connection: its backend and prepared statements are warm.
             .queue_mode(deadpool_postgres::QueueMode::Lifo)
-            .create_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout * servers))
             .wait_timeout(Some(options.connect_timeout + options.retry_for))
             .build()
             .map_err(|e| Error::config(format!("could not build the connection pool: {e}")))?;
@@ -101,10 +105,11 @@ impl SystemDatabase {
             quoted_schema: quote_ident(schema).into(),
             url: Arc::new(parsed),
             resilience: Arc::new(Resilience::new(options.retry_for)),
+            connector,
         };
         match db.first_connection().await {
             Err(e) if e.sqlstate() == Some("3D000") => {
-                db.create_database(&tls).await?;
+                db.create_database().await?;
                 db.first_connection().await?;
             }
             other => other?,
@@ -119,13 +124,14 @@ impl SystemDatabase {
     }
 
     /// Creates the URL's database through the `postgres` maintenance database.
-    async fn create_database(&self, tls: &tokio_postgres_rustls::MakeRustlsConnect) -> Result<()> {
+    async fn create_database(&self) -> Result<()> {
         let name = self.url.database().to_owned();
         let mut admin = self.url.config.clone();
         admin.dbname("postgres");
-        let (client, connection) = admin.connect(tls.clone()).await.map_err(|e| {
-            Error::db(
-                format!("database `{name}` does not exist and the `postgres` database to create it from is unreachable"),
+        let (client, connection) = self.connector.connect(&admin).await.map_err(|e| {
+            self.connector.error(
+                &format!("database `{name}` does not exist and the `postgres` database to create it from is unreachable"),
+                &admin,
                 e,
             )
         })?;
@@ -244,10 +250,15 @@ impl SystemDatabase {
             self.url.redacted
         );
         match e {
-            deadpool_postgres::PoolError::Backend(pg) => Error::db(context, pg),
+            deadpool_postgres::PoolError::Backend(pg) => {
+                self.connector.error(&context, &self.url.config, pg)
+            }
             deadpool_postgres::PoolError::Timeout(_) => Error::new(
                 ErrorKind::Connection,
-                format!("{context}: timed out (is the server running and reachable?)"),
+                match self.connector.last_failure(&self.url.config) {
+                    Some(hosts) => format!("{context}: timed out: {hosts}"),
+                    None => format!("{context}: timed out (is the server running and reachable?)"),
+                },
             ),
             deadpool_postgres::PoolError::Closed => Resilience::stopped_error(&context),
             other => Error::new(ErrorKind::Connection, format!("{context}: {other}")),

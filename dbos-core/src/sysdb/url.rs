@@ -1,7 +1,10 @@
-//! Connection URLs: the libpq TLS parameters tokio-postgres does not parse, and redaction.
+//! Connection URLs: the libpq parameters tokio-postgres does not parse (TLS), checks on
+//! several-host URLs, and redaction.
 
 use std::path::PathBuf;
 use std::str::FromStr;
+
+use tokio_postgres::config::TargetSessionAttrs;
 
 use crate::error::{Error, Result};
 
@@ -34,6 +37,24 @@ impl SslMode {
     }
 }
 
+/// libpq's `target_session_attrs`, as far as a database that is written to can use it.
+fn parse_session_attrs(value: &str) -> Result<TargetSessionAttrs> {
+    match value {
+        "any" => Ok(TargetSessionAttrs::Any),
+        // libpq's `primary` (not in recovery) and `read-write` (writes allowed) pick the
+        // same server in every setup we support: the primary.
+        "read-write" | "primary" => Ok(TargetSessionAttrs::ReadWrite),
+        "read-only" | "standby" | "prefer-standby" => Err(Error::config(format!(
+            "target_session_attrs={value} in the system database URL would connect to a standby, which cannot \
+             take the writes every workflow makes: use target_session_attrs=read-write to follow the primary"
+        ))),
+        other => Err(Error::config(format!(
+            "unknown target_session_attrs `{other}` in the system database URL: use read-write (follow the \
+             primary among several hosts) or any"
+        ))),
+    }
+}
+
 /// A parsed system database URL.
 #[derive(Debug, Clone)]
 pub(crate) struct DatabaseUrl {
@@ -45,7 +66,9 @@ pub(crate) struct DatabaseUrl {
 
 impl DatabaseUrl {
     /// Parses a `postgres://` / `postgresql://` URL, taking out the TLS parameters
-    /// (`sslmode`, `sslrootcert`) that are handled here rather than by tokio-postgres.
+    /// (`sslmode`, `sslrootcert`) that are handled here rather than by tokio-postgres, and
+    /// `target_session_attrs`, which defaults to `read-write` when the URL names several
+    /// hosts (the system database is written to, so a standby is never what is wanted).
     pub(crate) fn parse(url: &str) -> Result<Self> {
         let redacted = redact_url(url);
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -59,6 +82,7 @@ impl DatabaseUrl {
         };
         let mut ssl_mode = SslMode::Prefer;
         let mut root_cert = None;
+        let mut session_attrs = None;
         let mut kept = Vec::new();
         for pair in query
             .into_iter()
@@ -69,6 +93,7 @@ impl DatabaseUrl {
             match key {
                 "sslmode" => ssl_mode = SslMode::parse(value)?,
                 "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(value))),
+                "target_session_attrs" => session_attrs = Some(parse_session_attrs(value)?),
                 _ => kept.push(pair),
             }
         }
@@ -95,6 +120,12 @@ impl DatabaseUrl {
                 "the system database URL `{redacted}` names no database: append /<database> to the URL"
             )));
         }
+        let hosts = check_hosts(&config, &redacted)?;
+        config.target_session_attrs(session_attrs.unwrap_or(if hosts > 1 {
+            TargetSessionAttrs::ReadWrite
+        } else {
+            TargetSessionAttrs::Any
+        }));
         Ok(DatabaseUrl {
             config,
             ssl_mode,
@@ -107,6 +138,52 @@ impl DatabaseUrl {
     pub(crate) fn database(&self) -> &str {
         self.config.get_dbname().unwrap_or("postgres")
     }
+}
+
+/// The number of servers the URL names, after checking that its host, `hostaddr` and port
+/// lists line up (tokio-postgres would only find out when connecting, and its error would
+/// be retried as if the server were down).
+fn check_hosts(config: &tokio_postgres::Config, redacted: &str) -> Result<usize> {
+    let (hosts, addrs, ports) = (
+        config.get_hosts().len(),
+        config.get_hostaddrs().len(),
+        config.get_ports().len(),
+    );
+    if hosts == 0 && addrs == 0 {
+        return Err(Error::config(format!(
+            "the system database URL `{redacted}` names no host: expected postgres://user:password@host:port/database"
+        )));
+    }
+    if hosts > 0 && addrs > 0 && hosts != addrs {
+        return Err(Error::config(format!(
+            "the system database URL `{redacted}` names {hosts} hosts but {addrs} hostaddr values: give one hostaddr per host, in the same order"
+        )));
+    }
+    if hosts == 0 {
+        return Err(Error::config(format!(
+            "the system database URL `{redacted}` gives hostaddr without host names: name each host too \
+             (postgres://user:password@db1:5432,db2:5432/database?hostaddr=10.0.0.1,10.0.0.2); TLS needs the names"
+        )));
+    }
+    if let Some(tokio_postgres::config::Host::Unix(path)) = config
+        .get_hosts()
+        .iter()
+        .find(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
+    {
+        return Err(Error::config(format!(
+            "the system database URL `{redacted}` names the Unix socket folder {}: connect over TCP instead \
+             (host 127.0.0.1 or localhost for a server on this machine)",
+            path.display()
+        )));
+    }
+    let servers = hosts.max(addrs);
+    if ports > 1 && ports != servers {
+        return Err(Error::config(format!(
+            "the system database URL `{redacted}` names {servers} hosts but {ports} ports: write each port beside its host \
+             (postgres://user:password@host1:5432,host2:5432/database) or give a single port"
+        )));
+    }
+    Ok(servers)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -130,31 +207,121 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Replaces the password of a Postgres URL with `***`, for logs and errors.
+/// Replaces every password in a Postgres connection string with `***`, for logs and
+/// errors: the one in the URL's user info, `password=` query parameters, and `password=`
+/// in a `key=value` connection string.
+///
+/// The user info is taken generously, so a password with an unescaped `@`, `/` or `?` is
+/// hidden too: it ends at the first `@` (where tokio-postgres ends it) or, if the host
+/// part after that holds another `@`, at the last one.
 ///
 /// ```
+/// use dbos_core::sysdb::redact_url;
+///
 /// assert_eq!(
-///     dbos_core::sysdb::redact_url("postgres://app:s3cret@db:5432/sys"),
+///     redact_url("postgres://app:s3cret@db:5432/sys"),
 ///     "postgres://app:***@db:5432/sys"
+/// );
+/// assert_eq!(
+///     redact_url("postgres://app:s3cret@db1:5432,db2:5432/sys?target_session_attrs=read-write"),
+///     "postgres://app:***@db1:5432,db2:5432/sys?target_session_attrs=read-write"
+/// );
+/// assert_eq!(
+///     redact_url("postgres://app@db/sys?password=s3cret&sslmode=require"),
+///     "postgres://app@db/sys?password=***&sslmode=require"
+/// );
+/// assert_eq!(
+///     redact_url("host=db user=app password='s 3cret' dbname=sys"),
+///     "host=db user=app password=*** dbname=sys"
 /// );
 /// ```
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
+        return redact_key_values(url);
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &authority[..at];
-    match userinfo.split_once(':') {
-        Some((user, _password)) => {
-            format!("{}{}:***@{}", &url[..scheme_end + 3], user, &rest[at + 1..])
+    let (scheme, rest) = url.split_at(scheme_end + 3);
+    let (userinfo, after) = match rest.find('@') {
+        Some(first_at) => {
+            let host_part = &rest[first_at + 1..];
+            let host_end = host_part.find(['/', '?']).unwrap_or(host_part.len());
+            let end = match host_part[..host_end].rfind('@') {
+                Some(last) => first_at + 1 + last,
+                None => first_at,
+            };
+            (Some(&rest[..end]), &rest[end + 1..])
         }
-        None => url.to_owned(),
+        None => (None, rest),
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(scheme);
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _password)) => {
+                out.push_str(user);
+                out.push_str(":***");
+            }
+            None => out.push_str(userinfo),
+        }
+        out.push('@');
     }
+    match after.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if percent_decode(key) == "password" => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+        }
+        None => out.push_str(after),
+    }
+    out
+}
+
+/// Redacts `password=value` in a libpq `key=value` connection string (the value may be
+/// quoted with `'`, with `\` escapes, and spaces may surround the `=`).
+fn redact_key_values(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let at_word_start = i == 0 || bytes[i - 1].is_ascii_whitespace();
+        if at_word_start && s[i..].starts_with("password") {
+            let mut j = i + "password".len();
+            while j < bytes.len() && bytes[j] == b' ' {
+                j += 1;
+            }
+            if j < bytes.len() && bytes[j] == b'=' {
+                j += 1;
+                while j < bytes.len() && bytes[j] == b' ' {
+                    j += 1;
+                }
+                // Skip the value: quoted (with escapes) or up to the next space.
+                if j < bytes.len() && bytes[j] == b'\'' {
+                    j += 1;
+                    while j < bytes.len() && bytes[j] != b'\'' {
+                        j += if bytes[j] == b'\\' { 2 } else { 1 };
+                    }
+                    j = (j + 1).min(bytes.len());
+                } else {
+                    while j < bytes.len() && !bytes[j].is_ascii_whitespace() {
+                        j += 1;
+                    }
+                }
+                out.push_str("password=***");
+                i = j;
+                continue;
+            }
+        }
+        let ch = s[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
 }
 
 /// Quotes a Postgres identifier (`dbos` → `"dbos"`).
@@ -165,6 +332,7 @@ pub(crate) fn quote_ident(ident: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_postgres::config::Host;
 
     #[test]
     fn tls_parameters_are_taken_out() {
@@ -174,6 +342,66 @@ mod tests {
         assert_eq!(u.database(), "sys");
         assert_eq!(u.config.get_application_name(), Some("x"));
         assert_eq!(u.redacted, "postgres://u:***@localhost:5433/sys?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x");
+        assert_eq!(u.config.get_target_session_attrs(), TargetSessionAttrs::Any);
+    }
+
+    #[test]
+    fn several_hosts_parse_in_order_with_their_ports() {
+        let u = DatabaseUrl::parse(
+            "postgres://u:p%40ss@db-a:5432,db-b:6543,[::1]:7000/sys?target_session_attrs=read-write&sslmode=require",
+        )
+        .unwrap();
+        assert_eq!(
+            u.config.get_hosts(),
+            &[
+                Host::Tcp("db-a".into()),
+                Host::Tcp("db-b".into()),
+                Host::Tcp("::1".into())
+            ]
+        );
+        assert_eq!(u.config.get_ports(), &[5432, 6543, 7000]);
+        assert_eq!(u.config.get_password(), Some(&b"p@ss"[..]));
+        assert_eq!(
+            u.config.get_target_session_attrs(),
+            TargetSessionAttrs::ReadWrite
+        );
+        assert_eq!(u.ssl_mode, SslMode::Require);
+        assert_eq!(u.database(), "sys");
+        assert_eq!(
+            u.redacted,
+            "postgres://u:***@db-a:5432,db-b:6543,[::1]:7000/sys?target_session_attrs=read-write&sslmode=require"
+        );
+
+        // A host without a port gets 5432; hostaddr pairs with the hosts by position.
+        let u = DatabaseUrl::parse(
+            "postgresql://u@db-a,db-b:6543/sys?hostaddr=10.0.0.1,10.0.0.2&connect_timeout=3",
+        )
+        .unwrap();
+        assert_eq!(u.config.get_ports(), &[5432, 6543]);
+        assert_eq!(u.config.get_hostaddrs().len(), 2);
+        assert_eq!(
+            u.config.get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(3))
+        );
+    }
+
+    #[test]
+    fn several_hosts_default_to_the_primary() {
+        let u = DatabaseUrl::parse("postgres://u@db-a,db-b/sys").unwrap();
+        assert_eq!(
+            u.config.get_target_session_attrs(),
+            TargetSessionAttrs::ReadWrite
+        );
+        let u = DatabaseUrl::parse("postgres://u@db-a,db-b/sys?target_session_attrs=any").unwrap();
+        assert_eq!(u.config.get_target_session_attrs(), TargetSessionAttrs::Any);
+        let u =
+            DatabaseUrl::parse("postgres://u@db-a,db-b/sys?target_session_attrs=primary").unwrap();
+        assert_eq!(
+            u.config.get_target_session_attrs(),
+            TargetSessionAttrs::ReadWrite
+        );
+        let u = DatabaseUrl::parse("postgres://u@db-a/sys").unwrap();
+        assert_eq!(u.config.get_target_session_attrs(), TargetSessionAttrs::Any);
     }
 
     #[test]
@@ -185,16 +413,105 @@ mod tests {
         assert!(e.to_string().contains("unknown sslmode `sometimes`"), "{e}");
         let e = DatabaseUrl::parse("postgres://u@h:5432").unwrap_err();
         assert!(e.to_string().contains("names no database"), "{e}");
+        let e = DatabaseUrl::parse("postgres://u:secret@/db").unwrap_err();
+        assert!(e.to_string().contains("names no host"), "{e}");
+        assert!(!e.to_string().contains("secret"), "{e}");
+        let e = DatabaseUrl::parse("postgres://u:secret@h1,h2/db?hostaddr=10.0.0.1").unwrap_err();
+        assert!(
+            e.to_string().contains("2 hosts but 1 hostaddr values"),
+            "{e}"
+        );
+        let e = DatabaseUrl::parse("postgres://u:secret@h1,h2/db?port=5433").unwrap_err();
+        assert!(e.to_string().contains("2 hosts but 3 ports"), "{e}");
+        assert!(!e.to_string().contains("secret"), "{e}");
+        for standby in ["read-only", "standby", "prefer-standby"] {
+            let e = DatabaseUrl::parse(&format!(
+                "postgres://u@h1,h2/db?target_session_attrs={standby}"
+            ))
+            .unwrap_err();
+            assert!(e.to_string().contains("cannot take the writes"), "{e}");
+        }
+        let e = DatabaseUrl::parse("postgres://u@/db?hostaddr=127.0.0.1").unwrap_err();
+        assert!(e.to_string().contains("hostaddr without host names"), "{e}");
+        let e = DatabaseUrl::parse("postgres://u@/db?host=%2Fvar%2Frun%2Fpostgresql").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Unix socket folder /var/run/postgresql"),
+            "{e}"
+        );
+        let e = DatabaseUrl::parse("postgres://u@h1,h2/db?target_session_attrs=rw").unwrap_err();
+        assert!(
+            e.to_string().contains("unknown target_session_attrs `rw`"),
+            "{e}"
+        );
     }
 
     #[test]
-    fn redaction() {
-        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            redact_url("postgresql://u:p@ss@h/db"),
-            "postgresql://u:***@h/db"
-        );
+    fn redaction_hides_every_form_of_password() {
+        let cases = [
+            ("postgres://h/db", "postgres://h/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("postgres://u:p@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:@h/db", "postgres://u:***@h/db"),
+            ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+            ("postgres://u:a/b?c@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://u:p%40ss@h1:1,h2:2/db",
+                "postgres://u:***@h1:1,h2:2/db",
+            ),
+            (
+                "postgres://u:p@h1:1,h2:2/db?target_session_attrs=read-write",
+                "postgres://u:***@h1:1,h2:2/db?target_session_attrs=read-write",
+            ),
+            (
+                "postgres://u@h/db?password=p&sslmode=require",
+                "postgres://u@h/db?password=***&sslmode=require",
+            ),
+            (
+                "postgres://u@h1,h2/db?sslmode=require&password=p",
+                "postgres://u@h1,h2/db?sslmode=require&password=***",
+            ),
+            (
+                "postgres://u@h/db?pass%77ord=p",
+                "postgres://u@h/db?pass%77ord=***",
+            ),
+            (
+                "postgres://u:p@h/db?password=q",
+                "postgres://u:***@h/db?password=***",
+            ),
+            ("postgres://h/db?passwords=x", "postgres://h/db?passwords=x"),
+            ("host=h password=p user=u", "host=h password=*** user=u"),
+            (
+                "host=h password = 'a b\\' c' user=u",
+                "host=h password=*** user=u",
+            ),
+            ("password=p", "password=***"),
+            ("host=h mypassword=p", "host=h mypassword=p"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
         assert_eq!(quote_ident("my\"schema"), "\"my\"\"schema\"");
+    }
+
+    #[test]
+    fn redaction_matches_what_tokio_postgres_takes_as_the_password() {
+        // Whatever tokio-postgres reads as the password must not survive redaction.
+        for url in [
+            "postgres://u:s3/cr?et@h/db",
+            "postgres://u:s3cr@et@h/db",
+            "postgres://u:s3cr3t@h1:1,h2:2/db",
+            "postgres://u@h/db?password=s3cr3t",
+            "postgres://u@h/db?sslmode=disable&password=s3cr3t&application_name=y",
+        ] {
+            let config = tokio_postgres::Config::from_str(url).unwrap();
+            let password = String::from_utf8_lossy(config.get_password().unwrap()).into_owned();
+            assert!(password.starts_with("s3"), "{url}: {password}");
+            assert!(
+                !redact_url(url).contains(&password),
+                "{url} → {} shows {password}",
+                redact_url(url)
+            );
+        }
     }
 }
