@@ -138,7 +138,8 @@ impl Config {
         self
     }
 
-    /// How long one connection attempt may take (default 10 s).
+    /// How long one connection attempt to one host may take (default 10 s). With several
+    /// hosts in the URL, each gets this long before the next is tried.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
