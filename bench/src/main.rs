@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --release -p bench                 # every workload, embedded Postgres
 //! cargo run --release -p bench -- W1 W2        # some workloads
+//! cargo run --release -p bench -- T            # recovery of a SIGKILLed executor (only when named)
 //! DBOS_BENCH_URL=postgres://u:p@host/postgres cargo run --release -p bench
 //! ```
 //!
@@ -12,6 +13,7 @@
 
 mod floor;
 mod stats;
+mod takeover;
 mod workloads;
 
 use std::time::Duration;
@@ -54,6 +56,11 @@ pub(crate) struct Report {
 
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("takeover-worker") {
+        takeover::worker(&args[2], &args[3]).await;
+        return;
+    }
     let selected: Vec<String> = std::env::args().skip(1).collect();
     let want = |w: &str| selected.is_empty() || selected.iter().any(|s| s.eq_ignore_ascii_case(w));
     let server = match std::env::var("DBOS_BENCH_URL") {
@@ -106,6 +113,10 @@ async fn main() {
     }
     if want("W5") {
         reports.push(workloads::w5_memory(&server).await);
+    }
+    // Not part of the default run: it kills processes and waits out recovery graces.
+    if selected.iter().any(|s| s.eq_ignore_ascii_case("T")) {
+        reports.push(takeover::takeover(&server).await);
     }
     println!();
     println!("| workload | result |");

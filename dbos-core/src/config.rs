@@ -13,6 +13,9 @@ pub const ENV_SYSTEM_SCHEMA: &str = "DBOS_SYSTEM_SCHEMA";
 pub const ENV_EXECUTOR_ID: &str = "DBOS__VMID";
 /// Environment variable overriding the application version.
 pub const ENV_APP_VERSION: &str = "DBOS__APPVERSION";
+/// The prefix of generated executor ids.
+pub const GENERATED_EXECUTOR_PREFIX: &str = "dbos-rs-";
+
 /// Environment variable choosing the folder of the embedded local Postgres.
 pub const ENV_LOCAL_POSTGRES_DIR: &str = "DBOS_LOCAL_POSTGRES_DIR";
 
@@ -36,12 +39,16 @@ pub struct Config {
     pub(crate) pool_size: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) connect_retry_for: Duration,
-    pub(crate) executor_id: String,
+    /// `None`: a unique id is generated at each launch.
+    pub(crate) executor_id: Option<String>,
     pub(crate) application_version: Option<String>,
     pub(crate) local_postgres_dir: PathBuf,
     pub(crate) queues: Vec<crate::queue::Queue>,
     pub(crate) park_after: Duration,
     pub(crate) cancel_poll_interval: Duration,
+    pub(crate) recovery_interval: Duration,
+    pub(crate) recovery_grace: Duration,
+    pub(crate) recoverable_prefixes: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -72,7 +79,7 @@ impl std::fmt::Debug for Config {
 
 impl Config {
     /// A configuration for the application `app_name` with every default: the embedded local
-    /// Postgres, schema `dbos`, executor id `local`.
+    /// Postgres, schema `dbos`, a generated executor id.
     pub fn new(app_name: impl Into<String>) -> Self {
         Config {
             app_name: app_name.into(),
@@ -81,12 +88,15 @@ impl Config {
             pool_size: 20,
             connect_timeout: Duration::from_secs(10),
             connect_retry_for: Duration::from_secs(30),
-            executor_id: "local".to_owned(),
+            executor_id: None,
             application_version: None,
             local_postgres_dir: PathBuf::from(".dbos"),
             queues: Vec::new(),
             park_after: Duration::from_secs(10),
             cancel_poll_interval: Duration::from_millis(500),
+            recovery_interval: Duration::from_secs(2),
+            recovery_grace: Duration::from_secs(10),
+            recoverable_prefixes: vec![GENERATED_EXECUTOR_PREFIX.to_owned()],
         }
     }
 
@@ -107,7 +117,7 @@ impl Config {
             config.schema = schema;
         }
         if let Some(id) = var(ENV_EXECUTOR_ID) {
-            config.executor_id = id;
+            config.executor_id = Some(id);
         }
         if let Some(v) = var(ENV_APP_VERSION) {
             config.application_version = Some(v);
@@ -152,10 +162,43 @@ impl Config {
         self
     }
 
-    /// This process's executor id (default `local`, or `DBOS__VMID`). Recovery resumes the
-    /// pending workflows recorded under this id.
+    /// Pins this process's executor id (default: a unique id per launch, `dbos-rs-<host>-<random>`;
+    /// `DBOS__VMID` pins one from the environment).
+    ///
+    /// Every executor holds a Postgres advisory lock on its id while it lives. With a
+    /// generated id, a process that dies is recovered by whichever live executor notices
+    /// first (itself included, once restarted): no id needs to come back. A pinned id is
+    /// recovered by its next launch under that id (or by [`Dbos::recover_executors`](crate::Dbos::recover_executors)),
+    /// and by peers only if it matches [`Config::recover_executors_with_prefix`].
     pub fn executor_id(mut self, id: impl Into<String>) -> Self {
-        self.executor_id = id.into();
+        self.executor_id = Some(id.into());
+        self
+    }
+
+    /// Lets live executors recover the work of dead executors whose id starts with
+    /// `prefix`, as they do for generated ids (`dbos-rs-`). Use it for pinned ids that may
+    /// not come back (`worker-` for `worker-1`, `worker-2`, ...). Ids of executors that do
+    /// not hold this library's lock (workers in other languages) must not match.
+    pub fn recover_executors_with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.recoverable_prefixes.push(prefix.into());
+        self
+    }
+
+    /// How often this executor looks for dead executors to recover (default 2 s): one query
+    /// for the executor ids owning `PENDING` workflows of this version, and a lock attempt
+    /// per id found.
+    pub fn recovery_interval(mut self, interval: Duration) -> Self {
+        self.recovery_interval = interval;
+        self
+    }
+
+    /// How long this executor's own lock connection must have been up before it recovers
+    /// another executor's work (default 10 s). After a database restart every executor
+    /// reconnects and takes its lock back two recovery intervals later; the grace, longer,
+    /// keeps the first to reconnect from taking over the work of live peers meanwhile. Keep
+    /// it above twice the recovery interval plus the time a reconnection takes.
+    pub fn recovery_grace(mut self, grace: Duration) -> Self {
+        self.recovery_grace = grace;
         self
     }
 
@@ -207,9 +250,10 @@ impl Config {
         &self.schema
     }
 
-    /// The configured executor id.
-    pub fn executor_id_value(&self) -> &str {
-        &self.executor_id
+    /// The pinned executor id, if one was configured (else each launch generates one: see
+    /// [`Dbos::executor_id`](crate::Dbos::executor_id)).
+    pub fn executor_id_value(&self) -> Option<&str> {
+        self.executor_id.as_deref()
     }
 
     /// Checks every field and says which one is wrong.
@@ -238,9 +282,32 @@ impl Config {
         if self.pool_size == 0 {
             return Err(Error::config("pool_size must be at least 1"));
         }
-        if self.executor_id.trim().is_empty() {
+        if self
+            .executor_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
             return Err(Error::config(
-                "executor_id must not be blank (set DBOS__VMID or Config::executor_id)",
+                "executor_id must not be blank (set DBOS__VMID or Config::executor_id, or leave it unset for a generated one)",
+            ));
+        }
+        if self.recovery_interval.is_zero() {
+            return Err(Error::config("recovery_interval must be at least 1 ms"));
+        }
+        if self.recovery_grace <= self.recovery_interval * 2 {
+            return Err(Error::config(format!(
+                "recovery_grace ({:?}) must be longer than twice recovery_interval ({:?}): an executor that lost its \
+                 lock takes it back two intervals later, and peers must not recover live executors meanwhile",
+                self.recovery_grace, self.recovery_interval
+            )));
+        }
+        if self
+            .recoverable_prefixes
+            .iter()
+            .any(|p| p.trim().is_empty())
+        {
+            return Err(Error::config(
+                "recover_executors_with_prefix(\"\") would let peers take over every executor, other languages' included; give a prefix",
             ));
         }
         if self.cancel_poll_interval.is_zero() {

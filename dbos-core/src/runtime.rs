@@ -152,6 +152,10 @@ impl Dbos {
             retry_for: config.connect_retry_for,
         };
         let sysdb = SystemDatabase::connect(&url, &config.schema, &options).await?;
+        let executor_id = config
+            .executor_id
+            .clone()
+            .unwrap_or_else(crate::recovery::generated_executor_id);
         // Every launch statement rides out a connection lost midway, within the
         // connect-retry window.
         let migration = sysdb.migrate().await?;
@@ -167,13 +171,13 @@ impl Dbos {
             schema = %sysdb.schema(),
             version = migration.version(),
             app_version = %app_version,
-            executor_id = %config.executor_id,
+            executor_id = %executor_id,
             local = local_postgres.is_some(),
             "system database ready"
         );
         let inner = Arc::new(RuntimeInner {
             app_name: config.app_name.clone(),
-            executor_id: config.executor_id.clone(),
+            executor_id,
             app_version,
             registry,
             sysdb,
@@ -185,25 +189,35 @@ impl Dbos {
             queue_signals: Mutex::new(HashMap::new()),
             parking: ParkingLot::default(),
         });
-        for queue in &inner.config.queues {
-            inner.sysdb.upsert_queue(queue, &inner.app_name).await?;
-        }
-        let recovered = inner
+        // Queue definitions live in `dbos.queues`: record ours (DBOS's conflict policy) and
+        // serve what the rows say.
+        let latest = inner
             .sysdb
-            .requeue_pending(&inner.executor_id, &inner.app_version, &inner.app_name, &[])
+            .is_latest_version(&inner.app_version, &inner.app_name)
             .await?;
-        if !recovered.is_empty() {
-            tracing::info!(
-                count = recovered.len(),
-                "recovering this executor's pending workflows"
+        let mut queues = Vec::new();
+        for queue in &inner.config.queues {
+            let update = match queue.on_conflict {
+                crate::queue::QueueConflict::AlwaysUpdate => true,
+                crate::queue::QueueConflict::NeverUpdate => false,
+                crate::queue::QueueConflict::UpdateIfLatestVersion => latest,
+            };
+            queues.push(
+                inner
+                    .sysdb
+                    .upsert_queue(queue, &inner.app_name, update)
+                    .await?,
             );
         }
+        // This executor's lock, held for its lifetime; and its own pending work, when a
+        // pinned id comes back.
+        let (lock_session, lock_held) = crate::recovery::claim_identity(&inner).await?;
         // Launched: from now on an outage only delays work. Statements wait for the
         // database to come back, however long that takes.
         inner.sysdb.resilience().retry_forever();
         let internal = Queue::new(INTERNAL_QUEUE);
         inner.tasks.spawn(worker::serve(inner.clone(), internal));
-        for queue in inner.config.queues.clone() {
+        for queue in queues {
             inner.tasks.spawn(worker::serve(inner.clone(), queue));
         }
         inner.tasks.spawn(worker::sweeps(inner.clone()));
@@ -213,6 +227,11 @@ impl Dbos {
         inner
             .tasks
             .spawn(crate::workflow::watchdog::serve(inner.clone()));
+        inner.tasks.spawn(crate::recovery::serve(
+            inner.clone(),
+            lock_session,
+            lock_held,
+        ));
         let dbos = Dbos {
             inner,
             local_postgres,

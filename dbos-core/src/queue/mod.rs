@@ -33,7 +33,28 @@ pub struct RateLimit {
     pub period: Duration,
 }
 
+/// What [`Dbos::launch`](crate::Dbos::launch) does when `dbos.queues` already has a row for
+/// a queue this executor declares (DBOS's `on_conflict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueueConflict {
+    /// Overwrite the row only when this executor runs the latest registered application
+    /// version, so an older version still running in a rolling deploy does not put back
+    /// the old limits (the default).
+    #[default]
+    UpdateIfLatestVersion,
+    /// Always overwrite the row with this definition.
+    AlwaysUpdate,
+    /// Never overwrite: the row (set by DBOS tooling, SQL or an earlier deploy) wins.
+    NeverUpdate,
+}
+
 /// A queue's definition and flow-control limits.
+///
+/// The definition in code is recorded in `dbos.queues` at launch (see [`QueueConflict`]),
+/// and every executor polls with the limits of that row, re-read once per polling interval:
+/// all executors, whatever code they run, and DBOS's tools agree on one set of limits, and a
+/// change to the row takes effect within a polling interval.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Queue {
     pub(crate) name: Cow<'static, str>,
@@ -46,6 +67,7 @@ pub struct Queue {
     pub(crate) partition_worker_concurrency: Option<u32>,
     pub(crate) partition_rate_limit: Option<RateLimit>,
     pub(crate) polling_interval: Duration,
+    pub(crate) on_conflict: QueueConflict,
 }
 
 impl Queue {
@@ -62,6 +84,7 @@ impl Queue {
             partition_worker_concurrency: None,
             partition_rate_limit: None,
             polling_interval: Duration::from_secs(1),
+            on_conflict: QueueConflict::UpdateIfLatestVersion,
         }
     }
 
@@ -130,6 +153,13 @@ impl Queue {
     /// How often executors poll this queue (default 1 s; each poll is jittered by ±5 %).
     pub const fn polling_interval(mut self, interval: Duration) -> Queue {
         self.polling_interval = interval;
+        self
+    }
+
+    /// What launch does when `dbos.queues` already has a row for this queue (default
+    /// [`QueueConflict::UpdateIfLatestVersion`]).
+    pub const fn on_conflict(mut self, policy: QueueConflict) -> Queue {
+        self.on_conflict = policy;
         self
     }
 

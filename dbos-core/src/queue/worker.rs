@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::queue::Queue;
 use crate::runtime::RuntimeInner;
 use crate::sysdb::queues::{Dequeued, Dequeuer};
+use crate::sysdb::workflows::INTERNAL_QUEUE;
 use crate::workflow::context::lock;
 
 /// What this executor runs from one queue right now (worker concurrency is per process).
@@ -96,17 +97,17 @@ pub(crate) fn jittered(interval: Duration) -> Duration {
 }
 
 /// Polls `queue` until shutdown: claims whenever a place frees up (or a workflow is
-/// enqueued here), and at the queue's polling interval otherwise.
+/// enqueued here), and at the queue's polling interval otherwise. The queue's limits are
+/// re-read from its `dbos.queues` row once per polling interval, so a change made there (by
+/// DBOS tooling, SQL, another deploy) applies within one interval.
 pub(crate) async fn serve(rt: Arc<RuntimeInner>, queue: Queue) {
     let counts = Arc::new(Mutex::new(LocalCounts::default()));
-    claim_loop(&rt, &queue, &counts).await;
-}
-
-async fn claim_loop(rt: &Arc<RuntimeInner>, queue: &Queue, counts: &Arc<Mutex<LocalCounts>>) {
-    let signal = rt.queue_signal(queue.name());
+    let mut served = Served::new(queue);
+    let signal = rt.queue_signal(served.queue.name());
     let mut backoff = 1.0f64;
     loop {
-        match poll_once(rt, queue, counts, &signal).await {
+        served.refresh(&rt).await;
+        match poll_once(&rt, &served.queue, &counts, &signal).await {
             Ok(Poll { contended, full }) => {
                 backoff = if contended {
                     (backoff * 2.0).min(8.0)
@@ -120,14 +121,120 @@ async fn claim_loop(rt: &Arc<RuntimeInner>, queue: &Queue, counts: &Arc<Mutex<Lo
                 }
             }
             Err(e) => {
-                tracing::warn!(queue = queue.name(), error = %e, "dequeue failed; retrying");
+                tracing::warn!(queue = served.queue.name(), error = %e, "dequeue failed; retrying");
                 backoff = (backoff * 2.0).min(8.0);
             }
         }
+        served.report_unrunnable(&rt).await;
         tokio::select! {
             _ = rt.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(jittered(queue.polling_interval.mul_f64(backoff))) => {}
+            _ = tokio::time::sleep(jittered(served.queue.polling_interval.mul_f64(backoff))) => {}
             _ = signal.notified() => {}
+        }
+    }
+}
+
+/// How long work may wait before it is reported as runnable by no executor here.
+const UNRUNNABLE_AFTER: Duration = Duration::from_secs(30);
+/// How often the same unrunnable work is reported again.
+const REPORT_AGAIN_AFTER: Duration = Duration::from_secs(600);
+
+/// A queue as this executor serves it: the definition in force and when it was read.
+struct Served {
+    queue: Queue,
+    read_at: Instant,
+    checked_at: Instant,
+    reported: HashMap<(String, String), Instant>,
+}
+
+impl Served {
+    fn new(queue: Queue) -> Self {
+        Served {
+            queue,
+            read_at: Instant::now(),
+            checked_at: Instant::now(),
+            reported: HashMap::new(),
+        }
+    }
+
+    /// Re-reads the queue's row once per polling interval (the internal queue has none).
+    async fn refresh(&mut self, rt: &RuntimeInner) {
+        if self.queue.name() == INTERNAL_QUEUE
+            || self.read_at.elapsed() < self.queue.polling_interval
+        {
+            return;
+        }
+        self.read_at = Instant::now();
+        match rt.sysdb.queue_row(self.queue.name()).await {
+            Ok(Some((_, Some(stored)))) => {
+                let stored = Queue {
+                    on_conflict: self.queue.on_conflict,
+                    ..stored
+                };
+                if stored != self.queue {
+                    match stored.validate() {
+                        Ok(()) => {
+                            tracing::info!(
+                                queue = stored.name(),
+                                "the queue's limits changed in dbos.queues; applying them"
+                            );
+                            self.queue = stored;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the queue's row in dbos.queues is invalid; keeping the limits in force")
+                        }
+                    }
+                }
+            }
+            Ok(Some((_, None))) => {
+                tracing::warn!(queue = self.queue.name(), "the queue's row in dbos.queues has limits out of range; keeping the limits in force")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the queue's row; keeping its limits")
+            }
+        }
+    }
+
+    /// Reports (at WARN, once per ten minutes per kind) work waiting on the queue that this
+    /// executor could claim but cannot run. It stays queued for an executor that can.
+    async fn report_unrunnable(&mut self, rt: &RuntimeInner) {
+        if self.checked_at.elapsed() < UNRUNNABLE_AFTER {
+            return;
+        }
+        self.checked_at = Instant::now();
+        let who = Dequeuer {
+            executor_id: &rt.executor_id,
+            app_version: &rt.app_version,
+            app_name: &rt.app_name,
+            names: rt.registry.names(),
+        };
+        let found = rt
+            .sysdb
+            .unrunnable_queued(self.queue.name(), who, UNRUNNABLE_AFTER.as_millis() as i64)
+            .await;
+        for (name, serialization, count) in found.unwrap_or_default() {
+            let key = (name.clone(), serialization.clone());
+            if self
+                .reported
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < REPORT_AGAIN_AFTER)
+            {
+                continue;
+            }
+            self.reported.insert(key, Instant::now());
+            let why = if rt.registry.get(&name).is_none() {
+                format!("no #[workflow] named `{name}` is registered in this binary")
+            } else {
+                format!(
+                    "its inputs are encoded as `{serialization}`, which this library does not read"
+                )
+            };
+            tracing::warn!(
+                queue = self.queue.name(), workflow = %name, count,
+                "{count} workflow(s) have waited on this queue for over {UNRUNNABLE_AFTER:?} and this executor cannot run \
+                 them ({why}); they stay ENQUEUED for an executor that can (another build, or a worker in another language)"
+            );
         }
     }
 }
@@ -165,6 +272,7 @@ pub(crate) async fn poll_once(
         executor_id: &rt.executor_id,
         app_version: &rt.app_version,
         app_name: &rt.app_name,
+        names: rt.registry.names(),
     };
     let mut contended = false;
     let mut full = false;

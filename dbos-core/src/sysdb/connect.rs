@@ -120,6 +120,42 @@ impl HostByHost {
         })
     }
 
+    /// A connection outside the pool (its task spawned), as this library's error when it
+    /// fails. The whole attempt is bounded by the connect timeout once per host, as the
+    /// pool's create timeout bounds a pooled one.
+    pub(crate) async fn open(
+        &self,
+        context: &str,
+        config: &Config,
+    ) -> crate::Result<(Client, tokio::task::JoinHandle<()>)> {
+        let attempt = HostByHost::connect(self, config);
+        let connected = match config.get_connect_timeout() {
+            Some(t) => {
+                let bound = *t * server_count(config).max(1) as u32;
+                match tokio::time::timeout(bound, attempt).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let detail = self
+                            .last_failure(config)
+                            .unwrap_or_else(|| "is the server running and reachable?".to_owned());
+                        return Err(Error::new(
+                            ErrorKind::Connection,
+                            format!("{context}: timed out after {bound:?}: {detail}"),
+                        ));
+                    }
+                }
+            }
+            None => attempt.await,
+        };
+        let (client, connection) = connected.map_err(|e| self.error(context, config, e))?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a system database connection outside the pool ended");
+            }
+        });
+        Ok((client, task))
+    }
+
     fn connected<T>(&self, i: usize, label: &str, skipped: &[String], connected: T) -> T {
         if !skipped.is_empty() {
             tracing::info!(host = %label, skipped = %skipped.join("; "), "connected to the system database on another host");

@@ -4,6 +4,7 @@
 //! Everything durable this library does goes through it.
 
 mod connect;
+pub(crate) mod executors;
 mod migrate;
 pub(crate) mod queues;
 pub(crate) mod records;
@@ -128,14 +129,13 @@ impl SystemDatabase {
         let name = self.url.database().to_owned();
         let mut admin = self.url.config.clone();
         admin.dbname("postgres");
-        let (client, connection) = self.connector.connect(&admin).await.map_err(|e| {
-            self.connector.error(
+        let (client, conn) = self
+            .connector
+            .open(
                 &format!("database `{name}` does not exist and the `postgres` database to create it from is unreachable"),
                 &admin,
-                e,
             )
-        })?;
-        let conn = tokio::spawn(connection);
+            .await?;
         let result = client
             .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
             .await;
@@ -164,6 +164,22 @@ impl SystemDatabase {
     pub async fn client(&self) -> Result<Object> {
         self.resilience
             .run("connect to the system database", |_| self.checkout())
+            .await
+    }
+
+    /// A connection of its own, outside the pool, for a session that must outlive any
+    /// statement (the executor's advisory lock, a LISTEN). Retried like every statement.
+    /// The connection's task ends when the connection does; the returned handle tells.
+    pub(crate) async fn dedicated(
+        &self,
+        what: &str,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
+        self.resilience
+            .run(what, |_| async {
+                self.connector
+                    .open(&format!("could not {what}"), &self.url.config)
+                    .await
+            })
             .await
     }
 

@@ -6,6 +6,7 @@ use tokio_postgres::IsolationLevel;
 
 use super::workflows::{now_ms, ClaimedWorkflow};
 use super::SystemDatabase;
+use crate::codec::PORTABLE_JSON;
 use crate::error::{Error, Result};
 use crate::queue::{Queue, RateLimit};
 
@@ -54,6 +55,9 @@ pub(crate) struct Dequeuer<'a> {
     pub(crate) executor_id: &'a str,
     pub(crate) app_version: &'a str,
     pub(crate) app_name: &'a str,
+    /// The workflows this executor can run: it claims nothing else, so work meant for
+    /// executors of other languages (or builds) stays queued for them.
+    pub(crate) names: &'a [String],
 }
 
 /// The result of one dequeue attempt.
@@ -66,50 +70,163 @@ pub(crate) enum Dequeued {
 }
 
 impl SystemDatabase {
-    /// Records a queue's definition in `dbos.queues` (insert, or update the limits).
-    pub(crate) async fn upsert_queue(&self, q: &Queue, app_name: &str) -> Result<()> {
+    /// Records a queue's definition in `dbos.queues`: inserted when the queue is new; an
+    /// existing row is overwritten only when `update_existing` (DBOS's conflict policy
+    /// decides). Returns the definition the row now holds, which is the one every executor
+    /// uses.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when another application owns the
+    /// queue name (its address), or a database error.
+    pub(crate) async fn upsert_queue(
+        &self,
+        q: &Queue,
+        app_name: &str,
+        update_existing: bool,
+    ) -> Result<Queue> {
         let s = self.quoted_schema();
         let int = |v: Option<u32>| v.map(|n| n as i32);
         let max = |r: Option<RateLimit>| r.map(|r| r.max as i32);
         let period = |r: Option<RateLimit>| r.map(|r| r.period.as_secs_f64());
+        let on_conflict = if update_existing {
+            format!(
+                "ON CONFLICT (name) DO UPDATE SET
+                     concurrency = EXCLUDED.concurrency, worker_concurrency = EXCLUDED.worker_concurrency,
+                     rate_limit_max = EXCLUDED.rate_limit_max, rate_limit_period_sec = EXCLUDED.rate_limit_period_sec,
+                     priority_enabled = EXCLUDED.priority_enabled, partition_queue = EXCLUDED.partition_queue,
+                     polling_interval_sec = EXCLUDED.polling_interval_sec,
+                     application_name = COALESCE({s}.queues.application_name, EXCLUDED.application_name),
+                     partition_concurrency = EXCLUDED.partition_concurrency,
+                     partition_worker_concurrency = EXCLUDED.partition_worker_concurrency,
+                     partition_rate_limit_max = EXCLUDED.partition_rate_limit_max,
+                     partition_rate_limit_period_sec = EXCLUDED.partition_rate_limit_period_sec,
+                     updated_at = (EXTRACT(epoch FROM now()) * 1000.0)::bigint
+                 WHERE {s}.queues.application_name = EXCLUDED.application_name
+                    OR {s}.queues.application_name IS NULL"
+            )
+        } else {
+            "ON CONFLICT (name) DO NOTHING".to_owned()
+        };
         self.execute(
             &format!("register queue `{}`", q.name()),
+            &format!(
+                "INSERT INTO {s}.queues (name, concurrency, worker_concurrency, rate_limit_max, rate_limit_period_sec,
+                     priority_enabled, partition_queue, polling_interval_sec, application_name,
+                     partition_concurrency, partition_worker_concurrency, partition_rate_limit_max,
+                     partition_rate_limit_period_sec)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 {on_conflict}"
+            ),
+            &[
+                &q.name(),
+                &int(q.concurrency),
+                &int(q.worker_concurrency),
+                &max(q.rate_limit),
+                &period(q.rate_limit),
+                &q.priority_enabled,
+                &q.partitioned,
+                &q.polling_interval.as_secs_f64(),
+                &app_name,
+                &int(q.partition_concurrency),
+                &int(q.partition_worker_concurrency),
+                &max(q.partition_rate_limit),
+                &period(q.partition_rate_limit),
+            ],
+        )
+        .await?;
+        match self.queue_row(q.name()).await? {
+            Some((owner, _)) if owner.as_deref().is_some_and(|o| o != app_name) => {
+                Err(Error::config(format!(
+                    "queue `{}` belongs to application `{}` in this system database: a queue's name is its address, \
+                     so pick another name for this application's queue",
+                    q.name(),
+                    owner.unwrap_or_default()
+                )))
+            }
+            Some((_, stored)) => Ok(stored.unwrap_or_else(|| q.clone())),
+            None => Ok(q.clone()),
+        }
+    }
+
+    /// A queue's row in `dbos.queues`: its owning application, and its definition (`None`
+    /// when the row's limits make no sense, e.g. a negative concurrency).
+    pub(crate) async fn queue_row(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Option<String>, Option<Queue>)>> {
+        let s = self.quoted_schema();
+        let row = self
+            .query_opt(
+                &format!("read queue `{name}`"),
                 &format!(
-                    "INSERT INTO {s}.queues (name, concurrency, worker_concurrency, rate_limit_max, rate_limit_period_sec,
-                         priority_enabled, partition_queue, polling_interval_sec, application_name,
-                         partition_concurrency, partition_worker_concurrency, partition_rate_limit_max,
-                         partition_rate_limit_period_sec)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                     ON CONFLICT (name) DO UPDATE SET
-                         concurrency = EXCLUDED.concurrency, worker_concurrency = EXCLUDED.worker_concurrency,
-                         rate_limit_max = EXCLUDED.rate_limit_max, rate_limit_period_sec = EXCLUDED.rate_limit_period_sec,
-                         priority_enabled = EXCLUDED.priority_enabled, partition_queue = EXCLUDED.partition_queue,
-                         polling_interval_sec = EXCLUDED.polling_interval_sec,
-                         application_name = COALESCE({s}.queues.application_name, EXCLUDED.application_name),
-                         partition_concurrency = EXCLUDED.partition_concurrency,
-                         partition_worker_concurrency = EXCLUDED.partition_worker_concurrency,
-                         partition_rate_limit_max = EXCLUDED.partition_rate_limit_max,
-                         partition_rate_limit_period_sec = EXCLUDED.partition_rate_limit_period_sec,
-                         updated_at = (EXTRACT(epoch FROM now()) * 1000.0)::bigint"
+                    "SELECT application_name, concurrency, worker_concurrency, rate_limit_max, rate_limit_period_sec,
+                            priority_enabled, partition_queue, polling_interval_sec, partition_concurrency,
+                            partition_worker_concurrency, partition_rate_limit_max, partition_rate_limit_period_sec
+                       FROM {s}.queues WHERE name = $1"
+                ),
+                &[&name],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), queue_from_row(name, &r))))
+    }
+
+    /// Whether `version` is the latest registered version of the application (or none is).
+    pub(crate) async fn is_latest_version(&self, version: &str, app_name: &str) -> Result<bool> {
+        let s = self.quoted_schema();
+        let row = self
+            .query_opt(
+                "read the latest application version",
+                &format!(
+                    "SELECT version_name FROM {s}.application_versions
+                      WHERE application_name = $1 OR application_name IS NULL
+                      ORDER BY version_timestamp DESC LIMIT 1"
+                ),
+                &[&app_name],
+            )
+            .await?;
+        Ok(row.is_none_or(|r| r.get::<_, String>(0) == version))
+    }
+
+    /// Workflows waiting on `queue` for over `older_than_ms` that this executor could
+    /// otherwise claim (its version, or none) but cannot run: a name it does not register, or
+    /// inputs in another language's encoding. By (name, serialization), with their count.
+    pub(crate) async fn unrunnable_queued(
+        &self,
+        queue: &str,
+        who: Dequeuer<'_>,
+        older_than_ms: i64,
+    ) -> Result<Vec<(String, String, i64)>> {
+        let s = self.quoted_schema();
+        let rows = self
+            .query(
+                &format!("look for work on `{queue}` nobody here can run"),
+                &format!(
+                    "SELECT name, COALESCE(serialization, 'NULL'), count(*) FROM {s}.workflow_status
+                      WHERE queue_name = $1 AND status = 'ENQUEUED' AND created_at < $2
+                        AND (application_name = $3 OR application_name IS NULL)
+                        AND (application_version = $4 OR application_version IS NULL)
+                        AND NOT (name = ANY($5) AND (serialization IS NULL OR serialization = '{PORTABLE_JSON}'))
+                      GROUP BY 1, 2"
                 ),
                 &[
-                    &q.name(),
-                    &int(q.concurrency),
-                    &int(q.worker_concurrency),
-                    &max(q.rate_limit),
-                    &period(q.rate_limit),
-                    &q.priority_enabled,
-                    &q.partitioned,
-                    &q.polling_interval.as_secs_f64(),
-                    &app_name,
-                    &int(q.partition_concurrency),
-                    &int(q.partition_worker_concurrency),
-                    &max(q.partition_rate_limit),
-                    &period(q.partition_rate_limit),
+                    &queue,
+                    &(now_ms() - older_than_ms),
+                    &who.app_name,
+                    &who.app_version,
+                    &who.names,
                 ],
             )
             .await?;
-        Ok(())
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, Option<String>>(0).unwrap_or_default(),
+                    r.get(1),
+                    r.get(2),
+                )
+            })
+            .collect())
     }
 
     /// The partition keys with enqueued work, for a partitioned queue.
@@ -305,6 +422,8 @@ impl SystemDatabase {
                             AND {partition_test}
                             AND (application_version = $3
                                  OR (application_version IS NULL AND COALESCE((SELECT version_name FROM latest), $3) = $3))
+                            AND name = ANY($10::text[])
+                            AND (serialization IS NULL OR serialization = '{PORTABLE_JSON}')
                           ORDER BY priority ASC, created_at ASC
                           LIMIT $5
                           {lock}
@@ -353,6 +472,7 @@ impl SystemDatabase {
                     (&claim, Type::TEXT),
                     (&now_ms(), Type::INT8),
                     (&rate_limited, Type::BOOL),
+                    (&who.names, Type::TEXT_ARRAY),
                 ],
             )
             .await?;
@@ -457,6 +577,42 @@ impl SystemDatabase {
             .await?;
         Ok(row.map(|r| r.get(0)))
     }
+}
+
+/// A queue definition from its `dbos.queues` row; `None` when a limit is out of range.
+fn queue_from_row(name: &str, r: &tokio_postgres::Row) -> Option<Queue> {
+    let count = |i: usize| -> Option<Option<u32>> {
+        match r.get::<_, Option<i32>>(i) {
+            None => Some(None),
+            Some(n) => u32::try_from(n).ok().map(Some),
+        }
+    };
+    let rate = |max: usize, period: usize| -> Option<Option<RateLimit>> {
+        match (
+            r.get::<_, Option<i32>>(max),
+            r.get::<_, Option<f64>>(period),
+        ) {
+            (Some(m), Some(p)) => Some(Some(RateLimit {
+                max: u32::try_from(m).ok()?,
+                period: std::time::Duration::try_from_secs_f64(p).ok()?,
+            })),
+            _ => Some(None),
+        }
+    };
+    let mut q = Queue::named(name);
+    q.concurrency = count(1)?;
+    q.worker_concurrency = count(2)?;
+    q.rate_limit = rate(3, 4)?;
+    q.priority_enabled = r.get(5);
+    q.partition_concurrency = count(8)?;
+    q.partition_worker_concurrency = count(9)?;
+    q.partition_rate_limit = rate(10, 11)?;
+    q.partitioned = r.get::<_, bool>(6)
+        || q.partition_concurrency.is_some()
+        || q.partition_worker_concurrency.is_some()
+        || q.partition_rate_limit.is_some();
+    q.polling_interval = std::time::Duration::try_from_secs_f64(r.get(7)).ok()?;
+    Some(q)
 }
 
 /// A claimed row: the columns the claim and its adoption return, in their order.

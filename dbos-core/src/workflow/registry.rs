@@ -182,6 +182,8 @@ inventory::collect!(StepRegistration);
 #[derive(Debug)]
 pub(crate) struct Registry {
     workflows: HashMap<&'static str, &'static WorkflowDef>,
+    /// Every workflow name, sorted: what this executor may claim from a queue.
+    names: Vec<String>,
     version_hash: String,
 }
 
@@ -229,14 +231,22 @@ impl Registry {
             hasher.update(b"\n");
         }
         let version_hash = format!("{:x}", hasher.finalize())[..32].to_owned();
+        let mut names: Vec<String> = workflows.keys().map(|n| (*n).to_owned()).collect();
+        names.sort();
         Ok(Registry {
             workflows,
+            names,
             version_hash,
         })
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&'static WorkflowDef> {
         self.workflows.get(name).copied()
+    }
+
+    /// Every registered workflow name.
+    pub(crate) fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The application version computed from every definition's source.

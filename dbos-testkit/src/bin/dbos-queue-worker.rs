@@ -10,7 +10,9 @@
 //! and runs the workflow `job(ms)`, whose one step logs its start and end (with this
 //! executor's id) in the table `queue_events`, then returns the executor id.
 //!
-//! Environment: `DBOS_SYSTEM_DATABASE_URL`, `DBOS__VMID`.
+//! Environment: `DBOS_SYSTEM_DATABASE_URL`, `DBOS__VMID` (unset: a generated id),
+//! `DBOS_TEST_RECOVERY_MS` (how often to look for dead executors; the lock grace is three times
+//! that).
 
 use std::time::Duration;
 
@@ -65,7 +67,16 @@ async fn job(ms: u64) -> Result<String, Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let config = Config::from_env("queue-subject")?
+    let mut config = Config::from_env("queue-subject")?;
+    if let Some(ms) = std::env::var("DBOS_TEST_RECOVERY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        config = config
+            .recovery_interval(Duration::from_millis(ms))
+            .recovery_grace(Duration::from_millis(3 * ms));
+    }
+    let config = config
         .application_version("queue-subject-v1")
         .pool_size(6)
         .queue(&SHARED)

@@ -1,0 +1,193 @@
+//! Recovering the work of executors that died, with no control plane and no table.
+//!
+//! Every executor holds, for its lifetime, a session-level advisory lock derived from its
+//! application and executor id, on a connection of its own. When its process or machine
+//! dies, Postgres ends the session and frees the lock. Every executor looks, at launch and
+//! then every [`Config::recovery_interval`](crate::Config::recovery_interval), for the
+//! executor ids owning `PENDING` workflows of its application version; for each it may
+//! recover, it tries that id's lock. Getting it means the executor is gone: its workflows go
+//! back to their queues (the internal queue for those started directly), where the normal
+//! claim gives each to exactly one live executor, and the lock is released. Peers racing
+//! for the same dead executor recover each workflow once: the second finds nothing left.
+//!
+//! Which ids a peer may recover: generated ones (`dbos-rs-...`, the default) and those
+//! matching [`Config::recover_executors_with_prefix`](crate::Config::recover_executors_with_prefix).
+//! Executors of other languages hold no such lock, so their ids are never touched. A pinned
+//! id is recovered by its own next launch, as before.
+
+use std::sync::Arc;
+
+use crate::config::GENERATED_EXECUTOR_PREFIX;
+use crate::error::Result;
+use crate::queue::worker::jittered;
+use crate::runtime::RuntimeInner;
+use crate::sysdb::executors::{executor_lock_key, LockSession};
+
+/// A fresh executor id: `dbos-rs-<host>-<12 hex>`, unique per launch.
+pub(crate) fn generated_executor_id() -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{GENERATED_EXECUTOR_PREFIX}{}-{}",
+        host_name(),
+        &random[..12]
+    )
+}
+
+/// The machine's host name, reduced to `[A-Za-z0-9-]` (at most 32 characters).
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let raw = if ok {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(32)
+        .collect();
+    if clean.is_empty() {
+        "host".to_owned()
+    } else {
+        clean
+    }
+}
+
+fn own_key(rt: &RuntimeInner) -> i64 {
+    executor_lock_key(rt.sysdb.schema(), &rt.app_name, &rt.executor_id)
+}
+
+/// At launch: opens the lock session and takes this executor's lock; with it, recovers this
+/// executor id's own `PENDING` workflows (a pinned id coming back). Without it (another live
+/// process uses the same pinned id), leaves them to that process.
+pub(crate) async fn claim_identity(rt: &Arc<RuntimeInner>) -> Result<(LockSession, bool)> {
+    let session = rt.sysdb.lock_session(&rt.executor_id).await?;
+    let held = session.try_lock(own_key(rt)).await?;
+    if held {
+        let recovered = rt
+            .sysdb
+            .requeue_pending(&rt.executor_id, &rt.app_version, &rt.app_name, &[])
+            .await?;
+        if !recovered.is_empty() {
+            tracing::info!(
+                count = recovered.len(),
+                executor_id = %rt.executor_id,
+                "recovering this executor's pending workflows"
+            );
+        }
+    } else {
+        tracing::warn!(
+            executor_id = %rt.executor_id,
+            "another live process holds executor id `{}`: its pending workflows are left to it. Give each process \
+             its own id, or leave the id unset to have one generated",
+            rt.executor_id
+        );
+    }
+    Ok((session, held))
+}
+
+/// Looks for dead executors every `recovery_interval` until shutdown, keeping this
+/// executor's lock held.
+///
+/// If the lock's connection is lost, this executor looked dead to its peers for a moment (a
+/// network partition looks the same as a terminated session): it opens a new session and
+/// waits two recovery intervals before taking its lock back, so a live peer that noticed
+/// recovers its work meanwhile, and its own executions of that work are fenced off (the
+/// watchdog stops them). After a database restart every executor waits the same way; the
+/// peers' recovery grace (longer) keeps them from taking over each other's work then.
+pub(crate) async fn serve(rt: Arc<RuntimeInner>, mut session: LockSession, mut held: bool) {
+    let interval = rt.config.recovery_interval;
+    loop {
+        loop {
+            if !held {
+                held = take_own_lock(&rt, &session).await;
+            }
+            if session.since.elapsed() >= rt.config.recovery_grace {
+                if let Err(e) = recover_dead_peers(&rt, &session).await {
+                    tracing::debug!(error = %e, "could not look for dead executors; trying again later");
+                }
+            }
+            tokio::select! {
+                _ = rt.shutdown.cancelled() => return,
+                _ = session.closed() => break,
+                _ = tokio::time::sleep(jittered(interval)) => {}
+            }
+        }
+        tracing::warn!(
+            executor_id = %rt.executor_id,
+            "lost the connection holding this executor's lock: live peers may now recover this executor's \
+             workflows (its executions of them then stop before their next step)"
+        );
+        session = match rt.sysdb.lock_session(&rt.executor_id).await {
+            Ok(s) => s,
+            Err(_) => return, // shutting down
+        };
+        tokio::select! {
+            _ = rt.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval * 2) => {}
+        }
+        held = false;
+    }
+}
+
+/// Takes this executor's lock on `session`; `false` while another process holds it.
+async fn take_own_lock(rt: &RuntimeInner, session: &LockSession) -> bool {
+    match session.try_lock(own_key(rt)).await {
+        Ok(true) => {
+            tracing::info!(executor_id = %rt.executor_id, "holding this executor's lock");
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not take this executor's lock; retrying");
+            false
+        }
+    }
+}
+
+/// One look: every executor owning `PENDING` work of this version whose lock is free (and
+/// whose id peers may recover) gets its workflows re-enqueued.
+async fn recover_dead_peers(rt: &Arc<RuntimeInner>, session: &LockSession) -> Result<()> {
+    let candidates = rt
+        .sysdb
+        .pending_executors(&rt.app_version, &rt.app_name, &rt.executor_id)
+        .await?;
+    for executor in candidates {
+        if !rt
+            .config
+            .recoverable_prefixes
+            .iter()
+            .any(|p| executor.starts_with(p.as_str()))
+        {
+            continue;
+        }
+        let key = executor_lock_key(rt.sysdb.schema(), &rt.app_name, &executor);
+        if !session.try_lock(key).await? {
+            continue; // alive
+        }
+        let recovered = rt
+            .sysdb
+            .requeue_pending(&executor, &rt.app_version, &rt.app_name, &[])
+            .await;
+        session.unlock(key).await?;
+        let recovered = recovered?;
+        if !recovered.is_empty() {
+            tracing::info!(
+                dead_executor = %executor,
+                count = recovered.len(),
+                "an executor is gone (its lock is free); its pending workflows are back on their queues"
+            );
+            rt.wake_all_queues();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Executors: the session-level advisory lock each one holds for its lifetime, and finding
+//! the executors that own `PENDING` work.
+//!
+//! No table records who is alive. A live executor holds the lock of its id on a connection
+//! it keeps open; when its process or machine dies, Postgres ends that session and releases
+//! the lock. A peer that can take the lock knows the executor is gone.
+
+use super::SystemDatabase;
+use crate::error::{Error, Result};
+
+/// The advisory-lock key of executor `executor_id` of application `app_name` in `schema`:
+/// the first 8 bytes (big-endian) of sha256("dbos-rs.executor:<schema>:<app>:<executor id>").
+pub(crate) fn executor_lock_key(schema: &str, app_name: &str, executor_id: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest =
+        Sha256::digest(format!("dbos-rs.executor:{schema}:{app_name}:{executor_id}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// A session (its own connection) that holds this executor's lock and tries peers' locks.
+pub(crate) struct LockSession {
+    client: tokio_postgres::Client,
+    task: tokio::task::JoinHandle<()>,
+    /// When the session was opened.
+    pub(crate) since: std::time::Instant,
+}
+
+impl std::fmt::Debug for LockSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockSession")
+            .field("since", &self.since)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockSession {
+    /// Takes `key` if nobody holds it (reentrant within this session).
+    pub(crate) async fn try_lock(&self, key: i64) -> Result<bool> {
+        self.client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| Error::db("could not try an executor lock", e))
+    }
+
+    /// Releases `key`, taken with [`try_lock`](Self::try_lock).
+    pub(crate) async fn unlock(&self, key: i64) -> Result<()> {
+        self.client
+            .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::db("could not release an executor lock", e))
+    }
+
+    /// Resolves when the session's connection has ended (its locks are then released).
+    pub(crate) async fn closed(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl SystemDatabase {
+    /// Opens a lock session (retried like any statement), named in `pg_stat_activity` as
+    /// `dbos-rs lock <executor id>` so an operator can see which session holds which
+    /// executor's lock.
+    pub(crate) async fn lock_session(&self, executor_id: &str) -> Result<LockSession> {
+        let (client, task) = self.dedicated("open the executor's lock session").await?;
+        let label: String = format!("dbos-rs lock {executor_id}")
+            .chars()
+            .take(63)
+            .collect();
+        client
+            .execute(
+                "SELECT set_config('application_name', $1, false)",
+                &[&label],
+            )
+            .await
+            .map_err(|e| Error::db("could not name the executor's lock session", e))?;
+        Ok(LockSession {
+            client,
+            task,
+            since: std::time::Instant::now(),
+        })
+    }
+
+    /// The executors, other than `except`, that own `PENDING` workflows of `version`.
+    pub(crate) async fn pending_executors(
+        &self,
+        version: &str,
+        app_name: &str,
+        except: &str,
+    ) -> Result<Vec<String>> {
+        let s = self.quoted_schema();
+        let rows = self
+            .query(
+                "find the executors owning pending workflows",
+                &format!(
+                    "SELECT DISTINCT executor_id FROM {s}.workflow_status
+                      WHERE status = 'PENDING' AND application_version = $1
+                        AND (application_name = $2 OR application_name IS NULL)
+                        AND executor_id IS NOT NULL AND executor_id <> $3"
+                ),
+                &[&version, &app_name, &except],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
