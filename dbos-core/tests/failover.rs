@@ -85,15 +85,15 @@ async fn a_load_rides_through_a_failover_to_a_synchronous_standby_with_every_ste
 ) {
     let pair = ReplicatedPostgres::start("failover-sync", Replication::Synchronous).await;
     let database = "failover_sys";
-    let dbos = Dbos::launch(
-        Config::new("failover")
-            .system_database_url(pair.url(database))
-            .pool_size(8)
-            .connect_timeout(Duration::from_secs(2))
-            .queue(&FAILOVER_QUEUE),
-    )
-    .await
-    .unwrap();
+    let config = Config::new("failover")
+        .system_database_url(pair.url(database))
+        .pool_size(8)
+        .connect_timeout(Duration::from_secs(2))
+        .queue(&FAILOVER_QUEUE);
+    // Two executors: both serve the queue, and each holds its executor lock on a
+    // connection that the failover cuts; neither may take the other's work for it.
+    let dbos = Dbos::launch(config.clone()).await.unwrap();
+    let peer = Dbos::launch(config).await.unwrap();
 
     const N: usize = 160;
     let run = format!("fo-{}", std::process::id());
@@ -212,6 +212,20 @@ async fn a_load_rides_through_a_failover_to_a_synchronous_standby_with_every_ste
         "steps kept running while there was no primary: longest pause {longest:?}"
     );
 
+    // Which executor ran what (the step counts above already show none ran twice).
+    let executors: Vec<(String, i64)> = client
+        .query(
+            "SELECT executor_id, count(*) FROM dbos.workflow_status WHERE workflow_uuid LIKE $1 GROUP BY 1",
+            &[&format!("{run}-%")],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    eprintln!("failover: workflows by executor {executors:?}");
+
+    peer.shutdown().await.unwrap();
     dbos.shutdown().await.unwrap();
     pair.shutdown().await;
 }
