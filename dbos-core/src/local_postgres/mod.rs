@@ -227,7 +227,7 @@ impl LocalPostgresBuilder {
     /// `initdb`: `pg_basebackup -R` copies the primary (its superuser password included)
     /// and leaves the standby configured to stream from it. The standby is read-only until
     /// [`LocalPostgres::promote`]. For synchronous replication, start the primary with
-    /// `.setting("synchronous_standby_names", "*")`; its commits then wait until the
+    /// `.setting("synchronous_standby_names", "'*'")`; its commits then wait until the
     /// standby has flushed them (and hang while no standby is connected).
     ///
     /// Only used when the folder holds no data directory yet (see [`fresh`](Self::fresh)).
@@ -235,19 +235,21 @@ impl LocalPostgresBuilder {
     /// ```no_run
     /// use dbos_core::local_postgres::LocalPostgres;
     ///
-    /// # async fn pair() -> dbos_core::Result<()> {
-    /// let primary = LocalPostgres::builder("pg/primary")
-    ///     .setting("synchronous_standby_names", "*")
-    ///     .start()
-    ///     .await?;
-    /// let standby = LocalPostgres::builder("pg/standby")
-    ///     .standby_of(&primary)
-    ///     .start()
-    ///     .await?;
-    /// primary.stop_immediate().await?;
-    /// standby.promote().await?;
-    /// # Ok(())
-    /// # }
+    /// #[tokio::main]
+    /// async fn main() -> dbos_core::Result<()> {
+    ///     let primary = LocalPostgres::builder("pg/primary")
+    ///         // Quoted: pg_ctl passes settings through a shell.
+    ///         .setting("synchronous_standby_names", "'*'")
+    ///         .start()
+    ///         .await?;
+    ///     let standby = LocalPostgres::builder("pg/standby")
+    ///         .standby_of(&primary)
+    ///         .start()
+    ///         .await?;
+    ///     primary.stop_immediate().await?;
+    ///     standby.promote().await?;
+    ///     Ok(())
+    /// }
     /// ```
     pub fn standby_of(mut self, primary: &LocalPostgres) -> Self {
         self.standby_of = Some(Box::new(primary.clone()));
@@ -260,7 +262,8 @@ impl LocalPostgresBuilder {
         self
     }
 
-    /// Passes `-c name=value` to the server.
+    /// Passes `-c name=value` to the server. `pg_ctl` hands the options to a shell, so quote
+    /// a value holding spaces or `*` in single quotes (`"'*'"`).
     pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.push((name.into(), value.into()));
         self

@@ -10,7 +10,8 @@
 //! host's error. So here each host gets its own attempt, bounded as a whole by
 //! `connect_timeout` as libpq does; the host that last accepted is tried first (after a
 //! failover the dead primary is not waited for on every new connection); and when no host
-//! accepts, what each one answered is kept for the error message.
+//! accepts, what each one answered is kept for the error message. (With
+//! `load_balance_hosts=random` tokio-postgres' own random order is used instead.)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,8 +26,8 @@ use crate::error::{is_connection_error, Error, ErrorKind};
 
 type TlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
 
-/// Connects to the servers of a URL one after another; shared by the pool and the
-/// database-creation path.
+/// Connects to the servers of a URL one after another; shared by the pool, the
+/// connections outside it (executor locks) and the database-creation path.
 #[derive(Clone)]
 pub(crate) struct HostByHost {
     tls: MakeRustlsConnect,
