@@ -9,6 +9,7 @@ pub mod local_postgres;
 pub mod queue;
 pub mod runtime;
 pub mod sysdb;
+pub mod transaction;
 pub mod workflow;
 
 #[doc(hidden)]
@@ -20,6 +21,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use queue::enqueue::QueuedCall;
 pub use queue::Queue;
 pub use runtime::Dbos;
+pub use transaction::{
+    run_transaction, DataSource, DataSourceConfig, Isolation, Transaction, TransactionOptions,
+};
 pub use workflow::call::{Status, WorkflowCall, WorkflowHandle};
 pub use workflow::context::{step_attempt, step_id, workflow_id};
 pub use workflow::ops::{now, random, run_step, run_step_retry_if, sleep, uuid};
@@ -32,9 +36,13 @@ pub use dbos_macros::workflow;
 #[doc = include_str!("../docs/step-macro.md")]
 pub use dbos_macros::step;
 
+#[doc = include_str!("../docs/transaction-macro.md")]
+pub use dbos_macros::transaction;
+
 /// Everything an application usually needs: `use dbos_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        step, workflow, Config, Dbos, Error, ErrorKind, Queue, Status, WorkflowCall, WorkflowHandle,
+        step, transaction, workflow, Config, Dbos, Error, ErrorKind, Queue, Status, Transaction,
+        WorkflowCall, WorkflowHandle,
     };
 }
