@@ -1,4 +1,4 @@
-//! Compile-time behavior of `#[workflow]` and `#[step]`: one case per diagnostic, with the
+//! Compile-time behavior of `#[workflow]`, `#[step]` and `#[transaction]`: one case per diagnostic, with the
 //! compiler's output committed next to it (`tests/ui/<macro>/fail/<mistake>.stderr`).
 //!
 //! Regenerate the `.stderr` files after an intended change with
@@ -11,6 +11,8 @@ fn ui() {
     let t = trybuild::TestCases::new();
     t.pass("tests/ui/workflow/pass/*.rs");
     t.pass("tests/ui/step/pass/*.rs");
+    t.pass("tests/ui/transaction/pass/*.rs");
     t.compile_fail("tests/ui/workflow/fail/*.rs");
     t.compile_fail("tests/ui/step/fail/*.rs");
+    t.compile_fail("tests/ui/transaction/fail/*.rs");
 }
