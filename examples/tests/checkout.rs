@@ -1,5 +1,6 @@
 //! The checkout example, run as a newcomer would: interrupted with Ctrl-C (SIGINT) midway,
-//! run again to resume, and run a third time to see the recorded receipt.
+//! run again to resume, and run a third time to see the recorded receipt. Its reservation and
+//! payment record are transactions in the shop's own database (a data source).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use tokio::process::Command;
 fn checkout(db: &TestDatabase) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_checkout"));
     cmd.env("DBOS_SYSTEM_DATABASE_URL", db.url())
+        .env("SHOP_DATABASE_URL", db.sibling_url("shop"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -40,7 +42,7 @@ async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
             .unwrap();
         let line = line.expect("checkout exited before charging");
         seen.push(line.clone());
-        if line.contains("[2/3]") {
+        if line.contains("[2/4]") {
             break;
         }
     }
@@ -48,17 +50,20 @@ async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
     let status = child.wait().await.unwrap();
     assert!(!status.success(), "Ctrl-C stops the process");
-    assert!(seen.iter().any(|l| l.contains("[1/3]")), "{seen:?}");
+    assert!(seen.iter().any(|l| l.contains("[1/4]")), "{seen:?}");
 
     // Second run: resumes; the reservation is not repeated.
     let second = run_to_end(&db).await;
     assert!(second.contains("was interrupted"), "{second}");
     assert!(
-        !second.contains("[1/3]"),
-        "the completed reservation step ran again:\n{second}"
+        !second.contains("[1/4]"),
+        "the completed reservation ran again:\n{second}"
     );
     assert!(
-        second.contains("[2/3]") && second.contains("[3/3]") && second.contains("done:"),
+        second.contains("[2/4]")
+            && second.contains("[3/4]")
+            && second.contains("[4/4]")
+            && second.contains("done:"),
         "{second}"
     );
 
@@ -68,9 +73,12 @@ async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
         third.contains("already completed") && third.contains("done:"),
         "{third}"
     );
-    assert!(!third.contains("[2/3]"), "{third}");
+    assert!(!third.contains("[2/4]"), "{third}");
 
-    let client = db.connect().await;
+    let (client, conn) = tokio_postgres::connect(&db.sibling_url("shop"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
     let row = client
         .query_one(
             "SELECT (SELECT count(*) FROM shop.reservations), (SELECT count(*) FROM shop.payments),
@@ -108,11 +116,26 @@ async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
         .collect();
     assert_eq!(
         names,
-        vec!["reserve_inventory", "charge_card", "email_receipt"]
+        vec![
+            "reserve_inventory",
+            "charge_card",
+            "record_payment",
+            "email_receipt"
+        ]
     );
-    assert_eq!(steps[0]["output"], "rust-mug");
+    assert_eq!(steps[0]["output"], 99, "{steps}");
     assert!(
         steps[1]["output"].as_str().unwrap().starts_with("pay_"),
         "{steps}"
     );
+    // The two transactions left their completion rows in the shop's database.
+    let completions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dbos.datasource_outputs WHERE workflow_id = 'order-1001'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(completions, 2);
 }
