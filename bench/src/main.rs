@@ -8,10 +8,12 @@
 //!
 //! Each workload runs in a fresh database. The floor does exactly the row writes of W1 and W2
 //! (status + input in one statement, one insert per step, outcome in one statement) with
-//! prepared statements and no library. Prints a table and one JSON line per workload.
+//! prepared statements and no library; W3 and W7 have floors of their own. Prints a table and
+//! one JSON line per workload.
 
 mod floor;
 mod stats;
+mod transactions;
 mod workloads;
 
 use std::time::Duration;
@@ -106,6 +108,9 @@ async fn main() {
     }
     if want("W5") {
         reports.push(workloads::w5_memory(&server).await);
+    }
+    if want("W7") {
+        reports.push(transactions::w7_transactions(&server).await);
     }
     println!();
     println!("| workload | result |");
