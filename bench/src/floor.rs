@@ -240,7 +240,14 @@ impl TxFloor {
         client
             .execute(
                 &self.floor.start,
-                &[&id, &"three_transactions", &inputs, &now_ms(), &owner, &creator],
+                &[
+                    &id,
+                    &"three_transactions",
+                    &inputs,
+                    &now_ms(),
+                    &owner,
+                    &creator,
+                ],
             )
             .await
             .expect("start");

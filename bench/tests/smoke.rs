@@ -50,7 +50,9 @@ async fn every_workload_runs_and_reports(db: TestDatabase) {
         "W4 left 2% of 10,000 pending"
     );
     positive(&reports[5], "ratio");
-    let commits = reports[5]["commits_per_transaction"].as_f64().unwrap_or(-1.0);
+    let commits = reports[5]["commits_per_transaction"]
+        .as_f64()
+        .unwrap_or(-1.0);
     assert!(
         (commits - 1.0).abs() < 0.05,
         "a #[transaction] in the system database commits once, not {commits}:\n{stdout}"

@@ -36,6 +36,9 @@ impl From<tokio_postgres::Error> for ShopError {
     }
 }
 
+/// A recorded row: step id and three text columns.
+type Recorded = (i32, Option<String>, Option<String>, Option<String>);
+
 static RUNS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
 
 /// Counts one run of the body identified by `key`; returns how many there were.
@@ -500,7 +503,7 @@ async fn a_data_source_commits_its_statements_with_a_completion_row(db: TestData
         )
         .await
         .unwrap();
-    let got: Vec<(i32, Option<String>, Option<String>, Option<String>)> = rows
+    let got: Vec<Recorded> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();

@@ -29,6 +29,7 @@ mod wrapper;
 use std::future::Future;
 use std::pin::Pin;
 
+#[doc(hidden)]
 pub use run::TransactionRun;
 pub(crate) use source::DataSources;
 pub use source::{DataSource, DataSourceConfig};
@@ -136,6 +137,7 @@ pub type TransactionFuture<'t, T, E> = Pin<Box<dyn Future<Output = Result<T, E>>
 /// # let _ = left;
 /// # Ok(())
 /// # }
+/// # let _ = demo;
 /// ```
 ///
 /// # Errors

@@ -56,7 +56,7 @@ const IN_FAILED_TRANSACTION: &str = "25P02";
 /// Drives one call of a transaction. Not public API: see the module documentation.
 ///
 /// Only [`new`](TransactionRun::new) bounds `T` and `E` (it captures what the run needs of
-/// them in a [`Codec`]), so a type that is not storable is reported once, at the call that
+/// them in a `Codec`), so a type that is not storable is reported once, at the call that
 /// creates the run, rather than at every step of the loop.
 pub struct TransactionRun<'a, T, E> {
     name: &'a str,
@@ -194,7 +194,10 @@ impl<T, E> TransactionRun<'_, T, E> {
                 None => run.rt.sysdb.checkout().await,
             };
             match checkout {
-                Ok(conn) => return Some(conn),
+                Ok(conn) => {
+                    run.connection = RetryState::default();
+                    return Some(conn);
+                }
                 Err(e) => {
                     if let Err(e) = run.transient(self.name, e).await {
                         self.state = State::Done(Err((self.codec.from_error)(e)));
