@@ -683,3 +683,75 @@ async fn a_transaction_in_a_data_source_the_runtime_lacks_fails_clearly(db: Test
     );
     dbos.shutdown().await.unwrap();
 }
+
+#[dbos_testkit::test]
+async fn dbos_python_and_this_library_share_a_data_source_schema(db: TestDatabase) {
+    // Created by this library at launch: DBOS Python accepts it as migrated (version 1 of 1).
+    let ours = db.sibling_url("app");
+    let dbos = Dbos::launch(db.config("testapp").data_source("app", &ours))
+        .await
+        .unwrap();
+    dbos.shutdown().await.unwrap();
+    let check = r#"
+import sys
+import sqlalchemy as sa
+from dbos._datasource_migration import get_datasource_migration_versions, verify_datasource_migrations
+url = sa.make_url(sys.argv[1]).set(drivername="postgresql+psycopg")
+engine = sa.create_engine(url)
+with engine.connect() as conn:
+    verify_datasource_migrations(conn, "dbos", url)
+    print(get_datasource_migration_versions(conn, "dbos"))
+"#;
+    let out = dbos_testkit::python::run_python(check, &[&ours]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "(1, 1)");
+
+    // Created by DBOS Python: this library uses it as it is.
+    let theirs = db.sibling_url("py");
+    let create = r#"
+import sys
+from dbos._datasource_migration import migrate_datasource_database
+migrate_datasource_database(sys.argv[1], None, None)
+"#;
+    connect(&db.url())
+        .await
+        .batch_execute(&format!("CREATE DATABASE \"{}_py\"", db.name()))
+        .await
+        .unwrap();
+    let out = dbos_testkit::python::run_python(create, &[&theirs]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dbos = Dbos::launch(db.config("testapp").data_source("app", &theirs))
+        .await
+        .unwrap();
+    dbos.data_source("app")
+        .unwrap()
+        .client()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('c', 0)")
+        .await
+        .unwrap();
+    assert_eq!(
+        app_add_twice("c".into()).id("py-schema").await.unwrap(),
+        (1, 2)
+    );
+    let rows: i64 = connect(&theirs)
+        .await
+        .query_one(
+            "SELECT count(*) FROM dbos.datasource_outputs WHERE workflow_id = 'py-schema'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 2);
+    dbos.shutdown().await.unwrap();
+}

@@ -778,7 +778,13 @@ impl<T, E> Running<T, E> {
                     self.again(name, Retryable::Serialization(code)).await
                 }
                 Some(Retryable::Connection) => match self.settle(name, xid).await {
-                    Ok(true) => self.checkpoint(name, Ok(value), Some(text), None).await,
+                    // Committed: the completion row now holds the result; record it from
+                    // there.
+                    Ok(true) => match self.read_completion(name).await {
+                        Ok(Some(recorded)) => self.adopt(name, recorded).await,
+                        Ok(None) => self.checkpoint(name, Ok(value), Some(text), None).await,
+                        Err(e) => Next::Done(Err((self.c.from_error)(e))),
+                    },
                     Ok(false) => Next::Again,
                     Err(e) => Next::Done(Err((self.c.from_error)(e))),
                 },
@@ -886,6 +892,7 @@ impl<T, E> Running<T, E> {
         );
         let started = Instant::now();
         let mut terminated = false;
+        let mut pause = Duration::from_millis(10);
         loop {
             let what = format!("settle the commit of transaction `{name}`");
             let terminate = !terminated && started.elapsed() >= SETTLE_TERMINATE_AFTER;
@@ -915,7 +922,10 @@ impl<T, E> Running<T, E> {
                     tracing::info!(workflow_id = %self.workflow_id, transaction = name, xid, "the transaction had not committed; running it again");
                     return Ok(false);
                 }
-                XactStatus::InProgress => tokio::time::sleep(Duration::from_millis(10)).await,
+                XactStatus::InProgress => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
             }
         }
     }
