@@ -229,13 +229,13 @@ impl TxFloor {
         }
     }
 
-    /// One workflow's writes: start, three transactions on counter `x`, finish.
-    pub(crate) async fn workflow(&self, x: i64) {
+    /// One workflow's writes: start, three transactions on counter `counter`, finish.
+    pub(crate) async fn workflow(&self, x: i64, counter: i64) {
         let id = uuid::Uuid::new_v4().to_string();
         let owner = uuid::Uuid::new_v4().to_string();
         let creator = uuid::Uuid::new_v4().to_string();
         let inputs = format!(r#"{{"positionalArgs":[{x}],"namedArgs":{{}}}}"#);
-        let output = x.to_string();
+        let output = counter.to_string();
         let client = &self.floor.client;
         client
             .execute(
@@ -252,15 +252,15 @@ impl TxFloor {
             .await
             .expect("start");
         for fid in 1..=3 {
-            // Retried on a serialization failure, as the library retries (none is expected:
-            // every workflow has its own counter row).
+            // Retried on a serialization failure, as the library retries (rare: every
+            // workflow has its own counter row, far from the others in flight).
             loop {
                 client
                     .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
                     .await
                     .expect("begin");
                 let done = async {
-                    client.execute(&self.update, &[&x]).await?;
+                    client.execute(&self.update, &[&counter]).await?;
                     client
                         .execute(&self.checkpoint, &[&id, &fid, &output, &now_ms()])
                         .await?;

@@ -26,17 +26,27 @@ async fn add_to_counter(tx: &Transaction<'_>, id: i64) -> Result<i64, Error> {
 
 #[workflow]
 async fn three_transactions(x: i64) -> Result<i64, Error> {
+    let id = counter_of(x);
     for _ in 0..3 {
-        add_to_counter(x).await?;
+        add_to_counter(id).await?;
     }
-    Ok(x)
+    Ok(id)
 }
 
-/// Creates the counter rows: one per workflow, with room on their pages for updates that
-/// touch no index (HOT), so two workflows in flight never conflict under SERIALIZABLE (a
-/// non-HOT update inserts into the primary key's leaf page, which SSI locks as a whole, and
-/// neighbouring counters would then fail each other with serialization errors).
-async fn counters(url: &str, last: i64) {
+/// How many counter rows there are: a prime above the number of workflows.
+const COUNTERS: i64 = 40_009;
+
+/// Workflow `x`'s counter row. Workflows in flight together (consecutive `x`) get rows far
+/// apart in the primary key, on different index pages: SERIALIZABLE locks index pages, and
+/// neighbouring counters would fail each other's transactions for no reason of theirs.
+pub(crate) fn counter_of(x: i64) -> i64 {
+    (x * 1_009).rem_euclid(COUNTERS)
+}
+
+/// Creates the counter rows, with room on their pages for updates that touch no index (HOT):
+/// a non-HOT update inserts into the primary key's leaf page, which SERIALIZABLE locks as a
+/// whole.
+async fn counters(url: &str) {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect");
@@ -44,7 +54,7 @@ async fn counters(url: &str, last: i64) {
     client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS bench_counters (id bigint PRIMARY KEY, n bigint NOT NULL) WITH (fillfactor = 50);
-             INSERT INTO bench_counters SELECT g, 0 FROM generate_series(-1000, {last}) g ON CONFLICT DO NOTHING;"
+             INSERT INTO bench_counters SELECT g, 0 FROM generate_series(0, {COUNTERS} - 1) g ON CONFLICT DO NOTHING;"
         ))
         .await
         .expect("counters");
@@ -99,9 +109,9 @@ pub(crate) async fn w7_transactions(server: &Server) -> Report {
     let dbos = Dbos::launch(config(&url, IN_FLIGHT + 4))
         .await
         .expect("launch");
-    counters(&url, n as i64 + 1000).await;
+    counters(&url).await;
     let floor_url = floor_db(server, "w7_floor").await;
-    counters(&floor_url, n as i64 + 1000).await;
+    counters(&floor_url).await;
     let mut floors = Vec::new();
     for _ in 0..IN_FLIGHT {
         floors.push(Arc::new(TxFloor::connect(&floor_url).await));
@@ -181,7 +191,8 @@ async fn lib_round(dbos: &Dbos, first: i64, n: usize, in_flight: usize) -> Vec<D
 async fn floor_round(floors: &[Arc<TxFloor>], first: i64, n: usize) -> Vec<Duration> {
     spread(floors.to_vec(), n, move |floor, i| async move {
         let t = Instant::now();
-        floor.workflow(first + i as i64).await;
+        let x = first + i as i64;
+        floor.workflow(x, counter_of(x)).await;
         t.elapsed()
     })
     .await
