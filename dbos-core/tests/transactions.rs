@@ -419,12 +419,21 @@ async fn ignores_an_error(tx: &Transaction<'_>) -> Result<i32, Error> {
     Ok(1)
 }
 
+/// `query_one` finding no row: an error of the body (no SQLSTATE, not a broken connection),
+/// recorded at once rather than retried.
+#[transaction]
+async fn finds_nothing(tx: &Transaction<'_>) -> Result<i32, ShopError> {
+    bump("finds_nothing");
+    Ok(tx.query_one("SELECT 1 WHERE false", &[]).await?.get(0))
+}
+
 #[workflow]
 async fn ignoring(_x: i32) -> Result<String, Error> {
+    let nothing = finds_nothing().await;
     Ok(match ignores_an_error().await {
         Ok(v) => format!("ok {v}"),
         Err(e) => format!("{:?}: {}", e.kind(), e.message()),
-    })
+    } + &format!(" / {nothing:?}"))
 }
 
 #[dbos_testkit::test]
@@ -432,16 +441,25 @@ async fn a_body_that_ignores_a_failed_statement_fails(db: TestDatabase) {
     let dbos = db.launch().await;
     let out = ignoring(1).id("ignoring").await.unwrap();
     assert!(out.starts_with("Database: the body of transaction `ignores_an_error` returned Ok after one of its statements failed"), "{out}");
+    assert!(
+        out.ends_with(r#" / Err(Db("query returned an unexpected number of rows"))"#),
+        "{out}"
+    );
+    assert_eq!(
+        runs("finds_nothing"),
+        1,
+        "a statement's own error is not retried"
+    );
     let client = db.connect().await;
-    let error: Option<String> = client
+    let errors: i64 = client
         .query_one(
-            "SELECT error FROM dbos.operation_outputs WHERE workflow_uuid = 'ignoring'",
+            "SELECT count(error) FROM dbos.operation_outputs WHERE workflow_uuid = 'ignoring'",
             &[],
         )
         .await
         .unwrap()
         .get(0);
-    assert!(error.is_some());
+    assert_eq!(errors, 2, "both errors are recorded");
     dbos.shutdown().await.unwrap();
 }
 

@@ -25,8 +25,22 @@ pub(crate) fn retryable(e: &Error) -> Option<Retryable> {
     match e.code().map(|c| c.code()) {
         Some("40001") => Some(Retryable::Serialization("40001")),
         Some("40P01") => Some(Retryable::Serialization("40P01")),
-        _ if crate::error::is_connection_error(e) => Some(Retryable::Connection),
+        _ if broken_connection(e) => Some(Retryable::Connection),
         _ => None,
+    }
+}
+
+/// Whether the connection itself failed: closed, an I/O error on its socket, or the server
+/// ending the session (class 08, shutdown). Errors without a SQLSTATE that are about the
+/// statement (a `query_one` that found no row, a value that does not convert) are not: they
+/// are the body's own, and running it again would fail the same way.
+fn broken_connection(e: &Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code().map(|c| c.code()) {
+        Some(c) => c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03"),
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
     }
 }
 
