@@ -3,6 +3,7 @@
 //! [`SystemDatabase`] is a pooled handle to the Postgres database that holds the DBOS schema.
 //! Everything durable this library does goes through it.
 
+pub(crate) mod datasource;
 pub(crate) mod executors;
 pub(crate) mod manage;
 mod migrate;
@@ -10,6 +11,7 @@ pub(crate) mod queues;
 pub(crate) mod records;
 mod retry;
 mod tls;
+pub(crate) mod transactions;
 mod url;
 pub(crate) mod workflows;
 
@@ -19,9 +21,10 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 
 pub use migrate::{Migration, MigrationOutcome, MIGRATIONS, SCHEMA_VERSION};
-pub(crate) use retry::Resilience;
+pub(crate) use retry::{Resilience, RetryState};
+pub(crate) use tls::connector as tls_connector;
 pub use url::redact_url;
-pub(crate) use url::{quote_ident, DatabaseUrl};
+pub(crate) use url::{quote_ident, with_database, DatabaseUrl};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -216,7 +219,7 @@ impl SystemDatabase {
     }
 
     /// One attempt at taking a pooled connection.
-    async fn checkout(&self) -> Result<Object> {
+    pub(crate) async fn checkout(&self) -> Result<Object> {
         self.pool.get().await.map_err(|e| self.pool_error(e))
     }
 
@@ -290,6 +293,11 @@ impl SystemDatabase {
     /// The retry policy shared by this handle's clones.
     pub(crate) fn resilience(&self) -> &Resilience {
         &self.resilience
+    }
+
+    /// The retry policy, shared.
+    pub(crate) fn resilience_arc(&self) -> Arc<Resilience> {
+        self.resilience.clone()
     }
 
     fn pool_error(&self, e: deadpool_postgres::PoolError) -> Error {

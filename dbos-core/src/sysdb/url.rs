@@ -47,10 +47,16 @@ impl DatabaseUrl {
     /// Parses a `postgres://` / `postgresql://` URL, taking out the TLS parameters
     /// (`sslmode`, `sslrootcert`) that are handled here rather than by tokio-postgres.
     pub(crate) fn parse(url: &str) -> Result<Self> {
+        Self::parse_as(url, "the system database URL")
+    }
+
+    /// [`parse`](Self::parse), naming the URL `what` in errors (e.g. "the URL of data
+    /// source `app`").
+    pub(crate) fn parse_as(url: &str, what: &str) -> Result<Self> {
         let redacted = redact_url(url);
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(Error::config(format!(
-                "the system database URL `{redacted}` is not a Postgres URL: expected postgres://user:password@host:port/database"
+                "{what} `{redacted}` is not a Postgres URL: expected postgres://user:password@host:port/database"
             )));
         }
         let (base, query) = match url.split_once('?') {
@@ -78,10 +84,7 @@ impl DatabaseUrl {
             format!("{base}?{}", kept.join("&"))
         };
         let mut config = tokio_postgres::Config::from_str(&rebuilt).map_err(|e| {
-            Error::config(format!(
-                "the system database URL `{redacted}` is invalid: {e}"
-            ))
-            .with_source(e)
+            Error::config(format!("{what} `{redacted}` is invalid: {e}")).with_source(e)
         })?;
         config.ssl_mode(match ssl_mode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
@@ -92,7 +95,7 @@ impl DatabaseUrl {
         });
         if config.get_dbname().is_none() {
             return Err(Error::config(format!(
-                "the system database URL `{redacted}` names no database: append /<database> to the URL"
+                "{what} `{redacted}` names no database: append /<database> to the URL"
             )));
         }
         Ok(DatabaseUrl {
@@ -185,6 +188,23 @@ pub fn redact_url(url: &str) -> String {
     head + &tail
 }
 
+/// `url` with its database replaced by `database` (query parameters kept): another database
+/// on the same server, with the same credentials and TLS settings.
+pub(crate) fn with_database(url: &str, database: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let after = &rest[authority_end..];
+    let query = after.find('?').map_or("", |q| &after[q..]);
+    format!(
+        "{}{}/{database}{query}",
+        &url[..scheme_end + 3],
+        &rest[..authority_end]
+    )
+}
+
 /// Quotes a Postgres identifier (`dbos` → `"dbos"`).
 pub(crate) fn quote_ident(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
@@ -193,6 +213,26 @@ pub(crate) fn quote_ident(ident: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_database_on_the_same_server() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/sys?sslmode=require", "shop"),
+            "postgres://u:p@h:5432/shop?sslmode=require"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/sys", "shop"),
+            "postgres://u@h/shop"
+        );
+        assert_eq!(
+            with_database("postgres://u@h", "shop"),
+            "postgres://u@h/shop"
+        );
+        assert_eq!(
+            with_database("postgres://u@h?x=1", "shop"),
+            "postgres://u@h/shop?x=1"
+        );
+    }
 
     #[test]
     fn tls_parameters_are_taken_out() {
