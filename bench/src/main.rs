@@ -9,11 +9,13 @@
 //!
 //! Each workload runs in a fresh database. The floor does exactly the row writes of W1 and W2
 //! (status + input in one statement, one insert per step, outcome in one statement) with
-//! prepared statements and no library. Prints a table and one JSON line per workload.
+//! prepared statements and no library; W3 and W7 have floors of their own. Prints a table and
+//! one JSON line per workload.
 
 mod floor;
 mod stats;
 mod takeover;
+mod transactions;
 mod workloads;
 
 use std::time::Duration;
@@ -113,6 +115,9 @@ async fn main() {
     }
     if want("W5") {
         reports.push(workloads::w5_memory(&server).await);
+    }
+    if want("W7") {
+        reports.push(transactions::w7_transactions(&server).await);
     }
     // Not part of the default run: it kills processes and waits out recovery graces.
     if selected.iter().any(|s| s.eq_ignore_ascii_case("T")) {

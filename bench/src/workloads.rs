@@ -72,7 +72,7 @@ pub(crate) fn scaled(n: usize) -> usize {
     ((n as f64 * crate::scale()).round() as usize).max(1)
 }
 
-fn config(url: &str, pool: usize) -> Config {
+pub(crate) fn config(url: &str, pool: usize) -> Config {
     Config::new("bench")
         .system_database_url(url)
         .pool_size(pool)
@@ -80,7 +80,7 @@ fn config(url: &str, pool: usize) -> Config {
         .application_version("bench-v1")
 }
 
-async fn floor_db(server: &Server, tag: &str) -> String {
+pub(crate) async fn floor_db(server: &Server, tag: &str) -> String {
     let url = server.fresh_database(tag).await;
     let sys = SystemDatabase::connect(&url, "dbos", &ConnectOptions::default())
         .await
@@ -254,7 +254,7 @@ async fn floor_round(floors: &[Arc<Floor>], first: i64, n: usize) -> Vec<Duratio
 
 /// Runs jobs `0..n` from one task per worker, each task taking the next job when its last
 /// one ends (the library and the floors are driven alike); the jobs' results.
-async fn spread<W, F, Fut, R>(workers: Vec<W>, n: usize, job: F) -> Vec<R>
+pub(crate) async fn spread<W, F, Fut, R>(workers: Vec<W>, n: usize, job: F) -> Vec<R>
 where
     W: Clone + Send + 'static,
     F: Fn(W, usize) -> Fut + Clone + Send + Sync + 'static,

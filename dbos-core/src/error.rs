@@ -23,6 +23,10 @@ pub enum ErrorKind {
     Config,
     /// The system database could not be reached or a connection broke. Usually transient.
     Connection,
+    /// The TLS handshake with the system database failed: the server's certificate is not
+    /// signed by a trusted root (`sslrootcert`), does not name the host (`sslmode=verify-full`),
+    /// has expired, or the two sides share no protocol. Not transient: retrying cannot fix it.
+    Tls,
     /// A statement failed in the system database.
     Database,
     /// The system database schema is missing, foreign, too old or otherwise unusable.
@@ -65,12 +69,17 @@ pub enum ErrorKind {
     /// The workflow's execution panicked in this process. Its row stays `PENDING` and is
     /// recovered like a crashed execution.
     ExecutionPanicked,
+    /// A fork or rewind named a step beyond the workflow's recorded history; the error's
+    /// [`step_id`](Error::step_id) and [`step_name`](Error::step_name) are the last recorded
+    /// step.
+    NoSuchStep,
 }
 
 impl ErrorKind {
     const ALL: &'static [ErrorKind] = &[
         ErrorKind::Config,
         ErrorKind::Connection,
+        ErrorKind::Tls,
         ErrorKind::Database,
         ErrorKind::Schema,
         ErrorKind::LocalPostgres,
@@ -91,6 +100,7 @@ impl ErrorKind {
         ErrorKind::Io,
         ErrorKind::InvalidArgument,
         ErrorKind::ExecutionPanicked,
+        ErrorKind::NoSuchStep,
     ];
 
     /// The kind whose `Debug` name is `name` (the inverse of `format!("{kind:?}")`).
@@ -237,11 +247,19 @@ impl Error {
         Error::new(ErrorKind::Io, format!("{context}: {source}")).with_source(source)
     }
 
-    /// Classifies a tokio-postgres error: connection failures are [`ErrorKind::Connection`],
-    /// everything else [`ErrorKind::Database`]. The message includes the server's message,
-    /// detail and SQLSTATE.
+    /// Classifies a tokio-postgres error: a failed TLS handshake is [`ErrorKind::Tls`],
+    /// connection failures are [`ErrorKind::Connection`], everything else
+    /// [`ErrorKind::Database`]. The message includes the server's message, detail and
+    /// SQLSTATE, or for TLS what was wrong and which URL parameter fixes it.
     pub(crate) fn db(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
         let context = context.into();
+        if let Some(tls) = tls_failure(&source) {
+            let message = format!(
+                "{context}: the TLS handshake failed: {tls}. {}",
+                tls_advice(tls)
+            );
+            return Error::new(ErrorKind::Tls, message).with_source(source);
+        }
         let kind = if is_connection_error(&source) {
             ErrorKind::Connection
         } else {
@@ -269,6 +287,56 @@ impl Error {
     }
 }
 
+/// The rustls error behind a failed TLS handshake, if that is what `e` is: found in the error's
+/// source chain, as itself or inside the `io::Error` the TLS stream wraps it in (whose
+/// `source()` skips the wrapped error, hence the `get_ref`).
+pub(crate) fn tls_failure(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                return Some(tls);
+            }
+        }
+        next = err.source();
+    }
+    None
+}
+
+/// What to do about a failed TLS handshake.
+fn tls_advice(e: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "The server's certificate does not name the host in the URL (sslmode=verify-full checks it): \
+             connect through a host name the certificate names, or use sslmode=verify-ca to check the \
+             certificate's chain but not its name"
+        }
+        rustls::Error::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+        ) => {
+            "The server's certificate is outside its validity period: renew it on the server, or check \
+             this machine's clock"
+        }
+        rustls::Error::InvalidCertificate(_) => {
+            "The server's certificate is not signed by a root this client trusts: set \
+             sslrootcert=/path/to/ca.pem in the URL to the certificate authority that signed it (managed \
+             Postgres providers publish theirs), or use sslmode=require to encrypt without checking the \
+             certificate"
+        }
+        _ => {
+            "Check the URL's sslmode and sslrootcert against what the server offers; sslmode=disable \
+             connects without TLS where the network is trusted"
+        }
+    }
+}
+
 /// Whether a tokio-postgres error means the connection (not the statement) failed.
 pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
@@ -284,9 +352,33 @@ pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
                 || c == "57P02"
                 || c == "57P03"
         }
-        // No SQLSTATE: an I/O or protocol error on the socket.
-        None => e.as_db_error().is_none(),
+        // No SQLSTATE: a connection problem only when the socket failed (an I/O error in the
+        // cause chain, a connect or its timeout), unless the TLS handshake refused the server
+        // (a certificate problem does not go away by retrying). A row-count, decoding or
+        // encoding error is the statement's, and retrying it would repeat it forever.
+        None => {
+            e.as_db_error().is_none()
+                && tls_failure(e).is_none()
+                && (io_cause(e) || {
+                    let text = e.to_string();
+                    text.starts_with("error connecting to server")
+                        || text.starts_with("timeout waiting for server")
+                        || text.starts_with("error communicating with the server")
+                })
+        }
     }
+}
+
+/// Whether an I/O error is in `e`'s cause chain.
+fn io_cause(e: &tokio_postgres::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 impl fmt::Debug for Error {
@@ -340,12 +432,47 @@ impl std::error::Error for Error {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn a_statement_s_own_failure_without_a_sqlstate_is_not_a_connection_error() {
+        let client = dbos_testkit::cluster().await.connect("postgres").await;
+        // A row-count error carries no SQLSTATE: retrying it would repeat it forever.
+        let e = client
+            .query_one("SELECT 1 WHERE false", &[])
+            .await
+            .unwrap_err();
+        assert!(e.code().is_none());
+        assert!(!is_connection_error(&e), "{e}");
+        // A refused connection is one.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let refused = tokio_postgres::connect(
+            &format!("postgres://u:p@127.0.0.1:{port}/x"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(is_connection_error(&refused), "{refused}");
+    }
+
     use super::*;
 
     #[test]
     fn error_is_send_sync_static() {
         fn assert<T: Send + Sync + 'static>() {}
         assert::<Error>();
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_name() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_name(&format!("{kind:?}")), Some(*kind));
+        }
+        assert_eq!(ErrorKind::from_name("Tls"), Some(ErrorKind::Tls));
+        assert!(!Error::new(ErrorKind::Tls, "bad certificate").is_transient());
     }
 
     #[test]

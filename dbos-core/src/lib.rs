@@ -2,25 +2,32 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod local_postgres;
+pub mod manage;
 pub mod queue;
 mod recovery;
 pub mod runtime;
 pub mod sysdb;
+pub mod transaction;
 pub mod workflow;
 
 #[doc(hidden)]
 #[path = "__private.rs"]
 pub mod __private;
 
+pub use client::Client;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use queue::enqueue::QueuedCall;
 pub use queue::{Queue, QueueConflict};
 pub use runtime::Dbos;
+pub use transaction::{
+    run_transaction, DataSource, DataSourceConfig, Isolation, Transaction, TransactionOptions,
+};
 pub use workflow::call::{Status, WorkflowCall, WorkflowHandle};
 pub use workflow::context::{step_attempt, step_id, workflow_id};
 pub use workflow::ops::{now, random, run_step, run_step_retry_if, sleep, uuid};
@@ -33,9 +40,43 @@ pub use dbos_macros::workflow;
 #[doc = include_str!("../docs/step-macro.md")]
 pub use dbos_macros::step;
 
+#[doc = include_str!("../docs/transaction-macro.md")]
+pub use dbos_macros::transaction;
+
+/// The book under `docs/src/`, compiled as doctests so every Rust example in it keeps
+/// compiling (examples that need a running database are `no_run`: compiled, not run).
+#[cfg(doctest)]
+mod book {
+    #[doc = include_str!("../../docs/src/introduction.md")]
+    struct Introduction;
+    #[doc = include_str!("../../docs/src/getting-started.md")]
+    struct GettingStarted;
+    #[doc = include_str!("../../docs/src/system-database.md")]
+    struct SystemDatabase;
+    #[doc = include_str!("../../docs/src/workflows.md")]
+    struct Workflows;
+    #[doc = include_str!("../../docs/src/queues.md")]
+    struct Queues;
+    #[doc = include_str!("../../docs/src/testing.md")]
+    struct Testing;
+    #[doc = include_str!("../../docs/src/performance.md")]
+    struct Performance;
+    #[doc = include_str!("../../docs/src/reliability.md")]
+    struct Reliability;
+    #[doc = include_str!("../../docs/src/architecture.md")]
+    struct Architecture;
+    #[doc = include_str!("../../docs/src/managing.md")]
+    struct Managing;
+    #[doc = include_str!("../../docs/src/cli.md")]
+    struct Cli;
+    #[doc = include_str!("../../docs/src/transactions.md")]
+    struct Transactions;
+}
+
 /// Everything an application usually needs: `use dbos_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        step, workflow, Config, Dbos, Error, ErrorKind, Queue, Status, WorkflowCall, WorkflowHandle,
+        step, transaction, workflow, Config, Dbos, Error, ErrorKind, Queue, Status, Transaction,
+        WorkflowCall, WorkflowHandle,
     };
 }

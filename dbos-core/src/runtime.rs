@@ -40,6 +40,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) shutdown: CancellationToken,
     queue_signals: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) parking: ParkingLot,
+    /// The application data sources `#[transaction]`s run in, by name.
+    pub(crate) data_sources: crate::transaction::DataSources,
 }
 
 impl std::fmt::Debug for RuntimeInner {
@@ -125,8 +127,8 @@ impl Dbos {
     /// 2. collects every `#[workflow]` of the binary (two with one name fail here, naming
     ///    both source locations) and computes the application version from their source,
     ///    unless configured; registers it in `application_versions`;
-    /// 3. recovers this executor's `PENDING` workflows of this version through the internal
-    ///    queue, and keeps serving that queue;
+    /// 3. recovers this executor's `PENDING` workflows of this version: queued ones go back on
+    ///    their own queue, the others on the internal queue, which it keeps serving;
     /// 4. becomes the process's current runtime, used by workflow calls made outside any
     ///    workflow.
     ///
@@ -159,6 +161,7 @@ impl Dbos {
         // Every launch statement rides out a connection lost midway, within the
         // connect-retry window.
         let migration = sysdb.migrate().await?;
+        let data_sources = crate::transaction::DataSources::connect(&config, &url).await?;
         let app_version = config
             .application_version
             .clone()
@@ -188,6 +191,7 @@ impl Dbos {
             shutdown: CancellationToken::new(),
             queue_signals: Mutex::new(HashMap::new()),
             parking: ParkingLot::default(),
+            data_sources,
         });
         // Queue definitions live in `dbos.queues`: record ours (DBOS's conflict policy) and
         // serve what the rows say.
@@ -215,6 +219,7 @@ impl Dbos {
         // Launched: from now on an outage only delays work. Statements wait for the
         // database to come back, however long that takes.
         inner.sysdb.resilience().retry_forever();
+        inner.data_sources.retry_forever();
         let internal = Queue::new(INTERNAL_QUEUE);
         inner.tasks.spawn(worker::serve(inner.clone(), internal));
         for queue in queues {
@@ -277,6 +282,12 @@ impl Dbos {
     /// The system database handle.
     pub fn system_database(&self) -> &SystemDatabase {
         &self.inner.sysdb
+    }
+
+    /// The application data source `name` (see [`Config::data_source`]), e.g. to create the
+    /// application's tables, or `None` when the configuration has none by that name.
+    pub fn data_source(&self, name: &str) -> Option<&crate::transaction::DataSource> {
+        self.inner.data_sources.get(name).map(|s| &**s)
     }
 
     /// The configuration the runtime was launched with.
@@ -350,7 +361,11 @@ impl Dbos {
     }
 
     /// Enqueues a workflow by name with JSON arguments onto `queue`, whether or not this
-    /// binary has the workflow: any executor serving the queue that has it runs it.
+    /// binary has the workflow. Today any executor serving the queue may claim it, and one
+    /// whose binary lacks the workflow logs an error and leaves it `PENDING` under its own
+    /// executor id (recovered only by that id's next launch or [`Dbos::recover_executors`]);
+    /// so serve the queue only from executors that have it. Planned work makes executors
+    /// claim only workflows they can run.
     ///
     /// # Errors
     /// [`ErrorKind::ConflictingWorkflow`] when the id names another workflow, or a database
@@ -393,40 +408,6 @@ impl Dbos {
         Ok(ids)
     }
 
-    /// Cancels a workflow: its status becomes `CANCELLED`, it leaves its queue and its
-    /// deduplication id is released. Running here, it is told to stop at once: it starts no
-    /// further step, child, sleep or wait, and a sleep or wait in progress wakes; a step
-    /// already running completes but is not recorded. Running in another process, that
-    /// process notices within its [`Config::cancel_poll_interval`]. Workflows that finished
-    /// (`SUCCESS`, `ERROR`) are left as they are; a dead-lettered one
-    /// (`MAX_RECOVERY_ATTEMPTS_EXCEEDED`) becomes `CANCELLED`, as in DBOS.
-    ///
-    /// # Errors
-    /// [`ErrorKind::NonExistentWorkflow`] or a database error.
-    pub async fn cancel_workflow(&self, id: &str) -> Result<()> {
-        if !self.inner.sysdb.cancel_workflow(id).await? {
-            if self.inner.sysdb.workflow_outcome(id).await?.is_none() {
-                return Err(Error::new(
-                    ErrorKind::NonExistentWorkflow,
-                    format!("no workflow has the id `{id}`"),
-                )
-                .with_workflow_id(id));
-            }
-            return Ok(());
-        }
-        if let Some(live) = self.inner.running.get(id) {
-            live.control.stop(
-                Error::new(
-                    ErrorKind::WorkflowCancelled,
-                    format!("workflow `{id}` was cancelled; it stops before its next operation"),
-                )
-                .with_workflow_id(id),
-            );
-        }
-        drop(self.inner.parking.remove(id));
-        Ok(())
-    }
-
     /// How many workflow executions run in this process right now (parked ones excepted).
     pub fn running_workflows(&self) -> usize {
         self.inner.running.len()
@@ -434,7 +415,8 @@ impl Dbos {
 
     /// Stops the runtime gracefully: takes no new work, lets running workflows finish their
     /// in-flight step (they stop at their next durable operation and stay `PENDING`, to be
-    /// recovered by the next launch), waits up to `timeout` for them, and closes the pool.
+    /// recovered by the next launch of this executor id or by [`Dbos::recover_executors`]),
+    /// waits up to `timeout` for them, and closes the pool.
     /// The embedded Postgres keeps running so the next launch reuses it.
     ///
     /// # Errors
@@ -444,6 +426,7 @@ impl Dbos {
         // Work that cannot reach the database now stays PENDING for recovery instead of
         // holding the shutdown up.
         self.inner.sysdb.resilience().give_up();
+        self.inner.data_sources.give_up();
         self.inner.tasks.close();
         if tokio::time::timeout(timeout, self.inner.tasks.wait())
             .await
@@ -473,6 +456,7 @@ impl Dbos {
             }
         });
         self.inner.sysdb.close();
+        self.inner.data_sources.close();
         Ok(())
     }
 
@@ -487,5 +471,5 @@ impl Dbos {
 
 /// The database the embedded Postgres holds for an application: `<app>_dbos_sys`.
 pub(crate) fn local_database_name(app_name: &str) -> String {
-    format!("{}_dbos_sys", app_name.replace('-', "_").to_lowercase())
+    LocalPostgres::database_for_app(app_name)
 }

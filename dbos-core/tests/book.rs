@@ -1,16 +1,139 @@
-//! The mdBook under `docs/`: every chapter the summary lists exists and says something.
+//! The mdBook under `docs/`: every chapter the summary lists exists and says something, is
+//! compiled as doctests, marks every code block, and ends with "How we know", whose every
+//! test reference names a test function that exists.
+
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The chapter files the summary links, in order.
+fn chapters() -> Vec<String> {
+    let summary = std::fs::read_to_string(repo().join("docs/src/SUMMARY.md")).unwrap();
+    summary
+        .split("](")
+        .skip(1)
+        .map(|link| link.split(')').next().unwrap().to_owned())
+        .collect()
+}
+
+fn chapter(file: &str) -> String {
+    std::fs::read_to_string(repo().join("docs/src").join(file))
+        .unwrap_or_else(|e| panic!("SUMMARY.md links {file}: {e}"))
+}
 
 #[test]
 fn every_chapter_in_the_summary_exists() {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src");
-    let summary = std::fs::read_to_string(src.join("SUMMARY.md")).unwrap();
-    let mut chapters = 0;
-    for link in summary.split("](").skip(1) {
-        let file = link.split(')').next().unwrap();
-        let text = std::fs::read_to_string(src.join(file))
-            .unwrap_or_else(|e| panic!("SUMMARY.md links {file}: {e}"));
-        assert!(text.lines().count() > 10, "{file} is a stub");
-        chapters += 1;
+    let chapters = chapters();
+    for file in &chapters {
+        assert!(chapter(file).lines().count() > 10, "{file} is a stub");
     }
-    assert!(chapters >= 7, "{chapters} chapters");
+    assert!(chapters.len() >= 7, "{} chapters", chapters.len());
+}
+
+#[test]
+fn every_chapter_is_compiled_as_doctests() {
+    let lib = std::fs::read_to_string(repo().join("dbos-core/src/lib.rs")).unwrap();
+    for file in chapters() {
+        let include = format!("include_str!(\"../../docs/src/{file}\")");
+        assert!(
+            lib.contains(&include),
+            "{file} is not in dbos-core/src/lib.rs's `mod book`, so its examples are not compiled: add `#[doc = {include}]`"
+        );
+    }
+}
+
+/// The info string of every code fence that opens a block.
+fn fences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut open = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if let Some(info) = t.strip_prefix("```") {
+            if !open {
+                out.push(info.trim().to_owned());
+            }
+            open = !open;
+        }
+    }
+    out
+}
+
+#[test]
+fn every_code_block_is_compiled_or_says_what_it_is() {
+    for file in chapters() {
+        for info in fences(&chapter(&file)) {
+            let parts: Vec<&str> = info.split(',').map(str::trim).collect();
+            match parts[0] {
+                "rust" => assert!(
+                    parts[1..].iter().all(|p| *p == "no_run"),
+                    "{file}: a ```{info} block is not compiled; make it compile (`no_run` if it needs a database)"
+                ),
+                "" => panic!("{file}: a code block without a language; say `rust`, `sh`, `text`, `sql`, `json`..."),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `fn <name>` or `fn <name>(` appears in the file.
+fn defines(source: &str, name: &str) -> bool {
+    source.match_indices(&format!("fn {name}")).any(|(i, m)| {
+        source[i + m.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c == '(' || c == '<')
+    })
+}
+
+fn is_test_name(token: &str) -> bool {
+    token.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && token
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[test]
+fn every_chapter_says_how_we_know_and_names_real_tests() {
+    for file in chapters() {
+        let text = chapter(&file);
+        let section = text
+            .split("\n## How we know\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{file} has no \"## How we know\" section"));
+        assert!(
+            !section.contains("\n## "),
+            "{file}: \"How we know\" must be the last section"
+        );
+        let bullets: Vec<String> = section
+            .split("\n- ")
+            .skip(1)
+            .map(|b| b.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert!(!bullets.is_empty(), "{file}: \"How we know\" lists nothing");
+        for bullet in bullets {
+            let mut current: Option<(String, String)> = None;
+            let mut named = 0;
+            for token in bullet.split('`').skip(1).step_by(2) {
+                if token.ends_with(".rs") {
+                    let source = std::fs::read_to_string(repo().join(token))
+                        .unwrap_or_else(|e| panic!("{file} names {token}: {e}"));
+                    current = Some((token.to_owned(), source));
+                } else if let (true, Some((path, source))) = (is_test_name(token), &current) {
+                    assert!(
+                        defines(source, token),
+                        "{file} names `{token}` in {path}, which has no such function"
+                    );
+                    named += 1;
+                }
+            }
+            assert!(
+                named > 0
+                    || bullet.starts_with("Not covered by a test")
+                    || bullet.contains("not a test"),
+                "{file}: this claim names no test: {bullet}"
+            );
+        }
+    }
 }

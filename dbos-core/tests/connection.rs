@@ -44,38 +44,169 @@ async fn sslmode_require_encrypts_without_checking_the_certificate(db: TestDatab
     assert!(!ssl_in_use(&plain).await);
 }
 
+/// A PEM file holding a self-signed root, named unlike the server's certificate, that signed
+/// nothing the server presents.
+fn unrelated_root() -> tempfile_path::TempPem {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "an unrelated test root");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    tempfile_path::TempPem::write(&cert.pem())
+}
+
+mod tempfile_path {
+    /// A file under the temp folder, removed when dropped.
+    pub(super) struct TempPem(pub(super) std::path::PathBuf);
+
+    impl TempPem {
+        pub(super) fn write(pem: &str) -> TempPem {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "dbos-other-ca-{}-{}.pem",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::write(&path, pem).unwrap();
+            TempPem(path)
+        }
+    }
+
+    impl Drop for TempPem {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// The test URL with its host name replaced. The cluster's certificate names `localhost` and
+/// `127.0.0.1`; for any other name, `hostaddr=127.0.0.1` still reaches the server while the
+/// name is what TLS checks (libpq's rule, and tokio-postgres's).
+fn with_host(url: &str, host: &str) -> String {
+    let at = url.rfind('@').expect("the test URL has credentials");
+    let rest = &url[at + 1..];
+    let port = rest.find(':').expect("the test URL has a port");
+    format!("{}@{host}{}", &url[..at], &rest[port..])
+}
+
+/// The host of the test URL.
+fn host_of(url: &str) -> &str {
+    let rest = &url[url.rfind('@').expect("credentials") + 1..];
+    &rest[..rest.find(':').expect("port")]
+}
+
+/// The options of a connect that must fail: a generous retry window, so a failure that was
+/// retried instead of reported at once would be seen in the time it took.
+fn patient() -> ConnectOptions {
+    ConnectOptions {
+        retry_for: Duration::from_secs(20),
+        ..Default::default()
+    }
+}
+
+/// Connects, expecting a TLS error reported at once (well within the retry window).
+async fn expect_tls_error(url: &str) -> dbos_core::Error {
+    let started = std::time::Instant::now();
+    let e = SystemDatabase::connect(url, "dbos", &patient())
+        .await
+        .expect_err("the connection must be refused");
+    let took = started.elapsed();
+    assert_eq!(e.kind(), ErrorKind::Tls, "{e:?}");
+    assert!(!e.is_transient(), "a certificate problem is not transient");
+    assert!(
+        took < Duration::from_secs(5),
+        "reported after {took:?}: it was retried instead of failing at once"
+    );
+    e
+}
+
 #[dbos_testkit::test]
-async fn sslmode_verify_full_checks_the_certificate(db: TestDatabase) {
+async fn sslmode_verify_full_checks_the_chain_and_the_host_name(db: TestDatabase) {
     let ca = db.cluster().ca_certificate();
+    assert_eq!(host_of(&db.url()), "127.0.0.1");
+
+    // The root that signed the server's certificate, and a host the certificate names.
+    for host in ["127.0.0.1", "localhost"] {
+        let url = with_params(
+            &with_host(&db.url(), host),
+            &format!("sslmode=verify-full&sslrootcert={}", ca.display()),
+        );
+        let sys = SystemDatabase::connect(&url, "dbos", &ConnectOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("verify-full with the right root, host {host}: {e}"));
+        assert!(ssl_in_use(&sys).await);
+    }
+
+    // A root that did not sign it: refused at once, saying what to fix.
+    let other = unrelated_root();
     let url = with_params(
         &db.url(),
-        &format!("sslmode=verify-full&sslrootcert={}", ca.display()),
+        &format!("sslmode=verify-full&sslrootcert={}", other.0.display()),
+    );
+    let e = expect_tls_error(&url).await;
+    let msg = e.to_string();
+    assert!(msg.contains("invalid peer certificate"), "{msg}");
+    assert!(msg.contains("UnknownIssuer"), "{msg}");
+    assert!(
+        msg.contains("sslrootcert") && msg.contains("sslmode=require"),
+        "{msg}"
+    );
+    let password = db
+        .url()
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('@').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        password.len() > 3 && !msg.contains(&password),
+        "the password leaked: {msg}"
+    );
+
+    // The right root, but a host name the certificate does not name.
+    let url = with_params(
+        &with_host(&db.url(), "db.example.invalid"),
+        &format!(
+            "hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}",
+            ca.display()
+        ),
+    );
+    let e = expect_tls_error(&url).await;
+    let msg = e.to_string();
+    assert!(
+        msg.contains("certificate not valid for name \"db.example.invalid\""),
+        "{msg}"
+    );
+    assert!(msg.contains("sslmode=verify-ca"), "{msg}");
+}
+
+#[dbos_testkit::test]
+async fn sslmode_verify_ca_checks_the_chain_but_not_the_host_name(db: TestDatabase) {
+    let ca = db.cluster().ca_certificate();
+    // A host name the certificate does not name: verify-ca accepts it.
+    let url = with_params(
+        &with_host(&db.url(), "db.example.invalid"),
+        &format!(
+            "hostaddr=127.0.0.1&sslmode=verify-ca&sslrootcert={}",
+            ca.display()
+        ),
     );
     let sys = SystemDatabase::connect(&url, "dbos", &ConnectOptions::default())
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("verify-ca ignores the host name: {e}"));
     assert!(ssl_in_use(&sys).await);
 
-    // A root that did not sign the server's certificate is refused, and not retried forever.
-    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let other_path = std::env::temp_dir().join(format!("dbos-other-ca-{}.pem", std::process::id()));
-    std::fs::write(&other_path, other.cert.pem()).unwrap();
+    // But not a chain that leads to an untrusted root.
+    let other = unrelated_root();
     let url = with_params(
         &db.url(),
-        &format!("sslmode=verify-full&sslrootcert={}", other_path.display()),
+        &format!("sslmode=verify-ca&sslrootcert={}", other.0.display()),
     );
-    let options = ConnectOptions {
-        retry_for: Duration::from_secs(1),
-        ..Default::default()
-    };
-    let e = SystemDatabase::connect(&url, "dbos", &options)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e.kind(), ErrorKind::Connection | ErrorKind::Database),
-        "{e:?}"
-    );
-    std::fs::remove_file(other_path).unwrap();
+    let e = expect_tls_error(&url).await;
+    assert!(e.to_string().contains("UnknownIssuer"), "{e}");
 }
 
 #[dbos_testkit::test]
@@ -144,24 +275,72 @@ async fn transient_connection_failures_are_retried(db: TestDatabase) {
     assert_eq!(sys.schema_version().await.unwrap(), Some(125));
 }
 
+/// A server that accepts every connection and closes it at once (a Postgres that is not
+/// ready), recording when each attempt arrived.
+async fn closing_server() -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let attempts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = attempts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            seen.lock().unwrap().push(std::time::Instant::now());
+            let _ = socket.shutdown().await;
+        }
+    });
+    (port, attempts)
+}
+
 #[dbos_testkit::test]
 async fn an_unreachable_server_is_a_connection_error_after_the_retry_window(_db: TestDatabase) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let (port, attempts) = closing_server().await;
+    let window = Duration::from_secs(2);
     let options = ConnectOptions {
-        retry_for: Duration::from_millis(500),
+        retry_for: window,
         ..Default::default()
     };
     let started = std::time::Instant::now();
     let e = SystemDatabase::connect(
-        &format!("postgres://u:p@127.0.0.1:{port}/x"),
+        &format!("postgres://u:p@127.0.0.1:{port}/x?sslmode=disable"),
         "dbos",
         &options,
     )
     .await
     .unwrap_err();
+    let took = started.elapsed();
     assert_eq!(e.kind(), ErrorKind::Connection, "{e:?}");
     assert!(e.is_transient());
-    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // It retried, with growing waits (50 ms, then doubling), for most of the window...
+    let at: Vec<Duration> = attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|t| t.duration_since(started))
+        .collect();
+    assert!(at.len() >= 4, "only {} attempts: {at:?}", at.len());
+    let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.windows(2).all(|g| g[1] > g[0]),
+        "the waits between attempts grow: {gaps:?}"
+    );
+    assert!(
+        took >= window / 2,
+        "gave up after {took:?}, long before the {window:?} window"
+    );
+    // ...and then gave up: it stops before a wait would cross the window, and tries no more.
+    assert!(
+        *at.last().unwrap() <= window && took < window + Duration::from_secs(3),
+        "kept trying past the window: attempts at {at:?}, error after {took:?}"
+    );
+    let count = at.len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        attempts.lock().unwrap().len(),
+        count,
+        "no attempt after the error"
+    );
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dbos_core::{step, workflow, Dbos, Error};
 use dbos_testkit::crash::{eventually, IsolatedRuntime};
@@ -128,17 +128,21 @@ async fn abort_after_step_two_then_relaunch_recovers(db: TestDatabase) {
         format!("\"{id}\""),
         "the uuid drawn before the crash was replayed, not redrawn"
     );
-    let attempts: i64 = db
+    let row = db
         .connect()
         .await
         .query_one(
-            "SELECT recovery_attempts FROM dbos.workflow_status WHERE workflow_uuid = 'crashing'",
+            "SELECT recovery_attempts, queue_name FROM dbos.workflow_status WHERE workflow_uuid = 'crashing'",
             &[],
         )
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(attempts, 2);
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2);
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("_dbos_internal_queue"),
+        "a workflow started directly is recovered through the internal queue"
+    );
 }
 
 #[workflow]
@@ -147,22 +151,48 @@ async fn long_sleep(seconds: u64) -> Result<u64, Error> {
     Ok(seconds)
 }
 
+/// The wake-up time `DBOS.sleep` recorded for a workflow, once it is recorded.
+async fn recorded_wake_up(db: &TestDatabase, workflow_id: &str) -> Option<SystemTime> {
+    let rows = db
+        .connect()
+        .await
+        .query(
+            "SELECT output FROM dbos.operation_outputs WHERE workflow_uuid = $1 AND function_name = 'DBOS.sleep'",
+            &[&workflow_id],
+        )
+        .await
+        .unwrap();
+    assert!(rows.len() <= 1, "one sleep, one checkpoint");
+    let seconds: f64 = rows.first()?.get::<_, String>(0).parse().unwrap();
+    Some(UNIX_EPOCH + Duration::from_secs_f64(seconds))
+}
+
 #[dbos_testkit::test]
 async fn a_recovered_sleep_waits_only_the_remainder(db: TestDatabase) {
     let config = db
         .config("testapp")
         .executor_id("sleep-exec")
         .application_version("v-sleep");
-    let started = std::time::Instant::now();
     let first = IsolatedRuntime::new();
     let c = config.clone();
     first
         .run(async move {
             let dbos = Dbos::launch(c).await.unwrap();
-            long_sleep(4).id("sleeper").on(&dbos).start().await.unwrap();
+            long_sleep(6).id("sleeper").on(&dbos).start().await.unwrap();
         })
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let wake = eventually(
+        "the sleep's checkpoint",
+        Duration::from_secs(10),
+        || async { recorded_wake_up(&db, "sleeper").await },
+    )
+    .await;
+    // Crash two seconds before the recorded wake-up, four seconds into the sleep: a sleep
+    // restarted by recovery would end four seconds after the recorded wake-up.
+    let crash_at = wake - Duration::from_secs(2);
+    if let Ok(wait) = crash_at.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
     first.abort();
     let dbos = Dbos::launch(config).await.unwrap();
     assert_eq!(
@@ -170,13 +200,23 @@ async fn a_recovered_sleep_waits_only_the_remainder(db: TestDatabase) {
             .result()
             .await
             .unwrap(),
-        4
+        6
     );
-    let total = started.elapsed();
-    assert!(total >= Duration::from_secs(4), "woke early: {total:?}");
+    let finished = SystemTime::now();
     assert!(
-        total < Duration::from_millis(5500),
-        "the sleep restarted instead of resuming: {total:?}"
+        finished >= wake,
+        "woke {:?} before the recorded wake-up",
+        wake.duration_since(finished).unwrap_or_default()
+    );
+    let late = finished.duration_since(wake).unwrap_or_default();
+    assert!(
+        late < Duration::from_secs(3),
+        "finished {late:?} after the recorded wake-up: the sleep restarted instead of resuming"
+    );
+    assert_eq!(
+        recorded_wake_up(&db, "sleeper").await,
+        Some(wake),
+        "recovery replayed the checkpoint; it did not record a new wake-up time"
     );
 }
 
@@ -225,8 +265,24 @@ async fn two_live_executions_of_one_workflow_never_both_record(db: TestDatabase)
     )
     .await;
 
-    // A second executor with the same id "recovers" the workflow while the first still runs.
-    let new = Dbos::launch(config).await.unwrap();
+    // A second executor takes the workflow over while the first still runs: a resume onto a
+    // queue only it serves (what DBOS's resume-to-queue writes).
+    let new = Dbos::launch(
+        config
+            .executor_id("fence-exec-2")
+            .queue(&dbos_core::Queue::new("fence-q")),
+    )
+    .await
+    .unwrap();
+    db.connect()
+        .await
+        .execute(
+            "UPDATE dbos.workflow_status SET status = 'ENQUEUED', owner_xid = NULL, queue_name = 'fence-q', \
+             started_at_epoch_ms = NULL WHERE workflow_uuid = 'fenced'",
+            &[],
+        )
+        .await
+        .unwrap();
     let winner = new
         .retrieve_workflow::<String, Error>("fenced")
         .result()

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dbos_core::prelude::*;
 use dbos_testkit::crash::{eventually, IsolatedRuntime};
@@ -14,6 +14,8 @@ use dbos_testkit::TestDatabase;
 /// Concurrency gauges and execution logs per test key.
 static RUNNING: Mutex<Option<HashMap<String, (i32, i32)>>> = Mutex::new(None);
 static ORDER: Mutex<Vec<(String, i64)>> = Mutex::new(Vec::new());
+/// When each `busy` step ran: (key, start, end).
+static INTERVALS: Mutex<Vec<(String, Instant, Instant)>> = Mutex::new(Vec::new());
 
 fn enter(key: &str) {
     let mut g = RUNNING.lock().unwrap();
@@ -48,9 +50,24 @@ fn peak(key: &str) -> i32 {
 #[step]
 async fn busy(key: String, ms: u64) -> Result<(), Error> {
     enter(&key);
+    let start = Instant::now();
     tokio::time::sleep(Duration::from_millis(ms)).await;
+    INTERVALS
+        .lock()
+        .unwrap()
+        .push((key.clone(), start, Instant::now()));
     leave(&key);
     Ok(())
+}
+
+/// Whether a `busy` step of `a` and one of `b` ran at the same time.
+fn overlapped(a: &str, b: &str) -> bool {
+    let log = INTERVALS.lock().unwrap();
+    log.iter().filter(|x| x.0 == a).any(|x| {
+        log.iter()
+            .filter(|y| y.0 == b)
+            .any(|y| x.1 < y.2 && y.1 < x.2)
+    })
 }
 
 #[workflow]
@@ -119,7 +136,7 @@ async fn an_enqueued_workflow_runs_and_its_row_follows_the_protocol(db: TestData
         "the dequeue counts as the first dispatch"
     );
     assert!(row.get::<_, bool>(3));
-    assert_eq!(row.get::<_, String>(4), "local");
+    assert_eq!(row.get::<_, String>(4), dbos.executor_id());
     assert_eq!(row.get::<_, String>(5), dbos.application_version());
     let q = db
         .connect()
@@ -153,20 +170,35 @@ async fn worker_concurrency_bounds_one_executor(db: TestDatabase) {
     assert_eq!(peak("narrow"), 2);
 }
 
+/// A global limit of 3 over executors allowed 2 each: the third place can only go to the
+/// second executor, and the two together could run 4 if the global limit leaked.
+static SHARED_BY_TWO: Queue = Queue::new("shared-by-two")
+    .concurrency(3)
+    .worker_concurrency(2)
+    .polling_interval(Duration::from_millis(50));
+
 #[dbos_testkit::test]
 async fn global_concurrency_holds_across_executors(db: TestDatabase) {
-    let a = Dbos::launch(all_queues(db.config("testapp").executor_id("exec-a")))
-        .await
-        .unwrap();
-    let b = Dbos::launch(all_queues(db.config("testapp").executor_id("exec-b")))
-        .await
-        .unwrap();
+    let a = Dbos::launch(
+        db.config("testapp")
+            .executor_id("exec-a")
+            .queue(&SHARED_BY_TWO),
+    )
+    .await
+    .unwrap();
+    let b = Dbos::launch(
+        db.config("testapp")
+            .executor_id("exec-b")
+            .queue(&SHARED_BY_TWO),
+    )
+    .await
+    .unwrap();
     let mut handles = Vec::new();
     for i in 0..12 {
         handles.push(
-            tracked("global".into(), 150, i)
+            tracked("global".into(), 300, i)
                 .on(&a)
-                .enqueue(&GLOBAL)
+                .enqueue(&SHARED_BY_TWO)
                 .await
                 .unwrap(),
         );
@@ -174,17 +206,27 @@ async fn global_concurrency_holds_across_executors(db: TestDatabase) {
     for h in handles {
         h.result().await.unwrap();
     }
-    assert!(peak("global") <= 3, "peak {}", peak("global"));
-    let executors: Vec<String> = db
+    let ran_by: HashMap<String, i64> = db
         .connect()
         .await
-        .query("SELECT DISTINCT executor_id FROM dbos.workflow_status WHERE queue_name = 'global' ORDER BY 1", &[])
+        .query("SELECT executor_id, count(*) FROM dbos.workflow_status WHERE queue_name = 'shared-by-two' GROUP BY 1", &[])
         .await
         .unwrap()
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert!(!executors.is_empty());
+    assert_eq!(ran_by.values().sum::<i64>(), 12, "{ran_by:?}");
+    assert!(
+        ran_by.get("exec-a").is_some_and(|&n| n > 0)
+            && ran_by.get("exec-b").is_some_and(|&n| n > 0),
+        "both executors ran work: {ran_by:?}"
+    );
+    // Each executor runs at most 2, so 3 at once means both ran together; 4 would be a leak.
+    assert_eq!(
+        peak("global"),
+        3,
+        "the global limit was reached across the two executors and held"
+    );
     drop(b);
 }
 
@@ -298,6 +340,23 @@ async fn deduplication_rejects_while_active_and_frees_after(db: TestDatabase) {
         .unwrap();
     assert_eq!(existing.id(), first.id());
 
+    // Cancelled, its holder frees the id at once.
+    let held = double(5)
+        .id("dedup-cancelled")
+        .on(&dbos)
+        .enqueue(&UNSERVED)
+        .deduplication_id("order-10")
+        .await
+        .unwrap();
+    dbos.cancel_workflow(held.id()).await.unwrap();
+    double(6)
+        .id("dedup-after-cancel")
+        .on(&dbos)
+        .enqueue(&UNSERVED)
+        .deduplication_id("order-10")
+        .await
+        .expect("a cancelled workflow no longer holds its deduplication id");
+
     // Served and completed, the id is free again.
     let server = Dbos::launch(db.config("testapp").executor_id("server").queue(&UNSERVED))
         .await
@@ -337,6 +396,11 @@ async fn partitions_have_their_own_limits(db: TestDatabase) {
     }
     assert_eq!(peak("part-a"), 1);
     assert_eq!(peak("part-b"), 1);
+    // A limit of 1 per partition, not per queue: the two partitions ran side by side.
+    assert!(
+        overlapped("part-a", "part-b"),
+        "partition a and partition b never ran at the same time"
+    );
 }
 
 #[dbos_testkit::test]
@@ -344,7 +408,13 @@ async fn a_delayed_workflow_waits_then_runs(db: TestDatabase) {
     let dbos = Dbos::launch(all_queues(db.config("testapp")))
         .await
         .unwrap();
-    let t0 = std::time::Instant::now();
+    let epoch_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let before = epoch_ms();
     let h = double(5)
         .id("later")
         .on(&dbos)
@@ -352,12 +422,27 @@ async fn a_delayed_workflow_waits_then_runs(db: TestDatabase) {
         .delay(Duration::from_millis(1500))
         .await
         .unwrap();
+    let after = epoch_ms();
     assert_eq!(h.status().await.unwrap(), Status::Delayed);
     assert_eq!(h.result().await.unwrap(), 10);
+    let row = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT delay_until_epoch_ms, started_at_epoch_ms FROM dbos.workflow_status WHERE workflow_uuid = 'later'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (until, started): (i64, i64) = (row.get(0), row.get(1));
     assert!(
-        t0.elapsed() >= Duration::from_millis(1500),
-        "ran after {:?}",
-        t0.elapsed()
+        before + 1500 <= until && until <= after + 1500,
+        "delayed until {until}, for an enqueue between {before} and {after}"
+    );
+    assert!(
+        started >= until,
+        "started {} ms before its delay ended",
+        until - started
     );
 }
 
@@ -367,29 +452,73 @@ async fn long_running(ms: u64) -> Result<u64, Error> {
     Ok(ms)
 }
 
+static SERVED_LATER: Queue = Queue::new("served-later").polling_interval(Duration::from_millis(50));
+
 #[dbos_testkit::test]
 async fn a_queued_workflow_timeout_starts_at_dequeue(db: TestDatabase) {
-    let dbos = Dbos::launch(all_queues(db.config("testapp")))
+    // Enqueued by a runtime that does not serve the queue: it waits, without a deadline.
+    let producer = Dbos::launch(db.config("testapp").executor_id("producer"))
         .await
         .unwrap();
     let h = long_running(10_000)
         .id("q-timeout")
-        .timeout(Duration::from_millis(300))
-        .on(&dbos)
-        .enqueue(&SIMPLE)
+        .timeout(Duration::from_millis(2000))
+        .on(&producer)
+        .enqueue(&SERVED_LATER)
         .await
         .unwrap();
+    let client = db.connect().await;
+    let row = client
+        .query_one("SELECT status, workflow_timeout_ms, workflow_deadline_epoch_ms FROM dbos.workflow_status WHERE workflow_uuid = 'q-timeout'", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "ENQUEUED");
+    assert_eq!(row.get::<_, Option<i64>>(1), Some(2000));
+    assert_eq!(
+        row.get::<_, Option<i64>>(2),
+        None,
+        "no deadline while queued"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await; // time spent in the queue
+
+    let consumer = Dbos::launch(
+        db.config("testapp")
+            .executor_id("consumer")
+            .queue(&SERVED_LATER),
+    )
+    .await
+    .unwrap();
+    let (created, started, deadline) = eventually("the dequeue", Duration::from_secs(20), || async {
+        let r = client
+            .query_one("SELECT status, created_at, started_at_epoch_ms, workflow_deadline_epoch_ms FROM dbos.workflow_status WHERE workflow_uuid = 'q-timeout'", &[])
+            .await
+            .unwrap();
+        (r.get::<_, String>(0) == "PENDING").then(|| (r.get::<_, i64>(1), r.get::<_, i64>(2), r.get::<_, i64>(3)))
+    })
+    .await;
+    assert!(
+        started - created >= 300,
+        "it waited in the queue: created {created}, started {started}"
+    );
+    assert_eq!(
+        deadline - started,
+        2000,
+        "the deadline is the dequeue time plus the timeout, not the enqueue time plus it"
+    );
+
     let e = h.result().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout);
-    let row = db
-        .connect()
+    let row = client
+        .query_one("SELECT status, completed_at FROM dbos.workflow_status WHERE workflow_uuid = 'q-timeout'", &[])
         .await
-        .query_one("SELECT status, workflow_timeout_ms, workflow_deadline_epoch_ms - started_at_epoch_ms FROM dbos.workflow_status WHERE workflow_uuid = 'q-timeout'", &[])
-        .await;
-    // Cancellation clears started_at; the deadline was fixed at dequeue from the timeout.
-    let row = row.unwrap();
+        .unwrap();
     assert_eq!(row.get::<_, String>(0), "CANCELLED");
-    assert_eq!(row.get::<_, Option<i64>>(1), Some(300));
+    let cancelled_at: i64 = row.get::<_, Option<i64>>(1).expect("completed_at is set");
+    assert!(
+        cancelled_at >= deadline,
+        "cancelled at {cancelled_at}, before its deadline {deadline}"
+    );
+    drop(consumer);
 }
 
 static PARENT_HANG: AtomicI32 = AtomicI32::new(0);
@@ -520,16 +649,34 @@ print("result", handle.get_result())
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "SUCCESS");
     assert_eq!(row.get::<_, String>(1), "portable_json");
-    assert_eq!(row.get::<_, String>(2), "local", "our executor ran it");
+    assert_eq!(
+        row.get::<_, String>(2),
+        _dbos.executor_id(),
+        "our executor ran it"
+    );
 }
 
-/// The sweep lock DBOS Python also takes: first 8 bytes of
-/// sha256("dbos.background_job.<schema>.<app>.background_jobs").
-fn sweep_key(app: &str) -> i64 {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(format!("dbos.background_job.dbos.{app}.background_jobs").as_bytes());
-    i64::from_be_bytes(d[..8].try_into().unwrap())
-}
+/// Holds DBOS Python's background-job lock with DBOS Python's own code (3.4.0's
+/// `PostgresSystemDatabase.background_job_lock("background_jobs")`, the lock its delayed-
+/// workflow and timeout sweeps run under), until a line arrives on stdin. The key is whatever
+/// DBOS computes; nothing here repeats its formula. Python ends a session idle in that
+/// transaction after 5 s, so the test holds it for less.
+const HOLD_DBOS_SWEEP_LOCK: &str = r#"
+import sys, time
+from dbos._serialization import DefaultSerializer
+from dbos._sys_db import SystemDatabase
+sys_db = SystemDatabase.create(system_database_url=sys.argv[1], engine_kwargs={}, engine=None,
+                               schema="dbos", serializer=DefaultSerializer(), executor_id=None,
+                               app_name=sys.argv[2])
+while True:
+    with sys_db.background_job_lock("background_jobs") as acquired:
+        if acquired:
+            print("held", flush=True)
+            sys.stdin.readline()
+            break
+    time.sleep(0.02)
+print("released", flush=True)
+"#;
 
 #[dbos_testkit::test]
 async fn sweeps_cancel_expired_work_and_release_delayed_work_under_one_lock(db: TestDatabase) {
@@ -564,12 +711,12 @@ async fn sweeps_cancel_expired_work_and_release_delayed_work_under_one_lock(db: 
     )
     .await;
 
-    // While another process holds the sweep lock, this executor does not sweep.
-    let holder = db.connect().await;
-    holder
-        .execute("SELECT pg_advisory_lock($1)", &[&sweep_key("testapp")])
-        .await
-        .unwrap();
+    // While DBOS Python holds its sweep lock for this application, this executor does not
+    // sweep: both languages take the same lock, so one process sweeps at a time.
+    let mut python =
+        dbos_testkit::python::spawn_python(HOLD_DBOS_SWEEP_LOCK, &[&db.url(), "testapp"]).await;
+    assert_eq!(python.read_line(Duration::from_secs(60)).await, "held");
+    let held_since = Instant::now();
     client
         .execute(
             "SELECT dbos.enqueue_workflow('double', 'unserved', ARRAY['1'::json], workflow_id => 'delayed',
@@ -578,20 +725,102 @@ async fn sweeps_cancel_expired_work_and_release_delayed_work_under_one_lock(db: 
         )
         .await
         .unwrap();
+    // Two and a half sweep periods (1 s each): with another key, a sweep would have run.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(
-        status("delayed").await,
-        "DELAYED",
-        "no sweep ran while the lock was held elsewhere"
+    let while_held = status("delayed").await;
+    python.write_line("release").await;
+    assert_eq!(python.read_line(Duration::from_secs(10)).await, "released");
+    assert!(
+        held_since.elapsed() < Duration::from_secs(5),
+        "Python held the lock past its idle timeout, so it may have been released early"
     );
-    holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&sweep_key("testapp")])
-        .await
-        .unwrap();
+    assert!(
+        python.wait(Duration::from_secs(10)).await,
+        "the python script failed"
+    );
+    assert_eq!(
+        while_held, "DELAYED",
+        "no sweep ran while DBOS Python held the lock"
+    );
     eventually(
         "the delay sweep to enqueue it",
         Duration::from_secs(10),
         || async { (status("delayed").await == "ENQUEUED").then_some(()) },
     )
     .await;
+}
+
+static VERSIONED: Queue = Queue::new("versioned").polling_interval(Duration::from_millis(50));
+
+#[dbos_testkit::test]
+async fn an_enqueue_for_another_app_version_runs_only_on_an_executor_of_that_version(
+    db: TestDatabase,
+) {
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .executor_id("v1-exec")
+            .application_version("v1")
+            .queue(&VERSIONED),
+    )
+    .await
+    .unwrap();
+    let other = double(1)
+        .id("for-v2")
+        .on(&dbos)
+        .enqueue(&VERSIONED)
+        .app_version("v2")
+        .await
+        .unwrap();
+    // Enqueued after it on the same queue: claims go in enqueue order, so once this one has
+    // run, every claim that could have taken `for-v2` has been made.
+    let own = double(2)
+        .id("for-v1")
+        .on(&dbos)
+        .enqueue(&VERSIONED)
+        .app_version("v1")
+        .await
+        .unwrap();
+    assert_eq!(own.result().await.unwrap(), 4);
+    let client = db.connect().await;
+    let row = |id: &'static str| {
+        let client = &client;
+        async move {
+            let r = client
+                .query_one(
+                    "SELECT status, application_version, executor_id FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            (
+                r.get::<_, String>(0),
+                r.get::<_, Option<String>>(1),
+                r.get::<_, Option<String>>(2),
+            )
+        }
+    };
+    assert_eq!(
+        row("for-v1").await,
+        ("SUCCESS".into(), Some("v1".into()), Some("v1-exec".into()))
+    );
+    assert_eq!(
+        row("for-v2").await,
+        ("ENQUEUED".into(), Some("v2".into()), None),
+        "the v1 executor left the v2 workflow alone"
+    );
+
+    let v2 = Dbos::launch(
+        db.config("testapp")
+            .executor_id("v2-exec")
+            .application_version("v2")
+            .queue(&VERSIONED),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.result().await.unwrap(), 2);
+    assert_eq!(
+        row("for-v2").await,
+        ("SUCCESS".into(), Some("v2".into()), Some("v2-exec".into()))
+    );
+    drop(v2);
 }

@@ -105,7 +105,7 @@ async fn steps_are_checkpointed_once_and_a_second_call_replays(db: TestDatabase)
     assert_eq!(status[0].get::<_, String>(0), "SUCCESS");
     assert_eq!(status[0].get::<_, String>(1), "checkout");
     assert_eq!(status[0].get::<_, String>(2), "portable_json");
-    assert_eq!(status[0].get::<_, String>(3), "local");
+    assert_eq!(status[0].get::<_, String>(3), dbos.executor_id());
     assert_eq!(status[0].get::<_, i64>(4), 1);
     assert_eq!(status[0].get::<_, String>(5), dbos.application_version());
     let input = rows(
@@ -198,12 +198,40 @@ async fn a_step_error_is_recorded_and_returns_as_the_same_typed_value(db: TestDa
     assert_eq!(runs("declined", "notify"), 0);
 }
 
-static FLAKY_FAILS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+/// When each attempt of a retried step started, per key.
+static ATTEMPTS: Mutex<Option<HashMap<String, Vec<std::time::Instant>>>> = Mutex::new(None);
 
-#[step(max_attempts = 4, interval = "10ms", backoff = 1.5)]
+fn attempt(key: &str) {
+    ATTEMPTS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_owned())
+        .or_default()
+        .push(std::time::Instant::now());
+}
+
+/// The waits between the attempts recorded for `key`.
+fn gaps(key: &str) -> Vec<Duration> {
+    let attempts = ATTEMPTS.lock().unwrap();
+    let at = attempts
+        .as_ref()
+        .and_then(|m| m.get(key))
+        .cloned()
+        .unwrap_or_default();
+    at.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+/// Waits 100 ms, then 300 ms, then 500 ms (900 ms capped by `max_interval`).
+#[step(
+    max_attempts = 4,
+    interval = "100ms",
+    backoff = 3.0,
+    max_interval = "500ms"
+)]
 async fn flaky(key: String, failures: u32) -> Result<u32, ShopError> {
+    attempt(&key);
     let n = bump(&key, "flaky");
-    let _ = &FLAKY_FAILS;
     if n <= failures {
         return Err(ShopError::Flaky);
     }
@@ -230,6 +258,18 @@ async fn not_retrying(key: String) -> Result<u32, ShopError> {
     declines(key).await
 }
 
+/// The checkpoints of a workflow: (function id, name, output, error, serialization).
+async fn checkpoints(
+    db: &TestDatabase,
+    id: &str,
+) -> Vec<(i32, String, Option<String>, Option<String>, Option<String>)> {
+    rows(db, "SELECT function_id, function_name, output, error, serialization FROM dbos.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id", id)
+        .await
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
 #[dbos_testkit::test]
 async fn steps_retry_with_backoff_and_record_only_the_final_result(db: TestDatabase) {
     let dbos = db.launch().await;
@@ -242,17 +282,17 @@ async fn steps_retry_with_backoff_and_record_only_the_final_result(db: TestDatab
         3
     );
     assert_eq!(runs("r1", "flaky"), 3);
-    let n: i64 = db
-        .connect()
-        .await
-        .query_one(
-            "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'wf-r1'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(
+        checkpoints(&db, "wf-r1").await,
+        vec![(
+            1,
+            "flaky".into(),
+            Some("3".into()),
+            None,
+            Some("portable_json".into())
+        )],
+        "one checkpoint, the successful attempt's"
+    );
 
     // Past max_attempts, the last error is recorded.
     assert_eq!(
@@ -264,6 +304,35 @@ async fn steps_retry_with_backoff_and_record_only_the_final_result(db: TestDatab
         ShopError::Flaky
     );
     assert_eq!(runs("r2", "flaky"), 4);
+    let recorded = checkpoints(&db, "wf-r2").await;
+    assert_eq!(
+        recorded.len(),
+        1,
+        "one checkpoint for four attempts: {recorded:?}"
+    );
+    let (function_id, name, output, error, serialization) = recorded[0].clone();
+    assert_eq!((function_id, name.as_str()), (1, "flaky"));
+    assert_eq!(output, None);
+    assert_eq!(serialization.as_deref(), Some("portable_json"));
+    let error: serde_json::Value =
+        serde_json::from_str(&error.expect("the error column holds the last attempt's error"))
+            .unwrap();
+    assert_eq!(
+        error,
+        json!({"name": "ShopError", "message": "flaky failure", "code": null, "data": "Flaky"})
+    );
+
+    // The waits: 100 ms, then tripled, then capped at 500 ms. Each is at least its nominal
+    // length (a timer never fires early) and at most 300 ms longer (a loaded machine), which
+    // is less than the uncapped 900 ms.
+    let waits = gaps("r2");
+    assert_eq!(waits.len(), 3, "{waits:?}");
+    for (wait, nominal) in waits.iter().zip([100, 300, 500].map(Duration::from_millis)) {
+        assert!(
+            *wait >= nominal && *wait < nominal + Duration::from_millis(300),
+            "waits {waits:?}, expected 100 ms, 300 ms, 500 ms"
+        );
+    }
 
     // retry_if says no: one attempt.
     assert_eq!(
@@ -531,14 +600,21 @@ async fn unknown_names_bad_inputs_and_exhausted_recoveries_are_handled(db: TestD
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::MaxRecoveryAttemptsExceeded);
-    // The others are left for an executor that can run them, data intact.
+    // The others are not claimed: they wait on the internal queue for an executor that can
+    // run them, data intact (and not held by this one).
     for (id, input) in [
         ("unknown", "{\"positionalArgs\":[1]}"),
         ("pickled", "gASVGwAAAAAAAAB9lC4="),
     ] {
-        let r = rows(&db, "SELECT s.status, i.inputs FROM dbos.workflow_status s JOIN dbos.workflow_input i USING (workflow_uuid) WHERE workflow_uuid = $1", id).await;
-        assert_eq!(r[0].get::<_, String>(0), "PENDING", "{id}");
+        let r = rows(&db, "SELECT s.status, i.inputs, s.queue_name, s.owner_xid FROM dbos.workflow_status s JOIN dbos.workflow_input i USING (workflow_uuid) WHERE workflow_uuid = $1", id).await;
+        assert_eq!(r[0].get::<_, String>(0), "ENQUEUED", "{id}");
         assert_eq!(r[0].get::<_, String>(1), input, "{id}");
+        assert_eq!(
+            r[0].get::<_, Option<String>>(2).as_deref(),
+            Some("_dbos_internal_queue"),
+            "{id}"
+        );
+        assert_eq!(r[0].get::<_, Option<String>>(3), None, "{id}");
     }
 }
 
@@ -671,7 +747,6 @@ async fn a_long_sleep_parks_the_workflow_and_it_resumes_on_time(db: TestDatabase
     let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(500)))
         .await
         .unwrap();
-    let started = std::time::Instant::now();
     let handle = nap("nap".into(), 1500)
         .id("napper")
         .on(&dbos)
@@ -687,19 +762,31 @@ async fn a_long_sleep_parks_the_workflow_and_it_resumes_on_time(db: TestDatabase
         Status::Pending,
         "a parked workflow is still pending"
     );
+    let wake: f64 = rows(
+        &db,
+        "SELECT output FROM dbos.operation_outputs WHERE workflow_uuid = $1 AND function_name = 'DBOS.sleep'",
+        "napper",
+    )
+    .await[0]
+        .get::<_, String>(0)
+        .parse()
+        .unwrap();
+    let wake = std::time::UNIX_EPOCH + Duration::from_secs_f64(wake);
     assert_eq!(
         handle.result().await.unwrap(),
         1,
         "the step before the sleep replayed; it did not run again"
     );
-    let elapsed = started.elapsed();
+    let finished = std::time::SystemTime::now();
     assert!(
-        elapsed >= Duration::from_millis(1500),
-        "woke early: {elapsed:?}"
+        finished >= wake,
+        "woke {:?} before the recorded wake-up",
+        wake.duration_since(finished).unwrap_or_default()
     );
+    let late = finished.duration_since(wake).unwrap_or_default();
     assert!(
-        elapsed < Duration::from_millis(4000),
-        "woke late: {elapsed:?}"
+        late < Duration::from_millis(2500),
+        "resumed {late:?} after the recorded wake-up"
     );
     assert_eq!((runs("nap", "reserve"), runs("nap", "notify")), (1, 1));
     assert_eq!(dbos.parked_workflows(), 0);
@@ -780,4 +867,88 @@ async fn the_outcome_overwrites_an_output_row_written_by_another_tool(db: TestDa
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "SUCCESS");
     assert_eq!(row.get::<_, String>(1), "\"ours\"");
+}
+
+static CANCEL_GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[step]
+async fn waits_at_the_gate(key: String) -> Result<(), Error> {
+    bump(&key, "gate");
+    CANCEL_GATE.notified().await;
+    Ok(())
+}
+
+#[step]
+async fn after_the_gate(key: String) -> Result<(), Error> {
+    bump(&key, "after");
+    Ok(())
+}
+
+#[workflow]
+async fn cancellable(key: String) -> Result<(), Error> {
+    waits_at_the_gate(key.clone()).await?;
+    after_the_gate(key).await
+}
+
+#[dbos_testkit::test]
+async fn cancel_stops_a_running_workflow_and_rewrites_only_unfinished_or_dead_lettered_ones(
+    db: TestDatabase,
+) {
+    let dbos = db.launch().await;
+    // A running workflow stops at its next durable operation.
+    let running = cancellable("cx".into())
+        .id("cancel-running")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually(
+        "the first step to start",
+        Duration::from_secs(10),
+        || async { (runs("cx", "gate") == 1).then_some(()) },
+    )
+    .await;
+    dbos.cancel_workflow("cancel-running").await.unwrap();
+    CANCEL_GATE.notify_waiters();
+    let e = running.result().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AwaitedWorkflowCancelled, "{e:?}");
+    assert_eq!(running.status().await.unwrap(), Status::Cancelled);
+    assert_eq!(
+        runs("cx", "after"),
+        0,
+        "no operation started after the cancel"
+    );
+
+    // Finished workflows: SUCCESS and ERROR stay; a dead-lettered one becomes CANCELLED.
+    db.connect()
+        .await
+        .batch_execute(
+            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, serialization) VALUES
+                 ('done-ok', 'SUCCESS', 'child_double', 'portable_json'),
+                 ('done-err', 'ERROR', 'child_double', 'portable_json'),
+                 ('dead-lettered', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', 'child_double', 'portable_json')",
+        )
+        .await
+        .unwrap();
+    for id in ["done-ok", "done-err", "dead-lettered"] {
+        dbos.cancel_workflow(id).await.unwrap();
+    }
+    let status = |id: &'static str| {
+        let db = &db;
+        async move {
+            rows(
+                db,
+                "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                id,
+            )
+            .await[0]
+                .get::<_, String>(0)
+        }
+    };
+    assert_eq!(status("done-ok").await, "SUCCESS");
+    assert_eq!(status("done-err").await, "ERROR");
+    assert_eq!(status("dead-lettered").await, "CANCELLED", "as DBOS does");
+
+    let e = dbos.cancel_workflow("no-such-workflow").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonExistentWorkflow);
 }

@@ -161,6 +161,32 @@ pub(crate) fn params(sig: &Signature) -> Vec<Param> {
         .collect()
 }
 
+/// The tokens inside a `{ .. }` body, to be spliced into a generated block after other
+/// statements; the body itself when it is not one brace group, or when it opens with an inner
+/// attribute (`#![..]`), which must stay first in its block.
+pub(crate) fn block_contents(body: &TokenStream) -> TokenStream {
+    let mut tokens = body.clone().into_iter();
+    match (tokens.next(), tokens.next()) {
+        (Some(proc_macro2::TokenTree::Group(g)), None)
+            if g.delimiter() == proc_macro2::Delimiter::Brace =>
+        {
+            let inner = g.stream();
+            let mut it = inner.clone().into_iter();
+            let inner_attribute = matches!(
+                (it.next(), it.next()),
+                (Some(proc_macro2::TokenTree::Punct(a)), Some(proc_macro2::TokenTree::Punct(b)))
+                    if a.as_char() == '#' && b.as_char() == '!'
+            );
+            if inner_attribute {
+                body.clone()
+            } else {
+                inner
+            }
+        }
+        _ => body.clone(),
+    }
+}
+
 /// A statement that never runs but tells the compiler, before it reads the body, that the
 /// body's value is `Result<T, E>`: `?` conversions are then inferred, and a wrong return type
 /// is reported against the user's return type. Spanned at the return type.

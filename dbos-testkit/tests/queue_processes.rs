@@ -99,8 +99,9 @@ async fn executor_processes_share_queues_within_their_limits(db: TestDatabase) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    let url = db.url();
     let spawn = |name: &str| {
+        // Each worker's connections carry its name, so the test can see when they are gone.
+        let url = format!("{}?application_name={name}", db.url());
         ChildProcess::spawn(
             WORKER,
             &[],
@@ -195,22 +196,77 @@ async fn executor_processes_share_queues_within_their_limits(db: TestDatabase) {
     for i in 0..6 {
         long.push(enqueue(&producer, "plain", 1500, format!("long-{i}")).await);
     }
-    let victim = eventually("w1 to be running a long job", Duration::from_secs(30), || async {
+    eventually("w1 to be running a long job", Duration::from_secs(30), || async {
         let n: i64 = client
             .query_one("SELECT count(*) FROM dbos.workflow_status WHERE executor_id = 'w1' AND status = 'PENDING' AND queue_name = 'plain'", &[])
             .await
             .unwrap()
             .get(0);
-        (n > 0).then_some(n)
+        (n > 0).then_some(())
     })
     .await;
+    let w1_connections: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'w1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(w1_connections > 0, "w1's connections are named after it");
     let mut workers = workers.into_iter();
     workers.next().unwrap().kill9().await;
-    let recovered = producer.recover_executors(&["w1"]).await.unwrap();
+    // A statement w1 sent before it died may still commit: wait until its last connection is
+    // gone. From then on nothing changes w1's rows but the recovery below, so what it must
+    // recover can be read first without racing anyone.
+    eventually(
+        "w1's connections to close",
+        Duration::from_secs(30),
+        || async {
+            let n: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'w1'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (n == 0).then_some(())
+        },
+    )
+    .await;
+    let mut stranded: Vec<String> = client
+        .query(
+            "SELECT workflow_uuid FROM dbos.workflow_status WHERE executor_id = 'w1' AND status = 'PENDING'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    stranded.sort();
+    assert!(!stranded.is_empty(), "w1 died holding work");
+    let mut recovered = producer.recover_executors(&["w1"]).await.unwrap();
+    recovered.sort();
     assert_eq!(
-        recovered.len() as i64,
-        victim,
-        "w1's pending workflows were re-enqueued"
+        recovered, stranded,
+        "exactly w1's pending workflows were re-enqueued"
+    );
+    let queues: Vec<Option<String>> = client
+        .query(
+            "SELECT DISTINCT queue_name FROM dbos.workflow_status WHERE workflow_uuid = ANY($1)",
+            &[&recovered],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        queues,
+        vec![Some("plain".to_owned())],
+        "queued work goes back to its own queue"
     );
     wait_all_success(&db, &long).await;
     let ev = events(&db).await;

@@ -97,6 +97,17 @@ impl LocalPostgres {
         )
     }
 
+    /// The database [`Dbos::launch`](crate::Dbos::launch) uses on the local Postgres for the
+    /// application `app_name` when no URL is configured: `<app>_dbos_sys` (lowercase, `-`
+    /// as `_`).
+    ///
+    /// ```
+    /// assert_eq!(dbos_core::local_postgres::LocalPostgres::database_for_app("my-Shop"), "my_shop_dbos_sys");
+    /// ```
+    pub fn database_for_app(app_name: &str) -> String {
+        format!("{}_dbos_sys", app_name.replace('-', "_").to_lowercase())
+    }
+
     /// The URL of `database` with the password replaced by `***`.
     pub fn redacted_url(&self, database: &str) -> String {
         crate::sysdb::redact_url(&self.url(database))
@@ -199,6 +210,66 @@ impl LocalPostgres {
                 .arg(this.root.join("server.log"))
                 .args(["-m", "immediate", "-w", "-t", "60", "restart"]);
             run(cmd, "pg_ctl restart").map(|_| ())
+        })
+        .await
+    }
+}
+
+/// What a folder holds, as [`LocalPostgres::probe`] finds it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum LocalPostgresState {
+    /// No server was ever initialised there.
+    Absent {
+        /// The folder looked at.
+        root: PathBuf,
+    },
+    /// A data directory is there, and no server runs on it.
+    Stopped {
+        /// The folder holding the data directory.
+        root: PathBuf,
+    },
+    /// A server runs on it.
+    Running(LocalPostgres),
+}
+
+impl LocalPostgres {
+    /// What the folder `root` holds (the same folder rules as
+    /// [`LocalPostgresBuilder::start`], including the relocation made when running as root),
+    /// without starting or creating anything: for `dbos-rs postgres status|url|stop`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LocalPostgres`] when the Postgres binaries are missing (needed to stop a
+    /// server) or no account can run it as root; [`ErrorKind::Io`] when the folder cannot be
+    /// read.
+    pub async fn probe(root: impl Into<PathBuf>) -> Result<LocalPostgresState> {
+        let wanted = root.into();
+        blocking(move || {
+            let mut root = std::path::absolute(&wanted)
+                .map_err(|e| Error::io(format!("invalid folder {}", wanted.display()), e))?;
+            if let Ok(moved) = fs::read_to_string(root.join("LOCATION")) {
+                root = PathBuf::from(moved.trim());
+            }
+            let data = root.join("data");
+            if !data.join("PG_VERSION").is_file() {
+                return Ok(LocalPostgresState::Absent { root });
+            }
+            let Some(port) = running_port(&data) else {
+                return Ok(LocalPostgresState::Stopped { root });
+            };
+            let password_file = root.join("password");
+            let password = fs::read_to_string(&password_file)
+                .map_err(|e| Error::io(format!("could not read {}", password_file.display()), e))?
+                .trim()
+                .to_owned();
+            Ok(LocalPostgresState::Running(LocalPostgres {
+                bin_dir: binaries::find()?,
+                account: account::server_account()?,
+                root,
+                port,
+                password,
+                reused: true,
+            }))
         })
         .await
     }

@@ -63,8 +63,9 @@ impl<T, E> std::fmt::Debug for QueuedCall<T, E> {
 }
 
 impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
-    /// Lower runs first; 0 (the default) runs before any explicit priority. DBOS's range is
-    /// 0 to 2³¹−1: a negative priority is refused with [`ErrorKind::InvalidArgument`].
+    /// The workflow's priority, from 0 (the default, and the first to run) to 2³¹−1: lower
+    /// runs first, and equal priorities run in enqueue order. A negative priority is refused
+    /// with [`ErrorKind::InvalidArgument`].
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self
@@ -186,7 +187,7 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             owner_xid: None,
             executor_id: None,
             app_version: Some(&app_version),
-            app_name: &rt.app_name,
+            app_name: Some(&rt.app_name),
             inputs: &inputs,
             timeout_ms,
             // Children inherit the parent's deadline, as started children do.
@@ -304,7 +305,7 @@ pub(crate) async fn enqueue_by_name(
         owner_xid: None,
         executor_id: None,
         app_version: None,
-        app_name: &rt.app_name,
+        app_name: Some(&rt.app_name),
         inputs: &inputs,
         timeout_ms: None,
         deadline_ms: None,

@@ -114,8 +114,8 @@ impl Queue {
         self
     }
 
-    /// Marks the queue as using priorities (recorded in `dbos.queues`; lower numbers always
-    /// run first, priority 0 before any explicit one).
+    /// Marks the queue as using priorities (recorded in `dbos.queues`). Priorities are
+    /// 0..=2^31 - 1 and lower numbers always run first; 0 is the default.
     pub const fn priority_enabled(mut self) -> Queue {
         self.priority_enabled = true;
         self

@@ -22,7 +22,7 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, Connection, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::error::{is_connection_error, Error, ErrorKind};
+use crate::error::{is_connection_error, tls_failure, Error, ErrorKind};
 
 type TlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
 
@@ -183,7 +183,10 @@ impl HostByHost {
             .clone();
         match report {
             Some(report) => {
-                let kind = if is_connection_error(&e) {
+                // Classified as `Error::db` would: the reported host's failure decides.
+                let kind = if tls_failure(&e).is_some() {
+                    ErrorKind::Tls
+                } else if is_connection_error(&e) {
                     ErrorKind::Connection
                 } else {
                     ErrorKind::Database

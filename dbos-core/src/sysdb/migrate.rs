@@ -326,20 +326,104 @@ mod tests {
         }
     }
 
+    /// What is wrong with the migration files compared with the manifest of their hashes
+    /// (`sha256sum` format: `<hex>  <file>` per line); empty when they agree.
+    fn manifest_problems(
+        files: &[(String, String)],
+        manifest: &str,
+        manifest_name: &str,
+    ) -> Vec<String> {
+        let mut pinned = std::collections::BTreeMap::new();
+        let mut problems = Vec::new();
+        for line in manifest.lines().filter(|l| !l.trim().is_empty()) {
+            match line.split_once("  ") {
+                Some((sum, file)) => {
+                    pinned.insert(file.trim().to_owned(), sum.trim().to_owned());
+                }
+                None => problems.push(format!(
+                    "{manifest_name}: `{line}` is not `<sha256>  <file>`"
+                )),
+            }
+        }
+        for (file, actual) in files {
+            match pinned.remove(file) {
+                None => problems.push(format!(
+                    "{file} is new: pin it by adding this line to {manifest_name}:\n{actual}  {file}"
+                )),
+                Some(sum) if &sum != actual => problems.push(format!(
+                    "{file} was edited after it was pinned (sha256 {actual}, pinned {sum}): never edit \
+                     an applied migration, since databases that ran it would differ from ones that \
+                     run it later; restore it and put the change in a new numbered file"
+                )),
+                Some(_) => {}
+            }
+        }
+        for file in pinned.keys() {
+            problems.push(format!(
+                "{file} is pinned in {manifest_name} but missing: applied migrations are never removed"
+            ));
+        }
+        problems
+    }
+
     #[test]
     fn applied_migrations_never_change() {
         // Migrations are append-only: a database that ran a file must get the same schema as
-        // one that runs it later. Change the schema with a new file, never by editing one.
+        // one that runs it later. Every file in migrations/ is pinned by its SHA-256 in
+        // migrations/SHA256SUMS (`cd migrations && sha256sum -c SHA256SUMS` checks it too).
         use sha2::{Digest, Sha256};
-        let pinned = [(
-            125,
-            "eecc34e9ca55e3ad67b6f1e2ecc26c2cf742cc45b209916f21234fba7012d012",
-        )];
-        for (version, sum) in pinned {
-            let m = MIGRATIONS.iter().find(|m| m.version == version).unwrap();
-            let actual = format!("{:x}", Sha256::digest(m.sql.as_bytes()));
-            assert_eq!(actual, sum, "migration {} was edited", m.file);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".sql") {
+                let bytes = std::fs::read(dir.join(&name)).unwrap();
+                files.push((name, format!("{:x}", Sha256::digest(&bytes))));
+            }
         }
+        files.sort();
+        assert!(!files.is_empty());
+        let manifest = std::fs::read_to_string(dir.join("SHA256SUMS"))
+            .expect("migrations/SHA256SUMS pins every migration file");
+        let problems = manifest_problems(&files, &manifest, "migrations/SHA256SUMS");
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        // What is embedded is what is pinned.
+        for m in MIGRATIONS {
+            let sum = format!("{:x}", Sha256::digest(m.sql.as_bytes()));
+            assert!(files.contains(&(m.file.to_owned(), sum)), "{}", m.file);
+        }
+    }
+
+    #[test]
+    fn the_manifest_check_names_new_edited_and_missing_files() {
+        let files = vec![
+            ("0125_base.sql".to_owned(), "aa".to_owned()),
+            ("0126_next.sql".to_owned(), "bb".to_owned()),
+        ];
+        assert!(
+            manifest_problems(&files, "aa  0125_base.sql\nbb  0126_next.sql\n", "M").is_empty()
+        );
+        let p = manifest_problems(&files, "aa  0125_base.sql\n", "M");
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].contains("0126_next.sql is new") && p[0].contains("bb  0126_next.sql"),
+            "{p:?}"
+        );
+        let p = manifest_problems(&files, "aa  0125_base.sql\ncc  0126_next.sql\n", "M");
+        assert!(
+            p[0].contains("0126_next.sql was edited") && p[0].contains("never edit"),
+            "{p:?}"
+        );
+        let p = manifest_problems(&files[..1], "aa  0125_base.sql\nbb  0126_next.sql\n", "M");
+        assert!(
+            p[0].contains("0126_next.sql is pinned in M but missing"),
+            "{p:?}"
+        );
+        let p = manifest_problems(&files[..1], "aa 0125_base.sql\n", "M");
+        assert!(
+            p.iter().any(|p| p.contains("is not `<sha256>  <file>`")),
+            "{p:?}"
+        );
     }
 
     #[test]

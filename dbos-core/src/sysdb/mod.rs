@@ -4,12 +4,15 @@
 //! Everything durable this library does goes through it.
 
 mod connect;
+pub(crate) mod datasource;
 pub(crate) mod executors;
+pub(crate) mod manage;
 mod migrate;
 pub(crate) mod queues;
 pub(crate) mod records;
 mod retry;
 mod tls;
+pub(crate) mod transactions;
 mod url;
 pub(crate) mod workflows;
 
@@ -19,9 +22,10 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 
 pub use migrate::{Migration, MigrationOutcome, MIGRATIONS, SCHEMA_VERSION};
-pub(crate) use retry::Resilience;
+pub(crate) use retry::{Resilience, RetryState};
+pub(crate) use tls::connector as tls_connector;
 pub use url::redact_url;
-pub(crate) use url::{quote_ident, DatabaseUrl};
+pub(crate) use url::{quote_ident, with_database, DatabaseUrl};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -77,8 +81,33 @@ impl SystemDatabase {
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for a bad URL, [`ErrorKind::Connection`] when the server stays
-    /// unreachable, [`ErrorKind::Database`] when authentication or database creation fails.
+    /// unreachable, [`ErrorKind::Tls`] when the server's certificate is not trusted or does
+    /// not name the host (not retried), [`ErrorKind::Database`] when authentication or
+    /// database creation fails.
     pub async fn connect(url: &str, schema: &str, options: &ConnectOptions) -> Result<Self> {
+        Self::connect_with(url, schema, options, true).await
+    }
+
+    /// Connects like [`connect`](Self::connect) but never creates the database: a missing
+    /// database is an error ([`ErrorKind::Database`], SQLSTATE `3D000`). What a process that
+    /// only reads or drives workflows (a [`Client`](crate::client::Client), the CLI) uses.
+    ///
+    /// # Errors
+    /// As `connect`, plus the missing database.
+    pub async fn connect_existing(
+        url: &str,
+        schema: &str,
+        options: &ConnectOptions,
+    ) -> Result<Self> {
+        Self::connect_with(url, schema, options, false).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        schema: &str,
+        options: &ConnectOptions,
+        create: bool,
+    ) -> Result<Self> {
         let mut parsed = DatabaseUrl::parse(url)?;
         parsed.config.connect_timeout(options.connect_timeout);
         let connector = connect::HostByHost::new(tls::connector(&parsed)?);
@@ -109,7 +138,7 @@ impl SystemDatabase {
             connector,
         };
         match db.first_connection().await {
-            Err(e) if e.sqlstate() == Some("3D000") => {
+            Err(e) if create && e.sqlstate() == Some("3D000") => {
                 db.create_database().await?;
                 db.first_connection().await?;
             }
@@ -184,7 +213,7 @@ impl SystemDatabase {
     }
 
     /// One attempt at taking a pooled connection.
-    async fn checkout(&self) -> Result<Object> {
+    pub(crate) async fn checkout(&self) -> Result<Object> {
         self.pool.get().await.map_err(|e| self.pool_error(e))
     }
 
@@ -258,6 +287,11 @@ impl SystemDatabase {
     /// The retry policy shared by this handle's clones.
     pub(crate) fn resilience(&self) -> &Resilience {
         &self.resilience
+    }
+
+    /// The retry policy, shared.
+    pub(crate) fn resilience_arc(&self) -> Arc<Resilience> {
+        self.resilience.clone()
     }
 
     fn pool_error(&self, e: deadpool_postgres::PoolError) -> Error {

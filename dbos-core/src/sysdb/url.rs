@@ -38,19 +38,19 @@ impl SslMode {
 }
 
 /// libpq's `target_session_attrs`, as far as a database that is written to can use it.
-fn parse_session_attrs(value: &str) -> Result<TargetSessionAttrs> {
+fn parse_session_attrs(value: &str, what: &str) -> Result<TargetSessionAttrs> {
     match value {
         "any" => Ok(TargetSessionAttrs::Any),
         // libpq's `primary` (not in recovery) and `read-write` (writes allowed) pick the
         // same server in every setup we support: the primary.
         "read-write" | "primary" => Ok(TargetSessionAttrs::ReadWrite),
         "read-only" | "standby" | "prefer-standby" => Err(Error::config(format!(
-            "target_session_attrs={value} in the system database URL would connect to a standby, which cannot \
-             take the writes every workflow makes: use target_session_attrs=read-write to follow the primary"
+            "target_session_attrs={value} in {what} would connect to a standby, which cannot take the \
+             writes this library makes there: use target_session_attrs=read-write to follow the primary"
         ))),
         other => Err(Error::config(format!(
-            "unknown target_session_attrs `{other}` in the system database URL: use read-write (follow the \
-             primary among several hosts) or any"
+            "unknown target_session_attrs `{other}` in {what}: use read-write (follow the primary among \
+             several hosts) or any"
         ))),
     }
 }
@@ -68,12 +68,18 @@ impl DatabaseUrl {
     /// Parses a `postgres://` / `postgresql://` URL, taking out the TLS parameters
     /// (`sslmode`, `sslrootcert`) that are handled here rather than by tokio-postgres, and
     /// `target_session_attrs`, which defaults to `read-write` when the URL names several
-    /// hosts (the system database is written to, so a standby is never what is wanted).
+    /// hosts (the database is written to, so a standby is never what is wanted).
     pub(crate) fn parse(url: &str) -> Result<Self> {
+        Self::parse_as(url, "the system database URL")
+    }
+
+    /// [`parse`](Self::parse), naming the URL `what` in errors (e.g. "the URL of data
+    /// source `app`").
+    pub(crate) fn parse_as(url: &str, what: &str) -> Result<Self> {
         let redacted = redact_url(url);
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(Error::config(format!(
-                "the system database URL `{redacted}` is not a Postgres URL: expected postgres://user:password@host:port/database"
+                "{what} `{redacted}` is not a Postgres URL: expected postgres://user:password@host:port/database"
             )));
         }
         let (base, query) = match url.split_once('?') {
@@ -93,7 +99,7 @@ impl DatabaseUrl {
             match key {
                 "sslmode" => ssl_mode = SslMode::parse(value)?,
                 "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(value))),
-                "target_session_attrs" => session_attrs = Some(parse_session_attrs(value)?),
+                "target_session_attrs" => session_attrs = Some(parse_session_attrs(value, what)?),
                 _ => kept.push(pair),
             }
         }
@@ -103,10 +109,7 @@ impl DatabaseUrl {
             format!("{base}?{}", kept.join("&"))
         };
         let mut config = tokio_postgres::Config::from_str(&rebuilt).map_err(|e| {
-            Error::config(format!(
-                "the system database URL `{redacted}` is invalid: {e}"
-            ))
-            .with_source(e)
+            Error::config(format!("{what} `{redacted}` is invalid: {e}")).with_source(e)
         })?;
         config.ssl_mode(match ssl_mode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
@@ -117,10 +120,10 @@ impl DatabaseUrl {
         });
         if config.get_dbname().is_none() {
             return Err(Error::config(format!(
-                "the system database URL `{redacted}` names no database: append /<database> to the URL"
+                "{what} `{redacted}` names no database: append /<database> to the URL"
             )));
         }
-        let hosts = check_hosts(&config, &redacted)?;
+        let hosts = check_hosts(&config, what, &redacted)?;
         config.target_session_attrs(session_attrs.unwrap_or(if hosts > 1 {
             TargetSessionAttrs::ReadWrite
         } else {
@@ -143,7 +146,7 @@ impl DatabaseUrl {
 /// The number of servers the URL names, after checking that its host, `hostaddr` and port
 /// lists line up (tokio-postgres would only find out when connecting, and its error would
 /// be retried as if the server were down).
-fn check_hosts(config: &tokio_postgres::Config, redacted: &str) -> Result<usize> {
+fn check_hosts(config: &tokio_postgres::Config, what: &str, redacted: &str) -> Result<usize> {
     let (hosts, addrs, ports) = (
         config.get_hosts().len(),
         config.get_hostaddrs().len(),
@@ -151,17 +154,17 @@ fn check_hosts(config: &tokio_postgres::Config, redacted: &str) -> Result<usize>
     );
     if hosts == 0 && addrs == 0 {
         return Err(Error::config(format!(
-            "the system database URL `{redacted}` names no host: expected postgres://user:password@host:port/database"
+            "{what} `{redacted}` names no host: expected postgres://user:password@host:port/database"
         )));
     }
     if hosts > 0 && addrs > 0 && hosts != addrs {
         return Err(Error::config(format!(
-            "the system database URL `{redacted}` names {hosts} hosts but {addrs} hostaddr values: give one hostaddr per host, in the same order"
+            "{what} `{redacted}` names {hosts} hosts but {addrs} hostaddr values: give one hostaddr per host, in the same order"
         )));
     }
     if hosts == 0 {
         return Err(Error::config(format!(
-            "the system database URL `{redacted}` gives hostaddr without host names: name each host too \
+            "{what} `{redacted}` gives hostaddr without host names: name each host too \
              (postgres://user:password@db1:5432,db2:5432/database?hostaddr=10.0.0.1,10.0.0.2); TLS needs the names"
         )));
     }
@@ -171,7 +174,7 @@ fn check_hosts(config: &tokio_postgres::Config, redacted: &str) -> Result<usize>
         .find(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
     {
         return Err(Error::config(format!(
-            "the system database URL `{redacted}` names the Unix socket folder {}: connect over TCP instead \
+            "{what} `{redacted}` names the Unix socket folder {}: connect over TCP instead \
              (host 127.0.0.1 or localhost for a server on this machine)",
             path.display()
         )));
@@ -179,7 +182,7 @@ fn check_hosts(config: &tokio_postgres::Config, redacted: &str) -> Result<usize>
     let servers = hosts.max(addrs);
     if ports > 1 && ports != servers {
         return Err(Error::config(format!(
-            "the system database URL `{redacted}` names {servers} hosts but {ports} ports: write each port beside its host \
+            "{what} `{redacted}` names {servers} hosts but {ports} ports: write each port beside its host \
              (postgres://user:password@host1:5432,host2:5432/database) or give a single port"
         )));
     }
@@ -207,9 +210,12 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Replaces every password in a Postgres connection string with `***`, for logs and
-/// errors: the one in the URL's user info, `password=` query parameters, and `password=`
-/// in a `key=value` connection string.
+/// Query parameters whose values are secrets (libpq's names).
+const SECRET_PARAMS: &[&str] = &["password", "sslpassword"];
+
+/// Replaces every secret in a Postgres connection string with `***`, for logs and errors:
+/// the password of the URL's user info, the `password` and `sslpassword` query parameters,
+/// and `password=` in a `key=value` connection string. Every other part is kept as written.
 ///
 /// The user info is taken generously, so a password with an unescaped `@`, `/` or `?` is
 /// hidden too: it ends at the first `@` (where tokio-postgres ends it) or, if the host
@@ -271,7 +277,9 @@ pub fn redact_url(url: &str) -> String {
             let params: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if percent_decode(key) == "password" => format!("{key}=***"),
+                    Some((key, _)) if SECRET_PARAMS.contains(&percent_decode(key).as_str()) => {
+                        format!("{key}=***")
+                    }
                     _ => pair.to_owned(),
                 })
                 .collect();
@@ -324,6 +332,23 @@ fn redact_key_values(s: &str) -> String {
     out
 }
 
+/// `url` with its database replaced by `database` (query parameters kept): another database
+/// on the same server, with the same credentials and TLS settings.
+pub(crate) fn with_database(url: &str, database: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let after = &rest[authority_end..];
+    let query = after.find('?').map_or("", |q| &after[q..]);
+    format!(
+        "{}{}/{database}{query}",
+        &url[..scheme_end + 3],
+        &rest[..authority_end]
+    )
+}
+
 /// Quotes a Postgres identifier (`dbos` → `"dbos"`).
 pub(crate) fn quote_ident(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
@@ -333,6 +358,26 @@ pub(crate) fn quote_ident(ident: &str) -> String {
 mod tests {
     use super::*;
     use tokio_postgres::config::Host;
+
+    #[test]
+    fn another_database_on_the_same_server() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/sys?sslmode=require", "shop"),
+            "postgres://u:p@h:5432/shop?sslmode=require"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/sys", "shop"),
+            "postgres://u@h/shop"
+        );
+        assert_eq!(
+            with_database("postgres://u@h", "shop"),
+            "postgres://u@h/shop"
+        );
+        assert_eq!(
+            with_database("postgres://u@h?x=1", "shop"),
+            "postgres://u@h/shop?x=1"
+        );
+    }
 
     #[test]
     fn tls_parameters_are_taken_out() {
@@ -492,6 +537,38 @@ mod tests {
             assert_eq!(redact_url(url), want, "{url}");
         }
         assert_eq!(quote_ident("my\"schema"), "\"my\"\"schema\"");
+    }
+
+    #[test]
+    fn password_parameters_are_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redact_url("postgres://u@h:5432/db?password=s3cret"),
+            "postgres://u@h:5432/db?password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@h/db?sslmode=require&password=s3cret&application_name=x&sslpassword=k3y"),
+            "postgres://u:***@h/db?sslmode=require&password=***&application_name=x&sslpassword=***"
+        );
+        // Without a path, and with no user info at all.
+        assert_eq!(
+            redact_url("postgres://h?user=u&password=s3cret"),
+            "postgres://h?user=u&password=***"
+        );
+        // Only these exact names: others, and look-alikes, are kept.
+        assert_eq!(
+            redact_url("postgres://h/db?passfile=/x&password_hint=y&sslmode=verify-full"),
+            "postgres://h/db?passfile=/x&password_hint=y&sslmode=verify-full"
+        );
+        // Parsed URLs carry the redacted form into every error and log line.
+        let e = DatabaseUrl::parse("mysql://h/db?password=s3cret").unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let u = DatabaseUrl::parse("postgres://u@h/db?password=s3cret&sslmode=disable").unwrap();
+        assert_eq!(u.redacted, "postgres://u@h/db?password=***&sslmode=disable");
+        assert_eq!(
+            u.config.get_password(),
+            Some(&b"s3cret"[..]),
+            "the real one is used"
+        );
     }
 
     #[test]

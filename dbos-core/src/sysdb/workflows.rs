@@ -3,7 +3,9 @@
 //!
 //! - start: the `workflow_status` row and its `workflow_input` row together (plus, for a
 //!   child, the parent's checkpoint, fenced by the parent's ownership);
-//! - each step and the finish: see [`super::records`], which also group-commits them.
+//! - each step and the finish: see [`super::records`]; each is its own statement and its own
+//!   commit (no group commit: batching concurrent workflows' checkpoints measured slower, see
+//!   the book's Performance chapter).
 
 use std::collections::HashMap;
 
@@ -33,7 +35,9 @@ pub(crate) struct NewWorkflow<'a> {
     pub(crate) owner_xid: Option<&'a str>,
     pub(crate) executor_id: Option<&'a str>,
     pub(crate) app_version: Option<&'a str>,
-    pub(crate) app_name: &'a str,
+    /// The owning application (`application_name`); `None` leaves the row unclaimed, for
+    /// any application's executors to claim.
+    pub(crate) app_name: Option<&'a str>,
     pub(crate) inputs: &'a str,
     pub(crate) timeout_ms: Option<i64>,
     pub(crate) deadline_ms: Option<i64>,

@@ -12,6 +12,7 @@ use crate::codec::{PortableError, PortableInputs};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{Dbos, RuntimeInner};
 use crate::sysdb::workflows::{now_ms, NewWorkflow, OutcomeRow};
+use crate::sysdb::SystemDatabase;
 use crate::workflow::context::{current, Operation, Slot, WorkflowContext};
 use crate::workflow::execution::{Completion, CompletionReceiver, Start};
 use crate::workflow::placement::{check_id, insert, parent_link, Placement};
@@ -127,7 +128,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             owner_xid: Some(&owner),
             executor_id: Some(&rt.executor_id),
             app_version: Some(&rt.app_version),
-            app_name: &rt.app_name,
+            app_name: Some(&rt.app_name),
             inputs: &inputs,
             timeout_ms: self.timeout.map(|t| t.as_millis() as i64),
             deadline_ms: deadline,
@@ -145,6 +146,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             id: id.clone(),
             owner_xid: owner,
             fresh: true,
+            first_run: true,
             deadline_ms: row.deadline_ms,
             slot: None,
         });
@@ -183,6 +185,12 @@ pub enum Status {
     Other(String),
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Status {
     pub(crate) fn parse(s: &str) -> Status {
         match s {
@@ -194,6 +202,30 @@ impl Status {
             "CANCELLED" => Status::Cancelled,
             "MAX_RECOVERY_ATTEMPTS_EXCEEDED" => Status::MaxRecoveryAttemptsExceeded,
             other => Status::Other(other.to_owned()),
+        }
+    }
+
+    /// The status as DBOS writes it in `workflow_status.status` (`"PENDING"`, `"SUCCESS"`,
+    /// ...).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Enqueued => "ENQUEUED",
+            Status::Delayed => "DELAYED",
+            Status::Success => "SUCCESS",
+            Status::Error => "ERROR",
+            Status::Cancelled => "CANCELLED",
+            Status::MaxRecoveryAttemptsExceeded => "MAX_RECOVERY_ATTEMPTS_EXCEEDED",
+            Status::Other(s) => s,
+        }
+    }
+
+    /// Parses a status as DBOS writes it, case-insensitively: `Some` only for the seven
+    /// statuses DBOS defines (what a filter given by a person should be checked against).
+    pub fn from_name(name: &str) -> Option<Status> {
+        match Status::parse(&name.trim().to_ascii_uppercase()) {
+            Status::Other(_) => None,
+            s => Some(s),
         }
     }
 
@@ -215,16 +247,27 @@ impl Status {
 /// `.await` it (or call [`result`](Self::result)) for the workflow's result.
 pub struct WorkflowHandle<T, E> {
     id: Arc<str>,
-    runtime: Arc<RuntimeInner>,
+    source: HandleSource,
     local: Option<CompletionReceiver>,
     _types: PhantomData<fn() -> (T, E)>,
+}
+
+/// Where a handle learns about its workflow.
+#[derive(Clone)]
+enum HandleSource {
+    /// A launched runtime: executions running here are followed directly, others are read
+    /// from its database.
+    Runtime(Arc<RuntimeInner>),
+    /// Only the system database (a [`Client`](crate::client::Client)): the workflow runs
+    /// in some executor, and its outcome is read with backoff.
+    Database(SystemDatabase),
 }
 
 impl<T, E> Clone for WorkflowHandle<T, E> {
     fn clone(&self) -> Self {
         WorkflowHandle {
             id: self.id.clone(),
-            runtime: self.runtime.clone(),
+            source: self.source.clone(),
             local: self.local.clone(),
             _types: PhantomData,
         }
@@ -236,7 +279,33 @@ impl<T, E> std::fmt::Debug for WorkflowHandle<T, E> {
         f.debug_struct("WorkflowHandle")
             .field("id", &self.id)
             .field("local", &self.local.is_some())
+            .field("client", &matches!(self.source, HandleSource::Database(_)))
             .finish()
+    }
+}
+
+impl<T, E> WorkflowHandle<T, E> {
+    /// The workflow id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The same handle with other output and error types: for a handle obtained untyped
+    /// (a fork, an enqueue by name) whose workflow's types the caller knows.
+    pub fn typed<T2: Portable, E2: WorkflowError>(self) -> WorkflowHandle<T2, E2> {
+        WorkflowHandle {
+            id: self.id,
+            source: self.source,
+            local: self.local,
+            _types: PhantomData,
+        }
+    }
+
+    fn sysdb(&self) -> &SystemDatabase {
+        match &self.source {
+            HandleSource::Runtime(rt) => &rt.sysdb,
+            HandleSource::Database(db) => db,
+        }
     }
 }
 
@@ -244,7 +313,7 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
     fn local(runtime: Arc<RuntimeInner>, id: String, receiver: CompletionReceiver) -> Self {
         WorkflowHandle {
             id: id.into(),
-            runtime,
+            source: HandleSource::Runtime(runtime),
             local: Some(receiver),
             _types: PhantomData,
         }
@@ -254,15 +323,21 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
         let local = runtime.local_completion(&id);
         WorkflowHandle {
             id: id.into(),
-            runtime,
+            source: HandleSource::Runtime(runtime),
             local,
             _types: PhantomData,
         }
     }
 
-    /// The workflow id.
-    pub fn id(&self) -> &str {
-        &self.id
+    /// A handle that only reads the database: what a [`Client`](crate::client::Client)
+    /// gives out.
+    pub(crate) fn detached(sysdb: SystemDatabase, id: String) -> Self {
+        WorkflowHandle {
+            id: id.into(),
+            source: HandleSource::Database(sysdb),
+            local: None,
+            _types: PhantomData,
+        }
     }
 
     /// The workflow's current status.
@@ -270,7 +345,7 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
     /// # Errors
     /// [`ErrorKind::NonExistentWorkflow`], or a database error.
     pub async fn status(&self) -> Result<Status> {
-        match self.runtime.sysdb.workflow_outcome(&self.id).await? {
+        match self.sysdb().workflow_outcome(&self.id).await? {
             Some(row) => Ok(Status::parse(&row.status)),
             None => Err(non_existent(&self.id)),
         }
@@ -344,15 +419,19 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
     /// Waits for the recorded outcome: follows an execution that starts here, else reads the
     /// database with backoff (the workflow runs in another process, or is not dequeued yet).
     async fn poll_outcome(&self) -> Result<Outcome> {
+        let runtime = match &self.source {
+            HandleSource::Runtime(rt) => rt,
+            HandleSource::Database(db) => return poll_database(db, &self.id).await,
+        };
         let mut delay = Duration::from_millis(20);
-        let watch = self.runtime.watch_workflow(&self.id);
+        let watch = runtime.watch_workflow(&self.id);
         loop {
             // Listen before looking, so a start between the two is not missed.
             let started = watch.notified();
             tokio::pin!(started);
             started.as_mut().enable();
             // Dequeued, recovered or resumed here after this handle was made: follow it locally.
-            if let Some(mut rx) = self.runtime.local_completion(&self.id) {
+            if let Some(mut rx) = runtime.local_completion(&self.id) {
                 if let Ok(done) = rx.wait_for(|c| c.is_some()).await {
                     match done.as_deref() {
                         Some(Completion::Done(Ok(v))) => {
@@ -369,13 +448,13 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
                     }
                 }
             }
-            let Some(row) = self.runtime.sysdb.workflow_outcome(&self.id).await? else {
+            let Some(row) = runtime.sysdb.workflow_outcome(&self.id).await? else {
                 return Err(non_existent(&self.id));
             };
             if let Some(outcome) = Outcome::of(&self.id, row)? {
                 return Ok(outcome);
             }
-            if self.runtime.shutdown.is_cancelled() {
+            if runtime.shutdown.is_cancelled() {
                 return Err(Error::new(
                     ErrorKind::NotLaunched,
                     format!(
@@ -389,7 +468,7 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = started => {}
-                _ = self.runtime.shutdown.cancelled() => {}
+                _ = runtime.shutdown.cancelled() => {}
             }
             delay = (delay * 2).min(Duration::from_secs(1));
         }
@@ -469,6 +548,22 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
             }
         }
         self.poll_outcome().await
+    }
+}
+
+/// Waits for a workflow's recorded outcome by reading the database, with backoff (20 ms
+/// doubling to 1 s): how a client, which runs no workflows, follows one.
+async fn poll_database(db: &SystemDatabase, id: &str) -> Result<Outcome> {
+    let mut delay = Duration::from_millis(20);
+    loop {
+        let Some(row) = db.workflow_outcome(id).await? else {
+            return Err(non_existent(id));
+        };
+        if let Some(outcome) = Outcome::of(id, row)? {
+            return Ok(outcome);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -583,7 +678,7 @@ impl<T: Portable, E: WorkflowError> IntoFuture for WorkflowHandle<T, E> {
     }
 }
 
-fn non_existent(id: &str) -> Error {
+pub(crate) fn non_existent(id: &str) -> Error {
     Error::new(
         ErrorKind::NonExistentWorkflow,
         format!("no workflow has the id `{id}`"),

@@ -140,6 +140,7 @@ async fn resume(rt: Arc<RuntimeInner>, id: Box<str>, parked: Parked) {
                 id: id.into(),
                 owner_xid: parked.owner_xid.to_string(),
                 fresh: false,
+                first_run: false,
                 deadline_ms: parked.deadline_ms,
                 slot: parked.slot,
             });

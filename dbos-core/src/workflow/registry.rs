@@ -2,7 +2,7 @@
 //!
 //! `#[workflow]` emits a static [`WorkflowDef`] and submits a [`WorkflowRegistration`];
 //! `#[step]` emits a [`StepDef`] and submits a [`StepRegistration`]. At launch the runtime
-//! collects them into a [`Registry`]: recovery and queue workers find workflows by name, and
+//! collects them into a registry: recovery and queue workers find workflows by name, and
 //! the application version is a hash of every definition's source.
 
 use std::collections::HashMap;
@@ -221,6 +221,13 @@ impl Registry {
             inventory::iter::<StepRegistration>
                 .into_iter()
                 .map(|StepRegistration(s)| format!("step:{}:{}", s.name, s.source_hash)),
+        );
+        parts.extend(
+            inventory::iter::<crate::transaction::TransactionRegistration>
+                .into_iter()
+                .map(|crate::transaction::TransactionRegistration(t)| {
+                    format!("tx:{}:{}", t.name, t.source_hash)
+                }),
         );
         parts.sort();
         use sha2::{Digest, Sha256};

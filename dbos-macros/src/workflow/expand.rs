@@ -75,6 +75,9 @@ pub(crate) fn expand(v: &ValidWorkflow<'_>) -> TokenStream {
         .then(|| quote!(::core::mem::drop(__dbos_args);));
 
     let body = determinism::strip_opt_out(func.body.clone());
+    // The statements of the body, not the block: `{ Ok(x) }` inside another block would trip
+    // `unused_braces` in the user's code.
+    let body_inner = crate::func::block_contents(&body);
     let fake_return = fake_return(&func.sig.output, ok, err);
     // Spanned at the body, so a body that is not `Send` is reported there.
     let send_checked = quote_spanned! {func.body_span()=>
@@ -82,7 +85,7 @@ pub(crate) fn expand(v: &ValidWorkflow<'_>) -> TokenStream {
             #unused_args
             #(#decodes)*
             let __dbos_result: ::core::result::Result<#ok, #err> =
-                async move { #fake_return #body }.await;
+                async move {  #fake_return #body_inner  }.await;
             ::dbos_core::__private::erase_outcome::<#ok, #err>(__dbos_result)
         })
     };

@@ -1,0 +1,365 @@
+//! The command line, as `clap` parses it: DBOS's verbs and flags where they exist.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Operate dbos-rs workflows (and any DBOS system database): list, inspect, cancel, resume,
+/// fork, rewind and delete workflows, look at queues, migrate the schema, collect old
+/// history, and run the local Postgres the library starts.
+#[derive(Debug, Parser)]
+#[command(name = "dbos-rs", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes, before or after the command's name.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Your DBOS system database URL
+    #[arg(
+        short = 's',
+        long = "sys-db-url",
+        env = "DBOS_SYSTEM_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub(crate) sys_db_url: Option<String>,
+    /// Schema name for DBOS system tables
+    #[arg(
+        long,
+        default_value = "dbos",
+        env = "DBOS_SYSTEM_SCHEMA",
+        global = true,
+        hide_env_values = true
+    )]
+    pub(crate) schema: String,
+    /// Print JSON (DBOS's keys) instead of a table
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Manage workflows
+    #[command(subcommand)]
+    Workflow(Box<WorkflowCommand>),
+    /// Queues: their limits and depth
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Application versions
+    #[command(subcommand, name = "app-version")]
+    AppVersion(AppVersionCommand),
+    /// Create or upgrade the DBOS system tables (creates the database if it is missing)
+    Migrate,
+    /// Delete old finished workflows in short batches; optionally cancel old active ones
+    Gc(GcArgs),
+    /// Show the version and exit
+    Version,
+    /// The local Postgres the library starts when no URL is configured (in `.dbos/`)
+    #[command(subcommand)]
+    Postgres(PostgresCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WorkflowCommand {
+    /// List workflows
+    List(Box<ListArgs>),
+    /// Retrieve the status of a workflow
+    Get(IdArg),
+    /// List the steps of a workflow
+    Steps(IdArg),
+    /// Cancel a workflow so it is no longer automatically retried or restarted
+    Cancel(CancelArgs),
+    /// Resume a workflow from its last completed step (cancelled, dead-lettered, stuck)
+    Resume(ResumeArgs),
+    /// Run a workflow again from the start under a new id
+    Restart(RestartArgs),
+    /// Fork a workflow from a step under a new id
+    Fork(ForkArgs),
+    /// Re-run a finished workflow from a step under its own id
+    Rewind(RewindArgs),
+    /// Delete a workflow and everything recorded about it
+    Delete(DeleteArgs),
+    /// Manage enqueued workflows
+    #[command(subcommand)]
+    Queue(WorkflowQueueCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WorkflowQueueCommand {
+    /// List enqueued workflows
+    List(QueuedArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueueCommand {
+    /// List queues with their limits and how many workflows wait on and run from each
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AppVersionCommand {
+    /// List the registered application versions, latest first
+    List,
+    /// Make a registered version the latest
+    SetLatest {
+        /// The version
+        #[arg(value_name = "VERSION")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IdArg {
+    /// The workflow id
+    pub(crate) workflow_id: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Limit the results returned
+    #[arg(short = 'l', long, default_value_t = 10)]
+    pub(crate) limit: u32,
+    /// Retrieve workflows run by this user
+    #[arg(short = 'u', long)]
+    pub(crate) user: Option<String>,
+    /// Retrieve workflows starting after this timestamp (ISO 8601 format)
+    #[arg(short = 't', long)]
+    pub(crate) start_time: Option<String>,
+    /// Retrieve workflows starting before this timestamp (ISO 8601 format)
+    #[arg(short = 'e', long)]
+    pub(crate) end_time: Option<String>,
+    /// Retrieve workflows with this status (PENDING, SUCCESS, ERROR, ENQUEUED, DELAYED,
+    /// CANCELLED, or MAX_RECOVERY_ATTEMPTS_EXCEEDED); several separated by commas or repeated
+    #[arg(short = 'S', long, value_delimiter = ',')]
+    pub(crate) status: Vec<String>,
+    /// Retrieve workflows with this application version
+    #[arg(short = 'v', long)]
+    pub(crate) application_version: Option<String>,
+    /// Retrieve workflows with this name
+    #[arg(short = 'n', long)]
+    pub(crate) name: Option<String>,
+    /// Retrieve workflows owned by this application
+    #[arg(short = 'a', long)]
+    pub(crate) application_name: Option<String>,
+    /// Sort the results in descending order (newest first)
+    #[arg(short = 'd', long)]
+    pub(crate) sort_desc: bool,
+    /// Offset for pagination
+    #[arg(short = 'o', long)]
+    pub(crate) offset: Option<u32>,
+    /// Retrieve workflows on this queue
+    #[arg(short = 'q', long)]
+    pub(crate) queue_name: Option<String>,
+    /// Only workflows waiting on or running from a queue
+    #[arg(long)]
+    pub(crate) queued_only: bool,
+    /// Retrieve workflows last run by this executor
+    #[arg(long)]
+    pub(crate) executor_id: Option<String>,
+    /// Retrieve the children of this workflow
+    #[arg(long)]
+    pub(crate) parent: Option<String>,
+    /// Retrieve the forks of this workflow
+    #[arg(long)]
+    pub(crate) forked_from: Option<String>,
+    /// Retrieve these workflow ids (repeat)
+    #[arg(long = "id")]
+    pub(crate) ids: Vec<String>,
+    /// Retrieve workflows whose id starts with this
+    #[arg(long)]
+    pub(crate) prefix: Option<String>,
+    /// Retrieve workflows completed after this timestamp
+    #[arg(long)]
+    pub(crate) completed_after: Option<String>,
+    /// Retrieve workflows completed before this timestamp
+    #[arg(long)]
+    pub(crate) completed_before: Option<String>,
+    /// Retrieve workflows dequeued after this timestamp
+    #[arg(long)]
+    pub(crate) dequeued_after: Option<String>,
+    /// Retrieve workflows dequeued before this timestamp
+    #[arg(long)]
+    pub(crate) dequeued_before: Option<String>,
+    /// Retrieve workflows whose attributes contain this JSON object
+    #[arg(long)]
+    pub(crate) attributes: Option<String>,
+    /// Leave the inputs out
+    #[arg(long)]
+    pub(crate) no_input: bool,
+    /// Leave the outputs and errors out
+    #[arg(long)]
+    pub(crate) no_output: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueuedArgs {
+    /// Limit the results returned
+    #[arg(short = 'l', long)]
+    pub(crate) limit: Option<u32>,
+    /// Retrieve functions starting after this timestamp (ISO 8601 format)
+    #[arg(short = 't', long)]
+    pub(crate) start_time: Option<String>,
+    /// Retrieve functions starting before this timestamp (ISO 8601 format)
+    #[arg(short = 'e', long)]
+    pub(crate) end_time: Option<String>,
+    /// Retrieve functions with this status; several separated by commas or repeated
+    #[arg(short = 'S', long, value_delimiter = ',')]
+    pub(crate) status: Vec<String>,
+    /// Retrieve functions on this queue
+    #[arg(short = 'q', long)]
+    pub(crate) queue_name: Option<String>,
+    /// Retrieve functions with this name
+    #[arg(short = 'n', long)]
+    pub(crate) name: Option<String>,
+    /// Retrieve functions owned by this application
+    #[arg(short = 'a', long)]
+    pub(crate) application_name: Option<String>,
+    /// Sort the results in descending order (newest first)
+    #[arg(short = 'd', long)]
+    pub(crate) sort_desc: bool,
+    /// Offset for pagination
+    #[arg(short = 'o', long)]
+    pub(crate) offset: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    /// The workflow id
+    pub(crate) workflow_id: String,
+    /// Also cancel every workflow it started, recursively
+    #[arg(long)]
+    pub(crate) children: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResumeArgs {
+    /// The workflow id
+    pub(crate) workflow_id: String,
+    /// Resume onto this queue instead of the internal one
+    #[arg(short = 'q', long)]
+    pub(crate) queue: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestartArgs {
+    /// The workflow id
+    pub(crate) workflow_id: String,
+    /// Custom ID for the new workflow
+    #[arg(short = 'f', long)]
+    pub(crate) forked_workflow_id: Option<String>,
+    /// Custom application version for the new workflow
+    #[arg(short = 'v', long)]
+    pub(crate) application_version: Option<String>,
+    /// The queue it waits on (default: the internal queue)
+    #[arg(short = 'q', long)]
+    pub(crate) queue: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ForkArgs {
+    /// The workflow id
+    pub(crate) workflow_id: String,
+    /// Restart from this step
+    #[arg(short = 'S', long, default_value_t = 1)]
+    pub(crate) step: u32,
+    /// Custom ID for the forked workflow
+    #[arg(short = 'f', long)]
+    pub(crate) forked_workflow_id: Option<String>,
+    /// Custom application version for the forked workflow
+    #[arg(short = 'v', long)]
+    pub(crate) application_version: Option<String>,
+    /// The queue the fork waits on (default: the internal queue)
+    #[arg(short = 'q', long)]
+    pub(crate) queue: Option<String>,
+    /// The fork's partition, on a partitioned queue
+    #[arg(long)]
+    pub(crate) partition_key: Option<String>,
+    /// Cancel the fork if it has not finished this many seconds after it starts
+    #[arg(long)]
+    pub(crate) timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RewindArgs {
+    /// The workflow id
+    pub(crate) workflow_id: String,
+    /// Re-run from this step
+    #[arg(short = 'S', long, default_value_t = 1)]
+    pub(crate) step: u32,
+    /// Run it on this application version from now on
+    #[arg(short = 'v', long)]
+    pub(crate) application_version: Option<String>,
+    /// The queue it waits on (default: the internal queue)
+    #[arg(short = 'q', long)]
+    pub(crate) queue: Option<String>,
+    /// Its partition, on a partitioned queue
+    #[arg(long)]
+    pub(crate) partition_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// The workflow id
+    pub(crate) workflow_id: String,
+    /// Also delete every workflow it started, recursively
+    #[arg(long)]
+    pub(crate) children: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// Delete finished workflows created before this time (ISO 8601)
+    #[arg(long, conflicts_with = "older_than")]
+    pub(crate) before: Option<String>,
+    /// Delete finished workflows older than this (30m, 24h, 7d, 2w)
+    #[arg(long)]
+    pub(crate) older_than: Option<String>,
+    /// Keep the newest N workflows, deleting older finished ones
+    #[arg(long)]
+    pub(crate) keep: Option<u64>,
+    /// Workflows deleted per transaction
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) batch_size: u32,
+    /// Also cancel the active workflows created before this time (a global timeout)
+    #[arg(long)]
+    pub(crate) cancel_active_before: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PostgresCommand {
+    /// Start the local Postgres (or find it running)
+    Start(PostgresArgs),
+    /// Stop the local Postgres
+    Stop(PostgresArgs),
+    /// Whether the local Postgres runs, and where
+    Status(PostgresArgs),
+    /// Print the URL of an application's database on the local Postgres
+    Url(PostgresArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PostgresArgs {
+    /// The folder of the local Postgres (the library's default is `.dbos`)
+    #[arg(long, env = "DBOS_LOCAL_POSTGRES_DIR", default_value = ".dbos")]
+    pub(crate) dir: PathBuf,
+    /// The application whose database to name (`<app>_dbos_sys`, as the library uses)
+    #[arg(long, conflicts_with = "database")]
+    pub(crate) app: Option<String>,
+    /// The database to name
+    #[arg(long)]
+    pub(crate) database: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,727 @@
+//! What each command does.
+
+use std::time::{Duration, SystemTime};
+
+use dbos_core::codec::PortableError;
+use dbos_core::manage::{
+    ForkOptions, GarbageCollect, ListWorkflows, Payload, Resumed, RewindOptions, WorkflowInfo,
+};
+use dbos_core::sysdb::{ConnectOptions, MigrationOutcome, SystemDatabase, SCHEMA_VERSION};
+use dbos_core::{Client, Error, ErrorKind, Result, Status};
+use serde_json::{json, Value};
+
+use crate::args::{
+    AppVersionCommand, Cli, Command, ForkArgs, GcArgs, Global, ListArgs, QueueCommand, QueuedArgs,
+    RewindArgs, WorkflowCommand, WorkflowQueueCommand,
+};
+use crate::output::{self, fields, opt, short, time, Table};
+use crate::time::{parse_duration, parse_time};
+
+/// Runs a parsed command line.
+pub(crate) async fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Workflow(cmd) => workflow(g, *cmd).await,
+        Command::Queue(QueueCommand::List) => queues(g).await,
+        Command::AppVersion(cmd) => app_versions(g, cmd).await,
+        Command::Migrate => migrate(g).await,
+        Command::Gc(args) => gc(g, args).await,
+        Command::Version => {
+            let version = env!("CARGO_PKG_VERSION");
+            if g.json {
+                output::json(&json!({"version": version, "schema_version": SCHEMA_VERSION}));
+            } else {
+                println!("dbos-rs version {version} (DBOS system schema {SCHEMA_VERSION})");
+            }
+            Ok(())
+        }
+        Command::Postgres(cmd) => crate::postgres::run(g, cmd).await,
+    }
+}
+
+fn url(g: &Global) -> Result<&str> {
+    g.sys_db_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "no system database given: pass -s/--sys-db-url <url> or set DBOS_SYSTEM_DATABASE_URL (for the local \
+                 Postgres the library starts: export DBOS_SYSTEM_DATABASE_URL=\"$(dbos-rs postgres url --app <name>)\")",
+            )
+        })
+}
+
+async fn client(g: &Global) -> Result<Client> {
+    Client::builder(url(g)?)
+        .schema(g.schema.clone())
+        .pool_size(2)
+        .connect_timeout(Duration::from_secs(5))
+        .connect_retry_for(Duration::from_secs(5))
+        .connect()
+        .await
+}
+
+fn status_filter(values: &[String]) -> Result<Vec<Status>> {
+    values
+        .iter()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| {
+            Status::from_name(v).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "unknown status `{v}`: use PENDING, ENQUEUED, DELAYED, SUCCESS, ERROR, CANCELLED or \
+                         MAX_RECOVERY_ATTEMPTS_EXCEEDED"
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+fn time_arg(flag: &str, value: &Option<String>) -> Result<Option<SystemTime>> {
+    value.as_deref().map(|v| parse_time(flag, v)).transpose()
+}
+
+fn list_query(a: &ListArgs) -> Result<ListWorkflows> {
+    let mut q = ListWorkflows::new().limit(a.limit);
+    for s in status_filter(&a.status)? {
+        q = q.status(s);
+    }
+    if let Some(t) = time_arg("--start-time", &a.start_time)? {
+        q = q.created_after(t);
+    }
+    if let Some(t) = time_arg("--end-time", &a.end_time)? {
+        q = q.created_before(t);
+    }
+    if let Some(t) = time_arg("--completed-after", &a.completed_after)? {
+        q = q.completed_after(t);
+    }
+    if let Some(t) = time_arg("--completed-before", &a.completed_before)? {
+        q = q.completed_before(t);
+    }
+    if let Some(t) = time_arg("--dequeued-after", &a.dequeued_after)? {
+        q = q.dequeued_after(t);
+    }
+    if let Some(t) = time_arg("--dequeued-before", &a.dequeued_before)? {
+        q = q.dequeued_before(t);
+    }
+    for (value, set) in [
+        (
+            &a.user,
+            ListWorkflows::user as fn(ListWorkflows, String) -> ListWorkflows,
+        ),
+        (&a.application_version, ListWorkflows::app_version),
+        (&a.name, ListWorkflows::name),
+        (&a.application_name, ListWorkflows::application_name),
+        (&a.queue_name, ListWorkflows::queue),
+        (&a.executor_id, ListWorkflows::executor_id),
+        (&a.parent, ListWorkflows::parent),
+        (&a.forked_from, ListWorkflows::forked_from),
+        (&a.prefix, ListWorkflows::id_prefix),
+    ] {
+        if let Some(v) = value {
+            q = set(q, v.clone());
+        }
+    }
+    for id in &a.ids {
+        q = q.id(id.clone());
+    }
+    if let Some(attributes) = &a.attributes {
+        let value: Value = serde_json::from_str(attributes).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("--attributes `{attributes}` is not JSON ({e}): give an object, e.g. '{{\"tenant\": \"acme\"}}'"),
+            )
+        })?;
+        q = q.attributes(value);
+    }
+    if let Some(offset) = a.offset {
+        q = q.offset(offset);
+    }
+    if a.sort_desc {
+        q = q.newest_first();
+    }
+    if a.queued_only {
+        q = q.queued_only();
+    }
+    if a.no_input {
+        q = q.without_input();
+    }
+    if a.no_output {
+        q = q.without_output();
+    }
+    Ok(q)
+}
+
+fn queued_query(a: &QueuedArgs) -> Result<ListWorkflows> {
+    let mut q = ListWorkflows::queued();
+    if let Some(limit) = a.limit {
+        q = q.limit(limit);
+    }
+    for s in status_filter(&a.status)? {
+        q = q.status(s);
+    }
+    if let Some(t) = time_arg("--start-time", &a.start_time)? {
+        q = q.created_after(t);
+    }
+    if let Some(t) = time_arg("--end-time", &a.end_time)? {
+        q = q.created_before(t);
+    }
+    if let Some(v) = &a.queue_name {
+        q = q.queue(v.clone());
+    }
+    if let Some(v) = &a.name {
+        q = q.name(v.clone());
+    }
+    if let Some(v) = &a.application_name {
+        q = q.application_name(v.clone());
+    }
+    if let Some(offset) = a.offset {
+        q = q.offset(offset);
+    }
+    if a.sort_desc {
+        q = q.newest_first();
+    }
+    Ok(q)
+}
+
+fn value_text(p: &Payload<Value>) -> String {
+    match p {
+        Payload::Decoded(v) => v.to_string(),
+        Payload::Raw {
+            text,
+            serialization,
+            ..
+        } => format!(
+            "{text} (stored as {})",
+            serialization.as_deref().unwrap_or("?")
+        ),
+        _ => "?".to_owned(),
+    }
+}
+
+fn error_text(p: &Payload<PortableError>) -> String {
+    match p {
+        Payload::Decoded(e) => format!("{}: {}", e.name, e.message),
+        Payload::Raw {
+            text,
+            serialization,
+            ..
+        } => format!(
+            "{text} (stored as {})",
+            serialization.as_deref().unwrap_or("?")
+        ),
+        _ => "?".to_owned(),
+    }
+}
+
+fn print_workflows(g: &Global, rows: &[WorkflowInfo]) {
+    if g.json {
+        output::json(&Value::Array(
+            rows.iter().map(WorkflowInfo::to_dbos_json).collect(),
+        ));
+        return;
+    }
+    if rows.is_empty() {
+        println!("no workflows match");
+        return;
+    }
+    let mut t = Table::new(vec![
+        "WORKFLOW ID",
+        "STATUS",
+        "NAME",
+        "CREATED",
+        "QUEUE",
+        "APP VERSION",
+        "EXECUTOR",
+    ]);
+    for w in rows {
+        t.row(vec![
+            w.workflow_id.clone(),
+            w.status.to_string(),
+            w.name.clone(),
+            time(Some(w.created_at)),
+            opt(w.queue_name.as_deref()),
+            short(w.app_version.as_deref().unwrap_or("-"), 16),
+            opt(w.executor_id.as_deref()),
+        ]);
+    }
+    t.print();
+}
+
+fn print_workflow(g: &Global, w: &WorkflowInfo) {
+    if g.json {
+        output::json(&w.to_dbos_json());
+        return;
+    }
+    let input = w.input.as_ref().map(|p| match p {
+        Payload::Decoded(i) if i.named_args.is_empty() => {
+            Value::from(i.positional_args.clone()).to_string()
+        }
+        Payload::Decoded(i) => {
+            json!({"args": i.positional_args, "kwargs": i.named_args}).to_string()
+        }
+        Payload::Raw {
+            text,
+            serialization,
+            ..
+        } => format!(
+            "{text} (stored as {})",
+            serialization.as_deref().unwrap_or("?")
+        ),
+        _ => "?".to_owned(),
+    });
+    let mut pairs = vec![
+        ("workflow id", w.workflow_id.clone()),
+        ("status", w.status.to_string()),
+        ("name", w.name.clone()),
+        ("input", input.unwrap_or_else(|| "-".into())),
+    ];
+    if let Some(o) = &w.output {
+        pairs.push(("output", value_text(o)));
+    }
+    if let Some(e) = &w.error {
+        pairs.push(("error", error_text(e)));
+    }
+    pairs.extend([
+        ("created", time(Some(w.created_at))),
+        ("updated", time(Some(w.updated_at))),
+        ("completed", time(w.completed_at)),
+        ("queue", opt(w.queue_name.as_deref())),
+        ("dequeued", time(w.dequeued_at)),
+        ("executor", opt(w.executor_id.as_deref())),
+        ("app version", opt(w.app_version.as_deref())),
+        ("application", opt(w.application_name.as_deref())),
+        ("attempts", w.recovery_attempts.to_string()),
+        ("parent", opt(w.parent_workflow_id.as_deref())),
+        ("forked from", opt(w.forked_from.as_deref())),
+    ]);
+    if let Some(ms) = w.workflow_timeout_ms {
+        pairs.push(("timeout", format!("{} s", ms as f64 / 1000.0)));
+        pairs.push(("deadline", time(w.workflow_deadline_epoch_ms)));
+    }
+    if let Some(d) = &w.deduplication_id {
+        pairs.push(("deduplication id", d.clone()));
+    }
+    if w.priority != 0 {
+        pairs.push(("priority", w.priority.to_string()));
+    }
+    if let Some(k) = &w.queue_partition_key {
+        pairs.push(("partition", k.clone()));
+    }
+    if let Some(a) = &w.attributes {
+        pairs.push(("attributes", a.to_string()));
+    }
+    fields(&pairs);
+}
+
+async fn workflow(g: &Global, cmd: WorkflowCommand) -> Result<()> {
+    // Bad filters are reported before connecting.
+    match &cmd {
+        WorkflowCommand::List(a) => drop(list_query(a)?),
+        WorkflowCommand::Queue(WorkflowQueueCommand::List(a)) => drop(queued_query(a)?),
+        _ => {}
+    }
+    let client = client(g).await?;
+    match cmd {
+        WorkflowCommand::List(a) => {
+            let rows = client.list_workflows(&list_query(&a)?).await?;
+            print_workflows(g, &rows);
+        }
+        WorkflowCommand::Queue(WorkflowQueueCommand::List(a)) => {
+            let rows = client.list_workflows(&queued_query(&a)?).await?;
+            print_workflows(g, &rows);
+        }
+        WorkflowCommand::Get(a) => {
+            let w = client.get_workflow(&a.workflow_id).await?;
+            print_workflow(g, &w);
+        }
+        WorkflowCommand::Steps(a) => {
+            let steps = client.list_workflow_steps(&a.workflow_id).await?;
+            if g.json {
+                output::json(&Value::Array(
+                    steps.iter().map(|s| s.to_dbos_json()).collect(),
+                ));
+                return Ok(());
+            }
+            if steps.is_empty() {
+                println!("workflow `{}` has no recorded steps", a.workflow_id);
+                return Ok(());
+            }
+            let mut t = Table::new(vec![
+                "STEP",
+                "NAME",
+                "OUTPUT / ERROR",
+                "CHILD",
+                "STARTED",
+                "TOOK",
+            ]);
+            for s in &steps {
+                let result = match (&s.error, &s.output) {
+                    (Some(e), _) => format!("error {}", error_text(e)),
+                    (None, Some(o)) => value_text(o),
+                    (None, None) => "-".to_owned(),
+                };
+                let took = match (s.started_at_epoch_ms, s.completed_at_epoch_ms) {
+                    (Some(a), Some(b)) if b >= a => format!("{} ms", b - a),
+                    _ => "-".to_owned(),
+                };
+                t.row(vec![
+                    s.function_id.to_string(),
+                    s.function_name.clone(),
+                    short(&result, 60),
+                    opt(s.child_workflow_id.as_deref()),
+                    time(s.started_at_epoch_ms),
+                    took,
+                ]);
+            }
+            t.print();
+        }
+        WorkflowCommand::Cancel(a) => {
+            let id = a.workflow_id.as_str();
+            let cancelled = if a.children {
+                client.cancel_workflow_and_descendants(id).await?
+            } else {
+                client.cancel_workflow(id).await?;
+                Vec::new()
+            };
+            let w = client.get_workflow(id).await?;
+            if g.json {
+                let mut j = w.to_dbos_json();
+                if a.children {
+                    j["cancelled"] = json!(cancelled);
+                }
+                output::json(&j);
+            } else if w.status == Status::Cancelled {
+                let others = cancelled.iter().filter(|c| *c != id).count();
+                if others > 0 {
+                    println!("cancelled workflow {id} and {others} of its descendants");
+                } else {
+                    println!("cancelled workflow {id}");
+                }
+            } else {
+                println!(
+                    "workflow {id} had already finished ({}); it was left as it is",
+                    w.status
+                );
+            }
+        }
+        WorkflowCommand::Resume(a) => {
+            let id = a.workflow_id.as_str();
+            let resumed = match &a.queue {
+                Some(q) => client.resume_workflow_on_queue(id, q).await?,
+                None => client.resume_workflow(id).await?,
+            };
+            if g.json {
+                output::json(&client.get_workflow(id).await?.to_dbos_json());
+                return Ok(());
+            }
+            match resumed {
+                Resumed::Enqueued { queue } => println!(
+                    "resumed workflow {id}: ENQUEUED on {queue}; an executor continues it from its last completed step"
+                ),
+                Resumed::AlreadyFinished(status) => println!(
+                    "workflow {id} already finished ({status}): nothing to resume; fork it to run it again"
+                ),
+                _ => println!("resumed workflow {id}"),
+            }
+        }
+        WorkflowCommand::Restart(a) => {
+            let fork = ForkArgs {
+                workflow_id: a.workflow_id,
+                step: 1,
+                forked_workflow_id: a.forked_workflow_id,
+                application_version: a.application_version,
+                queue: a.queue,
+                partition_key: None,
+                timeout: None,
+            };
+            fork_command(g, &client, fork).await?;
+        }
+        WorkflowCommand::Fork(a) => fork_command(g, &client, a).await?,
+        WorkflowCommand::Rewind(a) => rewind_command(g, &client, a).await?,
+        WorkflowCommand::Delete(a) => {
+            let id = a.workflow_id.as_str();
+            let deleted = if a.children {
+                client.delete_workflow_and_descendants(id).await?
+            } else {
+                client.delete_workflow(id).await?;
+                vec![id.to_owned()]
+            };
+            if g.json {
+                output::json(&json!({"deleted": deleted}));
+            } else {
+                let others = deleted.iter().filter(|d| *d != id).count();
+                if others > 0 {
+                    println!("deleted workflow {id} and {others} of its descendants");
+                } else {
+                    println!("deleted workflow {id}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn fork_command(g: &Global, client: &Client, a: ForkArgs) -> Result<()> {
+    let mut options = ForkOptions::new();
+    if let Some(v) = a.forked_workflow_id {
+        options = options.workflow_id(v);
+    }
+    if let Some(v) = a.application_version {
+        options = options.app_version(v);
+    }
+    if let Some(v) = a.queue {
+        options = options.queue(v);
+    }
+    if let Some(v) = a.partition_key {
+        options = options.partition_key(v);
+    }
+    if let Some(secs) = a.timeout {
+        if !(secs.is_finite() && secs > 0.0) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("--timeout {secs} is not a positive number of seconds"),
+            ));
+        }
+        options = options.timeout(Duration::from_secs_f64(secs));
+    }
+    let fork = client
+        .fork_workflow(&a.workflow_id, a.step, &options)
+        .await?;
+    let w = client.get_workflow(fork.id()).await?;
+    if g.json {
+        output::json(&w.to_dbos_json());
+    } else {
+        println!(
+            "forked workflow {} from step {} as {}: {} on {}",
+            a.workflow_id,
+            a.step,
+            w.workflow_id,
+            w.status,
+            opt(w.queue_name.as_deref())
+        );
+    }
+    Ok(())
+}
+
+async fn rewind_command(g: &Global, client: &Client, a: RewindArgs) -> Result<()> {
+    let mut options = RewindOptions::new();
+    if let Some(v) = a.application_version {
+        options = options.app_version(v);
+    }
+    if let Some(v) = a.queue {
+        options = options.queue(v);
+    }
+    if let Some(v) = a.partition_key {
+        options = options.partition_key(v);
+    }
+    client
+        .rewind_workflow(&a.workflow_id, a.step, &options)
+        .await?;
+    let w = client.get_workflow(&a.workflow_id).await?;
+    if g.json {
+        output::json(&w.to_dbos_json());
+    } else {
+        println!(
+            "rewound workflow {} to step {}: {} on {}",
+            a.workflow_id,
+            a.step,
+            w.status,
+            opt(w.queue_name.as_deref())
+        );
+    }
+    Ok(())
+}
+
+async fn queues(g: &Global) -> Result<()> {
+    let queues = client(g).await?.list_queues().await?;
+    if g.json {
+        output::json(&Value::Array(
+            queues.iter().map(|q| q.to_dbos_json()).collect(),
+        ));
+        return Ok(());
+    }
+    if queues.is_empty() {
+        println!("no queues are registered, and no workflow waits on one");
+        return Ok(());
+    }
+    let limit = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+    let mut t = Table::new(vec![
+        "QUEUE",
+        "ENQUEUED",
+        "PENDING",
+        "DELAYED",
+        "CONCURRENCY",
+        "PER WORKER",
+        "RATE LIMIT",
+        "PARTITIONED",
+    ]);
+    for q in &queues {
+        let name = if q.registered {
+            q.name.clone()
+        } else {
+            format!("{} (not registered)", q.name)
+        };
+        t.row(vec![
+            name,
+            q.enqueued.to_string(),
+            q.pending.to_string(),
+            q.delayed.to_string(),
+            limit(q.concurrency),
+            limit(q.worker_concurrency),
+            q.rate_limit
+                .map(|r| format!("{} per {} s", r.max, r.period.as_secs_f64()))
+                .unwrap_or_else(|| "-".into()),
+            if q.partitioned { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
+async fn app_versions(g: &Global, cmd: AppVersionCommand) -> Result<()> {
+    let client = client(g).await?;
+    match cmd {
+        AppVersionCommand::List => {
+            let versions = client.list_application_versions().await?;
+            if g.json {
+                output::json(&Value::Array(
+                    versions.iter().map(|v| v.to_dbos_json()).collect(),
+                ));
+                return Ok(());
+            }
+            let mut t = Table::new(vec![
+                "VERSION",
+                "LATEST SINCE",
+                "FIRST REGISTERED",
+                "APPLICATION",
+            ]);
+            for v in &versions {
+                t.row(vec![
+                    v.version_name.clone(),
+                    time(Some(v.version_timestamp)),
+                    time(Some(v.created_at)),
+                    opt(v.application_name.as_deref()),
+                ]);
+            }
+            t.print();
+        }
+        AppVersionCommand::SetLatest { name: version } => {
+            client.set_latest_application_version(&version).await?;
+            if g.json {
+                output::json(&client.latest_application_version().await?.to_dbos_json());
+            } else {
+                println!("application version {version} is now the latest");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn migrate(g: &Global) -> Result<()> {
+    let options = ConnectOptions {
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(5),
+        retry_for: Duration::from_secs(5),
+    };
+    let db = SystemDatabase::connect(url(g)?, &g.schema, &options).await?;
+    let outcome = db.migrate().await?;
+    let (from, to) = match &outcome {
+        MigrationOutcome::Applied { from, to } => (*from, *to),
+        other => (Some(other.version()), other.version()),
+    };
+    if g.json {
+        output::json(&json!({
+            "database": db.database_name(),
+            "schema": db.schema(),
+            "from_version": from,
+            "version": to,
+        }));
+    } else {
+        match outcome {
+            MigrationOutcome::Applied { from: None, to } => println!(
+                "created the DBOS system schema `{}` in database `{}` at version {to}",
+                db.schema(),
+                db.database_name()
+            ),
+            MigrationOutcome::Applied { from: Some(from), to } => println!(
+                "migrated the DBOS system schema `{}` in database `{}` from version {from} to {to}",
+                db.schema(),
+                db.database_name()
+            ),
+            MigrationOutcome::Ahead { found } => println!(
+                "the DBOS system schema `{}` in database `{}` is at version {found}, newer than this build's \
+                 {SCHEMA_VERSION}; left as it is",
+                db.schema(),
+                db.database_name()
+            ),
+            _ => println!(
+                "the DBOS system schema `{}` in database `{}` is up to date (version {to})",
+                db.schema(),
+                db.database_name()
+            ),
+        }
+    }
+    db.close();
+    Ok(())
+}
+
+async fn gc(g: &Global, a: GcArgs) -> Result<()> {
+    let before = match (&a.before, &a.older_than) {
+        (Some(t), _) => Some(parse_time("--before", t)?),
+        (None, Some(d)) => Some(SystemTime::now() - parse_duration("--older-than", d)?),
+        (None, None) => None,
+    };
+    let timeout = time_arg("--cancel-active-before", &a.cancel_active_before)?;
+    if before.is_none() && a.keep.is_none() && timeout.is_none() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "nothing to do: give --before <time>, --older-than <duration> and/or --keep <n> to delete old finished \
+             workflows, or --cancel-active-before <time> for a global timeout",
+        ));
+    }
+    let client = client(g).await?;
+    let mut result = serde_json::Map::new();
+    if let Some(cutoff) = timeout {
+        let cancelled = client.cancel_workflows_created_before(cutoff).await?;
+        if !g.json {
+            println!(
+                "cancelled {} active workflows created before {}",
+                cancelled.len(),
+                dbos_core::codec::format_rfc3339(cutoff)
+            );
+        }
+        result.insert("cancelled".into(), json!(cancelled));
+    }
+    if before.is_some() || a.keep.is_some() {
+        let mut collect = GarbageCollect::new().batch_size(a.batch_size);
+        if let Some(t) = before {
+            collect = collect.created_before(t);
+        }
+        if let Some(n) = a.keep {
+            collect = collect.keep_newest(n);
+        }
+        let report = client.garbage_collect(&collect).await?;
+        if !g.json {
+            match report.cutoff_ms {
+                Some(cutoff) => println!(
+                    "deleted {} finished workflows created before {} in {} batches",
+                    report.deleted,
+                    time(Some(cutoff)),
+                    report.batches
+                ),
+                None => println!("deleted nothing: there are no more workflows than --keep"),
+            }
+        }
+        result.insert("deleted".into(), json!(report.deleted));
+        result.insert("batches".into(), json!(report.batches));
+        result.insert("cutoff_epoch_ms".into(), json!(report.cutoff_ms));
+    }
+    if g.json {
+        output::json(&Value::Object(result));
+    }
+    Ok(())
+}

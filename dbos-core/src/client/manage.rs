@@ -1,0 +1,222 @@
+//! The management operations on a client: the same as on a runtime (see
+//! [`crate::manage`] and the methods of [`Dbos`](crate::Dbos) for the semantics), without a
+//! runtime of its own: a cancelled workflow stops in its executor within that executor's
+//! poll interval, and resumed or forked work starts when an executor next polls its queue.
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use super::Client;
+use crate::error::{Error, Result};
+use crate::manage::{
+    ForkOptions, GarbageCollect, GcReport, ListWorkflows, QueueInfo, Resumed, RewindOptions,
+    StepInfo, VersionInfo, WorkflowInfo,
+};
+use crate::workflow::call::{Status, WorkflowHandle};
+
+impl Client {
+    /// Lists workflows; see [`Dbos::list_workflows`](crate::Dbos::list_workflows). Without
+    /// an application filter: every application's workflows, or, for a client given an
+    /// application name, that application's and unclaimed ones.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a query that
+    /// cannot match, or a database error.
+    pub async fn list_workflows(&self, query: &ListWorkflows) -> Result<Vec<WorkflowInfo>> {
+        self.manager().list_workflows(query).await
+    }
+
+    /// The workflows on a queue (`ENQUEUED`, `DELAYED` or `PENDING` unless statuses are
+    /// given): DBOS's `list_queued_workflows`, i.e. [`list_workflows`](Self::list_workflows)
+    /// with [`ListWorkflows::queued_only`].
+    ///
+    /// # Errors
+    /// As `list_workflows`.
+    pub async fn list_queued_workflows(&self, query: &ListWorkflows) -> Result<Vec<WorkflowInfo>> {
+        self.manager()
+            .list_workflows(&query.clone().queued_only())
+            .await
+    }
+
+    /// One workflow's status row, input and outcome.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
+    /// database error.
+    pub async fn get_workflow(&self, workflow_id: &str) -> Result<WorkflowInfo> {
+        self.manager().get_workflow(workflow_id).await
+    }
+
+    /// A workflow's current status.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
+    /// database error.
+    pub async fn get_workflow_status(&self, workflow_id: &str) -> Result<Status> {
+        self.retrieve_workflow::<Value, Error>(workflow_id)
+            .status()
+            .await
+    }
+
+    /// The recorded operations of a workflow in order.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
+    /// database error.
+    pub async fn list_workflow_steps(&self, workflow_id: &str) -> Result<Vec<StepInfo>> {
+        self.manager().list_steps(workflow_id).await
+    }
+
+    /// Cancels a workflow; see [`Dbos::cancel_workflow`](crate::Dbos::cancel_workflow).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
+    /// database error.
+    pub async fn cancel_workflow(&self, workflow_id: &str) -> Result<()> {
+        self.manager().cancel(workflow_id, false).await.map(drop)
+    }
+
+    /// Cancels a workflow and every workflow it started, recursively; returns the ids
+    /// cancelled.
+    ///
+    /// # Errors
+    /// As [`cancel_workflow`](Self::cancel_workflow).
+    pub async fn cancel_workflow_and_descendants(&self, workflow_id: &str) -> Result<Vec<String>> {
+        self.manager().cancel(workflow_id, true).await
+    }
+
+    /// Resumes a workflow from its last checkpoint through the internal queue; see
+    /// [`Dbos::resume_workflow`](crate::Dbos::resume_workflow).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
+    /// database error.
+    pub async fn resume_workflow(&self, workflow_id: &str) -> Result<Resumed> {
+        self.manager().resume(workflow_id, None).await
+    }
+
+    /// Resumes a workflow onto `queue`.
+    ///
+    /// # Errors
+    /// As [`resume_workflow`](Self::resume_workflow), and a blank queue name.
+    pub async fn resume_workflow_on_queue(
+        &self,
+        workflow_id: &str,
+        queue: &str,
+    ) -> Result<Resumed> {
+        self.manager().resume(workflow_id, Some(queue)).await
+    }
+
+    /// Forks a workflow from step `start_step` under a new id; see
+    /// [`Dbos::fork_workflow`](crate::Dbos::fork_workflow).
+    ///
+    /// # Errors
+    /// As `Dbos::fork_workflow`.
+    pub async fn fork_workflow(
+        &self,
+        workflow_id: &str,
+        start_step: u32,
+        options: &ForkOptions,
+    ) -> Result<WorkflowHandle<Value, Error>> {
+        let m = self.manager();
+        let id = m.fork(workflow_id, start_step, options).await?;
+        Ok(m.handle(id))
+    }
+
+    /// Runs a workflow again from the start under a new id (a fork from step 1).
+    ///
+    /// # Errors
+    /// As [`fork_workflow`](Self::fork_workflow).
+    pub async fn restart_workflow(
+        &self,
+        workflow_id: &str,
+        options: &ForkOptions,
+    ) -> Result<WorkflowHandle<Value, Error>> {
+        self.fork_workflow(workflow_id, 1, options).await
+    }
+
+    /// Rewinds a finished workflow to step `start_step` under its own id; see
+    /// [`Dbos::rewind_workflow`](crate::Dbos::rewind_workflow).
+    ///
+    /// # Errors
+    /// As `Dbos::rewind_workflow`.
+    pub async fn rewind_workflow(
+        &self,
+        workflow_id: &str,
+        start_step: u32,
+        options: &RewindOptions,
+    ) -> Result<()> {
+        self.manager()
+            .rewind(workflow_id, start_step, options)
+            .await
+    }
+
+    /// Deletes a workflow and everything recorded about it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
+    /// database error.
+    pub async fn delete_workflow(&self, workflow_id: &str) -> Result<()> {
+        self.manager().delete(workflow_id, false).await.map(drop)
+    }
+
+    /// Deletes a workflow and every workflow it started, recursively; returns the ids
+    /// deleted.
+    ///
+    /// # Errors
+    /// As [`delete_workflow`](Self::delete_workflow).
+    pub async fn delete_workflow_and_descendants(&self, workflow_id: &str) -> Result<Vec<String>> {
+        self.manager().delete(workflow_id, true).await
+    }
+
+    /// Deletes old finished workflows in short batches; see [`GarbageCollect`].
+    ///
+    /// # Errors
+    /// Options that delete nothing, or a database error.
+    pub async fn garbage_collect(&self, gc: &GarbageCollect) -> Result<GcReport> {
+        self.manager().garbage_collect(gc).await
+    }
+
+    /// A global timeout: cancels every active workflow created before `cutoff` (of this
+    /// client's application and unclaimed ones, or of every application); returns their ids.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn cancel_workflows_created_before(&self, cutoff: SystemTime) -> Result<Vec<String>> {
+        self.manager().cancel_created_before(cutoff).await
+    }
+
+    /// The registered application versions, latest first.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_application_versions(&self) -> Result<Vec<VersionInfo>> {
+        self.manager().list_versions().await
+    }
+
+    /// The latest application version.
+    ///
+    /// # Errors
+    /// None registered, or a database error.
+    pub async fn latest_application_version(&self) -> Result<VersionInfo> {
+        self.manager().latest_version().await
+    }
+
+    /// Makes a registered application version the latest.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) naming the
+    /// registered versions when `version` is not one, or a database error.
+    pub async fn set_latest_application_version(&self, version: &str) -> Result<()> {
+        self.manager().set_latest_version(version).await
+    }
+
+    /// The queues with their limits and depth; see [`Dbos::list_queues`](crate::Dbos::list_queues).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        self.manager().list_queues().await
+    }
+}

@@ -1,0 +1,276 @@
+//! The management operations on a launched runtime.
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use super::{
+    ForkOptions, GarbageCollect, GcReport, ListWorkflows, Manager, QueueInfo, Resumed,
+    RewindOptions, StepInfo, VersionInfo, WorkflowInfo,
+};
+use crate::error::{Error, Result};
+use crate::runtime::Dbos;
+use crate::workflow::call::WorkflowHandle;
+
+impl Dbos {
+    fn manager(&self) -> Manager {
+        Manager::of_runtime(self.inner())
+    }
+
+    /// Lists workflows: typed rows with DBOS's filters, their inputs and outcomes decoded
+    /// where they decode (as stored text where they do not: one undecodable row never fails
+    /// the listing). Without an application filter, this application's workflows and
+    /// unclaimed ones.
+    ///
+    /// ```no_run
+    /// use dbos_core::manage::ListWorkflows;
+    /// use dbos_core::{Config, Dbos, Status};
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> dbos_core::Result<()> {
+    ///     let dbos = Dbos::launch(Config::from_env("shop")?).await?;
+    ///     let failed = ListWorkflows::new().status(Status::Error).newest_first().limit(20);
+    ///     for w in dbos.list_workflows(&failed).await? {
+    ///         println!("{} {} {:?}", w.workflow_id, w.name, w.error);
+    ///     }
+    ///     dbos.shutdown().await
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a query that
+    /// cannot match (see [`ListWorkflows`]), or a database error.
+    pub async fn list_workflows(&self, query: &ListWorkflows) -> Result<Vec<WorkflowInfo>> {
+        self.manager().list_workflows(query).await
+    }
+
+    /// One workflow's status row, input and outcome.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
+    /// database error.
+    pub async fn get_workflow(&self, workflow_id: &str) -> Result<WorkflowInfo> {
+        self.manager().get_workflow(workflow_id).await
+    }
+
+    /// The recorded operations of a workflow in order (steps, child starts, sleeps, ...),
+    /// with their outputs or errors, child ids and times.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
+    /// database error.
+    pub async fn list_workflow_steps(&self, workflow_id: &str) -> Result<Vec<StepInfo>> {
+        self.manager().list_steps(workflow_id).await
+    }
+
+    /// Cancels a workflow: its status becomes `CANCELLED` (terminal), it leaves its queue and
+    /// its deduplication id is released. Running here, it is told to stop at once: it starts
+    /// no further step, child, sleep or wait, and a sleep or wait in progress wakes; a step
+    /// already running completes but is not recorded, so a later
+    /// [`resume`](Self::resume_workflow) runs it again. Running in another process, that
+    /// process notices within its [`Config::cancel_poll_interval`](crate::Config::cancel_poll_interval)
+    /// (DBOS executors: before their next operation). Workflows that finished (`SUCCESS`,
+    /// `ERROR`) are left as they are; a dead-lettered one (`MAX_RECOVERY_ATTEMPTS_EXCEEDED`)
+    /// becomes `CANCELLED`, as in DBOS.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow) or a
+    /// database error.
+    pub async fn cancel_workflow(&self, workflow_id: &str) -> Result<()> {
+        self.manager().cancel(workflow_id, false).await.map(drop)
+    }
+
+    /// [`cancel_workflow`](Self::cancel_workflow), and every workflow it started,
+    /// recursively (through `parent_workflow_id`), in one transaction. Returns the ids
+    /// cancelled (those not finished yet).
+    ///
+    /// # Errors
+    /// As `cancel_workflow`.
+    pub async fn cancel_workflow_and_descendants(&self, workflow_id: &str) -> Result<Vec<String>> {
+        self.manager().cancel(workflow_id, true).await
+    }
+
+    /// Resumes a workflow from its last checkpoint: a `CANCELLED`, dead-lettered
+    /// (`MAX_RECOVERY_ATTEMPTS_EXCEEDED`) or stuck `PENDING` workflow goes back on the
+    /// internal queue, which every executor serves, with its recovery count, deadline and
+    /// deduplication id cleared; the executor that dequeues it replays its recorded steps
+    /// and runs the rest. A workflow that finished (`SUCCESS`, `ERROR`) is left as it is:
+    /// the answer says so. (An `ENQUEUED` or `DELAYED` workflow moves to the internal queue,
+    /// as in DBOS.)
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
+    /// database error.
+    pub async fn resume_workflow(&self, workflow_id: &str) -> Result<Resumed> {
+        self.manager().resume(workflow_id, None).await
+    }
+
+    /// [`resume_workflow`](Self::resume_workflow) onto `queue` instead of the internal
+    /// queue, within that queue's limits.
+    ///
+    /// # Errors
+    /// As `resume_workflow`, and [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
+    /// for a blank queue name.
+    pub async fn resume_workflow_on_queue(
+        &self,
+        workflow_id: &str,
+        queue: &str,
+    ) -> Result<Resumed> {
+        self.manager().resume(workflow_id, Some(queue)).await
+    }
+
+    /// Forks a workflow from step `start_step` under a new id: the new workflow has the
+    /// original's name, inputs and attributes; its steps before `start_step` are copied
+    /// from the original (with their events history and stream entries, and child workflows
+    /// started before it are reused, not started again), and it runs from `start_step` on,
+    /// once an executor dequeues it from the internal queue (or the queue given). Step 1
+    /// re-runs the whole workflow: see [`restart_workflow`](Self::restart_workflow).
+    ///
+    /// Returns a handle to the fork, untyped; [`WorkflowHandle::typed`] gives it the
+    /// workflow's types.
+    ///
+    /// ```no_run
+    /// use dbos_core::manage::ForkOptions;
+    /// use dbos_core::{Config, Dbos};
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> dbos_core::Result<()> {
+    ///     let dbos = Dbos::launch(Config::from_env("shop")?).await?;
+    ///     // Re-run a paid order from step 3, on the new code.
+    ///     let options = ForkOptions::new().workflow_id("order-42-retry").app_version("v2");
+    ///     let fork = dbos.fork_workflow("order-42", 3, &options).await?;
+    ///     let receipt: serde_json::Value = fork.result().await?;
+    ///     println!("{receipt}");
+    ///     dbos.shutdown().await
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow),
+    /// [`ErrorKind::NoSuchStep`](crate::ErrorKind::NoSuchStep) when `start_step` is beyond
+    /// the recorded history plus one (the error names the last recorded step),
+    /// [`ErrorKind::ConflictingWorkflow`](crate::ErrorKind::ConflictingWorkflow) when the
+    /// fork's id is taken, [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
+    /// for step 0 or blank options, or a database error.
+    pub async fn fork_workflow(
+        &self,
+        workflow_id: &str,
+        start_step: u32,
+        options: &ForkOptions,
+    ) -> Result<WorkflowHandle<Value, Error>> {
+        let m = self.manager();
+        let id = m.fork(workflow_id, start_step, options).await?;
+        Ok(m.handle(id))
+    }
+
+    /// Runs a workflow again from the start under a new id: a fork from step 1.
+    ///
+    /// # Errors
+    /// As [`fork_workflow`](Self::fork_workflow).
+    pub async fn restart_workflow(
+        &self,
+        workflow_id: &str,
+        options: &ForkOptions,
+    ) -> Result<WorkflowHandle<Value, Error>> {
+        self.fork_workflow(workflow_id, 1, options).await
+    }
+
+    /// Rewinds a finished workflow to step `start_step` under its own id (DBOS 3.x): its
+    /// checkpoints and events history from that step on are deleted, its events go back to
+    /// their values before it, the stream close markers written from it on are removed,
+    /// the messages it consumed from it on (and any unconsumed ones) are deleted, its
+    /// outcome is deleted, and it goes back on the internal queue to re-run from that step.
+    /// Unlike a fork, peers keep addressing the same id.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow),
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a workflow
+    /// still active (cancel it first), [`ErrorKind::NoSuchStep`](crate::ErrorKind::NoSuchStep),
+    /// or a database error.
+    pub async fn rewind_workflow(
+        &self,
+        workflow_id: &str,
+        start_step: u32,
+        options: &RewindOptions,
+    ) -> Result<()> {
+        self.manager()
+            .rewind(workflow_id, start_step, options)
+            .await
+    }
+
+    /// Deletes a workflow and everything recorded about it (inputs, outcome, steps,
+    /// messages, events, streams), in one statement. One running here stops at once.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
+    /// database error.
+    pub async fn delete_workflow(&self, workflow_id: &str) -> Result<()> {
+        self.manager().delete(workflow_id, false).await.map(drop)
+    }
+
+    /// [`delete_workflow`](Self::delete_workflow), and every workflow it started,
+    /// recursively. Returns the ids deleted.
+    ///
+    /// # Errors
+    /// As `delete_workflow`.
+    pub async fn delete_workflow_and_descendants(&self, workflow_id: &str) -> Result<Vec<String>> {
+        self.manager().delete(workflow_id, true).await
+    }
+
+    /// Deletes finished workflows created before a cutoff and/or beyond the newest N
+    /// (see [`GarbageCollect`]), oldest first, in batches that are each one short
+    /// transaction. Active workflows are never deleted.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for options that
+    /// delete nothing, or a database error (batches committed before it stay deleted).
+    pub async fn garbage_collect(&self, gc: &GarbageCollect) -> Result<GcReport> {
+        self.manager().garbage_collect(gc).await
+    }
+
+    /// A global timeout: cancels every active workflow (`PENDING`, `ENQUEUED`, `DELAYED`)
+    /// of this application created before `cutoff`, in batches, and returns their ids.
+    ///
+    /// # Errors
+    /// A database error (batches committed before it stay cancelled).
+    pub async fn cancel_workflows_created_before(&self, cutoff: SystemTime) -> Result<Vec<String>> {
+        self.manager().cancel_created_before(cutoff).await
+    }
+
+    /// The application versions registered (this application's and unclaimed ones),
+    /// latest first.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_application_versions(&self) -> Result<Vec<VersionInfo>> {
+        self.manager().list_versions().await
+    }
+
+    /// The latest application version: the one whose executors also run workflows enqueued
+    /// without a version.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) when none is
+    /// registered, or a database error.
+    pub async fn latest_application_version(&self) -> Result<VersionInfo> {
+        self.manager().latest_version().await
+    }
+
+    /// Makes a registered application version the latest.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) naming the
+    /// registered versions when `version` is not one, or a database error.
+    pub async fn set_latest_application_version(&self, version: &str) -> Result<()> {
+        self.manager().set_latest_version(version).await
+    }
+
+    /// The queues: those registered by executors (with their limits) and any other queue
+    /// holding workflows, each with how many workflows wait on it and run from it.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        self.manager().list_queues().await
+    }
+}

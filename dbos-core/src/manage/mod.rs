@@ -1,0 +1,355 @@
+//! Operating workflows: list and inspect them, cancel, resume, fork, rewind and delete them,
+//! collect old history, manage application versions and look at queues.
+//!
+//! Every operation is available on a launched runtime ([`Dbos`](crate::Dbos)) and on a
+//! [`Client`](crate::client::Client) (a process that runs no workflows: an HTTP service, a
+//! script, the `dbos-rs` CLI). The semantics are DBOS Transact's, so DBOS's own CLI and
+//! clients and this library can operate the same workflows:
+//!
+//! | operation | what it does |
+//! | --- | --- |
+//! | [`list_workflows`](crate::Dbos::list_workflows) | typed rows with DBOS's filters ([`ListWorkflows`]) |
+//! | [`list_workflow_steps`](crate::Dbos::list_workflow_steps) | the recorded operations of one workflow |
+//! | [`cancel_workflow`](crate::Dbos::cancel_workflow) | `CANCELLED`: it starts no further operation |
+//! | [`resume_workflow`](crate::Dbos::resume_workflow) | back on a queue, continuing from its last checkpoint |
+//! | [`fork_workflow`](crate::Dbos::fork_workflow) | a new workflow re-running from step N on the original's history |
+//! | [`rewind_workflow`](crate::Dbos::rewind_workflow) | the same workflow re-running from step N |
+//! | [`delete_workflow`](crate::Dbos::delete_workflow) | gone, with everything recorded about it |
+//! | [`garbage_collect`](crate::Dbos::garbage_collect) | old finished workflows deleted in short batches |
+//! | [`cancel_workflows_created_before`](crate::Dbos::cancel_workflows_created_before) | a global timeout |
+//!
+//! Each write is one transaction: a crash leaves all of it or none of it.
+
+mod dbos;
+mod options;
+mod query;
+mod types;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+pub use options::{ForkOptions, GarbageCollect, RewindOptions};
+pub use query::ListWorkflows;
+pub use types::{GcReport, Payload, QueueInfo, Resumed, StepInfo, VersionInfo, WorkflowInfo};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::RuntimeInner;
+use crate::sysdb::manage::{ForkRow, ResumeRow, RewindRow};
+use crate::sysdb::workflows::INTERNAL_QUEUE;
+use crate::sysdb::SystemDatabase;
+use crate::workflow::call::{non_existent, Status, WorkflowHandle};
+use crate::workflow::placement::check_id;
+
+/// Workflows a global timeout cancels per transaction.
+const TIMEOUT_BATCH: i64 = 1000;
+
+/// The management operations, shared by a runtime and a client: the database, the
+/// application acting, and, for a runtime, its executions (a cancel stops one running here
+/// at once; new work wakes its queue at once).
+#[derive(Clone)]
+pub(crate) struct Manager {
+    pub(crate) sysdb: SystemDatabase,
+    /// The acting application: listings default to its rows (and unclaimed ones), and it
+    /// owns forks of unclaimed workflows. `None`: every application.
+    pub(crate) app_name: Option<String>,
+    pub(crate) runtime: Option<Arc<RuntimeInner>>,
+}
+
+impl Manager {
+    pub(crate) fn of_runtime(rt: &Arc<RuntimeInner>) -> Manager {
+        Manager {
+            sysdb: rt.sysdb.clone(),
+            app_name: Some(rt.app_name.clone()),
+            runtime: Some(rt.clone()),
+        }
+    }
+
+    fn app(&self) -> Option<&str> {
+        self.app_name.as_deref()
+    }
+
+    /// A handle to a workflow, of the runtime or the client.
+    pub(crate) fn handle<T, E>(&self, id: String) -> WorkflowHandle<T, E>
+    where
+        T: crate::workflow::types::Portable,
+        E: crate::workflow::types::WorkflowError,
+    {
+        match &self.runtime {
+            Some(rt) => WorkflowHandle::attach(rt.clone(), id),
+            None => WorkflowHandle::detached(self.sysdb.clone(), id),
+        }
+    }
+
+    /// Stops the executions of `ids` running (or parked) in this process at once; the
+    /// others notice through their executor's periodic check.
+    fn stop_here(&self, ids: &[String], reason: impl Fn(&str) -> Error) {
+        let Some(rt) = &self.runtime else { return };
+        for id in ids {
+            if let Some(live) = rt.running.get(id) {
+                live.control.stop(reason(id).with_workflow_id(id.as_str()));
+            }
+            drop(rt.parking.remove(id));
+        }
+    }
+
+    /// Makes this runtime's dequeue loop for `queue` poll now (no effect for a client, or a
+    /// queue this runtime does not serve: executors poll on their own).
+    fn wake(&self, queue: &str) {
+        if let Some(rt) = &self.runtime {
+            rt.wake_queue(queue);
+        }
+    }
+
+    pub(crate) async fn list_workflows(&self, q: &ListWorkflows) -> Result<Vec<WorkflowInfo>> {
+        q.check()?;
+        let rows = self.sysdb.list_workflow_rows(q, self.app()).await?;
+        Ok(rows.into_iter().map(WorkflowInfo::from_row).collect())
+    }
+
+    pub(crate) async fn get_workflow(&self, id: &str) -> Result<WorkflowInfo> {
+        check_id(id)?;
+        let rows = self.list_workflows(&ListWorkflows::new().id(id)).await?;
+        rows.into_iter().next().ok_or_else(|| non_existent(id))
+    }
+
+    pub(crate) async fn list_steps(&self, id: &str) -> Result<Vec<StepInfo>> {
+        check_id(id)?;
+        let rows = self
+            .sysdb
+            .list_step_rows(id, None, None)
+            .await?
+            .ok_or_else(|| non_existent(id))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StepInfo::from_row(id, r))
+            .collect())
+    }
+
+    pub(crate) async fn cancel(&self, id: &str, descendants: bool) -> Result<Vec<String>> {
+        check_id(id)?;
+        let cancelled = self
+            .sysdb
+            .cancel_tree(id, descendants)
+            .await?
+            .ok_or_else(|| non_existent(id))?;
+        self.stop_here(&cancelled, |id| {
+            Error::new(
+                ErrorKind::WorkflowCancelled,
+                format!("workflow `{id}` was cancelled; it stops before its next operation"),
+            )
+        });
+        Ok(cancelled)
+    }
+
+    pub(crate) async fn resume(&self, id: &str, queue: Option<&str>) -> Result<Resumed> {
+        check_id(id)?;
+        if queue.is_some_and(|q| q.trim().is_empty()) {
+            return Err(Error::invalid(
+                "the queue name is blank: give the queue to resume onto, or none for the internal queue",
+            ));
+        }
+        match self.sysdb.resume(id, queue).await? {
+            ResumeRow::Missing => Err(non_existent(id)),
+            ResumeRow::Finished(status) => Ok(Resumed::AlreadyFinished(Status::parse(&status))),
+            ResumeRow::Enqueued => {
+                let queue = queue.unwrap_or(INTERNAL_QUEUE);
+                self.wake(queue);
+                Ok(Resumed::Enqueued {
+                    queue: queue.to_owned(),
+                })
+            }
+        }
+    }
+
+    pub(crate) async fn fork(&self, id: &str, start_step: u32, o: &ForkOptions) -> Result<String> {
+        check_id(id)?;
+        o.check()?;
+        let forked = o
+            .workflow_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let timeout_ms = o
+            .timeout
+            .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX).max(1));
+        self.sysdb
+            .fork(&ForkRow {
+                original: id,
+                forked: &forked,
+                start_step: i32::try_from(start_step).unwrap_or(i32::MAX),
+                app_version: o.app_version.as_deref(),
+                queue: o.queue.as_deref(),
+                partition_key: o.partition_key.as_deref(),
+                timeout_ms,
+                app_name: self.app(),
+            })
+            .await?;
+        self.wake(o.queue.as_deref().unwrap_or(INTERNAL_QUEUE));
+        Ok(forked)
+    }
+
+    pub(crate) async fn rewind(&self, id: &str, start_step: u32, o: &RewindOptions) -> Result<()> {
+        check_id(id)?;
+        o.check()?;
+        self.sysdb
+            .rewind(&RewindRow {
+                workflow_id: id,
+                start_step: i32::try_from(start_step).unwrap_or(i32::MAX),
+                app_version: o.app_version.as_deref(),
+                queue: o.queue.as_deref(),
+                partition_key: o.partition_key.as_deref(),
+            })
+            .await?;
+        self.wake(o.queue.as_deref().unwrap_or(INTERNAL_QUEUE));
+        Ok(())
+    }
+
+    pub(crate) async fn delete(&self, id: &str, descendants: bool) -> Result<Vec<String>> {
+        check_id(id)?;
+        let deleted = self
+            .sysdb
+            .delete_tree(id, descendants)
+            .await?
+            .ok_or_else(|| non_existent(id))?;
+        self.stop_here(&deleted, |id| {
+            Error::new(
+                ErrorKind::NonExistentWorkflow,
+                format!("workflow `{id}` was deleted while it ran"),
+            )
+        });
+        Ok(deleted)
+    }
+
+    pub(crate) async fn garbage_collect(&self, gc: &GarbageCollect) -> Result<GcReport> {
+        gc.check()?;
+        let mut cutoff = gc.created_before_ms;
+        if let Some(keep) = gc.keep_newest {
+            if let Some(threshold) = self.sysdb.newest_threshold(keep, self.app()).await? {
+                cutoff = Some(cutoff.map_or(threshold, |c| c.max(threshold)));
+            } else if cutoff.is_none() {
+                // Fewer workflows than to keep: nothing to delete.
+                return Ok(GcReport::default());
+            }
+        }
+        let Some(cutoff) = cutoff else {
+            return Ok(GcReport::default());
+        };
+        let batch = i64::from(gc.batch_size);
+        let mut report = GcReport {
+            cutoff_ms: Some(cutoff),
+            ..GcReport::default()
+        };
+        loop {
+            let n = self
+                .sysdb
+                .delete_finished_before(cutoff, batch, self.app())
+                .await?;
+            report.deleted += n;
+            report.batches += 1;
+            if (n as i64) < batch {
+                return Ok(report);
+            }
+        }
+    }
+
+    pub(crate) async fn cancel_created_before(&self, cutoff: SystemTime) -> Result<Vec<String>> {
+        let cutoff = query::epoch_ms(cutoff);
+        let mut all = Vec::new();
+        loop {
+            let ids = self
+                .sysdb
+                .cancel_active_before(cutoff, TIMEOUT_BATCH, self.app())
+                .await?;
+            let n = ids.len();
+            self.stop_here(&ids, |id| {
+                Error::new(
+                    ErrorKind::WorkflowCancelled,
+                    format!("workflow `{id}` was cancelled by a global timeout"),
+                )
+            });
+            all.extend(ids);
+            if (n as i64) < TIMEOUT_BATCH {
+                return Ok(all);
+            }
+        }
+    }
+
+    pub(crate) async fn list_versions(&self) -> Result<Vec<VersionInfo>> {
+        let rows = self.sysdb.list_version_rows(self.app()).await?;
+        Ok(rows.into_iter().map(VersionInfo::from_row).collect())
+    }
+
+    pub(crate) async fn latest_version(&self) -> Result<VersionInfo> {
+        self.list_versions()
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                Error::invalid(
+                "no application version is registered: one is registered when a runtime launches",
+            )
+            })
+    }
+
+    pub(crate) async fn set_latest_version(&self, version: &str) -> Result<()> {
+        if version.trim().is_empty() {
+            return Err(Error::invalid(
+                "the application version is blank: give the name of a registered version",
+            ));
+        }
+        if self.sysdb.set_latest_version(version, self.app()).await? {
+            return Ok(());
+        }
+        let known: Vec<String> = self
+            .list_versions()
+            .await?
+            .into_iter()
+            .map(|v| v.version_name)
+            .collect();
+        Err(Error::invalid(format!(
+            "no application version `{version}` is registered{}; registered: {}",
+            self.app()
+                .map(|a| format!(" for application `{a}`"))
+                .unwrap_or_default(),
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )))
+    }
+
+    pub(crate) async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        let rows = self.sysdb.list_queue_rows(self.app()).await?;
+        let mut depths = self.sysdb.queue_depths(self.app()).await?;
+        let mut queues: Vec<QueueInfo> = rows
+            .into_iter()
+            .map(|r| {
+                let depth = depths.remove(&r.name).unwrap_or_default();
+                let name = r.name.clone();
+                QueueInfo::from_row(Some(r), name, depth)
+            })
+            .collect();
+        queues.extend(
+            depths
+                .into_iter()
+                .map(|(name, depth)| QueueInfo::from_row(None, name, depth)),
+        );
+        queues.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(queues)
+    }
+}
+
+/// Not public API: `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of the exact statement a
+/// listing runs, for the query-plan tests. `app` is the default application scope (what a
+/// runtime of that application lists).
+#[doc(hidden)]
+pub async fn explain_list_workflows(
+    sysdb: &SystemDatabase,
+    q: &ListWorkflows,
+    app: Option<&str>,
+) -> Result<Value> {
+    q.check()?;
+    sysdb.explain_list_workflows(q, app).await
+}
