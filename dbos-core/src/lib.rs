@@ -63,6 +63,8 @@ mod book {
     struct Performance;
     #[doc = include_str!("../../docs/src/reliability.md")]
     struct Reliability;
+    #[doc = include_str!("../../docs/src/production.md")]
+    struct Production;
     #[doc = include_str!("../../docs/src/architecture.md")]
     struct Architecture;
     #[doc = include_str!("../../docs/src/managing.md")]
