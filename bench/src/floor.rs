@@ -194,3 +194,88 @@ impl QueueFloor {
         true
     }
 }
+
+/// The transactions floor (W7): the same rows as a workflow of three `#[transaction]`s in
+/// the system database, written by plain SQL. Each transaction is `BEGIN ISOLATION LEVEL
+/// SERIALIZABLE`, the counter's `UPDATE`, the checkpoint's `INSERT`, `COMMIT`: the same
+/// statements and round trips as the library's, without its ownership fence.
+pub(crate) struct TxFloor {
+    floor: Floor,
+    update: Statement,
+    checkpoint: Statement,
+}
+
+impl TxFloor {
+    pub(crate) async fn connect(url: &str) -> TxFloor {
+        let floor = Floor::connect(url).await;
+        let update = floor
+            .client
+            .prepare("UPDATE bench_counters SET n = n + 1 WHERE id = $1")
+            .await
+            .expect("prepare update");
+        let checkpoint = floor
+            .client
+            .prepare(
+                "INSERT INTO dbos.operation_outputs (workflow_uuid, function_id, function_name, output, serialization,
+                     started_at_epoch_ms, completed_at_epoch_ms, application_name)
+                 VALUES ($1, $2, 'add_to_counter', $3, 'portable_json', $4, $4, 'bench')",
+            )
+            .await
+            .expect("prepare checkpoint");
+        TxFloor {
+            floor,
+            update,
+            checkpoint,
+        }
+    }
+
+    /// One workflow's writes: start, three transactions on counter `counter`, finish.
+    pub(crate) async fn workflow(&self, x: i64, counter: i64) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let owner = uuid::Uuid::new_v4().to_string();
+        let creator = uuid::Uuid::new_v4().to_string();
+        let inputs = format!(r#"{{"positionalArgs":[{x}],"namedArgs":{{}}}}"#);
+        let output = counter.to_string();
+        let client = &self.floor.client;
+        client
+            .execute(
+                &self.floor.start,
+                &[
+                    &id,
+                    &"three_transactions",
+                    &inputs,
+                    &now_ms(),
+                    &owner,
+                    &creator,
+                ],
+            )
+            .await
+            .expect("start");
+        for fid in 1..=3 {
+            // Retried on a serialization failure, as the library retries (rare: every
+            // workflow has its own counter row, far from the others in flight).
+            loop {
+                client
+                    .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                    .await
+                    .expect("begin");
+                let done = async {
+                    client.execute(&self.update, &[&counter]).await?;
+                    client
+                        .execute(&self.checkpoint, &[&id, &fid, &output, &now_ms()])
+                        .await?;
+                    client.batch_execute("COMMIT").await
+                }
+                .await;
+                match done {
+                    Ok(()) => break,
+                    Err(e) if e.code().map(|c| c.code()) == Some("40001") => {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                    }
+                    Err(e) => panic!("floor transaction: {e}"),
+                }
+            }
+        }
+        self.floor.finish(&id, &output).await;
+    }
+}

@@ -9,12 +9,14 @@
 //!
 //! Each workload runs in a fresh database. The floor does exactly the row writes of W1 and W2
 //! (status + input in one statement, one insert per step, outcome in one statement) with
-//! prepared statements and no library; W6's floor writes a message round trip's rows and
-//! wakes on raw LISTEN/NOTIFY. Prints a table and one JSON line per workload.
+//! prepared statements and no library; W3 and W7 have floors of their own, and W6's floor
+//! writes a message round trip's rows and wakes on raw LISTEN/NOTIFY. Prints a table and one
+//! JSON line per workload.
 
 mod floor;
 mod stats;
 mod takeover;
+mod transactions;
 mod w6;
 mod workloads;
 
@@ -118,6 +120,9 @@ async fn main() {
     }
     if want("W6") {
         reports.push(w6::w6_messages(&server).await);
+    }
+    if want("W7") {
+        reports.push(transactions::w7_transactions(&server).await);
     }
     // Not part of the default run: it kills processes and waits out recovery graces.
     if selected.iter().any(|s| s.eq_ignore_ascii_case("T")) {

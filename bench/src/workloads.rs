@@ -269,7 +269,7 @@ async fn floor_round(floors: &[Arc<Floor>], first: i64, n: usize) -> Vec<Duratio
 
 /// Runs jobs `0..n` from one task per worker, each task taking the next job when its last
 /// one ends (the library and the floors are driven alike); the jobs' results.
-async fn spread<W, F, Fut, R>(workers: Vec<W>, n: usize, job: F) -> Vec<R>
+pub(crate) async fn spread<W, F, Fut, R>(workers: Vec<W>, n: usize, job: F) -> Vec<R>
 where
     W: Clone + Send + 'static,
     F: Fn(W, usize) -> Fut + Clone + Send + Sync + 'static,

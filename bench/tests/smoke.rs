@@ -36,7 +36,11 @@ async fn every_workload_runs_and_reports(db: TestDatabase) {
         .iter()
         .map(|r| r["workload"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(workloads, ["W1", "W2", "W3", "W4", "W5", "W6"], "{stdout}");
+    assert_eq!(
+        workloads,
+        ["W1", "W2", "W3", "W4", "W5", "W6", "W7"],
+        "{stdout}"
+    );
     let positive = |r: &serde_json::Value, key: &str| {
         let v = r[key].as_f64().unwrap_or(-1.0);
         assert!(v > 0.0, "{key} of {} is {v}:\n{stdout}", r["workload"]);
@@ -51,6 +55,14 @@ async fn every_workload_runs_and_reports(db: TestDatabase) {
         reports[3]["pending"].as_i64(),
         Some(200),
         "W4 left 2% of 10,000 pending"
+    );
+    positive(&reports[6], "ratio");
+    let commits = reports[6]["commits_per_transaction"]
+        .as_f64()
+        .unwrap_or(-1.0);
+    assert!(
+        (commits - 1.0).abs() < 0.05,
+        "a #[transaction] in the system database commits once, not {commits}:\n{stdout}"
     );
     assert!(
         stdout.contains("| W1 latency"),
@@ -70,8 +82,11 @@ async fn every_workload_runs_and_reports(db: TestDatabase) {
         "w5",
         "w5_recv",
         "w5_control",
+        "w5_recv_at_once",
         "w6",
         "w6_floor",
+        "w7",
+        "w7_floor",
     ] {
         admin
             .batch_execute(&format!(

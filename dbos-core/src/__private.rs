@@ -1,10 +1,15 @@
-//! Not public API: the items the `#[workflow]` and `#[step]` macros expand to.
+//! Not public API: the items the `#[workflow]`, `#[step]` and `#[transaction]` macros expand
+//! to.
 //! Anything here may change without notice.
 
 use std::future::Future;
 
 use serde_json::Value;
 
+pub use crate::transaction::{
+    Isolation, Transaction, TransactionDef, TransactionOptions, TransactionRegistration,
+    TransactionRun,
+};
 pub use crate::workflow::registry::{
     Args, BoxFuture, ErasedError, ErasedOutcome, StepDef, StepOptions, StepRegistration,
     WorkflowDef, WorkflowRegistration,
@@ -62,4 +67,12 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     crate::workflow::step::run(def.name, &def.options, retry_if, attempt).await
+}
+
+/// The state machine a `#[transaction]` drives, for transaction `def`.
+pub fn transaction_run<T: Portable, E: WorkflowError>(
+    def: &'static TransactionDef,
+    retry_if: Option<fn(&E) -> bool>,
+) -> TransactionRun<'static, T, E> {
+    TransactionRun::new(def.name, &def.options, retry_if)
 }

@@ -49,6 +49,7 @@ pub struct Config {
     pub(crate) recovery_interval: Duration,
     pub(crate) recovery_grace: Duration,
     pub(crate) recoverable_prefixes: Vec<String>,
+    pub(crate) data_sources: Vec<crate::transaction::DataSourceConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -73,6 +74,7 @@ impl std::fmt::Debug for Config {
                 "queues",
                 &self.queues.iter().map(|q| q.name()).collect::<Vec<_>>(),
             )
+            .field("data_sources", &self.data_sources)
             .finish()
     }
 }
@@ -97,6 +99,7 @@ impl Config {
             recovery_interval: Duration::from_secs(2),
             recovery_grace: Duration::from_secs(10),
             recoverable_prefixes: vec![GENERATED_EXECUTOR_PREFIX.to_owned()],
+            data_sources: Vec::new(),
         }
     }
 
@@ -148,7 +151,8 @@ impl Config {
         self
     }
 
-    /// How long one connection attempt may take (default 10 s).
+    /// How long one connection attempt to one host may take (default 10 s). With several
+    /// hosts in the URL, each gets this long before the next is tried.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -241,6 +245,23 @@ impl Config {
         self
     }
 
+    /// Adds the application data source `name` at `url`: a database apart from the system
+    /// database where `#[transaction(datasource = "name")]` functions run, each with its own
+    /// pool (default 10 connections) and the completion table `dbos.datasource_outputs`,
+    /// created at launch if missing. A second data source with the same name replaces the
+    /// first. See [`DataSourceConfig`](crate::DataSourceConfig) for the other settings.
+    pub fn data_source(self, name: impl Into<String>, url: impl Into<String>) -> Self {
+        self.add_data_source(crate::transaction::DataSourceConfig::url(name, url))
+    }
+
+    /// Adds an application data source with its settings (schema, pool size, or a database
+    /// on the system database's server); see [`data_source`](Self::data_source).
+    pub fn add_data_source(mut self, source: crate::transaction::DataSourceConfig) -> Self {
+        self.data_sources.retain(|d| d.name != source.name);
+        self.data_sources.push(source);
+        self
+    }
+
     /// The application name.
     pub fn app_name(&self) -> &str {
         &self.app_name
@@ -319,6 +340,9 @@ impl Config {
         for queue in &self.queues {
             queue.validate()?;
         }
+        for source in &self.data_sources {
+            source.validate()?;
+        }
         Ok(())
     }
 }
@@ -339,8 +363,34 @@ mod tests {
     }
 
     #[test]
+    fn data_sources_are_checked_and_replaced_by_name() {
+        let c = Config::new("shop")
+            .data_source("app", "postgres://u:p@h/a")
+            .data_source("app", "postgres://u:p@h/b");
+        assert_eq!(c.data_sources.len(), 1);
+        assert!(c.validate().is_ok());
+        let e = Config::new("shop")
+            .data_source(" ", "postgres://u:p@h/a")
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("needs a name"), "{e}");
+        let e = Config::new("shop")
+            .add_data_source(crate::DataSourceConfig::database("app", "a/b"))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("is not a database name"), "{e}");
+        let e = Config::new("shop")
+            .add_data_source(crate::DataSourceConfig::url("app", "postgres://h/a").pool_size(0))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("pool_size"), "{e}");
+    }
+
+    #[test]
     fn debug_never_shows_a_password() {
-        let c = Config::new("shop").system_database_url("postgres://u:hunter2@h/db");
+        let c = Config::new("shop")
+            .system_database_url("postgres://u:hunter2@h/db")
+            .data_source("app", "postgres://u:hunter2@h/app");
         let s = format!("{c:?}");
         assert!(!s.contains("hunter2"), "{s}");
     }

@@ -352,10 +352,33 @@ pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
                 || c == "57P02"
                 || c == "57P03"
         }
-        // No SQLSTATE: an I/O or protocol error on the socket, unless the TLS handshake
-        // refused the server (a certificate problem does not go away by retrying).
-        None => e.as_db_error().is_none() && tls_failure(e).is_none(),
+        // No SQLSTATE: a connection problem only when the socket failed (an I/O error in the
+        // cause chain, a connect or its timeout), unless the TLS handshake refused the server
+        // (a certificate problem does not go away by retrying). A row-count, decoding or
+        // encoding error is the statement's, and retrying it would repeat it forever.
+        None => {
+            e.as_db_error().is_none()
+                && tls_failure(e).is_none()
+                && (io_cause(e) || {
+                    let text = e.to_string();
+                    text.starts_with("error connecting to server")
+                        || text.starts_with("timeout waiting for server")
+                        || text.starts_with("error communicating with the server")
+                })
+        }
     }
+}
+
+/// Whether an I/O error is in `e`'s cause chain.
+fn io_cause(e: &tokio_postgres::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 impl fmt::Debug for Error {
@@ -409,6 +432,32 @@ impl std::error::Error for Error {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn a_statement_s_own_failure_without_a_sqlstate_is_not_a_connection_error() {
+        let client = dbos_testkit::cluster().await.connect("postgres").await;
+        // A row-count error carries no SQLSTATE: retrying it would repeat it forever.
+        let e = client
+            .query_one("SELECT 1 WHERE false", &[])
+            .await
+            .unwrap_err();
+        assert!(e.code().is_none());
+        assert!(!is_connection_error(&e), "{e}");
+        // A refused connection is one.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let refused = tokio_postgres::connect(
+            &format!("postgres://u:p@127.0.0.1:{port}/x"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(is_connection_error(&refused), "{refused}");
+    }
+
     use super::*;
 
     #[test]

@@ -13,6 +13,7 @@ pub mod queue;
 mod recovery;
 pub mod runtime;
 pub mod sysdb;
+pub mod transaction;
 pub mod workflow;
 
 #[doc(hidden)]
@@ -29,6 +30,9 @@ pub use messages::{
 pub use queue::enqueue::QueuedCall;
 pub use queue::{Queue, QueueConflict};
 pub use runtime::Dbos;
+pub use transaction::{
+    run_transaction, DataSource, DataSourceConfig, Isolation, Transaction, TransactionOptions,
+};
 pub use workflow::call::{Status, WorkflowCall, WorkflowHandle};
 pub use workflow::context::{step_attempt, step_id, workflow_id};
 pub use workflow::ops::{now, random, run_step, run_step_retry_if, sleep, uuid};
@@ -40,6 +44,9 @@ pub use dbos_macros::workflow;
 
 #[doc = include_str!("../docs/step-macro.md")]
 pub use dbos_macros::step;
+
+#[doc = include_str!("../docs/transaction-macro.md")]
+pub use dbos_macros::transaction;
 
 /// The book under `docs/src/`, compiled as doctests so every Rust example in it keeps
 /// compiling (examples that need a running database are `no_run`: compiled, not run).
@@ -63,17 +70,22 @@ mod book {
     struct Performance;
     #[doc = include_str!("../../docs/src/reliability.md")]
     struct Reliability;
+    #[doc = include_str!("../../docs/src/production.md")]
+    struct Production;
     #[doc = include_str!("../../docs/src/architecture.md")]
     struct Architecture;
     #[doc = include_str!("../../docs/src/managing.md")]
     struct Managing;
     #[doc = include_str!("../../docs/src/cli.md")]
     struct Cli;
+    #[doc = include_str!("../../docs/src/transactions.md")]
+    struct Transactions;
 }
 
 /// Everything an application usually needs: `use dbos_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        step, workflow, Config, Dbos, Error, ErrorKind, Queue, Status, WorkflowCall, WorkflowHandle,
+        step, transaction, workflow, Config, Dbos, Error, ErrorKind, Queue, Status, Transaction,
+        WorkflowCall, WorkflowHandle,
     };
 }

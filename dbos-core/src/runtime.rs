@@ -40,6 +40,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) shutdown: CancellationToken,
     queue_signals: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) parking: ParkingLot,
+    /// The application data sources `#[transaction]`s run in, by name.
+    pub(crate) data_sources: crate::transaction::DataSources,
     /// Who waits here for messages, events and streams (woken by the listener).
     pub(crate) waiters: crate::messages::waiters::Waiters,
 }
@@ -161,6 +163,7 @@ impl Dbos {
         // Every launch statement rides out a connection lost midway, within the
         // connect-retry window.
         let migration = sysdb.migrate().await?;
+        let data_sources = crate::transaction::DataSources::connect(&config, &url).await?;
         let app_version = config
             .application_version
             .clone()
@@ -190,6 +193,7 @@ impl Dbos {
             shutdown: CancellationToken::new(),
             queue_signals: Mutex::new(HashMap::new()),
             parking: ParkingLot::default(),
+            data_sources,
             waiters: Default::default(),
         });
         // Queue definitions live in `dbos.queues`: record ours (DBOS's conflict policy) and
@@ -218,6 +222,7 @@ impl Dbos {
         // Launched: from now on an outage only delays work. Statements wait for the
         // database to come back, however long that takes.
         inner.sysdb.resilience().retry_forever();
+        inner.data_sources.retry_forever();
         let internal = Queue::new(INTERNAL_QUEUE);
         inner.tasks.spawn(worker::serve(inner.clone(), internal));
         for queue in queues {
@@ -283,6 +288,12 @@ impl Dbos {
     /// The system database handle.
     pub fn system_database(&self) -> &SystemDatabase {
         &self.inner.sysdb
+    }
+
+    /// The application data source `name` (see [`Config::data_source`]), e.g. to create the
+    /// application's tables, or `None` when the configuration has none by that name.
+    pub fn data_source(&self, name: &str) -> Option<&crate::transaction::DataSource> {
+        self.inner.data_sources.get(name).map(|s| &**s)
     }
 
     /// The configuration the runtime was launched with.
@@ -421,6 +432,7 @@ impl Dbos {
         // Work that cannot reach the database now stays PENDING for recovery instead of
         // holding the shutdown up.
         self.inner.sysdb.resilience().give_up();
+        self.inner.data_sources.give_up();
         self.inner.tasks.close();
         if tokio::time::timeout(timeout, self.inner.tasks.wait())
             .await
@@ -450,6 +462,7 @@ impl Dbos {
             }
         });
         self.inner.sysdb.close();
+        self.inner.data_sources.close();
         Ok(())
     }
 

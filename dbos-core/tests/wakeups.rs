@@ -588,7 +588,7 @@ async fn a_write_whose_acknowledgement_was_lost_is_retried_and_recognised(db: Te
     dbos.send("la-inbox", &"LOSE-ACK-client", "other")
         .await
         .unwrap();
-    assert_eq!(proxy.replies_lost(), 1);
+    assert_eq!(proxy.fired(), 1);
     let h = lost_acks("la-inbox".into())
         .id("la-1")
         .on(&dbos)
@@ -612,7 +612,7 @@ async fn a_write_whose_acknowledgement_was_lost_is_retried_and_recognised(db: Te
             .await
             .unwrap();
         eventually("the reply to be lost", Duration::from_secs(10), || async {
-            (proxy.replies_lost() == n + 2).then_some(())
+            (proxy.fired() == n + 2).then_some(())
         })
         .await;
     }

@@ -1,6 +1,7 @@
 //! Attribute macros for `dbos-core` and `dbos-testkit`.
 //!
 //! Use them through their re-exports (`dbos_core::workflow`, `dbos_core::step`,
+//! `dbos_core::transaction`,
 //! `dbos_testkit::test`), which carry the user-facing documentation. Each macro is a thin entry
 //! point: parse → validate → expand live in their own modules and work on `proc_macro2` types,
 //! and every error is reported together with the user's original item (or a stub with the same
@@ -16,6 +17,7 @@ mod signature;
 mod source_hash;
 mod step;
 mod test_attr;
+mod transaction;
 mod workflow;
 
 use proc_macro::TokenStream;
@@ -145,6 +147,42 @@ pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
     error::funnel(step::expand(args.into(), item.clone().into()), item)
+}
+
+/// `#[transaction]`: runs an `async fn`'s SQL in a database transaction that also commits
+/// the operation's record, so inside a workflow it happens exactly once.
+///
+/// ```ignore
+/// #[transaction(isolation = "serializable", datasource = "app")]
+/// async fn reserve(tx: &Transaction<'_>, sku: String, qty: i32) -> Result<i32, ShopError> {
+///     let row = tx.query_one("UPDATE shop.inventory SET stock = stock - $2 WHERE sku = $1 AND stock >= $2 RETURNING stock", &[&sku, &qty]).await?;
+///     Ok(row.get(0))
+/// }
+///
+/// let left = reserve(order.sku.clone(), 1).await?; // called without the transaction
+/// ```
+///
+/// The first argument (after `&self`, if any) is the open transaction,
+/// `tx: &dbos_core::Transaction<'_>`; callers call the function without it. The body runs in
+/// a transaction begun at the given isolation level; `Ok` commits it together with the
+/// operation's record, `Err` rolls it back (and the error is recorded). Serialization
+/// failures and deadlocks run the body again, so every other argument must be `Clone`.
+///
+/// # Options
+///
+/// - `name = ".."`: the name recorded for the operation (default: the function's name).
+/// - `isolation = ".."`: `"serializable"` (the default, as in DBOS), `"repeatable_read"` or
+///   `"read_committed"`.
+/// - `datasource = ".."`: run in the named application data source
+///   (`Config::data_source(name, url)`) instead of the system database.
+/// - `max_attempts`, `interval`, `backoff`, `max_interval`, `retry_if`: the retry policy for
+///   the function's own errors, as for `#[step]`.
+///
+/// The user-facing documentation, with the equivalent code without the macro, is on
+/// `dbos_core::transaction`.
+#[proc_macro_attribute]
+pub fn transaction(args: TokenStream, item: TokenStream) -> TokenStream {
+    error::funnel(transaction::expand(args.into(), item.clone().into()), item)
 }
 
 /// `#[dbos_testkit::test]`: see `dbos_testkit::test`.

@@ -47,6 +47,21 @@ impl TestDatabase {
                 .await?;
             for row in stale {
                 let old: String = row.get(0);
+                // Its siblings (`sibling_url`) too: a failed run kept them with it.
+                let siblings = admin
+                    .query(
+                        "SELECT datname FROM pg_database WHERE datname LIKE $1",
+                        &[&format!("{old}\\_%")],
+                    )
+                    .await?;
+                for sibling in siblings {
+                    let sibling: String = sibling.get(0);
+                    admin
+                        .batch_execute(&format!(
+                            "DROP DATABASE IF EXISTS \"{sibling}\" WITH (FORCE)"
+                        ))
+                        .await?;
+                }
                 admin
                     .batch_execute(&format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)"))
                     .await?;

@@ -14,6 +14,7 @@
 //!   installed server binaries and shared by parallel test processes.
 //! - A fresh, empty database per test ([`TestDatabase`]), named from a hash of the test's
 //!   path, dropped when the test passes and kept for inspection when it fails.
+//! - A primary with a streaming standby for failover tests ([`replication`]).
 //! - What a test receives depends on its signature: any argument type implementing
 //!   [`TestArg`] (`TestDatabase`, `Dbos`, `SystemDatabase`).
 //! - A test that runs past its timeout (120 s unless it sets one, `DBOS_TESTKIT_TIMEOUT`
@@ -26,6 +27,7 @@ pub mod crash;
 pub mod database;
 pub mod proxy;
 pub mod python;
+pub mod replication;
 
 pub use cluster::{cluster, TestCluster};
 pub use database::TestDatabase;

@@ -13,10 +13,16 @@
 //! # let _ = url;
 //! # }
 //! ```
+//!
+//! It also reads the Postgres messages clients send, so a test can cut at a precise point of
+//! the conversation: [`Proxy::cut_when_sent`] (the server goes away just before a statement
+//! carrying a marker reaches it) and [`Proxy::cut_after_commit`] (a `COMMIT` reaches the
+//! server but its acknowledgement never reaches the client).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,10 +47,14 @@ struct State {
     refusing: std::sync::atomic::AtomicBool,
     accepted: AtomicUsize,
     cut: AtomicUsize,
-    /// Armed by [`Proxy::lose_reply_to`]: the marker, taken by the first connection whose
-    /// client sends it.
+    /// Armed by [`Proxy::cut_when_sent`].
+    cut_on: Mutex<Option<Vec<u8>>>,
+    /// Armed by [`Proxy::cut_after_commit`]: the marker and the delay.
+    commit_trigger: Mutex<Option<(Vec<u8>, Duration)>>,
+    /// Armed by [`Proxy::lose_reply_to`].
     lose_reply_to: Mutex<Option<Vec<u8>>>,
-    replies_lost: AtomicUsize,
+    /// How many armed triggers fired.
+    fired: AtomicUsize,
 }
 
 impl Proxy {
@@ -134,21 +144,36 @@ impl Proxy {
         self.state.refusing.store(on, Ordering::SeqCst);
     }
 
-    /// Arms a lost acknowledgement: the next time a client sends bytes containing `marker`
-    /// (for example in a statement's parameter), they reach the server, but everything the
-    /// server answers on that connection is dropped and the connection is cut 200 ms later.
-    /// The statement commits; its client never hears so, and retries. One-shot.
-    pub fn lose_reply_to(&self, marker: &[u8]) {
-        *self
-            .state
-            .lose_reply_to
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(marker.to_vec());
+    /// The first client message containing `marker` (in a statement's text or its
+    /// parameters) is not forwarded: its connection is cut, every other open connection too,
+    /// and new connections are refused until [`refuse(false)`](Self::refuse). To the client
+    /// the server went away just before that statement.
+    pub fn cut_when_sent(&self, marker: &[u8]) {
+        *lock(&self.state.cut_on) = Some(marker.to_vec());
     }
 
-    /// How many replies [`lose_reply_to`](Self::lose_reply_to) dropped.
-    pub fn replies_lost(&self) -> usize {
-        self.state.replies_lost.load(Ordering::SeqCst)
+    /// On the first connection whose transaction (since its `BEGIN`) sent `marker`, the
+    /// `COMMIT` is held: the client's side of the connection is cut at once, and the `COMMIT`
+    /// reaches the server `delay` later (the server then commits; the client never hears of
+    /// it). A lost commit acknowledgement, with the transaction still in progress on the
+    /// server for `delay` after the client noticed.
+    pub fn cut_after_commit(&self, marker: &[u8], delay: Duration) {
+        *lock(&self.state.commit_trigger) = Some((marker.to_vec(), delay));
+    }
+
+    /// A lost acknowledgement of a statement outside an explicit transaction: the first
+    /// client message containing `marker` reaches the server, but everything the server
+    /// answers on that connection is dropped, and the connection is cut 200 ms later. The
+    /// statement commits; its client never hears so, and retries.
+    pub fn lose_reply_to(&self, marker: &[u8]) {
+        *lock(&self.state.lose_reply_to) = Some(marker.to_vec());
+    }
+
+    /// How many armed triggers ([`cut_when_sent`](Self::cut_when_sent),
+    /// [`cut_after_commit`](Self::cut_after_commit), [`lose_reply_to`](Self::lose_reply_to))
+    /// fired.
+    pub fn fired(&self) -> usize {
+        self.state.fired.load(Ordering::SeqCst)
     }
 
     /// How many connections the proxy accepted.
@@ -169,6 +194,10 @@ impl Drop for Proxy {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 async fn forward(state: Arc<State>, inbound: TcpStream, target_port: u16, budget: Option<usize>) {
     let Ok(outbound) = TcpStream::connect(("127.0.0.1", target_port)).await else {
         return;
@@ -180,55 +209,186 @@ async fn forward(state: Arc<State>, inbound: TcpStream, target_port: u16, budget
     let carried = Arc::new(AtomicUsize::new(0));
     let over = Arc::new(Notify::new());
     let mute = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let up_dir = Direction::Up {
-        state: state.clone(),
-        mute: mute.clone(),
-    };
-    let mut up = tokio::spawn(pump(ri, wo, budget, carried.clone(), over.clone(), up_dir));
-    let mut down = tokio::spawn(pump(
-        ro,
-        wi,
+    let mut up = tokio::spawn(pump_frontend(
+        state.clone(),
+        ri,
+        wo,
         budget,
-        carried,
+        carried.clone(),
         over.clone(),
-        Direction::Down { mute },
+        mute.clone(),
     ));
-    let cut = tokio::select! {
+    let mut down = tokio::spawn(pump(ro, wi, budget, carried, over.clone(), mute));
+    let (cut, held) = tokio::select! {
         biased;
-        _ = state.cut_all.notified() => true,
-        _ = over.notified() => true,
-        _ = &mut up => false,
-        _ = &mut down => false,
+        _ = state.cut_all.notified() => (true, None),
+        _ = over.notified() => (true, None),
+        r = &mut up => match r {
+            Ok(Stop::Held(commit)) => (true, Some(commit)),
+            Ok(Stop::Cut) => (true, None),
+            _ => (false, None),
+        },
+        _ = &mut down => (false, None),
     };
     up.abort();
     down.abort();
     if cut {
         state.cut.fetch_add(1, Ordering::SeqCst);
     }
+    if let Some(HeldCommit {
+        mut to,
+        message,
+        delay,
+    }) = held
+    {
+        // The client's side is gone (both its halves dropped with the pumps); the server
+        // gets the COMMIT later, and its answer goes nowhere.
+        tokio::time::sleep(delay).await;
+        let _ = to.write_all(&message).await;
+        let _ = to.flush().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
-/// Which way a pump copies, and what it watches for.
-enum Direction {
-    /// Client to server: watches for the armed lost-reply marker.
-    Up {
-        state: Arc<State>,
-        mute: Arc<std::sync::atomic::AtomicBool>,
-    },
-    /// Server to client: drops everything once muted.
-    Down {
-        mute: Arc<std::sync::atomic::AtomicBool>,
-    },
+/// A `COMMIT` held back from the server.
+struct HeldCommit {
+    to: tokio::net::tcp::OwnedWriteHalf,
+    message: Vec<u8>,
+    delay: Duration,
+}
+
+/// Why the client-to-server pump stopped early.
+enum Stop {
+    /// The client or the server closed, or the byte budget ran out.
+    Closed,
+    /// A [`Proxy::cut_when_sent`] marker was seen: cut everything.
+    Cut,
+    /// A [`Proxy::cut_after_commit`] trigger fired: cut the client, send this later.
+    Held(HeldCommit),
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Copies the client's messages to the server one by one, watching for armed triggers
+/// (and the byte budget, as [`pump`] does).
+async fn pump_frontend(
+    state: Arc<State>,
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    budget: Option<usize>,
+    carried: Arc<AtomicUsize>,
+    over: Arc<Notify>,
+    mute: Arc<std::sync::atomic::AtomicBool>,
+) -> Stop {
+    // SSLRequest and GSSENCRequest: the client sends its startup message after the answer.
+    const SSL_REQUEST: u32 = 80_877_103;
+    const GSSENC_REQUEST: u32 = 80_877_104;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut started = false;
+    let mut marker_in_transaction = false;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return Stop::Closed,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        loop {
+            let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            let (total, kind, code) = if started {
+                if pending.len() < 5 {
+                    break;
+                }
+                (1 + be32(&pending[1..5]), pending[0], 0)
+            } else {
+                if pending.len() < 8 {
+                    break;
+                }
+                (be32(&pending[0..4]), 0, be32(&pending[4..8]) as u32)
+            };
+            if pending.len() < total.max(1) {
+                break;
+            }
+            let message: Vec<u8> = pending.drain(..total.max(1)).collect();
+            if !started {
+                started = code != SSL_REQUEST && code != GSSENC_REQUEST;
+            } else {
+                let cut_marker = lock(&state.cut_on).clone();
+                if let Some(marker) = cut_marker {
+                    if contains(&message, &marker) {
+                        *lock(&state.cut_on) = None;
+                        state.fired.fetch_add(1, Ordering::SeqCst);
+                        state.refusing.store(true, Ordering::SeqCst);
+                        state.cut_all.notify_waiters();
+                        return Stop::Cut;
+                    }
+                }
+                let lose_marker = lock(&state.lose_reply_to).clone();
+                if let Some(marker) = lose_marker {
+                    if contains(&message, &marker) {
+                        *lock(&state.lose_reply_to) = None;
+                        state.fired.fetch_add(1, Ordering::SeqCst);
+                        // Muted before the statement reaches the server: none of its reply
+                        // leaks to the client.
+                        mute.store(true, Ordering::SeqCst);
+                        let over = over.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            over.notify_one();
+                        });
+                    }
+                }
+                let commit_trigger = lock(&state.commit_trigger).clone();
+                if let Some((marker, delay)) = commit_trigger {
+                    if contains(&message, &marker) {
+                        marker_in_transaction = true;
+                    }
+                    if kind == b'Q' {
+                        let text = String::from_utf8_lossy(&message[5..])
+                            .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                            .to_ascii_uppercase();
+                        if text.starts_with("BEGIN")
+                            || text.starts_with("START TRANSACTION")
+                            || text.starts_with("ROLLBACK")
+                        {
+                            marker_in_transaction = false;
+                        } else if text.starts_with("COMMIT") && marker_in_transaction {
+                            *lock(&state.commit_trigger) = None;
+                            state.fired.fetch_add(1, Ordering::SeqCst);
+                            return Stop::Held(HeldCommit { to, message, delay });
+                        }
+                    }
+                }
+            }
+            if let Some(limit) = budget {
+                let m = message.len();
+                let before = carried.fetch_add(m, Ordering::SeqCst);
+                if before + m >= limit {
+                    let keep = limit.saturating_sub(before).min(m);
+                    let _ = to.write_all(&message[..keep]).await;
+                    over.notify_one();
+                    return Stop::Closed;
+                }
+            }
+            if to.write_all(&message).await.is_err() {
+                return Stop::Closed;
+            }
+        }
+    }
 }
 
 /// Copies `from` to `to` until either side closes or the connection's byte budget is spent
-/// (then `over` is notified, after forwarding up to the budget).
+/// (then `over` is notified, after forwarding up to the budget); drops everything once
+/// `mute` is set.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     budget: Option<usize>,
     carried: Arc<AtomicUsize>,
     over: Arc<Notify>,
-    direction: Direction,
+    mute: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -236,30 +396,8 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        match &direction {
-            Direction::Down { mute } if mute.load(Ordering::SeqCst) => continue,
-            Direction::Up { state, mute } => {
-                let mut armed = state
-                    .lose_reply_to
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let hit = armed.as_ref().is_some_and(|m| {
-                    !m.is_empty() && buf[..n].windows(m.len()).any(|w| w == m.as_slice())
-                });
-                if hit {
-                    *armed = None;
-                    drop(armed);
-                    // Muted before the statement reaches the server: none of its reply leaks.
-                    mute.store(true, Ordering::SeqCst);
-                    state.replies_lost.fetch_add(1, Ordering::SeqCst);
-                    let over = over.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                        over.notify_one();
-                    });
-                }
-            }
-            Direction::Down { .. } => {}
+        if mute.load(Ordering::SeqCst) {
+            continue;
         }
         if let Some(limit) = budget {
             let before = carried.fetch_add(n, Ordering::SeqCst);

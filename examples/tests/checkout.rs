@@ -1,7 +1,9 @@
-//! The checkout example, run as a newcomer would: interrupted with Ctrl-C (SIGINT) midway, run
-//! again to resume, and run a third time to see the recorded receipt. The interrupt lands right
-//! after the card was charged and before that step's checkpoint (a test-only pause in the
-//! example), so the rerun charges again and the idempotency key must make it one payment.
+//! The checkout example, run as a newcomer would: interrupted with Ctrl-C (SIGINT) midway,
+//! run again to resume, and run a third time to see the recorded receipt. Its reservation and
+//! payment record are transactions in the shop's own database (a data source). The interrupt
+//! lands right after the card was charged and before that step's checkpoint (a test-only pause
+//! in the example), so the rerun charges again and the idempotency key must make it one
+//! payment.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use tokio::process::Command;
 fn checkout(db: &TestDatabase) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_checkout"));
     cmd.env("DBOS_SYSTEM_DATABASE_URL", db.url())
+        .env("SHOP_DATABASE_URL", db.sibling_url("shop"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -20,30 +23,29 @@ fn checkout(db: &TestDatabase) -> Command {
     cmd
 }
 
-async fn run_to_end(db: &TestDatabase) -> String {
-    let out = tokio::time::timeout(Duration::from_secs(60), checkout(db).output())
+async fn shop(db: &TestDatabase) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&db.sibling_url("shop"), tokio_postgres::NoTls)
         .await
-        .expect("checkout hung")
         .unwrap();
-    assert!(out.status.success(), "checkout failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    tokio::spawn(conn);
+    client
 }
 
-/// (payments rows, requests the payment provider received, payment id) for the order.
-async fn payments(db: &TestDatabase) -> (i64, i64, Option<String>) {
-    let row = db
-        .connect()
+/// (requests the payment provider received, the payment id it gave) for the order.
+async fn provider(db: &TestDatabase) -> (i64, Option<String>) {
+    let row = shop(db)
         .await
         .query_one(
-            "SELECT count(*), COALESCE(sum(requests), 0)::bigint, max(payment_id) FROM shop.payments WHERE order_id = 'order-1001'",
+            "SELECT COALESCE(sum(requests), 0)::bigint, max(payment_id) FROM shop.provider_charges \
+             WHERE idempotency_key = 'order-1001'",
             &[],
         )
         .await
         .unwrap();
-    (row.get(0), row.get(1), row.get(2))
+    (row.get(0), row.get(1))
 }
 
-/// The names of the steps recorded for the order, in order.
+/// The names of the operations recorded for the order, in order.
 async fn recorded_steps(db: &TestDatabase) -> Vec<String> {
     db.connect()
         .await
@@ -56,6 +58,15 @@ async fn recorded_steps(db: &TestDatabase) -> Vec<String> {
         .iter()
         .map(|r| r.get(0))
         .collect()
+}
+
+async fn run_to_end(db: &TestDatabase) -> String {
+    let out = tokio::time::timeout(Duration::from_secs(60), checkout(db).output())
+        .await
+        .expect("checkout hung")
+        .unwrap();
+    assert!(out.status.success(), "checkout failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[dbos_testkit::test]
@@ -85,8 +96,8 @@ async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
         .expect("the first run charged")
         .to_owned();
     assert_eq!(
-        payments(&db).await,
-        (1, 1, Some(first_payment.clone())),
+        provider(&db).await,
+        (1, Some(first_payment.clone())),
         "the charge happened"
     );
     assert_eq!(
@@ -98,23 +109,26 @@ async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
     let status = child.wait().await.unwrap();
     assert!(!status.success(), "Ctrl-C stops the process");
-    assert!(seen.iter().any(|l| l.contains("[1/3]")), "{seen:?}");
+    assert!(seen.iter().any(|l| l.contains("[1/4]")), "{seen:?}");
 
     // Second run: resumes; the reservation is not repeated, the charge runs again (its
     // checkpoint was lost) and the idempotency key makes it the same payment.
     let second = run_to_end(&db).await;
     assert!(second.contains("was interrupted"), "{second}");
     assert!(
-        !second.contains("[1/3]"),
-        "the completed reservation step ran again:\n{second}"
+        !second.contains("[1/4]"),
+        "the completed reservation ran again:\n{second}"
     );
     assert!(
-        second.contains("[2/3]") && second.contains("[3/3]") && second.contains("done:"),
+        second.contains("[2/4]")
+            && second.contains("[3/4]")
+            && second.contains("[4/4]")
+            && second.contains("done:"),
         "{second}"
     );
     assert_eq!(
-        payments(&db).await,
-        (1, 2, Some(first_payment.clone())),
+        provider(&db).await,
+        (2, Some(first_payment.clone())),
         "the provider got the charge twice and charged once"
     );
     assert!(
@@ -128,9 +142,9 @@ async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
         third.contains("already completed") && third.contains("done:"),
         "{third}"
     );
-    assert!(!third.contains("[2/3]"), "{third}");
+    assert!(!third.contains("[2/4]"), "{third}");
 
-    let client = db.connect().await;
+    let client = shop(&db).await;
     let row = client
         .query_one(
             "SELECT (SELECT count(*) FROM shop.reservations), (SELECT count(*) FROM shop.payments),
@@ -168,11 +182,26 @@ async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
         .collect();
     assert_eq!(
         names,
-        vec!["reserve_inventory", "charge_card", "email_receipt"]
+        vec![
+            "reserve_inventory",
+            "charge_card",
+            "record_payment",
+            "email_receipt"
+        ]
     );
-    assert_eq!(steps[0]["output"], "rust-mug");
+    assert_eq!(steps[0]["output"], 99, "{steps}");
     assert!(
         steps[1]["output"].as_str().unwrap().starts_with("pay_"),
         "{steps}"
     );
+    // The two transactions left their completion rows in the shop's database.
+    let completions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dbos.datasource_outputs WHERE workflow_id = 'order-1001'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(completions, 2);
 }

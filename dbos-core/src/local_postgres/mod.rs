@@ -69,6 +69,8 @@ impl std::fmt::Debug for LocalPostgres {
 pub struct LocalPostgresBuilder {
     root: PathBuf,
     ephemeral: bool,
+    fresh: bool,
+    standby_of: Option<Box<LocalPostgres>>,
     tls: Option<(String, String)>,
     settings: Vec<(String, String)>,
 }
@@ -79,6 +81,8 @@ impl LocalPostgres {
         LocalPostgresBuilder {
             root: root.into(),
             ephemeral: false,
+            fresh: false,
+            standby_of: None,
             tls: None,
             settings: Vec::new(),
         }
@@ -141,6 +145,43 @@ impl LocalPostgres {
                 .arg(this.root.join("data"))
                 .args(["-m", "fast", "-w", "stop"]);
             run(cmd, "pg_ctl stop").map(|_| ())
+        })
+        .await
+    }
+
+    /// Stops the server the way a crash would (`pg_ctl stop -m immediate`): every process
+    /// exits at once, without a checkpoint; the next start replays the WAL. Open
+    /// connections see their socket closed. Meant for failover tests: stop a primary this
+    /// way, then [`promote`](Self::promote) its standby.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LocalPostgres`] when `pg_ctl stop` fails (no server running, say).
+    pub async fn stop_immediate(&self) -> Result<()> {
+        let this = self.clone();
+        blocking(move || {
+            let mut cmd = account::command(&this.bin_dir.join("pg_ctl"), this.account.as_ref());
+            cmd.arg("-D")
+                .arg(this.root.join("data"))
+                .args(["-m", "immediate", "-w", "stop"]);
+            run(cmd, "pg_ctl stop -m immediate").map(|_| ())
+        })
+        .await
+    }
+
+    /// Promotes a standby (started with [`LocalPostgresBuilder::standby_of`]) to a primary
+    /// that accepts writes, and waits until it does (`pg_ctl promote -w`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::LocalPostgres`] when `pg_ctl promote` fails, for instance because the
+    /// server is not a standby.
+    pub async fn promote(&self) -> Result<()> {
+        let this = self.clone();
+        blocking(move || {
+            let mut cmd = account::command(&this.bin_dir.join("pg_ctl"), this.account.as_ref());
+            cmd.arg("-D")
+                .arg(this.root.join("data"))
+                .args(["-w", "-t", "60", "promote"]);
+            run(cmd, "pg_ctl promote").map(|_| ())
         })
         .await
     }
@@ -245,13 +286,55 @@ impl LocalPostgresBuilder {
         self
     }
 
+    /// Starts from an empty folder: a server still running on it is stopped (immediate
+    /// shutdown) and its data, password and log are deleted before the server is created
+    /// again. For tests that need a server in a known state.
+    pub fn fresh(mut self, fresh: bool) -> Self {
+        self.fresh = fresh;
+        self
+    }
+
+    /// Creates the data directory as a streaming standby of `primary` instead of with
+    /// `initdb`: `pg_basebackup -R` copies the primary (its superuser password included)
+    /// and leaves the standby configured to stream from it. The standby is read-only until
+    /// [`LocalPostgres::promote`]. For synchronous replication, start the primary with
+    /// `.setting("synchronous_standby_names", "'*'")`; its commits then wait until the
+    /// standby has flushed them (and hang while no standby is connected).
+    ///
+    /// Only used when the folder holds no data directory yet (see [`fresh`](Self::fresh)).
+    ///
+    /// ```no_run
+    /// use dbos_core::local_postgres::LocalPostgres;
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> dbos_core::Result<()> {
+    ///     let primary = LocalPostgres::builder("pg/primary")
+    ///         // Quoted: pg_ctl passes settings through a shell.
+    ///         .setting("synchronous_standby_names", "'*'")
+    ///         .start()
+    ///         .await?;
+    ///     let standby = LocalPostgres::builder("pg/standby")
+    ///         .standby_of(&primary)
+    ///         .start()
+    ///         .await?;
+    ///     primary.stop_immediate().await?;
+    ///     standby.promote().await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn standby_of(mut self, primary: &LocalPostgres) -> Self {
+        self.standby_of = Some(Box::new(primary.clone()));
+        self
+    }
+
     /// Serves TLS with this PEM certificate and key (written into the data directory).
     pub fn tls(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
         self.tls = Some((cert_pem.into(), key_pem.into()));
         self
     }
 
-    /// Passes `-c name=value` to the server.
+    /// Passes `-c name=value` to the server. `pg_ctl` hands the options to a shell, so quote
+    /// a value holding spaces or `*` in single quotes (`"'*'"`).
     pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.push((name.into(), value.into()));
         self
@@ -285,8 +368,14 @@ impl LocalPostgresBuilder {
 
         let data = root.join("data");
         let password_file = root.join("password");
+        if self.fresh {
+            discard(&bin_dir, &root, account.as_ref())?;
+        }
         if !data.join("PG_VERSION").is_file() {
-            self.initdb(&bin_dir, &root, account.as_ref())?;
+            match &self.standby_of {
+                Some(primary) => self.base_backup(primary, &bin_dir, &root, account.as_ref())?,
+                None => self.initdb(&bin_dir, &root, account.as_ref())?,
+            }
         }
         let password = fs::read_to_string(&password_file)
             .map_err(|e| Error::io(format!("could not read {}", password_file.display()), e))?
@@ -351,27 +440,11 @@ impl LocalPostgresBuilder {
     }
 
     fn initdb(&self, bin_dir: &Path, root: &Path, account: Option<&ServerAccount>) -> Result<()> {
-        let data = root.join("data");
-        if data.exists() {
-            // A previous initdb was interrupted: start over.
-            fs::remove_dir_all(&data)
-                .map_err(|e| Error::io(format!("could not clear {}", data.display()), e))?;
-        }
-        fs::create_dir_all(&data)
-            .map_err(|e| Error::io(format!("could not create {}", data.display()), e))?;
-        fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).map_err(|e| {
-            Error::io(
-                format!("could not set permissions on {}", data.display()),
-                e,
-            )
-        })?;
+        let data = empty_data_dir(root, account)?;
         let password = uuid::Uuid::new_v4().simple().to_string();
         write_private(&root.join("password"), &password, None)?;
         let pwfile = root.join("pwfile.tmp");
         write_private(&pwfile, &password, account)?;
-        if let Some(a) = account {
-            a.own(&data)?;
-        }
         let mut cmd = account::command(&bin_dir.join("initdb"), account);
         cmd.current_dir(root)
             .arg("-D")
@@ -391,6 +464,47 @@ impl LocalPostgresBuilder {
         let result = run(cmd, "initdb");
         let _ = fs::remove_file(&pwfile);
         result?;
+        self.write_tls(&data, account)
+    }
+
+    /// The data directory as a base backup of `primary`, set up to stream from it.
+    fn base_backup(
+        &self,
+        primary: &LocalPostgres,
+        bin_dir: &Path,
+        root: &Path,
+        account: Option<&ServerAccount>,
+    ) -> Result<()> {
+        let data = empty_data_dir(root, account)?;
+        // The copy carries the primary's roles, so its superuser password too.
+        write_private(&root.join("password"), &primary.password, None)?;
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={SUPERUSER} password={} application_name={}",
+            primary.port,
+            primary.password,
+            root.file_name()
+                .map(|n| n
+                    .to_string_lossy()
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "_"))
+                .unwrap_or_else(|| "standby".to_owned())
+        );
+        let mut cmd = account::command(&bin_dir.join("pg_basebackup"), account);
+        cmd.current_dir(root)
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "-c", "fast", "-d", &conninfo]);
+        if self.ephemeral {
+            cmd.arg("--no-sync");
+        }
+        if let Err(e) = run(cmd, "pg_basebackup") {
+            // Leave no half-copied data directory to be mistaken for a server next time.
+            let _ = fs::remove_dir_all(&data);
+            return Err(e);
+        }
+        self.write_tls(&data, account)
+    }
+
+    fn write_tls(&self, data: &Path, account: Option<&ServerAccount>) -> Result<()> {
         if let Some((cert, key)) = &self.tls {
             write_private(&data.join("server.crt"), cert, account)?;
             write_private(&data.join("server.key"), key, account)?;
@@ -454,6 +568,57 @@ impl LocalPostgresBuilder {
         Err(last_error
             .unwrap_or_else(|| Error::new(ErrorKind::LocalPostgres, "pg_ctl start failed")))
     }
+}
+
+/// An empty data directory under `root` (an interrupted earlier attempt is cleared), with
+/// the permissions Postgres demands, owned by the server's account.
+fn empty_data_dir(root: &Path, account: Option<&ServerAccount>) -> Result<PathBuf> {
+    let data = root.join("data");
+    if data.exists() {
+        fs::remove_dir_all(&data)
+            .map_err(|e| Error::io(format!("could not clear {}", data.display()), e))?;
+    }
+    fs::create_dir_all(&data)
+        .map_err(|e| Error::io(format!("could not create {}", data.display()), e))?;
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).map_err(|e| {
+        Error::io(
+            format!("could not set permissions on {}", data.display()),
+            e,
+        )
+    })?;
+    if let Some(a) = account {
+        a.own(&data)?;
+    }
+    Ok(data)
+}
+
+/// Stops a server still running on `root` (immediate shutdown) and deletes its files.
+fn discard(bin_dir: &Path, root: &Path, account: Option<&ServerAccount>) -> Result<()> {
+    let data = root.join("data");
+    if running_port(&data).is_some() || data.join("postmaster.pid").is_file() {
+        let mut cmd = account::command(&bin_dir.join("pg_ctl"), account);
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "-w", "stop"]);
+        // Fails when no server runs (a stale pid file): nothing to stop then.
+        let _ = run(cmd, "pg_ctl stop -m immediate");
+    }
+    if data.exists() {
+        fs::remove_dir_all(&data)
+            .map_err(|e| Error::io(format!("could not delete {}", data.display()), e))?;
+    }
+    for file in ["password", "server.log"] {
+        match fs::remove_file(root.join(file)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(
+                    format!("could not delete {}", root.join(file).display()),
+                    e,
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The port of a live server on `data`, from its `postmaster.pid`.

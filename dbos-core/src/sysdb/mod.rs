@@ -3,6 +3,8 @@
 //! [`SystemDatabase`] is a pooled handle to the Postgres database that holds the DBOS schema.
 //! Everything durable this library does goes through it.
 
+mod connect;
+pub(crate) mod datasource;
 pub(crate) mod executors;
 pub(crate) mod listener;
 pub(crate) mod manage;
@@ -12,6 +14,7 @@ pub(crate) mod queues;
 pub(crate) mod records;
 mod retry;
 mod tls;
+pub(crate) mod transactions;
 mod url;
 pub(crate) mod workflows;
 
@@ -22,9 +25,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 
 pub use listener::LISTENER_APPLICATION_NAME;
 pub use migrate::{Migration, MigrationOutcome, MIGRATIONS, SCHEMA_VERSION};
-pub(crate) use retry::Resilience;
+pub(crate) use retry::{Resilience, RetryState};
+pub(crate) use tls::connector as tls_connector;
 pub use url::redact_url;
-pub(crate) use url::{quote_ident, DatabaseUrl};
+pub(crate) use url::{quote_ident, with_database, DatabaseUrl};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -33,7 +37,8 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct ConnectOptions {
     /// Maximum pooled connections.
     pub pool_size: usize,
-    /// Timeout of one connection attempt.
+    /// Timeout of one connection attempt to one host (with several hosts in the URL, each
+    /// gets this long before the next is tried).
     pub connect_timeout: Duration,
     /// How long transient failures are retried before they are reported.
     pub retry_for: Duration,
@@ -59,8 +64,8 @@ pub struct SystemDatabase {
     schema: Arc<str>,
     quoted_schema: Arc<str>,
     url: Arc<DatabaseUrl>,
-    tls: tokio_postgres_rustls::MakeRustlsConnect,
     resilience: Arc<Resilience>,
+    connector: connect::HostByHost,
 }
 
 impl std::fmt::Debug for SystemDatabase {
@@ -108,10 +113,11 @@ impl SystemDatabase {
     ) -> Result<Self> {
         let mut parsed = DatabaseUrl::parse(url)?;
         parsed.config.connect_timeout(options.connect_timeout);
-        let tls = tls::connector(&parsed)?;
-        let manager = Manager::from_config(
+        let connector = connect::HostByHost::new(tls::connector(&parsed)?);
+        let servers = connect::server_count(&parsed.config).max(1) as u32;
+        let manager = Manager::from_connect(
             parsed.config.clone(),
-            tls.clone(),
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -121,7 +127,7 @@ impl SystemDatabase {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             // Reuse the most recently used connection: its backend and prepared statements are warm.
             .queue_mode(deadpool_postgres::QueueMode::Lifo)
-            .create_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout * servers))
             .wait_timeout(Some(options.connect_timeout + options.retry_for))
             .build()
             .map_err(|e| Error::config(format!("could not build the connection pool: {e}")))?;
@@ -131,12 +137,12 @@ impl SystemDatabase {
             schema: schema.into(),
             quoted_schema: quote_ident(schema).into(),
             url: Arc::new(parsed),
-            tls: tls.clone(),
             resilience: Arc::new(Resilience::new(options.retry_for)),
+            connector,
         };
         match db.first_connection().await {
             Err(e) if create && e.sqlstate() == Some("3D000") => {
-                db.create_database(&tls).await?;
+                db.create_database().await?;
                 db.first_connection().await?;
             }
             other => other?,
@@ -151,17 +157,17 @@ impl SystemDatabase {
     }
 
     /// Creates the URL's database through the `postgres` maintenance database.
-    async fn create_database(&self, tls: &tokio_postgres_rustls::MakeRustlsConnect) -> Result<()> {
+    async fn create_database(&self) -> Result<()> {
         let name = self.url.database().to_owned();
         let mut admin = self.url.config.clone();
         admin.dbname("postgres");
-        let (client, connection) = admin.connect(tls.clone()).await.map_err(|e| {
-            Error::db(
-                format!("database `{name}` does not exist and the `postgres` database to create it from is unreachable"),
-                e,
+        let (client, conn) = self
+            .connector
+            .open(
+                &format!("database `{name}` does not exist and the `postgres` database to create it from is unreachable"),
+                &admin,
             )
-        })?;
-        let conn = tokio::spawn(connection);
+            .await?;
         let result = client
             .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
             .await;
@@ -202,24 +208,15 @@ impl SystemDatabase {
     ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
         self.resilience
             .run(what, |_| async {
-                let (client, connection) = self
-                    .url
-                    .config
-                    .connect(self.tls.clone())
+                self.connector
+                    .open(&format!("could not {what}"), &self.url.config)
                     .await
-                    .map_err(|e| Error::db(format!("could not {what}"), e))?;
-                let task = tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "a dedicated connection ended");
-                    }
-                });
-                Ok((client, task))
             })
             .await
     }
 
     /// One attempt at taking a pooled connection.
-    async fn checkout(&self) -> Result<Object> {
+    pub(crate) async fn checkout(&self) -> Result<Object> {
         self.pool.get().await.map_err(|e| self.pool_error(e))
     }
 
@@ -295,16 +292,26 @@ impl SystemDatabase {
         &self.resilience
     }
 
+    /// The retry policy, shared.
+    pub(crate) fn resilience_arc(&self) -> Arc<Resilience> {
+        self.resilience.clone()
+    }
+
     fn pool_error(&self, e: deadpool_postgres::PoolError) -> Error {
         let context = format!(
             "could not connect to the system database {}",
             self.url.redacted
         );
         match e {
-            deadpool_postgres::PoolError::Backend(pg) => Error::db(context, pg),
+            deadpool_postgres::PoolError::Backend(pg) => {
+                self.connector.error(&context, &self.url.config, pg)
+            }
             deadpool_postgres::PoolError::Timeout(_) => Error::new(
                 ErrorKind::Connection,
-                format!("{context}: timed out (is the server running and reachable?)"),
+                match self.connector.last_failure(&self.url.config) {
+                    Some(hosts) => format!("{context}: timed out: {hosts}"),
+                    None => format!("{context}: timed out (is the server running and reachable?)"),
+                },
             ),
             deadpool_postgres::PoolError::Closed => Resilience::stopped_error(&context),
             other => Error::new(ErrorKind::Connection, format!("{context}: {other}")),

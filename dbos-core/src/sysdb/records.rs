@@ -6,9 +6,9 @@ use super::SystemDatabase;
 use crate::codec::PORTABLE_JSON;
 use crate::error::{Error, Result};
 
-const UNIQUE_VIOLATION: &str = "23505";
+pub(crate) const UNIQUE_VIOLATION: &str = "23505";
 
-fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code().map(|c| c.code()) == Some(UNIQUE_VIOLATION)
 }
 
@@ -242,8 +242,12 @@ impl SystemDatabase {
     }
 
     /// Why a checkpoint was not inserted: not the owner any more, or another execution
-    /// recorded this id first (rare; one extra query).
-    async fn record_missed(&self, row: &CheckpointRow<'_>) -> std::result::Result<(), RecordError> {
+    /// recorded this id first (rare; one extra query). `Ok(())` when the recorded row is
+    /// exactly `row`, under this owner (an insert that committed unseen).
+    pub(crate) async fn record_missed(
+        &self,
+        row: &CheckpointRow<'_>,
+    ) -> std::result::Result<(), RecordError> {
         let sql = self.sql("record_missed", |s| {
             format!(
                 "SELECT (SELECT owner_xid = $2 FROM {s}.workflow_status WHERE workflow_uuid = $1),

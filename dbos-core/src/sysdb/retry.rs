@@ -190,6 +190,45 @@ impl Attempts<'_> {
     }
 }
 
+/// The retry state of an operation that cannot borrow its [`Resilience`] for its whole
+/// life (a transaction driven step by step by generated code): the same policy as
+/// [`Attempts`], kept by value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryState {
+    start: Option<Instant>,
+    delay: Duration,
+}
+
+impl Default for RetryState {
+    fn default() -> Self {
+        RetryState {
+            start: None,
+            delay: FIRST_DELAY,
+        }
+    }
+}
+
+impl Resilience {
+    /// [`Attempts::failed`] for a caller keeping its own [`RetryState`]: waits and returns
+    /// `Ok` when the operation should be tried again, or returns the error to report.
+    pub(crate) async fn pause(&self, state: &mut RetryState, what: &str, e: Error) -> Result<()> {
+        let mut attempts = Attempts {
+            resilience: self,
+            start: *state.start.get_or_insert_with(Instant::now),
+            delay: state.delay,
+            attempt: 1,
+        };
+        attempts.failed(what, e).await?;
+        state.delay = attempts.delay;
+        Ok(())
+    }
+
+    /// Ends an outage after an operation kept by [`RetryState`] succeeded.
+    pub(crate) fn recovered(&self) {
+        self.succeeded();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,6 +146,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             id: id.clone(),
             owner_xid: owner,
             fresh: true,
+            first_run: true,
             deadline_ms: row.deadline_ms,
             slot: None,
         });

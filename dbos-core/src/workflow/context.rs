@@ -67,6 +67,10 @@ pub(crate) struct WorkflowContext {
     pub(crate) control: Arc<ExecutionControl>,
     /// Deadline in epoch milliseconds, inherited by children.
     pub(crate) deadline_ms: Option<i64>,
+    /// The workflow's first execution (started here, or claimed for the first time with no
+    /// history): nothing it does can have been done before. A recovered, resumed or parked
+    /// workflow's is not.
+    pub(crate) first_run: bool,
     next_function_id: AtomicI32,
     /// Checkpoints not yet replayed; empty for a fresh workflow (no reads on the hot path).
     history: Mutex<HashMap<i32, Checkpoint>>,
@@ -106,12 +110,14 @@ impl WorkflowContext {
         control: Arc<ExecutionControl>,
         deadline_ms: Option<i64>,
         history: HashMap<i32, Checkpoint>,
+        first_run: bool,
     ) -> Self {
         WorkflowContext {
             runtime,
             workflow_id,
             control,
             deadline_ms,
+            first_run,
             next_function_id: AtomicI32::new(0),
             history: Mutex::new(history),
             fatal: Mutex::new(None),

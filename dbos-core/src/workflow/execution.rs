@@ -120,6 +120,8 @@ pub(crate) struct Start {
     pub(crate) owner_xid: String,
     /// A new workflow (no history to read).
     pub(crate) fresh: bool,
+    /// The workflow's first execution (see `WorkflowContext::first_run`).
+    pub(crate) first_run: bool,
     pub(crate) deadline_ms: Option<i64>,
     /// Its place in a queue's worker concurrency, held until it ends (also while parked).
     pub(crate) slot: Option<RunningSlot>,
@@ -198,6 +200,7 @@ impl RuntimeInner {
             args,
             id,
             fresh,
+            first_run,
             deadline_ms,
             mut slot,
             ..
@@ -220,6 +223,7 @@ impl RuntimeInner {
             control.clone(),
             deadline_ms,
             history,
+            first_run,
         ));
         let invoked = ctx.clone().scope((def.invoke)(Args::new(def.name, args)));
         let mut body: BoxFuture<'static, std::thread::Result<ErasedOutcome>> =
@@ -420,6 +424,8 @@ impl RuntimeInner {
                     id: c.id,
                     owner_xid: c.owner_xid,
                     fresh: !c.has_history,
+                    // Claimed before (recovered): its first claim set this to 1.
+                    first_run: !c.has_history && c.recovery_attempts <= 1,
                     deadline_ms: c.deadline_ms,
                     slot,
                 });

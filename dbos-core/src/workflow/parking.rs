@@ -209,6 +209,7 @@ async fn resume(rt: Arc<RuntimeInner>, id: Arc<str>, parked: Parked) {
                 id: id.to_string(),
                 owner_xid: parked.owner_xid.to_string(),
                 fresh: false,
+                first_run: false,
                 deadline_ms: parked.deadline_ms,
                 slot: parked.slot,
             });

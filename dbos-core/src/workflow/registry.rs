@@ -222,6 +222,13 @@ impl Registry {
                 .into_iter()
                 .map(|StepRegistration(s)| format!("step:{}:{}", s.name, s.source_hash)),
         );
+        parts.extend(
+            inventory::iter::<crate::transaction::TransactionRegistration>
+                .into_iter()
+                .map(|crate::transaction::TransactionRegistration(t)| {
+                    format!("tx:{}:{}", t.name, t.source_hash)
+                }),
+        );
         parts.sort();
         use sha2::{Digest, Sha256};
         let mut hasher = Sha256::new();

@@ -115,7 +115,7 @@ where
 }
 
 /// Replays a step's checkpoint; a malformed one is a durability failure of the execution.
-fn replay_checkpoint<T: Portable, E: WorkflowError>(
+pub(crate) fn replay_checkpoint<T: Portable, E: WorkflowError>(
     ctx: &WorkflowContext,
     checkpoint: &Checkpoint,
     name: &str,

@@ -53,8 +53,8 @@ pub(crate) fn expand(v: &ValidStep<'_>) -> TokenStream {
 
     let mut sig = func.sig.clone();
     let attempt = if p.max_attempts > 1 {
-        let rebinds = rebind_for_retries(&mut sig, step);
-        let helper = (!rebinds.is_empty()).then(clone_helper);
+        let rebinds = rebind_for_retries(&mut sig, &step.params);
+        let helper = (!rebinds.is_empty()).then(|| clone_helper(STEP_CLONE));
         quote! {
             {
                 #helper
@@ -125,9 +125,9 @@ pub(crate) fn expand(v: &ValidStep<'_>) -> TokenStream {
 /// `(a, b): (u32, u32)` gets a generated name and is destructured from the clone), and one
 /// `let` per parameter re-binds it, spanned at the parameter so a type that is not `Clone` is
 /// reported there. A `&self` receiver is a shared reference, copied into every attempt.
-fn rebind_for_retries(sig: &mut syn::Signature, step: &StepFn) -> Vec<TokenStream> {
+pub(crate) fn rebind_for_retries(sig: &mut syn::Signature, params: &[Param]) -> Vec<TokenStream> {
     let mut rebinds = Vec::new();
-    for (index, (input, param)) in sig.inputs.iter_mut().zip(&step.params).enumerate() {
+    for (index, (input, param)) in sig.inputs.iter_mut().zip(params).enumerate() {
         let FnArg::Typed(pt) = input else { continue };
         let span = pt.span();
         match param {
@@ -164,7 +164,7 @@ fn rebind_for_retries(sig: &mut syn::Signature, step: &StepFn) -> Vec<TokenStrea
 
 /// The span of the return type's first token (a span covering several tokens cannot be made
 /// on a stable compiler).
-fn return_type_span(sig: &syn::Signature) -> Span {
+pub(crate) fn return_type_span(sig: &syn::Signature) -> Span {
     match &sig.output {
         syn::ReturnType::Type(_, ty) => ty.to_token_stream().into_iter().next().map(|t| t.span()),
         syn::ReturnType::Default => None,
@@ -172,13 +172,32 @@ fn return_type_span(sig: &syn::Signature) -> Span {
     .unwrap_or_else(|| sig.ident.span())
 }
 
-/// A trait whose unmet bound explains why a parameter of a retrying step must be `Clone`.
-fn clone_helper() -> TokenStream {
+/// What the `Clone` diagnostic of a re-run argument says: message, label, note.
+pub(crate) struct CloneDiagnostic {
+    pub(crate) message: &'static str,
+    pub(crate) label: &'static str,
+    pub(crate) note: &'static str,
+}
+
+const STEP_CLONE: CloneDiagnostic = CloneDiagnostic {
+    message: "`{Self}` must implement `Clone` to be an argument of a #[step] with retries",
+    label: "needed because the step retries",
+    note: "every attempt of a step with `max_attempts` > 1 runs the body on a fresh clone of the arguments, because a failed attempt may have consumed them; implement `Clone`, pass a shared handle such as `Arc<T>`, or remove the retries",
+};
+
+/// A trait whose unmet bound explains why a parameter of a body that runs again must be
+/// `Clone`.
+pub(crate) fn clone_helper(d: CloneDiagnostic) -> TokenStream {
+    let CloneDiagnostic {
+        message,
+        label,
+        note,
+    } = d;
     quote! {
         #[diagnostic::on_unimplemented(
-            message = "`{Self}` must implement `Clone` to be an argument of a #[step] with retries",
-            label = "needed because the step retries",
-            note = "every attempt of a step with `max_attempts` > 1 runs the body on a fresh clone of the arguments, because a failed attempt may have consumed them; implement `Clone`, pass a shared handle such as `Arc<T>`, or remove the retries"
+            message = #message,
+            label = #label,
+            note = #note
         )]
         trait __DbosRetryArgument {
             fn __dbos_clone(&self) -> Self;

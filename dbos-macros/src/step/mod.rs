@@ -4,9 +4,9 @@
 //! collected and reported together; on error the function is emitted as written (made `async` if it
 //! was not).
 
-mod expand;
-mod parse;
-mod validate;
+pub(crate) mod expand;
+pub(crate) mod parse;
+pub(crate) mod validate;
 
 use proc_macro2::{Span, TokenStream};
 

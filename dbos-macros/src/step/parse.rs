@@ -110,38 +110,50 @@ pub(crate) struct StepFn {
 pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> StepOptions {
     let mut o = StepOptions::default();
     for entry in attr::parse_options(args, &ACCEPTED, errors) {
-        let span = entry.key.span();
         let result = match attr::key(&entry).as_str() {
             "name" => attr::string(&entry, "name = \"charge_card\"").map(|s| o.name = Some(s)),
-            "max_attempts" => attr::int_at_least::<u32>(
-                &entry,
-                1,
-                "it counts every attempt, the first one included (1 means no retries)",
-                "max_attempts = 3",
-            )
-            .map(|n| o.max_attempts = Some((n, span))),
-            "interval" => attr::duration_millis(&entry, "interval = \"500ms\"")
-                .map(|ms| o.interval = Some((ms, span))),
-            "backoff" => attr::float_at_least(
-                &entry,
-                1.0,
-                "the wait is multiplied by it after each failed attempt, and a wait that shrinks \
-                 would retry faster the longer a dependency is down",
-                "backoff = 2.0",
-            )
-            .map(|b| o.backoff = Some((b, span))),
-            "max_interval" => attr::duration_millis(&entry, "max_interval = \"1m\"")
-                .map(|ms| o.max_interval = Some((ms, span))),
-            "retry_if" => {
-                attr::path(&entry, "retry_if = is_transient").map(|p| o.retry_if = Some((p, span)))
-            }
-            _ => Ok(()),
+            _ => retry_option(&entry, &mut o).unwrap_or(Ok(())),
         };
         if let Err(e) = result {
             errors.push(e);
         }
     }
     o
+}
+
+/// Reads one of the retry options (`max_attempts`, `interval`, `backoff`, `max_interval`,
+/// `retry_if`) into `o`; `None` when `entry` is not one of them. Shared with
+/// `#[transaction]`, whose own errors are retried the same way.
+pub(crate) fn retry_option(
+    entry: &attr::OptionEntry,
+    o: &mut StepOptions,
+) -> Option<syn::Result<()>> {
+    let span = entry.key.span();
+    Some(match attr::key(entry).as_str() {
+        "max_attempts" => attr::int_at_least::<u32>(
+            entry,
+            1,
+            "it counts every attempt, the first one included (1 means no retries)",
+            "max_attempts = 3",
+        )
+        .map(|n| o.max_attempts = Some((n, span))),
+        "interval" => attr::duration_millis(entry, "interval = \"500ms\"")
+            .map(|ms| o.interval = Some((ms, span))),
+        "backoff" => attr::float_at_least(
+            entry,
+            1.0,
+            "the wait is multiplied by it after each failed attempt, and a wait that shrinks \
+             would retry faster the longer a dependency is down",
+            "backoff = 2.0",
+        )
+        .map(|b| o.backoff = Some((b, span))),
+        "max_interval" => attr::duration_millis(entry, "max_interval = \"1m\"")
+            .map(|ms| o.max_interval = Some((ms, span))),
+        "retry_if" => {
+            attr::path(entry, "retry_if = is_transient").map(|p| o.retry_if = Some((p, span)))
+        }
+        _ => return None,
+    })
 }
 
 /// Parses the function.

@@ -5,7 +5,7 @@
 use proc_macro2::Span;
 use syn::{Receiver, Type};
 
-use super::parse::{defaults, StepFn};
+use super::parse::{defaults, StepFn, StepOptions};
 use crate::error::Errors;
 use crate::func::Param;
 use crate::signature;
@@ -44,21 +44,7 @@ pub(crate) fn validate<'a>(step: &'a StepFn, all_errors: &mut Errors) -> Option<
     let mut errors = Errors::default();
     let sig = &step.func.sig;
     let o = &step.options;
-    let policy = Policy {
-        max_attempts: o
-            .max_attempts
-            .as_ref()
-            .map_or(defaults::MAX_ATTEMPTS, |(n, _)| *n),
-        interval_millis: o
-            .interval
-            .as_ref()
-            .map_or(defaults::INTERVAL_MILLIS, |(ms, _)| *ms),
-        backoff: o.backoff.as_ref().map_or(defaults::BACKOFF, |(b, _)| *b),
-        max_interval_millis: o
-            .max_interval
-            .as_ref()
-            .map_or(defaults::MAX_INTERVAL_MILLIS, |(ms, _)| *ms),
-    };
+    let policy = retry_policy(o, "the step runs once", &mut errors);
     let retries = policy.max_attempts > 1;
 
     if sig.asyncness.is_none() {
@@ -108,57 +94,6 @@ pub(crate) fn validate<'a>(step: &'a StepFn, all_errors: &mut Errors) -> Option<
                 }
             }
         }
-    } else {
-        let retry_only = [
-            ("interval", o.interval.as_ref().map(|(_, s)| *s)),
-            ("backoff", o.backoff.as_ref().map(|(_, s)| *s)),
-            ("max_interval", o.max_interval.as_ref().map(|(_, s)| *s)),
-            ("retry_if", o.retry_if.as_ref().map(|(_, s)| *s)),
-        ];
-        let runs_once = match &o.max_attempts {
-            Some(_) => "`max_attempts` is 1",
-            None => "`max_attempts` defaults to 1",
-        };
-        for (key, span) in retry_only {
-            if let Some(span) = span {
-                errors.push(syn::Error::new(
-                    span,
-                    format!(
-                        "`{key}` has no effect: the step runs once because {runs_once}; set \
-                         `max_attempts` to the number of attempts (e.g. `max_attempts = 3`) to \
-                         retry, or remove `{key}`"
-                    ),
-                ));
-            }
-        }
-    }
-
-    if retries && policy.max_interval_millis < policy.interval_millis {
-        let (span, message) = match (&o.max_interval, &o.interval) {
-            (Some((_, span)), _) => (
-                *span,
-                format!(
-                    "`max_interval` ({}) is shorter than `interval` ({}): the wait before the \
-                     second attempt is `interval`, and it grows by `backoff` up to \
-                     `max_interval`",
-                    millis_text(policy.max_interval_millis),
-                    millis_text(policy.interval_millis)
-                ),
-            ),
-            (None, Some((_, span))) => (
-                *span,
-                format!(
-                    "`interval` ({}) is longer than the default `max_interval` ({}), which caps \
-                     every wait; set `max_interval` too",
-                    millis_text(policy.interval_millis),
-                    millis_text(policy.max_interval_millis)
-                ),
-            ),
-            (None, None) => (Span::call_site(), String::new()),
-        };
-        if !message.is_empty() {
-            errors.push(syn::Error::new(span, message));
-        }
     }
 
     let name = match &o.name {
@@ -190,6 +125,82 @@ pub(crate) fn validate<'a>(step: &'a StepFn, all_errors: &mut Errors) -> Option<
         name,
         policy,
     })
+}
+
+/// The retry policy with defaults applied, and the checks on the retry options that span
+/// several of them: retry settings without retries (`runs_once` says why there are none,
+/// e.g. "the step runs once"), a maximum wait shorter than the first. Shared with
+/// `#[transaction]`.
+pub(crate) fn retry_policy(o: &StepOptions, runs_once_what: &str, errors: &mut Errors) -> Policy {
+    let policy = Policy {
+        max_attempts: o
+            .max_attempts
+            .as_ref()
+            .map_or(defaults::MAX_ATTEMPTS, |(n, _)| *n),
+        interval_millis: o
+            .interval
+            .as_ref()
+            .map_or(defaults::INTERVAL_MILLIS, |(ms, _)| *ms),
+        backoff: o.backoff.as_ref().map_or(defaults::BACKOFF, |(b, _)| *b),
+        max_interval_millis: o
+            .max_interval
+            .as_ref()
+            .map_or(defaults::MAX_INTERVAL_MILLIS, |(ms, _)| *ms),
+    };
+    let retries = policy.max_attempts > 1;
+    if !retries {
+        let retry_only = [
+            ("interval", o.interval.as_ref().map(|(_, s)| *s)),
+            ("backoff", o.backoff.as_ref().map(|(_, s)| *s)),
+            ("max_interval", o.max_interval.as_ref().map(|(_, s)| *s)),
+            ("retry_if", o.retry_if.as_ref().map(|(_, s)| *s)),
+        ];
+        let runs_once = match &o.max_attempts {
+            Some(_) => "`max_attempts` is 1",
+            None => "`max_attempts` defaults to 1",
+        };
+        for (key, span) in retry_only {
+            if let Some(span) = span {
+                errors.push(syn::Error::new(
+                    span,
+                    format!(
+                        "`{key}` has no effect: {runs_once_what} because {runs_once}; set \
+                         `max_attempts` to the number of attempts (e.g. `max_attempts = 3`) to \
+                         retry, or remove `{key}`"
+                    ),
+                ));
+            }
+        }
+    }
+    if retries && policy.max_interval_millis < policy.interval_millis {
+        let (span, message) = match (&o.max_interval, &o.interval) {
+            (Some((_, span)), _) => (
+                *span,
+                format!(
+                    "`max_interval` ({}) is shorter than `interval` ({}): the wait before the \
+                     second attempt is `interval`, and it grows by `backoff` up to \
+                     `max_interval`",
+                    millis_text(policy.max_interval_millis),
+                    millis_text(policy.interval_millis)
+                ),
+            ),
+            (None, Some((_, span))) => (
+                *span,
+                format!(
+                    "`interval` ({}) is longer than the default `max_interval` ({}), which caps \
+                     every wait; set `max_interval` too",
+                    millis_text(policy.interval_millis),
+                    millis_text(policy.max_interval_millis)
+                ),
+            ),
+            (None, None) => (Span::call_site(), String::new()),
+        };
+        if !message.is_empty() {
+            errors.push(syn::Error::new(span, message));
+        }
+    }
+
+    policy
 }
 
 /// `&self` or `self: &Self` (any shared reference).

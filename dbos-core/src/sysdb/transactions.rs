@@ -1,0 +1,132 @@
+//! The statements of `#[transaction]` on the system database: the fenced checkpoint insert
+//! that runs inside the caller's transaction (so the user's statements and their checkpoint
+//! commit together), and the look-ups that settle a commit whose acknowledgement was lost.
+//!
+//! The look-ups take any connection (`GenericClient`): they serve data sources too, where the
+//! same question (did transaction `xid` commit?) is asked of another database.
+
+use deadpool_postgres::GenericClient;
+
+use super::records::CheckpointRow;
+use super::SystemDatabase;
+use crate::codec::PORTABLE_JSON;
+
+/// What became of a transaction whose `COMMIT` got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum XactStatus {
+    /// It committed.
+    Committed,
+    /// It rolled back (or never reached the server's commit log).
+    Aborted,
+    /// Its backend is still working on it: ask again.
+    InProgress,
+}
+
+impl SystemDatabase {
+    /// Inserts one operation's checkpoint inside the caller's transaction, fenced by ownership
+    /// as [`record_operation`](SystemDatabase::record_operation) is: the row is written only
+    /// if the transaction sees `owner_xid` as the workflow's owner. Returns the transaction's
+    /// id (`txid_current()`, 64-bit) when the row was written, `None` when the fence
+    /// refused it. A unique violation (another execution recorded this step id) comes back
+    /// as the error; the caller rolls back and looks at what was recorded.
+    ///
+    /// Taking the id in the same statement costs no round trip, and it is what settles a
+    /// `COMMIT` whose acknowledgement is lost: see [`xact_status`].
+    pub(crate) async fn record_in_transaction(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        row: &CheckpointRow<'_>,
+    ) -> std::result::Result<Option<i64>, tokio_postgres::Error> {
+        let sql = self.sql("record_in_transaction", |s| {
+            format!(
+                "INSERT INTO {s}.operation_outputs (workflow_uuid, function_id, function_name, output, error,
+                                                    serialization, started_at_epoch_ms, completed_at_epoch_ms,
+                                                    application_name, child_workflow_id)
+                 SELECT $1, $3, $4, $5, $6, $7, $8, $9, $10, NULL
+                  WHERE EXISTS (SELECT 1 FROM {s}.workflow_status WHERE workflow_uuid = $1 AND owner_xid = $2)
+                 RETURNING txid_current()"
+            )
+        });
+        let stmt = tx.prepare_cached(&sql).await?;
+        let serialization = (row.output.is_some() || row.error.is_some()).then_some(PORTABLE_JSON);
+        let inserted = tx
+            .query_opt(
+                &stmt,
+                &[
+                    &row.workflow_id,
+                    &row.owner_xid,
+                    &row.function_id,
+                    &row.function_name,
+                    &row.output,
+                    &row.error,
+                    &serialization,
+                    &row.started_ms,
+                    &row.completed_ms,
+                    &row.app_name,
+                ],
+            )
+            .await?;
+        Ok(inserted.map(|r| r.get(0)))
+    }
+
+    /// Whether `owner_xid` still owns workflow `workflow_id` (the fence a data-source
+    /// transaction checks before it commits, while holding its completion row).
+    pub(crate) async fn still_owns(
+        &self,
+        workflow_id: &str,
+        owner_xid: &str,
+    ) -> crate::error::Result<bool> {
+        let sql = self.sql("still_owns", |s| {
+            format!("SELECT 1 FROM {s}.workflow_status WHERE workflow_uuid = $1 AND owner_xid = $2")
+        });
+        let what = format!("check the ownership of workflow `{workflow_id}`");
+        self.run(&what, |client, _| {
+            let sql = sql.clone();
+            async move {
+                let stmt = client
+                    .prepare_cached(&sql)
+                    .await
+                    .map_err(|e| crate::Error::db("could not check a workflow's ownership", e))?;
+                let row = client
+                    .query_opt(&stmt, &[&workflow_id, &owner_xid])
+                    .await
+                    .map_err(|e| crate::Error::db("could not check a workflow's ownership", e))?;
+                Ok(row.is_some())
+            }
+        })
+        .await
+    }
+}
+
+/// What the server knows of transaction `xid` (a 64-bit `txid_current()`): committed,
+/// aborted, or still in progress. A transaction too old for the commit log to remember is
+/// reported as aborted only by Postgres when it really is; `NULL` (no such transaction) is
+/// aborted.
+pub(crate) async fn xact_status<C: GenericClient + Sync>(
+    client: &C,
+    xid: i64,
+) -> std::result::Result<XactStatus, tokio_postgres::Error> {
+    let row = client.query_one("SELECT txid_status($1)", &[&xid]).await?;
+    Ok(match row.get::<_, Option<&str>>(0) {
+        Some("committed") => XactStatus::Committed,
+        Some("in progress") => XactStatus::InProgress,
+        _ => XactStatus::Aborted,
+    })
+}
+
+/// Terminates the backend that still runs transaction `xid` (a connection the client lost
+/// while its `COMMIT` was in flight, which the server has not noticed yet), so the
+/// transaction ends one way or the other. Returns whether a backend was signalled.
+pub(crate) async fn terminate_xact<C: GenericClient + Sync>(
+    client: &C,
+    xid: i64,
+) -> std::result::Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE backend_xid IS NOT NULL AND backend_xid::text::bigint = $1 % 4294967296",
+            &[&xid],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) > 0)
+}

@@ -1,0 +1,775 @@
+//! `#[transaction]` against real Postgres: the statements and their record commit in one
+//! transaction (system database) or with a completion row (data source); errors roll back and
+//! replay as the same value; serialization failures are retried; a lost commit
+//! acknowledgement is settled without running the body again; the crash window between a
+//! data source's commit and the checkpoint does not run the body again.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use dbos_core::{step, transaction, workflow, Config, Dbos, Error, ErrorKind, Transaction};
+use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::proxy::Proxy;
+use dbos_testkit::TestDatabase;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+enum ShopError {
+    #[error("`{0}` is out of stock")]
+    OutOfStock(String),
+    #[error("database: {0}")]
+    Db(String),
+    #[error("durability: {0}")]
+    Dbos(String),
+}
+
+impl From<Error> for ShopError {
+    fn from(e: Error) -> Self {
+        ShopError::Dbos(e.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for ShopError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        ShopError::Db(e.to_string())
+    }
+}
+
+/// A recorded row: step id and three text columns.
+type Recorded = (i32, Option<String>, Option<String>, Option<String>);
+
+static RUNS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+
+/// Counts one run of the body identified by `key`; returns how many there were.
+fn bump(key: &str) -> u32 {
+    let mut runs = RUNS.lock().unwrap();
+    let n = runs
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_owned())
+        .or_default();
+    *n += 1;
+    *n
+}
+
+fn runs(key: &str) -> u32 {
+    RUNS.lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|m| m.get(key).copied())
+        .unwrap_or(0)
+}
+
+async fn exec(client: &tokio_postgres::Client, sql: &str) {
+    client.batch_execute(sql).await.unwrap();
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+// ---------------------------------------------------------------------------------------
+// The system database.
+
+/// Adds 1 to the counter `id` and returns its new value; counts its runs under `run_key`.
+#[transaction]
+async fn add_one(tx: &Transaction<'_>, id: String, run_key: String) -> Result<i32, ShopError> {
+    bump(&run_key);
+    let row = tx
+        .query_one(
+            "UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING n",
+            &[&id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+#[workflow]
+async fn add_twice(id: String) -> Result<(i32, i32), ShopError> {
+    let key = dbos_core::workflow_id().unwrap_or_default();
+    let a = add_one(id.clone(), format!("{key}/1")).await?;
+    let b = add_one(id, format!("{key}/2")).await?;
+    Ok((a, b))
+}
+
+#[dbos_testkit::test]
+async fn statements_and_checkpoint_commit_in_one_transaction(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let client = db.connect().await;
+    exec(&client, "CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('c', 0)").await;
+
+    let out = add_twice("c".into()).id("same-db").await.unwrap();
+    assert_eq!(out, (1, 2));
+    assert_eq!((runs("same-db/1"), runs("same-db/2")), (1, 1));
+    let rows = client
+        .query(
+            "SELECT function_id, function_name, output, error FROM dbos.operation_outputs
+              WHERE workflow_uuid = 'same-db' ORDER BY function_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i32, String, Option<String>, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, "add_one".into(), Some("1".into()), None),
+            (2, "add_one".into(), Some("2".into()), None)
+        ]
+    );
+    // One transaction: the counter's last version and the second checkpoint were written by
+    // the same transaction (one commit, not two).
+    let same: bool = client
+        .query_one(
+            "SELECT (SELECT xmin::text FROM counters WHERE id = 'c') =
+                    (SELECT xmin::text FROM dbos.operation_outputs WHERE workflow_uuid = 'same-db' AND function_id = 2)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        same,
+        "the statement and its checkpoint committed separately"
+    );
+
+    // The workflow id is an idempotency key: nothing runs again.
+    let again = add_twice("c".into()).id("same-db").await.unwrap();
+    assert_eq!(again, (1, 2));
+    assert_eq!((runs("same-db/1"), runs("same-db/2")), (1, 1));
+
+    // Outside a workflow: a plain transaction, nothing recorded.
+    let n = add_one("c".into(), "plain".into()).await.unwrap();
+    assert_eq!((n, runs("plain")), (3, 1));
+    let recorded: i64 = client
+        .query_one("SELECT count(*) FROM dbos.operation_outputs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 2);
+    dbos.shutdown().await.unwrap();
+}
+
+/// Takes `qty` from the stock of `sku`; a stock that would go negative is the function's own
+/// error, returned after the `UPDATE` ran (so only the rollback undoes it).
+#[transaction(isolation = "read_committed")]
+async fn take(tx: &Transaction<'_>, sku: String, qty: i32) -> Result<i32, ShopError> {
+    bump(&format!("take/{sku}"));
+    let left: i32 = tx
+        .query_one(
+            "UPDATE stock SET n = n - $2 WHERE sku = $1 RETURNING n",
+            &[&sku, &qty],
+        )
+        .await?
+        .get(0);
+    if left < 0 {
+        return Err(ShopError::OutOfStock(sku));
+    }
+    Ok(left)
+}
+
+static HANG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+#[step]
+async fn hang_while_told() -> Result<(), Error> {
+    while HANG.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+#[workflow]
+async fn take_then_wait(sku: String) -> Result<Option<ShopError>, ShopError> {
+    let taken = take(sku, 5).await;
+    hang_while_told().await?;
+    Ok(taken.err())
+}
+
+#[dbos_testkit::test]
+async fn an_error_rolls_back_and_replays_as_the_same_value(db: TestDatabase) {
+    let client = db.connect().await;
+    let config = db
+        .config("testapp")
+        .executor_id("tx-error")
+        .application_version("v-tx-error");
+    let first = IsolatedRuntime::new();
+    let c = config.clone();
+    first
+        .run(async move {
+            let dbos = Dbos::launch(c).await.unwrap();
+            let client = dbos.system_database().client().await.unwrap();
+            client
+                .batch_execute("CREATE TABLE stock (sku text PRIMARY KEY, n int NOT NULL); INSERT INTO stock VALUES ('mug', 3)")
+                .await
+                .unwrap();
+            take_then_wait("mug".into())
+                .id("tx-error")
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+        })
+        .await;
+    eventually(
+        "the transaction's error to be recorded",
+        Duration::from_secs(20),
+        || async {
+            let n: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'tx-error'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    first.abort();
+
+    let row = client
+        .query_one(
+            "SELECT o.function_name, o.output, o.error, (SELECT n FROM stock WHERE sku = 'mug')
+               FROM dbos.operation_outputs o WHERE workflow_uuid = 'tx-error' AND function_id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "take");
+    assert_eq!(row.get::<_, Option<String>>(1), None);
+    let error: serde_json::Value = serde_json::from_str(&row.get::<_, String>(2)).unwrap();
+    assert_eq!(error["name"], "ShopError");
+    assert_eq!(error["message"], "`mug` is out of stock");
+    assert_eq!(row.get::<_, i32>(3), 3, "the UPDATE was rolled back");
+
+    // Recovered: the transaction is replayed from its record, as the same typed error.
+    HANG.store(false, std::sync::atomic::Ordering::SeqCst);
+    let dbos = Dbos::launch(config).await.unwrap();
+    let out = dbos
+        .retrieve_workflow::<Option<ShopError>, ShopError>("tx-error")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(out, Some(ShopError::OutOfStock("mug".into())));
+    assert_eq!(runs("take/mug"), 1, "the body did not run again");
+    dbos.shutdown().await.unwrap();
+}
+
+/// Write skew: reads every balance, then withdraws 50 from one account if the total allows.
+/// The first two runs wait for each other after the read, so two concurrent calls always
+/// conflict under SERIALIZABLE.
+#[transaction]
+async fn withdraw(tx: &Transaction<'_>, account: i32) -> Result<i32, ShopError> {
+    let run = bump("withdraw");
+    let total: i64 = tx
+        .query_one("SELECT sum(balance) FROM accounts", &[])
+        .await?
+        .get(0);
+    if run <= 2 {
+        static BARRIER: OnceLock<tokio::sync::Barrier> = OnceLock::new();
+        let barrier = BARRIER.get_or_init(|| tokio::sync::Barrier::new(2));
+        let _ = tokio::time::timeout(Duration::from_secs(10), barrier.wait()).await;
+    }
+    if total < 50 {
+        return Err(ShopError::OutOfStock("money".into()));
+    }
+    let left: i32 = tx
+        .query_one(
+            "UPDATE accounts SET balance = balance - 50 WHERE id = $1 RETURNING balance",
+            &[&account],
+        )
+        .await?
+        .get(0);
+    Ok(left)
+}
+
+#[workflow]
+async fn withdraw_once(account: i32) -> Result<i32, ShopError> {
+    withdraw(account).await
+}
+
+#[dbos_testkit::test]
+async fn serialization_failures_are_retried_and_not_recorded(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let client = db.connect().await;
+    exec(&client, "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL); INSERT INTO accounts VALUES (1, 100), (2, 100)").await;
+    let a = withdraw_once(1).id("w-1").start().await.unwrap();
+    let b = withdraw_once(2).id("w-2").start().await.unwrap();
+    assert_eq!(a.result().await.unwrap(), 50);
+    assert_eq!(b.result().await.unwrap(), 50);
+    assert!(
+        runs("withdraw") >= 3,
+        "one of the two conflicting transactions ran again ({} runs)",
+        runs("withdraw")
+    );
+    let errors: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dbos.operation_outputs WHERE error IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        errors, 0,
+        "a serialization failure is not the transaction's error"
+    );
+    let total: i64 = client
+        .query_one("SELECT sum(balance) FROM accounts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(total, 100, "each account was debited once");
+    dbos.shutdown().await.unwrap();
+}
+
+/// Lost update under REPEATABLE READ: the snapshot is taken, both runs wait for each other,
+/// then both update the same row; the second `UPDATE` fails with 40001 inside the body, and
+/// `?` turns that into the function's own error type.
+#[transaction(isolation = "repeatable_read")]
+async fn add_one_rr(tx: &Transaction<'_>) -> Result<i32, ShopError> {
+    let run = bump("add_one_rr");
+    tx.query_one("SELECT n FROM counters WHERE id = 'rr'", &[])
+        .await?;
+    if run <= 2 {
+        static BARRIER: OnceLock<tokio::sync::Barrier> = OnceLock::new();
+        let barrier = BARRIER.get_or_init(|| tokio::sync::Barrier::new(2));
+        let _ = tokio::time::timeout(Duration::from_secs(10), barrier.wait()).await;
+    }
+    let n: i32 = tx
+        .query_one(
+            "UPDATE counters SET n = n + 1 WHERE id = 'rr' RETURNING n",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(n)
+}
+
+#[workflow]
+async fn add_one_rr_once(_x: i32) -> Result<i32, ShopError> {
+    add_one_rr().await
+}
+
+#[dbos_testkit::test]
+async fn a_serialization_failure_converted_by_the_body_is_retried(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let client = db.connect().await;
+    exec(&client, "CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('rr', 0)").await;
+    let a = add_one_rr_once(1).id("rr-1").start().await.unwrap();
+    let b = add_one_rr_once(2).id("rr-2").start().await.unwrap();
+    let mut got = vec![a.result().await.unwrap(), b.result().await.unwrap()];
+    got.sort();
+    assert_eq!(got, vec![1, 2], "no update was lost");
+    assert_eq!(
+        runs("add_one_rr"),
+        3,
+        "the transaction whose UPDATE failed ran again, once"
+    );
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_lost_commit_acknowledgement_is_settled_without_running_again(db: TestDatabase) {
+    let client = db.connect().await;
+    exec(&client, "CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('lost', 0)").await;
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url())),
+    )
+    .await
+    .unwrap();
+    // The COMMIT of the transaction that carries this workflow's id reaches the server 300 ms
+    // after the client's connection was cut: the client sees an error, and for 300 ms the
+    // transaction is still in progress on the server.
+    proxy.cut_after_commit(b"lost-ack", Duration::from_millis(300));
+    let out = add_twice("lost".into()).id("lost-ack").await.unwrap();
+    assert_eq!(proxy.fired(), 1, "the COMMIT was held back");
+    assert_eq!(out, (1, 2));
+    assert_eq!(
+        (runs("lost-ack/1"), runs("lost-ack/2")),
+        (1, 1),
+        "the body ran once: the lost acknowledgement was settled by asking the database"
+    );
+    let n: i32 = client
+        .query_one("SELECT n FROM counters WHERE id = 'lost'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    dbos.shutdown().await.unwrap();
+}
+
+/// A body that swallows a failed statement and returns `Ok`: the transaction was aborted,
+/// so the call fails (and the failure is recorded) instead of committing half of it.
+#[transaction]
+async fn ignores_an_error(tx: &Transaction<'_>) -> Result<i32, Error> {
+    let _ = tx
+        .execute("INSERT INTO no_such_table VALUES (1)", &[])
+        .await;
+    Ok(1)
+}
+
+/// `query_one` finding no row: an error of the body (no SQLSTATE, not a broken connection),
+/// recorded at once rather than retried.
+#[transaction]
+async fn finds_nothing(tx: &Transaction<'_>) -> Result<i32, ShopError> {
+    bump("finds_nothing");
+    Ok(tx.query_one("SELECT 1 WHERE false", &[]).await?.get(0))
+}
+
+#[workflow]
+async fn ignoring(_x: i32) -> Result<String, Error> {
+    let nothing = finds_nothing().await;
+    Ok(match ignores_an_error().await {
+        Ok(v) => format!("ok {v}"),
+        Err(e) => format!("{:?}: {}", e.kind(), e.message()),
+    } + &format!(" / {nothing:?}"))
+}
+
+#[dbos_testkit::test]
+async fn a_body_that_ignores_a_failed_statement_fails(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let out = ignoring(1).id("ignoring").await.unwrap();
+    assert!(out.starts_with("Database: the body of transaction `ignores_an_error` returned Ok after one of its statements failed"), "{out}");
+    assert!(
+        out.ends_with(r#" / Err(Db("query returned an unexpected number of rows"))"#),
+        "{out}"
+    );
+    assert_eq!(
+        runs("finds_nothing"),
+        1,
+        "a statement's own error is not retried"
+    );
+    let client = db.connect().await;
+    let errors: i64 = client
+        .query_one(
+            "SELECT count(error) FROM dbos.operation_outputs WHERE workflow_uuid = 'ignoring'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(errors, 2, "both errors are recorded");
+    dbos.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// A separate data source.
+
+#[transaction(datasource = "app", name = "app_add_one")]
+async fn app_add_one(tx: &Transaction<'_>, id: String, run_key: String) -> Result<i32, ShopError> {
+    bump(&run_key);
+    let row = tx
+        .query_one(
+            "UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING n",
+            &[&id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+#[workflow]
+async fn app_add_twice(id: String) -> Result<(i32, i32), ShopError> {
+    let key = dbos_core::workflow_id().unwrap_or_default();
+    let a = app_add_one(id.clone(), format!("{key}/1")).await?;
+    let b = app_add_one(id, format!("{key}/2")).await?;
+    Ok((a, b))
+}
+
+fn app_config(db: &TestDatabase, system_url: String) -> Config {
+    db.config("testapp")
+        .system_database_url(system_url)
+        .data_source("app", db.sibling_url("app"))
+        .executor_id("tx-app")
+        .application_version("v-tx-app")
+}
+
+async fn app_client(db: &TestDatabase) -> tokio_postgres::Client {
+    connect(&db.sibling_url("app")).await
+}
+
+#[dbos_testkit::test]
+async fn a_data_source_commits_its_statements_with_a_completion_row(db: TestDatabase) {
+    let dbos = Dbos::launch(app_config(&db, db.url())).await.unwrap();
+    let app = dbos.data_source("app").unwrap();
+    assert_eq!(app.schema(), "dbos");
+    app.client()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('c', 0)")
+        .await
+        .unwrap();
+
+    let out = app_add_twice("c".into()).id("app-1").await.unwrap();
+    assert_eq!(out, (1, 2));
+    let client = app_client(&db).await;
+    let rows = client
+        .query(
+            "SELECT step_id, output, error, serialization FROM dbos.datasource_outputs
+              WHERE workflow_id = 'app-1' ORDER BY step_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<Recorded> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, Some("1".into()), None, Some("portable_json".into())),
+            (2, Some("2".into()), None, Some("portable_json".into()))
+        ]
+    );
+    let same: bool = client
+        .query_one(
+            "SELECT (SELECT xmin::text FROM counters WHERE id = 'c') =
+                    (SELECT xmin::text FROM dbos.datasource_outputs WHERE workflow_id = 'app-1' AND step_id = 2)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        same,
+        "the statement and its completion row committed separately"
+    );
+    let version: i64 = client
+        .query_one("SELECT version FROM dbos.dbos_datasource_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 1);
+    // The checkpoints are in the system database, as for any step.
+    let names: Vec<String> = db
+        .connect()
+        .await
+        .query(
+            "SELECT function_name FROM dbos.operation_outputs WHERE workflow_uuid = 'app-1' ORDER BY function_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, ["app_add_one", "app_add_one"]);
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_crash_between_the_data_source_commit_and_the_checkpoint_does_not_run_again(
+    db: TestDatabase,
+) {
+    // The system database through a proxy that goes away just before the first
+    // transaction's checkpoint reaches it: the data source has committed, the system
+    // database has not heard of it, and the process dies there.
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let first = IsolatedRuntime::new();
+    let config = app_config(&db, proxy.url(&db.url()));
+    let marker = "crash-window";
+    proxy.cut_when_sent(b"app_add_one");
+    first
+        .run(async move {
+            let dbos = Dbos::launch(config).await.unwrap();
+            dbos.data_source("app")
+                .unwrap()
+                .client()
+                .await
+                .unwrap()
+                .batch_execute("CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('c', 0)")
+                .await
+                .unwrap();
+            app_add_twice("c".into())
+                .id(marker)
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+        })
+        .await;
+    eventually(
+        "the checkpoint to be cut off",
+        Duration::from_secs(20),
+        || async { (proxy.fired() == 1).then_some(()) },
+    )
+    .await;
+    first.abort();
+
+    let app = app_client(&db).await;
+    let committed: i64 = app
+        .query_one(
+            "SELECT count(*) FROM dbos.datasource_outputs WHERE workflow_id = 'crash-window'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        committed, 1,
+        "the first transaction committed in the data source"
+    );
+    let checkpoints: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'crash-window'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        checkpoints, 0,
+        "its checkpoint never reached the system database"
+    );
+
+    // Recovery (directly, no proxy): the first transaction's recorded output is adopted.
+    let dbos = Dbos::launch(app_config(&db, db.url())).await.unwrap();
+    let out = dbos
+        .retrieve_workflow::<(i32, i32), ShopError>("crash-window")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(out, (1, 2), "the workflow got the recorded output");
+    assert_eq!(
+        (runs("crash-window/1"), runs("crash-window/2")),
+        (1, 1),
+        "the body that committed before the crash did not run again"
+    );
+    let n: i32 = app
+        .query_one("SELECT n FROM counters WHERE id = 'c'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_lost_commit_acknowledgement_in_a_data_source_is_settled(db: TestDatabase) {
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let config = db
+        .config("testapp")
+        .data_source("app", proxy.url(&db.sibling_url("app")));
+    let dbos = Dbos::launch(config).await.unwrap();
+    dbos.data_source("app")
+        .unwrap()
+        .client()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('c', 0)")
+        .await
+        .unwrap();
+    proxy.cut_after_commit(b"app-lost", Duration::from_millis(300));
+    let out = app_add_twice("c".into()).id("app-lost").await.unwrap();
+    assert_eq!((proxy.fired(), out), (1, (1, 2)));
+    assert_eq!((runs("app-lost/1"), runs("app-lost/2")), (1, 1));
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_transaction_in_a_data_source_the_runtime_lacks_fails_clearly(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let e = app_add_one("c".into(), "missing".into()).await.unwrap_err();
+    match e {
+        ShopError::Dbos(message) => assert!(
+            message.contains("runs in data source `app`, which this runtime does not have"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(runs("missing"), 0);
+    let e = Dbos::launch(db.config("other").data_source("app", "mysql://nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(
+        e.to_string().contains("the URL of data source `app`"),
+        "{e}"
+    );
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn dbos_python_and_this_library_share_a_data_source_schema(db: TestDatabase) {
+    // Created by this library at launch: DBOS Python accepts it as migrated (version 1 of 1).
+    let ours = db.sibling_url("app");
+    let dbos = Dbos::launch(db.config("testapp").data_source("app", &ours))
+        .await
+        .unwrap();
+    dbos.shutdown().await.unwrap();
+    let check = r#"
+import sys
+import sqlalchemy as sa
+from dbos._datasource_migration import get_datasource_migration_versions, verify_datasource_migrations
+url = sa.make_url(sys.argv[1]).set(drivername="postgresql+psycopg")
+engine = sa.create_engine(url)
+with engine.connect() as conn:
+    verify_datasource_migrations(conn, "dbos", url)
+    print(get_datasource_migration_versions(conn, "dbos"))
+"#;
+    let out = dbos_testkit::python::run_python(check, &[&ours]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "(1, 1)");
+
+    // Created by DBOS Python: this library uses it as it is.
+    let theirs = db.sibling_url("py");
+    let create = r#"
+import sys
+from dbos._datasource_migration import migrate_datasource_database
+migrate_datasource_database(sys.argv[1], None, None)
+"#;
+    connect(&db.url())
+        .await
+        .batch_execute(&format!("CREATE DATABASE \"{}_py\"", db.name()))
+        .await
+        .unwrap();
+    let out = dbos_testkit::python::run_python(create, &[&theirs]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dbos = Dbos::launch(db.config("testapp").data_source("app", &theirs))
+        .await
+        .unwrap();
+    dbos.data_source("app")
+        .unwrap()
+        .client()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('c', 0)")
+        .await
+        .unwrap();
+    assert_eq!(
+        app_add_twice("c".into()).id("py-schema").await.unwrap(),
+        (1, 2)
+    );
+    let rows: i64 = connect(&theirs)
+        .await
+        .query_one(
+            "SELECT count(*) FROM dbos.datasource_outputs WHERE workflow_id = 'py-schema'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 2);
+    dbos.shutdown().await.unwrap();
+}
