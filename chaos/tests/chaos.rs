@@ -74,6 +74,11 @@ fn small_configuration_with_kills_passes() {
             "0",
             "--seed",
             "7",
+            // Steps long enough that every scheduled fault lands while work remains, on a
+            // fast machine too (with 5 ms steps the work can end before a relaunched worker
+            // is back, and a restart that waits for every worker to be up never fires).
+            "--step-ms",
+            "150",
             "--timeout",
             "90",
         ],
@@ -101,6 +106,11 @@ fn small_configuration_with_kills_and_a_postgres_restart_passes() {
             "1",
             "--seed",
             "7",
+            // Steps long enough that every scheduled fault lands while work remains, on a
+            // fast machine too (with 5 ms steps the work can end before a relaunched worker
+            // is back, and a restart that waits for every worker to be up never fires).
+            "--step-ms",
+            "150",
             "--timeout",
             "90",
         ],

@@ -236,6 +236,9 @@ async fn an_executor_that_loses_its_lock_hands_its_work_over_and_is_fenced(db: T
         || async { (GATED_RUNS.load(Ordering::SeqCst) == 1).then_some(()) },
     )
     .await;
+    // B has been up for longer than its recovery grace (600 ms), as a peer in a running
+    // deployment has: it recovers others.
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let client = db.connect().await;
     let label = format!("dbos-rs lock {}", a.executor_id());
     let terminated: i64 = client
