@@ -79,6 +79,10 @@ async fn kill_at_random_points_then_finish(db: &TestDatabase, app_url: Option<St
             interrupted += 1;
         }
     }
+    assert!(
+        interrupted >= 2,
+        "only {interrupted} of {KILLS} kills landed before the work was done: the test did not test crashes"
+    );
     let last = ChildProcess::spawn(SUBJECT, &["transactions", &n], &env);
     assert_eq!(
         last.wait(Duration::from_secs(120)).await,
