@@ -132,6 +132,8 @@ pub(crate) async fn recorded_deadline(
             let theirs = ctx
                 .record(Operation {
                     output: Some(&output),
+                    // As every `DBOS.sleep`: it completes at its wake-up time.
+                    completed_ms: Some(to_ms(wake_at)),
                     ..Operation::new(function_id, SLEEP, started)
                 })
                 .await?;
