@@ -286,3 +286,39 @@ async fn a_sleep_is_recorded_as_completing_at_its_wake_up_time(db: TestDatabase)
     assert!(completed - started >= 290, "{started} → {completed}");
     dbos.shutdown().await.unwrap();
 }
+
+#[workflow]
+async fn waits_for_nothing() -> Result<Option<u32>, Error> {
+    dbos_core::recv::<u32>("nobody-sends", Duration::from_millis(300)).await
+}
+
+#[dbos_testkit::test]
+async fn a_receive_deadline_is_recorded_as_completing_at_its_wake_up_time(db: TestDatabase) {
+    let dbos = db.launch().await;
+    assert_eq!(
+        waits_for_nothing().id("waiter").on(&dbos).await.unwrap(),
+        None
+    );
+    let row = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT output, started_at_epoch_ms, completed_at_epoch_ms FROM dbos.operation_outputs \
+             WHERE workflow_uuid = 'waiter' AND function_name = 'DBOS.sleep'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let wake_secs: f64 = row.get::<_, String>(0).parse().unwrap();
+    let (started, completed): (i64, i64) = (row.get(1), row.get(2));
+    let wake_ms = (wake_secs * 1000.0).round() as i64;
+    assert!(
+        (completed - wake_ms).abs() <= 1,
+        "completion {completed} = deadline {wake_ms}"
+    );
+    assert!(
+        (wake_ms - started - 300).abs() <= 50,
+        "the deadline is the start plus the timeout: {started} → {wake_ms}"
+    );
+    dbos.shutdown().await.unwrap();
+}
