@@ -437,6 +437,17 @@ pub(crate) async fn w4_recovery(server: &Server) -> Report {
     assert!(parked, "the workflows did not all reach their parking step");
     doomed.shutdown_background();
     CRASHING.store(false, Ordering::SeqCst);
+    // As after a SIGKILL: the dead executor's sessions are gone (its id's lock is free)
+    // before the relaunch; otherwise the relaunch waits for them to end.
+    let gone = wait_for(
+        &url,
+        "SELECT (count(*) = 0)::int::int8 FROM pg_stat_activity \
+          WHERE datname = current_database() AND application_name LIKE 'dbos-rs lock %'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(gone, "the killed executor's lock session did not end");
     let pending = count(
         &url,
         "SELECT count(*) FROM dbos.workflow_status WHERE status = 'PENDING'",

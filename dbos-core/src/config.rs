@@ -171,8 +171,10 @@ impl Config {
     /// Every executor holds a Postgres advisory lock on its id while it lives. With a
     /// generated id, a process that dies is recovered by whichever live executor notices
     /// first (itself included, once restarted): no id needs to come back. A pinned id is
-    /// recovered by its next launch under that id (or by [`Dbos::recover_executors`](crate::Dbos::recover_executors)),
-    /// and by peers only if it matches [`Config::recover_executors_with_prefix`].
+    /// recovered by its next launch under that id, as soon as that launch holds the id's
+    /// lock (at once, or when the previous process's session ends), or by
+    /// [`Dbos::recover_executors`](crate::Dbos::recover_executors); and by peers only if it
+    /// matches [`Config::recover_executors_with_prefix`].
     pub fn executor_id(mut self, id: impl Into<String>) -> Self {
         self.executor_id = Some(id.into());
         self

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use dbos_core::{step, workflow, Config, Dbos, Error};
-use dbos_testkit::crash::{eventually, ChildProcess};
+use dbos_testkit::crash::{eventually, ChildProcess, IsolatedRuntime};
 use dbos_testkit::TestDatabase;
 use serde_json::json;
 
@@ -360,4 +360,67 @@ async fn a_second_process_with_a_live_executor_s_pinned_id_does_not_take_its_wor
     assert!(started.elapsed() < Duration::from_secs(10));
     second.shutdown().await.unwrap();
     first.shutdown().await.unwrap();
+}
+
+static RETURNING_REACHED: AtomicU32 = AtomicU32::new(0);
+
+/// Hangs the first time it runs (that process is then killed there).
+#[step]
+async fn hangs_the_first_time() -> Result<u32, Error> {
+    if RETURNING_REACHED.fetch_add(1, Ordering::SeqCst) == 0 {
+        std::future::pending::<()>().await;
+    }
+    Ok(7)
+}
+
+#[workflow]
+async fn left_by_a_dying_process() -> Result<u32, Error> {
+    hangs_the_first_time().await
+}
+
+/// A process restarted with its pinned id while the old session still holds the id's lock
+/// (the old process is dying, or its machine vanished and Postgres has not noticed yet)
+/// recovers the id's work as soon as it gets the lock, not only at launch.
+#[dbos_testkit::test]
+async fn a_pinned_id_whose_old_session_ends_after_the_relaunch_still_gets_its_work_back(
+    db: TestDatabase,
+) {
+    let config = fast_recovery(db.config("testapp").executor_id("pinned-again"));
+    let old = IsolatedRuntime::new();
+    let c = config.clone();
+    old.run(async move {
+        let dbos = Dbos::launch(c).await.unwrap();
+        left_by_a_dying_process()
+            .id("orphan")
+            .on(&dbos)
+            .start()
+            .await
+            .unwrap();
+    })
+    .await;
+    eventually(
+        "the old process to reach its step",
+        Duration::from_secs(10),
+        || async { (RETURNING_REACHED.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
+
+    // The relaunch meets the old session's lock: the work stays with it while it lives.
+    let new = Dbos::launch(config).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_000)).await; // five recovery looks
+    assert_eq!(
+        RETURNING_REACHED.load(Ordering::SeqCst),
+        1,
+        "left to the live session"
+    );
+
+    old.abort();
+    let handle = new.retrieve_workflow::<u32, Error>("orphan");
+    let out = tokio::time::timeout(Duration::from_secs(20), handle.result())
+        .await
+        .expect("the relaunched process recovers the work once the old session is gone")
+        .unwrap();
+    assert_eq!(out, 7);
+    assert_eq!(RETURNING_REACHED.load(Ordering::SeqCst), 2);
+    new.shutdown().await.unwrap();
 }

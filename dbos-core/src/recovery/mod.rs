@@ -13,7 +13,8 @@
 //! Which ids a peer may recover: generated ones (`dbos-rs-...`, the default) and those
 //! matching [`Config::recover_executors_with_prefix`](crate::Config::recover_executors_with_prefix).
 //! Executors of other languages hold no such lock, so their ids are never touched. A pinned
-//! id is recovered by its own next launch, as before.
+//! id is recovered by its own next launch once that launch holds the id's lock: at launch,
+//! or later, when the previous process's session ends.
 
 use std::sync::Arc;
 
@@ -67,32 +68,49 @@ fn own_key(rt: &RuntimeInner) -> i64 {
 }
 
 /// At launch: opens the lock session and takes this executor's lock; with it, recovers this
-/// executor id's own `PENDING` workflows (a pinned id coming back). Without it (another live
-/// process uses the same pinned id), leaves them to that process.
+/// executor id's own `PENDING` workflows (a pinned id coming back). Without it (another
+/// process holds the same pinned id, or the session of this id's previous incarnation has
+/// not ended yet), leaves them: [`serve`] keeps trying the lock and recovers them once it
+/// has it.
 pub(crate) async fn claim_identity(rt: &Arc<RuntimeInner>) -> Result<(LockSession, bool)> {
     let session = rt.sysdb.lock_session(&rt.executor_id).await?;
     let held = session.try_lock(own_key(rt)).await?;
     if held {
-        let recovered = rt
-            .sysdb
-            .requeue_pending(&rt.executor_id, &rt.app_version, &rt.app_name, &[])
-            .await?;
-        if !recovered.is_empty() {
-            tracing::info!(
-                count = recovered.len(),
-                executor_id = %rt.executor_id,
-                "recovering this executor's pending workflows"
-            );
-        }
+        recover_own(rt).await?;
     } else {
         tracing::warn!(
             executor_id = %rt.executor_id,
-            "another live process holds executor id `{}`: its pending workflows are left to it. Give each process \
-             its own id, or leave the id unset to have one generated",
+            "another session holds executor id `{}`: its pending workflows are left to it while it lives, and \
+             recovered here once it is gone. Give each process its own id, or leave the id unset to have one \
+             generated",
             rt.executor_id
         );
     }
     Ok((session, held))
+}
+
+/// Re-enqueues this executor id's `PENDING` workflows, except those running or parked in this
+/// process: the work of an earlier process that used this id. Called once this executor
+/// holds its lock, so that process is gone.
+async fn recover_own(rt: &Arc<RuntimeInner>) -> Result<()> {
+    let recovered = rt
+        .sysdb
+        .requeue_pending(
+            &rt.executor_id,
+            &rt.app_version,
+            &rt.app_name,
+            &rt.alive_here(),
+        )
+        .await?;
+    if !recovered.is_empty() {
+        tracing::info!(
+            count = recovered.len(),
+            executor_id = %rt.executor_id,
+            "recovering this executor id's pending workflows"
+        );
+        rt.wake_all_queues();
+    }
+    Ok(())
 }
 
 /// Looks for dead executors every `recovery_interval` until shutdown, keeping this
@@ -110,6 +128,14 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, mut session: LockSession, mut h
         loop {
             if !held {
                 held = take_own_lock(&rt, &session).await;
+                if held {
+                    if let Err(e) = recover_own(&rt).await {
+                        tracing::debug!(error = %e, "could not recover this executor id's work; trying again later");
+                        // Let go, so the next look takes the lock and recovers again.
+                        let _ = session.unlock(own_key(&rt)).await;
+                        held = false;
+                    }
+                }
             }
             if session.since.elapsed() >= rt.config.recovery_grace {
                 if let Err(e) = recover_dead_peers(&rt, &session).await {
