@@ -48,6 +48,7 @@ pub struct Config {
     pub(crate) cancel_poll_interval: Duration,
     pub(crate) recovery_interval: Duration,
     pub(crate) recovery_grace: Duration,
+    pub(crate) vanished_executor_timeout: Duration,
     pub(crate) recoverable_prefixes: Vec<String>,
     pub(crate) data_sources: Vec<crate::transaction::DataSourceConfig>,
 }
@@ -98,6 +99,7 @@ impl Config {
             cancel_poll_interval: Duration::from_millis(500),
             recovery_interval: Duration::from_secs(2),
             recovery_grace: Duration::from_secs(10),
+            vanished_executor_timeout: Duration::from_secs(30),
             recoverable_prefixes: vec![GENERATED_EXECUTOR_PREFIX.to_owned()],
             data_sources: Vec::new(),
         }
@@ -204,6 +206,27 @@ impl Config {
     /// it above twice the recovery interval plus the time a reconnection takes.
     pub fn recovery_grace(mut self, grace: Duration) -> Self {
         self.recovery_grace = grace;
+        self
+    }
+
+    /// How long Postgres keeps this executor's lock after its machine vanished without
+    /// closing its connections (power loss, a network cut, a VM destroyed): about this long
+    /// (default 30 s), rather than the two hours and more of the server's default TCP
+    /// keepalives, after which peers recover its work.
+    ///
+    /// The lock connection asks the server to probe it with TCP keepalives (its
+    /// `tcp_keepalives_idle`, `_interval` and `_count` settings, and `tcp_user_timeout`,
+    /// for that session only). A live executor answers the probes from its kernel, however
+    /// busy or idle it is; a partition longer than this timeout makes it look dead, and its
+    /// work moves to a peer (its own executions stop at their next step). At least 3 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = dbos_core::Config::new("shop").vanished_executor_timeout(Duration::from_secs(60));
+    /// # let _ = config;
+    /// ```
+    pub fn vanished_executor_timeout(mut self, timeout: Duration) -> Self {
+        self.vanished_executor_timeout = timeout;
         self
     }
 
@@ -318,6 +341,13 @@ impl Config {
         if self.recovery_interval.is_zero() {
             return Err(Error::config("recovery_interval must be at least 1 ms"));
         }
+        if self.vanished_executor_timeout < Duration::from_secs(3) {
+            return Err(Error::config(format!(
+                "vanished_executor_timeout ({:?}) must be at least 3 s: the server probes the lock connection with \
+                 TCP keepalives counted in whole seconds (an idle period, then three probes)",
+                self.vanished_executor_timeout
+            )));
+        }
         if self.recovery_grace <= self.recovery_interval * 2 {
             return Err(Error::config(format!(
                 "recovery_grace ({:?}) must be longer than twice recovery_interval ({:?}): an executor that lost its \
@@ -386,6 +416,25 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("pool_size"), "{e}");
+    }
+
+    #[test]
+    fn recovery_timings_are_checked() {
+        let e = Config::new("shop")
+            .vanished_executor_timeout(Duration::from_secs(2))
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        assert!(e.to_string().contains("vanished_executor_timeout"), "{e}");
+        assert!(Config::new("shop")
+            .vanished_executor_timeout(Duration::from_secs(3))
+            .validate()
+            .is_ok());
+        let e = Config::new("shop")
+            .recovery_interval(Duration::from_secs(5))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("recovery_grace"), "{e}");
     }
 
     #[test]

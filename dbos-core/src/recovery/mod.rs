@@ -73,7 +73,10 @@ fn own_key(rt: &RuntimeInner) -> i64 {
 /// not ended yet), leaves them: [`serve`] keeps trying the lock and recovers them once it
 /// has it.
 pub(crate) async fn claim_identity(rt: &Arc<RuntimeInner>) -> Result<(LockSession, bool)> {
-    let session = rt.sysdb.lock_session(&rt.executor_id).await?;
+    let session = rt
+        .sysdb
+        .lock_session(&rt.executor_id, rt.config.vanished_executor_timeout)
+        .await?;
     let held = session.try_lock(own_key(rt)).await?;
     if held {
         recover_own(rt).await?;
@@ -153,7 +156,11 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, mut session: LockSession, mut h
             "lost the connection holding this executor's lock: live peers may now recover this executor's \
              workflows (its executions of them then stop before their next step)"
         );
-        session = match rt.sysdb.lock_session(&rt.executor_id).await {
+        session = match rt
+            .sysdb
+            .lock_session(&rt.executor_id, rt.config.vanished_executor_timeout)
+            .await
+        {
             Ok(s) => s,
             Err(_) => return, // shutting down
         };

@@ -3,7 +3,9 @@
 //!
 //! No table records who is alive. A live executor holds the lock of its id on a connection
 //! it keeps open; when its process or machine dies, Postgres ends that session and releases
-//! the lock. A peer that can take the lock knows the executor is gone.
+//! the lock (at once when the process dies; about `Config::vanished_executor_timeout` after
+//! a machine vanished without closing the connection, by the server's TCP keepalives that
+//! the session asks for). A peer that can take the lock knows the executor is gone.
 
 use super::SystemDatabase;
 use crate::error::{Error, Result};
@@ -63,20 +65,37 @@ impl LockSession {
 impl SystemDatabase {
     /// Opens a lock session (retried like any statement), named in `pg_stat_activity` as
     /// `dbos-rs lock <executor id>` so an operator can see which session holds which
-    /// executor's lock.
-    pub(crate) async fn lock_session(&self, executor_id: &str) -> Result<LockSession> {
+    /// executor's lock, and probed by the server with TCP keepalives so that it ends about
+    /// `vanish_after` after this machine vanishes without closing it (see
+    /// [`keepalive_settings`]).
+    pub(crate) async fn lock_session(
+        &self,
+        executor_id: &str,
+        vanish_after: std::time::Duration,
+    ) -> Result<LockSession> {
         let (client, task) = self.dedicated("open the executor's lock session").await?;
         let label: String = format!("dbos-rs lock {executor_id}")
             .chars()
             .take(63)
             .collect();
+        let k = keepalive_settings(vanish_after);
         client
             .execute(
-                "SELECT set_config('application_name', $1, false)",
-                &[&label],
+                "SELECT set_config('application_name', $1, false),
+                        set_config('tcp_keepalives_idle', $2, false),
+                        set_config('tcp_keepalives_interval', $3, false),
+                        set_config('tcp_keepalives_count', $4, false),
+                        set_config('tcp_user_timeout', $5, false)",
+                &[
+                    &label,
+                    &k.idle_secs.to_string(),
+                    &k.interval_secs.to_string(),
+                    &k.count.to_string(),
+                    &k.user_timeout_ms.to_string(),
+                ],
             )
             .await
-            .map_err(|e| Error::db("could not name the executor's lock session", e))?;
+            .map_err(|e| Error::db("could not set up the executor's lock session", e))?;
         Ok(LockSession {
             client,
             task,
@@ -105,5 +124,48 @@ impl SystemDatabase {
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+/// The server-side TCP settings of a lock session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Keepalives {
+    /// Seconds of silence before the first probe.
+    pub(crate) idle_secs: u64,
+    /// Seconds between probes.
+    pub(crate) interval_secs: u64,
+    /// Unanswered probes before the server ends the session.
+    pub(crate) count: u32,
+    /// How long data the server sent may stay unacknowledged (ms).
+    pub(crate) user_timeout_ms: u128,
+}
+
+/// Splits `vanish_after` into half of silence and three probes over the other half (whole
+/// seconds, at least one each): a session whose peer vanished ends after about that long.
+pub(crate) fn keepalive_settings(vanish_after: std::time::Duration) -> Keepalives {
+    let total = vanish_after.as_secs().max(3);
+    let idle_secs = (total / 2).max(1);
+    let interval_secs = ((total - idle_secs) / 3).max(1);
+    Keepalives {
+        idle_secs,
+        interval_secs,
+        count: 3,
+        user_timeout_ms: vanish_after.as_millis(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn keepalives_add_up_to_the_timeout() {
+        let k = keepalive_settings(Duration::from_secs(30));
+        assert_eq!((k.idle_secs, k.interval_secs, k.count), (15, 5, 3));
+        assert_eq!(k.idle_secs + k.interval_secs * u64::from(k.count), 30);
+        assert_eq!(k.user_timeout_ms, 30_000);
+        let k = keepalive_settings(Duration::from_secs(3));
+        assert_eq!((k.idle_secs, k.interval_secs), (1, 1));
     }
 }

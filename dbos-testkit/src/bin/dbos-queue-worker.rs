@@ -12,7 +12,7 @@
 //!
 //! Environment: `DBOS_SYSTEM_DATABASE_URL`, `DBOS__VMID` (unset: a generated id),
 //! `DBOS_TEST_RECOVERY_MS` (how often to look for dead executors; the lock grace is three times
-//! that).
+//! that), `DBOS_TEST_VANISH_SECS` (`Config::vanished_executor_timeout`).
 
 use std::time::Duration;
 
@@ -75,6 +75,12 @@ async fn main() -> Result<(), Error> {
         config = config
             .recovery_interval(Duration::from_millis(ms))
             .recovery_grace(Duration::from_millis(3 * ms));
+    }
+    if let Some(secs) = std::env::var("DBOS_TEST_VANISH_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        config = config.vanished_executor_timeout(Duration::from_secs(secs));
     }
     let config = config
         .application_version("queue-subject-v1")
