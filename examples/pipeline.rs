@@ -7,7 +7,8 @@
 //!
 //! Each summary is its own workflow on the `llm` queue: at most 5 calls start per 2 seconds
 //! (across every process serving the queue) and at most 3 run at once here. Kill it midway
-//! and run it again: finished summaries are not redone, and the batch completes.
+//! and run it again: finished summaries are not redone, and the batch completes. Each summary
+//! carries its batch as a workflow attribute, which the final listing filters on.
 
 use std::time::Duration;
 
@@ -40,7 +41,10 @@ async fn digest(batch: String, documents: Vec<(String, String)>) -> Result<Vec<S
     // Fan out: every enqueue is recorded, so a recovered run never enqueues twice.
     let mut handles = Vec::new();
     for (title, text) in documents {
-        handles.push(summarize(title, text).enqueue(&LLM).await?);
+        // Attributes tag each summary with its batch: listings filter on them (children do
+        // not inherit the parent's, so they are set here).
+        let call = summarize(title, text).attributes(serde_json::json!({ "batch": batch }));
+        handles.push(call.enqueue(&LLM).await?);
     }
     // Gather, in order.
     let mut summaries = Vec::new();
@@ -86,5 +90,17 @@ async fn main() -> Result<(), Error> {
         println!("  {s}");
     }
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
+    // What an operator would ask: every summary of this batch, by its attributes.
+    let tagged = dbos
+        .list_workflows(
+            &dbos_core::manage::ListWorkflows::new()
+                .attributes(serde_json::json!({ "batch": batch }))
+                .name("summarize"),
+        )
+        .await?;
+    println!(
+        "{} summary workflows carry the attribute batch={batch}",
+        tagged.len()
+    );
     dbos.shutdown().await
 }

@@ -17,6 +17,10 @@ async fn the_pipeline_respects_its_rate_limit_and_gathers_every_summary(db: Test
     );
     assert!(stdout.contains("batch batch-1: 12 summaries"), "{stdout}");
     assert!(stdout.contains("doc-12: 11 words"), "{stdout}");
+    assert!(
+        stdout.contains("12 summary workflows carry the attribute batch=batch-1"),
+        "{stdout}"
+    );
     let client = db.connect().await;
     let starts: Vec<i64> = client
         .query("SELECT started_at_epoch_ms FROM dbos.workflow_status WHERE queue_name = 'llm' ORDER BY 1", &[])

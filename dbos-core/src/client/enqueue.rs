@@ -36,6 +36,7 @@ pub struct ClientEnqueue<T, E> {
     delay: Option<Duration>,
     timeout: Option<Duration>,
     app_version: Option<String>,
+    attributes: Option<Value>,
     _types: PhantomData<fn() -> (T, E)>,
 }
 
@@ -71,6 +72,7 @@ impl ClientEnqueue<Value, Error> {
             delay: None,
             timeout: None,
             app_version: None,
+            attributes: None,
             _types: PhantomData,
         }
     }
@@ -104,6 +106,7 @@ impl ClientEnqueue<Value, Error> {
             delay: self.delay,
             timeout: self.timeout,
             app_version: self.app_version,
+            attributes: self.attributes,
             _types: PhantomData,
         }
     }
@@ -125,6 +128,7 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
             delay: None,
             timeout: call.timeout,
             app_version: None,
+            attributes: call.attributes,
             _types: PhantomData,
         }
     }
@@ -182,8 +186,16 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
         self
     }
 
+    /// Attaches attributes (a JSON object) to the workflow, as
+    /// [`WorkflowCall::attributes`](crate::WorkflowCall::attributes) does.
+    pub fn attributes(mut self, attributes: Value) -> Self {
+        self.attributes = Some(attributes);
+        self
+    }
+
     /// Refuses what no executor could honour, before anything is written.
     async fn check(&mut self) -> Result<()> {
+        crate::workflow::call::check_attributes(self.attributes.as_ref())?;
         if self.name.trim().is_empty() {
             return Err(Error::invalid(
                 "the workflow name is blank: give the registered name of the workflow to run",
@@ -299,6 +311,7 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
                 partition_key: self.partition_key.as_deref(),
                 delay_until_ms,
             }),
+            attributes: self.attributes.as_ref(),
         };
         loop {
             return match sysdb.start_workflow(&new).await {

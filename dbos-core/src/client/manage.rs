@@ -152,6 +152,38 @@ impl Client {
             .await
     }
 
+    /// Replaces the attributes of a workflow (a JSON object; `None` clears them): see
+    /// [`Dbos::update_workflow_attributes`](crate::Dbos::update_workflow_attributes).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow),
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for attributes
+    /// that are not an object, or a database error.
+    pub async fn update_workflow_attributes(
+        &self,
+        workflow_id: &str,
+        attributes: Option<serde_json::Value>,
+    ) -> Result<()> {
+        self.manager()
+            .update_attributes(workflow_id, attributes.as_ref(), false)
+            .await
+    }
+
+    /// Sets the given top-level keys of a workflow's attributes, keeping the others: see
+    /// [`Dbos::merge_workflow_attributes`](crate::Dbos::merge_workflow_attributes).
+    ///
+    /// # Errors
+    /// As [`update_workflow_attributes`](Self::update_workflow_attributes).
+    pub async fn merge_workflow_attributes(
+        &self,
+        workflow_id: &str,
+        keys: serde_json::Value,
+    ) -> Result<()> {
+        self.manager()
+            .update_attributes(workflow_id, Some(&keys), true)
+            .await
+    }
+
     /// Deletes a workflow and everything recorded about it.
     ///
     /// # Errors

@@ -90,6 +90,58 @@ impl Dbos {
         self.manager().cancel(workflow_id, true).await
     }
 
+    /// Replaces the attributes of a workflow (a JSON object; `None` clears them), as DBOS's
+    /// `update_workflow_attributes` does. Inside a workflow the update is recorded as the
+    /// operation `DBOS.updateWorkflowAttributes`, so a recovered workflow does not repeat it.
+    ///
+    /// ```no_run
+    /// # async fn demo(dbos: dbos_core::Dbos) -> dbos_core::Result<()> {
+    /// dbos.update_workflow_attributes("order-42", Some(serde_json::json!({"tier": "gold"})))
+    ///     .await?;
+    /// # Ok(()) }
+    /// # let _ = demo;
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow),
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for attributes
+    /// that are not an object (nothing is written), or a database error.
+    pub async fn update_workflow_attributes(
+        &self,
+        workflow_id: &str,
+        attributes: Option<Value>,
+    ) -> Result<()> {
+        self.change_attributes(workflow_id, attributes.as_ref(), false)
+            .await
+    }
+
+    /// Sets the given top-level keys of a workflow's attributes, keeping the others (DBOS's
+    /// `update_workflow_attributes(..., merge=True)`; a key given `null` is stored as JSON
+    /// `null`). Recorded inside a workflow, as
+    /// [`update_workflow_attributes`](Self::update_workflow_attributes) is.
+    ///
+    /// # Errors
+    /// As `update_workflow_attributes`.
+    pub async fn merge_workflow_attributes(&self, workflow_id: &str, keys: Value) -> Result<()> {
+        self.change_attributes(workflow_id, Some(&keys), true).await
+    }
+
+    async fn change_attributes(
+        &self,
+        workflow_id: &str,
+        attributes: Option<&Value>,
+        merge: bool,
+    ) -> Result<()> {
+        let manager = self.manager();
+        crate::workflow::step::run(
+            "DBOS.updateWorkflowAttributes",
+            &crate::StepOptions::DEFAULT,
+            None,
+            || manager.update_attributes(workflow_id, attributes, merge),
+        )
+        .await
+    }
+
     /// Resumes a workflow from its last checkpoint: a `CANCELLED`, dead-lettered
     /// (`MAX_RECOVERY_ATTEMPTS_EXCEEDED`) or stuck `PENDING` workflow goes back on the
     /// internal queue, which every executor serves, with its recovery count, deadline and

@@ -205,6 +205,21 @@ impl Manager {
         Ok(())
     }
 
+    pub(crate) async fn update_attributes(
+        &self,
+        id: &str,
+        attributes: Option<&Value>,
+        merge: bool,
+    ) -> Result<()> {
+        check_id(id)?;
+        crate::workflow::call::check_attributes(attributes)?;
+        if self.sysdb.set_attributes(id, attributes, merge).await? {
+            Ok(())
+        } else {
+            Err(non_existent(id))
+        }
+    }
+
     pub(crate) async fn delete(&self, id: &str, descendants: bool) -> Result<Vec<String>> {
         check_id(id)?;
         let deleted = self

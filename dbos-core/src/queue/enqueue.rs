@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::queue::Queue;
 use crate::runtime::RuntimeInner;
 use crate::sysdb::workflows::{now_ms, NewWorkflow, QueueFields};
-use crate::workflow::call::{WorkflowCall, WorkflowHandle};
+use crate::workflow::call::{check_attributes, WorkflowCall, WorkflowHandle};
 use crate::workflow::context::Operation;
 use crate::workflow::placement::{check_id, insert, parent_link, Parent, Placement};
 use crate::workflow::registry::BoxFuture;
@@ -103,6 +103,13 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
         self
     }
 
+    /// Attaches attributes (a JSON object) to the workflow, as
+    /// [`WorkflowCall::attributes`] does.
+    pub fn attributes(mut self, attributes: Value) -> Self {
+        self.call.attributes = Some(attributes);
+        self
+    }
+
     /// Refuses options no executor could honour, before anything is written.
     fn check(&self, queue: &Queue) -> Result<()> {
         let name = queue.name();
@@ -151,6 +158,7 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
         if let Some(id) = &self.call.id {
             check_id(id)?;
         }
+        check_attributes(self.call.attributes.as_ref())?;
         self.check(&self.queue)?;
         let args: Vec<Value> = self.call.args.into_iter().collect::<Result<_>>()?;
         let inputs = PortableInputs::positional(args).to_text()?;
@@ -194,6 +202,7 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             deadline_ms: parent.as_ref().and_then(|p| p.ctx.deadline_ms),
             parent: parent_link(&parent),
             queue: Some(fields),
+            attributes: self.call.attributes.as_ref(),
         };
         match insert(&rt, &new, parent.as_ref().map(|p| &*p.ctx)).await {
             Ok(row) => {
@@ -314,6 +323,7 @@ pub(crate) async fn enqueue_by_name(
             queue_name: queue,
             ..Default::default()
         }),
+        attributes: None,
     };
     insert(rt, &new, None).await?;
     rt.wake_queue(queue);

@@ -817,6 +817,31 @@ impl SystemDatabase {
         .await
     }
 
+    /// Replaces a workflow's attributes (`None` clears them), or with `merge` sets the
+    /// given top-level keys over the existing object. `false` when the workflow does not
+    /// exist. Idempotent either way, so a retried statement is harmless.
+    pub(crate) async fn set_attributes(
+        &self,
+        workflow_id: &str,
+        attributes: Option<&serde_json::Value>,
+        merge: bool,
+    ) -> Result<bool> {
+        let s = self.quoted_schema();
+        let value = if merge {
+            "CASE WHEN jsonb_typeof(attributes) = 'object' THEN attributes ELSE '{}'::jsonb END || $2::jsonb"
+        } else {
+            "$2::jsonb"
+        };
+        let sql = format!(
+            "UPDATE {s}.workflow_status SET attributes = {value}, updated_at = $3 WHERE workflow_uuid = $1"
+        );
+        let what = format!("update the attributes of workflow `{workflow_id}`");
+        let n = self
+            .execute(&what, &sql, &[&workflow_id, &attributes, &now_ms()])
+            .await?;
+        Ok(n > 0)
+    }
+
     /// Deletes a workflow (and, with `descendants`, every workflow it started,
     /// recursively) with its inputs, outcome, checkpoints, and, through their foreign keys,
     /// its messages, events and streams; one statement. Returns the ids deleted, or `None`

@@ -43,6 +43,8 @@ pub(crate) struct NewWorkflow<'a> {
     pub(crate) deadline_ms: Option<i64>,
     pub(crate) parent: Option<ParentLink<'a>>,
     pub(crate) queue: Option<QueueFields<'a>>,
+    /// The workflow's attributes (a JSON object), if any.
+    pub(crate) attributes: Option<&'a serde_json::Value>,
 }
 
 /// The queue columns of an enqueued workflow.
@@ -201,6 +203,7 @@ impl SystemDatabase {
                     &q.deduplication_id,
                     &q.partition_key,
                     &q.delay_until_ms,
+                    &w.attributes,
                 ],
             )
             .await;
@@ -552,11 +555,11 @@ fn start_sql(s: &str, with_parent: bool, idempotent: bool) -> String {
                  workflow_uuid, status, name, executor_id, application_version, application_name,
                  created_at, updated_at, recovery_attempts, owner_xid, creator_xid, serialization,
                  workflow_timeout_ms, workflow_deadline_epoch_ms, parent_workflow_id, started_at_epoch_ms,
-                 queue_name, priority, deduplication_id, queue_partition_key, delay_until_epoch_ms)
+                 queue_name, priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes)
              SELECT $1::text, $15::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $6::bigint,
                     CASE WHEN $15::text = 'PENDING' THEN 1 ELSE 0 END, $14::text, $7::text, '{PORTABLE_JSON}',
                     $8::bigint, $9::bigint, $11::text, CASE WHEN $15::text = 'PENDING' THEN $6::bigint END,
-                    $16::text, $17::integer, $18::text, $19::text, $20::bigint
+                    $16::text, $17::integer, $18::text, $19::text, $20::bigint, $21::jsonb
               {gate}
              {on_status_conflict}
              RETURNING status, name, creator_xid, workflow_deadline_epoch_ms

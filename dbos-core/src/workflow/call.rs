@@ -37,6 +37,7 @@ pub struct WorkflowCall<T, E> {
     pub(crate) args: Vec<Result<Value>>,
     pub(crate) id: Option<String>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) attributes: Option<Value>,
     pub(crate) runtime: Option<Dbos>,
     _types: PhantomData<fn() -> (T, E)>,
 }
@@ -62,6 +63,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             args,
             id: None,
             timeout: None,
+            attributes: None,
             runtime: None,
             _types: PhantomData,
         }
@@ -78,6 +80,29 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
     /// inherit the deadline unless given their own.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Attaches attributes to the workflow: a JSON object of your own keys (a customer, a
+    /// region, a batch), stored in `workflow_status.attributes` where listings filter by
+    /// containment ([`ListWorkflows::attributes`](crate::ListWorkflows::attributes)) and
+    /// DBOS's tools show them. Children do not inherit them. Change them later with
+    /// [`Dbos::update_workflow_attributes`](crate::Dbos::update_workflow_attributes).
+    ///
+    /// ```no_run
+    /// # #[dbos_core::workflow] async fn checkout(_order: u64) -> Result<(), dbos_core::Error> { Ok(()) }
+    /// # async fn demo() -> Result<(), dbos_core::Error> {
+    /// checkout(42)
+    ///     .attributes(serde_json::json!({"customer": "acme", "region": "eu"}))
+    ///     .await?;
+    /// # Ok(()) }
+    /// # let _ = demo;
+    /// ```
+    ///
+    /// Anything but an object is refused with [`ErrorKind::InvalidArgument`] when the call
+    /// starts, before anything is written.
+    pub fn attributes(mut self, attributes: Value) -> Self {
+        self.attributes = Some(attributes);
         self
     }
 
@@ -102,6 +127,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
         if let Some(id) = &self.id {
             check_id(id)?;
         }
+        check_attributes(self.attributes.as_ref())?;
         let args: Vec<Value> = self.args.into_iter().collect::<Result<_>>()?;
         let inputs = PortableInputs::positional(args.clone()).to_text()?;
         let (rt, id, parent, fresh_id) =
@@ -134,6 +160,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             deadline_ms: deadline,
             parent: parent_link(&parent),
             queue: None,
+            attributes: self.attributes.as_ref(),
         };
         let row = insert(&rt, &new, parent.as_ref().map(|p| &*p.ctx)).await?;
         if !row.created {
@@ -151,6 +178,16 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             slot: None,
         });
         Ok(WorkflowHandle::local(rt, id, receiver))
+    }
+}
+
+/// Refuses attributes that are not a JSON object (DBOS's rule), before anything is written.
+pub(crate) fn check_attributes(attributes: Option<&Value>) -> Result<()> {
+    match attributes {
+        None | Some(Value::Object(_)) => Ok(()),
+        Some(other) => Err(Error::invalid(format!(
+            "workflow attributes must be a JSON object of your own keys (e.g. {{\"customer\": \"acme\"}}), not `{other}`"
+        ))),
     }
 }
 
