@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dbos_core::manage::ListWorkflows;
 use dbos_core::{step, workflow, Client, Dbos, Error, ErrorKind, Queue};
-use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::crash::run_then_kill;
 use dbos_testkit::TestDatabase;
 use serde_json::{json, Value};
 
@@ -248,26 +248,20 @@ async fn marks_itself_paid() -> Result<(), Error> {
 #[dbos_testkit::test]
 async fn an_update_inside_a_workflow_is_recorded_and_not_repeated_after_a_crash(db: TestDatabase) {
     let config = db.config("testapp").executor_id("attr-exec");
-    let first = IsolatedRuntime::new();
-    let c = config.clone();
-    first
-        .run(async move {
-            let dbos = Dbos::launch(c).await.unwrap();
+    run_then_kill(
+        config.clone(),
+        |dbos| async move {
             marks_itself_paid()
                 .id("payer")
                 .on(&dbos)
                 .start()
                 .await
                 .unwrap();
-        })
-        .await;
-    eventually(
+        },
         "the workflow to reach its hanging step",
-        Duration::from_secs(10),
-        || async { (HANGS.load(Ordering::SeqCst) == 1).then_some(()) },
+        || HANGS.load(Ordering::SeqCst) == 1,
     )
     .await;
-    first.abort();
     assert_eq!(
         attributes_of(&db, "payer").await,
         Some(json!({"stage": "paid"}))

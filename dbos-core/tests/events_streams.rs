@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use dbos_core::{step, workflow, Dbos, Error, ErrorKind};
-use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::crash::run_then_kill;
 use dbos_testkit::TestDatabase;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -129,11 +129,9 @@ async fn get_event_in_a_workflow_is_recorded_and_replays_what_it_first_read(db: 
         .config("testapp")
         .executor_id("ev-crash")
         .application_version("v-ev-crash");
-    let first = IsolatedRuntime::new();
-    let c = config.clone();
-    first
-        .run(async move {
-            let dbos = Dbos::launch(c).await.unwrap();
+    run_then_kill(
+        config.clone(),
+        |dbos| async move {
             reads_an_event("setter-1".into(), 30_000)
                 .id("reader-1")
                 .on(&dbos)
@@ -143,15 +141,11 @@ async fn get_event_in_a_workflow_is_recorded_and_replays_what_it_first_read(db: 
             // Set after the reader started waiting: the wait is woken.
             tokio::time::sleep(Duration::from_millis(300)).await;
             sets_ready(7).id("setter-1").on(&dbos).await.unwrap();
-        })
-        .await;
-    eventually(
+        },
         "the reader to reach its hanging step",
-        Duration::from_secs(10),
-        || async { (HANG.load(Ordering::SeqCst) == 1).then_some(()) },
+        || HANG.load(Ordering::SeqCst) == 1,
     )
     .await;
-    first.abort();
     // The event changes while the reader is down; its replay returns what it read.
     let client = db.connect().await;
     client
@@ -383,11 +377,9 @@ async fn a_stream_read_in_a_workflow_records_each_value_and_replays_them(db: Tes
         .config("testapp")
         .executor_id("rs-crash")
         .application_version("v-rs-crash");
-    let first = IsolatedRuntime::new();
-    let c = config.clone();
-    first
-        .run(async move {
-            let dbos = Dbos::launch(c).await.unwrap();
+    run_then_kill(
+        config.clone(),
+        |dbos| async move {
             writes_without_closing(2).id("w-2").on(&dbos).await.unwrap();
             reads_a_stream("w-2".into())
                 .id("r-2")
@@ -395,15 +387,11 @@ async fn a_stream_read_in_a_workflow_records_each_value_and_replays_them(db: Tes
                 .start()
                 .await
                 .unwrap();
-        })
-        .await;
-    eventually(
+        },
         "the reader to finish reading",
-        Duration::from_secs(10),
-        || async { (READ_HANG.load(Ordering::SeqCst) == 1).then_some(()) },
+        || READ_HANG.load(Ordering::SeqCst) == 1,
     )
     .await;
-    first.abort();
     // The stream changes meanwhile: the replay reads what was recorded, not the table.
     db.connect()
         .await

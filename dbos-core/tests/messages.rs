@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use dbos_core::{step, workflow, Dbos, Error, ErrorKind, Message};
-use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::crash::{eventually, run_then_kill, IsolatedRuntime};
 use dbos_testkit::TestDatabase;
 use serde::{Deserialize, Serialize};
 
@@ -433,26 +433,20 @@ async fn a_timed_out_receive_replays_as_timed_out_without_waiting(db: TestDataba
         .config("testapp")
         .executor_id("recv-timeout")
         .application_version("v-recv-timeout");
-    let first = IsolatedRuntime::new();
-    let c = config.clone();
-    first
-        .run(async move {
-            let dbos = Dbos::launch(c).await.unwrap();
+    run_then_kill(
+        config.clone(),
+        |dbos| async move {
             times_out_then_hangs(1500)
                 .id("to-1")
                 .on(&dbos)
                 .start()
                 .await
                 .unwrap();
-        })
-        .await;
-    eventually(
+        },
         "the receive to time out",
-        Duration::from_secs(10),
-        || async { (HANG_B.load(Ordering::SeqCst) == 1).then_some(()) },
+        || HANG_B.load(Ordering::SeqCst) == 1,
     )
     .await;
-    first.abort();
     let dbos = Dbos::launch(config).await.unwrap();
     // A message that arrives after the timeout is not what the replay returns.
     dbos.send("to-1", &"too late", "late").await.unwrap();

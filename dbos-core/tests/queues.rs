@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dbos_core::prelude::*;
-use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::crash::{eventually, run_then_kill};
 use dbos_testkit::TestDatabase;
 
 /// Concurrency gauges and execution logs per test key.
@@ -552,21 +552,15 @@ async fn enqueue_inside_a_workflow_is_recorded_and_never_repeated(db: TestDataba
             .executor_id("fan")
             .application_version("v-fan"),
     );
-    let first = IsolatedRuntime::new();
-    let c = config.clone();
-    first
-        .run(async move {
-            let dbos = Dbos::launch(c).await.unwrap();
+    run_then_kill(
+        config.clone(),
+        |dbos| async move {
             fan_out(3).id("fan").on(&dbos).start().await.unwrap();
-        })
-        .await;
-    eventually(
+        },
         "the parent to block after enqueuing",
-        Duration::from_secs(10),
-        || async { (PARENT_HANG.load(Ordering::SeqCst) == 1).then_some(()) },
+        || PARENT_HANG.load(Ordering::SeqCst) == 1,
     )
     .await;
-    first.abort();
     let dbos = Dbos::launch(config).await.unwrap();
     assert_eq!(
         dbos.retrieve_workflow::<i64, Error>("fan")

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use dbos_core::{step, workflow, Dbos, Error, Queue};
-use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::crash::run_then_kill;
 use dbos_testkit::TestDatabase;
 
 /// Nobody serves this queue: what is enqueued on it stays active (holding its
@@ -62,26 +62,20 @@ async fn a_deduplicated_enqueue_replays_as_it_first_happened(db: TestDatabase) {
         .unwrap();
     dbos.shutdown().await.unwrap();
 
-    let first = IsolatedRuntime::new();
-    let c = config.clone();
-    first
-        .run(async move {
-            let dbos = Dbos::launch(c).await.unwrap();
+    run_then_kill(
+        config.clone(),
+        |dbos| async move {
             enqueues_a_duplicate()
                 .id("dup-parent")
                 .on(&dbos)
                 .start()
                 .await
                 .unwrap();
-        })
-        .await;
-    eventually(
+        },
         "the parent to reach its hanging step",
-        Duration::from_secs(10),
-        || async { (REACHED.load(Ordering::SeqCst) == 1).then_some(()) },
+        || REACHED.load(Ordering::SeqCst) == 1,
     )
     .await;
-    first.abort();
 
     // The key is free now: a fresh enqueue would succeed.
     db.connect()
@@ -162,26 +156,20 @@ async fn an_awaited_result_replays_from_its_record_even_without_the_child(db: Te
         .config("testapp")
         .executor_id("child-exec")
         .application_version("v-child");
-    let first = IsolatedRuntime::new();
-    let c = config.clone();
-    first
-        .run(async move {
-            let dbos = Dbos::launch(c).await.unwrap();
+    run_then_kill(
+        config.clone(),
+        |dbos| async move {
             awaits_a_child()
                 .id("waiter")
                 .on(&dbos)
                 .start()
                 .await
                 .unwrap();
-        })
-        .await;
-    eventually(
+        },
         "the parent to pass its child",
-        Duration::from_secs(10),
-        || async { (CHILD_REACHED.load(Ordering::SeqCst) == 1).then_some(()) },
+        || CHILD_REACHED.load(Ordering::SeqCst) == 1,
     )
     .await;
-    first.abort();
     // The child's rows are gone (deleted, garbage-collected): the parent's record suffices.
     db.connect()
         .await

@@ -4,6 +4,8 @@
 //!   it with everything on it — no graceful shutdown, no destructors awaited, connections
 //!   cut — which is what a crash looks like to the database.
 //! - [`ChildProcess`]: a real OS process, killed with `SIGKILL`.
+//! - [`run_then_kill`]: an executor launched on an isolated runtime, given work, and killed
+//!   once the test says the work reached the point to crash at.
 
 use std::future::Future;
 use std::process::Stdio;
@@ -154,4 +156,57 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// An executor killed mid-work: launches `config` on a fresh [`IsolatedRuntime`], runs
+/// `work` with the launched runtime (start the workflows there), waits (up to 10 s) until
+/// `reached()` holds (typically a counter bumped by the step that hangs), then kills the
+/// runtime as [`IsolatedRuntime::abort`] does. Relaunch with the same `config` (its
+/// executor id pinned) to recover the work.
+///
+/// ```no_run
+/// # use std::sync::atomic::{AtomicU32, Ordering};
+/// # use dbos_core::{workflow, Config, Dbos, Error};
+/// # static REACHED: AtomicU32 = AtomicU32::new(0);
+/// # #[workflow] async fn job() -> Result<(), Error> { Ok(()) }
+/// # async fn demo(config: Config) {
+/// dbos_testkit::crash::run_then_kill(
+///     config.clone(),
+///     |dbos| async move {
+///         job().id("job-1").on(&dbos).start().await.unwrap();
+///     },
+///     "the job to reach its hanging step",
+///     || REACHED.load(Ordering::SeqCst) == 1,
+/// )
+/// .await;
+/// let dbos = Dbos::launch(config).await.unwrap(); // recovers job-1
+/// # let _ = dbos; }
+/// # let _ = demo;
+/// ```
+///
+/// # Panics
+/// When the launch fails, `work` panics, or `reached` does not hold within 10 s.
+pub async fn run_then_kill<W, WF>(
+    config: dbos_core::Config,
+    work: W,
+    what: &str,
+    reached: impl Fn() -> bool,
+) where
+    W: FnOnce(dbos_core::Dbos) -> WF + Send + 'static,
+    WF: Future<Output = ()> + Send + 'static,
+{
+    let doomed = IsolatedRuntime::new();
+    doomed
+        .run(async move {
+            let dbos = dbos_core::Dbos::launch(config).await.unwrap_or_else(|e| {
+                panic!("dbos-testkit: the doomed executor did not launch: {e}")
+            });
+            work(dbos).await;
+        })
+        .await;
+    eventually(what, Duration::from_secs(10), || async {
+        reached().then_some(())
+    })
+    .await;
+    doomed.abort();
 }
