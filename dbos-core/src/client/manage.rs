@@ -152,6 +152,38 @@ impl Client {
             .await
     }
 
+    /// Moves the wake-up time of a `DELAYED` workflow to `delay` from now: see
+    /// [`Dbos::set_workflow_delay`](crate::Dbos::set_workflow_delay).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
+    /// database error.
+    pub async fn set_workflow_delay(
+        &self,
+        workflow_id: &str,
+        delay: std::time::Duration,
+    ) -> Result<crate::manage::DelaySet> {
+        self.manager()
+            .set_delay(workflow_id, crate::manage::DelayTarget::In(delay))
+            .await
+    }
+
+    /// [`set_workflow_delay`](Self::set_workflow_delay) to an absolute time.
+    ///
+    /// # Errors
+    /// As `set_workflow_delay`, and
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a time before
+    /// 1970.
+    pub async fn set_workflow_delay_until(
+        &self,
+        workflow_id: &str,
+        until: std::time::SystemTime,
+    ) -> Result<crate::manage::DelaySet> {
+        self.manager()
+            .set_delay(workflow_id, crate::manage::DelayTarget::At(until))
+            .await
+    }
+
     /// Replaces the attributes of a workflow (a JSON object; `None` clears them): see
     /// [`Dbos::update_workflow_attributes`](crate::Dbos::update_workflow_attributes).
     ///

@@ -5,8 +5,8 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use super::{
-    ForkOptions, GarbageCollect, GcReport, ListWorkflows, Manager, QueueInfo, Resumed,
-    RewindOptions, StepInfo, VersionInfo, WorkflowInfo,
+    DelaySet, DelayTarget, ForkOptions, GarbageCollect, GcReport, ListWorkflows, Manager,
+    QueueInfo, Resumed, RewindOptions, StepInfo, VersionInfo, WorkflowInfo,
 };
 use crate::error::{Error, Result};
 use crate::runtime::Dbos;
@@ -88,6 +88,76 @@ impl Dbos {
     /// As `cancel_workflow`.
     pub async fn cancel_workflow_and_descendants(&self, workflow_id: &str) -> Result<Vec<String>> {
         self.manager().cancel(workflow_id, true).await
+    }
+
+    /// Moves the wake-up time of a `DELAYED` workflow (enqueued with a
+    /// [`delay`](crate::QueuedCall::delay)) to `delay` from now: later to postpone it,
+    /// zero to release it at the next sweep. A workflow that is no longer `DELAYED` is left
+    /// as it is, and the answer says its status (as DBOS's `set_workflow_delay`). Inside a
+    /// workflow the change is the recorded operation `DBOS.setWorkflowDelay`.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn demo(dbos: dbos_core::Dbos) -> dbos_core::Result<()> {
+    /// use dbos_core::manage::DelaySet;
+    /// match dbos.set_workflow_delay("reminder-7", Duration::from_secs(3600)).await? {
+    ///     DelaySet::Delayed { until_epoch_ms } => println!("postponed to {until_epoch_ms}"),
+    ///     DelaySet::NotDelayed(status) => println!("too late: it is {status:?}"),
+    ///     _ => {}
+    /// }
+    /// # Ok(()) }
+    /// # let _ = demo;
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
+    /// database error.
+    pub async fn set_workflow_delay(
+        &self,
+        workflow_id: &str,
+        delay: std::time::Duration,
+    ) -> Result<DelaySet> {
+        self.change_delay(workflow_id, DelayTarget::In(delay)).await
+    }
+
+    /// [`set_workflow_delay`](Self::set_workflow_delay) to an absolute time.
+    ///
+    /// # Errors
+    /// As `set_workflow_delay`, and
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a time before
+    /// 1970.
+    pub async fn set_workflow_delay_until(
+        &self,
+        workflow_id: &str,
+        until: SystemTime,
+    ) -> Result<DelaySet> {
+        self.change_delay(workflow_id, DelayTarget::At(until)).await
+    }
+
+    async fn change_delay(&self, workflow_id: &str, target: DelayTarget) -> Result<DelaySet> {
+        let manager = self.manager();
+        // Recorded as DBOS records it; the answer travels as (changed, status, until).
+        let (changed, status, until): (bool, String, i64) = crate::workflow::step::run(
+            "DBOS.setWorkflowDelay",
+            &crate::StepOptions::DEFAULT,
+            None,
+            || async {
+                Ok::<_, Error>(match manager.set_delay(workflow_id, target).await? {
+                    DelaySet::Delayed { until_epoch_ms } => {
+                        (true, "DELAYED".to_owned(), until_epoch_ms)
+                    }
+                    DelaySet::NotDelayed(s) => (false, s.as_str().to_owned(), 0),
+                })
+            },
+        )
+        .await?;
+        Ok(if changed {
+            DelaySet::Delayed {
+                until_epoch_ms: until,
+            }
+        } else {
+            DelaySet::NotDelayed(crate::Status::parse(&status))
+        })
     }
 
     /// Replaces the attributes of a workflow (a JSON object; `None` clears them), as DBOS's

@@ -32,12 +32,14 @@ use serde_json::Value;
 
 pub use options::{ForkOptions, GarbageCollect, RewindOptions};
 pub use query::ListWorkflows;
-pub use types::{GcReport, Payload, QueueInfo, Resumed, StepInfo, VersionInfo, WorkflowInfo};
+pub use types::{
+    DelaySet, GcReport, Payload, QueueInfo, Resumed, StepInfo, VersionInfo, WorkflowInfo,
+};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::RuntimeInner;
 use crate::sysdb::manage::{ForkRow, ResumeRow, RewindRow};
-use crate::sysdb::workflows::INTERNAL_QUEUE;
+use crate::sysdb::workflows::{now_ms, INTERNAL_QUEUE};
 use crate::sysdb::SystemDatabase;
 use crate::workflow::call::{non_existent, Status, WorkflowHandle};
 use crate::workflow::placement::check_id;
@@ -205,6 +207,34 @@ impl Manager {
         Ok(())
     }
 
+    /// Sets a `DELAYED` workflow's wake-up time: `delay` from now, or at `until`. The time
+    /// is resolved here, so inside a workflow (where this runs as a recorded operation) a
+    /// replay returns the first answer.
+    pub(crate) async fn set_delay(&self, id: &str, until: DelayTarget) -> Result<DelaySet> {
+        check_id(id)?;
+        let until_ms = match until {
+            DelayTarget::In(d) => {
+                now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            }
+            DelayTarget::At(t) => {
+                let ms = query::epoch_ms(t);
+                if ms < 0 {
+                    return Err(Error::invalid(format!(
+                        "the delay of workflow `{id}` must end after 1970-01-01 (DBOS stores it as epoch milliseconds)"
+                    )));
+                }
+                ms
+            }
+        };
+        match self.sysdb.set_delay(id, until_ms).await? {
+            None => Err(non_existent(id)),
+            Some((_, true)) => Ok(DelaySet::Delayed {
+                until_epoch_ms: until_ms,
+            }),
+            Some((status, false)) => Ok(DelaySet::NotDelayed(Status::parse(&status))),
+        }
+    }
+
     pub(crate) async fn update_attributes(
         &self,
         id: &str,
@@ -367,4 +397,13 @@ pub async fn explain_list_workflows(
 ) -> Result<Value> {
     q.check()?;
     sysdb.explain_list_workflows(q, app).await
+}
+
+/// When a delayed workflow should become eligible to run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DelayTarget {
+    /// This long from now.
+    In(std::time::Duration),
+    /// At this time.
+    At(SystemTime),
 }

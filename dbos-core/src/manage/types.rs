@@ -513,6 +513,21 @@ pub enum Resumed {
     AlreadyFinished(Status),
 }
 
+/// What [`set_workflow_delay`](crate::Dbos::set_workflow_delay) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DelaySet {
+    /// The workflow is `DELAYED` until this time (milliseconds since the Unix epoch); the
+    /// queue's delay sweep enqueues it then (within about a second).
+    Delayed {
+        /// The new wake-up time.
+        until_epoch_ms: i64,
+    },
+    /// The workflow was not `DELAYED` (already enqueued, running or finished): nothing
+    /// was changed.
+    NotDelayed(Status),
+}
+
 /// What a garbage collection deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

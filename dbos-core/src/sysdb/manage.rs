@@ -817,6 +817,32 @@ impl SystemDatabase {
         .await
     }
 
+    /// Moves the wake-up time of a `DELAYED` workflow to `until_ms`. Returns the workflow's
+    /// status and whether it was changed; `None` when it does not exist. Idempotent.
+    pub(crate) async fn set_delay(
+        &self,
+        workflow_id: &str,
+        until_ms: i64,
+    ) -> Result<Option<(String, bool)>> {
+        let s = self.quoted_schema();
+        let sql = format!(
+            "WITH changed AS (
+                 UPDATE {s}.workflow_status SET delay_until_epoch_ms = $2, updated_at = $3
+                  WHERE workflow_uuid = $1 AND status = 'DELAYED' RETURNING status)
+             SELECT COALESCE((SELECT status FROM changed),
+                             (SELECT status FROM {s}.workflow_status WHERE workflow_uuid = $1)),
+                    EXISTS (SELECT 1 FROM changed)"
+        );
+        let what = format!("set the delay of workflow `{workflow_id}`");
+        let row = self
+            .query_opt(&what, &sql, &[&workflow_id, &until_ms, &now_ms()])
+            .await?;
+        Ok(row.and_then(|r| {
+            r.get::<_, Option<String>>(0)
+                .map(|status| (status, r.get::<_, bool>(1)))
+        }))
+    }
+
     /// Replaces a workflow's attributes (`None` clears them), or with `merge` sets the
     /// given top-level keys over the existing object. `false` when the workflow does not
     /// exist. Idempotent either way, so a retried statement is harmless.
