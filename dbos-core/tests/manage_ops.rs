@@ -732,3 +732,116 @@ async fn delete_removes_everything_recorded_with_descendants(db: TestDatabase) {
     let _: Option<Payload<Value>> = None;
     dbos.shutdown().await.unwrap();
 }
+
+#[dbos_testkit::test]
+async fn bulk_cancel_resume_and_delete_act_on_all_given_ids_or_none(db: TestDatabase) {
+    let dbos = launch(&db).await;
+    for id in ["bulk-1", "bulk-2", "bulk-3"] {
+        // Nobody serves PARKED: they wait there.
+        three(id.into())
+            .id(id)
+            .on(&dbos)
+            .enqueue(&PARKED)
+            .await
+            .unwrap();
+    }
+    three("bulk-done".into())
+        .id("bulk-done")
+        .on(&dbos)
+        .await
+        .unwrap();
+
+    let e = dbos
+        .cancel_workflows(&["bulk-1", "bulk-2", "nope", "nada"])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonExistentWorkflow, "{e}");
+    assert!(
+        e.to_string().contains("`nope`") && e.to_string().contains("`nada`"),
+        "{e}"
+    );
+    assert_eq!(
+        status(&db, "bulk-1").await,
+        "ENQUEUED",
+        "nothing was cancelled"
+    );
+    let e = dbos.cancel_workflows(&[]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+
+    let client = dbos_core::Client::connect(db.url()).await.unwrap();
+    let mut cancelled = client
+        .cancel_workflows(&["bulk-1", "bulk-2", "bulk-done"])
+        .await
+        .unwrap();
+    cancelled.sort();
+    assert_eq!(
+        cancelled,
+        vec!["bulk-1", "bulk-2"],
+        "a finished one stays as it is"
+    );
+    assert_eq!(status(&db, "bulk-2").await, "CANCELLED");
+    assert_eq!(status(&db, "bulk-done").await, "SUCCESS");
+
+    let e = dbos
+        .resume_workflows(&["bulk-1", "nope"])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonExistentWorkflow, "{e}");
+    assert_eq!(
+        status(&db, "bulk-1").await,
+        "CANCELLED",
+        "nothing was resumed"
+    );
+    let answers = dbos
+        .resume_workflows(&["bulk-1", "bulk-2", "bulk-done"])
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 3);
+    assert!(
+        matches!(answers[0].1, Resumed::Enqueued { .. }),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[1].1, Resumed::Enqueued { .. }),
+        "{answers:?}"
+    );
+    assert_eq!(answers[2].1, Resumed::AlreadyFinished(Status::Success));
+    for id in ["bulk-1", "bulk-2"] {
+        let out = tokio::time::timeout(
+            Duration::from_secs(20),
+            dbos.retrieve_workflow::<i64, Error>(id).result(),
+        )
+        .await
+        .expect("the resumed workflow runs from the internal queue")
+        .unwrap();
+        assert_eq!(out, 16);
+        assert_eq!(count(&format!("{id}/s3")), 1);
+    }
+
+    let e = client
+        .delete_workflows(&["bulk-1", "bulk-3", "nope"])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonExistentWorkflow, "{e}");
+    assert_eq!(
+        status(&db, "bulk-3").await,
+        "ENQUEUED",
+        "nothing was deleted"
+    );
+    let mut deleted = dbos.delete_workflows(&["bulk-1", "bulk-3"]).await.unwrap();
+    deleted.sort();
+    assert_eq!(deleted, vec!["bulk-1", "bulk-3"]);
+    let left: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM dbos.workflow_status WHERE workflow_uuid IN ('bulk-1', 'bulk-3')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    client.close();
+    dbos.shutdown().await.unwrap();
+}

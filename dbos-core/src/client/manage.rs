@@ -74,7 +74,7 @@ impl Client {
     /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
     /// database error.
     pub async fn cancel_workflow(&self, workflow_id: &str) -> Result<()> {
-        self.manager().cancel(workflow_id, false).await.map(drop)
+        self.manager().cancel(&[workflow_id], false).await.map(drop)
     }
 
     /// Cancels a workflow and every workflow it started, recursively; returns the ids
@@ -83,7 +83,7 @@ impl Client {
     /// # Errors
     /// As [`cancel_workflow`](Self::cancel_workflow).
     pub async fn cancel_workflow_and_descendants(&self, workflow_id: &str) -> Result<Vec<String>> {
-        self.manager().cancel(workflow_id, true).await
+        self.manager().cancel(&[workflow_id], true).await
     }
 
     /// Resumes a workflow from its last checkpoint through the internal queue; see
@@ -222,7 +222,7 @@ impl Client {
     /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow), or a
     /// database error.
     pub async fn delete_workflow(&self, workflow_id: &str) -> Result<()> {
-        self.manager().delete(workflow_id, false).await.map(drop)
+        self.manager().delete(&[workflow_id], false).await.map(drop)
     }
 
     /// Deletes a workflow and every workflow it started, recursively; returns the ids
@@ -231,7 +231,39 @@ impl Client {
     /// # Errors
     /// As [`delete_workflow`](Self::delete_workflow).
     pub async fn delete_workflow_and_descendants(&self, workflow_id: &str) -> Result<Vec<String>> {
-        self.manager().delete(workflow_id, true).await
+        self.manager().delete(&[workflow_id], true).await
+    }
+
+    /// Cancels several workflows in one statement, as
+    /// [`Dbos::cancel_workflow`](crate::Dbos::cancel_workflow) cancels one (DBOS's `cancel_workflows`).
+    /// Returns the ids cancelled (those not finished yet).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NonExistentWorkflow`](crate::ErrorKind::NonExistentWorkflow) naming
+    /// every id that matches no workflow (then nothing is cancelled),
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for an empty list
+    /// or a blank id, or a database error.
+    pub async fn cancel_workflows(&self, workflow_ids: &[&str]) -> Result<Vec<String>> {
+        self.manager().cancel(workflow_ids, false).await
+    }
+
+    /// Resumes several workflows, as [`Dbos::resume_workflow`](crate::Dbos::resume_workflow) resumes one
+    /// (DBOS's `resume_workflows`), answering for each.
+    ///
+    /// # Errors
+    /// As [`cancel_workflows`](Self::cancel_workflows): an unknown id resumes nothing.
+    pub async fn resume_workflows(&self, workflow_ids: &[&str]) -> Result<Vec<(String, Resumed)>> {
+        self.manager().resume_many(workflow_ids, None).await
+    }
+
+    /// Deletes several workflows and everything recorded about them in one statement, as
+    /// [`Dbos::delete_workflow`](crate::Dbos::delete_workflow) deletes one (DBOS's `delete_workflows`).
+    /// Returns the ids deleted.
+    ///
+    /// # Errors
+    /// As [`cancel_workflows`](Self::cancel_workflows): an unknown id deletes nothing.
+    pub async fn delete_workflows(&self, workflow_ids: &[&str]) -> Result<Vec<String>> {
+        self.manager().delete(workflow_ids, false).await
     }
 
     /// Deletes old finished workflows in short batches; see [`GarbageCollect`].

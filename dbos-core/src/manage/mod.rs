@@ -129,13 +129,10 @@ impl Manager {
             .collect())
     }
 
-    pub(crate) async fn cancel(&self, id: &str, descendants: bool) -> Result<Vec<String>> {
-        check_id(id)?;
-        let cancelled = self
-            .sysdb
-            .cancel_tree(id, descendants)
-            .await?
-            .ok_or_else(|| non_existent(id))?;
+    pub(crate) async fn cancel(&self, ids: &[&str], descendants: bool) -> Result<Vec<String>> {
+        check_ids(ids)?;
+        let change = self.sysdb.cancel_tree(ids, descendants).await?;
+        let cancelled = found(change)?;
         self.stop_here(&cancelled, |id| {
             Error::new(
                 ErrorKind::WorkflowCancelled,
@@ -250,13 +247,9 @@ impl Manager {
         }
     }
 
-    pub(crate) async fn delete(&self, id: &str, descendants: bool) -> Result<Vec<String>> {
-        check_id(id)?;
-        let deleted = self
-            .sysdb
-            .delete_tree(id, descendants)
-            .await?
-            .ok_or_else(|| non_existent(id))?;
+    pub(crate) async fn delete(&self, ids: &[&str], descendants: bool) -> Result<Vec<String>> {
+        check_ids(ids)?;
+        let deleted = found(self.sysdb.delete_tree(ids, descendants).await?)?;
         self.stop_here(&deleted, |id| {
             Error::new(
                 ErrorKind::NonExistentWorkflow,
@@ -264,6 +257,23 @@ impl Manager {
             )
         });
         Ok(deleted)
+    }
+
+    pub(crate) async fn resume_many(
+        &self,
+        ids: &[&str],
+        queue: Option<&str>,
+    ) -> Result<Vec<(String, Resumed)>> {
+        check_ids(ids)?;
+        let missing = self.sysdb.missing_ids(ids).await?;
+        if !missing.is_empty() {
+            return Err(missing_error(&missing));
+        }
+        let mut answers = Vec::with_capacity(ids.len());
+        for id in ids {
+            answers.push(((*id).to_owned(), self.resume(id, queue).await?));
+        }
+        Ok(answers)
     }
 
     pub(crate) async fn garbage_collect(&self, gc: &GarbageCollect) -> Result<GcReport> {
@@ -406,4 +416,41 @@ pub(crate) enum DelayTarget {
     In(std::time::Duration),
     /// At this time.
     At(SystemTime),
+}
+
+/// Refuses an empty list or a blank id, before anything is read or written.
+fn check_ids(ids: &[&str]) -> Result<()> {
+    if ids.is_empty() {
+        return Err(Error::invalid(
+            "no workflow ids were given: name at least one workflow",
+        ));
+    }
+    ids.iter().try_for_each(|id| check_id(id))
+}
+
+/// The changed ids, or `NonExistentWorkflow` naming the ids that matched no workflow (then
+/// nothing was changed).
+fn found(change: crate::sysdb::manage::TreeChange) -> Result<Vec<String>> {
+    if change.missing.is_empty() {
+        Ok(change.changed)
+    } else {
+        Err(missing_error(&change.missing))
+    }
+}
+
+fn missing_error(missing: &[String]) -> Error {
+    match missing {
+        [one] => non_existent(one),
+        _ => Error::new(
+            ErrorKind::NonExistentWorkflow,
+            format!(
+                "no workflow has the ids {}: nothing was changed",
+                missing
+                    .iter()
+                    .map(|id| format!("`{id}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    }
 }

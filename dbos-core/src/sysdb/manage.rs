@@ -366,7 +366,38 @@ fn tree_cte(s: &str, descendants: bool) -> String {
     } else {
         String::new()
     };
-    format!("tree(id) AS (SELECT workflow_uuid FROM {s}.workflow_status WHERE workflow_uuid = $1{walk})")
+    format!(
+        "missing(id) AS (SELECT unnest($1::text[]) EXCEPT SELECT workflow_uuid FROM {s}.workflow_status
+                          WHERE workflow_uuid = ANY($1)),
+         tree(id) AS (SELECT workflow_uuid FROM {s}.workflow_status
+                       WHERE workflow_uuid = ANY($1) AND NOT EXISTS (SELECT 1 FROM missing){walk})"
+    )
+}
+
+/// `workflow `a`` or `3 workflows (`a`, `b`, ...)`, for messages.
+fn show_ids(ids: &[&str]) -> String {
+    match ids {
+        [one] => format!("workflow `{one}`"),
+        _ => {
+            let shown: Vec<String> = ids.iter().take(3).map(|id| format!("`{id}`")).collect();
+            let more = if ids.len() > 3 { ", ..." } else { "" };
+            format!("{} workflows ({}{more})", ids.len(), shown.join(", "))
+        }
+    }
+}
+
+/// How many different ids `ids` holds.
+fn distinct(ids: &[&str]) -> usize {
+    ids.iter().collect::<std::collections::HashSet<_>>().len()
+}
+
+/// What an operation on several workflows (and maybe their descendants) did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TreeChange {
+    /// The ids given that name no workflow: when any, nothing was changed.
+    pub(crate) missing: Vec<String>,
+    /// The workflows changed.
+    pub(crate) changed: Vec<String>,
 }
 
 impl SystemDatabase {
@@ -475,14 +506,23 @@ impl SystemDatabase {
         }))
     }
 
-    /// Cancels a workflow (and, with `descendants`, every workflow it started, recursively)
-    /// that has not finished. Returns the ids it cancelled, or `None` when the workflow does
-    /// not exist. Idempotent: a retry cancels nothing new.
-    pub(crate) async fn cancel_tree(
-        &self,
-        workflow_id: &str,
-        descendants: bool,
-    ) -> Result<Option<Vec<String>>> {
+    /// The ids of `ids` that name no workflow.
+    pub(crate) async fn missing_ids(&self, ids: &[&str]) -> Result<Vec<String>> {
+        let s = self.quoted_schema();
+        let sql = format!(
+            "SELECT ARRAY(SELECT unnest($1::text[]) EXCEPT SELECT workflow_uuid FROM {s}.workflow_status
+                                                           WHERE workflow_uuid = ANY($1))"
+        );
+        let row = self
+            .query_opt(&format!("look up {}", show_ids(ids)), &sql, &[&ids])
+            .await?;
+        Ok(row.map(|r| r.get(0)).unwrap_or_default())
+    }
+
+    /// Cancels workflows (and, with `descendants`, every workflow they started,
+    /// recursively) that have not finished; nothing when an id is missing. Idempotent: a
+    /// retry cancels nothing new.
+    pub(crate) async fn cancel_tree(&self, ids: &[&str], descendants: bool) -> Result<TreeChange> {
         let s = self.quoted_schema();
         let now = now_ms();
         let tree = tree_cte(s, descendants);
@@ -494,16 +534,17 @@ impl SystemDatabase {
                         started_at_epoch_ms = NULL, updated_at = $2, completed_at = $2
                   WHERE workflow_uuid IN (SELECT id FROM tree) AND status NOT IN ('SUCCESS', 'ERROR')
                  RETURNING workflow_uuid)
-             SELECT EXISTS (SELECT 1 FROM tree), ARRAY(SELECT workflow_uuid FROM cancelled)"
+             SELECT ARRAY(SELECT id FROM missing), ARRAY(SELECT workflow_uuid FROM cancelled)"
         );
         let row = self
-            .query_opt(
-                &format!("cancel workflow `{workflow_id}`"),
-                &sql,
-                &[&workflow_id, &now],
-            )
+            .query_opt(&format!("cancel {}", show_ids(ids)), &sql, &[&ids, &now])
             .await?;
-        Ok(row.and_then(|r| r.get::<_, bool>(0).then(|| r.get(1))))
+        Ok(row
+            .map(|r| TreeChange {
+                missing: r.get(0),
+                changed: r.get(1),
+            })
+            .unwrap_or_default())
     }
 
     /// Puts a workflow that has not finished back on a queue (the internal one by default),
@@ -868,16 +909,12 @@ impl SystemDatabase {
         Ok(n > 0)
     }
 
-    /// Deletes a workflow (and, with `descendants`, every workflow it started,
-    /// recursively) with its inputs, outcome, checkpoints, and, through their foreign keys,
-    /// its messages, events and streams; one statement. Returns the ids deleted, or `None`
-    /// when the workflow does not exist. A retry whose first attempt committed unseen finds
-    /// nothing left, and reports the workflow deleted.
-    pub(crate) async fn delete_tree(
-        &self,
-        workflow_id: &str,
-        descendants: bool,
-    ) -> Result<Option<Vec<String>>> {
+    /// Deletes workflows (and, with `descendants`, every workflow they started,
+    /// recursively) with their inputs, outcomes, checkpoints, and, through their foreign
+    /// keys, their messages, events and streams; one statement, nothing deleted when an id
+    /// is missing. A retry whose first attempt committed unseen finds none of the ids left,
+    /// and reports them deleted.
+    pub(crate) async fn delete_tree(&self, ids: &[&str], descendants: bool) -> Result<TreeChange> {
         let s = self.quoted_schema();
         let tree = tree_cte(s, descendants);
         let sql = format!(
@@ -886,20 +923,29 @@ impl SystemDatabase {
              dout AS (DELETE FROM {s}.workflow_output WHERE workflow_uuid IN (SELECT id FROM tree)),
              dops AS (DELETE FROM {s}.operation_outputs WHERE workflow_uuid IN (SELECT id FROM tree)),
              deleted AS (DELETE FROM {s}.workflow_status WHERE workflow_uuid IN (SELECT id FROM tree) RETURNING workflow_uuid)
-             SELECT ARRAY(SELECT workflow_uuid FROM deleted)"
+             SELECT ARRAY(SELECT id FROM missing), ARRAY(SELECT workflow_uuid FROM deleted)"
         );
-        let what = format!("delete workflow `{workflow_id}`");
+        let what = format!("delete {}", show_ids(ids));
         self.run(&what, |client, attempt| {
             let sql = sql.clone();
+            let what = what.clone();
             async move {
-                let row = client.query_one(&sql, &[&workflow_id]).await.map_err(|e| {
-                    Error::db(format!("could not delete workflow `{workflow_id}`"), e)
-                })?;
-                let deleted: Vec<String> = row.get(0);
-                Ok(match (deleted.is_empty(), attempt > 1) {
-                    (false, _) => Some(deleted),
-                    (true, true) => Some(vec![workflow_id.to_owned()]),
-                    (true, false) => None,
+                let row = client
+                    .query_one(&sql, &[&ids])
+                    .await
+                    .map_err(|e| Error::db(format!("could not {what}"), e))?;
+                let change = TreeChange {
+                    missing: row.get(0),
+                    changed: row.get(1),
+                };
+                let all_gone = change.missing.len() == distinct(ids);
+                Ok(if attempt > 1 && all_gone {
+                    TreeChange {
+                        missing: Vec::new(),
+                        changed: ids.iter().map(|id| (*id).to_owned()).collect(),
+                    }
+                } else {
+                    change
                 })
             }
         })
