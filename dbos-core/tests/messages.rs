@@ -598,3 +598,125 @@ async fn messages_sent_in_one_millisecond_keep_their_order(db: TestDatabase) {
         "every message had its own millisecond"
     );
 }
+
+#[workflow]
+async fn waits_for_payment(ms: u64) -> Result<Option<String>, Error> {
+    dbos_core::recv::<String>("payment", Duration::from_millis(ms)).await
+}
+
+async fn message_ids(db: &TestDatabase, topic: &str) -> Vec<(String, String)> {
+    db.connect()
+        .await
+        .query(
+            "SELECT destination_uuid, message_uuid FROM dbos.notifications WHERE topic = $1 ORDER BY 1, 2",
+            &[&topic],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[dbos_testkit::test]
+async fn a_send_to_forks_reaches_every_fork_recursively_once(db: TestDatabase) {
+    use dbos_core::manage::ForkOptions;
+    let dbos = db.launch().await;
+    let original = waits_for_payment(60_000)
+        .id("shop-order")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let fork = dbos
+        .fork_workflow(
+            "shop-order",
+            1,
+            &ForkOptions::new().workflow_id("shop-order-retry"),
+        )
+        .await
+        .unwrap();
+    let fork_of_fork = dbos
+        .fork_workflow(
+            "shop-order-retry",
+            1,
+            &ForkOptions::new().workflow_id("shop-order-retry-2"),
+        )
+        .await
+        .unwrap();
+    // A plain send reaches the original only.
+    dbos.send("shop-order", &"plain", "other").await.unwrap();
+    assert_eq!(
+        message_ids(&db, "other").await.len(),
+        1,
+        "without to_forks only the destination"
+    );
+
+    dbos.send("shop-order", &"paid", "payment")
+        .idempotency_key("webhook-1")
+        .to_forks()
+        .await
+        .unwrap();
+    // Sent again (a webhook retried): nothing new for anyone.
+    dbos.send("shop-order", &"paid", "payment")
+        .idempotency_key("webhook-1")
+        .to_forks()
+        .await
+        .unwrap();
+    assert_eq!(
+        message_ids(&db, "payment").await,
+        vec![
+            ("shop-order".to_owned(), "webhook-1::shop-order".to_owned()),
+            (
+                "shop-order-retry".to_owned(),
+                "webhook-1::shop-order-retry".to_owned()
+            ),
+            (
+                "shop-order-retry-2".to_owned(),
+                "webhook-1::shop-order-retry-2".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(original.result().await.unwrap().as_deref(), Some("paid"));
+    for h in [fork, fork_of_fork] {
+        let out = tokio::time::timeout(Duration::from_secs(30), h.result())
+            .await
+            .expect("the fork receives its copy")
+            .unwrap();
+        assert_eq!(out, serde_json::json!("paid"));
+    }
+
+    // From inside a workflow too, with a batch and no key.
+    waits_for_payment(60_000)
+        .id("later-order")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let later_fork = dbos
+        .fork_workflow(
+            "later-order",
+            1,
+            &ForkOptions::new().workflow_id("later-fork"),
+        )
+        .await
+        .unwrap();
+    sends_to_forks("later-order".into())
+        .on(&dbos)
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), later_fork.result())
+        .await
+        .expect("the fork receives its copy")
+        .unwrap();
+    assert_eq!(out, serde_json::json!("from a workflow"));
+    dbos.shutdown().await.unwrap();
+}
+
+#[workflow]
+async fn sends_to_forks(to: String) -> Result<(), Error> {
+    dbos_core::send_batch(vec![Message::new(to, &"from a workflow")
+        .topic("payment")
+        .to_forks()])
+    .await
+}

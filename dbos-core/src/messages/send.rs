@@ -1,5 +1,6 @@
 //! Sending messages to workflows.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::future::IntoFuture;
 
@@ -30,6 +31,7 @@ pub struct Message {
     destination_id: String,
     topic: Option<String>,
     idempotency_key: Option<String>,
+    to_forks: bool,
     text: Result<String>,
 }
 
@@ -41,6 +43,7 @@ impl Message {
             destination_id: destination_id.into(),
             topic: None,
             idempotency_key: None,
+            to_forks: false,
             text: encode(value, "the message"),
         }
     }
@@ -55,6 +58,15 @@ impl Message {
     /// nothing (the message id is `<key>::<destination>`, as DBOS makes it).
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Message {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Also delivers the message to every workflow forked from the destination, recursively
+    /// (forks of forks), as DBOS's `send_to_forks`: a fork waiting where its original waited
+    /// gets the message too. Each fork gets its own copy (with a key, the message id is
+    /// `<key>::<fork id>`); forks made after the send do not.
+    pub fn to_forks(mut self) -> Message {
+        self.to_forks = true;
         self
     }
 
@@ -78,6 +90,13 @@ impl SendCall {
     /// nothing. See [`Message::idempotency_key`].
     pub fn idempotency_key(mut self, key: impl Into<String>) -> SendCall {
         self.message.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Also delivers to every workflow forked from the destination, recursively. See
+    /// [`Message::to_forks`].
+    pub fn to_forks(mut self) -> SendCall {
+        self.message.to_forks = true;
         self
     }
 
@@ -195,7 +214,8 @@ pub(crate) async fn deliver(
                             completed_ms: started,
                             app_name: &rt.app_name,
                         };
-                        rt.sysdb.send_messages(rows, Some(fence)).await
+                        let rows = with_forks(&rt.sysdb, rows).await?;
+                        rt.sysdb.send_messages(&rows, Some(fence)).await
                     }
                 }))
                 .await?;
@@ -215,6 +235,7 @@ pub(crate) async fn deliver(
                 completed_ms: 0,
                 app_name: &step.runtime.app_name,
             };
+            let rows = with_forks(&step.runtime.sysdb, &rows).await?;
             return match step.runtime.sysdb.send_messages(&rows, Some(fence)).await? {
                 Written::Done => Ok(()),
                 Written::Missed => Err(step.runtime.sysdb.ownership_error(&step.workflow_id).await),
@@ -225,7 +246,40 @@ pub(crate) async fn deliver(
         Some(sysdb) => sysdb,
         None => runtime_here()?.sysdb.clone(),
     };
+    let rows = with_forks(&sysdb, &rows).await?;
     sysdb.send_messages(&rows, None).await.map(drop)
+}
+
+/// `rows`, plus a copy of each message marked `to_forks` for every workflow forked from its
+/// destination (recursively), stamped like the original. Message ids of the copies are
+/// `<key>::<fork>` with a key, `<original id>::<fork>` without: fixed before the write, so
+/// a retried write stays idempotent.
+async fn with_forks<'a>(
+    sysdb: &SystemDatabase,
+    rows: &'a [MessageRow],
+) -> Result<Cow<'a, [MessageRow]>> {
+    let roots: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.to_forks)
+        .map(|r| r.destination.as_str())
+        .collect();
+    if roots.is_empty() {
+        return Ok(Cow::Borrowed(rows));
+    }
+    let forks = sysdb.fork_descendants(&roots).await?;
+    let mut all = rows.to_vec();
+    for r in rows.iter().filter(|r| r.to_forks) {
+        for fork in forks.get(&r.destination).into_iter().flatten() {
+            let base = r.key.as_deref().unwrap_or(&r.message_uuid);
+            all.push(MessageRow {
+                message_uuid: format!("{base}::{fork}"),
+                destination: fork.clone(),
+                to_forks: false,
+                ..r.clone()
+            });
+        }
+    }
+    Ok(Cow::Owned(all))
 }
 
 /// The rows of the messages, or what is wrong with them (nothing is written then).
@@ -270,6 +324,8 @@ fn rows(messages: Vec<Message>) -> Result<Vec<MessageRow>> {
             topic,
             text,
             created_ms: now + *k,
+            key: m.idempotency_key,
+            to_forks: m.to_forks,
         });
     }
     Ok(rows)

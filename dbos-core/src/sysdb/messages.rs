@@ -8,7 +8,7 @@
 //! the step first, or an earlier attempt committed unseen), [`SystemDatabase::recorded_at`]
 //! tells which.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::types::ToSql;
 
@@ -36,6 +36,10 @@ pub(crate) struct MessageRow {
     pub(crate) topic: String,
     pub(crate) text: String,
     pub(crate) created_ms: i64,
+    /// The sender's idempotency key, if any.
+    pub(crate) key: Option<String>,
+    /// Also deliver to every workflow forked from the destination, recursively.
+    pub(crate) to_forks: bool,
 }
 
 /// The operation a write records, and under which ownership.
@@ -234,6 +238,31 @@ impl SystemDatabase {
             Fenced::MissingParent => Err(self.missing_destinations(&dests).await),
             Fenced::Counts { recorded, owned } => Ok(written(fence.as_ref(), recorded, owned)),
         }
+    }
+
+    /// The workflows forked from each of `ids`, recursively (forks of forks), oldest first.
+    pub(crate) async fn fork_descendants(
+        &self,
+        ids: &[&str],
+    ) -> Result<HashMap<String, Vec<String>>> {
+        let s = self.quoted_schema();
+        let sql = format!(
+            "WITH RECURSIVE forks(root, id) AS (
+                 SELECT ws.forked_from, ws.workflow_uuid FROM {s}.workflow_status ws
+                  WHERE ws.forked_from = ANY($1)
+                 UNION
+                 SELECT f.root, ws.workflow_uuid FROM {s}.workflow_status ws JOIN forks f ON ws.forked_from = f.id)
+             SELECT f.root, f.id FROM forks f JOIN {s}.workflow_status ws ON ws.workflow_uuid = f.id
+              ORDER BY f.root, ws.created_at, f.id"
+        );
+        let rows = self
+            .query("find the forks of a send's destinations", &sql, &[&ids])
+            .await?;
+        let mut forks: HashMap<String, Vec<String>> = HashMap::new();
+        for r in rows {
+            forks.entry(r.get(0)).or_default().push(r.get(1));
+        }
+        Ok(forks)
     }
 
     /// The error for a send whose foreign key failed: which destinations do not exist.
