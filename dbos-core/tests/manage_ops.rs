@@ -845,3 +845,66 @@ async fn bulk_cancel_resume_and_delete_act_on_all_given_ids_or_none(db: TestData
     client.close();
     dbos.shutdown().await.unwrap();
 }
+
+#[workflow]
+async fn kid_alt() -> Result<i64, Error> {
+    Ok(100)
+}
+
+#[dbos_testkit::test]
+async fn a_fork_can_replace_a_child_started_before_its_step(db: TestDatabase) {
+    let dbos = launch(&db).await;
+    assert_eq!(
+        three("rc".into()).id("rc-parent").on(&dbos).await.unwrap(),
+        16
+    );
+    let old_child = dbos
+        .list_workflow_steps("rc-parent")
+        .await
+        .unwrap()
+        .into_iter()
+        .find_map(|s| s.child_workflow_id)
+        .expect("the child start is recorded");
+    assert_eq!(kid_alt().id("rc-new-kid").on(&dbos).await.unwrap(), 100);
+
+    // From step 4 (awaiting the child): the copied start names the replacement, so the
+    // fork awaits it instead of reusing the old child.
+    let fork = dbos
+        .fork_workflow(
+            "rc-parent",
+            4,
+            &ForkOptions::new()
+                .workflow_id("rc-fork")
+                .replace_child(old_child.clone(), "rc-new-kid"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fork.result().await.unwrap(), json!(106));
+    let children: Vec<Option<String>> = dbos
+        .list_workflow_steps("rc-fork")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.child_workflow_id)
+        .collect();
+    assert!(
+        children.contains(&Some("rc-new-kid".to_owned())),
+        "{children:?}"
+    );
+    assert!(!children.contains(&Some(old_child.clone())), "{children:?}");
+
+    // Without a replacement the old child is reused.
+    let plain = dbos
+        .fork_workflow("rc-parent", 4, &ForkOptions::new().workflow_id("rc-plain"))
+        .await
+        .unwrap();
+    assert_eq!(plain.result().await.unwrap(), json!(16));
+    assert_eq!(count("rc/kid"), 1, "the old child never ran again");
+
+    let e = dbos
+        .fork_workflow("rc-parent", 4, &ForkOptions::new().replace_child(" ", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    dbos.shutdown().await.unwrap();
+}

@@ -182,6 +182,11 @@ impl Manager {
                 partition_key: o.partition_key.as_deref(),
                 timeout_ms,
                 app_name: self.app(),
+                replaced_children: o
+                    .replacement_children
+                    .iter()
+                    .map(|(old, new)| (old.as_str(), new.as_str()))
+                    .unzip(),
             })
             .await?;
         self.wake(o.queue.as_deref().unwrap_or(INTERNAL_QUEUE));

@@ -35,6 +35,9 @@ pub struct ForkOptions {
     pub(crate) queue: Option<String>,
     pub(crate) partition_key: Option<String>,
     pub(crate) timeout: Option<Duration>,
+    /// (old child id, new child id): copied child starts that name the old child name
+    /// the new one in the fork.
+    pub(crate) replacement_children: Vec<(String, String)>,
 }
 
 impl ForkOptions {
@@ -76,6 +79,30 @@ impl ForkOptions {
         self
     }
 
+    /// In the steps the fork copies, a child workflow `old_child` started before the fork's
+    /// step becomes `new_child` (DBOS's `replacement_children`): the fork then awaits
+    /// `new_child` (say, a fork of the failed child) instead of reusing the old one. Call
+    /// once per child to replace.
+    ///
+    /// ```
+    /// use dbos_core::manage::ForkOptions;
+    ///
+    /// let options = ForkOptions::new().replace_child("order-42-3", "order-42-3-retry");
+    /// # let _ = options;
+    /// ```
+    pub fn replace_child(
+        mut self,
+        old_child: impl Into<String>,
+        new_child: impl Into<String>,
+    ) -> Self {
+        let old_child = old_child.into();
+        self.replacement_children
+            .retain(|(old, _)| *old != old_child);
+        self.replacement_children
+            .push((old_child, new_child.into()));
+        self
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         check_name("fork's workflow id", &self.workflow_id)?;
         check_name("application version", &self.app_version)?;
@@ -85,6 +112,13 @@ impl ForkOptions {
             return Err(Error::invalid(
                 "a timeout of 0 would cancel the fork as soon as it starts; give a positive timeout, or none",
             ));
+        }
+        for (old, new) in &self.replacement_children {
+            if old.trim().is_empty() || new.trim().is_empty() {
+                return Err(Error::invalid(format!(
+                    "a child replacement names a blank workflow id (`{old}` → `{new}`): give both ids"
+                )));
+            }
         }
         Ok(())
     }

@@ -116,6 +116,9 @@ pub(crate) struct ForkRow<'a> {
     pub(crate) timeout_ms: Option<i64>,
     /// Owner of the fork when the original is unclaimed.
     pub(crate) app_name: Option<&'a str>,
+    /// Child ids replaced in the copied checkpoints: old ids, and the new ids at the same
+    /// positions.
+    pub(crate) replaced_children: (Vec<&'a str>, Vec<&'a str>),
 }
 
 /// A rewind to write.
@@ -700,12 +703,21 @@ impl SystemDatabase {
                         "INSERT INTO {s}.operation_outputs (workflow_uuid, function_id, output, error, serialization,
                                                            function_name, child_workflow_id, started_at_epoch_ms,
                                                            completed_at_epoch_ms, application_name, retention_timestamp)
-                         SELECT $2, o.function_id, o.output, o.error, o.serialization, o.function_name, o.child_workflow_id,
+                         SELECT $2, o.function_id, o.output, o.error, o.serialization, o.function_name,
+                                COALESCE((SELECT r.new FROM unnest($5::text[], $6::text[]) AS r(old, new)
+                                           WHERE r.old = o.child_workflow_id), o.child_workflow_id),
                                 o.started_at_epoch_ms, o.completed_at_epoch_ms,
                                 (SELECT application_name FROM {s}.workflow_status WHERE workflow_uuid = $2), $4
                            FROM {s}.operation_outputs o WHERE o.workflow_uuid = $1 AND o.function_id < $3"
                     ),
-                    &[&f.original, &f.forked, &f.start_step, &now],
+                    &[
+                        &f.original,
+                        &f.forked,
+                        &f.start_step,
+                        &now,
+                        &f.replaced_children.0,
+                        &f.replaced_children.1,
+                    ],
                 )
                 .await
                 .map_err(failed)?;
