@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use dbos_core::prelude::*;
+use dbos_core::queue::Unrunnable;
 use dbos_testkit::crash::eventually;
 use dbos_testkit::TestDatabase;
 use serde::{Deserialize, Serialize};
@@ -616,6 +617,30 @@ async fn unknown_names_bad_inputs_and_exhausted_recoveries_are_handled(db: TestD
         );
         assert_eq!(r[0].get::<_, Option<String>>(3), None, "{id}");
     }
+    // And an operator can list them, with the reason this executor leaves them.
+    let mut listed: Vec<(String, Unrunnable)> = dbos
+        .list_unrunnable_workflows(Duration::ZERO)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.workflow.workflow_id, u.reason))
+        .collect();
+    listed.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        listed,
+        vec![
+            (
+                "pickled".to_owned(),
+                Unrunnable::ForeignEncoding("py_pickle".to_owned())
+            ),
+            ("unknown".to_owned(), Unrunnable::NotRegistered),
+        ]
+    );
+    assert!(dbos
+        .list_unrunnable_workflows(Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[step]

@@ -19,7 +19,10 @@
 //! ```
 
 pub mod enqueue;
+pub mod unrunnable;
 pub(crate) mod worker;
+
+pub use unrunnable::{Unrunnable, UnrunnableWorkflow};
 
 use std::borrow::Cow;
 use std::time::Duration;

@@ -196,25 +196,14 @@ impl SystemDatabase {
         who: Dequeuer<'_>,
         older_than_ms: i64,
     ) -> Result<Vec<(String, String, i64)>> {
-        let s = self.quoted_schema();
         let rows = self
-            .query(
+            .unrunnable(
                 &format!("look for work on `{queue}` nobody here can run"),
-                &format!(
-                    "SELECT name, COALESCE(serialization, 'NULL'), count(*) FROM {s}.workflow_status
-                      WHERE queue_name = $1 AND status = 'ENQUEUED' AND created_at < $2
-                        AND (application_name = $3 OR application_name IS NULL)
-                        AND (application_version = $4 OR application_version IS NULL)
-                        AND NOT (name = ANY($5) AND (serialization IS NULL OR serialization = '{PORTABLE_JSON}'))
-                      GROUP BY 1, 2"
-                ),
-                &[
-                    &queue,
-                    &(now_ms() - older_than_ms),
-                    &who.app_name,
-                    &who.app_version,
-                    &who.names,
-                ],
+                "name, COALESCE(serialization, 'NULL'), count(*)",
+                "GROUP BY 1, 2",
+                &[queue],
+                who,
+                older_than_ms,
             )
             .await?;
         Ok(rows
@@ -227,6 +216,67 @@ impl SystemDatabase {
                 )
             })
             .collect())
+    }
+
+    /// The same workflows, one by one (id, name, serialization), oldest first, on any of
+    /// `queues`; at most 1,000.
+    pub(crate) async fn unrunnable_workflows(
+        &self,
+        queues: &[&str],
+        who: Dequeuer<'_>,
+        older_than_ms: i64,
+    ) -> Result<Vec<(String, String, String)>> {
+        let rows = self
+            .unrunnable(
+                "list the queued work nobody here can run",
+                "workflow_uuid, name, COALESCE(serialization, 'NULL')",
+                "ORDER BY created_at LIMIT 1000",
+                queues,
+                who,
+                older_than_ms,
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get::<_, Option<String>>(1).unwrap_or_default(),
+                    r.get(2),
+                )
+            })
+            .collect())
+    }
+
+    async fn unrunnable(
+        &self,
+        what: &str,
+        columns: &str,
+        tail: &str,
+        queues: &[&str],
+        who: Dequeuer<'_>,
+        older_than_ms: i64,
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        let s = self.quoted_schema();
+        self.query(
+            what,
+            &format!(
+                "SELECT {columns} FROM {s}.workflow_status
+                  WHERE queue_name = ANY($1) AND status = 'ENQUEUED' AND created_at < $2
+                    AND (application_name = $3 OR application_name IS NULL)
+                    AND (application_version = $4 OR application_version IS NULL)
+                    AND NOT (name = ANY($5) AND (serialization IS NULL OR serialization = '{PORTABLE_JSON}'))
+                  {tail}"
+            ),
+            &[
+                &queues,
+                &(now_ms() - older_than_ms),
+                &who.app_name,
+                &who.app_version,
+                &who.names,
+            ],
+        )
+        .await
     }
 
     /// The partition keys with enqueued work, for a partitioned queue.
