@@ -57,6 +57,9 @@ pub(crate) enum Command {
     Migrate,
     /// Delete old finished workflows in short batches; optionally cancel old active ones
     Gc(GcArgs),
+    /// Re-own a system database's rows after an application is renamed
+    #[command(name = "rename-application")]
+    RenameApplication(RenameArgs),
     /// Show the version and exit
     Version,
     /// The local Postgres the library starts when no URL is configured (in `.dbos/`)
@@ -328,6 +331,25 @@ pub(crate) struct GcArgs {
     /// Also cancel the active workflows created before this time (a global timeout)
     #[arg(long)]
     pub(crate) cancel_active_before: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RenameArgs {
+    /// The application's previous name. Omit to only adopt unclaimed rows
+    #[arg(short = 'f', long = "from")]
+    pub(crate) old_name: Option<String>,
+    /// The application that ends up owning the rows
+    #[arg(short = 't', long = "to")]
+    pub(crate) new_name: String,
+    /// Also take rows no application owns (application_name NULL)
+    #[arg(long)]
+    pub(crate) adopt_unclaimed_rows: bool,
+    /// Workflows and steps re-owned per transaction
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) batch_size: u32,
+    /// Skip the confirmation (needed when stdin is not a terminal)
+    #[arg(short = 'y', long)]
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,8 @@ use std::time::{Duration, SystemTime};
 
 use dbos_core::codec::PortableError;
 use dbos_core::manage::{
-    ForkOptions, GarbageCollect, ListWorkflows, Payload, Resumed, RewindOptions, WorkflowInfo,
+    ForkOptions, GarbageCollect, ListWorkflows, Payload, RenameApplication, Resumed, RewindOptions,
+    WorkflowInfo,
 };
 use dbos_core::sysdb::{ConnectOptions, MigrationOutcome, SystemDatabase, SCHEMA_VERSION};
 use dbos_core::{Client, Error, ErrorKind, Result, Status};
@@ -12,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::args::{
     AppVersionCommand, Cli, Command, ForkArgs, GcArgs, Global, ListArgs, QueueCommand, QueuedArgs,
-    RewindArgs, WorkflowCommand, WorkflowQueueCommand,
+    RenameArgs, RewindArgs, WorkflowCommand, WorkflowQueueCommand,
 };
 use crate::output::{self, fields, opt, short, time, Table};
 use crate::time::{parse_duration, parse_time};
@@ -26,6 +27,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::AppVersion(cmd) => app_versions(g, cmd).await,
         Command::Migrate => migrate(g).await,
         Command::Gc(args) => gc(g, args).await,
+        Command::RenameApplication(args) => rename_application(g, args).await,
         Command::Version => {
             let version = env!("CARGO_PKG_VERSION");
             if g.json {
@@ -724,4 +726,70 @@ async fn gc(g: &Global, a: GcArgs) -> Result<()> {
         output::json(&Value::Object(result));
     }
     Ok(())
+}
+
+async fn rename_application(g: &Global, a: RenameArgs) -> Result<()> {
+    let mut rename = RenameApplication::to(a.new_name.clone()).batch_size(a.batch_size);
+    let mut sources = Vec::new();
+    if let Some(old) = &a.old_name {
+        rename = rename.from(old.clone());
+        sources.push(format!("`{old}`'s rows"));
+    }
+    if a.adopt_unclaimed_rows {
+        rename = rename.adopt_unclaimed_rows();
+        sources.push("rows no application owns".to_owned());
+    }
+    if sources.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "nothing to re-own: pass --from <old name>, --adopt-unclaimed-rows, or both",
+        ));
+    }
+    if !a.yes {
+        let question = format!(
+            "This re-owns {} in the system database as `{}`. Stop the application being renamed first. Proceed?",
+            sources.join(" and "),
+            a.new_name
+        );
+        if !confirm(&question)? {
+            println!("Operation cancelled.");
+            return Ok(());
+        }
+    }
+    let moved = client(g).await?.rename_application(&rename).await?;
+    let counts = json!({
+        "queues": moved.queues,
+        "schedules": moved.schedules,
+        "versions": moved.versions,
+        "workflows": moved.workflows,
+        "steps": moved.steps,
+    });
+    if g.json {
+        output::json(&counts);
+    } else {
+        println!(
+            "re-owned as `{}`: {} queues, {} schedules, {} versions, {} workflows, {} steps",
+            a.new_name, moved.queues, moved.schedules, moved.versions, moved.workflows, moved.steps
+        );
+    }
+    Ok(())
+}
+
+/// Asks `question` on the terminal; refuses to guess when stdin is not one.
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "this changes rows other processes rely on and stdin is not a terminal to confirm it: pass -y/--yes",
+        ));
+    }
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("could not read the answer: {e}")))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }

@@ -527,3 +527,74 @@ async fn the_local_postgres(_db: TestDatabase) {
     assert!(out.contains("nothing to stop"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[dbos_testkit::test]
+async fn rename_application_re_owns_rows_and_asks_first(db: TestDatabase) {
+    let dbos = db.launch().await;
+    for i in 0..3 {
+        flow(format!("rn{i}"), 1)
+            .id(format!("rn-{i}"))
+            .on(&dbos)
+            .await
+            .unwrap();
+    }
+    dbos.shutdown().await.unwrap();
+    let s = db.url();
+    // Not a terminal and no -y: refused, nothing moved.
+    let line = fails(&[
+        "rename-application",
+        "--from",
+        "testapp",
+        "--to",
+        "renamed",
+        "-s",
+        &s,
+    ])
+    .await;
+    assert!(line.contains("-y"), "{line}");
+    let line = fails(&["rename-application", "--to", "renamed", "-y", "-s", &s]).await;
+    assert!(line.contains("nothing to re-own"), "{line}");
+    let r = json_of(&[
+        "rename-application",
+        "-f",
+        "testapp",
+        "-t",
+        "renamed",
+        "--batch-size",
+        "2",
+        "-y",
+        "-s",
+        &s,
+    ])
+    .await;
+    assert_eq!(r["workflows"], 3, "{r}");
+    assert_eq!(r["steps"], 9, "{r}");
+    let owners: Vec<Option<String>> = db
+        .connect()
+        .await
+        .query(
+            "SELECT DISTINCT application_name FROM dbos.workflow_status",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(owners, vec![Some("renamed".to_owned())]);
+    let out = ok(&[
+        "rename-application",
+        "-f",
+        "testapp",
+        "-t",
+        "renamed",
+        "-y",
+        "-s",
+        &s,
+    ])
+    .await;
+    assert!(
+        out.contains("0 workflows, 0 steps"),
+        "a second run finds nothing: {out}"
+    );
+}

@@ -30,10 +30,11 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-pub use options::{ForkOptions, GarbageCollect, RewindOptions};
+pub use options::{ForkOptions, GarbageCollect, RenameApplication, RewindOptions};
 pub use query::ListWorkflows;
 pub use types::{
-    DelaySet, GcReport, Payload, QueueInfo, Resumed, StepInfo, VersionInfo, WorkflowInfo,
+    DelaySet, GcReport, Payload, QueueInfo, RenameReport, Resumed, StepInfo, VersionInfo,
+    WorkflowInfo,
 };
 
 use crate::error::{Error, ErrorKind, Result};
@@ -235,6 +236,26 @@ impl Manager {
             }),
             Some((status, false)) => Ok(DelaySet::NotDelayed(Status::parse(&status))),
         }
+    }
+
+    pub(crate) async fn rename_application(&self, r: &RenameApplication) -> Result<RenameReport> {
+        r.check()?;
+        let moved = self
+            .sysdb
+            .rename_application(crate::sysdb::rename::Rename {
+                from: r.from.as_deref(),
+                to: &r.to,
+                adopt_unclaimed: r.adopt_unclaimed,
+                batch_size: i64::from(r.batch_size),
+            })
+            .await?;
+        Ok(RenameReport {
+            queues: moved.queues,
+            schedules: moved.schedules,
+            versions: moved.versions,
+            workflows: moved.workflows,
+            steps: moved.steps,
+        })
     }
 
     pub(crate) async fn update_attributes(

@@ -245,3 +245,84 @@ impl GarbageCollect {
         Ok(())
     }
 }
+
+/// A rename of an application's rows ([`Client::rename_application`](crate::Client::rename_application),
+/// `dbos-rs rename-application`): the rows `from` owns, and/or the rows no application
+/// owns, become `to`'s.
+///
+/// ```
+/// use dbos_core::manage::RenameApplication;
+///
+/// let rename = RenameApplication::to("storefront").from("shop").adopt_unclaimed_rows();
+/// # let _ = rename;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct RenameApplication {
+    pub(crate) from: Option<String>,
+    pub(crate) to: String,
+    pub(crate) adopt_unclaimed: bool,
+    pub(crate) batch_size: u32,
+}
+
+impl RenameApplication {
+    /// A rename to `new_name` (give [`from`](Self::from) and/or
+    /// [`adopt_unclaimed_rows`](Self::adopt_unclaimed_rows)).
+    pub fn to(new_name: impl Into<String>) -> Self {
+        RenameApplication {
+            from: None,
+            to: new_name.into(),
+            adopt_unclaimed: false,
+            batch_size: 1000,
+        }
+    }
+
+    /// The application's previous name: its rows move.
+    pub fn from(mut self, old_name: impl Into<String>) -> Self {
+        self.from = Some(old_name.into());
+        self
+    }
+
+    /// Also move the rows no application owns (`application_name` NULL, as DBOS's SQL
+    /// function and older clients write them).
+    pub fn adopt_unclaimed_rows(mut self) -> Self {
+        self.adopt_unclaimed = true;
+        self
+    }
+
+    /// Finished workflows and steps re-owned per transaction (default 1,000).
+    pub fn batch_size(mut self, n: u32) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        crate::Config::new(self.to.clone())
+            .validate()
+            .map_err(|e| Error::invalid(e.message().to_owned()))?;
+        match &self.from {
+            Some(f) if f.trim().is_empty() => {
+                return Err(Error::invalid(
+                    "the application's previous name is blank: give it, or only adopt unclaimed rows",
+                ))
+            }
+            Some(f) if *f == self.to => {
+                return Err(Error::invalid(format!(
+                    "application `{f}` already has that name: nothing to rename"
+                )))
+            }
+            None if !self.adopt_unclaimed => {
+                return Err(Error::invalid(
+                    "nothing to re-own: name the application to rename (from), adopt unclaimed rows, or both",
+                ))
+            }
+            _ => {}
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid(
+                "a batch size of 0 would move nothing: give a positive batch size",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -528,6 +528,22 @@ pub enum DelaySet {
     NotDelayed(Status),
 }
 
+/// What [`Client::rename_application`](crate::Client::rename_application) moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RenameReport {
+    /// Queue definitions (`dbos.queues`).
+    pub queues: u64,
+    /// Schedules (`dbos.workflow_schedules`).
+    pub schedules: u64,
+    /// Application versions.
+    pub versions: u64,
+    /// Workflows, active and finished.
+    pub workflows: u64,
+    /// Recorded steps.
+    pub steps: u64,
+}
+
 /// What a garbage collection deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

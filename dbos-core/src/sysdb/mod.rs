@@ -12,6 +12,7 @@ pub(crate) mod messages;
 mod migrate;
 pub(crate) mod queues;
 pub(crate) mod records;
+pub(crate) mod rename;
 mod retry;
 mod tls;
 pub(crate) mod transactions;
