@@ -377,6 +377,63 @@ async fn a_serialization_failure_converted_by_the_body_is_retried(db: TestDataba
     dbos.shutdown().await.unwrap();
 }
 
+/// The same lost update, through the `_raw` methods: the failure comes out of `execute_raw`
+/// (and a read goes through `query_raw`'s rows stream).
+#[transaction(isolation = "repeatable_read")]
+async fn add_one_raw(tx: &Transaction<'_>) -> Result<i32, ShopError> {
+    use futures_util::StreamExt;
+    let run = bump("add_one_raw");
+    let rows = tx
+        .query_raw(
+            "SELECT n FROM counters WHERE id = 'raw'",
+            std::iter::empty::<i32>(),
+        )
+        .await?;
+    let mut rows = std::pin::pin!(rows);
+    while let Some(row) = rows.next().await {
+        row?;
+    }
+    if run <= 2 {
+        static BARRIER: OnceLock<tokio::sync::Barrier> = OnceLock::new();
+        let barrier = BARRIER.get_or_init(|| tokio::sync::Barrier::new(2));
+        let _ = tokio::time::timeout(Duration::from_secs(10), barrier.wait()).await;
+    }
+    tx.execute_raw(
+        "UPDATE counters SET n = n + 1 WHERE id = 'raw'",
+        std::iter::empty::<i32>(),
+    )
+    .await?;
+    Ok(run as i32)
+}
+
+#[workflow]
+async fn add_one_raw_once(_x: i32) -> Result<i32, ShopError> {
+    add_one_raw().await
+}
+
+#[dbos_testkit::test]
+async fn a_serialization_failure_from_the_raw_methods_is_retried(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let client = db.connect().await;
+    exec(&client, "CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('raw', 0)").await;
+    let a = add_one_raw_once(1).id("raw-1").start().await.unwrap();
+    let b = add_one_raw_once(2).id("raw-2").start().await.unwrap();
+    a.result().await.unwrap();
+    b.result().await.unwrap();
+    let n: i32 = client
+        .query_one("SELECT n FROM counters WHERE id = 'raw'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "no update was lost");
+    assert_eq!(
+        runs("add_one_raw"),
+        3,
+        "the transaction whose execute_raw failed ran again, once"
+    );
+    dbos.shutdown().await.unwrap();
+}
+
 #[dbos_testkit::test]
 async fn a_lost_commit_acknowledgement_is_settled_without_running_again(db: TestDatabase) {
     let client = db.connect().await;

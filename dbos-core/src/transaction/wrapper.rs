@@ -3,7 +3,8 @@
 use std::ops::Deref;
 use std::sync::Mutex;
 
-use tokio_postgres::types::{ToSql, Type};
+use futures_util::{Stream, StreamExt};
+use tokio_postgres::types::{BorrowToSql, ToSql, Type};
 use tokio_postgres::{Error, Row, SimpleQueryMessage, Statement, ToStatement};
 
 use crate::workflow::context::lock;
@@ -54,9 +55,10 @@ fn broken_connection(e: &Error) -> bool {
 /// serialization failure (SQLSTATE `40001`), a deadlock (`40P01`) or a broken connection:
 /// when the body then returns an error (typically that one, converted into the function's
 /// own error type by `?`), the library rolls back and runs the whole transaction again
-/// instead of recording the error. Statements run through methods reached by deref
-/// (`query_raw`, `copy_in`, `bind`, ...) are not watched this way; a serialization failure
-/// there is retried only when it surfaces at `COMMIT`.
+/// instead of recording the error. The `_raw` query methods are watched too (their rows
+/// streams as they are read). Statements run through methods reached by deref (`copy_in`,
+/// `copy_out`, `bind`, `query_portal`) are not; a serialization failure there is retried
+/// only when it surfaces at `COMMIT`.
 ///
 /// The body must not commit or roll back itself (it only has a shared reference); it
 /// returns `Ok` to commit and `Err` to roll back.
@@ -102,11 +104,16 @@ impl<'a> Transaction<'a> {
     /// Notes a failed statement's class and passes the result through.
     fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
         if let Err(e) = &result {
-            if let Some(class) = retryable(e) {
-                lock(&self.seen).get_or_insert(class);
-            }
+            self.note(e);
         }
         result
+    }
+
+    /// Notes `e` when running the transaction again may succeed.
+    fn note(&self, e: &Error) {
+        if let Some(class) = retryable(e) {
+            lock(&self.seen).get_or_insert(class);
+        }
     }
 
     /// [`tokio_postgres::Transaction::query`], watched for retryable failures.
@@ -211,6 +218,70 @@ impl<'a> Transaction<'a> {
     /// As tokio-postgres's.
     pub async fn prepare_typed(&self, query: &str, types: &[Type]) -> Result<Statement, Error> {
         self.observe(self.inner.prepare_typed(query, types).await)
+    }
+
+    /// [`tokio_postgres::Transaction::query_raw`], watched for retryable failures: the
+    /// rows stream notes a failure met while it is read, too.
+    ///
+    /// # Errors
+    /// As tokio-postgres's.
+    pub async fn query_raw<T, P, I>(
+        &self,
+        statement: &T,
+        params: I,
+    ) -> Result<impl Stream<Item = Result<Row, Error>> + Send + '_, Error>
+    where
+        T: ?Sized + ToStatement,
+        P: BorrowToSql,
+        I: IntoIterator<Item = P>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let rows = self.observe(self.inner.query_raw(statement, params).await)?;
+        Ok(self.watch(rows))
+    }
+
+    /// [`tokio_postgres::Transaction::query_typed_raw`], watched for retryable failures
+    /// (the rows stream too).
+    ///
+    /// # Errors
+    /// As tokio-postgres's.
+    pub async fn query_typed_raw<P, I>(
+        &self,
+        query: &str,
+        params: I,
+    ) -> Result<impl Stream<Item = Result<Row, Error>> + Send + '_, Error>
+    where
+        P: BorrowToSql,
+        I: IntoIterator<Item = (P, Type)>,
+    {
+        let rows = self.observe(self.inner.query_typed_raw(query, params).await)?;
+        Ok(self.watch(rows))
+    }
+
+    /// [`tokio_postgres::Transaction::execute_raw`], watched for retryable failures.
+    ///
+    /// # Errors
+    /// As tokio-postgres's.
+    pub async fn execute_raw<T, P, I>(&self, statement: &T, params: I) -> Result<u64, Error>
+    where
+        T: ?Sized + ToStatement,
+        P: BorrowToSql,
+        I: IntoIterator<Item = P>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        self.observe(self.inner.execute_raw(statement, params).await)
+    }
+
+    /// A rows stream that notes a retryable failure met while it is read.
+    fn watch(
+        &self,
+        rows: tokio_postgres::RowStream,
+    ) -> impl Stream<Item = Result<Row, Error>> + Send + '_ {
+        Box::pin(rows).inspect(move |item| {
+            if let Err(e) = item {
+                self.note(e);
+            }
+        })
     }
 
     /// Prepares `query` once per pooled connection (deadpool-postgres's statement cache): the
