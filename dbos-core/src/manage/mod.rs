@@ -240,22 +240,14 @@ impl Manager {
 
     pub(crate) async fn rename_application(&self, r: &RenameApplication) -> Result<RenameReport> {
         r.check()?;
-        let moved = self
-            .sysdb
+        self.sysdb
             .rename_application(crate::sysdb::rename::Rename {
                 from: r.from.as_deref(),
                 to: &r.to,
                 adopt_unclaimed: r.adopt_unclaimed,
                 batch_size: i64::from(r.batch_size),
             })
-            .await?;
-        Ok(RenameReport {
-            queues: moved.queues,
-            schedules: moved.schedules,
-            versions: moved.versions,
-            workflows: moved.workflows,
-            steps: moved.steps,
-        })
+            .await
     }
 
     pub(crate) async fn update_attributes(

@@ -3,6 +3,7 @@
 
 use super::SystemDatabase;
 use crate::error::{Error, Result};
+use crate::manage::RenameReport;
 
 /// What a rename moves.
 #[derive(Debug, Clone, Copy)]
@@ -15,16 +16,6 @@ pub(crate) struct Rename<'a> {
     pub(crate) batch_size: i64,
 }
 
-/// How many rows of each kind moved.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Moved {
-    pub(crate) queues: u64,
-    pub(crate) schedules: u64,
-    pub(crate) versions: u64,
-    pub(crate) workflows: u64,
-    pub(crate) steps: u64,
-}
-
 /// The rows a rename moves: `$1` is the old name (NULL for none), `$2` whether unclaimed
 /// rows move too.
 const SOURCE: &str = "(application_name = $1 OR ($2 AND application_name IS NULL))";
@@ -35,7 +26,7 @@ impl SystemDatabase {
     /// active workflow owned by a name whose queues moved; then the finished workflows and
     /// the steps in key-ordered batches of `batch_size`, each its own short transaction (a
     /// re-run finishes what an interrupted one left).
-    pub(crate) async fn rename_application(&self, r: Rename<'_>) -> Result<Moved> {
+    pub(crate) async fn rename_application(&self, r: Rename<'_>) -> Result<RenameReport> {
         let s = self.quoted_schema();
         let (from, adopt, to) = (r.from, r.adopt_unclaimed, r.to);
         let mut moved = self
@@ -56,7 +47,7 @@ impl SystemDatabase {
                     *count = tx.execute(sql.as_str(), &[&from, &adopt, &to]).await.map_err(failed)?;
                 }
                 tx.commit().await.map_err(failed)?;
-                Ok(Moved {
+                Ok(RenameReport {
                     queues: counts[0],
                     schedules: counts[1],
                     versions: counts[2],
