@@ -44,6 +44,10 @@ pub(crate) struct RuntimeInner {
     pub(crate) data_sources: crate::transaction::DataSources,
     /// Who waits here for messages, events and streams (woken by the listener).
     pub(crate) waiters: crate::messages::waiters::Waiters,
+    /// The embedded local Postgres, when no URL was configured.
+    local_postgres: Option<LocalPostgres>,
+    /// What migration did at launch.
+    migration: MigrationOutcome,
 }
 
 impl std::fmt::Debug for RuntimeInner {
@@ -118,8 +122,6 @@ static CURRENT: Mutex<Option<Dbos>> = Mutex::new(None);
 #[derive(Debug, Clone)]
 pub struct Dbos {
     inner: Arc<RuntimeInner>,
-    local_postgres: Option<LocalPostgres>,
-    migration: MigrationOutcome,
 }
 
 impl Dbos {
@@ -195,6 +197,8 @@ impl Dbos {
             parking: ParkingLot::default(),
             data_sources,
             waiters: Default::default(),
+            local_postgres,
+            migration,
         });
         // Queue definitions live in `dbos.queues`: record ours (DBOS's conflict policy) and
         // serve what the rows say.
@@ -243,11 +247,7 @@ impl Dbos {
         inner
             .tasks
             .spawn(crate::messages::waiters::serve(inner.clone()));
-        let dbos = Dbos {
-            inner,
-            local_postgres,
-            migration,
-        };
+        let dbos = Dbos { inner };
         *lock(&CURRENT) = Some(dbos.clone());
         // Inside a scope (a test), calls made there use this runtime.
         let _ = SCOPE.try_with(|slot| *lock(slot) = Some(dbos.clone()));
@@ -263,13 +263,23 @@ impl Dbos {
         SCOPE.scope(Arc::new(Mutex::new(None)), future).await
     }
 
-    /// The runtime workflow calls use when none is given with `.on(&dbos)`: the one
-    /// launched in the current [`scope`](Dbos::scope) if there is one, else the one launched
-    /// last in this process.
+    /// The runtime workflow calls use when none is given with `.on(&dbos)`: inside a
+    /// workflow or a step, the runtime running it; elsewhere the one launched in the current
+    /// [`scope`](Dbos::scope) if there is one, else the one launched last in this process.
     ///
     /// # Errors
     /// [`ErrorKind::NotLaunched`] before [`Dbos::launch`] or after [`Dbos::shutdown`].
     pub fn current() -> Result<Dbos> {
+        if let Some(ctx) = crate::workflow::context::current() {
+            return Ok(Dbos {
+                inner: ctx.runtime.clone(),
+            });
+        }
+        if let Some(step) = crate::workflow::context::current_step() {
+            return Ok(Dbos {
+                inner: step.runtime.clone(),
+            });
+        }
         if let Ok(Some(scoped)) = SCOPE.try_with(|slot| lock(slot).clone()) {
             return Ok(scoped);
         }
@@ -304,12 +314,12 @@ impl Dbos {
     /// What migration did at launch; its [`version`](MigrationOutcome::version) is the
     /// schema version now recorded.
     pub fn migration(&self) -> &MigrationOutcome {
-        &self.migration
+        &self.inner.migration
     }
 
     /// The embedded local Postgres, when no URL was configured.
     pub fn local_postgres(&self) -> Option<&LocalPostgres> {
-        self.local_postgres.as_ref()
+        self.inner.local_postgres.as_ref()
     }
 
     /// The application version recorded on this runtime's workflows.

@@ -108,3 +108,41 @@ async fn a_step_knows_its_workflow_step_and_attempt_and_starts_work_on_its_runti
     other.shutdown().await.unwrap();
     home.shutdown().await.unwrap();
 }
+
+#[step]
+async fn runtime_of_my_step() -> Result<String, Error> {
+    Ok(Dbos::current()?.executor_id().to_owned())
+}
+
+#[workflow]
+async fn runtime_of_me() -> Result<(String, String), Error> {
+    let here = Dbos::current()?.executor_id().to_owned();
+    Ok((here, runtime_of_my_step().await?))
+}
+
+/// Inside a workflow or a step, `Dbos::current()` is the runtime running it, whatever was
+/// launched last in the process (a runtime on an isolated tokio runtime, as in crash tests,
+/// sets no scope).
+#[dbos_testkit::test]
+async fn inside_a_workflow_the_current_runtime_is_the_one_running_it(db: TestDatabase) {
+    let mine = Dbos::launch(db.config("testapp").executor_id("mine"))
+        .await
+        .unwrap();
+    let other_url = db.sibling_url("other");
+    let other = dbos_testkit::crash::IsolatedRuntime::new();
+    let config = db
+        .config("testapp")
+        .system_database_url(other_url)
+        .executor_id("other");
+    // Launched last, outside this test's scope: the process-wide current runtime.
+    let other_dbos = other
+        .run(async move { Dbos::launch(config).await.unwrap() })
+        .await;
+    let (in_workflow, in_step) = runtime_of_me().on(&mine).await.unwrap();
+    assert_eq!(in_workflow, "mine");
+    assert_eq!(in_step, "mine");
+    other
+        .run(async move { other_dbos.shutdown().await.unwrap() })
+        .await;
+    mine.shutdown().await.unwrap();
+}
