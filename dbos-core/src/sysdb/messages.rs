@@ -410,21 +410,8 @@ impl SystemDatabase {
                 rec = checkpoint_cte(s),
             )
         });
-        let (wf, owner, fid, name, started, completed, app) = fence_params(&Some(fence));
         let what = format!("set event `{key}` of workflow `{}`", fence.workflow_id);
-        let outcome = self
-            .fenced_write(
-                &what,
-                &sql,
-                &[
-                    &wf, &owner, &fid, &name, &started, &completed, &app, &key, &text,
-                ],
-            )
-            .await?;
-        match outcome {
-            Fenced::MissingParent => Err(non_existent(fence.workflow_id)),
-            Fenced::Counts { recorded, owned } => Ok(written(Some(&fence), recorded, owned)),
-        }
+        self.keyed_write(&what, &sql, fence, key, text).await
     }
 
     /// The current value of one event.
@@ -500,12 +487,25 @@ impl SystemDatabase {
                 rec = checkpoint_cte(s),
             )
         });
-        let (wf, owner, fid, name, started, completed, app) = fence_params(&Some(fence));
         let what = format!("write stream `{key}` of workflow `{}`", fence.workflow_id);
+        self.keyed_write(&what, &sql, fence, key, text).await
+    }
+
+    /// Runs a fenced write of one value under a key (`$8`, `$9` after the fence's
+    /// parameters): an event or a stream entry of the fence's workflow.
+    async fn keyed_write(
+        &self,
+        what: &str,
+        sql: &str,
+        fence: Fence<'_>,
+        key: &str,
+        text: &str,
+    ) -> Result<Written> {
+        let (wf, owner, fid, name, started, completed, app) = fence_params(&Some(fence));
         let outcome = self
             .fenced_write(
-                &what,
-                &sql,
+                what,
+                sql,
                 &[
                     &wf, &owner, &fid, &name, &started, &completed, &app, &key, &text,
                 ],
