@@ -96,6 +96,16 @@ impl RuntimeInner {
         self.tasks.spawn(task);
     }
 
+    /// Who this executor is when it claims queued work: it claims only what it can run.
+    pub(crate) fn dequeuer(&self) -> crate::sysdb::queues::Dequeuer<'_> {
+        crate::sysdb::queues::Dequeuer {
+            executor_id: &self.executor_id,
+            app_version: &self.app_version,
+            app_name: &self.app_name,
+            names: self.registry.names(),
+        }
+    }
+
     /// The workflows alive in this process (running or parked): recovery leaves them to
     /// their live execution.
     pub(crate) fn alive_here(&self) -> Vec<String> {

@@ -6,7 +6,6 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::manage::{ListWorkflows, WorkflowInfo};
 use crate::runtime::Dbos;
-use crate::sysdb::queues::Dequeuer;
 use crate::sysdb::workflows::INTERNAL_QUEUE;
 
 /// A queued workflow this executor serves the queue of, but cannot run.
@@ -57,12 +56,7 @@ impl Dbos {
         let rt = self.inner();
         let mut queues: Vec<&str> = rt.config.queues.iter().map(|q| q.name()).collect();
         queues.push(INTERNAL_QUEUE);
-        let who = Dequeuer {
-            executor_id: &rt.executor_id,
-            app_version: &rt.app_version,
-            app_name: &rt.app_name,
-            names: rt.registry.names(),
-        };
+        let who = rt.dequeuer();
         let found = rt
             .sysdb
             .unrunnable_workflows(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 use crate::queue::Queue;
 use crate::runtime::RuntimeInner;
-use crate::sysdb::queues::{Dequeued, Dequeuer};
+use crate::sysdb::queues::Dequeued;
 use crate::sysdb::workflows::INTERNAL_QUEUE;
 use crate::workflow::context::lock;
 
@@ -203,12 +203,7 @@ impl Served {
             return;
         }
         self.checked_at = Instant::now();
-        let who = Dequeuer {
-            executor_id: &rt.executor_id,
-            app_version: &rt.app_version,
-            app_name: &rt.app_name,
-            names: rt.registry.names(),
-        };
+        let who = rt.dequeuer();
         let found = rt
             .sysdb
             .unrunnable_queued(self.queue.name(), who, UNRUNNABLE_AFTER.as_millis() as i64)
@@ -268,12 +263,7 @@ pub(crate) async fn poll_once(
     } else {
         vec![None]
     };
-    let who = Dequeuer {
-        executor_id: &rt.executor_id,
-        app_version: &rt.app_version,
-        app_name: &rt.app_name,
-        names: rt.registry.names(),
-    };
+    let who = rt.dequeuer();
     let mut contended = false;
     let mut full = false;
     for partition in partitions {
