@@ -8,12 +8,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::RuntimeInner;
-use crate::sysdb::messages::Written;
+use crate::sysdb::messages::{Fence, Written};
 use crate::sysdb::workflows::{now_ms, Checkpoint};
-use crate::workflow::context::{Operation, Slot, WorkflowContext};
+use crate::workflow::context::{current, current_step, Operation, Slot, WorkflowContext};
 use crate::workflow::ops::{recorded_wake_at, to_ms, SLEEP};
 
-use super::waiters::{WaitGuard, WakeKey};
+use super::waiters::{announce_write, Channel, WaitGuard, WakeKey};
 
 /// A waiter re-checks its table at least this often, whatever it heard (a safety net: the
 /// listener and the fallback poll are what wake it).
@@ -250,5 +250,89 @@ where
         };
         tokio::time::sleep(delay.min(remaining)).await;
         delay = (delay * 2).min(super::waiters::FALLBACK_POLL);
+    }
+}
+
+/// Writes one value under `key` for the calling workflow: an event (`Channel::Events`) or a
+/// stream entry (`Channel::Streams`). In a workflow body it is the durable operation `name`
+/// (value and checkpoint in one fenced transaction, replayed, never repeated); in a step it
+/// is fenced by the step's workflow's ownership and not recorded. Readers are woken.
+/// `Ok(false)` outside both: the caller says what was wrong.
+pub(crate) async fn write_keyed(
+    channel: Channel,
+    name: &'static str,
+    key: &str,
+    text: &str,
+) -> Result<bool> {
+    if let Some(ctx) = current() {
+        let function_id = match ctx.begin(name)? {
+            Slot::Recorded { .. } => return Ok(true),
+            Slot::Fresh { function_id } => function_id,
+        };
+        let started = now_ms();
+        let rt = ctx.runtime.clone();
+        loop {
+            let effect = Box::pin(fenced(&ctx, function_id, name, started, started, |owner| {
+                let (rt, wf) = (&rt, ctx.workflow_id.as_str());
+                async move {
+                    let fence = Fence {
+                        workflow_id: wf,
+                        owner_xid: &owner,
+                        function_id,
+                        name: Some(name),
+                        started_ms: started,
+                        completed_ms: started,
+                        app_name: &rt.app_name,
+                    };
+                    store(rt, channel, key, text, fence).await
+                }
+            }))
+            .await?;
+            match effect {
+                Effect::Ours => {
+                    announce_write(&rt, &WakeKey::new(channel, &ctx.workflow_id, key));
+                    return Ok(true);
+                }
+                Effect::Theirs(_) => return Ok(true),
+                Effect::Nothing => continue,
+            }
+        }
+    }
+    let Some(step) = current_step() else {
+        return Ok(false);
+    };
+    let owner = step.control.owner();
+    let fence = Fence {
+        workflow_id: &step.workflow_id,
+        owner_xid: &owner,
+        function_id: step.step_id,
+        name: None,
+        started_ms: 0,
+        completed_ms: 0,
+        app_name: &step.runtime.app_name,
+    };
+    match store(&step.runtime, channel, key, text, fence).await? {
+        Written::Done => {
+            announce_write(
+                &step.runtime,
+                &WakeKey::new(channel, &step.workflow_id, key),
+            );
+            Ok(true)
+        }
+        Written::Missed => Err(step.runtime.sysdb.ownership_error(&step.workflow_id).await),
+    }
+}
+
+/// The statement of a keyed write: an event or a stream entry.
+async fn store(
+    rt: &RuntimeInner,
+    channel: Channel,
+    key: &str,
+    text: &str,
+    fence: Fence<'_>,
+) -> Result<Written> {
+    match channel {
+        Channel::Streams => rt.sysdb.write_stream(key, text, fence).await,
+        _ => rt.sysdb.set_event(key, text, fence).await,
     }
 }

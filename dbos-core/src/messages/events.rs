@@ -7,15 +7,14 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::durable::{deadline_in, fenced, recorded_deadline, skip_deadline, wait_for, Effect};
-use super::waiters::{announce_write, Channel, WakeKey};
+use super::durable::{deadline_in, recorded_deadline, skip_deadline, wait_for, write_keyed};
+use super::waiters::{Channel, WakeKey};
 use super::{decode, decode_recorded, encode, runtime_here, GET_ALL_EVENTS, GET_EVENT, SET_EVENT};
 use crate::error::{Error, Result};
 use crate::runtime::RuntimeInner;
-use crate::sysdb::messages::{Fence, Written};
 use crate::sysdb::workflows::now_ms;
 use crate::sysdb::SystemDatabase;
-use crate::workflow::context::{current, current_step, Operation, Slot};
+use crate::workflow::context::{current, Operation, Slot};
 use crate::workflow::types::Portable;
 
 /// Publishes `value` under `key` for the running workflow: readers of the key (in any
@@ -41,68 +40,8 @@ use crate::workflow::types::Portable;
 /// cannot be encoded; durability failures.
 pub async fn set_event<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<()> {
     let text = encode(value, &format!("the value of event `{key}`"))?;
-    if let Some(ctx) = current() {
-        let function_id = match ctx.begin(SET_EVENT)? {
-            Slot::Recorded { .. } => return Ok(()),
-            Slot::Fresh { function_id } => function_id,
-        };
-        let started = now_ms();
-        let rt = ctx.runtime.clone();
-        loop {
-            let effect = Box::pin(fenced(
-                &ctx,
-                function_id,
-                SET_EVENT,
-                started,
-                started,
-                |owner| {
-                    let (rt, wf, text) = (&rt, ctx.workflow_id.as_str(), text.as_str());
-                    async move {
-                        let fence = Fence {
-                            workflow_id: wf,
-                            owner_xid: &owner,
-                            function_id,
-                            name: Some(SET_EVENT),
-                            started_ms: started,
-                            completed_ms: started,
-                            app_name: &rt.app_name,
-                        };
-                        rt.sysdb.set_event(key, text, fence).await
-                    }
-                },
-            ))
-            .await?;
-            match effect {
-                Effect::Ours => {
-                    announce_write(&rt, &WakeKey::new(Channel::Events, &ctx.workflow_id, key));
-                    return Ok(());
-                }
-                Effect::Theirs(_) => return Ok(()),
-                Effect::Nothing => continue,
-            }
-        }
-    }
-    if let Some(step) = current_step() {
-        let owner = step.control.owner();
-        let fence = Fence {
-            workflow_id: &step.workflow_id,
-            owner_xid: &owner,
-            function_id: step.step_id,
-            name: None,
-            started_ms: 0,
-            completed_ms: 0,
-            app_name: &step.runtime.app_name,
-        };
-        return match step.runtime.sysdb.set_event(key, &text, fence).await? {
-            Written::Done => {
-                announce_write(
-                    &step.runtime,
-                    &WakeKey::new(Channel::Events, &step.workflow_id, key),
-                );
-                Ok(())
-            }
-            Written::Missed => Err(step.runtime.sysdb.ownership_error(&step.workflow_id).await),
-        };
+    if write_keyed(Channel::Events, SET_EVENT, key, &text).await? {
+        return Ok(());
     }
     Err(Error::invalid(format!(
         "`set_event(\"{key}\", ..)` was called outside a workflow: an event belongs to the workflow that sets it. \

@@ -10,16 +10,16 @@ use std::time::Duration;
 use futures_util::stream::{BoxStream, Stream, StreamExt};
 use serde::Serialize;
 
-use super::durable::{fenced, Effect};
-use super::waiters::{announce_write, Channel, WaitGuard, WakeKey};
+use super::durable::write_keyed;
+use super::waiters::{Channel, WaitGuard, WakeKey};
 use super::{decode, encode, runtime_here, CLOSE_STREAM, READ_STREAM, WRITE_STREAM};
 use crate::codec::PORTABLE_JSON;
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::RuntimeInner;
-use crate::sysdb::messages::{Fence, StoredValue, Written, STREAM_CLOSED};
+use crate::sysdb::messages::{StoredValue, STREAM_CLOSED};
 use crate::sysdb::workflows::now_ms;
 use crate::sysdb::SystemDatabase;
-use crate::workflow::context::{current, current_step, Operation, Slot, WorkflowContext};
+use crate::workflow::context::{current, Operation, Slot, WorkflowContext};
 use crate::workflow::types::Portable;
 
 /// Values read ahead in one round trip.
@@ -67,61 +67,8 @@ pub async fn close_stream(key: &str) -> Result<()> {
 }
 
 async fn append(key: &str, text: &str, name: &'static str) -> Result<()> {
-    if let Some(ctx) = current() {
-        let function_id = match ctx.begin(name)? {
-            Slot::Recorded { .. } => return Ok(()),
-            Slot::Fresh { function_id } => function_id,
-        };
-        let started = now_ms();
-        let rt = ctx.runtime.clone();
-        loop {
-            let effect = Box::pin(fenced(&ctx, function_id, name, started, started, |owner| {
-                let (rt, wf) = (&rt, ctx.workflow_id.as_str());
-                async move {
-                    let fence = Fence {
-                        workflow_id: wf,
-                        owner_xid: &owner,
-                        function_id,
-                        name: Some(name),
-                        started_ms: started,
-                        completed_ms: started,
-                        app_name: &rt.app_name,
-                    };
-                    rt.sysdb.write_stream(key, text, fence).await
-                }
-            }))
-            .await?;
-            match effect {
-                Effect::Ours => {
-                    announce_write(&rt, &WakeKey::new(Channel::Streams, &ctx.workflow_id, key));
-                    return Ok(());
-                }
-                Effect::Theirs(_) => return Ok(()),
-                Effect::Nothing => continue,
-            }
-        }
-    }
-    if let Some(step) = current_step() {
-        let owner = step.control.owner();
-        let fence = Fence {
-            workflow_id: &step.workflow_id,
-            owner_xid: &owner,
-            function_id: step.step_id,
-            name: None,
-            started_ms: 0,
-            completed_ms: 0,
-            app_name: &step.runtime.app_name,
-        };
-        return match step.runtime.sysdb.write_stream(key, text, fence).await? {
-            Written::Done => {
-                announce_write(
-                    &step.runtime,
-                    &WakeKey::new(Channel::Streams, &step.workflow_id, key),
-                );
-                Ok(())
-            }
-            Written::Missed => Err(step.runtime.sysdb.ownership_error(&step.workflow_id).await),
-        };
+    if write_keyed(Channel::Streams, name, key, text).await? {
+        return Ok(());
     }
     Err(Error::invalid(format!(
         "`{}(\"{key}\", ..)` was called outside a workflow: a stream belongs to the workflow that writes it. Call \
