@@ -3,33 +3,12 @@
 //! being recorded, whether the cancel comes from this process, plain SQL or DBOS's CLI. The
 //! same holds when a workflow's deadline passes.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dbos_core::{step, workflow, Dbos, Error, ErrorKind};
 use dbos_testkit::crash::eventually;
+use dbos_testkit::runs::{bump, runs as count};
 use dbos_testkit::TestDatabase;
-
-static COUNTS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
-
-fn bump(key: &str) {
-    *COUNTS
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .entry(key.to_owned())
-        .or_default() += 1;
-}
-
-fn count(key: &str) -> u32 {
-    COUNTS
-        .lock()
-        .unwrap()
-        .as_ref()
-        .and_then(|m| m.get(key).copied())
-        .unwrap_or(0)
-}
 
 /// A step that takes `ms` of wall time (a slow API call).
 #[step]

@@ -4,34 +4,14 @@
 //! another runtime.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use dbos_core::manage::{ForkOptions, ListWorkflows, Resumed, RewindOptions};
 use dbos_core::{step, workflow, Client, Dbos, Error, ErrorKind, Queue, Status};
 use dbos_testkit::crash::eventually;
+use dbos_testkit::runs::{bump, runs as count};
 use dbos_testkit::TestDatabase;
 use serde_json::{json, Value};
-
-static COUNTS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
-
-fn bump(key: &str) {
-    *COUNTS
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .entry(key.to_owned())
-        .or_default() += 1;
-}
-
-fn count(key: &str) -> u32 {
-    COUNTS
-        .lock()
-        .unwrap()
-        .as_ref()
-        .and_then(|m| m.get(key).copied())
-        .unwrap_or(0)
-}
 
 #[workflow]
 async fn job(n: i64) -> Result<i64, Error> {

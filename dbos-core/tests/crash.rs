@@ -2,33 +2,12 @@
 //! graceful anything), relaunched with the same executor id, and recovers. Also: two live
 //! executions of one workflow id never both record (owner fencing).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dbos_core::{step, workflow, Dbos, Error};
 use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::runs::{bump, runs};
 use dbos_testkit::TestDatabase;
-
-static RUNS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
-
-fn bump(key: &str) -> u32 {
-    let mut runs = RUNS.lock().unwrap();
-    let n = runs
-        .get_or_insert_with(HashMap::new)
-        .entry(key.to_owned())
-        .or_default();
-    *n += 1;
-    *n
-}
-
-fn runs(key: &str) -> u32 {
-    RUNS.lock()
-        .unwrap()
-        .as_ref()
-        .and_then(|m| m.get(key).copied())
-        .unwrap_or(0)
-}
 
 #[step]
 async fn numbered(key: String, n: u32, hang_first_time_at: u32) -> Result<u32, Error> {

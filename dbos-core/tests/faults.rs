@@ -3,35 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dbos_core::local_postgres::LocalPostgres;
 use dbos_core::{step, workflow, Config, Dbos, Error, ErrorKind, Queue};
 use dbos_testkit::crash::eventually;
 use dbos_testkit::proxy::Proxy;
+use dbos_testkit::runs::{bump, runs as bodies};
 use dbos_testkit::TestDatabase;
-
-static BODIES: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
-
-fn bump(key: &str) -> u32 {
-    let mut m = BODIES.lock().unwrap();
-    let n = m
-        .get_or_insert_with(HashMap::new)
-        .entry(key.to_owned())
-        .or_default();
-    *n += 1;
-    *n
-}
-
-fn bodies(key: &str) -> u32 {
-    BODIES
-        .lock()
-        .unwrap()
-        .as_ref()
-        .and_then(|m| m.get(key).copied())
-        .unwrap_or(0)
-}
 
 #[step]
 async fn counted(wf: String, n: u32) -> Result<u32, Error> {

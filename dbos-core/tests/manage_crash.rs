@@ -5,34 +5,13 @@
 //!   runs to completion once resumed;
 //! - a fork interrupted by a crash is recovered, and its copied steps never run.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use dbos_core::manage::{ForkOptions, Resumed};
 use dbos_core::{step, workflow, Client, Config, Dbos, Error, Status};
 use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::runs::{bump, runs};
 use dbos_testkit::TestDatabase;
-
-static RUNS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
-
-fn bump(key: &str) -> u32 {
-    let mut runs = RUNS.lock().unwrap();
-    let n = runs
-        .get_or_insert_with(HashMap::new)
-        .entry(key.to_owned())
-        .or_default();
-    *n += 1;
-    *n
-}
-
-fn runs(key: &str) -> u32 {
-    RUNS.lock()
-        .unwrap()
-        .as_ref()
-        .and_then(|m| m.get(key).copied())
-        .unwrap_or(0)
-}
 
 /// Step `n` of `key`; hangs forever on its run number `hang_on_run` (0: never).
 #[step]

@@ -3,35 +3,14 @@
 //! re-running recorded steps, and its `workflow fork` runs on our executor without re-running
 //! the copied steps.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use dbos_core::{step, workflow, Dbos, Error, Status};
 use dbos_testkit::crash::eventually;
 use dbos_testkit::python::dbos_cli;
+use dbos_testkit::runs::{bump, runs as count};
 use dbos_testkit::TestDatabase;
 use serde_json::Value;
-
-static COUNTS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
-
-fn bump(key: &str) {
-    *COUNTS
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .entry(key.to_owned())
-        .or_default() += 1;
-}
-
-fn count(key: &str) -> u32 {
-    COUNTS
-        .lock()
-        .unwrap()
-        .as_ref()
-        .and_then(|m| m.get(key).copied())
-        .unwrap_or(0)
-}
 
 #[step]
 async fn step_a(key: String) -> Result<u32, Error> {

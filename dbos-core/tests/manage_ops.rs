@@ -1,35 +1,14 @@
 //! Cancel, resume, fork, rewind and delete, with DBOS's semantics: what runs again and what
 //! is replayed, counted by the steps' own side effects.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use dbos_core::manage::{ForkOptions, ListWorkflows, Payload, Resumed, RewindOptions};
 use dbos_core::{step, workflow, Dbos, Error, ErrorKind, Queue, Status};
 use dbos_testkit::crash::eventually;
+use dbos_testkit::runs::{bump, runs as count};
 use dbos_testkit::TestDatabase;
 use serde_json::{json, Value};
-
-static COUNTS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
-
-fn bump(key: &str) {
-    *COUNTS
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .entry(key.to_owned())
-        .or_default() += 1;
-}
-
-fn count(key: &str) -> u32 {
-    COUNTS
-        .lock()
-        .unwrap()
-        .as_ref()
-        .and_then(|m| m.get(key).copied())
-        .unwrap_or(0)
-}
 
 #[step]
 async fn s1(key: String) -> Result<i64, Error> {

@@ -4,13 +4,13 @@
 //! acknowledgement is settled without running the body again; the crash window between a
 //! data source's commit and the checkpoint does not run the body again.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use dbos_core::{step, transaction, workflow, Config, Dbos, Error, ErrorKind, Transaction};
 use dbos_testkit::crash::{eventually, IsolatedRuntime};
 use dbos_testkit::proxy::Proxy;
+use dbos_testkit::runs::{bump, runs};
 use dbos_testkit::TestDatabase;
 use serde::{Deserialize, Serialize};
 
@@ -38,27 +38,6 @@ impl From<tokio_postgres::Error> for ShopError {
 
 /// A recorded row: step id and three text columns.
 type Recorded = (i32, Option<String>, Option<String>, Option<String>);
-
-static RUNS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
-
-/// Counts one run of the body identified by `key`; returns how many there were.
-fn bump(key: &str) -> u32 {
-    let mut runs = RUNS.lock().unwrap();
-    let n = runs
-        .get_or_insert_with(HashMap::new)
-        .entry(key.to_owned())
-        .or_default();
-    *n += 1;
-    *n
-}
-
-fn runs(key: &str) -> u32 {
-    RUNS.lock()
-        .unwrap()
-        .as_ref()
-        .and_then(|m| m.get(key).copied())
-        .unwrap_or(0)
-}
 
 async fn exec(client: &tokio_postgres::Client, sql: &str) {
     client.batch_execute(sql).await.unwrap();

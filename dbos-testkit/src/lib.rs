@@ -28,6 +28,7 @@ pub mod database;
 pub mod proxy;
 pub mod python;
 pub mod replication;
+pub mod runs;
 
 pub use cluster::{cluster, TestCluster};
 pub use database::TestDatabase;
