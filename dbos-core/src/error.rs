@@ -260,11 +260,7 @@ impl Error {
             );
             return Error::new(ErrorKind::Tls, message).with_source(source);
         }
-        let kind = if is_connection_error(&source) {
-            ErrorKind::Connection
-        } else {
-            ErrorKind::Database
-        };
+        let kind = classify(&source);
         let detail = match source.as_db_error() {
             Some(db) => {
                 let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
@@ -274,7 +270,7 @@ impl Error {
                 }
                 s
             }
-            None => source.to_string(),
+            None => chain_text(&source),
         };
         Error::new(kind, format!("{context}: {detail}")).with_source(source)
     }
@@ -337,6 +333,41 @@ fn tls_advice(e: &rustls::Error) -> &'static str {
     }
 }
 
+/// The kind of a tokio-postgres error: [`ErrorKind::Tls`] for a refused handshake,
+/// [`ErrorKind::Config`] for a password the URL lacks, [`ErrorKind::Connection`] for a
+/// connection failure, else [`ErrorKind::Database`].
+pub(crate) fn classify(e: &tokio_postgres::Error) -> ErrorKind {
+    if tls_failure(e).is_some() {
+        ErrorKind::Tls
+    } else if is_missing_password(e) {
+        ErrorKind::Config
+    } else if is_connection_error(e) {
+        ErrorKind::Connection
+    } else {
+        ErrorKind::Database
+    }
+}
+
+/// Whether the server asked for a password and the URL had none (tokio-postgres reports
+/// it as "invalid configuration" caused by "password missing").
+pub(crate) fn is_missing_password(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_none()
+        && std::error::Error::source(e).is_some_and(|c| c.to_string() == "password missing")
+}
+
+/// A tokio-postgres error's text with its causes (its own text is only a label, such as
+/// "error connecting to server", that leaves the cause to the chain).
+pub(crate) fn chain_text(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// Whether a tokio-postgres error means the connection (not the statement) failed.
 pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
@@ -381,8 +412,57 @@ fn io_cause(e: &tokio_postgres::Error) -> bool {
     false
 }
 
+/// The text a cause adds to an error's report: `None` for tokio-postgres' own error, whose
+/// text is only a label ("db error") for the cause that follows it.
+fn cause_text(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if cause.is::<tokio_postgres::Error>() {
+        return None;
+    }
+    if let Some(db) = cause.downcast_ref::<tokio_postgres::error::DbError>() {
+        return Some(db.message().to_owned());
+    }
+    Some(cause.to_string())
+}
+
+/// `{:?}` reads like a message, the way `fn main() -> Result<(), Error>` prints it: the
+/// `Display` text, then each cause that adds something, as `anyhow` prints a chain:
+///
+/// ```text
+/// could not read the config: permission denied
+///
+/// Caused by:
+///     0: ...
+/// ```
+///
+/// `{:#?}` is the structured form (kind, message, workflow, step, portable error, source).
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            write!(f, "{self}")?;
+            let mut said = self.inner.message.clone();
+            let mut causes = Vec::new();
+            let mut next = std::error::Error::source(self);
+            while let Some(cause) = next {
+                if let Some(text) = cause_text(cause) {
+                    if !text.trim().is_empty() && !said.contains(&text) {
+                        said.push_str(&text);
+                        causes.push(text);
+                    }
+                }
+                next = cause.source();
+            }
+            match causes.as_slice() {
+                [] => {}
+                [one] => write!(f, "\n\nCaused by:\n    {one}")?,
+                many => {
+                    f.write_str("\n\nCaused by:")?;
+                    for (i, c) in many.iter().enumerate() {
+                        write!(f, "\n    {i}: {c}")?;
+                    }
+                }
+            }
+            return Ok(());
+        }
         let mut d = f.debug_struct("Error");
         d.field("kind", &self.inner.kind)
             .field("message", &self.inner.message);
@@ -473,6 +553,47 @@ mod tests {
         }
         assert_eq!(ErrorKind::from_name("Tls"), Some(ErrorKind::Tls));
         assert!(!Error::new(ErrorKind::Tls, "bad certificate").is_transient());
+    }
+
+    #[test]
+    fn debug_reads_like_a_message_with_its_cause_chain() {
+        // A cause the message does not already say is listed under "Caused by".
+        let io = std::io::Error::other("disk full");
+        let e = Error::new(ErrorKind::Io, "could not write the log").with_source(io);
+        assert_eq!(
+            format!("{e:?}"),
+            "could not write the log\n\nCaused by:\n    disk full"
+        );
+        // One the message already says is not repeated.
+        let e = Error::io(
+            "could not read config.toml",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert_eq!(format!("{e:?}"), e.to_string());
+        // Workflow context comes with the message; the structure stays reachable.
+        let e = Error::new(ErrorKind::UnexpectedStep, "mismatch")
+            .with_step("charge", 3)
+            .with_workflow_id("wf-1");
+        assert_eq!(
+            format!("{e:?}"),
+            "mismatch (workflow `wf-1`, step 3 `charge`)"
+        );
+        let structured = format!("{e:#?}");
+        assert!(
+            structured.contains("kind: UnexpectedStep") && structured.contains("step_id: 3"),
+            "{structured}"
+        );
+        assert_eq!(
+            (e.kind(), e.step_id()),
+            (ErrorKind::UnexpectedStep, Some(3))
+        );
+        // Several causes are numbered.
+        let inner = Error::new(ErrorKind::Io, "inner").with_source(std::io::Error::other("root"));
+        let e = Error::new(ErrorKind::Config, "outer").with_source(inner);
+        assert_eq!(
+            format!("{e:?}"),
+            "outer\n\nCaused by:\n    0: inner\n    1: root"
+        );
     }
 
     #[test]

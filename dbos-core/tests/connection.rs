@@ -344,3 +344,138 @@ async fn an_unreachable_server_is_a_connection_error_after_the_retry_window(_db:
         "no attempt after the error"
     );
 }
+
+/// A port on 127.0.0.1 where nothing listens.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn quick() -> ConnectOptions {
+    ConnectOptions {
+        retry_for: Duration::from_millis(300),
+        connect_timeout: Duration::from_secs(5),
+        ..Default::default()
+    }
+}
+
+/// `fn main() -> Result<(), dbos_core::Error>` prints the error's `Debug`: it must read as a
+/// message (no `Error { kind: .. }` struct dump, no `DbError { file: Some("auth.c") .. }`).
+fn assert_reads_like_a_message(e: &dbos_core::Error) {
+    let debug = format!("{e:?}");
+    assert!(debug.starts_with(&e.to_string()), "{debug}");
+    for dump in ["Error {", "kind:", "DbError", "Some("] {
+        assert!(!debug.contains(dump), "a struct dump: {debug}");
+    }
+}
+
+#[dbos_testkit::test]
+async fn a_refused_port_says_connection_refused(_db: TestDatabase) {
+    let port = closed_port();
+    let e = SystemDatabase::connect(
+        &format!("postgres://u:p@127.0.0.1:{port}/x?sslmode=disable"),
+        "dbos",
+        &quick(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("connection refused"), "{msg}");
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    assert_reads_like_a_message(&e);
+}
+
+#[dbos_testkit::test]
+async fn an_unknown_host_says_it_cannot_be_resolved(_db: TestDatabase) {
+    let e = SystemDatabase::connect(
+        "postgres://u:p@no-such-host.invalid:5432/x?sslmode=disable",
+        "dbos",
+        &quick(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("could not resolve the host name `no-such-host.invalid`"),
+        "{msg}"
+    );
+    assert_reads_like_a_message(&e);
+}
+
+#[dbos_testkit::test]
+async fn a_url_without_a_password_says_so(db: TestDatabase) {
+    let url = db.url();
+    let at = url.rfind('@').unwrap();
+    let no_password = format!("postgres://postgres@{}", &url[at + 1..]);
+    let e = SystemDatabase::connect(&no_password, "dbos", &quick())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("asks for a password") && msg.contains("postgres://user:PASSWORD@"),
+        "{msg}"
+    );
+    assert_reads_like_a_message(&e);
+}
+
+#[dbos_testkit::test]
+async fn a_refused_password_reads_like_a_message(db: TestDatabase) {
+    let url = db
+        .url()
+        .replacen("postgres://postgres:", "postgres://postgres:wrong-", 1);
+    let e = SystemDatabase::connect(&url, "dbos", &quick())
+        .await
+        .unwrap_err();
+    assert_reads_like_a_message(&e);
+    assert!(format!("{e:?}").contains("password authentication failed"));
+}
+
+/// Log lines written by the code under test, captured.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[dbos_testkit::test]
+async fn a_launch_waiting_for_a_database_says_so_once(_db: TestDatabase) {
+    use tracing::instrument::WithSubscriber;
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let port = closed_port();
+    let config = dbos_core::Config::new("waiting")
+        .system_database_url(format!("postgres://u:p@127.0.0.1:{port}/x?sslmode=disable"))
+        .connect_retry_for(Duration::from_secs(2));
+    let e = dbos_core::Dbos::launch(config)
+        .with_subscriber(subscriber)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e:?}");
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let waiting: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("waiting for the system database"))
+        .collect();
+    assert_eq!(waiting.len(), 1, "said once: {text}");
+    assert!(waiting[0].contains("INFO"), "{text}");
+    assert!(waiting[0].contains("connection refused"), "{text}");
+    assert!(waiting[0].contains(&format!("127.0.0.1:{port}")), "{text}");
+}

@@ -22,7 +22,9 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, Connection, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::error::{is_connection_error, tls_failure, Error, ErrorKind};
+use crate::error::{
+    chain_text, classify, is_connection_error, is_missing_password, tls_failure, Error, ErrorKind,
+};
 
 type TlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
 
@@ -85,7 +87,7 @@ impl HostByHost {
                 Ok(connected) => return Ok(self.connected(i, &label, &failures, connected)),
                 Err(e) => {
                     tracing::debug!(host = %label, error = %e, "host refused the system database connection");
-                    failures.push(format!("{label}: {}", describe(&e, config)));
+                    failures.push(format!("{label}: {}", describe(&e, config, i)));
                     if is_missing_database(&e) {
                         missing_database = Some(e);
                     } else if is_connection_error(&e) {
@@ -105,7 +107,7 @@ impl HostByHost {
             Ok(connected) => return Ok(self.connected(last, &label, &failures, connected)),
             Err(e) => e,
         };
-        failures.push(format!("{label}: {}", describe(&e, config)));
+        failures.push(format!("{label}: {}", describe(&e, config, last)));
         self.set_failure(Some(failures.join("; ")));
         // A host that says the database does not exist answers for every host (standbys
         // share the primary's catalog): the caller creates it. Otherwise a transient
@@ -174,7 +176,15 @@ impl HostByHost {
     /// what each host answered.
     pub(crate) fn error(&self, context: &str, config: &Config, e: tokio_postgres::Error) -> Error {
         if server_count(config) <= 1 {
-            return Error::db(context, e);
+            if e.as_db_error().is_some() || tls_failure(&e).is_some() {
+                return Error::db(context, e);
+            }
+            // Refused, unresolvable, no password: said in words, not tokio-postgres' label.
+            return Error::new(
+                classify(&e),
+                format!("{context}: {}", describe(&e, config, 0)),
+            )
+            .with_source(e);
         }
         let report = self
             .last_failure
@@ -184,15 +194,8 @@ impl HostByHost {
         match report {
             Some(report) => {
                 // Classified as `Error::db` would: the reported host's failure decides.
-                let kind = if tls_failure(&e).is_some() {
-                    ErrorKind::Tls
-                } else if is_connection_error(&e) {
-                    ErrorKind::Connection
-                } else {
-                    ErrorKind::Database
-                };
                 Error::new(
-                    kind,
+                    classify(&e),
                     format!("{context}: no host accepted the connection: {report}"),
                 )
                 .with_source(e)
@@ -314,29 +317,44 @@ fn is_missing_database(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
 }
 
-/// One host's failure in a few words.
-fn describe(e: &tokio_postgres::Error, config: &Config) -> String {
+/// One host's (the `i`-th server's) failure in a few words: the server's message, or what
+/// went wrong on the way there (connection refused, a host name that does not resolve, a
+/// password the URL lacks) instead of tokio-postgres' label ("error connecting to server").
+fn describe(e: &tokio_postgres::Error, config: &Config, i: usize) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{} (SQLSTATE {})", db.message(), db.code().code());
     }
-    let read_only = std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<std::io::Error>())
-        .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+    if is_missing_password(e) {
+        return "the server asks for a password and the URL has none: put it in the URL \
+                (postgres://user:PASSWORD@host:port/database, percent-encoding any special character)"
+            .to_owned();
+    }
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    let read_only = io.is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
     if read_only
         && config.get_target_session_attrs()
             == tokio_postgres::config::TargetSessionAttrs::ReadWrite
     {
         return "read-only (a standby, or a primary not promoted yet): skipped for target_session_attrs=read-write".to_owned();
     }
-    // tokio-postgres' own text ("error connecting to server") leaves the cause to the chain.
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
+    if let Some(io) = io {
+        if io.kind() == std::io::ErrorKind::ConnectionRefused {
+            return format!(
+                "connection refused: nothing listens on {} (is the server running, on that port?)",
+                host_label(config, i)
+            );
+        }
+        if io.to_string().starts_with("failed to lookup address") {
+            let host = match config.get_hosts().get(i) {
+                Some(Host::Tcp(h)) => h.clone(),
+                _ => host_label(config, i),
+            };
+            return format!(
+                "could not resolve the host name `{host}` (no such host? check the URL): {io}"
+            );
+        }
     }
-    text
+    chain_text(e)
 }
 
 #[cfg(test)]

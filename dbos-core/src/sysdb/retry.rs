@@ -94,15 +94,25 @@ impl Resilience {
         }
     }
 
-    fn failed(&self, what: &str, e: &Error) {
+    /// Records a failed attempt; the first of an outage is logged: at INFO while connecting
+    /// (`forever` off: the caller waits up to `retry_for`, then gets the error), at WARN once
+    /// launched (work waits until the database is back).
+    fn failed(&self, what: &str, e: &Error, forever: bool) {
         let mut since = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
         if since.is_none() {
             *since = Some(Instant::now());
             self.down.store(true, Ordering::Relaxed);
-            tracing::warn!(
-                error = %e,
-                "the system database is unreachable ({what}); retrying this and every other statement until it is back"
-            );
+            if forever {
+                tracing::warn!(
+                    error = %e,
+                    "the system database is unreachable ({what}); retrying this and every other statement until it is back"
+                );
+            } else {
+                tracing::info!(
+                    "waiting for the system database ({what}), for up to {:?}: {e}",
+                    self.retry_for
+                );
+            }
         } else {
             tracing::debug!(error = %e, "{what}: still unreachable");
         }
@@ -179,7 +189,7 @@ impl Attempts<'_> {
         if !forever && self.start.elapsed() + self.delay >= r.retry_for {
             return Err(e);
         }
-        r.failed(what, &e);
+        r.failed(what, &e, forever);
         tokio::select! {
             _ = tokio::time::sleep(self.delay) => {}
             _ = r.stop.cancelled() => return Err(Resilience::stopped_error(what)),
