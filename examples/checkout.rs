@@ -194,11 +194,7 @@ async fn checkout(order: Order) -> Result<Receipt, ShopError> {
 
 #[tokio::main]
 async fn main() -> Result<(), ShopError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    examples::init_logs();
     let order_id = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "order-1001".to_owned());

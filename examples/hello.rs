@@ -12,11 +12,7 @@ use dbos_core::{Config, Dbos};
 
 #[tokio::main]
 async fn main() -> Result<(), dbos_core::Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    examples::init_logs();
     let dbos = Dbos::launch(Config::from_env("hello")?).await?;
     let sysdb = dbos.system_database();
     println!("system database: {}", sysdb.redacted_url());

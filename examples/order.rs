@@ -78,11 +78,7 @@ async fn order(order_id: String, cents: i64, pay_within_secs: u64) -> Result<Str
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    examples::init_logs();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let order_id = args
         .iter()

@@ -72,11 +72,7 @@ fn documents() -> Vec<(String, String)> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    examples::init_logs();
     let batch = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "batch-1".to_owned());

@@ -189,7 +189,10 @@ impl Dbos {
             version = migration.version(),
             app_version = %app_version,
             executor_id = %executor_id,
-            local = local_postgres.is_some(),
+            local_postgres = %local_postgres
+                .as_ref()
+                .map(|pg| format!("{} (port {})", pg.root().display(), pg.port()))
+                .unwrap_or_else(|| "none (a URL is configured)".to_owned()),
             "system database ready"
         );
         let inner = Arc::new(RuntimeInner {

@@ -137,3 +137,24 @@ fn every_chapter_says_how_we_know_and_names_real_tests() {
         }
     }
 }
+
+/// The crate is not published: links to docs.rs pages that do not exist, or to a placeholder
+/// repository, lead nowhere. (The API reference is `cargo doc -p dbos-core --open`.)
+#[test]
+fn no_chapter_links_to_pages_that_do_not_exist() {
+    let mut texts: Vec<(String, String)> = chapters()
+        .into_iter()
+        .map(|f| (f.clone(), chapter(&f)))
+        .collect();
+    for file in ["README.md", "Cargo.toml"] {
+        texts.push((
+            file.to_owned(),
+            std::fs::read_to_string(repo().join(file)).unwrap(),
+        ));
+    }
+    for (file, text) in texts {
+        for dead in ["docs.rs/dbos", "example.invalid/dbos"] {
+            assert!(!text.contains(dead), "{file} links {dead}");
+        }
+    }
+}

@@ -17,6 +17,24 @@ async fn hello_migrates_an_empty_database_to_the_reference_schema(db: TestDataba
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("version 125"), "{stdout}");
+    // One INFO line on stderr (the examples' logs) says where the system database is, with
+    // the password hidden, and which executor id this process took.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let launch: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("system database ready"))
+        .collect();
+    assert_eq!(launch.len(), 1, "{stderr}");
+    assert!(launch[0].contains("INFO"), "{stderr}");
+    assert!(
+        launch[0].contains("postgres:***@") && launch[0].contains(db.name()),
+        "{stderr}"
+    );
+    assert!(launch[0].contains("executor_id=dbos-rs-"), "{stderr}");
+    assert!(
+        !stderr.contains(&db.url()),
+        "the password was logged: {stderr}"
+    );
     assert!(stdout.contains(db.name()), "{stdout}");
     assert!(
         !stdout.contains(&db.url()),
