@@ -23,9 +23,21 @@ pub(crate) enum XactStatus {
 }
 
 impl SystemDatabase {
-    /// Inserts one operation's checkpoint inside the caller's transaction, fenced by ownership
-    /// as [`record_operation`](SystemDatabase::record_operation) is: the row is written only
-    /// if the transaction sees `owner_xid` as the workflow's owner. Returns the transaction's
+    /// Inserts one operation's checkpoint inside the caller's transaction, fenced by ownership:
+    /// the row is written only if `owner_xid` owns the workflow, and the status row is locked
+    /// `FOR SHARE` until the transaction ends, so the fence holds at commit time, at every
+    /// isolation level:
+    ///
+    /// - a cancel or a takeover committed after the transaction's snapshot (REPEATABLE READ,
+    ///   SERIALIZABLE) makes the lock fail with a serialization failure (SQLSTATE 40001): the
+    ///   transaction rolls back and runs again on a fresh snapshot, where the fence refuses;
+    ///   a plain `EXISTS` would read the old owner from the snapshot and commit;
+    /// - at READ COMMITTED the lock re-reads the newest row version and the fence refuses;
+    /// - a cancel or a claim that comes after the lock waits for this transaction to end, so
+    ///   nothing can change the owner between the check and the `COMMIT`.
+    ///
+    /// A plain step's checkpoint needs no lock (its insert is its own transaction); this one
+    /// is followed by the `COMMIT`, one round trip later. Returns the transaction's
     /// id (`txid_current()`, 64-bit) when the row was written, `None` when the fence
     /// refused it. A unique violation (another execution recorded this step id) comes back
     /// as the error; the caller rolls back and looks at what was recorded.
@@ -43,7 +55,7 @@ impl SystemDatabase {
                                                     serialization, started_at_epoch_ms, completed_at_epoch_ms,
                                                     application_name, child_workflow_id)
                  SELECT $1, $3, $4, $5, $6, $7, $8, $9, $10, NULL
-                  WHERE EXISTS (SELECT 1 FROM {s}.workflow_status WHERE workflow_uuid = $1 AND owner_xid = $2)
+                  WHERE EXISTS (SELECT 1 FROM {s}.workflow_status WHERE workflow_uuid = $1 AND owner_xid = $2 FOR SHARE)
                  RETURNING txid_current()"
             )
         });
