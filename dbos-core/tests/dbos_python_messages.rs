@@ -200,3 +200,53 @@ async fn we_read_a_python_workflows_event_and_stream(db: TestDatabase) {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Serialization);
 }
+
+/// A Python workflow that receives `n` messages on "seq" once told to "go".
+const PY_FIFO_READER: &str = r#"
+import sys, json
+from dbos import DBOS, SetWorkflowID, WorkflowSerializationFormat
+url, n = sys.argv[1], int(sys.argv[2])
+DBOS(config={"name": "py-peer", "system_database_url": url, "application_version": "py-v1",
+             "executor_id": "py-exec"})
+
+@DBOS.workflow(serialization_type=WorkflowSerializationFormat.PORTABLE)
+def py_fifo(n):
+    DBOS.recv("go", timeout_seconds=60)
+    return [DBOS.recv("seq", timeout_seconds=60) for _ in range(n)]
+
+DBOS.launch()
+with SetWorkflowID("py-fifo"):
+    handle = DBOS.start_workflow(py_fifo, n)
+print("ready", flush=True)
+print(json.dumps(handle.get_result()), flush=True)
+DBOS.destroy()
+"#;
+
+#[dbos_testkit::test]
+async fn a_dbos_python_reader_receives_a_batch_between_the_messages_around_it(db: TestDatabase) {
+    const N: u32 = 50;
+    let dbos = db.launch().await;
+    let mut py = dbos_testkit::python::spawn_python(
+        PY_FIFO_READER,
+        &[&db.url(), &(N + 2).to_string()],
+    )
+    .await;
+    assert_eq!(py.read_line(Duration::from_secs(120)).await, "ready");
+    // DBOS Python orders by `created_at_epoch_ms` alone: each message needs its own
+    // millisecond, in the order sent, none in the future.
+    dbos.send("py-fifo", &0_u32, "seq").await.unwrap();
+    dbos.send_batch(
+        (1..=N)
+            .map(|i| dbos_core::Message::new("py-fifo", &i).topic("seq"))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    dbos.send("py-fifo", &(N + 1), "seq").await.unwrap();
+    dbos.send("py-fifo", &true, "go").await.unwrap();
+    let line = py.read_line(Duration::from_secs(120)).await;
+    let got: Vec<u32> =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(got, (0..=N + 1).collect::<Vec<_>>());
+    assert!(py.wait(Duration::from_secs(60)).await, "the Python reader failed");
+}

@@ -599,6 +599,114 @@ async fn messages_sent_in_one_millisecond_keep_their_order(db: TestDatabase) {
     );
 }
 
+/// The database's clock, in epoch milliseconds.
+async fn db_clock_ms(sql: &tokio_postgres::Client) -> i64 {
+    sql.query_one(
+            "SELECT (EXTRACT(epoch FROM clock_timestamp()) * 1000.0)::bigint",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[dbos_testkit::test]
+async fn a_batch_is_read_after_what_was_sent_before_it_and_before_what_is_sent_after(
+    db: TestDatabase,
+) {
+    const N: u32 = 50;
+    let dbos = db.launch().await;
+    let h = receives_many(N + 2)
+        .id("after-batch")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let sql = db.connect().await;
+    dbos.send("after-batch", &0_u32, "seq").await.unwrap();
+    dbos.send_batch(
+        (1..=N)
+            .map(|i| Message::new("after-batch", &i).topic("seq"))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let clock_after_batch = db_clock_ms(&sql).await;
+    dbos.send("after-batch", &(N + 1), "seq").await.unwrap();
+    dbos.send("after-batch", &true, "go").await.unwrap();
+    assert_eq!(
+        h.result().await.unwrap(),
+        (0..=N + 1).collect::<Vec<_>>(),
+        "the batch is received between the messages sent before and after it"
+    );
+    // What a DBOS reader (ordering by `created_at_epoch_ms` alone) needs: a distinct,
+    // increasing stamp per message in the order sent, none of them in the future.
+    let stamps: Vec<i64> = sql
+        .query(
+            "SELECT created_at_epoch_ms FROM dbos.notifications
+              WHERE destination_uuid = 'after-batch' AND topic = 'seq' ORDER BY message::bigint",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] < w[1]),
+        "stamps are not strictly increasing in the order sent: {stamps:?}"
+    );
+    assert!(
+        stamps[..=N as usize].iter().all(|&t| t <= clock_after_batch),
+        "a batch message is stamped in the future: {stamps:?}, clock {clock_after_batch}"
+    );
+}
+
+#[dbos_testkit::test]
+async fn messages_stamped_in_one_millisecond_are_read_in_the_order_sent_not_stored(
+    db: TestDatabase,
+) {
+    let dbos = db.launch().await;
+    let h = receives_many(2).id("tie-r").on(&dbos).start().await.unwrap();
+    let sql = db.connect().await;
+    let insert = "INSERT INTO dbos.notifications (message_uuid, destination_uuid, topic, message, serialization,
+                                                 created_at_epoch_ms)
+                  VALUES ($1, 'tie-r', $2, $3, 'portable_json', 1000)";
+    // Two senders stamp the same millisecond, one after the other; the second one's row is
+    // stored before the first one's, in a slot freed by a vacuum.
+    for i in 0..5 {
+        sql.execute(insert, &[&format!("filler-{i}"), &"fill", &"0"])
+            .await
+            .unwrap();
+    }
+    sql.execute(insert, &[&"tie-a", &"seq", &"1"]).await.unwrap();
+    sql.execute(
+        "DELETE FROM dbos.notifications WHERE message_uuid LIKE 'filler-%'",
+        &[],
+    )
+    .await
+    .unwrap();
+    sql.batch_execute("VACUUM dbos.notifications").await.unwrap();
+    sql.execute(insert, &[&"tie-b", &"seq", &"2"]).await.unwrap();
+    let stored: Vec<String> = sql
+        .query(
+            "SELECT message_uuid FROM dbos.notifications WHERE topic = 'seq' ORDER BY ctid",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        stored,
+        vec!["tie-b", "tie-a"],
+        "the test's setup: the later message is stored first"
+    );
+    dbos.send("tie-r", &true, "go").await.unwrap();
+    assert_eq!(h.result().await.unwrap(), vec![1, 2]);
+}
+
 #[workflow]
 async fn waits_for_payment(ms: u64) -> Result<Option<String>, Error> {
     dbos_core::recv::<String>("payment", Duration::from_millis(ms)).await

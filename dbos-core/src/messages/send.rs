@@ -1,6 +1,5 @@
 //! Sending messages to workflows.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::future::IntoFuture;
 
@@ -10,7 +9,7 @@ use super::durable::{fenced, Effect};
 use super::{encode, runtime_here, SEND, SEND_BULK};
 use crate::error::{Error, Result};
 use crate::runtime::Dbos;
-use crate::sysdb::messages::{message_time, Fence, MessageRow, Written, NULL_TOPIC};
+use crate::sysdb::messages::{Fence, MessageRow, Written, NULL_TOPIC};
 use crate::sysdb::workflows::now_ms;
 use crate::sysdb::SystemDatabase;
 use crate::workflow::context::{current, current_step, Slot};
@@ -214,8 +213,7 @@ pub(crate) async fn deliver(
                             completed_ms: started,
                             app_name: &rt.app_name,
                         };
-                        let rows = with_forks(&rt.sysdb, rows).await?;
-                        rt.sysdb.send_messages(&rows, Some(fence)).await
+                        write(&rt.sysdb, rows, Some(fence)).await
                     }
                 }))
                 .await?;
@@ -235,8 +233,7 @@ pub(crate) async fn deliver(
                 completed_ms: 0,
                 app_name: &step.runtime.app_name,
             };
-            let rows = with_forks(&step.runtime.sysdb, &rows).await?;
-            return match step.runtime.sysdb.send_messages(&rows, Some(fence)).await? {
+            return match write(&step.runtime.sysdb, &rows, Some(fence)).await? {
                 Written::Done => Ok(()),
                 Written::Missed => Err(step.runtime.sysdb.ownership_error(&step.workflow_id).await),
             };
@@ -246,29 +243,76 @@ pub(crate) async fn deliver(
         Some(sysdb) => sysdb,
         None => runtime_here()?.sysdb.clone(),
     };
-    let rows = with_forks(&sysdb, &rows).await?;
-    sysdb.send_messages(&rows, None).await.map(drop)
+    write(&sysdb, &rows, None).await.map(drop)
 }
 
-/// `rows`, plus a copy of each message marked `to_forks` for every workflow forked from its
-/// destination (recursively), stamped like the original. Message ids of the copies are
+/// Writes `rows` (with their copies for forks) in one statement, stamped so that readers
+/// ordering by `created_at_epoch_ms` alone, as DBOS's do, see them in the order sent.
+///
+/// Every message is stamped with the database's clock, so senders on different hosts
+/// agree. A lone message to a destination and topic takes the clock as it is (messages
+/// sent in one millisecond are ordered by their transactions, see
+/// [`SystemDatabase::peek_message`]). The `n` messages of a batch to one destination and
+/// topic need `n` distinct milliseconds that are neither in the future (a message sent
+/// right after the batch would be read before its end) nor shared with a message sent
+/// before it: they are stamped `n`, `n - 1`, ..., 1 ms before the clock, after waiting
+/// `n + 1` ms, so every earlier message carries an older stamp and every later one a
+/// newer stamp.
+async fn write(
+    sysdb: &SystemDatabase,
+    rows: &[MessageRow],
+    fence: Option<Fence<'_>>,
+) -> Result<Written> {
+    let mut rows = with_forks(sysdb, rows).await?;
+    let longest = stamp(&mut rows);
+    if longest > 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(longest as u64 + 1)).await;
+    }
+    sysdb.send_messages(&rows, fence).await
+}
+
+/// Stamps each row with how many milliseconds before the clock it is written: a message
+/// alone in its destination and topic 0, the `n` of a batch `n`, `n - 1`, ..., 1, in
+/// order. Returns the largest count `n` of one destination and topic.
+fn stamp(rows: &mut [MessageRow]) -> i64 {
+    let mut total: HashMap<(String, String), i64> = HashMap::new();
+    for r in rows.iter() {
+        *total
+            .entry((r.destination.clone(), r.topic.clone()))
+            .or_default() += 1;
+    }
+    let mut left = total.clone();
+    for r in rows.iter_mut() {
+        let key = (r.destination.clone(), r.topic.clone());
+        let (Some(&n), Some(k)) = (total.get(&key), left.get_mut(&key)) else {
+            continue;
+        };
+        r.ms_before = if n > 1 { *k } else { 0 };
+        *k -= 1;
+    }
+    total.into_values().max().unwrap_or(0)
+}
+
+/// `rows`, each followed by a copy for every workflow forked from its destination
+/// (recursively) when it is marked `to_forks`. Message ids of the copies are
 /// `<key>::<fork>` with a key, `<original id>::<fork>` without: fixed before the write, so
 /// a retried write stays idempotent.
-async fn with_forks<'a>(
-    sysdb: &SystemDatabase,
-    rows: &'a [MessageRow],
-) -> Result<Cow<'a, [MessageRow]>> {
+async fn with_forks(sysdb: &SystemDatabase, rows: &[MessageRow]) -> Result<Vec<MessageRow>> {
     let roots: Vec<&str> = rows
         .iter()
         .filter(|r| r.to_forks)
         .map(|r| r.destination.as_str())
         .collect();
     if roots.is_empty() {
-        return Ok(Cow::Borrowed(rows));
+        return Ok(rows.to_vec());
     }
     let forks = sysdb.fork_descendants(&roots).await?;
-    let mut all = rows.to_vec();
-    for r in rows.iter().filter(|r| r.to_forks) {
+    let mut all = Vec::with_capacity(rows.len());
+    for r in rows {
+        all.push(r.clone());
+        if !r.to_forks {
+            continue;
+        }
         for fork in forks.get(&r.destination).into_iter().flatten() {
             let base = r.key.as_deref().unwrap_or(&r.message_uuid);
             all.push(MessageRow {
@@ -279,16 +323,12 @@ async fn with_forks<'a>(
             });
         }
     }
-    Ok(Cow::Owned(all))
+    Ok(all)
 }
 
 /// The rows of the messages, or what is wrong with them (nothing is written then).
 fn rows(messages: Vec<Message>) -> Result<Vec<MessageRow>> {
-    let now = message_time();
     let mut keys = HashSet::new();
-    // Messages of one batch to one destination and topic keep their order: each is stamped
-    // a millisecond after the previous one.
-    let mut same_queue: HashMap<(String, String), i64> = HashMap::new();
     let mut rows = Vec::with_capacity(messages.len());
     for m in messages {
         crate::workflow::placement::check_id(&m.destination_id)?;
@@ -314,16 +354,12 @@ fn rows(messages: Vec<Message>) -> Result<Vec<MessageRow>> {
             }
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let k = same_queue
-            .entry((m.destination_id.clone(), topic.clone()))
-            .or_insert(-1);
-        *k += 1;
         rows.push(MessageRow {
             message_uuid,
             destination: m.destination_id,
             topic,
             text,
-            created_ms: now + *k,
+            ms_before: 0,
             key: m.idempotency_key,
             to_forks: m.to_forks,
         });

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::types::ToSql;
 
-use super::workflows::{now_ms, Checkpoint};
+use super::workflows::Checkpoint;
 use super::SystemDatabase;
 use crate::codec::PORTABLE_JSON;
 use crate::error::{Error, ErrorKind, Result};
@@ -35,7 +35,11 @@ pub(crate) struct MessageRow {
     /// The stored topic (`__null__topic__` for none).
     pub(crate) topic: String,
     pub(crate) text: String,
-    pub(crate) created_ms: i64,
+    /// How many milliseconds before the database's clock at the write it is stamped
+    /// (`created_at_epoch_ms`): 0 for a lone message, so senders on every host share one
+    /// clock; a batch's messages to one destination and topic count down to 1, each a
+    /// millisecond apart in the batch's order (see `messages::send::write`).
+    pub(crate) ms_before: i64,
     /// The sender's idempotency key, if any.
     pub(crate) key: Option<String>,
     /// Also deliver to every workflow forked from the destination, recursively.
@@ -200,9 +204,10 @@ impl SystemDatabase {
                  sent AS (
                      INSERT INTO {s}.notifications (message_uuid, destination_uuid, topic, message, serialization,
                                                     created_at_epoch_ms)
-                     SELECT m.id, m.dest, m.topic, m.msg, '{PORTABLE_JSON}', m.created
+                     SELECT m.id, m.dest, m.topic, m.msg, '{PORTABLE_JSON}',
+                            (EXTRACT(epoch FROM now()) * 1000.0)::bigint - m.before
                        FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[])
-                            AS m(id, dest, topic, msg, created)
+                            AS m(id, dest, topic, msg, before)
                       WHERE $1::text IS NULL OR EXISTS (SELECT 1 FROM owner)
                      ON CONFLICT (message_uuid) DO NOTHING
                      RETURNING 1
@@ -218,7 +223,7 @@ impl SystemDatabase {
         let dests: Vec<&str> = rows.iter().map(|r| r.destination.as_str()).collect();
         let topics: Vec<&str> = rows.iter().map(|r| r.topic.as_str()).collect();
         let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-        let created: Vec<i64> = rows.iter().map(|r| r.created_ms).collect();
+        let before: Vec<i64> = rows.iter().map(|r| r.ms_before).collect();
         let (wf, owner, fid, name, started, completed, app) = fence_params(&fence);
         let what = match &fence {
             Some(f) => format!("send from workflow `{}`", f.workflow_id),
@@ -230,7 +235,7 @@ impl SystemDatabase {
                 &sql,
                 &[
                     &wf, &owner, &fid, &name, &started, &completed, &app, &ids, &dests, &topics,
-                    &texts, &created,
+                    &texts, &before,
                 ],
             )
             .await?;
@@ -775,7 +780,3 @@ fn non_existent(id: &str) -> Error {
     .with_workflow_id(id)
 }
 
-/// The time messages sent now are stamped with.
-pub(crate) fn message_time() -> i64 {
-    now_ms()
-}
