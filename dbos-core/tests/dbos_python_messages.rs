@@ -226,11 +226,9 @@ DBOS.destroy()
 async fn a_dbos_python_reader_receives_a_batch_between_the_messages_around_it(db: TestDatabase) {
     const N: u32 = 50;
     let dbos = db.launch().await;
-    let mut py = dbos_testkit::python::spawn_python(
-        PY_FIFO_READER,
-        &[&db.url(), &(N + 2).to_string()],
-    )
-    .await;
+    let mut py =
+        dbos_testkit::python::spawn_python(PY_FIFO_READER, &[&db.url(), &(N + 2).to_string()])
+            .await;
     assert_eq!(py.read_line(Duration::from_secs(120)).await, "ready");
     // DBOS Python orders by `created_at_epoch_ms` alone: each message needs its own
     // millisecond, in the order sent, none in the future.
@@ -248,5 +246,8 @@ async fn a_dbos_python_reader_receives_a_batch_between_the_messages_around_it(db
     let got: Vec<u32> =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     assert_eq!(got, (0..=N + 1).collect::<Vec<_>>());
-    assert!(py.wait(Duration::from_secs(60)).await, "the Python reader failed");
+    assert!(
+        py.wait(Duration::from_secs(60)).await,
+        "the Python reader failed"
+    );
 }

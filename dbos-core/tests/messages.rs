@@ -602,12 +602,12 @@ async fn messages_sent_in_one_millisecond_keep_their_order(db: TestDatabase) {
 /// The database's clock, in epoch milliseconds.
 async fn db_clock_ms(sql: &tokio_postgres::Client) -> i64 {
     sql.query_one(
-            "SELECT (EXTRACT(epoch FROM clock_timestamp()) * 1000.0)::bigint",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
+        "SELECT (EXTRACT(epoch FROM clock_timestamp()) * 1000.0)::bigint",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
 }
 
 #[dbos_testkit::test]
@@ -657,7 +657,9 @@ async fn a_batch_is_read_after_what_was_sent_before_it_and_before_what_is_sent_a
         "stamps are not strictly increasing in the order sent: {stamps:?}"
     );
     assert!(
-        stamps[..=N as usize].iter().all(|&t| t <= clock_after_batch),
+        stamps[..=N as usize]
+            .iter()
+            .all(|&t| t <= clock_after_batch),
         "a batch message is stamped in the future: {stamps:?}, clock {clock_after_batch}"
     );
 }
@@ -667,7 +669,12 @@ async fn messages_stamped_in_one_millisecond_are_read_in_the_order_sent_not_stor
     db: TestDatabase,
 ) {
     let dbos = db.launch().await;
-    let h = receives_many(2).id("tie-r").on(&dbos).start().await.unwrap();
+    let h = receives_many(2)
+        .id("tie-r")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
     let sql = db.connect().await;
     let insert = "INSERT INTO dbos.notifications (message_uuid, destination_uuid, topic, message, serialization,
                                                  created_at_epoch_ms)
@@ -679,15 +686,21 @@ async fn messages_stamped_in_one_millisecond_are_read_in_the_order_sent_not_stor
             .await
             .unwrap();
     }
-    sql.execute(insert, &[&"tie-a", &"seq", &"1"]).await.unwrap();
+    sql.execute(insert, &[&"tie-a", &"seq", &"1"])
+        .await
+        .unwrap();
     sql.execute(
         "DELETE FROM dbos.notifications WHERE message_uuid LIKE 'filler-%'",
         &[],
     )
     .await
     .unwrap();
-    sql.batch_execute("VACUUM dbos.notifications").await.unwrap();
-    sql.execute(insert, &[&"tie-b", &"seq", &"2"]).await.unwrap();
+    sql.batch_execute("VACUUM dbos.notifications")
+        .await
+        .unwrap();
+    sql.execute(insert, &[&"tie-b", &"seq", &"2"])
+        .await
+        .unwrap();
     let stored: Vec<String> = sql
         .query(
             "SELECT message_uuid FROM dbos.notifications WHERE topic = 'seq' ORDER BY ctid",

@@ -779,4 +779,3 @@ fn non_existent(id: &str) -> Error {
     )
     .with_workflow_id(id)
 }
-
