@@ -42,8 +42,7 @@ pub struct Config {
     /// `None`: a unique id is generated at each launch.
     pub(crate) executor_id: Option<String>,
     pub(crate) application_version: Option<String>,
-    /// `None`: [`LocalPostgres::default_dir`](crate::local_postgres::LocalPostgres::default_dir).
-    pub(crate) local_postgres_dir: Option<PathBuf>,
+    pub(crate) local_postgres_dir: PathBuf,
     pub(crate) queues: Vec<crate::queue::Queue>,
     pub(crate) park_after: Duration,
     pub(crate) cancel_poll_interval: Duration,
@@ -94,7 +93,7 @@ impl Config {
             connect_retry_for: Duration::from_secs(30),
             executor_id: None,
             application_version: None,
-            local_postgres_dir: None,
+            local_postgres_dir: PathBuf::from(".dbos"),
             queues: Vec::new(),
             park_after: Duration::from_secs(10),
             cancel_poll_interval: Duration::from_millis(500),
@@ -129,7 +128,7 @@ impl Config {
             config.application_version = Some(v);
         }
         if let Some(dir) = var(ENV_LOCAL_POSTGRES_DIR) {
-            config.local_postgres_dir = Some(PathBuf::from(dir));
+            config.local_postgres_dir = PathBuf::from(dir);
         }
         config.validate()?;
         Ok(config)
@@ -237,12 +236,9 @@ impl Config {
         self
     }
 
-    /// The folder of the embedded local Postgres. The default does not depend on the working
-    /// directory: one folder per application,
-    /// [`LocalPostgres::default_dir`](crate::local_postgres::LocalPostgres::default_dir)
-    /// (`$XDG_DATA_HOME/dbos-rs/<app>`, else `~/.local/share/dbos-rs/<app>`).
+    /// The folder of the embedded local Postgres (default `.dbos` in the working directory).
     pub fn local_postgres_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.local_postgres_dir = Some(dir.into());
+        self.local_postgres_dir = dir.into();
         self
     }
 

@@ -460,3 +460,115 @@ async fn recovering_or_resuming_a_workflow_running_here_attaches_to_it(db: TestD
     assert_eq!(status, "SUCCESS");
     dbos.shutdown().await.unwrap();
 }
+
+#[step]
+async fn long_counted_step(key: String, ms: u64) -> Result<u32, Error> {
+    let n = bump(&key);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(n)
+}
+
+#[workflow]
+async fn one_long_step(key: String, ms: u64) -> Result<u32, Error> {
+    long_counted_step(key, ms).await
+}
+
+fn quick_recovery(config: Config) -> Config {
+    config
+        .recovery_interval(Duration::from_millis(200))
+        .recovery_grace(Duration::from_millis(600))
+}
+
+/// A server (or a proxy, or a managed service) that ends idle sessions must not free a live
+/// executor's lock: before the lock session kept itself alive, the workflow below was
+/// recovered 3 times in 6 s, bouncing between the two executors each time one's lock session
+/// was cut while it had nothing to ask its peers.
+#[dbos_testkit::test]
+async fn a_server_ending_idle_sessions_does_not_move_a_live_executor_s_work(db: TestDatabase) {
+    db.connect()
+        .await
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET idle_session_timeout = '700ms'",
+            db.name()
+        ))
+        .await
+        .unwrap();
+    let a = Dbos::launch(quick_recovery(db.config("testapp")))
+        .await
+        .unwrap();
+    let b = Dbos::launch(quick_recovery(db.config("testapp")))
+        .await
+        .unwrap();
+    let key = "idle-cut/step";
+    let out = one_long_step(key.into(), 6_000)
+        .id("idle-cut")
+        .on(&a)
+        .await
+        .unwrap();
+    let row = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT executor_id, recovery_attempts FROM dbos.workflow_status WHERE workflow_uuid = 'idle-cut'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), a.executor_id(), "it never left A");
+    assert_eq!(row.get::<_, i64>(1), 1, "never recovered");
+    assert_eq!(bodies(key), 1, "the step ran once");
+    assert_eq!(out, 1);
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
+
+/// The two halves of keeping the lock: the lock session is exempt from the server's
+/// `idle_session_timeout` (its backend, and so its lock, outlives a 700 ms limit although it
+/// speaks only once a second), and it speaks at least once per recovery interval (a proxy
+/// that cuts connections idle for longer than that never sees it idle).
+#[dbos_testkit::test]
+async fn a_quiet_executor_s_lock_session_is_never_idle_for_long_and_never_cut(db: TestDatabase) {
+    let client = db.connect().await;
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET idle_session_timeout = '700ms'",
+            db.name()
+        ))
+        .await
+        .unwrap();
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .recovery_interval(Duration::from_secs(1))
+            .recovery_grace(Duration::from_millis(2_100)),
+    )
+    .await
+    .unwrap();
+    let label = format!("dbos-rs lock {}", dbos.executor_id());
+    let look = || async {
+        let row = client
+            .query_one(
+                "SELECT pid, extract(epoch FROM now() - state_change)::float8 FROM pg_stat_activity \
+                  WHERE application_name = left($1, 63)",
+                &[&label],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i32>(0), row.get::<_, f64>(1))
+    };
+    let (first_pid, _) = look().await;
+    let mut oldest: f64 = 0.0;
+    for _ in 0..18 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (pid, idle) = look().await;
+        assert_eq!(
+            pid, first_pid,
+            "the lock session was ended and opened again"
+        );
+        oldest = oldest.max(idle);
+    }
+    assert!(
+        oldest < 2.5,
+        "the lock session was silent for {oldest:.2} s with a recovery interval of 1 s"
+    );
+    dbos.shutdown().await.unwrap();
+}

@@ -17,6 +17,7 @@
 //! or later, when the previous process's session ends.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::GENERATED_EXECUTOR_PREFIX;
 use crate::error::Result;
@@ -119,17 +120,23 @@ async fn recover_own(rt: &Arc<RuntimeInner>) -> Result<()> {
 /// Looks for dead executors every `recovery_interval` until shutdown, keeping this
 /// executor's lock held.
 ///
+/// The lock session says something every interval (and is exempt from the server's
+/// `idle_session_timeout`), so neither the server nor a proxy that ends idle connections
+/// frees a live executor's lock; a session that fails or stops answering counts as lost.
+///
 /// If the lock's connection is lost, this executor looked dead to its peers for a moment (a
 /// network partition looks the same as a terminated session): it opens a new session and
 /// waits two recovery intervals before taking its lock back, so a live peer that noticed
 /// recovers its work meanwhile, and its own executions of that work are fenced off (the
-/// watchdog stops them). After a database restart every executor waits the same way; the
-/// peers' recovery grace (longer) keeps them from taking over each other's work then.
+/// watchdog stops them). The work moves once per loss, never back and forth. After a
+/// database restart every executor waits the same way; the peers' recovery grace (longer)
+/// keeps them from taking over each other's work then.
 pub(crate) async fn serve(rt: Arc<RuntimeInner>, mut session: LockSession, mut held: bool) {
     let interval = rt.config.recovery_interval;
+    let mut retake_after = Instant::now();
     loop {
         loop {
-            if !held {
+            if !held && Instant::now() >= retake_after {
                 held = take_own_lock(&rt, &session).await;
                 if held {
                     if let Err(e) = recover_own(&rt).await {
@@ -145,11 +152,18 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, mut session: LockSession, mut h
                     tracing::debug!(error = %e, "could not look for dead executors; trying again later");
                 }
             }
+            if let Err(e) = session.ping(rt.config.vanished_executor_timeout).await {
+                tracing::debug!(error = %e, "the lock session failed");
+                break;
+            }
             tokio::select! {
                 _ = rt.shutdown.cancelled() => return,
                 _ = session.closed() => break,
                 _ = tokio::time::sleep(jittered(interval)) => {}
             }
+        }
+        if rt.shutdown.is_cancelled() {
+            return;
         }
         tracing::warn!(
             executor_id = %rt.executor_id,
@@ -164,10 +178,7 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, mut session: LockSession, mut h
             Ok(s) => s,
             Err(_) => return, // shutting down
         };
-        tokio::select! {
-            _ = rt.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval * 2) => {}
-        }
+        retake_after = Instant::now() + interval * 2;
         held = false;
     }
 }

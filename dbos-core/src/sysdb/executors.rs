@@ -8,7 +8,7 @@
 //! the session asks for). A peer that can take the lock knows the executor is gone.
 
 use super::SystemDatabase;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// The advisory-lock key of executor `executor_id` of application `app_name` in `schema`:
 /// the first 8 bytes (big-endian) of sha256("dbos-rs.executor:<schema>:<app>:<executor id>").
@@ -20,6 +20,14 @@ pub(crate) fn executor_lock_key(schema: &str, app_name: &str, executor_id: &str)
     bytes.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(bytes)
 }
+
+/// Exempts a dedicated session from the server's `idle_session_timeout` (Postgres 14 and
+/// later; older servers have no such setting): a role or database default that ends idle
+/// sessions would otherwise end the executor's lock session, and free its lock while the
+/// executor lives, whenever it has nothing to ask.
+pub(crate) const NO_IDLE_SESSION_TIMEOUT: &str =
+    "SELECT set_config('idle_session_timeout', '0', false) \
+     WHERE current_setting('server_version_num')::int >= 140000";
 
 /// A session (its own connection) that holds this executor's lock and tries peers' locks.
 pub(crate) struct LockSession {
@@ -54,6 +62,20 @@ impl LockSession {
             .await
             .map(|_| ())
             .map_err(|e| Error::db("could not release an executor lock", e))
+    }
+
+    /// Runs a trivial statement, failing if the session does not answer within `timeout`:
+    /// keeps the session from looking idle to a proxy that cuts idle connections, and tells
+    /// a connection that died silently (its locks may be free) from a live one.
+    pub(crate) async fn ping(&self, timeout: std::time::Duration) -> Result<()> {
+        match tokio::time::timeout(timeout, self.client.simple_query("SELECT 1")).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Error::db("the executor's lock session failed", e)),
+            Err(_) => Err(Error::new(
+                ErrorKind::Connection,
+                format!("the executor's lock session did not answer within {timeout:?}"),
+            )),
+        }
     }
 
     /// Resolves when the session's connection has ended (its locks are then released).
@@ -94,6 +116,10 @@ impl SystemDatabase {
                     &k.user_timeout_ms.to_string(),
                 ],
             )
+            .await
+            .map_err(|e| Error::db("could not set up the executor's lock session", e))?;
+        client
+            .batch_execute(NO_IDLE_SESSION_TIMEOUT)
             .await
             .map_err(|e| Error::db("could not set up the executor's lock session", e))?;
         Ok(LockSession {

@@ -3,7 +3,8 @@
 //! It is not pooled: it lives as long as the runtime, reconnects with backoff when it breaks,
 //! and says so (`Connected`, `Disconnected`), so the waiters it serves can fall back to polling
 //! while it is gone and re-check everything once it is back: a notification sent while it was
-//! away is lost, the row it announced is not. Its backend is named
+//! away is lost, the row it announced is not. It is exempt from the server's
+//! `idle_session_timeout` and pings every 15 s. Its backend is named
 //! [`LISTENER_APPLICATION_NAME`] in `pg_stat_activity`.
 
 use std::time::Duration;
@@ -13,6 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
+use super::executors::NO_IDLE_SESSION_TIMEOUT;
 use super::{tls, SystemDatabase};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -110,7 +112,7 @@ impl SystemDatabase {
         });
         let result = async {
             let listen = format!(
-                "LISTEN {NOTIFICATIONS_CHANNEL}; LISTEN {EVENTS_CHANNEL}; LISTEN {STREAMS_CHANNEL}"
+                "{NO_IDLE_SESSION_TIMEOUT}; LISTEN {NOTIFICATIONS_CHANNEL}; LISTEN {EVENTS_CHANNEL}; LISTEN {STREAMS_CHANNEL}"
             );
             tokio::select! {
                 r = client.batch_execute(&listen) => r.map_err(|e| Error::db("could not LISTEN", e))?,
