@@ -14,9 +14,11 @@
 //! The shop's own tables live in an application database apart from the system database, the
 //! data source `shop`: `SHOP_DATABASE_URL`, or else the database `checkout_shop` on the system
 //! database's server. The reservation and the payment record are `#[transaction]`s there: their
-//! SQL commits together with a completion row, so each happens exactly once, with no
-//! `ON CONFLICT` tricks. Charging the card and emailing are steps (calls to other systems):
-//! they run at least once, so they pass the order id as an idempotency key.
+//! SQL commits together with a completion row, so each happens exactly once. The shop's rows
+//! are keyed by order id as well, so when the shop's database outlives the system database (a
+//! reset, a new system database name) a rerun finds the order reserved and paid and does not
+//! do it again. Charging the card and emailing are steps (calls to other systems): they run at
+//! least once, so they pass the order id as an idempotency key.
 
 use std::time::Duration;
 
@@ -39,12 +41,19 @@ struct Receipt {
     reserved_sku: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[derive(Serialize, Deserialize, thiserror::Error)]
 enum ShopError {
     #[error("`{0}` is out of stock")]
     OutOfStock(String),
     #[error("the system database failed: {0}")]
     Dbos(String),
+}
+
+/// The message: `main` returning the error prints its `Debug`, which should read as one.
+impl std::fmt::Debug for ShopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl From<dbos_core::Error> for ShopError {
@@ -73,6 +82,19 @@ async fn reserve_inventory(
 ) -> Result<i32, ShopError> {
     println!("  [1/4] reserving one `{sku}` for {order_id} ...");
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // The shop's rows are keyed by order id: an order reserved by an earlier run whose
+    // system database is gone (reset, renamed) is not reserved again.
+    if let Some(row) = tx
+        .query_opt(
+            "SELECT i.stock FROM shop.reservations r JOIN shop.inventory i USING (sku) WHERE r.order_id = $1",
+            &[&order_id],
+        )
+        .await?
+    {
+        let stock: i32 = row.get(0);
+        println!("        reserved already (by an earlier run); {stock} left in stock");
+        return Ok(stock);
+    }
     let Some(row) = tx
         .query_opt(
             "UPDATE shop.inventory SET stock = stock - 1 WHERE sku = $1 AND stock > 0 RETURNING stock",
@@ -149,12 +171,19 @@ async fn record_payment(
 ) -> Result<(), ShopError> {
     println!("  [3/4] recording payment {payment_id} ...");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    tx.execute(
-        "INSERT INTO shop.payments (order_id, cents, payment_id) VALUES ($1, $2, $3)",
-        &[&order_id, &cents, &payment_id],
-    )
-    .await?;
-    println!("        recorded");
+    // Keyed by order id, as the reservation: recorded by an earlier run, it stays as it is.
+    let recorded = tx
+        .execute(
+            "INSERT INTO shop.payments (order_id, cents, payment_id) VALUES ($1, $2, $3)
+             ON CONFLICT (order_id) DO NOTHING",
+            &[&order_id, &cents, &payment_id],
+        )
+        .await?;
+    if recorded == 1 {
+        println!("        recorded");
+    } else {
+        println!("        recorded already (by an earlier run)");
+    }
     Ok(())
 }
 

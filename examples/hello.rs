@@ -1,7 +1,8 @@
 //! Launches the runtime and prints what it connected to.
 //!
 //! With `DBOS_SYSTEM_DATABASE_URL` set it uses that database (creating it if missing);
-//! without it, it starts a local Postgres under `.dbos/` from the installed server binaries.
+//! without it, it starts a local Postgres in `~/.local/share/dbos-rs/hello` from the installed server
+//! binaries (`dbos-rs postgres stop --app hello` stops it).
 //!
 //! ```sh
 //! cargo run -p examples --bin hello

@@ -62,7 +62,7 @@ pub(crate) enum Command {
     RenameApplication(RenameArgs),
     /// Show the version and exit
     Version,
-    /// The local Postgres the library starts when no URL is configured (in `.dbos/`)
+    /// The local Postgres the library starts when no URL is configured (one per application)
     #[command(subcommand)]
     Postgres(PostgresCommand),
 }
@@ -366,10 +366,12 @@ pub(crate) enum PostgresCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct PostgresArgs {
-    /// The folder of the local Postgres (the library's default is `.dbos`)
-    #[arg(long, env = "DBOS_LOCAL_POSTGRES_DIR", default_value = ".dbos")]
-    pub(crate) dir: PathBuf,
-    /// The application whose database to name (`<app>_dbos_sys`, as the library uses)
+    /// The folder of the local Postgres (default: the application's, as the library picks
+    /// it: `$XDG_DATA_HOME/dbos-rs/<app>` or `~/.local/share/dbos-rs/<app>`)
+    #[arg(long, env = "DBOS_LOCAL_POSTGRES_DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// The application: its folder (unless --dir) and its database (`<app>_dbos_sys`, as
+    /// the library names it)
     #[arg(long, conflicts_with = "database")]
     pub(crate) app: Option<String>,
     /// The database to name

@@ -1,7 +1,10 @@
 //! `dbos-rs postgres start|stop|status|url`: the local Postgres the library starts when no
-//! URL is configured, in the same folder (`.dbos/` by default) and by the same rules.
+//! URL is configured, in the same folder (the application's, see
+//! `LocalPostgres::default_dir`, or `--dir`) and by the same rules.
 
 use dbos_core::local_postgres::{LocalPostgres, LocalPostgresState};
+use std::path::PathBuf;
+
 use dbos_core::{Error, ErrorKind, Result};
 use serde_json::json;
 
@@ -16,13 +19,26 @@ fn database(a: &PostgresArgs) -> Option<String> {
     }
 }
 
-fn not_running(a: &PostgresArgs) -> Error {
+/// The folder: `--dir`, else the application's default folder.
+fn folder(a: &PostgresArgs) -> Result<PathBuf> {
+    match (&a.dir, &a.app) {
+        (Some(dir), _) => Ok(dir.clone()),
+        (None, Some(app)) => LocalPostgres::default_dir(app),
+        (None, None) => Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "which local Postgres? Each application has its own: name it with --app NAME (the \
+             name given to Config), or give its folder with --dir (or DBOS_LOCAL_POSTGRES_DIR)",
+        )),
+    }
+}
+
+fn not_running(dir: &std::path::Path) -> Error {
     Error::new(
         ErrorKind::LocalPostgres,
         format!(
             "no local Postgres runs in {}: start it with `dbos-rs postgres start --dir {}`",
-            a.dir.display(),
-            a.dir.display()
+            dir.display(),
+            dir.display()
         ),
     )
 }
@@ -30,7 +46,8 @@ fn not_running(a: &PostgresArgs) -> Error {
 pub(crate) async fn run(g: &Global, cmd: PostgresCommand) -> Result<()> {
     match cmd {
         PostgresCommand::Start(a) => {
-            let pg = LocalPostgres::builder(&a.dir).start().await?;
+            let dir = folder(&a)?;
+            let pg = LocalPostgres::builder(&dir).start().await?;
             let db = database(&a).unwrap_or_else(|| "postgres".to_owned());
             if g.json {
                 output::json(&json!({
@@ -52,10 +69,10 @@ pub(crate) async fn run(g: &Global, cmd: PostgresCommand) -> Result<()> {
                     pg.root().display()
                 );
                 println!("url: {}", pg.redacted_url(&db));
-                println!("     (the full URL, with its password: dbos-rs postgres url --dir {} --database {db})", a.dir.display());
+                println!("     (the full URL, with its password: dbos-rs postgres url --dir {} --database {db})", dir.display());
             }
         }
-        PostgresCommand::Stop(a) => match LocalPostgres::probe(&a.dir).await? {
+        PostgresCommand::Stop(a) => match LocalPostgres::probe(folder(&a)?).await? {
             LocalPostgresState::Running(pg) => {
                 pg.stop().await?;
                 if g.json {
@@ -70,19 +87,20 @@ pub(crate) async fn run(g: &Global, cmd: PostgresCommand) -> Result<()> {
                 } else {
                     println!(
                         "no local Postgres runs in {}; nothing to stop",
-                        a.dir.display()
+                        folder(&a)?.display()
                     );
                 }
             }
         },
         PostgresCommand::Status(a) => {
-            let state = LocalPostgres::probe(&a.dir).await?;
+            let dir = folder(&a)?;
+            let state = LocalPostgres::probe(&dir).await?;
             let (running, port, dir) = match &state {
                 LocalPostgresState::Running(pg) => (true, Some(pg.port()), pg.root().to_path_buf()),
                 LocalPostgresState::Stopped { root } | LocalPostgresState::Absent { root } => {
                     (false, None, root.clone())
                 }
-                _ => (false, None, a.dir.clone()),
+                _ => (false, None, dir.clone()),
             };
             let initialised = !matches!(state, LocalPostgresState::Absent { .. });
             if g.json {
@@ -106,7 +124,7 @@ pub(crate) async fn run(g: &Global, cmd: PostgresCommand) -> Result<()> {
                 );
             }
         }
-        PostgresCommand::Url(a) => match LocalPostgres::probe(&a.dir).await? {
+        PostgresCommand::Url(a) => match LocalPostgres::probe(folder(&a)?).await? {
             LocalPostgresState::Running(pg) => {
                 let db = database(&a).unwrap_or_else(|| "postgres".to_owned());
                 if g.json {
@@ -115,7 +133,7 @@ pub(crate) async fn run(g: &Global, cmd: PostgresCommand) -> Result<()> {
                     println!("{}", pg.url(&db));
                 }
             }
-            _ => return Err(not_running(&a)),
+            _ => return Err(not_running(&folder(&a)?)),
         },
     }
     Ok(())

@@ -577,3 +577,33 @@ async fn rename_application_re_owns_rows_and_asks_first(db: TestDatabase) {
         "a second run finds nothing: {out}"
     );
 }
+
+/// Without `--dir`, the folder is the application's, where the library keeps it (not the
+/// working directory's `.dbos`); with neither `--dir` nor `--app` the CLI asks which.
+#[dbos_testkit::test]
+async fn the_local_postgres_folder_is_the_application_s(_db: TestDatabase) {
+    let data_home = std::env::temp_dir().join(format!("dbos-rs-cli-xdg-{}", std::process::id()));
+    let home = data_home.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dbos-rs"))
+            .env_remove("DBOS_LOCAL_POSTGRES_DIR")
+            .env("XDG_DATA_HOME", &home)
+            .args(["postgres", "status", "--app", "my-shop", "--json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["dir"].as_str().unwrap(),
+        data_home.join("dbos-rs").join("my-shop").to_str().unwrap()
+    );
+    let e = fails(&["postgres", "status"]).await;
+    assert!(e.contains("--app NAME") && e.contains("--dir"), "{e}");
+}

@@ -42,7 +42,8 @@ pub struct Config {
     /// `None`: a unique id is generated at each launch.
     pub(crate) executor_id: Option<String>,
     pub(crate) application_version: Option<String>,
-    pub(crate) local_postgres_dir: PathBuf,
+    /// `None`: [`LocalPostgres::default_dir`](crate::local_postgres::LocalPostgres::default_dir).
+    pub(crate) local_postgres_dir: Option<PathBuf>,
     pub(crate) queues: Vec<crate::queue::Queue>,
     pub(crate) park_after: Duration,
     pub(crate) cancel_poll_interval: Duration,
@@ -93,7 +94,7 @@ impl Config {
             connect_retry_for: Duration::from_secs(30),
             executor_id: None,
             application_version: None,
-            local_postgres_dir: PathBuf::from(".dbos"),
+            local_postgres_dir: None,
             queues: Vec::new(),
             park_after: Duration::from_secs(10),
             cancel_poll_interval: Duration::from_millis(500),
@@ -128,7 +129,7 @@ impl Config {
             config.application_version = Some(v);
         }
         if let Some(dir) = var(ENV_LOCAL_POSTGRES_DIR) {
-            config.local_postgres_dir = PathBuf::from(dir);
+            config.local_postgres_dir = Some(PathBuf::from(dir));
         }
         config.validate()?;
         Ok(config)
@@ -236,9 +237,12 @@ impl Config {
         self
     }
 
-    /// The folder of the embedded local Postgres (default `.dbos` in the working directory).
+    /// The folder of the embedded local Postgres. The default does not depend on the working
+    /// directory: one folder per application,
+    /// [`LocalPostgres::default_dir`](crate::local_postgres::LocalPostgres::default_dir)
+    /// (`$XDG_DATA_HOME/dbos-rs/<app>`, else `~/.local/share/dbos-rs/<app>`).
     pub fn local_postgres_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.local_postgres_dir = dir.into();
+        self.local_postgres_dir = Some(dir.into());
         self
     }
 

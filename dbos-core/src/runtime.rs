@@ -155,9 +155,11 @@ impl Dbos {
         let (url, local_postgres) = match &config.system_database_url {
             Some(url) => (url.clone(), None),
             None => {
-                let pg = LocalPostgres::builder(&config.local_postgres_dir)
-                    .start()
-                    .await?;
+                let dir = match &config.local_postgres_dir {
+                    Some(dir) => dir.clone(),
+                    None => LocalPostgres::default_dir(&config.app_name)?,
+                };
+                let pg = LocalPostgres::builder(dir).start().await?;
                 let url = pg.url(&local_database_name(&config.app_name));
                 (url, Some(pg))
             }

@@ -39,3 +39,52 @@ async fn from_env_reads_the_environment_and_new_does_not(db: TestDatabase) {
         "no URL from the environment: {debug}"
     );
 }
+
+/// The local Postgres's folder follows the application, not the working directory, and its
+/// port stays the same across restarts.
+#[dbos_testkit::test]
+async fn the_local_postgres_is_per_application_whatever_the_working_directory(_db: TestDatabase) {
+    let data_home = std::env::temp_dir().join(format!("dbos-xdg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_home);
+    std::env::set_var("XDG_DATA_HOME", &data_home);
+    std::env::remove_var("DBOS_LOCAL_POSTGRES_DIR");
+    let here = std::env::current_dir().unwrap();
+    let elsewhere = std::env::temp_dir();
+
+    let config = || Config::new("newcomer").pool_size(2);
+    let dbos = Dbos::launch(config()).await.unwrap();
+    let pg = dbos.local_postgres().unwrap().clone();
+    assert_eq!(pg.root(), data_home.join("dbos-rs").join("newcomer"));
+    let client = dbos.system_database().client().await.unwrap();
+    client
+        .batch_execute("CREATE TABLE done (v int); INSERT INTO done VALUES (1)")
+        .await
+        .unwrap();
+    drop(client);
+    dbos.shutdown().await.unwrap();
+
+    // Started from another folder: the same server, the same data.
+    std::env::set_current_dir(&elsewhere).unwrap();
+    let dbos = Dbos::launch(config()).await;
+    std::env::set_current_dir(&here).unwrap();
+    let dbos = dbos.unwrap();
+    assert_eq!(dbos.local_postgres().unwrap().root(), pg.root());
+    assert!(dbos.local_postgres().unwrap().reused());
+    let client = dbos.system_database().client().await.unwrap();
+    let rows = client.query("SELECT v FROM done", &[]).await.unwrap();
+    assert_eq!(rows.len(), 1, "the data of the first run");
+    drop(client);
+    dbos.shutdown().await.unwrap();
+    assert!(!here.join(".dbos").join("newcomer").exists());
+
+    // Stopped and started again: the same port, so a URL printed before still works.
+    pg.stop().await.unwrap();
+    let dbos = Dbos::launch(config()).await.unwrap();
+    let again = dbos.local_postgres().unwrap().clone();
+    assert!(!again.reused());
+    assert_eq!(again.port(), pg.port(), "the port is remembered");
+    dbos.shutdown().await.unwrap();
+    again.stop().await.unwrap();
+    std::env::remove_var("XDG_DATA_HOME");
+    let _ = std::fs::remove_dir_all(&data_home);
+}

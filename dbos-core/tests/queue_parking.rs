@@ -72,3 +72,63 @@ async fn a_parked_workflow_keeps_its_worker_concurrency_place(db: TestDatabase) 
     }
     dbos.shutdown().await.unwrap();
 }
+
+#[dbos_testkit::test]
+async fn a_parked_workflow_whose_resume_fails_stays_parked_and_resumes_later(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    let h = sleeper("broken-resume".into(), 600)
+        .id("broken-resume")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let sql = db.connect().await;
+    dbos_testkit::crash::eventually("the sleeper to begin", Duration::from_secs(30), || async {
+        EVENTS
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(k, w, _)| k == "broken-resume" && *w == "begin")
+            .then_some(())
+    })
+    .await;
+    // Its inputs cannot be decoded when its wake-up time comes: the resume fails.
+    let inputs: String = sql
+        .query_one(
+            "SELECT inputs FROM dbos.workflow_input WHERE workflow_uuid = 'broken-resume'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    sql.execute(
+        "UPDATE dbos.workflow_input SET inputs = 'not json' WHERE workflow_uuid = 'broken-resume'",
+        &[],
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ended = |events: &[(String, &str, i64)]| {
+        events
+            .iter()
+            .any(|(k, w, _)| k == "broken-resume" && *w == "end")
+    };
+    assert!(
+        !ended(&EVENTS.lock().unwrap()),
+        "it resumed with bad inputs"
+    );
+    // Repaired, it is resumed by its own executor, without a restart.
+    sql.execute(
+        "UPDATE dbos.workflow_input SET inputs = $1 WHERE workflow_uuid = 'broken-resume'",
+        &[&inputs],
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), h.result())
+        .await
+        .expect("the parked workflow was lost after its failed resume")
+        .unwrap();
+    dbos.shutdown().await.unwrap();
+}

@@ -809,3 +809,121 @@ migrate_datasource_database(sys.argv[1], None, None)
     assert_eq!(rows, 2);
     dbos.shutdown().await.unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// The body must not end the library's transaction.
+
+/// Adds 1 to counter `id`, then runs `ending` (a `COMMIT`, a `ROLLBACK`, ...) itself.
+#[transaction]
+async fn ends_its_transaction(
+    tx: &Transaction<'_>,
+    id: String,
+    ending: String,
+) -> Result<i32, Error> {
+    bump(&format!("ends/{id}"));
+    let n: i32 = tx
+        .query_one(
+            "UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING n",
+            &[&id],
+        )
+        .await
+        .map_err(|e| Error::new(ErrorKind::Database, e.to_string()))?
+        .get(0);
+    tx.batch_execute(&ending)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Database, e.to_string()))?;
+    Ok(n)
+}
+
+#[transaction(datasource = "app", name = "app_ends_its_transaction")]
+async fn app_ends_its_transaction(
+    tx: &Transaction<'_>,
+    id: String,
+    ending: String,
+) -> Result<i32, Error> {
+    bump(&format!("ends/{id}"));
+    let n: i32 = tx
+        .query_one(
+            "UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING n",
+            &[&id],
+        )
+        .await
+        .map_err(|e| Error::new(ErrorKind::Database, e.to_string()))?
+        .get(0);
+    tx.batch_execute(&ending)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Database, e.to_string()))?;
+    Ok(n)
+}
+
+#[workflow]
+async fn ending(id: String, ending: String, in_app: bool) -> Result<String, Error> {
+    let r = if in_app {
+        app_ends_its_transaction(id, ending).await
+    } else {
+        ends_its_transaction(id, ending).await
+    };
+    Ok(match r {
+        Ok(n) => format!("ok {n}"),
+        Err(e) => format!("{:?}: {}", e.kind(), e.message()),
+    })
+}
+
+#[dbos_testkit::test]
+async fn a_body_that_commits_or_rolls_back_itself_is_refused(db: TestDatabase) {
+    let dbos = Dbos::launch(app_config(&db, db.url())).await.unwrap();
+    let create = "CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL)";
+    let client = db.connect().await;
+    exec(&client, create).await;
+    let app = app_client(&db).await;
+    exec(&app, create).await;
+    for (in_app, data) in [(false, &client), (true, &app)] {
+        for end in ["COMMIT", "ROLLBACK", "COMMIT; BEGIN", "ROLLBACK AND CHAIN"] {
+            let id = format!("ends-{in_app}-{}", end.replace([' ', ';'], "-"));
+            data.execute("INSERT INTO counters VALUES ($1, 0)", &[&id])
+                .await
+                .unwrap();
+            let out = ending(id.clone(), end.into(), in_app)
+                .id(&id)
+                .on(&dbos)
+                .await
+                .unwrap();
+            assert!(
+                out.starts_with("InvalidArgument: the body of transaction")
+                    && out.contains("ended the transaction itself"),
+                "{id}: {out}"
+            );
+            let recorded: Option<String> = client
+                .query_one(
+                    "SELECT error FROM dbos.operation_outputs WHERE workflow_uuid = $1 AND function_id = 1",
+                    &[&id],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(
+                recorded.is_some_and(|e| e.contains("ended the transaction itself")),
+                "{id}: the refusal is recorded as the operation's error"
+            );
+            // The idempotency key replays the recorded refusal without running the body.
+            let again = ending(id.clone(), end.into(), in_app)
+                .id(&id)
+                .on(&dbos)
+                .await
+                .unwrap();
+            assert_eq!(again, out, "{id}");
+            assert_eq!(runs(&format!("ends/{id}")), 1, "{id}");
+            // No completion row in the data source was left to be adopted as a success.
+            let completions: i64 = app
+                .query_one(
+                    "SELECT count(*) FROM dbos.datasource_outputs WHERE workflow_id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(completions, 0, "{id}");
+        }
+    }
+    dbos.shutdown().await.unwrap();
+}

@@ -706,3 +706,70 @@ async fn a_cancel_ends_a_wait_at_once_live_or_parked(db: TestDatabase) {
         .get(0);
     assert!(!consumed);
 }
+
+#[workflow]
+async fn sleeps_forever() -> Result<(), Error> {
+    dbos_core::sleep(Duration::MAX).await
+}
+
+#[workflow]
+async fn waits_forever() -> Result<Option<String>, Error> {
+    dbos_core::recv::<String>("never", Duration::MAX).await
+}
+
+#[dbos_testkit::test]
+async fn a_sleep_or_wait_of_duration_max_waits_a_century_without_panicking(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let sleeper = sleeps_forever()
+        .id("forever-sleep")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let waiter = waits_forever()
+        .id("forever-recv")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let sql = db.connect().await;
+    for id in ["forever-sleep", "forever-recv"] {
+        let wake_at: f64 = eventually("the wake-up time to be recorded", Duration::from_secs(30), || async {
+            let row = sql
+                .query_opt(
+                    "SELECT output FROM dbos.operation_outputs WHERE workflow_uuid = $1 AND function_name = 'DBOS.sleep'",
+                    &[&id],
+                )
+                .await
+                .unwrap()?;
+            row.get::<_, Option<String>>(0).and_then(|t| t.parse().ok())
+        })
+        .await;
+        let years = (wake_at
+            - std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64())
+            / (365.0 * 24.0 * 3600.0);
+        assert!(
+            (99.0..=100.5).contains(&years),
+            "{id} wakes in {years} years"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for id in ["forever-sleep", "forever-recv"] {
+        let status: String = sql
+            .query_one(
+                "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(status, "PENDING", "{id}");
+    }
+    dbos.cancel_workflow("forever-sleep").await.unwrap();
+    dbos.cancel_workflow("forever-recv").await.unwrap();
+    assert!(sleeper.result().await.is_err());
+    assert!(waiter.result().await.is_err());
+}

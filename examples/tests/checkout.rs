@@ -205,3 +205,40 @@ async fn interrupted_checkout_resumes_and_charges_once(db: TestDatabase) {
         .get(0);
     assert_eq!(completions, 2);
 }
+
+/// The shop's database outlives the system database (a reset, a new system database name):
+/// the example runs again without tripping over the rows of the first run, and reserves and
+/// records the order once.
+#[dbos_testkit::test]
+async fn a_rerun_against_a_new_system_database_does_not_reserve_twice(db: TestDatabase) {
+    run_to_end(&db).await;
+    let fresh_system = db.sibling_url("system2");
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        checkout(&db)
+            .env("DBOS_SYSTEM_DATABASE_URL", &fresh_system)
+            .stderr(Stdio::piped())
+            .output(),
+    )
+    .await
+    .expect("checkout hung")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the rerun failed: {stderr}{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let row = shop(&db)
+        .await
+        .query_one(
+            "SELECT (SELECT count(*) FROM shop.reservations WHERE order_id = 'order-1001'),
+                    (SELECT count(*) FROM shop.payments WHERE order_id = 'order-1001'),
+                    (SELECT 100 - stock FROM shop.inventory WHERE sku = 'rust-mug')::bigint",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<i64> = (0..3).map(|i| row.get(i)).collect();
+    assert_eq!(got, vec![1, 1, 1], "one reservation, one payment, one unit");
+}

@@ -98,7 +98,9 @@ impl ServerAccount {
                         mode & 0o001 != 0
                     }
                 }
-                Err(_) => false,
+                // A folder that does not exist yet is made by us, traversable; any
+                // other error (unreadable) counts as unreachable.
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
             })
     }
 }
@@ -110,4 +112,32 @@ pub(crate) fn command(program: &Path, account: Option<&ServerAccount>) -> Comman
         a.apply(&mut cmd);
     }
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_whose_parents_do_not_exist_yet_is_reachable() {
+        let Some(account) = lookup("nobody").or_else(|| lookup("postgres")) else {
+            return;
+        };
+        let missing = std::env::temp_dir()
+            .join(format!("dbos-reach-{}", std::process::id()))
+            .join("not-yet")
+            .join("pg");
+        assert!(!missing.parent().unwrap().exists());
+        assert!(account.can_reach(&missing));
+        // A folder only its owner may enter is not reachable by another account.
+        let closed = std::env::temp_dir().join(format!("dbos-closed-{}", std::process::id()));
+        std::fs::create_dir_all(&closed).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let owner = std::fs::metadata(&closed).unwrap().uid();
+        if owner != account.uid {
+            assert!(!account.can_reach(&closed.join("pg")));
+        }
+        std::fs::remove_dir_all(&closed).unwrap();
+    }
 }

@@ -1,10 +1,11 @@
 //! A Postgres that starts itself: the default system database when no URL is configured.
 //!
 //! [`LocalPostgres`] runs a server from the installed Postgres binaries with its data under a
-//! folder of the application (`.dbos/` by default). The first start initialises the data
+//! folder of the application ([`LocalPostgres::default_dir`] by default). The first start initialises the data
 //! directory with a random superuser password (kept in `<folder>/password`); later starts,
 //! including after the application was killed, find the data and reuse a server that is
-//! still running. The server listens on 127.0.0.1 only, on a free port chosen at start.
+//! still running. The server listens on 127.0.0.1 only, on the port of its previous start
+//! while that is free (kept in `<folder>/port`), else on a free port.
 //!
 //! When the process runs as root, the server runs as the `postgres` account (Postgres refuses
 //! root) and its data directory is owned by it.
@@ -86,6 +87,21 @@ impl LocalPostgres {
             tls: None,
             settings: Vec::new(),
         }
+    }
+
+    /// The folder [`Dbos::launch`](crate::Dbos::launch) keeps the local Postgres of the
+    /// application `app_name` in when none is configured: `$XDG_DATA_HOME/dbos-rs/<app>`, or
+    /// `$HOME/.local/share/dbos-rs/<app>` when `XDG_DATA_HOME` is unset. It does not depend
+    /// on the working directory, so the same program started from another folder finds its
+    /// data (and its finished work). `DBOS_LOCAL_POSTGRES_DIR` or
+    /// [`Config::local_postgres_dir`](crate::Config::local_postgres_dir) override it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when neither `XDG_DATA_HOME` nor `HOME` is set (say which
+    /// folder to use with `DBOS_LOCAL_POSTGRES_DIR`), or the name is unusable as a folder.
+    pub fn default_dir(app_name: &str) -> Result<PathBuf> {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        default_dir_from(app_name, var("XDG_DATA_HOME"), var("HOME"))
     }
 
     /// The URL of `database` on this server, with the superuser's password in it.
@@ -409,6 +425,10 @@ impl LocalPostgresBuilder {
     fn resolve_root(&self, account: Option<&ServerAccount>) -> Result<PathBuf> {
         let mut root = std::path::absolute(&self.root)
             .map_err(|e| Error::io(format!("invalid folder {}", self.root.display()), e))?;
+        // Created first, so that whether the account can reach it is judged on the folders
+        // as they are (a parent that did not exist yet is made here, traversable).
+        fs::create_dir_all(&root)
+            .map_err(|e| Error::io(format!("could not create {}", root.display()), e))?;
         if let Some(a) = account {
             if !a.can_reach(&root) {
                 use sha2::{Digest, Sha256};
@@ -420,8 +440,6 @@ impl LocalPostgresBuilder {
                     "the `{}` account cannot reach the local Postgres folder; keeping the data in a reachable folder instead",
                     a.name
                 );
-                fs::create_dir_all(&root)
-                    .map_err(|e| Error::io(format!("could not create {}", root.display()), e))?;
                 let _ = fs::write(root.join("LOCATION"), format!("{}\n", fallback.display()));
                 root = fallback;
             }
@@ -527,9 +545,18 @@ impl LocalPostgresBuilder {
         if let Some(a) = account {
             a.own(&log)?;
         }
+        // The port of the last start, while it is free: a URL printed or exported earlier
+        // (`dbos-rs postgres url`) stays valid across restarts.
+        let port_file = root.join("port");
+        let remembered = fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u16>().ok());
         let mut last_error = None;
-        for _ in 0..3 {
-            let port = free_port()?;
+        for attempt in 0..3 {
+            let port = match remembered {
+                Some(p) if attempt == 0 && TcpListener::bind(("127.0.0.1", p)).is_ok() => p,
+                _ => free_port()?,
+            };
             let mut options =
                 format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
             if self.ephemeral {
@@ -555,7 +582,17 @@ impl LocalPostgresBuilder {
                 .arg(&log)
                 .args(["-w", "-t", "60", "-o", &options, "start"]);
             match run(cmd, "pg_ctl start") {
-                Ok(_) => return Ok(port),
+                Ok(_) => {
+                    if remembered.is_some_and(|r| r != port) {
+                        tracing::warn!(
+                            port,
+                            previous = remembered,
+                            "the local Postgres's previous port is taken; it listens on a new one (URLs printed before are stale)"
+                        );
+                    }
+                    write_private(&port_file, &format!("{port}\n"), None)?;
+                    return Ok(port);
+                }
                 Err(e) => {
                     let tail = log_tail(&log);
                     last_error = Some(Error::new(
@@ -568,6 +605,33 @@ impl LocalPostgresBuilder {
         Err(last_error
             .unwrap_or_else(|| Error::new(ErrorKind::LocalPostgres, "pg_ctl start failed")))
     }
+}
+
+/// [`LocalPostgres::default_dir`] from the values of `XDG_DATA_HOME` and `HOME`.
+fn default_dir_from(
+    app_name: &str,
+    xdg_data_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Result<PathBuf> {
+    let name = app_name.trim();
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(Error::config(format!(
+            "the application name `{app_name}` cannot name the local Postgres folder: use a name \
+             without `/`, or set DBOS_LOCAL_POSTGRES_DIR"
+        )));
+    }
+    let base = match (xdg_data_home, home) {
+        (Some(xdg), _) if Path::new(&xdg).is_absolute() => PathBuf::from(xdg),
+        (_, Some(home)) => PathBuf::from(home).join(".local").join("share"),
+        _ => {
+            return Err(Error::config(
+                "neither XDG_DATA_HOME nor HOME is set, so there is no folder for the local \
+                 Postgres: set DBOS_LOCAL_POSTGRES_DIR (or Config::local_postgres_dir), or \
+                 DBOS_SYSTEM_DATABASE_URL to use a Postgres you run",
+            ))
+        }
+    };
+    Ok(base.join("dbos-rs").join(name))
 }
 
 /// An empty data directory under `root` (an interrupted earlier attempt is cleared), with
@@ -715,4 +779,34 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
             format!("the local Postgres task failed: {e}"),
         )
     })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_folder_is_per_application_under_the_user_s_data_folder() {
+        let dir = |xdg: Option<&str>, home: Option<&str>| {
+            default_dir_from("shop", xdg.map(Into::into), home.map(Into::into))
+        };
+        assert_eq!(
+            dir(Some("/data"), Some("/home/ferris")).unwrap(),
+            Path::new("/data/dbos-rs/shop")
+        );
+        assert_eq!(
+            dir(None, Some("/home/ferris")).unwrap(),
+            Path::new("/home/ferris/.local/share/dbos-rs/shop")
+        );
+        // A relative XDG_DATA_HOME is ignored, as the XDG rules say.
+        assert_eq!(
+            dir(Some("rel"), Some("/home/ferris")).unwrap(),
+            Path::new("/home/ferris/.local/share/dbos-rs/shop")
+        );
+        let e = dir(None, None).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("DBOS_LOCAL_POSTGRES_DIR"), "{e}");
+        let e = default_dir_from("a/b", None, Some("/h".into())).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+    }
 }

@@ -4,22 +4,20 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::RuntimeInner;
 use crate::sysdb::messages::{Fence, Written};
 use crate::sysdb::workflows::{now_ms, Checkpoint};
-use crate::workflow::context::{current, current_step, Operation, Slot, WorkflowContext};
-use crate::workflow::ops::{recorded_wake_at, to_ms, SLEEP};
+use crate::workflow::context::{current, current_step, Slot, WorkflowContext};
+use crate::workflow::ops::{recorded_wake_up, to_ms, MAX_WAIT, SLEEP};
 
 use super::waiters::{announce_write, Channel, WaitGuard, WakeKey};
 
 /// A waiter re-checks its table at least this often, whatever it heard (a safety net: the
 /// listener and the fallback poll are what wake it).
 const SAFETY_RECHECK: Duration = Duration::from_secs(30);
-/// The longest timeout honoured: about a century (longer ones wait that long).
-const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// What a fenced write from a workflow came to.
 #[derive(Debug)]
@@ -119,30 +117,7 @@ pub(crate) async fn recorded_deadline(
     ctx: &WorkflowContext,
     timeout: Duration,
 ) -> Result<SystemTime> {
-    match ctx.begin(SLEEP)? {
-        Slot::Recorded { checkpoint, .. } => recorded_wake_at(&checkpoint),
-        Slot::Fresh { function_id } => {
-            let started = now_ms();
-            let wake_at = SystemTime::now() + timeout.min(MAX_TIMEOUT);
-            let secs = wake_at
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64();
-            let output = crate::codec::to_text(&secs)?;
-            let theirs = ctx
-                .record(Operation {
-                    output: Some(&output),
-                    // As every `DBOS.sleep`: it completes at its wake-up time.
-                    completed_ms: Some(to_ms(wake_at)),
-                    ..Operation::new(function_id, SLEEP, started)
-                })
-                .await?;
-            match theirs {
-                None => Ok(wake_at),
-                Some(checkpoint) => recorded_wake_at(&checkpoint),
-            }
-        }
-    }
+    recorded_wake_up(ctx, timeout).await
 }
 
 /// Takes the step id of a replayed timed wait's deadline (DBOS reserves it whatever
@@ -153,7 +128,7 @@ pub(crate) fn skip_deadline(ctx: &WorkflowContext) -> Result<()> {
 
 /// A deadline `timeout` from now, for waits outside workflows.
 pub(crate) fn deadline_in(timeout: Duration) -> SystemTime {
-    SystemTime::now() + timeout.min(MAX_TIMEOUT)
+    SystemTime::now() + timeout.min(MAX_WAIT)
 }
 
 /// Waits until `look` finds something (`Some`) or `deadline` passes (`None`).

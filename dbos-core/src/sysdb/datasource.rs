@@ -12,6 +12,7 @@ use deadpool_postgres::GenericClient;
 use crate::codec::PORTABLE_JSON;
 use crate::error::{Error, Result};
 use crate::sysdb::quote_ident;
+use crate::sysdb::transactions::IS_MANAGED;
 
 /// The version this library brings a data source's schema to.
 pub(crate) const DATASOURCE_SCHEMA_VERSION: i64 = 1;
@@ -40,13 +41,14 @@ impl CompletionSql {
     pub(crate) fn new(schema: &str) -> Self {
         let t = format!("{}.{COMPLETION_TABLE}", quote_ident(schema));
         CompletionSql {
+            // Only in the transaction the library began (the body did not end it).
             // `ON CONFLICT DO NOTHING`: a row that is already there is another execution's
             // (or a stale one's) result for this step; no row back tells the caller to roll
             // back and adopt it. The transaction id comes back in the same statement, for
             // settling a lost commit acknowledgement.
             insert: format!(
                 "INSERT INTO {t} (workflow_id, step_id, output, error, serialization, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                 SELECT $1, $2, $3, $4, $5, $6 WHERE {IS_MANAGED}
                  ON CONFLICT (workflow_id, step_id) DO NOTHING
                  RETURNING txid_current()"
             ),
@@ -57,7 +59,7 @@ impl CompletionSql {
     }
 
     /// Inserts the completion row inside the caller's transaction. `Some(xid)` when written,
-    /// `None` when the step already has a row.
+    /// `None` when the step already has a row (or the body ended the transaction).
     pub(crate) async fn insert(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,

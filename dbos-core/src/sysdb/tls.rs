@@ -16,9 +16,30 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::url::{DatabaseUrl, SslMode};
 use crate::error::{Error, Result};
 
+/// The rustls crypto provider: the process default when the application installed one
+/// (`CryptoProvider::install_default`), else the one rustls picks from its crate features
+/// (*ring*, which dbos-core enables), installed as the process default. (Not
+/// `rustls::crypto::ring::default_provider()`, deprecated since rustls 0.23.48.)
+pub(crate) fn provider() -> Result<Arc<CryptoProvider>> {
+    if let Some(installed) = CryptoProvider::get_default() {
+        return Ok(installed.clone());
+    }
+    // `ClientConfig::builder` installs the crate features' provider; it panics when they
+    // name two (the application enabled `aws-lc-rs` too) and none is installed.
+    let picked = std::panic::catch_unwind(|| drop(ClientConfig::builder()));
+    match (picked, CryptoProvider::get_default()) {
+        (Ok(()), Some(installed)) => Ok(installed.clone()),
+        _ => Err(Error::config(
+            "TLS setup failed: rustls cannot choose a crypto provider (both `ring` and \
+             `aws-lc-rs` are enabled in this build): install one at the start of `main`, e.g. \
+             `rustls::crypto::aws_lc_rs::default_provider().install_default()`",
+        )),
+    }
+}
+
 /// Builds the TLS connector for a URL. With `sslmode=disable` it is never used.
 pub(crate) fn connector(url: &DatabaseUrl) -> Result<MakeRustlsConnect> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = provider()?;
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::config(format!("TLS setup failed: {e}")).with_source(e))?;
@@ -183,5 +204,27 @@ impl ServerCertVerifier for ChainOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod provider_tests {
+    use super::*;
+
+    #[test]
+    fn the_provider_is_the_process_default_not_a_deprecated_constructor() {
+        let first = provider().unwrap();
+        let installed = CryptoProvider::get_default().expect("installed as the process default");
+        assert!(Arc::ptr_eq(&first, installed));
+        assert!(Arc::ptr_eq(&provider().unwrap(), &first));
+        // rustls 0.23.48 deprecates `ring::default_provider()`: a build outside the workspace
+        // lock would warn in every application using dbos-core by path.
+        let source = include_str!("tls.rs");
+        let calls = source
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .filter(|l| l.contains(concat!("ring::default_", "provider(")))
+            .count();
+        assert_eq!(calls, 0);
     }
 }

@@ -11,6 +11,27 @@ use super::records::CheckpointRow;
 use super::SystemDatabase;
 use crate::codec::PORTABLE_JSON;
 
+/// Marks the managed transaction, sent right after its `BEGIN`: a transaction-local setting,
+/// gone once the transaction ends (a `COMMIT`, `ROLLBACK`, `COMMIT AND CHAIN` or
+/// `PREPARE TRANSACTION` of the body), and kept through the body's own savepoints (they are
+/// all taken after it).
+pub(crate) const MARK_MANAGED: &str = "SET LOCAL dbos.managed_transaction = 'on'";
+
+/// The condition the record's insert carries: the statement runs in the transaction the
+/// library began. Without it, after a `COMMIT` of the body the insert would run (and
+/// commit) on its own.
+pub(crate) const IS_MANAGED: &str = "current_setting('dbos.managed_transaction', true) = 'on'";
+
+/// Whether `client` is still in the transaction the library began (see [`MARK_MANAGED`]).
+pub(crate) async fn still_managed<C: GenericClient + Sync>(
+    client: &C,
+) -> std::result::Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(&format!("SELECT coalesce({IS_MANAGED}, false)"), &[])
+        .await?;
+    Ok(row.get(0))
+}
+
 /// What became of a transaction whose `COMMIT` got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum XactStatus {
@@ -37,7 +58,8 @@ impl SystemDatabase {
     ///   nothing can change the owner between the check and the `COMMIT`.
     ///
     /// A plain step's checkpoint needs no lock (its insert is its own transaction); this one
-    /// is followed by the `COMMIT`, one round trip later. Returns the transaction's
+    /// is followed by the `COMMIT`, one round trip later. Nothing is written either when the
+    /// body ended the library's transaction itself ([`IS_MANAGED`]). Returns the transaction's
     /// id (`txid_current()`, 64-bit) when the row was written, `None` when the fence
     /// refused it. A unique violation (another execution recorded this step id) comes back
     /// as the error; the caller rolls back and looks at what was recorded.
@@ -56,6 +78,7 @@ impl SystemDatabase {
                                                     application_name, child_workflow_id)
                  SELECT $1, $3, $4, $5, $6, $7, $8, $9, $10, NULL
                   WHERE EXISTS (SELECT 1 FROM {s}.workflow_status WHERE workflow_uuid = $1 AND owner_xid = $2 FOR SHARE)
+                    AND {IS_MANAGED}
                  RETURNING txid_current()"
             )
         });

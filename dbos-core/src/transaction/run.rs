@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Object;
 use futures_util::future::Either;
+use futures_util::FutureExt;
 
 use super::source::DataSource;
 use super::wrapper::{retryable, Retryable, Transaction};
@@ -32,7 +33,9 @@ use crate::error::{Error, ErrorKind};
 use crate::runtime::{Dbos, RuntimeInner};
 use crate::sysdb::datasource::Completion;
 use crate::sysdb::records::{is_unique_violation, CheckpointRow, RecordError};
-use crate::sysdb::transactions::{terminate_xact, xact_status, XactStatus};
+use crate::sysdb::transactions::{
+    still_managed, terminate_xact, xact_status, XactStatus, MARK_MANAGED,
+};
 use crate::sysdb::workflows::{now_ms, Checkpoint};
 use crate::sysdb::RetryState;
 use crate::workflow::context::{
@@ -219,7 +222,15 @@ impl<T, E> TransactionRun<'_, T, E> {
             .isolation_level(self.options.isolation.level())
             .start()
             .await;
-        match started {
+        let marked = started.and_then(|tx| {
+            // Sent without waiting for its answer: it is pipelined ahead of the body's first
+            // statement (no round trip of its own), and a failure shows there.
+            match tx.batch_execute(MARK_MANAGED).now_or_never() {
+                Some(Err(e)) => Err(e),
+                _ => Ok(tx),
+            }
+        });
+        match marked {
             Ok(tx) => Some(Transaction::new(tx)),
             Err(e) => {
                 let e = Error::db(format!("could not begin transaction `{}`", self.name), e);
@@ -619,6 +630,10 @@ impl<T, E> Running<T, E> {
         let xid = match rt.sysdb.record_in_transaction(&tx, &row).await {
             Ok(Some(xid)) => xid,
             Ok(None) => {
+                if let Some(next) = self.ended_by_body(name, &tx).await {
+                    drop(tx.rollback().await);
+                    return next;
+                }
                 drop(tx.rollback().await);
                 return self.missed(name, &ctx, &row, value).await;
             }
@@ -663,6 +678,36 @@ impl<T, E> Running<T, E> {
                     self.record_error(name, (self.c.from_error)(e)).await
                 }
             },
+        }
+    }
+
+    /// After a record's insert wrote nothing: `Some` when that is because the body ended
+    /// the library's transaction itself (a `COMMIT`, a `ROLLBACK`, ...). That is refused, as
+    /// DBOS refuses it, with an [`ErrorKind::InvalidArgument`] error recorded as the
+    /// operation's outcome (a replay returns the same error): after a `COMMIT` the statements
+    /// committed without their record, after a `ROLLBACK` they were discarded, and neither
+    /// may be reported as the transaction's success.
+    async fn ended_by_body(
+        &mut self,
+        name: &str,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Option<Next<T, E>> {
+        match still_managed(tx).await {
+            Ok(true) => None,
+            // A failed look-up is decided by the paths that follow (they ask again).
+            Err(_) => None,
+            Ok(false) => {
+                let e = Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "the body of transaction `{name}` ended the transaction itself (COMMIT, ROLLBACK, \
+                         PREPARE TRANSACTION or a new BEGIN): the library commits it with its record when the \
+                         body returns Ok and rolls it back when it returns Err; use savepoints \
+                         (SAVEPOINT, ROLLBACK TO SAVEPOINT) for partial rollbacks"
+                    ),
+                );
+                Some(self.record_error(name, (self.c.from_error)(e)).await)
+            }
         }
     }
 
@@ -739,6 +784,10 @@ impl<T, E> Running<T, E> {
         let xid = match inserted {
             Ok(Some(xid)) => xid,
             Ok(None) => {
+                if let Some(next) = self.ended_by_body(name, &tx).await {
+                    drop(tx.rollback().await);
+                    return next;
+                }
                 // Another execution committed this step in the data source.
                 drop(tx.rollback().await);
                 return match self.read_completion(name).await {

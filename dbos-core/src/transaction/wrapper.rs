@@ -60,8 +60,10 @@ fn broken_connection(e: &Error) -> bool {
 /// `copy_out`, `bind`, `query_portal`) are not; a serialization failure there is retried
 /// only when it surfaces at `COMMIT`.
 ///
-/// The body must not commit or roll back itself (it only has a shared reference); it
-/// returns `Ok` to commit and `Err` to roll back.
+/// The body must not commit or roll back itself; it returns `Ok` to commit and `Err` to roll
+/// back. A body that ends the transaction with SQL (`COMMIT`, `ROLLBACK`, ...) fails with an
+/// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) error, recorded as the
+/// operation's outcome.
 pub struct Transaction<'a> {
     inner: deadpool_postgres::Transaction<'a>,
     seen: Mutex<Option<Retryable>>,

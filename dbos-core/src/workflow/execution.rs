@@ -249,7 +249,7 @@ impl RuntimeInner {
                     // Fresh copies: the execution's own allocations are freed now, and what
                     // stays parked should not pin the pages they shared.
                     let owner_xid: Arc<str> = Arc::from(&*ctx.owner());
-                    let parked = Parked { owner_xid, def, deadline_ms, slot: slot.take(), wake_on };
+                    let parked = Parked { owner_xid, def, deadline_ms, slot: slot.take(), wake_on, failed_resumes: 0 };
                     self.parking.park(wake_ms, id, parked);
                     if ticket.is_some_and(|t| t.fired()) {
                         self.parking.wake_now(id);

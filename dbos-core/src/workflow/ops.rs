@@ -28,30 +28,7 @@ pub async fn sleep(duration: Duration) -> Result<()> {
         tokio::time::sleep(duration).await;
         return Ok(());
     };
-    let wake_at = match ctx.begin(SLEEP)? {
-        Slot::Recorded { checkpoint, .. } => recorded_wake_at(&checkpoint)?,
-        Slot::Fresh { function_id } => {
-            let started = crate::sysdb::workflows::now_ms();
-            let wake_at = SystemTime::now() + duration;
-            let secs = wake_at
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64();
-            let output = crate::codec::to_text(&secs)?;
-            let theirs = ctx
-                .record(Operation {
-                    output: Some(&output),
-                    // As DBOS records it: the sleep completes at its wake-up time.
-                    completed_ms: Some(to_ms(wake_at)),
-                    ..Operation::new(function_id, SLEEP, started)
-                })
-                .await?;
-            match theirs {
-                None => wake_at,
-                Some(checkpoint) => recorded_wake_at(&checkpoint)?,
-            }
-        }
-    };
+    let wake_at = recorded_wake_up(&ctx, duration).await?;
     if let Ok(remaining) = wake_at.duration_since(SystemTime::now()) {
         let deadline_first = ctx.deadline_ms.is_some_and(|d| d < to_ms(wake_at));
         if remaining >= ctx.runtime.config.park_after && !deadline_first {
@@ -74,6 +51,43 @@ pub async fn sleep(duration: Duration) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The longest wait honoured: about a century (longer ones, up to `Duration::MAX`, wait
+/// that long).
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The wake-up time `duration` from now (at most [`MAX_WAIT`]), recorded as a `DBOS.sleep`
+/// at the workflow's next step id; a replay returns the recorded one. The one recording of
+/// every durable sleep and of every timed wait's deadline.
+pub(crate) async fn recorded_wake_up(
+    ctx: &crate::workflow::context::WorkflowContext,
+    duration: Duration,
+) -> Result<SystemTime> {
+    match ctx.begin(SLEEP)? {
+        Slot::Recorded { checkpoint, .. } => recorded_wake_at(&checkpoint),
+        Slot::Fresh { function_id } => {
+            let started = crate::sysdb::workflows::now_ms();
+            let wake_at = SystemTime::now() + duration.min(MAX_WAIT);
+            let secs = wake_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            let output = crate::codec::to_text(&secs)?;
+            let theirs = ctx
+                .record(Operation {
+                    output: Some(&output),
+                    // As DBOS records it: the sleep completes at its wake-up time.
+                    completed_ms: Some(to_ms(wake_at)),
+                    ..Operation::new(function_id, SLEEP, started)
+                })
+                .await?;
+            match theirs {
+                None => Ok(wake_at),
+                Some(checkpoint) => recorded_wake_at(&checkpoint),
+            }
+        }
+    }
 }
 
 /// The wake-up time a sleep's checkpoint holds (seconds since the epoch, as DBOS records it).

@@ -36,6 +36,14 @@ pub(crate) struct Parked {
     pub(crate) slot: Option<RunningSlot>,
     /// What wakes it early (a parked `recv` or `get_event`), if anything.
     pub(crate) wake_on: Option<WakeKey>,
+    /// How many attempts to resume it failed in a row (a database or decode error).
+    pub(crate) failed_resumes: u32,
+}
+
+/// The wait before the next attempt to resume a parked workflow whose resume failed
+/// `failures` times in a row: 1 s, doubling, at most a minute.
+fn resume_retry_delay(failures: u32) -> Duration {
+    Duration::from_secs(1 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
 #[derive(Debug, Default)]
@@ -188,34 +196,41 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>) {
 
 /// Re-executes a parked workflow from its history, under the same ownership, if it is
 /// still its to run: a workflow cancelled, resumed elsewhere or deleted while it slept is
-/// left alone.
-async fn resume(rt: Arc<RuntimeInner>, id: Arc<str>, parked: Parked) {
-    let state = match Box::pin(rt.sysdb.parked_state(&id, &parked.owner_xid)).await {
-        Ok(state) => state,
-        Err(e) => {
-            tracing::error!(workflow_id = %id, error = %e, "could not resume a parked workflow; it will be recovered");
+/// left alone. When its state cannot be read or its inputs do not decode, it stays parked
+/// and is tried again later (its row stays `PENDING` and owned by this live executor, so
+/// nobody else would recover it).
+async fn resume(rt: Arc<RuntimeInner>, id: Arc<str>, mut parked: Parked) {
+    let failure = match Box::pin(rt.sysdb.parked_state(&id, &parked.owner_xid)).await {
+        Ok(None) => {
+            tracing::info!(workflow_id = %id, "a parked workflow was cancelled, taken over or deleted while it slept; not resuming it");
             return;
         }
-    };
-    let Some((text, serialization)) = state else {
-        tracing::info!(workflow_id = %id, "a parked workflow was cancelled, taken over or deleted while it slept; not resuming it");
-        return;
-    };
-    match PortableInputs::from_text(&text, serialization.as_deref()) {
-        Ok(inputs) => {
-            rt.spawn_execution(Start {
-                def: parked.def,
-                args: inputs.positional_args,
-                id: id.to_string(),
-                owner_xid: parked.owner_xid.to_string(),
-                fresh: false,
-                first_run: false,
-                deadline_ms: parked.deadline_ms,
-                slot: parked.slot,
-            });
+        Ok(Some((text, serialization))) => {
+            match PortableInputs::from_text(&text, serialization.as_deref()) {
+                Ok(inputs) => {
+                    rt.spawn_execution(Start {
+                        def: parked.def,
+                        args: inputs.positional_args,
+                        id: id.to_string(),
+                        owner_xid: parked.owner_xid.to_string(),
+                        fresh: false,
+                        first_run: false,
+                        deadline_ms: parked.deadline_ms,
+                        slot: parked.slot,
+                    });
+                    return;
+                }
+                Err(e) => e,
+            }
         }
-        Err(e) => {
-            tracing::error!(workflow_id = %id, error = %e, "could not resume a parked workflow; it will be recovered");
-        }
-    }
+        Err(e) => e,
+    };
+    parked.failed_resumes = parked.failed_resumes.saturating_add(1);
+    let delay = resume_retry_delay(parked.failed_resumes);
+    tracing::warn!(
+        workflow_id = %id, error = %failure, attempts = parked.failed_resumes,
+        "could not resume a parked workflow; it stays parked and is tried again in {delay:?}"
+    );
+    let retry_ms = crate::sysdb::workflows::now_ms() + delay.as_millis() as i64;
+    rt.parking.park(retry_ms, &id, parked);
 }
