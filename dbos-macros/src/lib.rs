@@ -13,6 +13,7 @@ mod attr;
 mod determinism;
 mod error;
 mod func;
+mod recorded;
 mod signature;
 mod source_hash;
 mod step;

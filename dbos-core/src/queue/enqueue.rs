@@ -10,13 +10,12 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::queue::Queue;
 use crate::runtime::RuntimeInner;
 use crate::sysdb::workflows::{now_ms, NewWorkflow, QueueFields};
-use crate::workflow::call::{check_attributes, WorkflowCall, WorkflowHandle};
+use crate::workflow::call::{check_attributes, Started, WorkflowCall, WorkflowHandle};
 use crate::workflow::context::Operation;
 use crate::workflow::placement::{check_id, insert, parent_link, Parent, Placement};
-use crate::workflow::registry::BoxFuture;
 use crate::workflow::types::{Portable, WorkflowError};
 
-impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
+impl<T, E> WorkflowCall<T, E> {
     /// Puts the workflow on `queue` instead of running it here: any executor serving the
     /// queue runs it, within the queue's limits. `.await` the result for its handle.
     ///
@@ -62,7 +61,7 @@ impl<T, E> std::fmt::Debug for QueuedCall<T, E> {
     }
 }
 
-impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
+impl<T, E> QueuedCall<T, E> {
     /// The workflow's priority, from 0 (the default, and the first to run) to 2³¹−1: lower
     /// runs first, and equal priorities run in enqueue order. A negative priority is refused
     /// with [`ErrorKind::InvalidArgument`].
@@ -109,7 +108,9 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
         self.call.attributes = Some(attributes);
         self
     }
+}
 
+impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
     /// Refuses options no executor could honour, before anything is written.
     fn check(&self, queue: &Queue) -> Result<()> {
         let name = queue.name();
@@ -260,12 +261,18 @@ async fn record_refusal(
     })
 }
 
-impl<T: Portable, E: WorkflowError> IntoFuture for QueuedCall<T, E> {
+/// Enqueues `call`: what awaiting a [`QueuedCall`] does, captured by [`WorkflowCall::new`]
+/// where the types are known to qualify.
+pub(crate) fn run<T: Portable, E: WorkflowError>(call: QueuedCall<T, E>) -> Started<T, E> {
+    Box::pin(async move { call.enqueue().await.map_err(E::from) })
+}
+
+impl<T, E> IntoFuture for QueuedCall<T, E> {
     type Output = std::result::Result<WorkflowHandle<T, E>, E>;
-    type IntoFuture = BoxFuture<'static, Self::Output>;
+    type IntoFuture = Started<T, E>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.enqueue().await.map_err(E::from) })
+        (self.call.typed.enqueue)(self)
     }
 }
 

@@ -2,7 +2,6 @@
 //! [`WorkflowHandle`] (id, status, result).
 
 use std::future::IntoFuture;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use serde_json::Value;
 
 use crate::codec::{PortableError, PortableInputs};
 use crate::error::{Error, ErrorKind, Result};
+use crate::queue::enqueue::QueuedCall;
 use crate::runtime::{Dbos, RuntimeInner};
 use crate::sysdb::workflows::{now_ms, NewWorkflow, OutcomeRow};
 use crate::sysdb::SystemDatabase;
@@ -39,8 +39,31 @@ pub struct WorkflowCall<T, E> {
     pub(crate) timeout: Option<Duration>,
     pub(crate) attributes: Option<Value>,
     pub(crate) runtime: Option<Dbos>,
-    _types: PhantomData<fn() -> (T, E)>,
+    pub(crate) typed: CallTypes<T, E>,
 }
+
+/// What starting or enqueueing a call does with its types, captured in [`WorkflowCall::new`],
+/// the one place that requires `T: Portable, E: WorkflowError`.
+///
+/// The rest of the call's API (options, `.start()`, `.enqueue(..)`, `.await`) needs no bound,
+/// so a `#[workflow]` whose output or error type does not qualify gets one compile error, at
+/// its signature, and none at the places that call it.
+pub(crate) struct CallTypes<T, E> {
+    start: fn(WorkflowCall<T, E>) -> Started<T, E>,
+    run: fn(WorkflowCall<T, E>) -> BoxFuture<'static, std::result::Result<T, E>>,
+    pub(crate) enqueue: fn(QueuedCall<T, E>) -> Started<T, E>,
+}
+
+/// The future of a start or an enqueue.
+pub(crate) type Started<T, E> = BoxFuture<'static, std::result::Result<WorkflowHandle<T, E>, E>>;
+
+impl<T, E> Clone for CallTypes<T, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, E> Copy for CallTypes<T, E> {}
 
 impl<T, E> std::fmt::Debug for WorkflowCall<T, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,62 +88,12 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             timeout: None,
             attributes: None,
             runtime: None,
-            _types: PhantomData,
+            typed: CallTypes {
+                start: |call| Box::pin(async move { call.start_inner().await.map_err(E::from) }),
+                run: |call| Box::pin(async move { call.start().await?.result().await }),
+                enqueue: crate::queue::enqueue::run::<T, E>,
+            },
         }
-    }
-
-    /// Sets the workflow id: the idempotency key. Calling again with the same id never runs
-    /// the workflow twice; it returns the first run's outcome.
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    /// Cancels the workflow if it has not finished `timeout` after it starts. Children
-    /// inherit the deadline unless given their own.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Attaches attributes to the workflow: a JSON object of your own keys (a customer, a
-    /// region, a batch), stored in `workflow_status.attributes` where listings filter by
-    /// containment ([`ListWorkflows::attributes`](crate::ListWorkflows::attributes)) and
-    /// DBOS's tools show them. Children do not inherit them. Change them later with
-    /// [`Dbos::update_workflow_attributes`](crate::Dbos::update_workflow_attributes).
-    ///
-    /// ```no_run
-    /// # #[dbos_core::workflow] async fn checkout(_order: u64) -> Result<(), dbos_core::Error> { Ok(()) }
-    /// # async fn demo() -> Result<(), dbos_core::Error> {
-    /// checkout(42)
-    ///     .attributes(serde_json::json!({"customer": "acme", "region": "eu"}))
-    ///     .await?;
-    /// # Ok(()) }
-    /// # let _ = demo;
-    /// ```
-    ///
-    /// Anything but an object is refused with [`ErrorKind::InvalidArgument`] when the call
-    /// starts, before anything is written.
-    pub fn attributes(mut self, attributes: Value) -> Self {
-        self.attributes = Some(attributes);
-        self
-    }
-
-    /// Runs on this runtime instead of the process's launched one.
-    pub fn on(mut self, dbos: &Dbos) -> Self {
-        self.runtime = Some(dbos.clone());
-        self
-    }
-
-    /// Starts the workflow in the background and returns its handle. With an id that
-    /// already exists, returns a handle to that workflow (whose function must be the same).
-    ///
-    /// # Errors
-    /// `E::from` of: [`ErrorKind::NotLaunched`] without a runtime, [`ErrorKind::Serialization`]
-    /// for an argument that does not encode, [`ErrorKind::ConflictingWorkflow`] when the id
-    /// belongs to another workflow function, or a database error.
-    pub async fn start(self) -> std::result::Result<WorkflowHandle<T, E>, E> {
-        self.start_inner().await.map_err(E::from)
     }
 
     async fn start_inner(self) -> Result<WorkflowHandle<T, E>> {
@@ -181,6 +154,62 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
     }
 }
 
+impl<T, E> WorkflowCall<T, E> {
+    /// Sets the workflow id: the idempotency key. Calling again with the same id never runs
+    /// the workflow twice; it returns the first run's outcome.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Cancels the workflow if it has not finished `timeout` after it starts. Children
+    /// inherit the deadline unless given their own.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Attaches attributes to the workflow: a JSON object of your own keys (a customer, a
+    /// region, a batch), stored in `workflow_status.attributes` where listings filter by
+    /// containment ([`ListWorkflows::attributes`](crate::ListWorkflows::attributes)) and
+    /// DBOS's tools show them. Children do not inherit them. Change them later with
+    /// [`Dbos::update_workflow_attributes`](crate::Dbos::update_workflow_attributes).
+    ///
+    /// ```no_run
+    /// # #[dbos_core::workflow] async fn checkout(_order: u64) -> Result<(), dbos_core::Error> { Ok(()) }
+    /// # async fn demo() -> Result<(), dbos_core::Error> {
+    /// checkout(42)
+    ///     .attributes(serde_json::json!({"customer": "acme", "region": "eu"}))
+    ///     .await?;
+    /// # Ok(()) }
+    /// # let _ = demo;
+    /// ```
+    ///
+    /// Anything but an object is refused with [`ErrorKind::InvalidArgument`] when the call
+    /// starts, before anything is written.
+    pub fn attributes(mut self, attributes: Value) -> Self {
+        self.attributes = Some(attributes);
+        self
+    }
+
+    /// Runs on this runtime instead of the process's launched one.
+    pub fn on(mut self, dbos: &Dbos) -> Self {
+        self.runtime = Some(dbos.clone());
+        self
+    }
+
+    /// Starts the workflow in the background and returns its handle. With an id that
+    /// already exists, returns a handle to that workflow (whose function must be the same).
+    ///
+    /// # Errors
+    /// `E::from` of: [`ErrorKind::NotLaunched`] without a runtime, [`ErrorKind::Serialization`]
+    /// for an argument that does not encode, [`ErrorKind::ConflictingWorkflow`] when the id
+    /// belongs to another workflow function, or a database error.
+    pub async fn start(self) -> std::result::Result<WorkflowHandle<T, E>, E> {
+        (self.typed.start)(self).await
+    }
+}
+
 /// Refuses attributes that are not a JSON object (DBOS's rule), before anything is written.
 pub(crate) fn check_attributes(attributes: Option<&Value>) -> Result<()> {
     match attributes {
@@ -191,12 +220,12 @@ pub(crate) fn check_attributes(attributes: Option<&Value>) -> Result<()> {
     }
 }
 
-impl<T: Portable, E: WorkflowError> IntoFuture for WorkflowCall<T, E> {
+impl<T, E> IntoFuture for WorkflowCall<T, E> {
     type Output = std::result::Result<T, E>;
     type IntoFuture = BoxFuture<'static, std::result::Result<T, E>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.start().await?.result().await })
+        (self.typed.run)(self)
     }
 }
 
@@ -286,7 +315,32 @@ pub struct WorkflowHandle<T, E> {
     id: Arc<str>,
     source: HandleSource,
     local: Option<CompletionReceiver>,
-    _types: PhantomData<fn() -> (T, E)>,
+    /// What waiting for the result does with the types, captured where the bounds are known
+    /// to hold (every constructor requires them), so the handle's API itself needs none.
+    typed: HandleTypes<T, E>,
+}
+
+/// [`WorkflowHandle::result`] and `.await` for types known to qualify.
+struct HandleTypes<T, E> {
+    result: for<'a> fn(&'a WorkflowHandle<T, E>) -> BoxFuture<'a, std::result::Result<T, E>>,
+    wait: fn(WorkflowHandle<T, E>) -> BoxFuture<'static, std::result::Result<T, E>>,
+}
+
+impl<T, E> Clone for HandleTypes<T, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, E> Copy for HandleTypes<T, E> {}
+
+impl<T: Portable, E: WorkflowError> HandleTypes<T, E> {
+    fn new() -> Self {
+        HandleTypes {
+            result: |handle| Box::pin(handle.typed_result()),
+            wait: |handle| Box::pin(async move { handle.typed_result().await }),
+        }
+    }
 }
 
 /// Where a handle learns about its workflow.
@@ -306,7 +360,7 @@ impl<T, E> Clone for WorkflowHandle<T, E> {
             id: self.id.clone(),
             source: self.source.clone(),
             local: self.local.clone(),
-            _types: PhantomData,
+            typed: self.typed,
         }
     }
 }
@@ -334,7 +388,7 @@ impl<T, E> WorkflowHandle<T, E> {
             id: self.id,
             source: self.source,
             local: self.local,
-            _types: PhantomData,
+            typed: HandleTypes::new(),
         }
     }
 
@@ -342,38 +396,6 @@ impl<T, E> WorkflowHandle<T, E> {
         match &self.source {
             HandleSource::Runtime(rt) => &rt.sysdb,
             HandleSource::Database(db) => db,
-        }
-    }
-}
-
-impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
-    fn local(runtime: Arc<RuntimeInner>, id: String, receiver: CompletionReceiver) -> Self {
-        WorkflowHandle {
-            id: id.into(),
-            source: HandleSource::Runtime(runtime),
-            local: Some(receiver),
-            _types: PhantomData,
-        }
-    }
-
-    pub(crate) fn attach(runtime: Arc<RuntimeInner>, id: String) -> Self {
-        let local = runtime.local_completion(&id);
-        WorkflowHandle {
-            id: id.into(),
-            source: HandleSource::Runtime(runtime),
-            local,
-            _types: PhantomData,
-        }
-    }
-
-    /// A handle that only reads the database: what a [`Client`](crate::client::Client)
-    /// gives out.
-    pub(crate) fn detached(sysdb: SystemDatabase, id: String) -> Self {
-        WorkflowHandle {
-            id: id.into(),
-            source: HandleSource::Database(sysdb),
-            local: None,
-            _types: PhantomData,
         }
     }
 
@@ -416,6 +438,43 @@ impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
     /// # Cancel safety
     /// Cancel safe: dropping the future only stops waiting.
     pub async fn result(&self) -> std::result::Result<T, E> {
+        (self.typed.result)(self).await
+    }
+}
+
+impl<T: Portable, E: WorkflowError> WorkflowHandle<T, E> {
+    fn local(runtime: Arc<RuntimeInner>, id: String, receiver: CompletionReceiver) -> Self {
+        WorkflowHandle {
+            id: id.into(),
+            source: HandleSource::Runtime(runtime),
+            local: Some(receiver),
+            typed: HandleTypes::new(),
+        }
+    }
+
+    pub(crate) fn attach(runtime: Arc<RuntimeInner>, id: String) -> Self {
+        let local = runtime.local_completion(&id);
+        WorkflowHandle {
+            id: id.into(),
+            source: HandleSource::Runtime(runtime),
+            local,
+            typed: HandleTypes::new(),
+        }
+    }
+
+    /// A handle that only reads the database: what a [`Client`](crate::client::Client)
+    /// gives out.
+    pub(crate) fn detached(sysdb: SystemDatabase, id: String) -> Self {
+        WorkflowHandle {
+            id: id.into(),
+            source: HandleSource::Database(sysdb),
+            local: None,
+            typed: HandleTypes::new(),
+        }
+    }
+
+    /// [`result`](WorkflowHandle::result) for types known to qualify.
+    async fn typed_result(&self) -> std::result::Result<T, E> {
         if let Some(ctx) = current() {
             return self.result_in_workflow(&ctx).await;
         }
@@ -714,12 +773,12 @@ fn panicked(id: &str, message: &str) -> Error {
     .with_workflow_id(id)
 }
 
-impl<T: Portable, E: WorkflowError> IntoFuture for WorkflowHandle<T, E> {
+impl<T, E> IntoFuture for WorkflowHandle<T, E> {
     type Output = std::result::Result<T, E>;
     type IntoFuture = BoxFuture<'static, std::result::Result<T, E>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.result().await })
+        (self.typed.wait)(self)
     }
 }
 

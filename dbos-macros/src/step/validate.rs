@@ -8,6 +8,7 @@ use syn::{Receiver, Type};
 use super::parse::{defaults, StepFn, StepOptions};
 use crate::error::Errors;
 use crate::func::Param;
+use crate::recorded::{self, Role};
 use crate::signature;
 
 /// A step that follows every rule: the pieces the expansion needs.
@@ -58,7 +59,8 @@ pub(crate) fn validate<'a>(step: &'a StepFn, all_errors: &mut Errors) -> Option<
     let result = signature::result_types(&sig.output);
     match result {
         Some((ok, err)) => {
-            for ty in [ok, err] {
+            for (ty, role) in [(ok, Role::Output), (err, Role::Error)] {
+                recorded::check(ty, role, "#[step]", &mut errors);
                 if let Some(span) = signature::impl_trait_in(ty) {
                     errors.push(syn::Error::new(
                         span,

@@ -7,6 +7,7 @@ use syn::{FnArg, PatType, Receiver, Type};
 use super::parse::{Isolation, TransactionFn};
 use crate::error::Errors;
 use crate::func::Param;
+use crate::recorded::{self, Role};
 use crate::signature;
 use crate::step::validate::{retry_policy, Policy};
 
@@ -76,7 +77,8 @@ pub(crate) fn validate<'a>(
     let result = signature::result_types(&sig.output);
     match result {
         Some((ok, err)) => {
-            for ty in [ok, err] {
+            for (ty, role) in [(ok, Role::Output), (err, Role::Error)] {
+                recorded::check(ty, role, "#[transaction]", &mut errors);
                 if let Some(span) = signature::impl_trait_in(ty) {
                     errors.push(syn::Error::new(
                         span,

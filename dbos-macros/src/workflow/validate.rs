@@ -7,6 +7,7 @@ use super::parse::{WorkflowFn, DEFAULT_MAX_RECOVERY_ATTEMPTS};
 use crate::determinism;
 use crate::error::Errors;
 use crate::func::{NamedParam, Param};
+use crate::recorded::{self, Role};
 use crate::signature;
 
 /// A workflow that follows every rule: the pieces the expansion needs.
@@ -104,6 +105,7 @@ pub(crate) fn validate<'a>(
                     ));
                 }
                 self_type(&named.ty, errors);
+                recorded::check(&named.ty, Role::Argument, "#[workflow]", errors);
                 params.push(named);
             }
             Param::Receiver(receiver) => errors.push(syn::Error::new_spanned(
@@ -124,7 +126,7 @@ pub(crate) fn validate<'a>(
     let result = signature::result_types(&sig.output);
     match result {
         Some((ok, err)) => {
-            for ty in [ok, err] {
+            for (ty, role) in [(ok, Role::Output), (err, Role::Error)] {
                 if let Some(span) = signature::impl_trait_in(ty) {
                     errors.push(syn::Error::new(
                         span,
@@ -133,6 +135,7 @@ pub(crate) fn validate<'a>(
                     ));
                 }
                 self_type(ty, errors);
+                recorded::check(ty, role, "#[workflow]", errors);
             }
         }
         None => errors.push(signature::not_result_error(
