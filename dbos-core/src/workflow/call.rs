@@ -50,9 +50,12 @@ pub struct WorkflowCall<T, E> {
 /// its signature, and none at the places that call it.
 pub(crate) struct CallTypes<T, E> {
     start: fn(WorkflowCall<T, E>) -> Started<T, E>,
-    run: fn(WorkflowCall<T, E>) -> BoxFuture<'static, std::result::Result<T, E>>,
+    run: fn(WorkflowCall<T, E>) -> ResultFuture<'static, T, E>,
     pub(crate) enqueue: fn(QueuedCall<T, E>) -> Started<T, E>,
 }
+
+/// The future of a workflow's result.
+type ResultFuture<'a, T, E> = BoxFuture<'a, std::result::Result<T, E>>;
 
 /// The future of a start or an enqueue.
 pub(crate) type Started<T, E> = BoxFuture<'static, std::result::Result<WorkflowHandle<T, E>, E>>;
@@ -322,8 +325,8 @@ pub struct WorkflowHandle<T, E> {
 
 /// [`WorkflowHandle::result`] and `.await` for types known to qualify.
 struct HandleTypes<T, E> {
-    result: for<'a> fn(&'a WorkflowHandle<T, E>) -> BoxFuture<'a, std::result::Result<T, E>>,
-    wait: fn(WorkflowHandle<T, E>) -> BoxFuture<'static, std::result::Result<T, E>>,
+    result: for<'a> fn(&'a WorkflowHandle<T, E>) -> ResultFuture<'a, T, E>,
+    wait: fn(WorkflowHandle<T, E>) -> ResultFuture<'static, T, E>,
 }
 
 impl<T, E> Clone for HandleTypes<T, E> {
