@@ -34,9 +34,7 @@ impl Client {
     /// # Errors
     /// As `list_workflows`.
     pub async fn list_queued_workflows(&self, query: &ListWorkflows) -> Result<Vec<WorkflowInfo>> {
-        self.manager()
-            .list_workflows(&query.clone().queued_only())
-            .await
+        self.manager().list_queued(query).await
     }
 
     /// One workflow's status row, input and outcome.

@@ -44,6 +44,16 @@ impl Dbos {
         self.manager().list_workflows(query).await
     }
 
+    /// The workflows on a queue (`ENQUEUED`, `DELAYED` or `PENDING` unless statuses are
+    /// given): DBOS's `list_queued_workflows`, i.e. [`list_workflows`](Self::list_workflows)
+    /// with [`ListWorkflows::queued_only`].
+    ///
+    /// # Errors
+    /// As `list_workflows`.
+    pub async fn list_queued_workflows(&self, query: &ListWorkflows) -> Result<Vec<WorkflowInfo>> {
+        self.manager().list_queued(query).await
+    }
+
     /// One workflow's status row, input and outcome.
     ///
     /// # Errors

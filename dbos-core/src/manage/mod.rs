@@ -18,9 +18,14 @@
 //! | [`garbage_collect`](crate::Dbos::garbage_collect) | old finished workflows deleted in short batches |
 //! | [`cancel_workflows_created_before`](crate::Dbos::cancel_workflows_created_before) | a global timeout |
 //!
-//! Each write is one transaction: a crash leaves all of it or none of it.
+//! Cancel, resume, fork, rewind and delete are each one transaction (a crash leaves all of
+//! it or none of it); garbage collection, the global timeout and a rename work in short
+//! batches, each its own transaction. Called inside a workflow, every operation is a durable
+//! operation of that workflow (see `durable`): a replay returns the recorded answer and a
+//! write is never made twice.
 
 mod dbos;
+pub(crate) mod durable;
 mod options;
 mod query;
 mod types;
@@ -39,7 +44,7 @@ pub use types::{
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::RuntimeInner;
-use crate::sysdb::manage::{ForkRow, ResumeRow, RewindRow};
+use crate::sysdb::manage::{ForkRow, ResumeAll, ResumeRow, RewindRow, TreeChange};
 use crate::sysdb::workflows::{now_ms, INTERNAL_QUEUE};
 use crate::sysdb::SystemDatabase;
 use crate::workflow::call::{non_existent, Status, WorkflowHandle};
@@ -105,62 +110,124 @@ impl Manager {
         }
     }
 
+    /// The workflows `q` selects (`DBOS.listWorkflows` inside a workflow).
     pub(crate) async fn list_workflows(&self, q: &ListWorkflows) -> Result<Vec<WorkflowInfo>> {
+        durable::read(durable::LIST_WORKFLOWS, || self.rows(q)).await
+    }
+
+    /// The queued workflows `q` selects (`DBOS.listQueuedWorkflows` inside a workflow).
+    pub(crate) async fn list_queued(&self, q: &ListWorkflows) -> Result<Vec<WorkflowInfo>> {
+        let q = q.clone().queued_only();
+        durable::read(durable::LIST_QUEUED, || self.rows(&q)).await
+    }
+
+    async fn rows(&self, q: &ListWorkflows) -> Result<Vec<WorkflowInfo>> {
         q.check()?;
         let rows = self.sysdb.list_workflow_rows(q, self.app()).await?;
         Ok(rows.into_iter().map(WorkflowInfo::from_row).collect())
     }
 
+    /// One workflow (`DBOS.getStatus` inside a workflow).
     pub(crate) async fn get_workflow(&self, id: &str) -> Result<WorkflowInfo> {
         check_id(id)?;
-        let rows = self.list_workflows(&ListWorkflows::new().id(id)).await?;
-        rows.into_iter().next().ok_or_else(|| non_existent(id))
+        durable::read(durable::GET_STATUS, || async {
+            let rows = self.rows(&ListWorkflows::new().id(id)).await?;
+            rows.into_iter().next().ok_or_else(|| non_existent(id))
+        })
+        .await
     }
 
+    /// The recorded operations of a workflow (`DBOS.listWorkflowSteps` inside a workflow).
     pub(crate) async fn list_steps(&self, id: &str) -> Result<Vec<StepInfo>> {
         check_id(id)?;
-        let rows = self
-            .sysdb
-            .list_step_rows(id, None, None)
-            .await?
-            .ok_or_else(|| non_existent(id))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| StepInfo::from_row(id, r))
-            .collect())
+        durable::read(durable::LIST_STEPS, || async {
+            let rows = self
+                .sysdb
+                .list_step_rows(id, None, None)
+                .await?
+                .ok_or_else(|| non_existent(id))?;
+            Ok(rows
+                .into_iter()
+                .map(|r| StepInfo::from_row(id, r))
+                .collect())
+        })
+        .await
     }
 
     pub(crate) async fn cancel(&self, ids: &[&str], descendants: bool) -> Result<Vec<String>> {
         check_ids(ids)?;
-        let change = self.sysdb.cancel_tree(ids, descendants).await?;
-        let cancelled = found(change)?;
-        self.stop_here(&cancelled, |id| {
-            Error::new(
-                ErrorKind::WorkflowCancelled,
-                format!("workflow `{id}` was cancelled; it stops before its next operation"),
-            )
-        });
-        Ok(cancelled)
+        let wrote = durable::write(self.runtime.as_ref(), durable::CANCEL, found, async |rec| {
+            self.sysdb.cancel_tree(ids, descendants, rec).await
+        })
+        .await?;
+        if wrote.now {
+            self.stop_here(&wrote.answer, |id| {
+                Error::new(
+                    ErrorKind::WorkflowCancelled,
+                    format!("workflow `{id}` was cancelled; it stops before its next operation"),
+                )
+            });
+        }
+        Ok(wrote.answer)
     }
 
     pub(crate) async fn resume(&self, id: &str, queue: Option<&str>) -> Result<Resumed> {
-        check_id(id)?;
+        let mut answers = self.resume_many(&[id], queue).await?;
+        answers
+            .pop()
+            .map(|(_, resumed)| resumed)
+            .ok_or_else(|| non_existent(id))
+    }
+
+    /// Resumes workflows in one transaction (`DBOS.resumeWorkflow` inside a workflow).
+    pub(crate) async fn resume_many(
+        &self,
+        ids: &[&str],
+        queue: Option<&str>,
+    ) -> Result<Vec<(String, Resumed)>> {
+        check_ids(ids)?;
         if queue.is_some_and(|q| q.trim().is_empty()) {
             return Err(Error::invalid(
                 "the queue name is blank: give the queue to resume onto, or none for the internal queue",
             ));
         }
-        match self.sysdb.resume(id, queue).await? {
-            ResumeRow::Missing => Err(non_existent(id)),
-            ResumeRow::Finished(status) => Ok(Resumed::AlreadyFinished(Status::parse(&status))),
-            ResumeRow::Enqueued => {
-                let queue = queue.unwrap_or(INTERNAL_QUEUE);
-                self.wake(queue);
-                Ok(Resumed::Enqueued {
-                    queue: queue.to_owned(),
-                })
+        let onto = queue.unwrap_or(INTERNAL_QUEUE);
+        let answer = |all: &ResumeAll| -> Result<Vec<(String, Resumed)>> {
+            if !all.missing.is_empty() {
+                return Err(missing_error(&all.missing));
             }
+            Ok(all
+                .rows
+                .iter()
+                .map(|(id, row)| {
+                    let resumed = match row {
+                        ResumeRow::Finished(status) => {
+                            Resumed::AlreadyFinished(Status::parse(status))
+                        }
+                        ResumeRow::Enqueued => Resumed::Enqueued {
+                            queue: onto.to_owned(),
+                        },
+                    };
+                    (id.clone(), resumed)
+                })
+                .collect())
+        };
+        let wrote = durable::write(
+            self.runtime.as_ref(),
+            durable::RESUME,
+            answer,
+            async |rec| self.sysdb.resume_all(ids, queue, rec).await,
+        )
+        .await?;
+        if wrote.now
+            && wrote
+                .answer
+                .iter()
+                .any(|(_, r)| matches!(r, Resumed::Enqueued { .. }))
+        {
+            self.wake(onto);
         }
+        Ok(wrote.answer)
     }
 
     pub(crate) async fn fork(&self, id: &str, start_step: u32, o: &ForkOptions) -> Result<String> {
@@ -173,40 +240,54 @@ impl Manager {
         let timeout_ms = o
             .timeout
             .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX).max(1));
-        self.sysdb
-            .fork(&ForkRow {
-                original: id,
-                forked: &forked,
-                start_step: i32::try_from(start_step).unwrap_or(i32::MAX),
-                app_version: o.app_version.as_deref(),
-                queue: o.queue.as_deref(),
-                partition_key: o.partition_key.as_deref(),
-                timeout_ms,
-                app_name: self.app(),
-                replaced_children: o
-                    .replacement_children
-                    .iter()
-                    .map(|(old, new)| (old.as_str(), new.as_str()))
-                    .unzip(),
-            })
-            .await?;
-        self.wake(o.queue.as_deref().unwrap_or(INTERNAL_QUEUE));
-        Ok(forked)
+        let row = ForkRow {
+            original: id,
+            forked: &forked,
+            start_step: i32::try_from(start_step).unwrap_or(i32::MAX),
+            app_version: o.app_version.as_deref(),
+            queue: o.queue.as_deref(),
+            partition_key: o.partition_key.as_deref(),
+            timeout_ms,
+            app_name: self.app(),
+            replaced_children: o
+                .replacement_children
+                .iter()
+                .map(|(old, new)| (old.as_str(), new.as_str()))
+                .unzip(),
+        };
+        let wrote = durable::write(
+            self.runtime.as_ref(),
+            durable::FORK,
+            |forked: &String| Ok(forked.clone()),
+            async |rec| self.sysdb.fork(&row, rec).await,
+        )
+        .await?;
+        if wrote.now {
+            self.wake(o.queue.as_deref().unwrap_or(INTERNAL_QUEUE));
+        }
+        Ok(wrote.answer)
     }
 
     pub(crate) async fn rewind(&self, id: &str, start_step: u32, o: &RewindOptions) -> Result<()> {
         check_id(id)?;
         o.check()?;
-        self.sysdb
-            .rewind(&RewindRow {
-                workflow_id: id,
-                start_step: i32::try_from(start_step).unwrap_or(i32::MAX),
-                app_version: o.app_version.as_deref(),
-                queue: o.queue.as_deref(),
-                partition_key: o.partition_key.as_deref(),
-            })
-            .await?;
-        self.wake(o.queue.as_deref().unwrap_or(INTERNAL_QUEUE));
+        let row = RewindRow {
+            workflow_id: id,
+            start_step: i32::try_from(start_step).unwrap_or(i32::MAX),
+            app_version: o.app_version.as_deref(),
+            queue: o.queue.as_deref(),
+            partition_key: o.partition_key.as_deref(),
+        };
+        let wrote = durable::write(
+            self.runtime.as_ref(),
+            durable::REWIND,
+            |(): &()| Ok(()),
+            async |rec| self.sysdb.rewind(&row, rec).await,
+        )
+        .await?;
+        if wrote.now {
+            self.wake(o.queue.as_deref().unwrap_or(INTERNAL_QUEUE));
+        }
         Ok(())
     }
 
@@ -267,31 +348,19 @@ impl Manager {
 
     pub(crate) async fn delete(&self, ids: &[&str], descendants: bool) -> Result<Vec<String>> {
         check_ids(ids)?;
-        let deleted = found(self.sysdb.delete_tree(ids, descendants).await?)?;
-        self.stop_here(&deleted, |id| {
-            Error::new(
-                ErrorKind::NonExistentWorkflow,
-                format!("workflow `{id}` was deleted while it ran"),
-            )
-        });
-        Ok(deleted)
-    }
-
-    pub(crate) async fn resume_many(
-        &self,
-        ids: &[&str],
-        queue: Option<&str>,
-    ) -> Result<Vec<(String, Resumed)>> {
-        check_ids(ids)?;
-        let missing = self.sysdb.missing_ids(ids).await?;
-        if !missing.is_empty() {
-            return Err(missing_error(&missing));
+        let wrote = durable::write(self.runtime.as_ref(), durable::DELETE, found, async |rec| {
+            self.sysdb.delete_tree(ids, descendants, rec).await
+        })
+        .await?;
+        if wrote.now {
+            self.stop_here(&wrote.answer, |id| {
+                Error::new(
+                    ErrorKind::NonExistentWorkflow,
+                    format!("workflow `{id}` was deleted while it ran"),
+                )
+            });
         }
-        let mut answers = Vec::with_capacity(ids.len());
-        for id in ids {
-            answers.push(((*id).to_owned(), self.resume(id, queue).await?));
-        }
-        Ok(answers)
+        Ok(wrote.answer)
     }
 
     pub(crate) async fn garbage_collect(&self, gc: &GarbageCollect) -> Result<GcReport> {
@@ -448,9 +517,9 @@ fn check_ids(ids: &[&str]) -> Result<()> {
 
 /// The changed ids, or `NonExistentWorkflow` naming the ids that matched no workflow (then
 /// nothing was changed).
-fn found(change: crate::sysdb::manage::TreeChange) -> Result<Vec<String>> {
+fn found(change: &TreeChange) -> Result<Vec<String>> {
     if change.missing.is_empty() {
-        Ok(change.changed)
+        Ok(change.changed.clone())
     } else {
         Err(missing_error(&change.missing))
     }

@@ -16,7 +16,11 @@ use crate::workflow::call::Status;
 /// (`portable_json`), else the text as stored, with the reason. Listing never fails because
 /// of one value: a workflow written by DBOS Python's pickle serializer lists with its input
 /// as [`Payload::Raw`].
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Recorded inside a workflow (as part of a `DBOS.listWorkflows` answer) as
+/// `{"decoded": value}` or `{"raw": {"text": ..., "serialization": ..., "reason": ...}}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Payload<T> {
     /// The decoded value.
@@ -85,8 +89,9 @@ fn decode<T: DeserializeOwned>(
 /// A workflow as listed: its status row, with its input and outcome decoded where they
 /// decode. Times are milliseconds since the Unix epoch, as stored. The field names are
 /// DBOS's (`WorkflowStatus` in its SDKs), and [`to_dbos_json`](Self::to_dbos_json) renders
-/// the JSON DBOS's CLI prints.
-#[derive(Debug, Clone, PartialEq)]
+/// the JSON DBOS's CLI prints. Inside a workflow a listing is recorded (`DBOS.listWorkflows`,
+/// `DBOS.getStatus`) as these fields, by name.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct WorkflowInfo {
     /// The workflow id.
@@ -277,8 +282,9 @@ impl WorkflowInfo {
     }
 }
 
-/// One recorded operation of a workflow (a step, a child start, a sleep, ...), as listed.
-#[derive(Debug, Clone, PartialEq)]
+/// One recorded operation of a workflow (a step, a child start, a sleep, ...), as listed
+/// (and recorded by `DBOS.listWorkflowSteps` inside a workflow, as these fields by name).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct StepInfo {
     /// Its step id (the first operation is 1).
@@ -498,8 +504,10 @@ impl QueueInfo {
     }
 }
 
-/// What [`resume_workflow`](crate::Dbos::resume_workflow) did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What [`resume_workflow`](crate::Dbos::resume_workflow) did. Recorded inside a workflow
+/// (`DBOS.resumeWorkflow`) as `{"enqueued":{"queue":"..."}}` or `{"already_finished":"SUCCESS"}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Resumed {
     /// The workflow is `ENQUEUED` on this queue again and continues from its last

@@ -9,6 +9,7 @@
 
 use tokio_postgres::types::ToSql;
 
+use super::in_workflow::{Outcome, Recorder};
 use super::workflows::{now_ms, INTERNAL_QUEUE};
 use super::SystemDatabase;
 use crate::error::{Error, ErrorKind, Result};
@@ -93,15 +94,22 @@ pub(crate) struct StepRow {
     pub(crate) serialization: Option<String>,
 }
 
-/// What a resume found.
+/// What a resume found for one workflow.
 #[derive(Debug, Clone)]
 pub(crate) enum ResumeRow {
-    /// No workflow has the id.
-    Missing,
     /// The workflow had finished (`SUCCESS` or `ERROR`): left as it is.
     Finished(String),
     /// Enqueued again.
     Enqueued,
+}
+
+/// What a resume of several workflows did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ResumeAll {
+    /// The ids given that name no workflow: when any, nothing was changed.
+    pub(crate) missing: Vec<String>,
+    /// Each workflow, in the order given, and what became of it.
+    pub(crate) rows: Vec<(String, ResumeRow)>,
 }
 
 /// A fork to write.
@@ -533,8 +541,13 @@ impl SystemDatabase {
 
     /// Cancels workflows (and, with `descendants`, every workflow they started,
     /// recursively) that have not finished; nothing when an id is missing. Idempotent: a
-    /// retry cancels nothing new.
-    pub(crate) async fn cancel_tree(&self, ids: &[&str], descendants: bool) -> Result<TreeChange> {
+    /// retry cancels nothing new. With `rec`, recorded as the calling workflow's operation.
+    pub(crate) async fn cancel_tree(
+        &self,
+        ids: &[&str],
+        descendants: bool,
+        rec: Option<&Recorder<'_, TreeChange>>,
+    ) -> Result<Outcome<TreeChange>> {
         let s = self.quoted_schema();
         let now = now_ms();
         let tree = tree_cte(s, descendants);
@@ -548,64 +561,105 @@ impl SystemDatabase {
                  RETURNING workflow_uuid)
              SELECT ARRAY(SELECT id FROM missing), ARRAY(SELECT workflow_uuid FROM cancelled)"
         );
-        let row = self
-            .query_opt(&format!("cancel {}", show_ids(ids)), &sql, &[&ids, &now])
-            .await?;
-        Ok(row
-            .map(|r| TreeChange {
-                missing: r.get(0),
-                changed: r.get(1),
-            })
-            .unwrap_or_default())
+        let what = format!("cancel {}", show_ids(ids));
+        self.run(&what, |mut client, _| {
+            let (sql, what) = (&sql, &what);
+            async move {
+                let failed = |e| Error::db(format!("could not {what}"), e);
+                let tx = client.transaction().await.map_err(failed)?;
+                if let Some(done) = self.open_record(&tx, rec).await.map_err(failed)? {
+                    return Ok(done);
+                }
+                let row = tx
+                    .query_one(sql.as_str(), &[&ids, &now])
+                    .await
+                    .map_err(failed)?;
+                let change = TreeChange {
+                    missing: row.get(0),
+                    changed: row.get(1),
+                };
+                self.close_record(&tx, rec, &change).await?;
+                tx.commit().await.map_err(failed)?;
+                Ok(Outcome::Done(change))
+            }
+        })
+        .await
     }
 
-    /// Puts a workflow that has not finished back on a queue (the internal one by default),
-    /// to continue from its last checkpoint: DBOS's resume. A retry whose first attempt
-    /// committed unseen finds the workflow active and stamped with this resume's time, and
-    /// leaves it as it is.
-    pub(crate) async fn resume(&self, workflow_id: &str, queue: Option<&str>) -> Result<ResumeRow> {
+    /// Puts workflows that have not finished back on a queue (the internal one by default),
+    /// to continue from their last checkpoint: DBOS's resume, all in one transaction;
+    /// nothing when an id is missing. A retry whose first attempt committed unseen finds each
+    /// workflow active and stamped with this resume's time, and leaves it as it is. With
+    /// `rec`, recorded as the calling workflow's operation.
+    pub(crate) async fn resume_all(
+        &self,
+        ids: &[&str],
+        queue: Option<&str>,
+        rec: Option<&Recorder<'_, ResumeAll>>,
+    ) -> Result<Outcome<ResumeAll>> {
         let s = self.quoted_schema();
         let now = now_ms();
         let queue = queue.unwrap_or(INTERNAL_QUEUE);
-        let what = format!("resume workflow `{workflow_id}`");
-        self.run(&what, |mut client, attempt| async move {
-            let failed = |e| Error::db(format!("could not resume workflow `{workflow_id}`"), e);
-            let tx = client.transaction().await.map_err(failed)?;
-            let row = tx
-                .query_opt(
-                    &format!(
-                        "SELECT status, updated_at FROM {s}.workflow_status WHERE workflow_uuid = $1 FOR UPDATE"
-                    ),
-                    &[&workflow_id],
-                )
-                .await
-                .map_err(failed)?;
-            let Some(row) = row else {
-                return Ok(ResumeRow::Missing);
-            };
-            let status: String = row.get::<_, Option<String>>(0).unwrap_or_default();
-            let updated_at: i64 = row.get(1);
-            if status == "SUCCESS" || status == "ERROR" {
-                return Ok(ResumeRow::Finished(status));
+        let what = format!("resume {}", show_ids(ids));
+        self.run(&what, |mut client, attempt| {
+            let what = &what;
+            async move {
+                let failed = |e| Error::db(format!("could not {what}"), e);
+                let tx = client.transaction().await.map_err(failed)?;
+                if let Some(done) = self.open_record(&tx, rec).await.map_err(failed)? {
+                    return Ok(done);
+                }
+                let mut all = ResumeAll::default();
+                for id in ids {
+                    let row = tx
+                        .query_opt(
+                            &format!(
+                                "SELECT status, updated_at FROM {s}.workflow_status WHERE workflow_uuid = $1 FOR UPDATE"
+                            ),
+                            &[id],
+                        )
+                        .await
+                        .map_err(failed)?;
+                    let Some(row) = row else {
+                        all.missing.push((*id).to_owned());
+                        continue;
+                    };
+                    let status: String = row.get::<_, Option<String>>(0).unwrap_or_default();
+                    let updated_at: i64 = row.get(1);
+                    let done = if status == "SUCCESS" || status == "ERROR" {
+                        ResumeRow::Finished(status)
+                    } else if attempt > 1
+                        && matches!(status.as_str(), "ENQUEUED" | "PENDING")
+                        && updated_at >= now
+                    {
+                        // This resume's own write, committed by an attempt whose answer was lost.
+                        ResumeRow::Enqueued
+                    } else {
+                        tx.execute(
+                            &format!(
+                                "UPDATE {s}.workflow_status
+                                    SET status = 'ENQUEUED', owner_xid = NULL, queue_name = $2, recovery_attempts = 0,
+                                        workflow_deadline_epoch_ms = NULL, deduplication_id = NULL,
+                                        started_at_epoch_ms = NULL, updated_at = $3, completed_at = NULL
+                                  WHERE workflow_uuid = $1"
+                            ),
+                            &[id, &queue, &now],
+                        )
+                        .await
+                        .map_err(failed)?;
+                        ResumeRow::Enqueued
+                    };
+                    all.rows.push(((*id).to_owned(), done));
+                }
+                if !all.missing.is_empty() {
+                    // Nothing changes (the transaction rolls back); the caller reports them.
+                    all.rows.clear();
+                    return Ok(Outcome::Done(all));
+                }
+                self.close_record(&tx, rec, &all).await?;
+                tx.commit().await.map_err(failed)?;
+                Ok(Outcome::Done(all))
             }
-            if attempt > 1 && matches!(status.as_str(), "ENQUEUED" | "PENDING") && updated_at >= now {
-                // This resume's own write, committed by an attempt whose answer was lost.
-                return Ok(ResumeRow::Enqueued);
-            }
-            tx.execute(
-                &format!(
-                    "UPDATE {s}.workflow_status
-                        SET status = 'ENQUEUED', owner_xid = NULL, queue_name = $2, recovery_attempts = 0,
-                            workflow_deadline_epoch_ms = NULL, deduplication_id = NULL, started_at_epoch_ms = NULL,
-                            updated_at = $3, completed_at = NULL
-                      WHERE workflow_uuid = $1"
-                ),
-                &[&workflow_id, &queue, &now],
-            )
-            .await
-            .map_err(failed)?;
-            tx.commit().await.map_err(failed)?;
-            Ok(ResumeRow::Enqueued)
         })
         .await
     }
@@ -618,13 +672,21 @@ impl SystemDatabase {
     /// # Errors
     /// [`ErrorKind::NonExistentWorkflow`], [`ErrorKind::NoSuchStep`] (naming the last
     /// recorded step), [`ErrorKind::ConflictingWorkflow`] when the fork's id is taken.
-    pub(crate) async fn fork(&self, f: &ForkRow<'_>) -> Result<()> {
+    pub(crate) async fn fork(
+        &self,
+        f: &ForkRow<'_>,
+        rec: Option<&Recorder<'_, String>>,
+    ) -> Result<Outcome<String>> {
         let s = self.quoted_schema();
         let now = now_ms();
         let what = format!("fork workflow `{}`", f.original);
+        let forked = &f.forked.to_owned();
         self.run(&what, |mut client, attempt| async move {
             let failed = |e| Error::db(format!("could not fork workflow `{}`", f.original), e);
             let tx = client.transaction().await.map_err(failed)?;
+            if let Some(done) = self.open_record(&tx, rec).await.map_err(failed)? {
+                return Ok(done);
+            }
             if attempt > 1 {
                 // A fork committed by an attempt whose answer was lost is recognised by its id
                 // and origin.
@@ -637,7 +699,7 @@ impl SystemDatabase {
                     .map_err(failed)?;
                 if let Some(row) = existing {
                     if row.get::<_, Option<String>>(0).as_deref() == Some(f.original) {
-                        return Ok(());
+                        return Ok(Outcome::Done(forked.clone()));
                     }
                 }
             }
@@ -754,8 +816,9 @@ impl SystemDatabase {
                         .map_err(failed)?;
                 }
             }
+            self.close_record(&tx, rec, forked).await?;
             tx.commit().await.map_err(failed)?;
-            Ok(())
+            Ok(Outcome::Done(forked.clone()))
         })
         .await
     }
@@ -770,7 +833,11 @@ impl SystemDatabase {
     /// # Errors
     /// [`ErrorKind::NonExistentWorkflow`], [`ErrorKind::InvalidArgument`] for an active
     /// workflow, [`ErrorKind::NoSuchStep`].
-    pub(crate) async fn rewind(&self, r: &RewindRow<'_>) -> Result<()> {
+    pub(crate) async fn rewind(
+        &self,
+        r: &RewindRow<'_>,
+        rec: Option<&Recorder<'_, ()>>,
+    ) -> Result<Outcome<()>> {
         let s = self.quoted_schema();
         let now = now_ms();
         let id = r.workflow_id;
@@ -778,6 +845,9 @@ impl SystemDatabase {
         self.run(&what, |mut client, attempt| async move {
             let failed = |e| Error::db(format!("could not rewind workflow `{id}`"), e);
             let tx = client.transaction().await.map_err(failed)?;
+            if let Some(done) = self.open_record(&tx, rec).await.map_err(failed)? {
+                return Ok(done);
+            }
             let Some((status, (last_id, last_name))) =
                 self.last_step_on(&tx, id).await.map_err(failed)?
             else {
@@ -795,7 +865,7 @@ impl SystemDatabase {
                         .get(0);
                     if updated.is_some_and(|u| u >= now) {
                         // This rewind, committed by an attempt whose answer was lost.
-                        return Ok(());
+                        return Ok(Outcome::Done(()));
                     }
                 }
                 return Err(Error::invalid(format!(
@@ -873,8 +943,9 @@ impl SystemDatabase {
                     format!("workflow `{id}` changed status while it was being rewound; rewind it again"),
                 ));
             }
+            self.close_record(&tx, rec, &()).await?;
             tx.commit().await.map_err(failed)?;
-            Ok(())
+            Ok(Outcome::Done(()))
         })
         .await
     }
@@ -932,10 +1003,16 @@ impl SystemDatabase {
 
     /// Deletes workflows (and, with `descendants`, every workflow they started,
     /// recursively) with their inputs, outcomes, checkpoints, and, through their foreign
-    /// keys, their messages, events and streams; one statement, nothing deleted when an id
-    /// is missing. A retry whose first attempt committed unseen finds none of the ids left,
-    /// and reports them deleted.
-    pub(crate) async fn delete_tree(&self, ids: &[&str], descendants: bool) -> Result<TreeChange> {
+    /// keys, their messages, events and streams; one transaction, nothing deleted when an id
+    /// is missing. The ids are looked up once before the first attempt, so a retry whose
+    /// first attempt committed unseen (it finds none of them left) reports them deleted only
+    /// if they existed. With `rec`, recorded as the calling workflow's operation.
+    pub(crate) async fn delete_tree(
+        &self,
+        ids: &[&str],
+        descendants: bool,
+        rec: Option<&Recorder<'_, TreeChange>>,
+    ) -> Result<Outcome<TreeChange>> {
         let s = self.quoted_schema();
         let tree = tree_cte(s, descendants);
         let sql = format!(
@@ -946,28 +1023,32 @@ impl SystemDatabase {
              deleted AS (DELETE FROM {s}.workflow_status WHERE workflow_uuid IN (SELECT id FROM tree) RETURNING workflow_uuid)
              SELECT ARRAY(SELECT id FROM missing), ARRAY(SELECT workflow_uuid FROM deleted)"
         );
+        let existed = self.missing_ids(ids).await?.is_empty();
         let what = format!("delete {}", show_ids(ids));
-        self.run(&what, |client, attempt| {
-            let sql = sql.clone();
-            let what = what.clone();
+        self.run(&what, |mut client, attempt| {
+            let (sql, what) = (&sql, &what);
             async move {
-                let row = client
-                    .query_one(&sql, &[&ids])
-                    .await
-                    .map_err(|e| Error::db(format!("could not {what}"), e))?;
-                let change = TreeChange {
+                let failed = |e| Error::db(format!("could not {what}"), e);
+                let tx = client.transaction().await.map_err(failed)?;
+                if let Some(done) = self.open_record(&tx, rec).await.map_err(failed)? {
+                    return Ok(done);
+                }
+                let row = tx.query_one(sql.as_str(), &[&ids]).await.map_err(failed)?;
+                let mut change = TreeChange {
                     missing: row.get(0),
                     changed: row.get(1),
                 };
-                let all_gone = change.missing.len() == distinct(ids);
-                Ok(if attempt > 1 && all_gone {
-                    TreeChange {
+                if attempt > 1 && existed && change.missing.len() == distinct(ids) {
+                    // Every id existed before the first attempt and none is left: that
+                    // attempt deleted them, and its answer was lost.
+                    change = TreeChange {
                         missing: Vec::new(),
                         changed: ids.iter().map(|id| (*id).to_owned()).collect(),
-                    }
-                } else {
-                    change
-                })
+                    };
+                }
+                self.close_record(&tx, rec, &change).await?;
+                tx.commit().await.map_err(failed)?;
+                Ok(Outcome::Done(change))
             }
         })
         .await

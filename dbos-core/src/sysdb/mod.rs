@@ -6,6 +6,7 @@
 mod connect;
 pub(crate) mod datasource;
 pub(crate) mod executors;
+pub(crate) mod in_workflow;
 pub(crate) mod listener;
 pub(crate) mod manage;
 pub(crate) mod messages;

@@ -310,6 +310,25 @@ impl Status {
     }
 }
 
+/// A status is stored (and recorded by `DBOS.getStatus`) as DBOS writes it: `"SUCCESS"`, ...
+impl serde::Serialize for Status {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Status {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(Status::parse(&text))
+    }
+}
+
 /// A handle to a started workflow: cheap to clone, typed by the workflow's output and error.
 /// Any process can get one by id with [`Dbos::retrieve_workflow`].
 ///
@@ -410,15 +429,19 @@ impl<T, E> WorkflowHandle<T, E> {
         }
     }
 
-    /// The workflow's current status.
+    /// The workflow's current status. Inside a workflow the read is a durable operation
+    /// (`DBOS.getStatus`): a replay returns the recorded status without reading it again.
     ///
     /// # Errors
     /// [`ErrorKind::NonExistentWorkflow`], or a database error.
     pub async fn status(&self) -> Result<Status> {
-        match self.sysdb().workflow_outcome(&self.id).await? {
-            Some(row) => Ok(Status::parse(&row.status)),
-            None => Err(non_existent(&self.id)),
-        }
+        crate::manage::durable::read(crate::manage::durable::GET_STATUS, || async {
+            match self.sysdb().workflow_outcome(&self.id).await? {
+                Some(row) => Ok(Status::parse(&row.status)),
+                None => Err(non_existent(&self.id)),
+            }
+        })
+        .await
     }
 
     /// Waits for the workflow to finish and returns its result: the output, the workflow's
