@@ -49,8 +49,9 @@ struct State {
     cut: AtomicUsize,
     /// Armed by [`Proxy::cut_when_sent`].
     cut_on: Mutex<Option<Vec<u8>>>,
-    /// Armed by [`Proxy::cut_after_commit`]: the marker and the delay.
-    commit_trigger: Mutex<Option<(Vec<u8>, Duration)>>,
+    /// Armed by [`Proxy::cut_after_commit`]: the marker, the delay, and how many more
+    /// commits to hold.
+    commit_trigger: Mutex<Option<(Vec<u8>, Duration, usize)>>,
     /// Armed by [`Proxy::lose_reply_to`].
     lose_reply_to: Mutex<Option<Vec<u8>>>,
     /// How many armed triggers fired.
@@ -158,7 +159,13 @@ impl Proxy {
     /// it). A lost commit acknowledgement, with the transaction still in progress on the
     /// server for `delay` after the client noticed.
     pub fn cut_after_commit(&self, marker: &[u8], delay: Duration) {
-        *lock(&self.state.commit_trigger) = Some((marker.to_vec(), delay));
+        self.cut_after_commits(marker, delay, 1);
+    }
+
+    /// [`cut_after_commit`](Self::cut_after_commit) for the first `times` connections whose
+    /// transaction sent `marker` (each `COMMIT` held for `delay`).
+    pub fn cut_after_commits(&self, marker: &[u8], delay: Duration, times: usize) {
+        *lock(&self.state.commit_trigger) = (times > 0).then(|| (marker.to_vec(), delay, times));
     }
 
     /// A lost acknowledgement of a statement outside an explicit transaction: the first
@@ -341,7 +348,7 @@ async fn pump_frontend(
                     }
                 }
                 let commit_trigger = lock(&state.commit_trigger).clone();
-                if let Some((marker, delay)) = commit_trigger {
+                if let Some((marker, delay, _)) = commit_trigger {
                     if contains(&message, &marker) {
                         marker_in_transaction = true;
                     }
@@ -355,7 +362,13 @@ async fn pump_frontend(
                         {
                             marker_in_transaction = false;
                         } else if text.starts_with("COMMIT") && marker_in_transaction {
-                            *lock(&state.commit_trigger) = None;
+                            {
+                                let mut trigger = lock(&state.commit_trigger);
+                                match trigger.as_mut() {
+                                    Some((_, _, left)) if *left > 1 => *left -= 1,
+                                    _ => *trigger = None,
+                                }
+                            }
                             state.fired.fetch_add(1, Ordering::SeqCst);
                             return Stop::Held(HeldCommit { to, message, delay });
                         }

@@ -34,6 +34,36 @@ pub(crate) use url::{quote_ident, with_database, DatabaseUrl};
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// Connections each pool keeps apart for a task that already holds one of its connections
+/// through a `#[transaction]` and needs another (settling a lost `COMMIT` acknowledgement,
+/// looking into a refused record, a `send` or `set_event` from the body). A side connection
+/// is held for one operation and never while waiting for another, so these few serve any
+/// number of such tasks without a deadlock, whatever the main pool's size.
+pub(crate) const SIDE_POOL_SIZE: usize = 2;
+
+tokio::task_local! {
+    /// The pool (by [`pool_id`]) one of whose connections the current task holds through a
+    /// transaction.
+    static HOLDING: u64;
+}
+
+/// A new pool identity, for [`holding`].
+pub(crate) fn pool_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether the current task holds a connection of pool `id` (see [`while_holding`]).
+pub(crate) fn holding(id: u64) -> bool {
+    HOLDING.try_with(|held| *held == id).unwrap_or(false)
+}
+
+/// Runs `f` as a task holding a connection of pool `id`: its checkouts from that pool take
+/// side connections instead of waiting for the one it holds.
+pub(crate) async fn while_holding<F: std::future::Future>(id: u64, f: F) -> F::Output {
+    HOLDING.scope(id, f).await
+}
+
 /// How to connect to a system database.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -62,6 +92,9 @@ impl Default for ConnectOptions {
 #[derive(Clone)]
 pub struct SystemDatabase {
     pool: Pool,
+    /// [`SIDE_POOL_SIZE`] connections for tasks holding one of `pool`'s.
+    side: Pool,
+    pool_id: u64,
     statements: Arc<std::sync::Mutex<std::collections::HashMap<&'static str, Arc<str>>>>,
     schema: Arc<str>,
     quoted_schema: Arc<str>,
@@ -117,14 +150,24 @@ impl SystemDatabase {
         parsed.config.connect_timeout(options.connect_timeout);
         let connector = connect::HostByHost::new(tls::connector(&parsed)?);
         let servers = connect::server_count(&parsed.config).max(1) as u32;
-        let manager = Manager::from_connect(
-            parsed.config.clone(),
-            connector.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
+        let manager = || {
+            Manager::from_connect(
+                parsed.config.clone(),
+                connector.clone(),
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            )
+        };
+        let side = Pool::builder(manager())
+            .max_size(SIDE_POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .queue_mode(deadpool_postgres::QueueMode::Lifo)
+            .create_timeout(Some(options.connect_timeout * servers))
+            .wait_timeout(Some(options.connect_timeout + options.retry_for))
+            .build()
+            .map_err(|e| Error::config(format!("could not build the connection pool: {e}")))?;
+        let pool = Pool::builder(manager())
             .max_size(options.pool_size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             // Reuse the most recently used connection: its backend and prepared statements are warm.
@@ -135,6 +178,8 @@ impl SystemDatabase {
             .map_err(|e| Error::config(format!("could not build the connection pool: {e}")))?;
         let db = SystemDatabase {
             pool,
+            side,
+            pool_id: pool_id(),
             statements: Default::default(),
             schema: schema.into(),
             quoted_schema: quote_ident(schema).into(),
@@ -217,9 +262,20 @@ impl SystemDatabase {
             .await
     }
 
-    /// One attempt at taking a pooled connection.
+    /// One attempt at taking a pooled connection (a side connection when the task holds one
+    /// of the pool's already: see [`SIDE_POOL_SIZE`]).
     pub(crate) async fn checkout(&self) -> Result<Object> {
-        self.pool.get().await.map_err(|e| self.pool_error(e))
+        let pool = if holding(self.pool_id) {
+            &self.side
+        } else {
+            &self.pool
+        };
+        pool.get().await.map_err(|e| self.pool_error(e))
+    }
+
+    /// The identity of the pool, for [`while_holding`].
+    pub(crate) fn pool_id(&self) -> u64 {
+        self.pool_id
     }
 
     /// Runs `op` on a pooled connection, retrying the whole operation (connection included)
@@ -389,5 +445,6 @@ impl SystemDatabase {
     pub fn close(&self) {
         self.resilience.stop();
         self.pool.close();
+        self.side.close();
     }
 }

@@ -37,7 +37,7 @@ use crate::sysdb::transactions::{
     still_managed, terminate_xact, xact_status, XactStatus, MARK_MANAGED,
 };
 use crate::sysdb::workflows::{now_ms, Checkpoint};
-use crate::sysdb::RetryState;
+use crate::sysdb::{while_holding, RetryState};
 use crate::workflow::context::{
     current, current_step, in_step, Operation, Slot, StepScope, WorkflowContext,
 };
@@ -246,6 +246,22 @@ impl<T, E> TransactionRun<'_, T, E> {
     /// and [`workflow_id`](crate::workflow_id), [`step_id`](crate::step_id) and
     /// [`step_attempt`](crate::step_attempt) describe this transaction.
     pub fn scope<F: Future>(&self, body: F) -> impl Future<Output = F::Output> {
+        let held = match &self.state {
+            State::Running(run) => Some(run.pool_id()),
+            _ => None,
+        };
+        let body = self.step_scope(body);
+        async move {
+            match held {
+                // The body holds the transaction's connection: what it asks of the same
+                // database meanwhile (a send, an event) takes a side connection.
+                Some(id) => while_holding(id, body).await,
+                None => body.await,
+            }
+        }
+    }
+
+    fn step_scope<F: Future>(&self, body: F) -> impl Future<Output = F::Output> {
         match &self.state {
             State::Running(run) => match &run.ctx {
                 Some(ctx) => Either::Left(in_step(
@@ -270,10 +286,12 @@ impl<T, E> TransactionRun<'_, T, E> {
         let State::Running(run) = &mut self.state else {
             return true;
         };
-        match run
-            .finish(self.name, self.options, self.retry_if, tx, result)
-            .await
-        {
+        // The caller holds the transaction's connection until this returns (a broken one,
+        // after a lost commit acknowledgement): what this asks of the database meanwhile
+        // takes a side connection, never the pool's last one.
+        let id = run.pool_id();
+        let finished = run.finish(self.name, self.options, self.retry_if, tx, result);
+        match while_holding(id, finished).await {
             Next::Again => false,
             Next::Done(result) => {
                 self.state = State::Done(result);
@@ -375,6 +393,14 @@ impl<T, E> Running<T, E> {
             }
         }
         Ok(run)
+    }
+
+    /// The identity of the pool the transaction's connection comes from.
+    fn pool_id(&self) -> u64 {
+        match &self.source {
+            Some(ds) => ds.pool_id,
+            None => self.rt.sysdb.pool_id(),
+        }
     }
 
     /// A failure that is no fault of the body: inside a workflow it stops the execution (the

@@ -9,7 +9,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sysdb::datasource::CompletionSql;
-use crate::sysdb::{quote_ident, with_database, DatabaseUrl, Resilience};
+use crate::sysdb::{
+    holding, pool_id, quote_ident, with_database, DatabaseUrl, Resilience, SIDE_POOL_SIZE,
+};
 
 /// Where a data source is.
 #[derive(Clone)]
@@ -138,6 +140,9 @@ impl DataSourceConfig {
 pub struct DataSource {
     name: String,
     pool: Pool,
+    /// Side connections for tasks holding one of `pool`'s (see `SIDE_POOL_SIZE`).
+    side: Pool,
+    pub(crate) pool_id: u64,
     schema: String,
     redacted: String,
     pub(crate) resilience: Arc<Resilience>,
@@ -169,28 +174,34 @@ impl DataSource {
         let mut parsed = DatabaseUrl::parse_as(&url, &what)?;
         parsed.config.connect_timeout(connect_timeout);
         let tls = crate::sysdb::tls_connector(&parsed)?;
-        let manager = Manager::from_config(
-            parsed.config.clone(),
-            tls.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .queue_mode(deadpool_postgres::QueueMode::Lifo)
-            .create_timeout(Some(connect_timeout))
-            .wait_timeout(Some(connect_timeout + retry_for))
-            .build()
-            .map_err(|e| {
-                Error::config(format!(
-                    "could not build the pool of data source `{name}`: {e}"
-                ))
-            })?;
+        let build = |size: usize| {
+            let manager = Manager::from_config(
+                parsed.config.clone(),
+                tls.clone(),
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .queue_mode(deadpool_postgres::QueueMode::Lifo)
+                .create_timeout(Some(connect_timeout))
+                .wait_timeout(Some(connect_timeout + retry_for))
+                .build()
+                .map_err(|e| {
+                    Error::config(format!(
+                        "could not build the pool of data source `{name}`: {e}"
+                    ))
+                })
+        };
+        let pool = build(config.pool_size)?;
+        let side = build(SIDE_POOL_SIZE)?;
         let source = DataSource {
             name: name.clone(),
             pool,
+            side,
+            pool_id: pool_id(),
             schema: config.schema.clone(),
             redacted: parsed.redacted.clone(),
             resilience: Arc::new(Resilience::new(retry_for)),
@@ -252,7 +263,12 @@ impl DataSource {
 
     /// One attempt at taking a pooled connection.
     pub(crate) async fn checkout(&self) -> Result<Object> {
-        self.pool.get().await.map_err(|e| {
+        let pool = if holding(self.pool_id) {
+            &self.side
+        } else {
+            &self.pool
+        };
+        pool.get().await.map_err(|e| {
             let context = format!(
                 "could not connect to data source `{}` at {}",
                 self.name, self.redacted
@@ -385,6 +401,7 @@ impl DataSources {
         for s in self.sources.values() {
             s.resilience.stop();
             s.pool.close();
+            s.side.close();
         }
     }
 }
