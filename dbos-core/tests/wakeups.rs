@@ -773,3 +773,52 @@ async fn a_sleep_or_wait_of_duration_max_waits_a_century_without_panicking(db: T
     assert!(sleeper.result().await.is_err());
     assert!(waiter.result().await.is_err());
 }
+
+#[workflow]
+async fn waits_an_hour() -> Result<Option<String>, Error> {
+    dbos_core::recv::<String>("never", Duration::from_secs(3600)).await
+}
+
+#[dbos_testkit::test]
+async fn parked_workflows_cancelled_or_deleted_elsewhere_leave_memory(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    for id in ["parked-cancel", "parked-delete", "parked-stays"] {
+        waits_an_hour().id(id).on(&dbos).start().await.unwrap();
+    }
+    eventually(
+        "three workflows to park",
+        Duration::from_secs(30),
+        || async { (dbos.parked_workflows() == 3).then_some(()) },
+    )
+    .await;
+    // Another process (or SQL) cancels one and deletes another: no notification reaches
+    // this executor.
+    let sql = db.connect().await;
+    sql.batch_execute(
+        "UPDATE dbos.workflow_status SET status = 'CANCELLED' WHERE workflow_uuid = 'parked-cancel';
+         DELETE FROM dbos.operation_outputs WHERE workflow_uuid = 'parked-delete';
+         DELETE FROM dbos.workflow_input WHERE workflow_uuid = 'parked-delete';
+         DELETE FROM dbos.workflow_status WHERE workflow_uuid = 'parked-delete';",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    eventually(
+        "the two entries to leave",
+        Duration::from_secs(30),
+        || async { (dbos.parked_workflows() == 1).then_some(()) },
+    )
+    .await;
+    // The documented bound: a sweep every 5 s (with slack for a loaded machine).
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "the entries left after {:?}",
+        started.elapsed()
+    );
+    // A later sweep keeps the one still waiting.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(dbos.parked_workflows(), 1);
+    dbos.shutdown().await.unwrap();
+}

@@ -375,6 +375,26 @@ impl SystemDatabase {
         }))
     }
 
+    /// Of the parked `(workflow, owner token)` pairs, the workflows still `PENDING` under
+    /// that token (the others were cancelled, finished, taken over or deleted elsewhere).
+    pub(crate) async fn still_parked(
+        &self,
+        ids: &[&str],
+        owners: &[&str],
+    ) -> Result<std::collections::HashSet<String>> {
+        let sql = self.sql("still_parked", |s| {
+            format!(
+                "SELECT ws.workflow_uuid FROM unnest($1::text[], $2::text[]) AS k(id, owner)
+                   JOIN {s}.workflow_status ws ON ws.workflow_uuid = k.id AND ws.owner_xid = k.owner
+                  WHERE ws.status = 'PENDING'"
+            )
+        });
+        let rows = self
+            .query("check the parked workflows", &sql, &[&ids, &owners])
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Cancels a workflow that is not finished (status CANCELLED, leaves its queue).
     pub(crate) async fn cancel_workflow(&self, workflow_id: &str) -> Result<bool> {
         let s = self.quoted_schema();

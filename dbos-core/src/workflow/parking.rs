@@ -149,6 +149,31 @@ impl ParkingLot {
             .collect()
     }
 
+    /// The parked workflows with the ownership token each was parked under.
+    fn owners(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        lock(&self.lot)
+            .by_time
+            .iter()
+            .map(|((_, id), p)| (id.clone(), p.owner_xid.clone()))
+            .collect()
+    }
+
+    /// Takes `id` out if it is still parked under `owner_xid` (not re-parked by a new
+    /// claim meanwhile); its queue place, if any, is released.
+    fn drop_stale(&self, id: &str, owner_xid: &str) {
+        let mut lot = lock(&self.lot);
+        let Some(&wake_ms) = lot.by_id.get(id) else {
+            return;
+        };
+        let same = lot
+            .by_time
+            .get(&(wake_ms, Arc::<str>::from(id)))
+            .is_some_and(|p| *p.owner_xid == *owner_xid);
+        if same {
+            drop(lot.take(id));
+        }
+    }
+
     /// How many workflows are parked.
     pub(crate) fn len(&self) -> usize {
         lock(&self.lot).by_id.len()
@@ -172,8 +197,45 @@ impl ParkingLot {
     }
 }
 
-/// Wakes parked workflows when their time comes, until shutdown.
+/// How often the parked workflows are checked against the database: one cancelled,
+/// taken over or deleted by another process leaves memory within this, instead of at its
+/// wake-up time (up to a century away for a `recv`).
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Drops the entries of parked workflows that are no longer `PENDING` under the token they
+/// were parked with, every [`SWEEP_EVERY`], until shutdown. One query per sweep.
+async fn sweep(rt: Arc<RuntimeInner>) {
+    loop {
+        tokio::select! {
+            _ = rt.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+        let parked = rt.parking.owners();
+        if parked.is_empty() {
+            continue;
+        }
+        let ids: Vec<&str> = parked.iter().map(|(id, _)| &**id).collect();
+        let owners: Vec<&str> = parked.iter().map(|(_, o)| &**o).collect();
+        let live = match rt.sysdb.still_parked(&ids, &owners).await {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not check the parked workflows; trying again later");
+                continue;
+            }
+        };
+        for (id, owner) in &parked {
+            if !live.contains(&**id) {
+                tracing::info!(workflow_id = %id, "a parked workflow was cancelled, finished, taken over or deleted elsewhere; dropping its entry");
+                rt.parking.drop_stale(id, owner);
+            }
+        }
+    }
+}
+
+/// Wakes parked workflows when their time comes, and sweeps out the ones ended elsewhere,
+/// until shutdown.
 pub(crate) async fn serve(rt: Arc<RuntimeInner>) {
+    rt.spawn_task(sweep(rt.clone()));
     loop {
         let (due, next) = rt.parking.take_due(crate::sysdb::workflows::now_ms());
         for (id, parked) in due {
