@@ -567,6 +567,16 @@ async fn lost_acks(inbox: String) -> Result<Option<String>, Error> {
     dbos_core::recv::<String>("data", Duration::from_secs(30)).await
 }
 
+/// Waits for the event that `lost_acks` sets with its acknowledgement lost.
+#[workflow]
+async fn awaits_lost_ack_event(target: String) -> Result<Option<String>, Error> {
+    dbos_core::get_event::<String>(&target, "e", Duration::from_secs(120)).await
+}
+
+/// Every write made under a lost acknowledgement is retried, recognised as this execution's
+/// own (not another execution's), and therefore acts as a write of its own: the event wakes
+/// its waiting reader at once (a write taken for another execution's announces nothing, and
+/// the reader would wait for its 30 s re-check). Nothing is written twice.
 #[dbos_testkit::test]
 async fn a_write_whose_acknowledgement_was_lost_is_retried_and_recognised(db: TestDatabase) {
     let proxy = Proxy::start(db.cluster().postgres().port()).await;
@@ -595,6 +605,14 @@ async fn a_write_whose_acknowledgement_was_lost_is_retried_and_recognised(db: Te
         .start()
         .await
         .unwrap();
+    // A reader of the event, waiting before it is written (its deadline is recorded).
+    let reader = awaits_lost_ack_event("la-1".into())
+        .id("la-reader")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    waiting(&db, "la-reader").await;
     // Sent before the receive's marker is armed (its id carries the marker).
     dbos.send("la-1", &"payload", "data")
         .idempotency_key("LOSE-ACK-recv")
@@ -615,6 +633,14 @@ async fn a_write_whose_acknowledgement_was_lost_is_retried_and_recognised(db: Te
             (proxy.fired() == n + 2).then_some(())
         })
         .await;
+        if *marker == "LOSE-ACK-event" {
+            // Woken by the retried write's announcement ("at once"; the bound is generous
+            // for a loaded machine and well below the 30 s re-check).
+            let read = tokio::time::timeout(Duration::from_secs(8), reader.result())
+                .await
+                .expect("the event's reader was not woken by the recognised write");
+            assert_eq!(read.unwrap().as_deref(), Some("LOSE-ACK-event"));
+        }
     }
     assert_eq!(h.result().await.unwrap().as_deref(), Some("payload"));
     let counts: (i64, i64, i64, i64, i64) = db
