@@ -470,6 +470,46 @@ async fn a_step_sets_events_and_writes_streams_of_its_workflow(db: TestDatabase)
     assert_eq!((fid, sfid), (1, 1), "recorded with the step's id");
 }
 
+/// Writes the same value twenty times at once from one step.
+#[step]
+async fn step_writes_one_value_at_once() -> Result<(), Error> {
+    let writes = (0..20).map(|_| dbos_core::write_stream("same", &"x"));
+    for r in futures_util::future::join_all(writes).await {
+        r?;
+    }
+    Ok(())
+}
+
+#[workflow]
+async fn writes_one_value_at_once() -> Result<(), Error> {
+    step_writes_one_value_at_once().await
+}
+
+#[dbos_testkit::test]
+async fn concurrent_step_writes_of_one_value_each_append(db: TestDatabase) {
+    // A step's append recognises its own row at its offset only after a retried statement:
+    // a row of the same step and value there is otherwise another write's.
+    let dbos = db.launch().await;
+    writes_one_value_at_once()
+        .id("same-value")
+        .on(&dbos)
+        .await
+        .unwrap();
+    let offsets: Vec<i32> = db
+        .connect()
+        .await
+        .query(
+            "SELECT \"offset\" FROM dbos.streams WHERE workflow_uuid = 'same-value' ORDER BY \"offset\"",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(offsets, (0..20).collect::<Vec<i32>>());
+}
+
 #[workflow]
 async fn sleeps_ms(ms: u64, x: u32) -> Result<u32, Error> {
     dbos_core::sleep(Duration::from_millis(ms)).await?;

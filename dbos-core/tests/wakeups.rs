@@ -552,6 +552,26 @@ async fn connections_cut_mid_commit_neither_lose_nor_repeat_anything(db: TestDat
 
 /// Each phase waits for its cue, then makes one write whose statement carries a marker
 /// the proxy loses the acknowledgement of.
+/// A runtime whose system database is reached through a proxy, with a workflow `inbox`
+/// waiting (a destination for sends).
+async fn through_a_proxy(db: &TestDatabase, inbox: &str) -> (Proxy, Dbos) {
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url()))
+            .pool_size(4),
+    )
+    .await
+    .unwrap();
+    waits_for_hello("unused".into())
+        .id(inbox)
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    (proxy, dbos)
+}
+
 #[workflow]
 async fn lost_acks(inbox: String) -> Result<Option<String>, Error> {
     let cue = |n: u32| async move {
@@ -579,20 +599,7 @@ async fn awaits_lost_ack_event(target: String) -> Result<Option<String>, Error> 
 /// the reader would wait for its 30 s re-check). Nothing is written twice.
 #[dbos_testkit::test]
 async fn a_write_whose_acknowledgement_was_lost_is_retried_and_recognised(db: TestDatabase) {
-    let proxy = Proxy::start(db.cluster().postgres().port()).await;
-    let dbos = Dbos::launch(
-        db.config("testapp")
-            .system_database_url(proxy.url(&db.url()))
-            .pool_size(4),
-    )
-    .await
-    .unwrap();
-    let _inbox = waits_for_hello("unused".into())
-        .id("la-inbox")
-        .on(&dbos)
-        .start()
-        .await
-        .unwrap();
+    let (proxy, dbos) = through_a_proxy(&db, "la-inbox").await;
     // A send from outside any workflow: its message id, drawn once, makes the retry a no-op.
     proxy.lose_reply_to(b"LOSE-ACK-client");
     dbos.send("la-inbox", &"LOSE-ACK-client", "other")
@@ -670,6 +677,83 @@ async fn a_write_whose_acknowledgement_was_lost_is_retried_and_recognised(db: Te
         .unwrap()
         .get(0);
     assert_eq!(client_sends, 1);
+    dbos.shutdown().await.unwrap();
+}
+
+/// A step that writes three stream values, a message and an event, each carrying a marker
+/// whose acknowledgement the test may have the proxy lose.
+#[step]
+async fn step_writes_marked(inbox: String) -> Result<(), Error> {
+    dbos_core::write_stream("s", &"STEP-ACK-first").await?;
+    dbos_core::write_stream("s", &"STEP-ACK-stream").await?;
+    dbos_core::write_stream("s", &"STEP-ACK-last").await?;
+    dbos_core::send(inbox.as_str(), &"STEP-ACK-send", "t").await?;
+    dbos_core::set_event("e", &"STEP-ACK-event").await
+}
+
+#[workflow]
+async fn writes_from_a_marked_step(inbox: String) -> Result<(), Error> {
+    step_writes_marked(inbox).await
+}
+
+#[dbos_testkit::test]
+async fn a_step_write_whose_acknowledgement_was_lost_is_not_repeated(db: TestDatabase) {
+    let (proxy, dbos) = through_a_proxy(&db, "sla-inbox").await;
+    let client = db.connect().await;
+    let mut fired = 0;
+    for (n, marker) in ["STEP-ACK-stream", "STEP-ACK-send", "STEP-ACK-event"]
+        .into_iter()
+        .enumerate()
+    {
+        // The id must not carry the marker (the workflow's start would lose its reply).
+        let id = format!("sla-{n}");
+        proxy.lose_reply_to(marker.as_bytes());
+        writes_from_a_marked_step("sla-inbox".into())
+            .id(id.clone())
+            .on(&dbos)
+            .await
+            .unwrap();
+        fired += 1;
+        assert_eq!(proxy.fired(), fired, "{marker}: the reply was lost");
+        let stream: Vec<(String, i32, i32)> = client
+            .query(
+                "SELECT value, \"offset\", function_id FROM dbos.streams WHERE workflow_uuid = $1 ORDER BY \"offset\"",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(
+            stream,
+            vec![
+                ("\"STEP-ACK-first\"".to_owned(), 0, 1),
+                ("\"STEP-ACK-stream\"".to_owned(), 1, 1),
+                ("\"STEP-ACK-last\"".to_owned(), 2, 1),
+            ],
+            "{marker}: each value appended once, in order"
+        );
+        let (events, history): (i64, i64) = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM dbos.workflow_events WHERE workflow_uuid = $1),
+                        (SELECT count(*) FROM dbos.workflow_events_history WHERE workflow_uuid = $1)",
+                &[&id],
+            )
+            .await
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap();
+        assert_eq!((events, history), (1, 1), "{marker}: one event");
+    }
+    let sent: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dbos.notifications WHERE destination_uuid = 'sla-inbox' AND topic = 't'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sent, 3, "one message per workflow");
     dbos.shutdown().await.unwrap();
 }
 

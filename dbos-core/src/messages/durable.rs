@@ -286,7 +286,18 @@ pub(crate) async fn write_keyed(
         completed_ms: 0,
         app_name: &step.runtime.app_name,
     };
-    match store(&step.runtime, channel, key, text, fence).await? {
+    // A step's stream write has no checkpoint to recognise a retried statement by: it is
+    // placed at an offset chosen first.
+    let written = match channel {
+        Channel::Streams => {
+            step.runtime
+                .sysdb
+                .append_stream_from_step(key, text, fence)
+                .await?
+        }
+        _ => store(&step.runtime, channel, key, text, fence).await?,
+    };
+    match written {
         Written::Done => {
             announce_write(
                 &step.runtime,

@@ -34,7 +34,8 @@ const STATUS_POLL: Duration = Duration::from_millis(500);
 /// Inside a workflow it is a durable operation (`DBOS.writeStream`): the row and the
 /// checkpoint commit in one transaction, so a recovered workflow does not write it twice.
 /// Inside a step it writes to the step's workflow's stream (with the step's id), while that
-/// workflow is owned by its execution; a step that is retried may write again.
+/// workflow is owned by its execution. A statement retried after a lost acknowledgement
+/// does not append twice; a step retried after an error may write again.
 ///
 /// ```no_run
 /// #[dbos_core::workflow]

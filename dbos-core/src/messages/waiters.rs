@@ -146,10 +146,69 @@ struct Signal {
     notify: Notify,
 }
 
+/// The keys waited on, each with its signal and how many registrations hold it.
+#[derive(Debug, Default)]
+struct Registry {
+    keys: Mutex<HashMap<WakeKey, Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    signal: Arc<Signal>,
+    /// The live [`WaitGuard`]s of the key, counted under the map's lock: the entry goes
+    /// when the last one drops, whoever else holds the signal for a moment (a `fire`).
+    guards: usize,
+}
+
+impl Registry {
+    /// Registers one waiter of `key`: its signal, and the generation it has seen.
+    fn register(&self, key: &WakeKey) -> (Arc<Signal>, u64) {
+        let mut keys = lock(&self.keys);
+        let entry = keys.entry(key.clone()).or_insert_with(|| Entry {
+            signal: Arc::default(),
+            guards: 0,
+        });
+        entry.guards += 1;
+        let seen = entry.signal.generation.load(Ordering::SeqCst);
+        (entry.signal.clone(), seen)
+    }
+
+    fn deregister(&self, key: &WakeKey) {
+        let mut keys = lock(&self.keys);
+        let last = match keys.get_mut(key) {
+            Some(entry) => {
+                entry.guards = entry.guards.saturating_sub(1);
+                entry.guards == 0
+            }
+            None => false,
+        };
+        if last {
+            keys.remove(key);
+            // After a burst of waiters (that then parked), give the room back.
+            if keys.capacity() > 1024 && keys.len() < keys.capacity() / 8 {
+                let len = keys.len();
+                keys.shrink_to(len * 2);
+            }
+        }
+    }
+
+    fn fire(&self, key: &WakeKey) {
+        let signal = lock(&self.keys).get(key).map(|e| e.signal.clone());
+        if let Some(signal) = signal {
+            signal.generation.fetch_add(1, Ordering::SeqCst);
+            signal.notify.notify_waiters();
+        }
+    }
+
+    fn live_keys(&self) -> Vec<WakeKey> {
+        lock(&self.keys).keys().cloned().collect()
+    }
+}
+
 /// The waiters of one runtime, and the notifications its writers owe other processes.
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
-    keys: Mutex<HashMap<WakeKey, Arc<Signal>>>,
+    registry: Arc<Registry>,
     listening: AtomicBool,
     outgoing: Mutex<HashSet<(Channel, Arc<str>)>>,
     flush: Notify,
@@ -162,15 +221,11 @@ impl Waiters {
     }
 
     fn fire(&self, key: &WakeKey) {
-        let signal = lock(&self.keys).get(key).cloned();
-        if let Some(signal) = signal {
-            signal.generation.fetch_add(1, Ordering::SeqCst);
-            signal.notify.notify_waiters();
-        }
+        self.registry.fire(key);
     }
 
     fn live_keys(&self) -> Vec<WakeKey> {
-        lock(&self.keys).keys().cloned().collect()
+        self.registry.live_keys()
     }
 
     fn queue_notify(&self, key: &WakeKey) {
@@ -182,7 +237,7 @@ impl Waiters {
 /// One waiter's registration: registered before looking at the table, so a wake-up
 /// between the look and the wait is not missed. Dropping it deregisters.
 pub(crate) struct WaitGuard {
-    runtime: Arc<RuntimeInner>,
+    registry: Arc<Registry>,
     key: WakeKey,
     signal: Arc<Signal>,
     seen: u64,
@@ -199,13 +254,13 @@ impl std::fmt::Debug for WaitGuard {
 impl WaitGuard {
     /// Registers interest in `key`.
     pub(crate) fn register(runtime: &Arc<RuntimeInner>, key: WakeKey) -> WaitGuard {
-        let signal = lock(&runtime.waiters.keys)
-            .entry(key.clone())
-            .or_default()
-            .clone();
-        let seen = signal.generation.load(Ordering::SeqCst);
+        Self::register_in(&runtime.waiters.registry, key)
+    }
+
+    fn register_in(registry: &Arc<Registry>, key: WakeKey) -> WaitGuard {
+        let (signal, seen) = registry.register(&key);
         WaitGuard {
-            runtime: runtime.clone(),
+            registry: registry.clone(),
             key,
             signal,
             seen,
@@ -242,16 +297,7 @@ impl WaitGuard {
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        let mut keys = lock(&self.runtime.waiters.keys);
-        // The map's reference and this one: nobody else waits for this key.
-        if Arc::strong_count(&self.signal) <= 2 {
-            keys.remove(&self.key);
-            // After a burst of waiters (that then parked), give the room back.
-            if keys.capacity() > 1024 && keys.len() < keys.capacity() / 8 {
-                let len = keys.len();
-                keys.shrink_to(len * 2);
-            }
-        }
+        self.registry.deregister(&self.key);
     }
 }
 
@@ -372,5 +418,61 @@ async fn notify(rt: Arc<RuntimeInner>) {
         if stopping || rt.shutdown.is_cancelled() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `fire` holds the key's signal for a moment after leaving the map's lock; a guard
+    /// dropped in that moment must still remove the key (it used to judge "last waiter" by
+    /// the signal's reference count, and leaked the entry).
+    #[test]
+    fn a_guard_dropped_during_a_fire_leaves_no_entry() {
+        let registry = Arc::new(Registry::default());
+        let key = WakeKey::new(Channel::Messages, "wf", "topic");
+        let rounds = 50_000;
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let firing = {
+            let (registry, key, barrier) = (registry.clone(), key.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                for _ in 0..rounds {
+                    barrier.wait();
+                    for _ in 0..8 {
+                        registry.fire(&key);
+                    }
+                }
+            })
+        };
+        let mut leaked = 0;
+        for _ in 0..rounds {
+            let a = WaitGuard::register_in(&registry, key.clone());
+            let b = WaitGuard::register_in(&registry, key.clone());
+            barrier.wait();
+            drop(a);
+            drop(b);
+            // Nobody waits now: the fire thread may still be signalling, but the key is gone.
+            if !lock(&registry.keys).is_empty() {
+                leaked += 1;
+                lock(&registry.keys).clear();
+            }
+        }
+        firing.join().expect("the firing thread ends");
+        assert_eq!(leaked, 0, "entries left behind in {rounds} rounds");
+    }
+
+    #[test]
+    fn the_key_stays_while_any_guard_holds_it() {
+        let registry = Arc::new(Registry::default());
+        let key = WakeKey::new(Channel::Events, "wf", "k");
+        let a = WaitGuard::register_in(&registry, key.clone());
+        let b = WaitGuard::register_in(&registry, key.clone());
+        drop(a);
+        assert_eq!(registry.live_keys(), vec![key.clone()]);
+        registry.fire(&key);
+        assert!(b.fired(), "the remaining guard is still signalled");
+        drop(b);
+        assert!(registry.live_keys().is_empty());
     }
 }

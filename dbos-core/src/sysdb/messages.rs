@@ -496,6 +496,86 @@ impl SystemDatabase {
         self.keyed_write(&what, &sql, fence, key, text).await
     }
 
+    /// Appends a value to a stream from a step (fenced by the workflow's ownership, no
+    /// checkpoint of its own), idempotently: the offset is read first and the row inserted
+    /// exactly there, so a statement retried after a lost acknowledgement finds its own row
+    /// at that offset (the step's function id, the same value) instead of appending a second
+    /// one. An offset taken by another writer is read again.
+    pub(crate) async fn append_stream_from_step(
+        &self,
+        key: &str,
+        text: &str,
+        fence: Fence<'_>,
+    ) -> Result<Written> {
+        let next = self.sql("stream_next_offset", |s| {
+            format!(
+                "SELECT COALESCE(max(\"offset\"), -1) + 1 FROM {s}.streams WHERE workflow_uuid = $1 AND key = $2"
+            )
+        });
+        let put = self.sql("append_stream_at", |s| {
+            format!(
+                "WITH {owner},
+                 w AS (
+                     INSERT INTO {s}.streams (workflow_uuid, key, value, \"offset\", function_id, serialization)
+                     SELECT $1, $4::text, $5::text, $6::int4, $3::int4, '{PORTABLE_JSON}' FROM owner
+                     ON CONFLICT DO NOTHING
+                     RETURNING 1
+                 )
+                 SELECT (SELECT count(*) FROM w), EXISTS (SELECT 1 FROM owner),
+                        (SELECT function_id = $3 AND value = $5 AND serialization = '{PORTABLE_JSON}'
+                           FROM {s}.streams WHERE workflow_uuid = $1 AND key = $4 AND \"offset\" = $6)",
+                owner = owner_cte(s),
+            )
+        });
+        let (wf, fid) = (fence.workflow_id, fence.function_id);
+        let what = format!("write stream `{key}` of workflow `{wf}` from step {fid}");
+        loop {
+            let offset: i32 = self
+                .prepared_opt(&what, &next, &[&wf, &key])
+                .await?
+                .map_or(0, |r| r.get(0));
+            // Set once the insert may have reached the server: from then on, a row of this
+            // step with this value at `offset` may be this write's own.
+            let sent = std::sync::atomic::AtomicBool::new(false);
+            let outcome = self
+                .run(&what, |client, _| {
+                    let (put, what, sent) = (put.clone(), &what, &sent);
+                    async move {
+                        let stmt = client
+                            .prepare_cached(&put)
+                            .await
+                            .map_err(|e| Error::db(format!("could not {what}"), e))?;
+                        let retried = sent.swap(true, std::sync::atomic::Ordering::SeqCst);
+                        match client
+                            .query_one(&stmt, &[&wf, &fence.owner_xid, &fid, &key, &text, &offset])
+                            .await
+                        {
+                            Ok(row) => Ok(Some((
+                                row.get::<_, i64>(0) == 1,
+                                row.get::<_, bool>(1),
+                                retried && row.get::<_, Option<bool>>(2) == Some(true),
+                            ))),
+                            Err(e) if sqlstate(&e) == Some(FOREIGN_KEY_VIOLATION) => Ok(None),
+                            Err(e) => Err(Error::db(format!("could not {what}"), e)),
+                        }
+                    }
+                })
+                .await?;
+            match outcome {
+                None => return Err(non_existent(wf)),
+                Some((true, _, _)) => return Ok(Written::Done),
+                Some((false, false, _)) => return Ok(Written::Missed),
+                // This write's own row, committed by an attempt whose acknowledgement was lost.
+                Some((false, true, true)) => return Ok(Written::Done),
+                Some((false, true, false)) => {
+                    tracing::debug!(
+                        "{what}: offset {offset} was taken by another writer; retrying"
+                    );
+                }
+            }
+        }
+    }
+
     /// Runs a fenced write of one value under a key (`$8`, `$9` after the fence's
     /// parameters): an event or a stream entry of the fence's workflow.
     async fn keyed_write(
