@@ -124,7 +124,7 @@ pub(crate) struct IdArg {
 
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
-    /// Limit the results returned
+    /// Limit the results returned (0: no limit)
     #[arg(short = 'l', long, default_value_t = 10)]
     pub(crate) limit: u32,
     /// Retrieve workflows run by this user
@@ -201,7 +201,7 @@ pub(crate) struct ListArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct QueuedArgs {
-    /// Limit the results returned
+    /// Limit the results returned (default and 0: no limit)
     #[arg(short = 'l', long)]
     pub(crate) limit: Option<u32>,
     /// Retrieve functions starting after this timestamp (ISO 8601 format)

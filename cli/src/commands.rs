@@ -87,7 +87,10 @@ fn time_arg(flag: &str, value: &Option<String>) -> Result<Option<SystemTime>> {
 }
 
 fn list_query(a: &ListArgs) -> Result<ListWorkflows> {
-    let mut q = ListWorkflows::new().limit(a.limit);
+    let mut q = ListWorkflows::new();
+    if a.limit > 0 {
+        q = q.limit(a.limit);
+    }
     for s in status_filter(&a.status)? {
         q = q.status(s);
     }
@@ -159,7 +162,7 @@ fn list_query(a: &ListArgs) -> Result<ListWorkflows> {
 
 fn queued_query(a: &QueuedArgs) -> Result<ListWorkflows> {
     let mut q = ListWorkflows::queued();
-    if let Some(limit) = a.limit {
+    if let Some(limit) = a.limit.filter(|l| *l > 0) {
         q = q.limit(limit);
     }
     for s in status_filter(&a.status)? {
@@ -187,6 +190,49 @@ fn queued_query(a: &QueuedArgs) -> Result<ListWorkflows> {
         q = q.newest_first();
     }
     Ok(q)
+}
+
+/// The page a listing asked for: its limit (0: none), offset and order.
+#[derive(Debug, Clone, Copy)]
+struct Page {
+    limit: u32,
+    offset: u32,
+    newest_first: bool,
+}
+
+/// How far a listing's count goes: beyond it, "more than" (a bounded count stays cheap).
+const COUNT_AT_MOST: u32 = 10_000;
+
+/// When a listing filled its limit, says on standard error how many workflows match and
+/// how to see the rest (standard output keeps only the table or the JSON).
+async fn say_if_cut(client: &Client, q: &ListWorkflows, page: Page, shown: usize) -> Result<()> {
+    if page.limit == 0 || shown < page.limit as usize {
+        return Ok(());
+    }
+    let total = client.count_workflows(q, COUNT_AT_MOST).await?;
+    let offset = u64::from(page.offset);
+    if total <= offset + shown as u64 {
+        return Ok(());
+    }
+    let total = if total >= u64::from(COUNT_AT_MOST) {
+        format!("more than {COUNT_AT_MOST}")
+    } else {
+        total.to_string()
+    };
+    let order = if page.newest_first {
+        "newest first"
+    } else {
+        "oldest first; -d/--sort-desc for the newest"
+    };
+    let from = if offset > 0 {
+        format!(" from offset {offset}")
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "{shown} of {total} workflows shown{from} ({order}); -l/--limit N shows more (-l 0: all), -o/--offset N pages"
+    );
+    Ok(())
 }
 
 fn value_text(p: &Payload<Value>) -> String {
@@ -329,12 +375,26 @@ async fn workflow(g: &Global, cmd: WorkflowCommand) -> Result<()> {
     let client = client(g).await?;
     match cmd {
         WorkflowCommand::List(a) => {
-            let rows = client.list_workflows(&list_query(&a)?).await?;
+            let q = list_query(&a)?;
+            let rows = client.list_workflows(&q).await?;
             print_workflows(g, &rows);
+            let page = Page {
+                limit: a.limit,
+                offset: a.offset.unwrap_or(0),
+                newest_first: a.sort_desc,
+            };
+            say_if_cut(&client, &q, page, rows.len()).await?;
         }
         WorkflowCommand::Queue(WorkflowQueueCommand::List(a)) => {
-            let rows = client.list_workflows(&queued_query(&a)?).await?;
+            let q = queued_query(&a)?;
+            let rows = client.list_workflows(&q).await?;
             print_workflows(g, &rows);
+            let page = Page {
+                limit: a.limit.unwrap_or(0),
+                offset: a.offset.unwrap_or(0),
+                newest_first: a.sort_desc,
+            };
+            say_if_cut(&client, &q, page, rows.len()).await?;
         }
         WorkflowCommand::Get(a) => {
             let w = client.get_workflow(&a.workflow_id).await?;

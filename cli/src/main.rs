@@ -14,22 +14,58 @@ mod time;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use dbos_core::{Error, ErrorKind};
 
-/// Prints an error as one line saying what was wrong and what to do.
-fn report(e: &Error) {
+/// Where the system database URL came from, for errors about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlFrom {
+    Flag,
+    Environment,
+    Nowhere,
+}
+
+impl UrlFrom {
+    /// Where `-s/--sys-db-url` got its value: the deepest subcommand that saw it decides
+    /// (the option is global, so it may come before or after the command).
+    fn of(matches: &clap::ArgMatches) -> UrlFrom {
+        let mut found = UrlFrom::Nowhere;
+        let mut level = Some(matches);
+        while let Some(m) = level {
+            match m.value_source("sys_db_url") {
+                Some(clap::parser::ValueSource::CommandLine) => found = UrlFrom::Flag,
+                Some(clap::parser::ValueSource::EnvVariable) => found = UrlFrom::Environment,
+                _ => {}
+            }
+            level = m.subcommand().map(|(_, sub)| sub);
+        }
+        found
+    }
+}
+
+/// Prints an error as one line: what was wrong (with the causes its message does not say
+/// already) and what to do.
+fn report(e: &Error, url_from: UrlFrom) {
     // The message names the workflow already; the step context is for library callers.
     let mut message = match e.workflow_id() {
         Some(id) if !e.message().contains(id) => e.to_string(),
         _ => e.message().to_owned(),
+    };
+    for cause in e.causes() {
+        message.push_str(": ");
+        message.push_str(&cause);
     }
-    .replace('\n', "; ");
-    let hint = match e.kind() {
-        ErrorKind::Connection => {
-            " (check the URL given with -s/--sys-db-url or DBOS_SYSTEM_DATABASE_URL, and that the server is running)"
+    let mut message = message.replace('\n', "; ");
+    let about_the_url = matches!(
+        e.kind(),
+        ErrorKind::Connection | ErrorKind::Tls | ErrorKind::Config
+    );
+    let hint = match (e.kind(), url_from) {
+        (_, UrlFrom::Environment) if about_the_url => {
+            " (the URL came from DBOS_SYSTEM_DATABASE_URL; -s/--sys-db-url overrides it)"
         }
-        ErrorKind::NonExistentWorkflow => " (list workflows with `dbos-rs workflow list`)",
+        (_, UrlFrom::Flag) if about_the_url => " (the URL came from -s/--sys-db-url)",
+        (ErrorKind::NonExistentWorkflow, _) => " (list workflows with `dbos-rs workflow list`)",
         _ => "",
     };
     message.push_str(hint);
@@ -47,7 +83,12 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         eprintln!("error: dbos-rs failed unexpectedly ({what}); please report this");
     }));
-    let cli = args::Cli::parse();
+    let matches = args::Cli::command().get_matches();
+    let cli = match args::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let url_from = UrlFrom::of(&matches);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -61,7 +102,7 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            report(&e);
+            report(&e, url_from);
             ExitCode::FAILURE
         }
     }

@@ -275,6 +275,26 @@ impl Error {
         Error::new(kind, format!("{context}: {detail}")).with_source(source)
     }
 
+    /// The causes in this error's [`source`](std::error::Error::source) chain that its
+    /// message does not already say, outermost first: what `{:?}` lists under "Caused by"
+    /// (a driver's bare labels, such as tokio-postgres' "db error", are left out). A
+    /// one-line report is the message followed by these.
+    pub fn causes(&self) -> Vec<String> {
+        let mut said = self.inner.message.clone();
+        let mut causes = Vec::new();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            if let Some(text) = cause_text(cause) {
+                if !text.trim().is_empty() && !said.contains(&text) {
+                    said.push_str(&text);
+                    causes.push(text);
+                }
+            }
+            next = cause.source();
+        }
+        causes
+    }
+
     /// The SQLSTATE of the underlying database error, if there is one.
     pub fn sqlstate(&self) -> Option<&str> {
         let source = self.inner.source.as_ref()?;
@@ -439,19 +459,7 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !f.alternate() {
             write!(f, "{self}")?;
-            let mut said = self.inner.message.clone();
-            let mut causes = Vec::new();
-            let mut next = std::error::Error::source(self);
-            while let Some(cause) = next {
-                if let Some(text) = cause_text(cause) {
-                    if !text.trim().is_empty() && !said.contains(&text) {
-                        said.push_str(&text);
-                        causes.push(text);
-                    }
-                }
-                next = cause.source();
-            }
-            match causes.as_slice() {
+            match self.causes().as_slice() {
                 [] => {}
                 [one] => write!(f, "\n\nCaused by:\n    {one}")?,
                 many => {
@@ -594,6 +602,7 @@ mod tests {
             format!("{e:?}"),
             "outer\n\nCaused by:\n    0: inner\n    1: root"
         );
+        assert_eq!(e.causes(), vec!["inner".to_owned(), "root".to_owned()]);
     }
 
     #[test]

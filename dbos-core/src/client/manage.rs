@@ -27,6 +27,16 @@ impl Client {
         self.manager().list_workflows(query).await
     }
 
+    /// How many workflows `query` selects, ignoring its limit and offset, counted up to
+    /// `at_most` (so the count stays cheap on a large table): for saying "10 of 57 shown"
+    /// under a listing. A result equal to `at_most` means "at least that many".
+    ///
+    /// # Errors
+    /// As [`list_workflows`](Self::list_workflows).
+    pub async fn count_workflows(&self, query: &ListWorkflows, at_most: u32) -> Result<u64> {
+        self.manager().count_workflows(query, at_most).await
+    }
+
     /// The workflows on a queue (`ENQUEUED`, `DELAYED` or `PENDING` unless statuses are
     /// given): DBOS's `list_queued_workflows`, i.e. [`list_workflows`](Self::list_workflows)
     /// with [`ListWorkflows::queued_only`].

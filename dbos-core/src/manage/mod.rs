@@ -121,6 +121,12 @@ impl Manager {
         durable::read(durable::LIST_QUEUED, || self.rows(&q)).await
     }
 
+    /// How many workflows `q` selects, up to `at_most`, ignoring its limit and offset.
+    pub(crate) async fn count_workflows(&self, q: &ListWorkflows, at_most: u32) -> Result<u64> {
+        q.check()?;
+        self.sysdb.count_workflow_rows(q, self.app(), at_most).await
+    }
+
     async fn rows(&self, q: &ListWorkflows) -> Result<Vec<WorkflowInfo>> {
         q.check()?;
         let rows = self.sysdb.list_workflow_rows(q, self.app()).await?;

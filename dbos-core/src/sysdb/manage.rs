@@ -433,6 +433,30 @@ impl SystemDatabase {
         Ok(rows.iter().map(workflow_row).collect())
     }
 
+    /// How many workflows `q` selects, ignoring its limit, offset and order, counted up to
+    /// `at_most` (the count stops there, so it stays cheap on a large table).
+    pub(crate) async fn count_workflow_rows(
+        &self,
+        q: &ListWorkflows,
+        default_app: Option<&str>,
+        at_most: u32,
+    ) -> Result<u64> {
+        let mut q = q.clone().without_input().without_output();
+        q.limit = Some(at_most);
+        q.offset = None;
+        let (sql, params) = list_workflows_sql(self.quoted_schema(), &q, default_app);
+        let refs = params.refs();
+        let rows = self
+            .query(
+                "count workflows",
+                &format!("SELECT count(*) FROM ({sql}) AS listed"),
+                &refs,
+            )
+            .await?;
+        let n: i64 = rows.first().map(|r| r.get(0)).unwrap_or_default();
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
     /// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of the listing statement for `q`.
     pub(crate) async fn explain_list_workflows(
         &self,
