@@ -79,7 +79,13 @@ async fn connection_failures_print_their_real_cause(db: TestDatabase) {
             && refused_line.contains(&format!("127.0.0.1:{port}")),
         "{refused_line}"
     );
-    let host_line = fails(&["queue", "list", "-s", "postgres://u:p@no-such-host.invalid:5432/x"]).await;
+    let host_line = fails(&[
+        "queue",
+        "list",
+        "-s",
+        "postgres://u:p@no-such-host.invalid:5432/x",
+    ])
+    .await;
     assert!(
         host_line.contains("could not resolve the host name `no-such-host.invalid`"),
         "{host_line}"
