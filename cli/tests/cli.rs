@@ -1,9 +1,11 @@
 //! The real `dbos-rs` binary against the test cluster: every verb, table and `--json`
 //! output with DBOS's keys, and errors as one line with a nonzero exit code.
 
-use std::process::Output;
 use std::time::Duration;
 
+mod common;
+
+use common::{dbos_rs, fails, json_of, ok};
 use dbos_core::{step, workflow, Client, Dbos, Error, ErrorKind, Queue};
 use dbos_testkit::crash::eventually;
 use dbos_testkit::runs::{bump, runs as count};
@@ -49,62 +51,6 @@ async fn parent(key: String) -> Result<i64, Error> {
 
 static PARKED: Queue = Queue::new("parked");
 static LIMITED: Queue = Queue::new("limited").concurrency(2);
-
-/// Runs `dbos-rs` with `args` (off the async runtime), without the caller's environment's
-/// database settings.
-async fn dbos_rs(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_dbos-rs"))
-            .env_remove("DBOS_SYSTEM_DATABASE_URL")
-            .env_remove("DBOS_SYSTEM_SCHEMA")
-            .env_remove("DBOS_LOCAL_POSTGRES_DIR")
-            .env("RUST_BACKTRACE", "1")
-            .args(args)
-            .output()
-            .expect("cannot run dbos-rs")
-    })
-    .await
-    .unwrap()
-}
-
-/// Runs `dbos-rs`, expecting success; returns stdout.
-async fn ok(args: &[&str]) -> String {
-    let out = dbos_rs(args).await;
-    assert!(
-        out.status.success(),
-        "dbos-rs {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs `dbos-rs --json`, expecting success; returns the JSON it printed.
-async fn json_of(args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let text = ok(&all).await;
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("dbos-rs {args:?} printed non-JSON ({e}): {text}"))
-}
-
-/// Runs `dbos-rs`, expecting a failure: exit code 1 and one line on stderr, no panic, no
-/// backtrace. Returns that line.
-async fn fails(args: &[&str]) -> String {
-    let out = dbos_rs(args).await;
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "dbos-rs {args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(
-        !stderr.contains("panicked")
-            && !stderr.contains("backtrace")
-            && !stderr.contains("RUST_BACKTRACE"),
-        "{stderr}"
-    );
-    stderr
-}
 
 fn ids(list: &Value) -> Vec<&str> {
     list.as_array()

@@ -1,48 +1,13 @@
 //! What the CLI says when something is wrong or cut short: connection failures with their
 //! real cause, and listings that say when rows were left out.
 
-use std::process::Output;
+mod common;
 
+use common::{closed_port, dbos_rs, dbos_rs_with, fails, ok_with_note as ok};
 use dbos_core::manage::ListWorkflows;
 use dbos_core::{workflow, Client, Error};
 use dbos_testkit::TestDatabase;
 use serde_json::Value;
-
-/// Runs `dbos-rs` with `args` (off the async runtime), without the caller's environment's
-/// database settings.
-async fn dbos_rs(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_dbos-rs"))
-            .env_remove("DBOS_SYSTEM_DATABASE_URL")
-            .env_remove("DBOS_SYSTEM_SCHEMA")
-            .env_remove("DBOS_LOCAL_POSTGRES_DIR")
-            .args(args)
-            .output()
-            .expect("cannot run dbos-rs")
-    })
-    .await
-    .unwrap()
-}
-
-/// Runs `dbos-rs`, expecting exit code 1 and one line on stderr; returns that line.
-async fn fails(args: &[&str]) -> String {
-    let out = dbos_rs(args).await;
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "dbos-rs {args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    stderr
-}
-
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A URL the test cluster refuses for want of a password, and one with a wrong password.
 fn bad_passwords(db: &TestDatabase) -> (String, String) {
@@ -101,15 +66,11 @@ async fn connection_failures_print_their_real_cause(db: TestDatabase) {
     }
 
     // From the environment, the error says so (a stale exported URL is a common cause).
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_dbos-rs"))
-            .env("DBOS_SYSTEM_DATABASE_URL", &refused)
-            .args(["workflow", "list"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = dbos_rs_with(
+        &["workflow", "list"],
+        &[("DBOS_SYSTEM_DATABASE_URL", refused.as_str())],
+    )
+    .await;
     let e = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{e}");
     assert!(
@@ -123,14 +84,6 @@ async fn connection_failures_print_their_real_cause(db: TestDatabase) {
 #[workflow]
 async fn quick(n: u32) -> Result<u32, Error> {
     Ok(n)
-}
-
-/// Runs `dbos-rs`, expecting success; returns stdout and stderr.
-async fn ok(args: &[&str]) -> (String, String) {
-    let out = dbos_rs(args).await;
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "dbos-rs {args:?}: {stderr}");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
 /// A listing cut at its limit says so, with the total and the flags that show the rest;
