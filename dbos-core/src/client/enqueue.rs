@@ -10,8 +10,9 @@ use serde_json::Value;
 use super::Client;
 use crate::codec::PortableInputs;
 use crate::error::{Error, ErrorKind, Result};
+use crate::queue::enqueue::{warn_unregistered, EnqueueOptions};
 use crate::queue::Queue;
-use crate::sysdb::workflows::{now_ms, NewWorkflow, QueueFields};
+use crate::sysdb::workflows::{now_ms, timeout_ms, NewWorkflow};
 use crate::workflow::call::{WorkflowCall, WorkflowHandle};
 use crate::workflow::placement::check_id;
 use crate::workflow::registry::BoxFuture;
@@ -29,14 +30,9 @@ pub struct ClientEnqueue<T, E> {
     partitioned: Option<bool>,
     args: Vec<Result<Value>>,
     id: Option<String>,
-    priority: i32,
-    deduplication_id: Option<String>,
-    return_existing: bool,
-    partition_key: Option<String>,
-    delay: Option<Duration>,
     timeout: Option<Duration>,
-    app_version: Option<String>,
     attributes: Option<Value>,
+    options: EnqueueOptions,
     _types: PhantomData<fn() -> (T, E)>,
 }
 
@@ -46,12 +42,8 @@ impl<T, E> std::fmt::Debug for ClientEnqueue<T, E> {
             .field("workflow", &self.name)
             .field("queue", &self.queue)
             .field("id", &self.id)
-            .field("priority", &self.priority)
-            .field("deduplication_id", &self.deduplication_id)
-            .field("partition_key", &self.partition_key)
-            .field("delay", &self.delay)
             .field("timeout", &self.timeout)
-            .field("app_version", &self.app_version)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
@@ -65,14 +57,9 @@ impl ClientEnqueue<Value, Error> {
             partitioned: None,
             args: Vec::new(),
             id: None,
-            priority: 0,
-            deduplication_id: None,
-            return_existing: false,
-            partition_key: None,
-            delay: None,
             timeout: None,
-            app_version: None,
             attributes: None,
+            options: EnqueueOptions::default(),
             _types: PhantomData,
         }
     }
@@ -99,14 +86,9 @@ impl ClientEnqueue<Value, Error> {
             partitioned: self.partitioned,
             args: self.args,
             id: self.id,
-            priority: self.priority,
-            deduplication_id: self.deduplication_id,
-            return_existing: self.return_existing,
-            partition_key: self.partition_key,
-            delay: self.delay,
             timeout: self.timeout,
-            app_version: self.app_version,
             attributes: self.attributes,
+            options: self.options,
             _types: PhantomData,
         }
     }
@@ -121,14 +103,9 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
             partitioned: Some(queue.partitioned),
             args: call.args,
             id: call.id,
-            priority: 0,
-            deduplication_id: None,
-            return_existing: false,
-            partition_key: None,
-            delay: None,
             timeout: call.timeout,
-            app_version: None,
             attributes: call.attributes,
+            options: EnqueueOptions::default(),
             _types: PhantomData,
         }
     }
@@ -140,49 +117,11 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
         self
     }
 
-    /// Lower runs first; 0 (the default) before any explicit priority. DBOS's range is 0
-    /// to 2³¹−1.
-    pub fn priority(mut self, priority: i32) -> Self {
-        self.priority = priority;
-        self
-    }
-
-    /// Refuses the enqueue ([`ErrorKind::QueueDeduplicated`]) while another workflow with
-    /// this id is active on the queue.
-    pub fn deduplication_id(mut self, id: impl Into<String>) -> Self {
-        self.deduplication_id = Some(id.into());
-        self
-    }
-
-    /// With a deduplication id: returns a handle to the active workflow holding it instead
-    /// of failing.
-    pub fn return_existing_on_duplicate(mut self) -> Self {
-        self.return_existing = true;
-        self
-    }
-
-    /// The partition of a partitioned queue.
-    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
-        self.partition_key = Some(key.into());
-        self
-    }
-
-    /// Keeps the workflow `DELAYED` for `delay` before it joins the queue.
-    pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = Some(delay);
-        self
-    }
+    crate::queue::enqueue::enqueue_option_setters!();
 
     /// Cancels the workflow if it has not finished `timeout` after it is dequeued.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
-        self
-    }
-
-    /// Only executors of this application version may run it (default: any executor of
-    /// the latest version).
-    pub fn app_version(mut self, version: impl Into<String>) -> Self {
-        self.app_version = Some(version.into());
         self
     }
 
@@ -193,92 +132,34 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
         self
     }
 
-    /// Refuses what no executor could honour, before anything is written.
-    async fn check(&mut self) -> Result<()> {
+    /// Refuses what no executor could honour, before anything is written; returns whether
+    /// the queue is registered.
+    async fn check(&mut self) -> Result<bool> {
         crate::workflow::call::check_attributes(self.attributes.as_ref())?;
         if self.name.trim().is_empty() {
             return Err(Error::invalid(
                 "the workflow name is blank: give the registered name of the workflow to run",
             ));
         }
-        if self.queue.trim().is_empty() {
-            return Err(Error::invalid(
-                "the queue name is blank: give the name of a queue some executor serves",
-            ));
-        }
         if let Some(id) = &self.id {
             check_id(id)?;
         }
-        if self.priority < 0 {
-            return Err(Error::invalid(format!(
-                "priority {} is outside DBOS's range 0..=2147483647: lower numbers run first, and 0 (the default) \
-                 runs before any explicit priority",
-                self.priority
-            )));
+        timeout_ms(self.timeout, "workflow")?;
+        if self.queue.trim().is_empty() {
+            return self.options.check(&self.queue, None).map(|()| false);
         }
-        if self
-            .app_version
-            .as_deref()
-            .is_some_and(|v| v.trim().is_empty())
-        {
-            return Err(Error::invalid(
-                "the application version is blank: give one, or none for the latest",
-            ));
-        }
-        if self.timeout.is_some_and(|t| t.is_zero()) {
-            return Err(Error::invalid(
-                "a timeout of 0 would cancel the workflow as soon as it starts; give a positive timeout, or none",
-            ));
-        }
-        match (&self.deduplication_id, self.return_existing) {
-            (Some(d), _) if d.trim().is_empty() => {
-                return Err(Error::invalid(
-                    "the deduplication id is blank: give a non-empty id, or none",
-                ))
-            }
-            (None, true) => {
-                return Err(Error::invalid(
-                    "return_existing_on_duplicate() needs a deduplication_id(..): without one there is no \
-                     duplicate to return",
-                ))
-            }
-            _ => {}
-        }
-        let queue = &self.queue;
-        if self.partition_key.is_some() && self.deduplication_id.is_some() {
-            return Err(Error::invalid(format!(
-                "queue `{queue}`: a deduplication id cannot be combined with a partition key (DBOS deduplicates only \
-                 on queues without partitions); drop one of them"
-            )));
-        }
-        if self
-            .partition_key
-            .as_deref()
-            .is_some_and(|k| k.trim().is_empty())
-        {
-            return Err(Error::invalid(format!(
-                "queue `{queue}`: the partition key is blank; give a non-empty partition_key(..)"
-            )));
-        }
+        // The queue's recorded definition, if an executor registered it.
+        let recorded = self.client.sysdb.queue_partitioned(&self.queue).await?;
         if self.partitioned.is_none() {
-            // Enqueued by name: the queue's recorded definition, if an executor registered it.
-            self.partitioned = self.client.sysdb.queue_partitioned(queue).await?;
+            // Enqueued by name: what is recorded is all there is to go by.
+            self.partitioned = recorded;
         }
-        match (self.partitioned, &self.partition_key) {
-            (Some(true), None) => Err(Error::invalid(format!(
-                "queue `{queue}` is partitioned: give the workflow a partition_key(..); without one no executor \
-                 would ever dequeue it"
-            ))),
-            (Some(false), Some(_)) => Err(Error::invalid(format!(
-                "queue `{queue}` is not partitioned, so a partition key would keep the workflow from ever being \
-                 dequeued: drop the partition_key(..)"
-            ))),
-            _ => Ok(()),
-        }
+        self.options.check(&self.queue, self.partitioned)?;
+        Ok(recorded.is_some())
     }
 
     async fn enqueue(mut self) -> Result<WorkflowHandle<T, E>> {
-        self.check().await?;
+        let registered = self.check().await?;
         let args: Vec<Value> = std::mem::take(&mut self.args)
             .into_iter()
             .collect::<Result<_>>()?;
@@ -290,7 +171,6 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let creator = uuid::Uuid::new_v4().to_string();
         let sysdb = &self.client.sysdb;
-        let delay_until_ms = self.delay.map(|d| now_ms() + d.as_millis() as i64);
         let new = NewWorkflow {
             id: &id,
             fresh_id,
@@ -298,19 +178,13 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
             creator_xid: &creator,
             owner_xid: None,
             executor_id: None,
-            app_version: self.app_version.as_deref(),
+            app_version: self.options.app_version.as_deref(),
             app_name: self.client.app_name.as_deref(),
             inputs: &inputs,
-            timeout_ms: self.timeout.map(|t| t.as_millis() as i64),
+            timeout_ms: timeout_ms(self.timeout, "workflow")?,
             deadline_ms: None,
             parent: None,
-            queue: Some(QueueFields {
-                queue_name: &self.queue,
-                priority: self.priority,
-                deduplication_id: self.deduplication_id.as_deref(),
-                partition_key: self.partition_key.as_deref(),
-                delay_until_ms,
-            }),
+            queue: Some(self.options.fields(&self.queue, now_ms())),
             attributes: self.attributes.as_ref(),
         };
         loop {
@@ -327,14 +201,19 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
                         )
                         .with_workflow_id(id));
                     }
+                    if row.created && !registered {
+                        warn_unregistered(&self.queue, &id);
+                    }
                     Ok(WorkflowHandle::detached(sysdb.clone(), id))
                 }
                 Ok(None) => Err(Error::new(
                     ErrorKind::Database,
                     format!("workflow `{id}` was not inserted"),
                 )),
-                Err(e) if e.kind() == ErrorKind::QueueDeduplicated && self.return_existing => {
-                    let dedup = self.deduplication_id.as_deref().unwrap_or_default();
+                Err(e)
+                    if e.kind() == ErrorKind::QueueDeduplicated && self.options.return_existing =>
+                {
+                    let dedup = self.options.deduplication_id.as_deref().unwrap_or_default();
                     match sysdb.deduplicated_holder(&self.queue, dedup).await? {
                         Some(holder) => Ok(WorkflowHandle::detached(sysdb.clone(), holder)),
                         // The holder finished in between: the id is free, so enqueue again.

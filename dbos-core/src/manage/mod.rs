@@ -43,9 +43,10 @@ pub use types::{
 };
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::queue::enqueue::{check_partition, queue_partitioned, warn_unregistered};
 use crate::runtime::RuntimeInner;
 use crate::sysdb::manage::{ForkRow, ResumeAll, ResumeRow, RewindRow, TreeChange};
-use crate::sysdb::workflows::{now_ms, INTERNAL_QUEUE};
+use crate::sysdb::workflows::{now_ms, timeout_ms, INTERNAL_QUEUE};
 use crate::sysdb::SystemDatabase;
 use crate::workflow::call::{non_existent, Status, WorkflowHandle};
 use crate::workflow::placement::check_id;
@@ -100,6 +101,11 @@ impl Manager {
             }
             drop(rt.parking.remove(id));
         }
+    }
+
+    /// Whether `queue` is partitioned (`None`: no executor registered it).
+    async fn partitioned(&self, queue: &str) -> Result<Option<bool>> {
+        queue_partitioned(&self.sysdb, self.runtime.as_deref(), queue).await
     }
 
     /// Makes this runtime's dequeue loop for `queue` poll now (no effect for a client, or a
@@ -198,6 +204,7 @@ impl Manager {
             ));
         }
         let onto = queue.unwrap_or(INTERNAL_QUEUE);
+        let partitioned = self.partitioned(onto).await?;
         let answer = |all: &ResumeAll| -> Result<Vec<(String, Resumed)>> {
             if !all.missing.is_empty() {
                 return Err(missing_error(&all.missing));
@@ -222,9 +229,18 @@ impl Manager {
             self.runtime.as_ref(),
             durable::RESUME,
             answer,
-            async |rec| self.sysdb.resume_all(ids, queue, rec).await,
+            async |rec| {
+                self.sysdb
+                    .resume_all(ids, queue, partitioned == Some(true), rec)
+                    .await
+            },
         )
         .await?;
+        if wrote.now && partitioned.is_none() {
+            for (id, _) in &wrote.answer {
+                warn_unregistered(onto, id);
+            }
+        }
         if wrote.now
             && wrote
                 .answer
@@ -239,13 +255,14 @@ impl Manager {
     pub(crate) async fn fork(&self, id: &str, start_step: u32, o: &ForkOptions) -> Result<String> {
         check_id(id)?;
         o.check()?;
+        let onto = o.queue.as_deref().unwrap_or(INTERNAL_QUEUE);
+        let partitioned = self.partitioned(onto).await?;
+        check_partition(onto, partitioned, o.partition_key.as_deref())?;
         let forked = o
             .workflow_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let timeout_ms = o
-            .timeout
-            .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX).max(1));
+        let timeout_ms = timeout_ms(o.timeout, "fork")?;
         let row = ForkRow {
             original: id,
             forked: &forked,
@@ -269,7 +286,10 @@ impl Manager {
         )
         .await?;
         if wrote.now {
-            self.wake(o.queue.as_deref().unwrap_or(INTERNAL_QUEUE));
+            self.wake(onto);
+            if partitioned.is_none() {
+                warn_unregistered(onto, &wrote.answer);
+            }
         }
         Ok(wrote.answer)
     }
@@ -277,6 +297,9 @@ impl Manager {
     pub(crate) async fn rewind(&self, id: &str, start_step: u32, o: &RewindOptions) -> Result<()> {
         check_id(id)?;
         o.check()?;
+        let onto = o.queue.as_deref().unwrap_or(INTERNAL_QUEUE);
+        let partitioned = self.partitioned(onto).await?;
+        check_partition(onto, partitioned, o.partition_key.as_deref())?;
         let row = RewindRow {
             workflow_id: id,
             start_step: i32::try_from(start_step).unwrap_or(i32::MAX),
@@ -292,7 +315,10 @@ impl Manager {
         )
         .await?;
         if wrote.now {
-            self.wake(o.queue.as_deref().unwrap_or(INTERNAL_QUEUE));
+            self.wake(onto);
+            if partitioned.is_none() {
+                warn_unregistered(onto, id);
+            }
         }
         Ok(())
     }

@@ -108,11 +108,7 @@ impl ForkOptions {
         check_name("application version", &self.app_version)?;
         check_name("queue name", &self.queue)?;
         check_name("partition key", &self.partition_key)?;
-        if self.timeout.is_some_and(|t| t.is_zero()) {
-            return Err(Error::invalid(
-                "a timeout of 0 would cancel the fork as soon as it starts; give a positive timeout, or none",
-            ));
-        }
+        crate::sysdb::workflows::timeout_ms(self.timeout, "fork")?;
         for (old, new) in &self.replacement_children {
             if old.trim().is_empty() || new.trim().is_empty() {
                 return Err(Error::invalid(format!(

@@ -9,7 +9,10 @@ use crate::codec::PortableInputs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::queue::Queue;
 use crate::runtime::RuntimeInner;
-use crate::sysdb::workflows::{now_ms, NewWorkflow, QueueFields};
+use crate::sysdb::workflows::{
+    clamped_ms, now_ms, timeout_ms, NewWorkflow, QueueFields, INTERNAL_QUEUE,
+};
+use crate::sysdb::SystemDatabase;
 use crate::workflow::call::{check_attributes, Started, WorkflowCall, WorkflowHandle};
 use crate::workflow::context::Operation;
 use crate::workflow::placement::{check_id, insert, parent_link, Parent, Placement};
@@ -24,102 +27,48 @@ impl<T, E> WorkflowCall<T, E> {
         QueuedCall {
             call: self,
             queue: queue.clone(),
-            priority: 0,
-            deduplication_id: None,
-            return_existing: false,
-            partition_key: None,
-            delay: None,
-            app_version: None,
+            options: EnqueueOptions::default(),
         }
     }
 }
 
-/// A workflow call on its way to a queue; options chain before `.await`, which returns a
-/// [`WorkflowHandle`].
-#[must_use = "nothing is enqueued until the call is awaited"]
-pub struct QueuedCall<T, E> {
-    call: WorkflowCall<T, E>,
-    queue: Queue,
-    priority: i32,
-    deduplication_id: Option<String>,
-    return_existing: bool,
-    partition_key: Option<String>,
-    delay: Option<Duration>,
-    app_version: Option<String>,
+/// The queue options of an enqueue, shared by an in-process enqueue ([`QueuedCall`]) and a
+/// client's ([`ClientEnqueue`](crate::client::ClientEnqueue)): one set of checks, one set of
+/// queue columns.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EnqueueOptions {
+    pub(crate) priority: i32,
+    pub(crate) deduplication_id: Option<String>,
+    pub(crate) return_existing: bool,
+    pub(crate) partition_key: Option<String>,
+    pub(crate) delay: Option<Duration>,
+    pub(crate) app_version: Option<String>,
 }
 
-impl<T, E> std::fmt::Debug for QueuedCall<T, E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueuedCall")
-            .field("call", &self.call)
-            .field("queue", &self.queue.name())
-            .field("priority", &self.priority)
-            .field("deduplication_id", &self.deduplication_id)
-            .field("partition_key", &self.partition_key)
-            .field("delay", &self.delay)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T, E> QueuedCall<T, E> {
-    /// The workflow's priority, from 0 (the default, and the first to run) to 2³¹−1: lower
-    /// runs first, and equal priorities run in enqueue order. A negative priority is refused
-    /// with [`ErrorKind::InvalidArgument`].
-    pub fn priority(mut self, priority: i32) -> Self {
-        self.priority = priority;
-        self
-    }
-
-    /// Rejects the enqueue ([`ErrorKind::QueueDeduplicated`]) while another workflow with this
-    /// id is active on the queue; the id is free again once that workflow completes.
-    pub fn deduplication_id(mut self, id: impl Into<String>) -> Self {
-        self.deduplication_id = Some(id.into());
-        self
-    }
-
-    /// With a deduplication id: instead of failing, return a handle to the active workflow
-    /// holding the id.
-    pub fn return_existing_on_duplicate(mut self) -> Self {
-        self.return_existing = true;
-        self
-    }
-
-    /// The partition of a partitioned queue this workflow belongs to.
-    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
-        self.partition_key = Some(key.into());
-        self
-    }
-
-    /// Keeps the workflow `DELAYED` for `delay` before it becomes eligible to run.
-    pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = Some(delay);
-        self
-    }
-
-    /// Only executors of this application version may run it (default: the caller's).
-    pub fn app_version(mut self, version: impl Into<String>) -> Self {
-        self.app_version = Some(version.into());
-        self
-    }
-
-    /// Attaches attributes (a JSON object) to the workflow, as
-    /// [`WorkflowCall::attributes`] does.
-    pub fn attributes(mut self, attributes: Value) -> Self {
-        self.call.attributes = Some(attributes);
-        self
-    }
-}
-
-impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
-    /// Refuses options no executor could honour, before anything is written.
-    fn check(&self, queue: &Queue) -> Result<()> {
-        let name = queue.name();
+impl EnqueueOptions {
+    /// Refuses options no executor could honour on `queue` (`partitioned`: its definition,
+    /// when known), before anything is written.
+    pub(crate) fn check(&self, queue: &str, partitioned: Option<bool>) -> Result<()> {
+        if queue.trim().is_empty() {
+            return Err(Error::invalid(
+                "the queue name is blank: give the name of a queue some executor serves",
+            ));
+        }
         if self.priority < 0 {
             return Err(Error::invalid(format!(
                 "priority {} is outside DBOS's range 0..=2147483647: lower numbers run first, and 0 (the default) \
                  runs before any explicit priority",
                 self.priority
             )));
+        }
+        if self
+            .app_version
+            .as_deref()
+            .is_some_and(|v| v.trim().is_empty())
+        {
+            return Err(Error::invalid(
+                "the application version is blank: give one, or none for the latest",
+            ));
         }
         match (&self.deduplication_id, self.return_existing) {
             (Some(d), _) if d.trim().is_empty() => {
@@ -135,44 +84,194 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             }
             _ => {}
         }
-        match (&self.partition_key, queue.partitioned) {
-            (Some(_), _) if self.deduplication_id.is_some() => Err(Error::invalid(format!(
-                "queue `{name}`: a deduplication id cannot be combined with a partition key (DBOS deduplicates only \
+        if self.partition_key.is_some() && self.deduplication_id.is_some() {
+            return Err(Error::invalid(format!(
+                "queue `{queue}`: a deduplication id cannot be combined with a partition key (DBOS deduplicates only \
                  on queues without partitions); drop one of them"
-            ))),
-            (Some(k), true) if k.trim().is_empty() => Err(Error::invalid(format!(
-                "queue `{name}`: the partition key is blank; give each workflow a non-empty partition_key(..)"
-            ))),
-            (None, true) => Err(Error::invalid(format!(
-                "queue `{name}` is partitioned: give the workflow a partition_key(..) (its partition's limits apply \
-                 to it); without one no executor would ever dequeue it"
-            ))),
-            (Some(_), false) => Err(Error::invalid(format!(
-                "queue `{name}` is not partitioned, so a partition key would keep the workflow from ever being \
-                 dequeued: drop the partition_key(..), or declare the queue with .partitioned()"
-            ))),
-            _ => Ok(()),
+            )));
         }
+        check_partition(queue, partitioned, self.partition_key.as_deref())
     }
 
+    /// The queue columns of the new row; the delay ends `delay` after `now_ms`.
+    pub(crate) fn fields<'a>(&'a self, queue: &'a str, now_ms: i64) -> QueueFields<'a> {
+        QueueFields {
+            queue_name: queue,
+            priority: self.priority,
+            deduplication_id: self.deduplication_id.as_deref(),
+            partition_key: self.partition_key.as_deref(),
+            delay_until_ms: self.delay.map(|d| now_ms.saturating_add(clamped_ms(d))),
+        }
+    }
+}
+
+/// Refuses a partition key that would keep a workflow on `queue` from ever being dequeued:
+/// a missing one on a partitioned queue, one on a queue without partitions (the internal
+/// queue has none), a blank one. `partitioned`: the queue's definition, when known.
+pub(crate) fn check_partition(
+    queue: &str,
+    partitioned: Option<bool>,
+    key: Option<&str>,
+) -> Result<()> {
+    match (partitioned, key) {
+        (_, Some(k)) if k.trim().is_empty() => Err(Error::invalid(format!(
+            "queue `{queue}`: the partition key is blank; give a non-empty partition_key(..), or none"
+        ))),
+        (Some(true), None) => Err(Error::invalid(format!(
+            "queue `{queue}` is partitioned: give the workflow a partition_key(..) (its partition's limits apply \
+             to it); without one no executor would ever dequeue it"
+        ))),
+        (Some(false), Some(_)) if queue == INTERNAL_QUEUE => Err(Error::invalid(format!(
+            "the internal queue `{INTERNAL_QUEUE}` (where a fork, rewind or resume goes by default) is not \
+             partitioned, so a partition key means nothing there: name a partitioned queue with .queue(..), or drop \
+             the partition key"
+        ))),
+        (Some(false), Some(_)) => Err(Error::invalid(format!(
+            "queue `{queue}` is not partitioned, so a partition key would keep the workflow from ever being \
+             dequeued: drop the partition_key(..), or declare the queue with .partitioned()"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `queue` is partitioned, or `None` when no executor registered it: the internal
+/// queue (never partitioned), the queues of `runtime` (no read), else the definition
+/// recorded in `dbos.queues`.
+pub(crate) async fn queue_partitioned(
+    sysdb: &SystemDatabase,
+    runtime: Option<&RuntimeInner>,
+    queue: &str,
+) -> Result<Option<bool>> {
+    if queue == INTERNAL_QUEUE {
+        return Ok(Some(false));
+    }
+    if let Some(q) = runtime.and_then(|rt| rt.config.queues.iter().find(|q| q.name() == queue)) {
+        return Ok(Some(q.partitioned));
+    }
+    sysdb.queue_partitioned(queue).await
+}
+
+/// Whether `queue` is registered (served by `runtime`, or recorded in `dbos.queues`); warns
+/// when it is not, since what is put on it then waits until an executor serving it starts.
+pub(crate) async fn warn_if_unregistered(
+    sysdb: &SystemDatabase,
+    runtime: Option<&RuntimeInner>,
+    queue: &str,
+    workflow: &str,
+) -> Result<()> {
+    if queue_partitioned(sysdb, runtime, queue).await?.is_none() {
+        warn_unregistered(queue, workflow);
+    }
+    Ok(())
+}
+
+/// The warning for work put on a queue no executor registered.
+pub(crate) fn warn_unregistered(queue: &str, workflow: &str) {
+    tracing::warn!(
+        queue,
+        workflow,
+        "queue `{queue}` is not registered: no executor of this application serves it and `dbos.queues` has no \
+         row for it, so workflow `{workflow}` stays ENQUEUED until an executor serving `{queue}` starts. Register \
+         the queue with Config::queue(..) in the executors that should run it (or check the name for a typo); \
+         list_unrunnable_workflows shows what waits on it"
+    );
+}
+
+/// Generates the queue-option setters of an enqueue builder whose options are in
+/// `self.options` ([`EnqueueOptions`]): the same options, documented once.
+macro_rules! enqueue_option_setters {
+    () => {
+        /// The workflow's priority, from 0 (the default, and the first to run) to 2³¹−1:
+        /// lower runs first, and equal priorities run in enqueue order. A negative priority
+        /// is refused with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument).
+        pub fn priority(mut self, priority: i32) -> Self {
+            self.options.priority = priority;
+            self
+        }
+
+        /// Rejects the enqueue ([`ErrorKind::QueueDeduplicated`](crate::ErrorKind::QueueDeduplicated))
+        /// while another workflow with this id is active on the queue; the id is free again
+        /// once that workflow completes. Not allowed with a partition key (as in DBOS).
+        pub fn deduplication_id(mut self, id: impl Into<String>) -> Self {
+            self.options.deduplication_id = Some(id.into());
+            self
+        }
+
+        /// With a deduplication id: instead of failing, return a handle to the active
+        /// workflow holding the id.
+        pub fn return_existing_on_duplicate(mut self) -> Self {
+            self.options.return_existing = true;
+            self
+        }
+
+        /// The partition of a partitioned queue this workflow belongs to (required there,
+        /// refused on a queue without partitions).
+        pub fn partition_key(mut self, key: impl Into<String>) -> Self {
+            self.options.partition_key = Some(key.into());
+            self
+        }
+
+        /// Keeps the workflow `DELAYED` for `delay` before it becomes eligible to run (at
+        /// most 100 years: a longer delay is taken as 100 years).
+        pub fn delay(mut self, delay: Duration) -> Self {
+            self.options.delay = Some(delay);
+            self
+        }
+
+        /// Only executors of this application version may run it (default: the caller's
+        /// for an in-process enqueue; any executor of the latest version for a client).
+        pub fn app_version(mut self, version: impl Into<String>) -> Self {
+            self.options.app_version = Some(version.into());
+            self
+        }
+    };
+}
+pub(crate) use enqueue_option_setters;
+
+/// A workflow call on its way to a queue; options chain before `.await`, which returns a
+/// [`WorkflowHandle`].
+#[must_use = "nothing is enqueued until the call is awaited"]
+pub struct QueuedCall<T, E> {
+    call: WorkflowCall<T, E>,
+    queue: Queue,
+    options: EnqueueOptions,
+}
+
+impl<T, E> std::fmt::Debug for QueuedCall<T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedCall")
+            .field("call", &self.call)
+            .field("queue", &self.queue.name())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<T, E> QueuedCall<T, E> {
+    enqueue_option_setters!();
+
+    /// Attaches attributes (a JSON object) to the workflow, as
+    /// [`WorkflowCall::attributes`] does.
+    pub fn attributes(mut self, attributes: Value) -> Self {
+        self.call.attributes = Some(attributes);
+        self
+    }
+}
+
+impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
     async fn enqueue(self) -> Result<WorkflowHandle<T, E>> {
         if let Some(id) = &self.call.id {
             check_id(id)?;
         }
         check_attributes(self.call.attributes.as_ref())?;
-        self.check(&self.queue)?;
+        let queue_name = self.queue.name().to_owned();
+        self.options
+            .check(&queue_name, Some(self.queue.partitioned))?;
         let args: Vec<Value> = self.call.args.into_iter().collect::<Result<_>>()?;
         let inputs = PortableInputs::positional(args).to_text()?;
         let def = self.call.def;
-        let timeout_ms = self.call.timeout.map(|t| t.as_millis() as i64);
-        let queue_name = self.queue.name().to_owned();
-        let fields = QueueFields {
-            queue_name: &queue_name,
-            priority: self.priority,
-            deduplication_id: self.deduplication_id.as_deref(),
-            partition_key: self.partition_key.as_deref(),
-            delay_until_ms: self.delay.map(|d| now_ms() + d.as_millis() as i64),
-        };
+        let timeout_ms = timeout_ms(self.call.timeout, "workflow")?;
+        let fields = self.options.fields(&queue_name, now_ms());
         let (rt, id, parent, fresh_id) =
             match Placement::resolve(def.name, self.call.id.clone(), self.call.runtime.as_ref())? {
                 Placement::Recorded { rt, id } => return Ok(WorkflowHandle::attach(rt, id)),
@@ -185,6 +284,7 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             };
         let creator = uuid::Uuid::new_v4().to_string();
         let app_version = self
+            .options
             .app_version
             .clone()
             .unwrap_or_else(|| rt.app_version.clone());
@@ -209,11 +309,13 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             Ok(row) => {
                 if row.created {
                     rt.wake_queue(&queue_name);
+                    warn_if_unregistered(&rt.sysdb, Some(&rt), &queue_name, &id).await?;
                 }
                 Ok(WorkflowHandle::attach(rt, id))
             }
             Err(e) if e.kind() == ErrorKind::QueueDeduplicated => {
-                let holder = match (self.return_existing, self.deduplication_id.as_deref()) {
+                let options = &self.options;
+                let holder = match (options.return_existing, options.deduplication_id.as_deref()) {
                     (true, Some(dedup)) => rt.sysdb.deduplicated_holder(&queue_name, dedup).await?,
                     _ => None,
                 };
@@ -290,25 +392,26 @@ pub(crate) async fn enqueue_by_name(
             "the workflow name is blank: give the registered name of the workflow to run",
         ));
     }
-    if queue.trim().is_empty() {
-        return Err(Error::invalid(
-            "the queue name is blank: give the name of a queue some executor serves",
-        ));
-    }
     if let Some(id) = &id {
         check_id(id)?;
     }
-    if rt
-        .config
-        .queues
-        .iter()
-        .any(|q| q.name() == queue && q.partitioned)
-    {
-        return Err(Error::invalid(format!(
-            "queue `{queue}` is partitioned, and an enqueue by name carries no partition key: no executor would \
-             ever dequeue it; enqueue through the workflow's own call with .partition_key(..)"
-        )));
-    }
+    let options = EnqueueOptions::default();
+    let partitioned = if queue.trim().is_empty() {
+        None
+    } else {
+        queue_partitioned(&rt.sysdb, Some(rt), queue).await?
+    };
+    options.check(queue, partitioned).map_err(|e| {
+        if partitioned == Some(true) {
+            Error::invalid(format!(
+                "queue `{queue}` is partitioned, and an enqueue by name carries no partition key: no executor would \
+                 ever dequeue it; enqueue through the workflow's own call with .partition_key(..), or with a \
+                 Client's enqueue"
+            ))
+        } else {
+            e
+        }
+    })?;
     let inputs = PortableInputs::positional(args).to_text()?;
     let fresh_id = id.is_none();
     let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -326,13 +429,15 @@ pub(crate) async fn enqueue_by_name(
         timeout_ms: None,
         deadline_ms: None,
         parent: None,
-        queue: Some(QueueFields {
-            queue_name: queue,
-            ..Default::default()
-        }),
+        queue: Some(options.fields(queue, now_ms())),
         attributes: None,
     };
-    insert(rt, &new, None).await?;
-    rt.wake_queue(queue);
+    let row = insert(rt, &new, None).await?;
+    if row.created {
+        rt.wake_queue(queue);
+        if partitioned.is_none() {
+            warn_unregistered(queue, &id);
+        }
+    }
     Ok(WorkflowHandle::attach(rt.clone(), id))
 }

@@ -614,11 +614,13 @@ impl SystemDatabase {
     /// to continue from their last checkpoint: DBOS's resume, all in one transaction;
     /// nothing when an id is missing. A retry whose first attempt committed unseen finds each
     /// workflow active and stamped with this resume's time, and leaves it as it is. With
-    /// `rec`, recorded as the calling workflow's operation.
+    /// `rec`, recorded as the calling workflow's operation. Onto a `partitioned` queue, a
+    /// workflow without a partition key would never be dequeued: refused (nothing changes).
     pub(crate) async fn resume_all(
         &self,
         ids: &[&str],
         queue: Option<&str>,
+        partitioned: bool,
         rec: Option<&Recorder<'_, ResumeAll>>,
     ) -> Result<Outcome<ResumeAll>> {
         let s = self.quoted_schema();
@@ -638,7 +640,8 @@ impl SystemDatabase {
                     let row = tx
                         .query_opt(
                             &format!(
-                                "SELECT status, updated_at FROM {s}.workflow_status WHERE workflow_uuid = $1 FOR UPDATE"
+                                "SELECT status, updated_at, queue_partition_key IS NULL
+                                   FROM {s}.workflow_status WHERE workflow_uuid = $1 FOR UPDATE"
                             ),
                             &[id],
                         )
@@ -652,6 +655,13 @@ impl SystemDatabase {
                     let updated_at: i64 = row.get(1);
                     let done = if status == "SUCCESS" || status == "ERROR" {
                         ResumeRow::Finished(status)
+                    } else if partitioned && row.get::<_, bool>(2) {
+                        return Err(Error::invalid(format!(
+                            "workflow `{id}` has no partition key, and queue `{queue}` is partitioned: resumed there \
+                             it would never be dequeued; resume it onto the internal queue (the default) or a queue \
+                             without partitions. Nothing was resumed"
+                        ))
+                        .with_workflow_id(*id));
                     } else if attempt > 1
                         && matches!(status.as_str(), "ENQUEUED" | "PENDING")
                         && updated_at >= now

@@ -454,9 +454,12 @@ impl SystemDatabase {
         // because, written plainly, a plan made on stale statistics used it to bitmap-scan every
         // ENQUEUED row of every queue and join them against the few picked ones, on every claim
         // (hundreds of index entries per claim with a backlog; the bimodal W3 benchmark).
-        // `queue_partition_key IS NULL` and `= $6` are spelled out (not `IS NOT DISTINCT FROM
-        // $6`) so the planner sees which index serves the claim: with the combined form it
-        // estimated one matching row, scanned the whole table and sorted it on every claim.
+        // A partition's claim tests `queue_partition_key = $6`, spelled out (not `IS NOT
+        // DISTINCT FROM $6`) so the planner sees which index serves it: with the combined form
+        // it estimated one matching row, scanned the whole table and sorted it on every claim.
+        // A queue without partitions ignores the key, as DBOS's dequeue does: a workflow that
+        // kept one from a partitioned queue (cancelled there, then resumed onto the internal
+        // queue, by us or by DBOS) still runs.
         let build = |lock: &'static str, partition_test: &'static str| {
             move |s: &str| {
                 format!(
@@ -495,7 +498,7 @@ impl SystemDatabase {
         };
         const NOWAIT: &str = "FOR UPDATE NOWAIT";
         const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
-        const NO_PARTITION: &str = "queue_partition_key IS NULL AND $6::text IS NULL";
+        const NO_PARTITION: &str = "$6::text IS NULL";
         const PARTITION: &str = "queue_partition_key = $6::text";
         let sql = match (nowait, partition.is_some()) {
             (true, false) => self.sql("claim_nowait", build(NOWAIT, NO_PARTITION)),

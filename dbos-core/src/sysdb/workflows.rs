@@ -21,6 +21,26 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// `d` in milliseconds, at most [`MAX_WAIT`](crate::workflow::ops::MAX_WAIT) (100 years, as
+/// for a sleep): a longer timeout or delay means "never" in practice, and a time plus it, or
+/// the dequeue's `now + workflow_timeout_ms`, stays in range.
+pub(crate) fn clamped_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.min(crate::workflow::ops::MAX_WAIT).as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A workflow timeout as stored (`workflow_timeout_ms`): clamped as [`clamped_ms`]; a
+/// timeout of 0 is refused, since it would cancel the `what` as soon as it starts.
+pub(crate) fn timeout_ms(timeout: Option<std::time::Duration>, what: &str) -> Result<Option<i64>> {
+    match timeout {
+        Some(t) if t.is_zero() => Err(Error::invalid(format!(
+            "a timeout of 0 would cancel the {what} as soon as it starts; give a positive timeout, or none"
+        ))),
+        // Below a millisecond rounds up, not down to "no time at all".
+        Some(t) => Ok(Some(clamped_ms(t).max(1))),
+        None => Ok(None),
+    }
+}
+
 /// A new workflow row: started here (`owner_xid` set: `PENDING`, owned by the caller) or
 /// enqueued (`queue` set: `ENQUEUED`, or `DELAYED` with a delay).
 #[derive(Debug, Clone)]

@@ -104,6 +104,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             check_id(id)?;
         }
         check_attributes(self.attributes.as_ref())?;
+        let timeout_ms = crate::sysdb::workflows::timeout_ms(self.timeout, "workflow")?;
         let args: Vec<Value> = self.args.into_iter().collect::<Result<_>>()?;
         let inputs = PortableInputs::positional(args.clone()).to_text()?;
         let (rt, id, parent, fresh_id) =
@@ -117,9 +118,8 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
                 } => (rt, id, parent, fresh_id),
             };
         // Children inherit the parent's deadline unless given their own.
-        let deadline = self
-            .timeout
-            .map(|t| now_ms() + t.as_millis() as i64)
+        let deadline = timeout_ms
+            .map(|t| now_ms().saturating_add(t))
             .or_else(|| parent.as_ref().and_then(|p| p.ctx.deadline_ms));
         let owner = uuid::Uuid::new_v4().to_string();
         let new = NewWorkflow {
@@ -132,7 +132,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             app_version: Some(&rt.app_version),
             app_name: Some(&rt.app_name),
             inputs: &inputs,
-            timeout_ms: self.timeout.map(|t| t.as_millis() as i64),
+            timeout_ms,
             deadline_ms: deadline,
             parent: parent_link(&parent),
             queue: None,

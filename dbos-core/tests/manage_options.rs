@@ -1,0 +1,225 @@
+//! Options no executor could honour are refused before anything is written: a fork, rewind
+//! or resume onto a queue whose partitioning does not match the partition key given (the
+//! internal queue is not partitioned), from a runtime and from a client (which reads the
+//! queue's recorded definition). And what these operations put on a queue runs.
+
+use std::time::Duration;
+
+use dbos_core::manage::{ForkOptions, Resumed, RewindOptions};
+use dbos_core::{workflow, Client, Dbos, Error, ErrorKind, Queue};
+use dbos_testkit::TestDatabase;
+
+#[workflow]
+async fn plus_one(x: u32) -> Result<u32, Error> {
+    Ok(x + 1)
+}
+
+static PLAIN: Queue = Queue::new("opts_plain");
+static PARTS: Queue = Queue::new("opts_parts").partition_concurrency(1);
+
+async fn launch(db: &TestDatabase) -> Dbos {
+    Dbos::launch(db.config("testapp").queue(&PLAIN).queue(&PARTS))
+        .await
+        .unwrap()
+}
+
+async fn rows(db: &TestDatabase) -> i64 {
+    db.connect()
+        .await
+        .query_one("SELECT count(*) FROM dbos.workflow_status", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn row(db: &TestDatabase, id: &str) -> (String, Option<String>, Option<String>) {
+    let r = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT status, queue_name, queue_partition_key FROM dbos.workflow_status WHERE workflow_uuid = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+fn invalid(e: Error, says: &str) {
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e:?}");
+    assert!(e.to_string().contains(says), "`{e}` should say `{says}`");
+}
+
+/// Waits (generously) for a workflow's result: a workflow nobody can dequeue fails here.
+async fn result_of(dbos: &Dbos, id: &str) -> u32 {
+    let handle = dbos.retrieve_workflow::<u32, Error>(id);
+    tokio::time::timeout(Duration::from_secs(60), handle.result())
+        .await
+        .unwrap_or_else(|_| panic!("workflow `{id}` never ran"))
+        .unwrap()
+}
+
+#[dbos_testkit::test]
+async fn forks_and_rewinds_no_queue_could_run_are_refused(db: TestDatabase) {
+    let dbos = launch(&db).await;
+    let client = Client::connect(db.url()).await.unwrap();
+    plus_one(1).id("orig").on(&dbos).await.unwrap();
+    let before = rows(&db).await;
+
+    let forks = [
+        (ForkOptions::new().partition_key("eu"), "internal queue"),
+        (
+            ForkOptions::new()
+                .queue("_dbos_internal_queue")
+                .partition_key("eu"),
+            "internal queue",
+        ),
+        (ForkOptions::new().queue("opts_parts"), "partition_key"),
+        (
+            ForkOptions::new().queue("opts_plain").partition_key("eu"),
+            "not partitioned",
+        ),
+    ];
+    for (options, says) in &forks {
+        invalid(
+            dbos.fork_workflow("orig", 1, options).await.unwrap_err(),
+            says,
+        );
+        // A client knows the queues from their recorded definitions.
+        invalid(
+            client.fork_workflow("orig", 1, options).await.unwrap_err(),
+            says,
+        );
+    }
+    let rewinds = [
+        (RewindOptions::new().partition_key("eu"), "internal queue"),
+        (RewindOptions::new().queue("opts_parts"), "partition_key"),
+        (
+            RewindOptions::new().queue("opts_plain").partition_key("eu"),
+            "not partitioned",
+        ),
+    ];
+    for (options, says) in &rewinds {
+        invalid(
+            dbos.rewind_workflow("orig", 1, options).await.unwrap_err(),
+            says,
+        );
+        invalid(
+            client
+                .rewind_workflow("orig", 1, options)
+                .await
+                .unwrap_err(),
+            says,
+        );
+    }
+    assert_eq!(rows(&db).await, before, "no fork was written");
+    assert_eq!(row(&db, "orig").await.0, "SUCCESS", "nothing was rewound");
+
+    // The matching options are accepted, and what they enqueue runs.
+    dbos.fork_workflow(
+        "orig",
+        1,
+        &ForkOptions::new()
+            .workflow_id("fork-eu")
+            .queue("opts_parts")
+            .partition_key("eu"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(result_of(&dbos, "fork-eu").await, 2);
+    client
+        .fork_workflow(
+            "orig",
+            1,
+            &ForkOptions::new()
+                .workflow_id("fork-plain")
+                .queue("opts_plain"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result_of(&dbos, "fork-plain").await, 2);
+    dbos.rewind_workflow(
+        "orig",
+        1,
+        &RewindOptions::new().queue("opts_parts").partition_key("us"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(result_of(&dbos, "orig").await, 2);
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_resumed_workflow_runs_wherever_it_is_resumed(db: TestDatabase) {
+    let dbos = launch(&db).await;
+    let client = Client::connect(db.url()).await.unwrap();
+    // Workflows cancelled before they ran, one with a partition key.
+    let hold = Duration::from_secs(3600);
+    for (id, x) in [("held-eu", 1), ("held-eu-2", 2), ("held-eu-3", 3)] {
+        plus_one(x)
+            .id(id)
+            .on(&dbos)
+            .enqueue(&PARTS)
+            .partition_key("eu")
+            .delay(hold)
+            .await
+            .unwrap();
+    }
+    plus_one(10)
+        .id("held-plain")
+        .on(&dbos)
+        .enqueue(&PLAIN)
+        .delay(hold)
+        .await
+        .unwrap();
+    dbos.cancel_workflows(&["held-eu", "held-eu-2", "held-eu-3", "held-plain"])
+        .await
+        .unwrap();
+
+    // Onto a partitioned queue, a workflow without a partition key would never be
+    // dequeued: refused, nothing changed.
+    for e in [
+        dbos.resume_workflow_on_queue("held-plain", "opts_parts")
+            .await
+            .unwrap_err(),
+        client
+            .resume_workflow_on_queue("held-plain", "opts_parts")
+            .await
+            .unwrap_err(),
+    ] {
+        invalid(e, "partition key");
+    }
+    assert_eq!(row(&db, "held-plain").await.0, "CANCELLED");
+
+    // The internal queue (not partitioned) runs a workflow that had a partition.
+    assert!(matches!(
+        dbos.resume_workflow("held-eu").await.unwrap(),
+        Resumed::Enqueued { .. }
+    ));
+    assert_eq!(result_of(&dbos, "held-eu").await, 2);
+    // So does a plain queue.
+    client
+        .resume_workflow_on_queue("held-eu-2", "opts_plain")
+        .await
+        .unwrap();
+    assert_eq!(result_of(&dbos, "held-eu-2").await, 3);
+    // Back onto its partitioned queue it keeps its partition.
+    dbos.resume_workflow_on_queue("held-eu-3", "opts_parts")
+        .await
+        .unwrap();
+    assert_eq!(result_of(&dbos, "held-eu-3").await, 4);
+    assert_eq!(
+        row(&db, "held-eu-3").await,
+        (
+            "SUCCESS".to_owned(),
+            Some("opts_parts".to_owned()),
+            Some("eu".to_owned())
+        )
+    );
+    // And the plain one resumes onto a plain queue.
+    dbos.resume_workflow_on_queue("held-plain", "opts_plain")
+        .await
+        .unwrap();
+    assert_eq!(result_of(&dbos, "held-plain").await, 11);
+    dbos.shutdown().await.unwrap();
+}
