@@ -267,9 +267,10 @@ pub(crate) struct RestartArgs {
 pub(crate) struct ForkArgs {
     /// The workflow id
     pub(crate) workflow_id: String,
-    /// Restart from this step
-    #[arg(short = 'S', long, default_value_t = 1)]
-    pub(crate) step: u32,
+    /// The step the fork re-runs from (1: all of it). Required off a terminal; asked for
+    /// on one
+    #[arg(short = 'S', long)]
+    pub(crate) step: Option<u32>,
     /// Custom ID for the forked workflow
     #[arg(short = 'f', long)]
     pub(crate) forked_workflow_id: Option<String>,
@@ -291,9 +292,9 @@ pub(crate) struct ForkArgs {
 pub(crate) struct RewindArgs {
     /// The workflow id
     pub(crate) workflow_id: String,
-    /// Re-run from this step
-    #[arg(short = 'S', long, default_value_t = 1)]
-    pub(crate) step: u32,
+    /// The step it re-runs from (1: all of it). Required off a terminal; asked for on one
+    #[arg(short = 'S', long)]
+    pub(crate) step: Option<u32>,
     /// Run it on this application version from now on
     #[arg(short = 'v', long)]
     pub(crate) application_version: Option<String>,
@@ -331,6 +332,9 @@ pub(crate) struct GcArgs {
     /// Also cancel the active workflows created before this time (a global timeout)
     #[arg(long)]
     pub(crate) cancel_active_before: Option<String>,
+    /// Skip the confirmation (needed when stdin is not a terminal)
+    #[arg(short = 'y', long)]
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, Args)]

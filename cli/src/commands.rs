@@ -370,6 +370,8 @@ async fn workflow(g: &Global, cmd: WorkflowCommand) -> Result<()> {
     match &cmd {
         WorkflowCommand::List(a) => drop(list_query(a)?),
         WorkflowCommand::Queue(WorkflowQueueCommand::List(a)) => drop(queued_query(a)?),
+        WorkflowCommand::Fork(a) if a.step.is_none() => can_ask_step("fork", &a.workflow_id)?,
+        WorkflowCommand::Rewind(a) if a.step.is_none() => can_ask_step("rewind", &a.workflow_id)?,
         _ => {}
     }
     let client = client(g).await?;
@@ -493,7 +495,7 @@ async fn workflow(g: &Global, cmd: WorkflowCommand) -> Result<()> {
         WorkflowCommand::Restart(a) => {
             let fork = ForkArgs {
                 workflow_id: a.workflow_id,
-                step: 1,
+                step: Some(1),
                 forked_workflow_id: a.forked_workflow_id,
                 application_version: a.application_version,
                 queue: a.queue,
@@ -527,7 +529,67 @@ async fn workflow(g: &Global, cmd: WorkflowCommand) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a fork or rewind without `--step` when there is no terminal to ask on: the
+/// default of re-running everything (real work, again) must be chosen, not fallen into.
+fn can_ask_step(verb: &str, workflow_id: &str) -> Result<()> {
+    if on_terminal() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::InvalidArgument,
+        format!(
+            "`workflow {verb}` needs -S/--step N, the step it re-runs from (1 re-runs all of it; `dbos-rs workflow \
+             steps {workflow_id}` lists the recorded ones); nothing was changed"
+        ),
+    ))
+}
+
+/// The step a fork or rewind re-runs from: `--step`, or asked for on the terminal after
+/// showing how far the workflow got. `None`: the operator declined.
+async fn step_or_ask(
+    client: &Client,
+    verb: &str,
+    workflow_id: &str,
+    step: Option<u32>,
+) -> Result<Option<u32>> {
+    if let Some(step) = step {
+        return Ok(Some(step));
+    }
+    can_ask_step(verb, workflow_id)?;
+    let steps = client.list_workflow_steps(workflow_id).await?;
+    let last = steps
+        .iter()
+        .map(|s| s.function_id)
+        .max()
+        .unwrap_or(0)
+        .max(0) as u32;
+    let recorded = match steps.iter().max_by_key(|s| s.function_id) {
+        Some(s) => format!("it recorded steps up to {last} (`{}`)", s.function_name),
+        None => "it recorded no steps".to_owned(),
+    };
+    let question = format!(
+        "{verb} workflow `{workflow_id}` from which step? {recorded}; 1 re-runs all of it, {} only what comes after \
+         (`dbos-rs workflow steps {workflow_id}` lists them). Step, or empty to cancel:",
+        last + 1
+    );
+    loop {
+        let answer = ask(&question)?;
+        let answer = answer.trim();
+        if answer.is_empty() || answer.eq_ignore_ascii_case("n") {
+            return Ok(None);
+        }
+        match answer.parse::<u32>() {
+            Ok(step) if step >= 1 => return Ok(Some(step)),
+            _ => println!("`{answer}` is not a step number (1 or more)"),
+        }
+    }
+}
+
 async fn fork_command(g: &Global, client: &Client, a: ForkArgs) -> Result<()> {
+    let Some(step) = step_or_ask(client, "fork", &a.workflow_id, a.step).await? else {
+        println!("Operation cancelled.");
+        return Ok(());
+    };
     let mut options = ForkOptions::new();
     if let Some(v) = a.forked_workflow_id {
         options = options.workflow_id(v);
@@ -550,9 +612,7 @@ async fn fork_command(g: &Global, client: &Client, a: ForkArgs) -> Result<()> {
         }
         options = options.timeout(Duration::from_secs_f64(secs));
     }
-    let fork = client
-        .fork_workflow(&a.workflow_id, a.step, &options)
-        .await?;
+    let fork = client.fork_workflow(&a.workflow_id, step, &options).await?;
     let w = client.get_workflow(fork.id()).await?;
     if g.json {
         output::json(&w.to_dbos_json());
@@ -560,7 +620,7 @@ async fn fork_command(g: &Global, client: &Client, a: ForkArgs) -> Result<()> {
         println!(
             "forked workflow {} from step {} as {}: {} on {}",
             a.workflow_id,
-            a.step,
+            step,
             w.workflow_id,
             w.status,
             opt(w.queue_name.as_deref())
@@ -570,6 +630,10 @@ async fn fork_command(g: &Global, client: &Client, a: ForkArgs) -> Result<()> {
 }
 
 async fn rewind_command(g: &Global, client: &Client, a: RewindArgs) -> Result<()> {
+    let Some(step) = step_or_ask(client, "rewind", &a.workflow_id, a.step).await? else {
+        println!("Operation cancelled.");
+        return Ok(());
+    };
     let mut options = RewindOptions::new();
     if let Some(v) = a.application_version {
         options = options.app_version(v);
@@ -581,7 +645,7 @@ async fn rewind_command(g: &Global, client: &Client, a: RewindArgs) -> Result<()
         options = options.partition_key(v);
     }
     client
-        .rewind_workflow(&a.workflow_id, a.step, &options)
+        .rewind_workflow(&a.workflow_id, step, &options)
         .await?;
     let w = client.get_workflow(&a.workflow_id).await?;
     if g.json {
@@ -590,7 +654,7 @@ async fn rewind_command(g: &Global, client: &Client, a: RewindArgs) -> Result<()
         println!(
             "rewound workflow {} to step {}: {} on {}",
             a.workflow_id,
-            a.step,
+            step,
             w.status,
             opt(w.queue_name.as_deref())
         );
@@ -745,6 +809,35 @@ async fn gc(g: &Global, a: GcArgs) -> Result<()> {
              workflows, or --cancel-active-before <time> for a global timeout",
         ));
     }
+    if !a.yes {
+        let mut what = Vec::new();
+        if let Some(cutoff) = timeout {
+            what.push(format!(
+                "cancels every active workflow created before {}",
+                dbos_core::codec::format_rfc3339(cutoff)
+            ));
+        }
+        match (before, a.keep) {
+            (Some(t), Some(n)) => what.push(format!(
+                "deletes the finished workflows created before {} beyond the newest {n}, with everything recorded \
+                 about them",
+                dbos_core::codec::format_rfc3339(t)
+            )),
+            (Some(t), None) => what.push(format!(
+                "deletes the finished workflows created before {}, with everything recorded about them",
+                dbos_core::codec::format_rfc3339(t)
+            )),
+            (None, Some(n)) => what.push(format!(
+                "deletes every finished workflow but the newest {n}, with everything recorded about them"
+            )),
+            (None, None) => {}
+        }
+        let question = format!("This {}. Proceed?", what.join(" and "));
+        if !confirm(&question, "`gc` deletes (or cancels) workflows")? {
+            println!("Operation cancelled.");
+            return Ok(());
+        }
+    }
     let client = client(g).await?;
     let mut result = serde_json::Map::new();
     if let Some(cutoff) = timeout {
@@ -811,7 +904,10 @@ async fn rename_application(g: &Global, a: RenameArgs) -> Result<()> {
             sources.join(" and "),
             a.new_name
         );
-        if !confirm(&question)? {
+        if !confirm(
+            &question,
+            "`rename-application` changes rows other processes rely on",
+        )? {
             println!("Operation cancelled.");
             return Ok(());
         }
@@ -835,21 +931,37 @@ async fn rename_application(g: &Global, a: RenameArgs) -> Result<()> {
     Ok(())
 }
 
-/// Asks `question` on the terminal; refuses to guess when stdin is not one.
-fn confirm(question: &str) -> Result<bool> {
-    use std::io::{BufRead, IsTerminal, Write};
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "this changes rows other processes rely on and stdin is not a terminal to confirm it: pass -y/--yes",
-        ));
-    }
-    print!("{question} [y/N] ");
+/// Whether standard input is a terminal an operator can answer on.
+fn on_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
+}
+
+/// Prints `question` and reads one line of answer from the terminal.
+fn ask(question: &str) -> Result<String> {
+    use std::io::{BufRead, Write};
+    print!("{question} ");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut answer)
         .map_err(|e| Error::new(ErrorKind::Io, format!("could not read the answer: {e}")))?;
+    Ok(answer)
+}
+
+/// Asks `question` on the terminal (yes or no); refuses to guess when stdin is not one,
+/// saying that `what` and how to go ahead anyway.
+fn confirm(question: &str, what: &str) -> Result<bool> {
+    if !on_terminal() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "{what}, and standard input is not a terminal to confirm it: pass -y/--yes to go ahead; nothing \
+                 was changed"
+            ),
+        ));
+    }
+    let answer = ask(&format!("{question} [y/N]"))?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }

@@ -325,12 +325,16 @@ async fn every_workflow_verb_on_a_live_database(db: TestDatabase) {
     for verb in [
         "steps", "cancel", "resume", "restart", "fork", "rewind", "delete",
     ] {
-        let e = fails(&["workflow", verb, "nobody", "-s", s]).await;
-        assert!(e.contains("nobody"), "{verb}: {e}");
+        let mut args = vec!["workflow", verb, "nobody", "-s", s];
+        if ["fork", "rewind"].contains(&verb) {
+            args.extend(["-S", "1"]);
+        }
+        let e = fails(&args).await;
+        assert!(e.contains("no workflow has the id `nobody`"), "{verb}: {e}");
     }
     let e = fails(&["workflow", "fork", "wf-a", "--step", "9", "-s", s]).await;
     assert!(e.contains("recorded steps up to 3 (`three`)"), "{e}");
-    let e = fails(&["workflow", "rewind", "wf-queued", "-s", s]).await;
+    let e = fails(&["workflow", "rewind", "wf-queued", "-S", "1", "-s", s]).await;
     assert!(e.contains("cancel it first"), "{e}");
     let e = fails(&["workflow", "list", "-S", "DONE", "-s", s]).await;
     assert!(e.contains("unknown status `DONE`"), "{e}");
@@ -386,9 +390,9 @@ async fn migrate_gc_and_version(db: TestDatabase) {
         .await
         .unwrap();
     let s = db.url();
-    let r = json_of(&["gc", "--older-than", "1d", "-s", &s]).await;
+    let r = json_of(&["gc", "--older-than", "1d", "-y", "-s", &s]).await;
     assert_eq!(r["deleted"], 0);
-    let r = json_of(&["gc", "--keep", "3", "--batch-size", "1", "-s", &s]).await;
+    let r = json_of(&["gc", "--keep", "3", "--batch-size", "1", "-y", "-s", &s]).await;
     assert_eq!(
         (r["deleted"].as_i64(), r["batches"].as_i64()),
         (Some(3), Some(4)),
@@ -400,6 +404,7 @@ async fn migrate_gc_and_version(db: TestDatabase) {
         "2999-01-01",
         "--before",
         "2999-01-01",
+        "-y",
         "-s",
         &s,
     ])
