@@ -1,6 +1,8 @@
 //! `dbos-rs postgres start|stop|status|url`: the local Postgres the library starts when no
 //! URL is configured, in the same folder (the application's, see
-//! `LocalPostgres::default_dir`, or `--dir`) and by the same rules.
+//! `LocalPostgres::default_dir`, or `--dir`) and by the same rules. A server `start`ed here
+//! keeps running until `stop` (a running one that would stop itself once unused is asked to
+//! stay); one an application started stops itself once unused.
 
 use dbos_core::local_postgres::{LocalPostgres, LocalPostgresState};
 use std::path::PathBuf;
@@ -69,6 +71,10 @@ pub(crate) async fn run(g: &Global, cmd: PostgresCommand) -> Result<()> {
                     pg.root().display()
                 );
                 println!("url: {}", pg.redacted_url(&db));
+                println!(
+                    "it keeps running until `dbos-rs postgres stop --dir {}`",
+                    dir.display()
+                );
                 println!("     (the full URL, with its password: dbos-rs postgres url --dir {} --database {db})", dir.display());
             }
         }

@@ -18,6 +18,9 @@ pub const GENERATED_EXECUTOR_PREFIX: &str = "dbos-rs-";
 
 /// Environment variable choosing the folder of the embedded local Postgres.
 pub const ENV_LOCAL_POSTGRES_DIR: &str = "DBOS_LOCAL_POSTGRES_DIR";
+/// Environment variable keeping the embedded local Postgres running after the application
+/// exits (`1` or `true`); see [`Config::keep_local_postgres`].
+pub const ENV_KEEP_LOCAL_POSTGRES: &str = "DBOS_KEEP_LOCAL_POSTGRES";
 
 /// How the runtime connects to and uses its system database.
 ///
@@ -44,6 +47,7 @@ pub struct Config {
     pub(crate) application_version: Option<String>,
     /// `None`: [`LocalPostgres::default_dir`](crate::local_postgres::LocalPostgres::default_dir).
     pub(crate) local_postgres_dir: Option<PathBuf>,
+    pub(crate) keep_local_postgres: bool,
     pub(crate) queues: Vec<crate::queue::Queue>,
     pub(crate) park_after: Duration,
     pub(crate) cancel_poll_interval: Duration,
@@ -72,6 +76,7 @@ impl std::fmt::Debug for Config {
             .field("executor_id", &self.executor_id)
             .field("application_version", &self.application_version)
             .field("local_postgres_dir", &self.local_postgres_dir)
+            .field("keep_local_postgres", &self.keep_local_postgres)
             .field(
                 "queues",
                 &self.queues.iter().map(|q| q.name()).collect::<Vec<_>>(),
@@ -95,6 +100,7 @@ impl Config {
             executor_id: None,
             application_version: None,
             local_postgres_dir: None,
+            keep_local_postgres: false,
             queues: Vec::new(),
             park_after: Duration::from_secs(10),
             cancel_poll_interval: Duration::from_millis(500),
@@ -109,10 +115,11 @@ impl Config {
     /// A configuration read from the environment:
     /// `DBOS_SYSTEM_DATABASE_URL` (unset: the embedded local Postgres),
     /// `DBOS_SYSTEM_SCHEMA`, `DBOS__VMID` (executor id), `DBOS__APPVERSION`,
-    /// `DBOS_LOCAL_POSTGRES_DIR`.
+    /// `DBOS_LOCAL_POSTGRES_DIR`, `DBOS_KEEP_LOCAL_POSTGRES` (`1`/`true`/`0`/`false`).
     ///
     /// # Errors
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the application name is invalid.
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the application name is invalid,
+    /// or `DBOS_KEEP_LOCAL_POSTGRES` is not one of `1`, `true`, `0`, `false`.
     pub fn from_env(app_name: impl Into<String>) -> Result<Self> {
         let mut config = Config::new(app_name);
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
@@ -130,6 +137,19 @@ impl Config {
         }
         if let Some(dir) = var(ENV_LOCAL_POSTGRES_DIR) {
             config.local_postgres_dir = Some(PathBuf::from(dir));
+        }
+        if let Some(keep) = var(ENV_KEEP_LOCAL_POSTGRES) {
+            config.keep_local_postgres = match keep.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => {
+                    return Err(Error::config(format!(
+                        "{ENV_KEEP_LOCAL_POSTGRES}={keep:?} is not a yes or no: write 1 or true to keep \
+                         the local Postgres running after the application exits, 0 or false (or \
+                         leave it unset) to let it stop"
+                    )))
+                }
+            };
         }
         config.validate()?;
         Ok(config)
@@ -243,6 +263,19 @@ impl Config {
     /// (`$XDG_DATA_HOME/dbos-rs/<app>`, else `~/.local/share/dbos-rs/<app>`).
     pub fn local_postgres_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.local_postgres_dir = Some(dir.into());
+        self
+    }
+
+    /// Keeps the embedded local Postgres running after the application exits (default
+    /// `false`; `DBOS_KEEP_LOCAL_POSTGRES=1` from the environment). By default a server that
+    /// [`Dbos::launch`](crate::Dbos::launch) starts stops itself about
+    /// [`APP_IDLE_STOP`](crate::local_postgres::APP_IDLE_STOP) (5 s) after the last process
+    /// using it ends (shut down, exited or killed) and its last client disconnects; the next
+    /// launch starts it again with its data. Keep it running to connect to it between runs
+    /// (`psql "$(dbos-rs postgres url --app <name>)"`); stop it then with
+    /// `dbos-rs postgres stop --app <name>`. No effect with a system database URL.
+    pub fn keep_local_postgres(mut self, keep: bool) -> Self {
+        self.keep_local_postgres = keep;
         self
     }
 

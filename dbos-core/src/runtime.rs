@@ -159,7 +159,11 @@ impl Dbos {
                     Some(dir) => dir.clone(),
                     None => LocalPostgres::default_dir(&config.app_name)?,
                 };
-                let pg = LocalPostgres::builder(dir).start().await?;
+                let mut builder = LocalPostgres::builder(dir);
+                if !config.keep_local_postgres {
+                    builder = builder.stop_when_unused(crate::local_postgres::APP_IDLE_STOP);
+                }
+                let pg = builder.start().await?;
                 let url = pg.url(&local_database_name(&config.app_name));
                 (url, Some(pg))
             }
@@ -448,7 +452,8 @@ impl Dbos {
     /// in-flight step (they stop at their next durable operation and stay `PENDING`, to be
     /// recovered by the next launch of this executor id or by [`Dbos::recover_executors`]),
     /// waits up to `timeout` for them, and closes the pool.
-    /// The embedded Postgres keeps running so the next launch reuses it.
+    /// The embedded Postgres it started stops itself once no process uses it, unless
+    /// [`Config::keep_local_postgres`] keeps it running.
     ///
     /// # Errors
     /// None today; the signature leaves room for reporting work that did not stop in time.
@@ -488,6 +493,9 @@ impl Dbos {
         });
         self.inner.sysdb.close();
         self.inner.data_sources.close();
+        if let Some(pg) = &self.inner.local_postgres {
+            pg.release();
+        }
         Ok(())
     }
 

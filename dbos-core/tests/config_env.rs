@@ -9,12 +9,17 @@ async fn from_env_reads_the_environment_and_new_does_not(db: TestDatabase) {
     std::env::set_var("DBOS_SYSTEM_DATABASE_URL", db.url());
     std::env::set_var("DBOS__VMID", "exec-from-env");
     std::env::set_var("DBOS__APPVERSION", "v-from-env");
+    std::env::set_var("DBOS_KEEP_LOCAL_POSTGRES", "1");
 
     let from_env = Dbos::launch(Config::from_env("testapp").unwrap())
         .await
         .unwrap();
     assert_eq!(from_env.executor_id(), "exec-from-env");
     assert_eq!(from_env.application_version(), "v-from-env");
+    assert!(
+        format!("{:?}", from_env.config()).contains("keep_local_postgres: true"),
+        "DBOS_KEEP_LOCAL_POSTGRES=1 keeps the local Postgres"
+    );
     assert_eq!(
         from_env.system_database().database_name(),
         db.name(),
@@ -35,9 +40,19 @@ async fn from_env_reads_the_environment_and_new_does_not(db: TestDatabase) {
     new.shutdown().await.unwrap();
     let debug = format!("{:?}", Config::new("testapp"));
     assert!(
-        debug.contains("system_database_url: None"),
-        "no URL from the environment: {debug}"
+        debug.contains("system_database_url: None") && debug.contains("keep_local_postgres: false"),
+        "nothing from the environment: {debug}"
     );
+
+    // A value that is not a yes or no is refused, saying what to write.
+    std::env::set_var("DBOS_KEEP_LOCAL_POSTGRES", "sometimes");
+    let e = Config::from_env("testapp").unwrap_err();
+    assert_eq!(e.kind(), dbos_core::ErrorKind::Config);
+    assert!(
+        e.to_string().contains("DBOS_KEEP_LOCAL_POSTGRES") && e.to_string().contains("true"),
+        "{e}"
+    );
+    std::env::remove_var("DBOS_KEEP_LOCAL_POSTGRES");
 }
 
 /// The local Postgres's folder follows the application, not the working directory, and its
@@ -51,7 +66,12 @@ async fn the_local_postgres_is_per_application_whatever_the_working_directory(_d
     let here = std::env::current_dir().unwrap();
     let elsewhere = std::env::temp_dir();
 
-    let config = || Config::new("newcomer").pool_size(2);
+    // Kept running: the server started here outlives each shutdown of this test.
+    let config = || {
+        Config::new("newcomer")
+            .pool_size(2)
+            .keep_local_postgres(true)
+    };
     let dbos = Dbos::launch(config()).await.unwrap();
     let pg = dbos.local_postgres().unwrap().clone();
     assert_eq!(pg.root(), data_home.join("dbos-rs").join("newcomer"));

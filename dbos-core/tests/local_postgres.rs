@@ -1,7 +1,10 @@
 //! The Postgres that starts itself: initialised on first use, reused while running,
 //! restarted with its data after it stops, run unprivileged when we are root.
 
-use dbos_core::local_postgres::LocalPostgres;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dbos_core::local_postgres::{LocalPostgres, LocalPostgresState, APP_IDLE_STOP};
 use dbos_core::{Config, Dbos};
 use dbos_testkit::TestDatabase;
 
@@ -57,6 +60,7 @@ async fn starts_reuses_and_restarts_with_its_data(_db: TestDatabase) {
     let dbos = Dbos::launch(
         Config::new("lifecycle")
             .local_postgres_dir(&dir)
+            .keep_local_postgres(true)
             .pool_size(2),
     )
     .await
@@ -96,5 +100,91 @@ async fn parallel_starts_share_one_server(_db: TestDatabase) {
     assert!(servers.iter().all(|s| s.port() == servers[0].port()));
     assert_eq!(servers.iter().filter(|s| !s.reused()).count(), 1);
     servers[0].stop().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn running(dir: &Path) -> bool {
+    matches!(
+        LocalPostgres::probe(dir).await.unwrap(),
+        LocalPostgresState::Running(_)
+    )
+}
+
+/// How long after the last process using it lets go the server in `dir` stops; fails past
+/// `limit` (generous: the machine is shared).
+async fn stops_within(dir: &Path, limit: Duration) -> Duration {
+    let start = Instant::now();
+    while running(dir).await {
+        assert!(
+            start.elapsed() < limit,
+            "the unused local Postgres in {} still runs after {limit:?}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    start.elapsed()
+}
+
+/// The server a launch started stops once the last process using it has shut down (here two
+/// runtimes, each holding the server as a process does), and stays when asked to.
+#[dbos_testkit::test(timeout = "300s")]
+async fn a_launched_server_stops_after_its_last_user_unless_kept(_db: TestDatabase) {
+    let dir = scratch_dir("idle-stop");
+    let config = || {
+        Config::new("idle-stop")
+            .local_postgres_dir(&dir)
+            .pool_size(2)
+    };
+    let first = Dbos::launch(config()).await.unwrap();
+    assert!(!first.local_postgres().unwrap().reused());
+    let second = Dbos::launch(config()).await.unwrap();
+    assert!(second.local_postgres().unwrap().reused());
+
+    // One user left: the server stays, several idle limits long.
+    first.shutdown().await.unwrap();
+    tokio::time::sleep(APP_IDLE_STOP * 3).await;
+    assert!(running(&dir).await, "stopped while a runtime still used it");
+    second
+        .system_database()
+        .client()
+        .await
+        .unwrap()
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+
+    // The last user shuts down: gone soon after the idle limit, even while the application
+    // still holds a clone of the server's handle.
+    let held = second.local_postgres().unwrap().clone();
+    second.shutdown().await.unwrap();
+    let took = stops_within(&dir, APP_IDLE_STOP + Duration::from_secs(55)).await;
+    println!("the local Postgres stopped {took:?} after the last shutdown");
+    drop(held);
+
+    // Asked to stay: still up well past the idle limit, until stopped.
+    let kept = Dbos::launch(config().keep_local_postgres(true))
+        .await
+        .unwrap();
+    assert!(!kept.local_postgres().unwrap().reused(), "started again");
+    let pg = kept.local_postgres().unwrap().clone();
+    kept.shutdown().await.unwrap();
+    tokio::time::sleep(APP_IDLE_STOP * 3).await;
+    assert!(running(&dir).await, "stopped although asked to stay");
+
+    // A launch that reuses a self-stopping server and asks to stay keeps it running too.
+    pg.stop().await.unwrap();
+    let stopping = Dbos::launch(config()).await.unwrap();
+    let staying = Dbos::launch(config().keep_local_postgres(true))
+        .await
+        .unwrap();
+    assert!(staying.local_postgres().unwrap().reused());
+    stopping.shutdown().await.unwrap();
+    staying.shutdown().await.unwrap();
+    tokio::time::sleep(APP_IDLE_STOP * 3).await;
+    assert!(
+        running(&dir).await,
+        "stopped although a user asked it to stay"
+    );
+    pg.stop().await.unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,14 +4,58 @@
 //! every other test process (nextest runs each test in its own process; they serialise on
 //! the cluster folder's lock file). It serves TLS with a self-signed certificate so
 //! connection tests can exercise `sslmode=require` and `verify-full`.
+//!
+//! The cluster outlives the test run, so the next run starts at once, but not for long: it
+//! stops itself once unused for [`DEFAULT_IDLE_STOP`] (10 minutes; `DBOS_TESTKIT_IDLE_STOP`
+//! changes it). Unused means no test process holds it (each holds a use lease from its first
+//! test until it exits, so the pauses between the test binaries `cargo test` runs one after
+//! another never count) and no client is connected; see
+//! [`LocalPostgresBuilder::stop_when_unused`](dbos_core::local_postgres::LocalPostgresBuilder::stop_when_unused).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use dbos_core::local_postgres::LocalPostgres;
 use tokio::sync::OnceCell;
 
 /// Environment variable overriding the cluster folder.
 pub const ENV_TESTKIT_DIR: &str = "DBOS_TESTKIT_DIR";
+
+/// Environment variable setting how long the test cluster stays up unused before it stops
+/// itself: a duration (`30s`, `10m`, `1h`), or `none` to keep it running until
+/// `dbos-rs postgres stop --dir <cluster folder>/pg`.
+pub const ENV_IDLE_STOP: &str = "DBOS_TESTKIT_IDLE_STOP";
+
+/// How long the test cluster stays up unused when [`ENV_IDLE_STOP`] is not set.
+pub const DEFAULT_IDLE_STOP: Duration = Duration::from_secs(600);
+
+/// The idle limit of the test cluster from the value of [`ENV_IDLE_STOP`]: `Ok(None)` to
+/// keep it running.
+///
+/// # Errors
+/// A description of the problem when `env` is neither a duration nor `none`.
+pub fn idle_stop(env: Option<&str>) -> Result<Option<Duration>, String> {
+    match env.map(str::trim) {
+        None | Some("") => Ok(Some(DEFAULT_IDLE_STOP)),
+        Some("none") => Ok(None),
+        Some(text) => match crate::parse_duration(text) {
+            Some(d) if !d.is_zero() => Ok(Some(d)),
+            _ => Err(format!(
+                "{ENV_IDLE_STOP}={text:?} is not an idle limit: write a duration such as 30s, 10m \
+                 or 1h (a number and one of ms, s, m, h), or `none` to keep the test Postgres running"
+            )),
+        },
+    }
+}
+
+/// The idle limit of every server the testkit starts, from [`ENV_IDLE_STOP`].
+///
+/// # Panics
+/// When the variable holds neither a duration nor `none`.
+pub fn idle_limit() -> Option<Duration> {
+    let env = std::env::var(ENV_IDLE_STOP).ok();
+    idle_stop(env.as_deref()).unwrap_or_else(|e| panic!("dbos-testkit: {e}"))
+}
 
 /// The shared test cluster.
 #[derive(Debug)]
@@ -43,18 +87,35 @@ pub fn cluster_dir() -> PathBuf {
 pub async fn cluster() -> &'static TestCluster {
     CLUSTER
         .get_or_init(|| async {
-            let root = cluster_dir();
-            let (cert, key) = certificate(&root).unwrap_or_else(|e| panic!("dbos-testkit: {e}"));
-            let postgres = LocalPostgres::builder(root.join("pg"))
-                .ephemeral(true)
-                .tls(cert, key)
-                .setting("max_connections", "300")
-                .start()
+            start_cluster(cluster_dir(), idle_limit())
                 .await
-                .unwrap_or_else(|e| panic!("dbos-testkit: could not start the test Postgres: {e}"));
-            TestCluster { postgres, root }
+                .unwrap_or_else(|e| panic!("dbos-testkit: {e}"))
         })
         .await
+}
+
+/// Starts a test cluster in `root` (or finds it running), as [`cluster()`] does with
+/// [`cluster_dir()`] and [`ENV_IDLE_STOP`]; when this call starts it and `idle` is set, it
+/// stops itself after `idle` unused. This process uses it (holds a use lease) until the
+/// returned value's [`postgres()`](TestCluster::postgres) is
+/// [released](LocalPostgres::release) or dropped with every clone, or the process exits.
+///
+/// # Errors
+/// A description of what failed.
+pub async fn start_cluster(root: PathBuf, idle: Option<Duration>) -> Result<TestCluster, String> {
+    let (cert, key) = certificate(&root)?;
+    let mut builder = LocalPostgres::builder(root.join("pg"))
+        .ephemeral(true)
+        .tls(cert, key)
+        .setting("max_connections", "300");
+    if let Some(idle) = idle {
+        builder = builder.stop_when_unused(idle);
+    }
+    let postgres = builder
+        .start()
+        .await
+        .map_err(|e| format!("could not start the test Postgres: {e}"))?;
+    Ok(TestCluster { postgres, root })
 }
 
 /// The self-signed certificate the cluster serves (valid for `localhost` and `127.0.0.1`),

@@ -139,7 +139,7 @@ pub fn effective_timeout(
 }
 
 /// `"500ms"`, `"1.5s"`, `"10m"`, `"1h"`: a number followed by one of `ms`, `s`, `m`, `h`.
-fn parse_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().ok()?;

@@ -61,13 +61,22 @@ impl ReplicatedPostgres {
         if mode == Replication::Synchronous {
             primary = primary.setting("synchronous_standby_names", "'*'");
         }
+        // Like the shared cluster, the pair stops itself once no test uses it.
+        let idle = crate::cluster::idle_limit();
+        if let Some(idle) = idle {
+            primary = primary.stop_when_unused(idle);
+        }
         let primary = primary
             .start()
             .await
             .unwrap_or_else(|e| panic!("dbos-testkit: could not start the primary: {e}"));
-        let standby = LocalPostgres::builder(root.join("standby"))
+        let mut standby = LocalPostgres::builder(root.join("standby"))
             .fresh(true)
-            .standby_of(&primary)
+            .standby_of(&primary);
+        if let Some(idle) = idle {
+            standby = standby.stop_when_unused(idle);
+        }
+        let standby = standby
             .start()
             .await
             .unwrap_or_else(|e| panic!("dbos-testkit: could not start the standby: {e}"));

@@ -118,10 +118,14 @@ async fn a_vanished_machine_s_work_is_recovered_by_a_peer_within_the_timeout() {
     }
     let ns =
         Arc::new(Namespace::create().expect("create a network namespace (needs root and `ip`)"));
-    let server = LocalPostgres::builder(cluster_dir().join("vanished-machine"))
+    let mut server = LocalPostgres::builder(cluster_dir().join("vanished-machine"))
         .fresh(true)
         .ephemeral(true)
-        .setting("listen_addresses", format!("127.0.0.1,{}", ns.host_addr()))
+        .setting("listen_addresses", format!("127.0.0.1,{}", ns.host_addr()));
+    if let Some(idle) = dbos_testkit::cluster::idle_limit() {
+        server = server.stop_when_unused(idle);
+    }
+    let server = server
         .start()
         .await
         .expect("start a server listening on the namespace's link");

@@ -25,6 +25,7 @@
 
 mod account;
 mod binaries;
+mod watchdog;
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -32,6 +33,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use account::ServerAccount;
@@ -42,6 +44,12 @@ use crate::error::{Error, ErrorKind, Result};
 /// The superuser the local server is initialised with.
 pub const SUPERUSER: &str = "postgres";
 
+/// How long the local Postgres that [`Dbos::launch`](crate::Dbos::launch) starts stays up
+/// once unused (no process using it, no client connected), unless
+/// [`Config::keep_local_postgres`](crate::Config::keep_local_postgres) keeps it running: see
+/// [`LocalPostgresBuilder::stop_when_unused`].
+pub const APP_IDLE_STOP: Duration = Duration::from_secs(5);
+
 /// A running local Postgres server.
 #[derive(Clone)]
 pub struct LocalPostgres {
@@ -51,6 +59,8 @@ pub struct LocalPostgres {
     password: String,
     account: Option<ServerAccount>,
     reused: bool,
+    /// This process's use lease (see [`LocalPostgres::release`]), shared by the clones.
+    lease: Arc<Mutex<Option<File>>>,
 }
 
 impl std::fmt::Debug for LocalPostgres {
@@ -74,6 +84,7 @@ pub struct LocalPostgresBuilder {
     standby_of: Option<Box<LocalPostgres>>,
     tls: Option<(String, String)>,
     settings: Vec<(String, String)>,
+    stop_when_unused: Option<Duration>,
 }
 
 impl LocalPostgres {
@@ -86,6 +97,7 @@ impl LocalPostgres {
             standby_of: None,
             tls: None,
             settings: Vec::new(),
+            stop_when_unused: None,
         }
     }
 
@@ -147,6 +159,16 @@ impl LocalPostgres {
     /// Whether an already running server was reused instead of started.
     pub fn reused(&self) -> bool {
         self.reused
+    }
+
+    /// Ends this process's use of the server (for every clone of this value; dropping them
+    /// all, or the process exiting, does the same). A server started with
+    /// [`stop_when_unused`](LocalPostgresBuilder::stop_when_unused) stops once no process
+    /// uses it and no client is connected for its idle limit. [`Dbos::shutdown`](crate::Dbos::shutdown)
+    /// calls it.
+    pub fn release(&self) {
+        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(lease);
     }
 
     /// Stops the server (fast shutdown: open sessions are ended).
@@ -285,6 +307,7 @@ impl LocalPostgres {
                 port,
                 password,
                 reused: true,
+                lease: Arc::default(),
             }))
         })
         .await
@@ -349,6 +372,26 @@ impl LocalPostgresBuilder {
         self
     }
 
+    /// When this start starts the server (rather than finding it running), the server stops
+    /// itself once it has been unused for `idle`: no process holds a use lease on it (every
+    /// process that started or reused it through [`start`](Self::start) holds one until
+    /// [`LocalPostgres::release`] or its exit, crash included) and no client is connected
+    /// (`pg_stat_activity`). A small watchdog process started beside the server checks every
+    /// `idle / 3` (1 to 30 s) and stops it with `pg_ctl stop -m fast`; it needs `sh` and
+    /// `flock` (util-linux), and without them the server keeps running. It never stops a
+    /// server that a starting process has just chosen to reuse (both take the folder's lock).
+    ///
+    /// Without this option (the default), the server keeps running until stopped
+    /// (`dbos-rs postgres stop`, [`LocalPostgres::stop`]), and a start that finds a
+    /// self-stopping server running asks it to keep running too.
+    /// [`Dbos::launch`](crate::Dbos::launch) starts its server with
+    /// [`APP_IDLE_STOP`] unless [`Config::keep_local_postgres`](crate::Config::keep_local_postgres)
+    /// says otherwise.
+    pub fn stop_when_unused(mut self, idle: Duration) -> Self {
+        self.stop_when_unused = Some(idle);
+        self
+    }
+
     /// Passes `-c name=value` to the server. `pg_ctl` hands the options to a shell, so quote
     /// a value holding spaces or `*` in single quotes (`"'*'"`).
     pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -397,26 +440,39 @@ impl LocalPostgresBuilder {
             .map_err(|e| Error::io(format!("could not read {}", password_file.display()), e))?
             .trim()
             .to_owned();
-        if let Some(port) = running_port(&data) {
-            tracing::debug!(port, root = %root.display(), "reusing the running local Postgres");
-            return Ok(LocalPostgres {
-                root,
-                bin_dir,
-                port,
-                password,
-                account,
-                reused: true,
-            });
+        let keep_marker = root.join(watchdog::KEEP_RUNNING_FILE);
+        let running = running_port(&data);
+        let port = match running {
+            Some(port) => {
+                tracing::debug!(port, root = %root.display(), "reusing the running local Postgres");
+                port
+            }
+            None => {
+                let port = self.pg_ctl_start(&bin_dir, &root, account.as_ref())?;
+                tracing::info!(port, root = %root.display(), "started a local Postgres");
+                port
+            }
+        };
+        // Taken before the start lock is let go: a watchdog about to stop the server takes
+        // that lock and then sees this lease.
+        let lease = watchdog::take_lease(&root)?;
+        match (self.stop_when_unused, running) {
+            (None, _) => write_private(&keep_marker, "", None)?,
+            (Some(idle), None) => {
+                remove_if_present(&keep_marker)?;
+                watchdog::spawn(&root, &bin_dir, port, &password, idle, account.as_ref())?;
+            }
+            // Reused: the server keeps the lifetime its starter chose.
+            (Some(_), Some(_)) => {}
         }
-        let port = self.pg_ctl_start(&bin_dir, &root, account.as_ref())?;
-        tracing::info!(port, root = %root.display(), "started a local Postgres");
         Ok(LocalPostgres {
             root,
             bin_dir,
             port,
             password,
             account,
-            reused: false,
+            reused: running.is_some(),
+            lease: Arc::new(Mutex::new(Some(lease))),
         })
     }
 
@@ -672,17 +728,19 @@ fn discard(bin_dir: &Path, root: &Path, account: Option<&ServerAccount>) -> Resu
             .map_err(|e| Error::io(format!("could not delete {}", data.display()), e))?;
     }
     for file in ["password", "server.log"] {
-        match fs::remove_file(root.join(file)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(
-                    format!("could not delete {}", root.join(file).display()),
-                    e,
-                ))
-            }
-            _ => {}
-        }
+        remove_if_present(&root.join(file))?;
     }
     Ok(())
+}
+
+/// Deletes `path`; a file already absent is fine.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("could not delete {}", path.display()), e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The port of a live server on `data`, from its `postmaster.pid`.
