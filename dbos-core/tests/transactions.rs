@@ -927,3 +927,97 @@ async fn a_body_that_commits_or_rolls_back_itself_is_refused(db: TestDatabase) {
     }
     dbos.shutdown().await.unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// The function's own retry policy.
+
+fn out_of_stock(e: &ShopError) -> bool {
+    matches!(e, ShopError::OutOfStock(_))
+}
+
+/// Adds 1 to counter `id`, then fails with its own error (`OutOfStock` when `retried`, which
+/// `retry_if` retries, else `Db`, which it does not) until its third run; returns the
+/// counter's value and the attempt it ran as.
+#[transaction(max_attempts = 3, interval = "20ms", retry_if = out_of_stock)]
+async fn add_on_third(
+    tx: &Transaction<'_>,
+    id: String,
+    run_key: String,
+    retried: bool,
+) -> Result<(i32, u32), ShopError> {
+    let run = bump(&run_key);
+    let row = tx
+        .query_one(
+            "UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING n",
+            &[&id],
+        )
+        .await?;
+    if run < 3 {
+        return Err(match retried {
+            true => ShopError::OutOfStock(format!("run {run}")),
+            false => ShopError::Db(format!("run {run}")),
+        });
+    }
+    Ok((row.get(0), dbos_core::step_attempt().unwrap_or(0)))
+}
+
+#[workflow]
+async fn adds_on_third(id: String, retried: bool) -> Result<(i32, u32), ShopError> {
+    let key = dbos_core::workflow_id().unwrap_or_default();
+    add_on_third(id, key, retried).await
+}
+
+#[dbos_testkit::test]
+async fn the_functions_own_errors_are_retried_by_its_policy_and_rolled_back(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let client = db.connect().await;
+    exec(&client, "CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('c', 0)").await;
+    let counter = || async {
+        let n: i32 = db
+            .connect()
+            .await
+            .query_one("SELECT n FROM counters WHERE id = 'c'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+
+    // Two failed attempts, rolled back; the third commits as attempt 3, recorded once.
+    let out = adds_on_third("c".into(), true).id("own-1").await.unwrap();
+    assert_eq!((out, runs("own-1"), counter().await), ((1, 3), 3, 1));
+    let recorded: Vec<(String, Option<String>, Option<String>)> = client
+        .query(
+            "SELECT function_name, output, error FROM dbos.operation_outputs WHERE workflow_uuid = 'own-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        recorded,
+        [("add_on_third".into(), Some("[1,3]".into()), None)]
+    );
+
+    // `retry_if` says no: the first error is final, rolled back, recorded and replayed.
+    let e = adds_on_third("c".into(), false)
+        .id("own-2")
+        .await
+        .unwrap_err();
+    assert_eq!((e, runs("own-2")), (ShopError::Db("run 1".into()), 1));
+    assert_eq!(counter().await, 1);
+    let again = adds_on_third("c".into(), false)
+        .id("own-2")
+        .await
+        .unwrap_err();
+    assert_eq!((again, runs("own-2")), (ShopError::Db("run 1".into()), 1));
+
+    // Outside a workflow the same policy applies (no attempt number: not a step).
+    let out = add_on_third("c".into(), "own-plain".into(), true)
+        .await
+        .unwrap();
+    assert_eq!((out, runs("own-plain"), counter().await), ((2, 0), 3, 2));
+    dbos.shutdown().await.unwrap();
+}

@@ -27,7 +27,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 
 pub use listener::LISTENER_APPLICATION_NAME;
 pub use migrate::{Migration, MigrationOutcome, MIGRATIONS, SCHEMA_VERSION};
-pub(crate) use retry::{Resilience, RetryState};
+pub(crate) use retry::{backoff, Resilience, RetryState};
 pub(crate) use tls::connector as tls_connector;
 pub use url::redact_url;
 pub(crate) use url::{quote_ident, with_database, DatabaseUrl};
@@ -283,23 +283,12 @@ impl SystemDatabase {
     /// has launched on it, until the database is back. `op` gets the attempt number (1 for
     /// the first), so a write whose first attempt may have committed unseen can recognise
     /// its own row on the next.
-    pub(crate) async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    pub(crate) async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
     where
         F: FnMut(Object, u32) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let mut attempts = self.resilience.attempts();
-        loop {
-            attempts.check_open(what)?;
-            let result = match self.checkout().await {
-                Ok(client) => op(client, attempts.number()).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(v) => return Ok(attempts.succeeded(v)),
-                Err(e) => attempts.failed(what, e).await?,
-            }
-        }
+        self.resilience.run_on(what, || self.checkout(), op).await
     }
 
     /// Runs one statement (text, not prepared) with retries; see [`run`](Self::run). `what`

@@ -24,6 +24,15 @@ const FIRST_DELAY: Duration = Duration::from_millis(50);
 /// work resumes within a second or two of the database coming back.
 const MAX_DELAY: Duration = Duration::from_secs(2);
 
+/// Capped exponential backoff, the one formula of every wait between two runs (statements
+/// during an outage, a step's or a transaction's retries, a transaction's conflicts): the
+/// wait after the `n`th failure (1-based) is `first × factor^(n−1)`, at most `max`.
+pub(crate) fn backoff(first: Duration, factor: f64, max: Duration, n: u32) -> Duration {
+    let grown = first.as_secs_f64() * factor.powi(n.saturating_sub(1).min(1024) as i32);
+    // `min` also turns a NaN (0 × ∞) into the cap.
+    Duration::from_secs_f64(grown.min(max.as_secs_f64()).max(0.0))
+}
+
 /// The retry policy and outage state shared by every clone of one database handle.
 #[derive(Debug)]
 pub(crate) struct Resilience {
@@ -123,8 +132,7 @@ impl Resilience {
         Attempts {
             resilience: self,
             start: Instant::now(),
-            delay: FIRST_DELAY,
-            attempt: 1,
+            failures: 0,
         }
     }
 
@@ -135,10 +143,32 @@ impl Resilience {
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.run_on(what, || std::future::ready(Ok(())), |(), n| op(n))
+            .await
+    }
+
+    /// [`run`](Self::run) with a connection: each attempt checks one out with `checkout`
+    /// (a failure to get one is an attempt's failure too) and gives it to `op`.
+    pub(crate) async fn run_on<C, T, K, KFut, F, Fut>(
+        &self,
+        what: &str,
+        checkout: K,
+        mut op: F,
+    ) -> Result<T>
+    where
+        K: Fn() -> KFut,
+        KFut: Future<Output = Result<C>>,
+        F: FnMut(C, u32) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let mut attempts = self.attempts();
         loop {
             attempts.check_open(what)?;
-            match op(attempts.number()).await {
+            let result = match checkout().await {
+                Ok(client) => op(client, attempts.number()).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(v) => return Ok(attempts.succeeded(v)),
                 Err(e) => attempts.failed(what, e).await?,
             }
@@ -151,14 +181,14 @@ impl Resilience {
 pub(crate) struct Attempts<'a> {
     resilience: &'a Resilience,
     start: Instant,
-    delay: Duration,
-    attempt: u32,
+    /// The attempts that failed so far.
+    failures: u32,
 }
 
 impl Attempts<'_> {
     /// The current attempt, 1-based.
     pub(crate) fn number(&self) -> u32 {
-        self.attempt
+        self.failures.saturating_add(1)
     }
 
     /// Fails once the handle is closed.
@@ -186,16 +216,16 @@ impl Attempts<'_> {
             return Err(e);
         }
         let forever = r.forever.load(Ordering::Relaxed);
-        if !forever && self.start.elapsed() + self.delay >= r.retry_for {
+        let delay = backoff(FIRST_DELAY, 2.0, MAX_DELAY, self.number());
+        if !forever && self.start.elapsed() + delay >= r.retry_for {
             return Err(e);
         }
         r.failed(what, &e, forever);
         tokio::select! {
-            _ = tokio::time::sleep(self.delay) => {}
+            _ = tokio::time::sleep(delay) => {}
             _ = r.stop.cancelled() => return Err(Resilience::stopped_error(what)),
         }
-        self.delay = (self.delay * 2).min(MAX_DELAY);
-        self.attempt += 1;
+        self.failures = self.failures.saturating_add(1);
         Ok(())
     }
 }
@@ -203,19 +233,12 @@ impl Attempts<'_> {
 /// The retry state of an operation that cannot borrow its [`Resilience`] for its whole
 /// life (a transaction driven step by step by generated code): the same policy as
 /// [`Attempts`], kept by value.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RetryState {
+    /// When the first attempt failed.
     start: Option<Instant>,
-    delay: Duration,
-}
-
-impl Default for RetryState {
-    fn default() -> Self {
-        RetryState {
-            start: None,
-            delay: FIRST_DELAY,
-        }
-    }
+    /// The attempts that failed so far.
+    failures: u32,
 }
 
 impl Resilience {
@@ -225,11 +248,10 @@ impl Resilience {
         let mut attempts = Attempts {
             resilience: self,
             start: *state.start.get_or_insert_with(Instant::now),
-            delay: state.delay,
-            attempt: 1,
+            failures: state.failures,
         };
         attempts.failed(what, e).await?;
-        state.delay = attempts.delay;
+        state.failures = attempts.failures;
         Ok(())
     }
 

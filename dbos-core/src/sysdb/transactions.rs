@@ -32,6 +32,17 @@ pub(crate) async fn still_managed<C: GenericClient + Sync>(
     Ok(row.get(0))
 }
 
+/// The id of the transaction open on `client` (64-bit, as [`xact_status`] takes it), or
+/// `None` while it has written nothing (no id assigned: a lost `COMMIT` loses nothing).
+pub(crate) async fn assigned_xact<C: GenericClient + Sync>(
+    client: &C,
+) -> std::result::Result<Option<i64>, tokio_postgres::Error> {
+    let row = client
+        .query_one("SELECT txid_current_if_assigned()", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
 /// What became of a transaction whose `COMMIT` got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum XactStatus {

@@ -34,14 +34,14 @@ use crate::runtime::{Dbos, RuntimeInner};
 use crate::sysdb::datasource::Completion;
 use crate::sysdb::records::{is_unique_violation, CheckpointRow, RecordError};
 use crate::sysdb::transactions::{
-    still_managed, terminate_xact, xact_status, XactStatus, MARK_MANAGED,
+    assigned_xact, still_managed, terminate_xact, xact_status, XactStatus, MARK_MANAGED,
 };
 use crate::sysdb::workflows::{now_ms, Checkpoint};
-use crate::sysdb::{while_holding, RetryState};
+use crate::sysdb::{backoff, while_holding, Resilience, RetryState};
 use crate::workflow::context::{
     current, current_step, in_step, Operation, Slot, StepScope, WorkflowContext,
 };
-use crate::workflow::step::{replay, replay_checkpoint};
+use crate::workflow::step::{pause, replay, replay_checkpoint, OwnRetries};
 use crate::workflow::types::{error_to_portable, Portable, WorkflowError};
 
 /// The first wait after a serialization failure or a deadlock, as DBOS waits.
@@ -124,6 +124,14 @@ enum State<T, E> {
     Running(Box<Running<T, E>>),
     Done(Result<T, E>),
     Taken,
+}
+
+/// How a `COMMIT` that committed ended.
+enum Commit {
+    /// The server acknowledged it.
+    Acknowledged,
+    /// Its acknowledgement was lost, and the database said it committed.
+    Settled,
 }
 
 /// What comes after an attempt.
@@ -395,6 +403,14 @@ impl<T, E> Running<T, E> {
         Ok(run)
     }
 
+    /// The outage state of the database the transaction runs in.
+    fn resilience(&self) -> Arc<Resilience> {
+        match &self.source {
+            Some(ds) => ds.resilience.clone(),
+            None => self.rt.sysdb.resilience_arc(),
+        }
+    }
+
     /// The identity of the pool the transaction's connection comes from.
     fn pool_id(&self) -> u64 {
         match &self.source {
@@ -422,10 +438,7 @@ impl<T, E> Running<T, E> {
             return Err(self.fatal(name, e));
         }
         let what = format!("run transaction `{name}`");
-        let resilience = match &self.source {
-            Some(ds) => ds.resilience.clone(),
-            None => self.rt.sysdb.resilience_arc(),
-        };
+        let resilience = self.resilience();
         let paused = match &self.ctx {
             Some(ctx) => tokio::select! {
                 r = resilience.pause(&mut self.connection, &what, e) => r,
@@ -439,25 +452,8 @@ impl<T, E> Running<T, E> {
     /// Waits `delay` before running again, unless the workflow is told to stop or the
     /// runtime shuts down meanwhile.
     async fn wait(&self, name: &str, delay: Duration) -> Result<(), Error> {
-        let shutting_down = || {
-            Error::new(
-                ErrorKind::NotLaunched,
-                format!(
-                    "the runtime is shutting down while transaction `{name}` waits to run again"
-                ),
-            )
-        };
-        match &self.ctx {
-            Some(ctx) => tokio::select! {
-                _ = tokio::time::sleep(delay) => Ok(()),
-                reason = ctx.stopped() => Err(reason),
-                _ = self.rt.shutdown.cancelled() => Err(ctx.fail(shutting_down())),
-            },
-            None => tokio::select! {
-                _ = tokio::time::sleep(delay) => Ok(()),
-                _ = self.rt.shutdown.cancelled() => Err(shutting_down()),
-            },
-        }
+        let what = format!("transaction `{name}`");
+        pause(&self.rt, self.ctx.as_deref(), delay, &what).await
     }
 
     /// Runs again after a retryable failure: a serialization failure or deadlock waits a
@@ -504,20 +500,24 @@ impl<T, E> Running<T, E> {
                 if let Some(class) = seen {
                     return self.again(name, class).await;
                 }
-                let max = options.retries.max_attempts.max(1);
-                if self.attempt < max && retry_if.is_none_or(|f| f(&e)) {
-                    let delay = options.retries.delay_after(self.attempt);
-                    tracing::warn!(
-                        workflow_id = %self.workflow_id, transaction = name, attempt = self.attempt, max_attempts = max,
-                        error = %(self.c.describe)(&e), "transaction failed and was rolled back; retrying in {delay:?}"
-                    );
-                    if let Err(stop) = self.wait(name, delay).await {
-                        return Next::Done(Err((self.c.from_error)(stop)));
-                    }
-                    self.attempt += 1;
-                    return Next::Again;
+                let retries = OwnRetries {
+                    kind: "transaction",
+                    name,
+                    policy: &options.retries,
+                    runtime: &self.rt,
+                    ctx: self.ctx.as_deref(),
+                    function_id: self.function_id,
+                };
+                let worth_it = || retry_if.is_none_or(|f| f(&e));
+                let described = (self.c.describe)(&e);
+                let Some(delay) = retries.next(self.attempt, worth_it, &described) else {
+                    return self.record_error(name, e).await;
+                };
+                if let Err(stop) = retries.wait(delay).await {
+                    return Next::Done(Err((self.c.from_error)(stop)));
                 }
-                return self.record_error(name, e).await;
+                self.attempt += 1;
+                return Next::Again;
             }
         };
         let text = match (self.c.encode)(&value) {
@@ -595,33 +595,54 @@ impl<T, E> Running<T, E> {
         value: T,
     ) -> Next<T, E> {
         let tx = tx.into_pooled();
-        let xid = match tx.query_one("SELECT txid_current_if_assigned()", &[]).await {
-            Ok(row) => row.get::<_, Option<i64>>(0),
+        let xid = match assigned_xact(&tx).await {
+            Ok(xid) => xid,
             Err(e) => {
                 drop(tx);
                 return self.failed_inside(name, seen, e).await;
             }
         };
-        match tx.commit().await {
-            Ok(()) => Next::Done(Ok(value)),
-            Err(e) => match retryable(&e) {
-                Some(Retryable::Serialization(code)) => {
-                    self.again(name, Retryable::Serialization(code)).await
+        match self.commit(name, tx, xid).await {
+            Ok(_) => Next::Done(Ok(value)),
+            Err(next) => next,
+        }
+    }
+
+    /// Commits, and settles a `COMMIT` whose acknowledgement was lost by asking the database
+    /// what became of transaction `xid` (`None`: the transaction wrote nothing, so there is
+    /// nothing to lose). `Ok` when it committed; otherwise what comes next: run again (a
+    /// serialization failure, or a lost `COMMIT` that did not commit), or the commit's error,
+    /// recorded as the operation's outcome.
+    async fn commit(
+        &mut self,
+        name: &str,
+        tx: deadpool_postgres::Transaction<'_>,
+        xid: Option<i64>,
+    ) -> Result<Commit, Next<T, E>> {
+        let e = match tx.commit().await {
+            Ok(()) => {
+                self.resilience().recovered();
+                return Ok(Commit::Acknowledged);
+            }
+            Err(e) => e,
+        };
+        match retryable(&e) {
+            Some(class @ Retryable::Serialization(_)) => Err(self.again(name, class).await),
+            Some(Retryable::Connection) => {
+                let Some(xid) = xid else {
+                    // Read-only: nothing to commit, and the reads stand.
+                    return Ok(Commit::Settled);
+                };
+                match self.settle(name, xid).await {
+                    Ok(true) => Ok(Commit::Settled),
+                    Ok(false) => Err(Next::Again),
+                    Err(e) => Err(Next::Done(Err((self.c.from_error)(e)))),
                 }
-                // Read-only: nothing to commit, and the reads stand.
-                Some(Retryable::Connection) if xid.is_none() => Next::Done(Ok(value)),
-                Some(Retryable::Connection) => {
-                    match self.settle(name, xid.unwrap_or_default()).await {
-                        Ok(true) => Next::Done(Ok(value)),
-                        Ok(false) => Next::Again,
-                        Err(e) => Next::Done(Err((self.c.from_error)(e))),
-                    }
-                }
-                None => Next::Done(Err((self.c.from_error)(Error::db(
-                    format!("transaction `{name}` could not commit"),
-                    e,
-                )))),
-            },
+            }
+            None => {
+                let e = Error::db(format!("transaction `{name}` could not commit"), e);
+                Err(self.record_error(name, (self.c.from_error)(e)).await)
+            }
         }
     }
 
@@ -672,38 +693,19 @@ impl<T, E> Running<T, E> {
                 return self.failed_inside(name, seen, e).await;
             }
         };
-        match tx.commit().await {
-            Ok(()) => {
-                self.rt.sysdb.resilience().recovered();
+        match self.commit(name, tx, Some(xid)).await {
+            Ok(Commit::Acknowledged) => Next::Done(Ok(value)),
+            Ok(Commit::Settled) => {
+                // Committed: the checkpoint row is this transaction's.
+                if let Err(RecordError::Conflict(cp)) = self.rt.sysdb.record_missed(&row).await {
+                    tracing::error!(
+                        workflow_id = %self.workflow_id, transaction = name, recorded = %cp.function_name,
+                        "the transaction committed, but its checkpoint row reads differently"
+                    );
+                }
                 Next::Done(Ok(value))
             }
-            Err(e) => match retryable(&e) {
-                Some(Retryable::Serialization(code)) => {
-                    self.again(name, Retryable::Serialization(code)).await
-                }
-                Some(Retryable::Connection) => match self.settle(name, xid).await {
-                    Ok(true) => {
-                        // Committed: the checkpoint row is this transaction's.
-                        match self.rt.sysdb.record_missed(&row).await {
-                            Ok(()) => {}
-                            Err(RecordError::Conflict(cp)) => {
-                                tracing::error!(
-                                    workflow_id = %self.workflow_id, transaction = name, recorded = %cp.function_name,
-                                    "the transaction committed, but its checkpoint row reads differently"
-                                );
-                            }
-                            Err(_) => {}
-                        }
-                        Next::Done(Ok(value))
-                    }
-                    Ok(false) => Next::Again,
-                    Err(e) => Next::Done(Err((self.c.from_error)(e))),
-                },
-                None => {
-                    let e = Error::db(format!("transaction `{name}` could not commit"), e);
-                    self.record_error(name, (self.c.from_error)(e)).await
-                }
-            },
+            Err(next) => next,
         }
     }
 
@@ -847,31 +849,15 @@ impl<T, E> Running<T, E> {
                 return Next::Done(Err((self.c.from_error)(self.fatal(name, e))));
             }
         }
-        match tx.commit().await {
-            Ok(()) => {
-                ds.resilience.recovered();
-                self.checkpoint(name, Ok(value), Some(text), None).await
-            }
-            Err(e) => match retryable(&e) {
-                Some(Retryable::Serialization(code)) => {
-                    self.again(name, Retryable::Serialization(code)).await
-                }
-                Some(Retryable::Connection) => match self.settle(name, xid).await {
-                    // Committed: the completion row now holds the result; record it from
-                    // there.
-                    Ok(true) => match self.read_completion(name).await {
-                        Ok(Some(recorded)) => self.adopt(name, recorded).await,
-                        Ok(None) => self.checkpoint(name, Ok(value), Some(text), None).await,
-                        Err(e) => Next::Done(Err((self.c.from_error)(e))),
-                    },
-                    Ok(false) => Next::Again,
-                    Err(e) => Next::Done(Err((self.c.from_error)(e))),
-                },
-                None => {
-                    let e = Error::db(format!("transaction `{name}` could not commit"), e);
-                    self.record_error(name, (self.c.from_error)(e)).await
-                }
+        match self.commit(name, tx, Some(xid)).await {
+            Ok(Commit::Acknowledged) => self.checkpoint(name, Ok(value), Some(text), None).await,
+            // Committed: the completion row now holds the result; record it from there.
+            Ok(Commit::Settled) => match self.read_completion(name).await {
+                Ok(Some(recorded)) => self.adopt(name, recorded).await,
+                Ok(None) => self.checkpoint(name, Ok(value), Some(text), None).await,
+                Err(e) => Next::Done(Err((self.c.from_error)(e))),
             },
+            Err(next) => next,
         }
     }
 
@@ -1013,11 +999,14 @@ impl<T, E> Running<T, E> {
 /// The wait before running a transaction again after its `n`th conflict: 1 ms growing by
 /// 1.5 each time, capped at 2 s, with ±50 % jitter so two contenders do not meet again.
 fn conflict_delay(n: u32) -> Duration {
-    let base = CONFLICT_FIRST_DELAY.as_secs_f64()
-        * CONFLICT_BACKOFF.powi(n.saturating_sub(1).min(64) as i32);
-    let capped = base.min(CONFLICT_MAX_DELAY.as_secs_f64());
+    let capped = backoff(
+        CONFLICT_FIRST_DELAY,
+        CONFLICT_BACKOFF,
+        CONFLICT_MAX_DELAY,
+        n,
+    );
     let jitter = 0.5 + f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 255.0;
-    Duration::from_secs_f64(capped * jitter)
+    capped.mul_f64(jitter)
 }
 
 #[cfg(test)]

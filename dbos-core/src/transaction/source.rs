@@ -287,23 +287,12 @@ impl DataSource {
 
     /// Runs `op` on a pooled connection, retrying connection-class failures as the system
     /// database's statements are retried.
-    pub(crate) async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    pub(crate) async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
     where
         F: FnMut(Object, u32) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let mut attempts = self.resilience.attempts();
-        loop {
-            attempts.check_open(what)?;
-            let result = match self.checkout().await {
-                Ok(client) => op(client, attempts.number()).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(v) => return Ok(attempts.succeeded(v)),
-                Err(e) => attempts.failed(what, e).await?,
-            }
-        }
+        self.resilience.run_on(what, || self.checkout(), op).await
     }
 }
 

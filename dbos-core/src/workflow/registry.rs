@@ -150,9 +150,12 @@ impl StepOptions {
     /// The wait after failed attempt `attempt` (1-based): `interval * backoff^(attempt-1)`,
     /// capped at `max_interval`.
     pub fn delay_after(&self, attempt: u32) -> Duration {
-        let factor = self.backoff.max(1.0).powi(attempt.saturating_sub(1) as i32);
-        let secs = (self.interval.as_secs_f64() * factor).min(self.max_interval.as_secs_f64());
-        Duration::from_secs_f64(secs.max(0.0))
+        crate::sysdb::backoff(
+            self.interval,
+            self.backoff.max(1.0),
+            self.max_interval,
+            attempt,
+        )
     }
 }
 

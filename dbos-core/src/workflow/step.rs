@@ -1,9 +1,11 @@
 //! Steps: run at least once, recorded exactly once, replayed from their record.
 
 use std::future::Future;
+use std::time::Duration;
 
 use crate::codec::PortableError;
 use crate::error::{Error, ErrorKind};
+use crate::runtime::RuntimeInner;
 use crate::sysdb::workflows::now_ms;
 use crate::sysdb::workflows::Checkpoint;
 use crate::workflow::context::{current, in_step, Operation, Slot, StepScope, WorkflowContext};
@@ -39,8 +41,15 @@ where
         Slot::Fresh { function_id } => function_id,
     };
     let started = now_ms();
-    let max = options.max_attempts.max(1);
     let workflow_id: std::sync::Arc<str> = ctx.workflow_id.as_str().into();
+    let retries = OwnRetries {
+        kind: "step",
+        name,
+        policy: options,
+        runtime: &ctx.runtime,
+        ctx: Some(&ctx),
+        function_id,
+    };
     let mut n = 1;
     let result = loop {
         let scope = StepScope {
@@ -50,27 +59,15 @@ where
             attempt: n,
             control: ctx.control.clone(),
         };
-        let r = in_step(scope, attempt()).await;
-        match r {
-            Err(e) if n < max && retry_if.is_none_or(|f| f(&e)) => {
-                let delay = options.delay_after(n);
-                tracing::warn!(
-                    workflow_id = %ctx.workflow_id, step = name, function_id, attempt = n, max_attempts = max,
-                    error = %e, "step failed; retrying in {delay:?}"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    reason = ctx.stopped() => return Err(E::from(reason)),
-                    _ = ctx.runtime.shutdown.cancelled() => {
-                        return Err(E::from(ctx.fail(Error::new(
-                            ErrorKind::NotLaunched,
-                            format!("the runtime is shutting down while step `{name}` waits to retry; the workflow resumes after recovery"),
-                        ))));
-                    }
-                }
+        match in_step(scope, attempt()).await {
+            Err(e) => {
+                let Some(delay) = retries.next(n, || retry_if.is_none_or(|f| f(&e)), &e) else {
+                    break Err(e);
+                };
+                retries.wait(delay).await.map_err(E::from)?;
                 n += 1;
             }
-            other => break other,
+            ok => break ok,
         }
     };
     let (result, output, error) = match result {
@@ -111,6 +108,87 @@ where
     match theirs {
         None => result,
         Some(checkpoint) => replay_checkpoint(&ctx, &checkpoint, name),
+    }
+}
+
+/// The retry policy for a function's own errors, one implementation for steps and
+/// transactions (a transaction's serialization failures and deadlocks are not its own errors:
+/// they run it again without counting, see `transaction::run`).
+pub(crate) struct OwnRetries<'a> {
+    /// What runs, for messages: `step` or `transaction`.
+    pub(crate) kind: &'static str,
+    /// Its name.
+    pub(crate) name: &'a str,
+    /// Its policy: attempts and the waits between them.
+    pub(crate) policy: &'a StepOptions,
+    /// The runtime (its shutdown ends a wait).
+    pub(crate) runtime: &'a RuntimeInner,
+    /// The workflow, when called from one (a cancel ends a wait).
+    pub(crate) ctx: Option<&'a WorkflowContext>,
+    /// Its step id.
+    pub(crate) function_id: i32,
+}
+
+impl OwnRetries<'_> {
+    /// After attempt `attempt` (1-based) failed with `error`: the wait before the next
+    /// attempt (logged), or `None` when the error is final: that was the last attempt, or
+    /// `worth_retrying` (the function's `retry_if`; asked only when an attempt is left) says
+    /// no.
+    pub(crate) fn next(
+        &self,
+        attempt: u32,
+        worth_retrying: impl FnOnce() -> bool,
+        error: &dyn std::fmt::Display,
+    ) -> Option<Duration> {
+        let max = self.policy.max_attempts.max(1);
+        if attempt >= max || !worth_retrying() {
+            return None;
+        }
+        let delay = self.policy.delay_after(attempt);
+        let (kind, name) = (self.kind, self.name);
+        tracing::warn!(
+            workflow_id = self.ctx.map(|c| c.workflow_id.as_str()), kind, name,
+            function_id = self.function_id, attempt, max_attempts = max,
+            error = %error, "{kind} `{name}` failed; retrying in {delay:?}"
+        );
+        Some(delay)
+    }
+
+    /// Waits `delay` (from [`next`](Self::next)); the reason to stop when the workflow is
+    /// told to stop or the runtime shuts down meanwhile.
+    pub(crate) async fn wait(&self, delay: Duration) -> Result<(), Error> {
+        let what = format!("{} `{}`", self.kind, self.name);
+        pause(self.runtime, self.ctx, delay, &what).await
+    }
+}
+
+/// Waits `delay` before `what` runs again, unless the workflow is told to stop (its reason)
+/// or the runtime shuts down meanwhile (an error that ends the execution: the workflow
+/// resumes after recovery).
+pub(crate) async fn pause(
+    runtime: &RuntimeInner,
+    ctx: Option<&WorkflowContext>,
+    delay: Duration,
+    what: &str,
+) -> Result<(), Error> {
+    let shutting_down = || {
+        Error::new(
+            ErrorKind::NotLaunched,
+            format!(
+                "the runtime is shutting down while {what} waits to run again; a workflow resumes after recovery"
+            ),
+        )
+    };
+    match ctx {
+        Some(ctx) => tokio::select! {
+            _ = tokio::time::sleep(delay) => Ok(()),
+            reason = ctx.stopped() => Err(reason),
+            _ = runtime.shutdown.cancelled() => Err(ctx.fail(shutting_down())),
+        },
+        None => tokio::select! {
+            _ = tokio::time::sleep(delay) => Ok(()),
+            _ = runtime.shutdown.cancelled() => Err(shutting_down()),
+        },
     }
 }
 
