@@ -49,6 +49,8 @@ async fn family(n: i64) -> Result<i64, Error> {
 
 /// Nobody serves this queue: what is enqueued on it stays `ENQUEUED`.
 static PARKED: Queue = Queue::new("parked");
+/// Served by the runtime in `only_dequeued_workflows_have_a_dequeue_time`.
+static SERVED: Queue = Queue::new("served");
 
 fn ids(list: &[dbos_core::manage::WorkflowInfo]) -> Vec<&str> {
     list.iter().map(|w| w.workflow_id.as_str()).collect()
@@ -257,10 +259,11 @@ async fn listing_filters_and_decodes(db: TestDatabase) {
         (light[0].input.clone(), light[0].output.clone()),
         (None, None)
     );
-    // This library records a direct start's time where DBOS records a dequeue's.
+    // Only a dequeue sets the dequeue time, as in DBOS: direct starts have none, and
+    // `list-q` was never dequeued.
     assert_eq!(
         ids(&list(ListWorkflows::new().dequeued_after(between)).await),
-        vec!["list-b", "list-f"]
+        Vec::<&str>::new()
     );
 
     // Queries that cannot mean what they say are refused.
@@ -337,5 +340,49 @@ async fn steps_list_outputs_errors_children_and_times(db: TestDatabase) {
         ErrorKind::NonExistentWorkflow
     );
     let _: Value = json!(started);
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn only_dequeued_workflows_have_a_dequeue_time(db: TestDatabase) {
+    let dbos = dbos_core::Dbos::launch(db.config("testapp").queue(&SERVED))
+        .await
+        .unwrap();
+    let before = SystemTime::now() - Duration::from_secs(1);
+    greet("direct".into()).id("direct").on(&dbos).await.unwrap();
+    family(2).id("parent").on(&dbos).await.unwrap();
+    let queued = greet("queued".into())
+        .id("queued")
+        .on(&dbos)
+        .enqueue(&SERVED)
+        .await
+        .unwrap();
+    assert_eq!(queued.result().await.unwrap(), "QUEUED");
+    let all = dbos.list_workflows(&ListWorkflows::new()).await.unwrap();
+    let dequeued: Vec<(&str, bool)> = all
+        .iter()
+        .map(|w| (w.workflow_id.as_str(), w.dequeued_at.is_some()))
+        .collect();
+    // A direct start, and a child started directly, are never dequeued (DBOS writes no
+    // `started_at_epoch_ms` for them).
+    assert_eq!(
+        dequeued,
+        vec![
+            ("direct", false),
+            ("parent", false),
+            ("parent-2", false),
+            ("queued", true)
+        ]
+    );
+    let after = dbos
+        .list_workflows(&ListWorkflows::new().dequeued_after(before))
+        .await
+        .unwrap();
+    assert_eq!(ids(&after), vec!["queued"]);
+    let until_now = dbos
+        .list_workflows(&ListWorkflows::new().dequeued_before(SystemTime::now()))
+        .await
+        .unwrap();
+    assert_eq!(ids(&until_now), vec!["queued"]);
     dbos.shutdown().await.unwrap();
 }

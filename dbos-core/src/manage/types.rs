@@ -144,7 +144,8 @@ pub struct WorkflowInfo {
     pub was_forked_from: bool,
     /// The workflow that started it.
     pub parent_workflow_id: Option<String>,
-    /// When it was last dequeued.
+    /// When it was last dequeued (epoch ms): `None` for a workflow started directly (never
+    /// on a queue), or put back on one and not dequeued since, as in DBOS.
     pub dequeued_at: Option<i64>,
     /// When a `DELAYED` workflow becomes eligible to run.
     pub delay_until_epoch_ms: Option<i64>,

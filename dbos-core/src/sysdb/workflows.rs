@@ -588,6 +588,8 @@ fn start_sql(s: &str, with_parent: bool, idempotent: bool) -> String {
             String::new(),
         )
     };
+    // `started_at_epoch_ms` is the dequeue time (DBOS's `dequeued_at`, the rate limiter's
+    // clock): only a dequeue sets it, so a direct start leaves it NULL, as DBOS does.
     format!(
         "WITH {guard}
          ins AS (
@@ -598,7 +600,7 @@ fn start_sql(s: &str, with_parent: bool, idempotent: bool) -> String {
                  queue_name, priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes)
              SELECT $1::text, $15::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $6::bigint,
                     CASE WHEN $15::text = 'PENDING' THEN 1 ELSE 0 END, $14::text, $7::text, '{PORTABLE_JSON}',
-                    $8::bigint, $9::bigint, $11::text, CASE WHEN $15::text = 'PENDING' THEN $6::bigint END,
+                    $8::bigint, $9::bigint, $11::text, NULL::bigint,
                     $16::text, $17::integer, $18::text, $19::text, $20::bigint, $21::jsonb
               {gate}
              {on_status_conflict}
