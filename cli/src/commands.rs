@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use dbos_core::codec::PortableError;
 use dbos_core::manage::{
     ForkOptions, GarbageCollect, ListWorkflows, Payload, RenameApplication, Resumed, RewindOptions,
-    WorkflowInfo,
+    StepInfo, WorkflowInfo,
 };
 use dbos_core::sysdb::{ConnectOptions, MigrationOutcome, SystemDatabase, SCHEMA_VERSION};
 use dbos_core::{Client, Error, ErrorKind, Result, Status};
@@ -402,47 +402,7 @@ async fn workflow(g: &Global, cmd: WorkflowCommand) -> Result<()> {
             let w = client.get_workflow(&a.workflow_id).await?;
             print_workflow(g, &w);
         }
-        WorkflowCommand::Steps(a) => {
-            let steps = client.list_workflow_steps(&a.workflow_id).await?;
-            if g.json {
-                output::json(&Value::Array(
-                    steps.iter().map(|s| s.to_dbos_json()).collect(),
-                ));
-                return Ok(());
-            }
-            if steps.is_empty() {
-                println!("workflow `{}` has no recorded steps", a.workflow_id);
-                return Ok(());
-            }
-            let mut t = Table::new(vec![
-                "STEP",
-                "NAME",
-                "OUTPUT / ERROR",
-                "CHILD",
-                "STARTED",
-                "TOOK",
-            ]);
-            for s in &steps {
-                let result = match (&s.error, &s.output) {
-                    (Some(e), _) => format!("error {}", error_text(e)),
-                    (None, Some(o)) => value_text(o),
-                    (None, None) => "-".to_owned(),
-                };
-                let took = match (s.started_at_epoch_ms, s.completed_at_epoch_ms) {
-                    (Some(a), Some(b)) if b >= a => format!("{} ms", b - a),
-                    _ => "-".to_owned(),
-                };
-                t.row(vec![
-                    s.function_id.to_string(),
-                    s.function_name.clone(),
-                    short(&result, 60),
-                    opt(s.child_workflow_id.as_deref()),
-                    time(s.started_at_epoch_ms),
-                    took,
-                ]);
-            }
-            t.print();
-        }
+        WorkflowCommand::Steps(a) => print_steps(g, &client, &a.workflow_id).await?,
         WorkflowCommand::Cancel(a) => {
             let id = a.workflow_id.as_str();
             let cancelled = if a.children {
@@ -583,6 +543,91 @@ async fn step_or_ask(
             _ => println!("`{answer}` is not a step number (1 or more)"),
         }
     }
+}
+
+/// The operations that record their deadline as a `DBOS.sleep` at the next step id, as
+/// DBOS does (so a replay waits only for what remains).
+const TIMED_WAITS: [&str; 2] = ["DBOS.recv", "DBOS.getEvent"];
+
+/// What a `DBOS.sleep` row is: the deadline of the timed wait at the step before it, when
+/// that step is a `recv` or `get_event`, or is still waiting (not recorded yet: a wait
+/// records its deadline when it starts and itself when it ends). `None`: a sleep.
+fn deadline_of(steps: &[StepInfo], i: usize, still_running: bool) -> Option<String> {
+    let s = &steps[i];
+    if s.function_name != "DBOS.sleep" {
+        return None;
+    }
+    let before = s.function_id - 1;
+    match steps.iter().find(|p| p.function_id == before) {
+        Some(p) if TIMED_WAITS.contains(&p.function_name.as_str()) => {
+            Some(format!("deadline of step {before} ({})", p.function_name))
+        }
+        None if still_running && before >= 1 && i + 1 == steps.len() => {
+            Some(format!("deadline of step {before} (still waiting)"))
+        }
+        _ => None,
+    }
+}
+
+async fn print_steps(g: &Global, client: &Client, workflow_id: &str) -> Result<()> {
+    let steps = client.list_workflow_steps(workflow_id).await?;
+    if g.json {
+        output::json(&Value::Array(
+            steps.iter().map(|s| s.to_dbos_json()).collect(),
+        ));
+        return Ok(());
+    }
+    if steps.is_empty() {
+        println!("workflow `{workflow_id}` has no recorded steps");
+        return Ok(());
+    }
+    // Only a running workflow can have a wait in progress.
+    let last_is_sleep = steps
+        .last()
+        .is_some_and(|s| s.function_name == "DBOS.sleep");
+    let still_running =
+        last_is_sleep && client.get_workflow(workflow_id).await?.status == Status::Pending;
+    let mut t = Table::new(vec![
+        "STEP",
+        "NAME",
+        "OUTPUT / ERROR",
+        "CHILD",
+        "STARTED",
+        "TOOK",
+    ]);
+    for (i, s) in steps.iter().enumerate() {
+        let deadline = deadline_of(&steps, i, still_running);
+        let result = match (&s.error, &s.output) {
+            // A sleep's (and a deadline's) output is its time in epoch seconds; say it as
+            // a time.
+            (None, _) if s.function_name == "DBOS.sleep" => {
+                format!("until {}", time(s.completed_at_epoch_ms))
+            }
+            (Some(e), _) => format!("error {}", error_text(e)),
+            (None, Some(o)) => value_text(o),
+            (None, None) => "-".to_owned(),
+        };
+        // A deadline is recorded as a sleep that "completes" at it: that is no duration.
+        let took = match (s.started_at_epoch_ms, s.completed_at_epoch_ms) {
+            _ if deadline.is_some() => "-".to_owned(),
+            (Some(a), Some(b)) if b >= a => format!("{} ms", b - a),
+            _ => "-".to_owned(),
+        };
+        let name = match deadline {
+            Some(d) => format!("{}: {d}", s.function_name),
+            None => s.function_name.clone(),
+        };
+        t.row(vec![
+            s.function_id.to_string(),
+            name,
+            short(&result, 60),
+            opt(s.child_workflow_id.as_deref()),
+            time(s.started_at_epoch_ms),
+            took,
+        ]);
+    }
+    t.print();
+    Ok(())
 }
 
 async fn fork_command(g: &Global, client: &Client, a: ForkArgs) -> Result<()> {
