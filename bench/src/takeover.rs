@@ -2,7 +2,7 @@
 //! with the default recovery settings; one with work in progress is `SIGKILL`ed; the time
 //! until the first of its workflows records a step on another executor is measured. With one
 //! worker, the dead one's replacement (a new process, a new generated-style id) does the
-//! recovering, after its recovery grace.
+//! recovering, at its launch (the server has been up for longer than the recovery grace).
 //!
 //! Workers are this binary, re-run as `bench takeover-worker <url> <executor id>`.
 

@@ -220,11 +220,16 @@ impl Config {
         self
     }
 
-    /// How long this executor's own lock connection must have been up before it recovers
-    /// another executor's work (default 10 s). After a database restart every executor
-    /// reconnects and takes its lock back two recovery intervals later; the grace, longer,
-    /// keeps the first to reconnect from taking over the work of live peers meanwhile. Keep
-    /// it above twice the recovery interval plus the time a reconnection takes.
+    /// How long a lock connection that has just been (re)opened waits before this executor
+    /// recovers another executor's work (default 10 s). After a database restart every
+    /// executor reconnects and takes its lock back two recovery intervals later; the grace,
+    /// longer, keeps the first to reconnect from taking over the work of live peers meanwhile.
+    /// Keep it above twice the recovery interval plus the time a reconnection takes.
+    ///
+    /// A launch (an application restarted after a crash, say) does not wait it out when the
+    /// database server has been up for at least this long: it recovers at once the executors
+    /// whose lock is free and whose lock session is gone. On a server up for less, it waits
+    /// the rest of the grace.
     pub fn recovery_grace(mut self, grace: Duration) -> Self {
         self.recovery_grace = grace;
         self

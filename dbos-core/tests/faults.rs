@@ -572,3 +572,161 @@ async fn a_quiet_executor_s_lock_session_is_never_idle_for_long_and_never_cut(db
     );
     dbos.shutdown().await.unwrap();
 }
+
+/// How long the server behind `url` has been up.
+async fn server_uptime(url: &str) -> Duration {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let secs: f64 = client
+        .query_one(
+            "SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    Duration::from_secs_f64(secs.max(0.0))
+}
+
+/// The protection the recovery grace gives after a database restart, kept for a process that
+/// launches right then: every executor's lock is free while it reconnects, so a launch that
+/// finds a free lock on a server up for less than the grace does not read it as a death. Here
+/// A cannot reconnect for a while (its proxy refuses), and B launches on the restarted server:
+/// B leaves A's workflow alone, A takes its lock back and finishes it, the step ran once.
+/// (Checked: with B trusting a free lock at launch whatever the server's uptime, B took the
+/// workflow over and its step ran twice.)
+#[dbos_testkit::test]
+async fn a_launch_right_after_a_database_restart_does_not_take_over_reconnecting_peers(
+    _db: TestDatabase,
+) {
+    let pg = own_postgres("restart-grace-pg").await;
+    let db_name = format!("restart_grace_{}", std::process::id());
+    let url = pg.url(&db_name);
+    let proxy = Proxy::start(pg.port()).await;
+    let a = Dbos::launch(
+        Config::new("restart-grace")
+            .system_database_url(proxy.url(&url))
+            .pool_size(4),
+    )
+    .await
+    .unwrap();
+    let key = "restart-grace/step";
+    let handle = one_long_step(key.into(), 7_000)
+        .id("restart-grace")
+        .on(&a)
+        .start()
+        .await
+        .unwrap();
+    eventually("the step to start", Duration::from_secs(20), || async {
+        (bodies(key) == 1).then_some(())
+    })
+    .await;
+    proxy.refuse_new(true);
+    pg.restart_immediate().await.unwrap();
+    let b = Dbos::launch(
+        Config::new("restart-grace")
+            .system_database_url(url.clone())
+            .pool_size(4)
+            .recovery_grace(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+    // B looks at launch and every 2 s meanwhile, with A's lock free and its session gone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.refuse_new(false);
+    let out = tokio::time::timeout(Duration::from_secs(60), handle.result())
+        .await
+        .expect("the workflow finished")
+        .unwrap();
+    assert_eq!(out, 1);
+    assert_eq!(bodies(key), 1, "the step ran once");
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT executor_id, recovery_attempts FROM dbos.workflow_status WHERE workflow_uuid = 'restart-grace'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), a.executor_id(), "it never left A");
+    assert_eq!(row.get::<_, i64>(1), 1, "never recovered");
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+    let _ = pg.stop().await;
+}
+
+/// A launch on a server that has been up for long reads a free lock as a death only when
+/// that executor's lock session is gone too: an executor that lost its connection reconnects
+/// at once and takes its lock back two recovery intervals later, and a process launched
+/// meanwhile leaves its work alone. (Checked: without the look at the sessions, the new
+/// process took the workflow over and its step ran twice.)
+#[dbos_testkit::test]
+async fn a_launch_leaves_the_work_of_a_peer_taking_its_lock_back(db: TestDatabase) {
+    let grace = Duration::from_secs(20);
+    let up = server_uptime(&db.url()).await;
+    if up < grace + Duration::from_secs(1) {
+        tokio::time::sleep(grace + Duration::from_secs(1) - up).await;
+    }
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let a = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url())),
+    )
+    .await
+    .unwrap();
+    let key = "retaking/step";
+    let handle = one_long_step(key.into(), 6_000)
+        .id("retaking")
+        .on(&a)
+        .start()
+        .await
+        .unwrap();
+    eventually("the step to start", Duration::from_secs(20), || async {
+        (bodies(key) == 1).then_some(())
+    })
+    .await;
+    let client = db.connect().await;
+    let label = format!("dbos-rs lock {}", a.executor_id());
+    let session_pid = || async {
+        client
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = left($1, 63)",
+                &[&label],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, i32>(0))
+    };
+    let before = session_pid().await.expect("A's lock session");
+    proxy.cut_all();
+    // A reconnected (a new lock session) and waits two recovery intervals to retake its lock.
+    eventually("A's new lock session", Duration::from_secs(20), || async {
+        session_pid().await.filter(|pid| *pid != before)
+    })
+    .await;
+    let b = Dbos::launch(db.config("testapp").recovery_grace(grace))
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), handle.result())
+        .await
+        .expect("the workflow finished")
+        .unwrap();
+    assert_eq!(out, 1);
+    assert_eq!(bodies(key), 1, "the step ran once");
+    let row = client
+        .query_one(
+            "SELECT executor_id, recovery_attempts FROM dbos.workflow_status WHERE workflow_uuid = 'retaking'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), a.executor_id(), "it never left A");
+    assert_eq!(row.get::<_, i64>(1), 1, "never recovered");
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}

@@ -10,6 +10,16 @@
 //! claim gives each to exactly one live executor, and the lock is released. Peers racing
 //! for the same dead executor recover each workflow once: the second finds nothing left.
 //!
+//! A free lock is not always a death: after a database restart, or after an executor lost its
+//! lock connection, the executor reconnects and takes its lock back two recovery intervals
+//! later. A session that has just (re)connected therefore waits
+//! [`Config::recovery_grace`](crate::Config::recovery_grace) before it recovers anyone, so the
+//! first executor back does not take over the work of live peers meanwhile. A process's first
+//! session (a launch, such as an application restarted after a crash) need not wait when the
+//! database server has been up for longer than the grace: it recovers at once every executor
+//! whose lock is free and whose lock session is not connected (a live executor in its retake
+//! delay has reconnected already). Otherwise it waits what is left of the grace.
+//!
 //! Which ids a peer may recover: generated ones (`dbos-rs-...`, the default) and those
 //! matching [`Config::recover_executors_with_prefix`](crate::Config::recover_executors_with_prefix).
 //! Executors of other languages hold no such lock, so their ids are never touched. A pinned
@@ -134,6 +144,8 @@ async fn recover_own(rt: &Arc<RuntimeInner>) -> Result<()> {
 pub(crate) async fn serve(rt: Arc<RuntimeInner>, mut session: LockSession, mut held: bool) {
     let interval = rt.config.recovery_interval;
     let mut retake_after = Instant::now();
+    // The launch's session: it did not just see its connection drop.
+    let mut first_session = true;
     loop {
         loop {
             if !held && Instant::now() >= retake_after {
@@ -147,10 +159,8 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, mut session: LockSession, mut h
                     }
                 }
             }
-            if session.since.elapsed() >= rt.config.recovery_grace {
-                if let Err(e) = recover_dead_peers(&rt, &session).await {
-                    tracing::debug!(error = %e, "could not look for dead executors; trying again later");
-                }
+            if let Err(e) = recover_dead_peers(&rt, &session, first_session).await {
+                tracing::debug!(error = %e, "could not look for dead executors; trying again later");
             }
             if let Err(e) = session.ping(rt.config.vanished_executor_timeout).await {
                 tracing::debug!(error = %e, "the lock session failed");
@@ -180,6 +190,7 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, mut session: LockSession, mut h
         };
         retake_after = Instant::now() + interval * 2;
         held = false;
+        first_session = false;
     }
 }
 
@@ -198,9 +209,40 @@ async fn take_own_lock(rt: &RuntimeInner, session: &LockSession) -> bool {
     }
 }
 
+/// When `session` may read a free lock as a death: `Settled` once it has been up for the
+/// recovery grace; before that, only if it is the launch's session (`first_session`) and the
+/// database server has been up for the grace (`Launch`: then also only executors whose lock
+/// session is not connected); else not yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    Settled,
+    Launch,
+    NotYet,
+}
+
+async fn trust(rt: &RuntimeInner, session: &LockSession, first_session: bool) -> Result<Trust> {
+    let grace = rt.config.recovery_grace;
+    if session.since.elapsed() >= grace {
+        return Ok(Trust::Settled);
+    }
+    if first_session && session.server_uptime().await? >= grace {
+        return Ok(Trust::Launch);
+    }
+    Ok(Trust::NotYet)
+}
+
 /// One look: every executor owning `PENDING` work of this version whose lock is free (and
-/// whose id peers may recover) gets its workflows re-enqueued.
-async fn recover_dead_peers(rt: &Arc<RuntimeInner>, session: &LockSession) -> Result<()> {
+/// whose id peers may recover) gets its workflows re-enqueued, once this session may read a
+/// free lock as a death (see the module's documentation).
+async fn recover_dead_peers(
+    rt: &Arc<RuntimeInner>,
+    session: &LockSession,
+    first_session: bool,
+) -> Result<()> {
+    let trust = trust(rt, session, first_session).await?;
+    if trust == Trust::NotYet {
+        return Ok(());
+    }
     let candidates = rt
         .sysdb
         .pending_executors(&rt.app_version, &rt.app_name, &rt.executor_id)
@@ -213,6 +255,9 @@ async fn recover_dead_peers(rt: &Arc<RuntimeInner>, session: &LockSession) -> Re
             .any(|p| executor.starts_with(p.as_str()))
         {
             continue;
+        }
+        if trust == Trust::Launch && session.lock_session_open(&executor).await? {
+            continue; // alive, taking its lock back
         }
         let key = executor_lock_key(rt.sysdb.schema(), &rt.app_name, &executor);
         if !session.try_lock(key).await? {

@@ -29,6 +29,23 @@ pub(crate) const NO_IDLE_SESSION_TIMEOUT: &str =
     "SELECT set_config('idle_session_timeout', '0', false) \
      WHERE current_setting('server_version_num')::int >= 140000";
 
+/// The `application_name` of executor `executor_id`'s lock session, `dbos-rs lock <id>`, as
+/// Postgres keeps it (so that a peer can find it by name): printable ASCII only (others
+/// become `?`), cut to 63 bytes.
+pub(crate) fn lock_session_label(executor_id: &str) -> String {
+    format!("dbos-rs lock {executor_id}")
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(63)
+        .collect()
+}
+
 /// A session (its own connection) that holds this executor's lock and tries peers' locks.
 pub(crate) struct LockSession {
     client: tokio_postgres::Client,
@@ -78,6 +95,37 @@ impl LockSession {
         }
     }
 
+    /// How long the database server has been up (`pg_postmaster_start_time()`). Right after a
+    /// server restart every executor is reconnecting, its lock free for a while although it
+    /// lives; peers must not read a free lock as a death then.
+    pub(crate) async fn server_uptime(&self) -> Result<std::time::Duration> {
+        let secs: f64 = self
+            .client
+            .query_one(
+                "SELECT GREATEST(0, extract(epoch FROM now() - pg_postmaster_start_time()))::float8",
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| Error::db("could not read how long the database server has been up", e))?;
+        Ok(std::time::Duration::try_from_secs_f64(secs).unwrap_or_default())
+    }
+
+    /// Whether a session named as executor `executor_id`'s lock session (other than this one)
+    /// is connected to this database: that executor lives, and is taking its lock (back).
+    pub(crate) async fn lock_session_open(&self, executor_id: &str) -> Result<bool> {
+        self.client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                                 WHERE application_name = $1 AND datname = current_database()
+                                   AND pid <> pg_backend_pid())",
+                &[&lock_session_label(executor_id)],
+            )
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| Error::db("could not look for an executor's lock session", e))
+    }
+
     /// Resolves when the session's connection has ended (its locks are then released).
     pub(crate) async fn closed(&mut self) {
         let _ = (&mut self.task).await;
@@ -96,10 +144,7 @@ impl SystemDatabase {
         vanish_after: std::time::Duration,
     ) -> Result<LockSession> {
         let (client, task) = self.dedicated("open the executor's lock session").await?;
-        let label: String = format!("dbos-rs lock {executor_id}")
-            .chars()
-            .take(63)
-            .collect();
+        let label = lock_session_label(executor_id);
         let k = keepalive_settings(vanish_after);
         client
             .execute(
@@ -184,6 +229,14 @@ pub(crate) fn keepalive_settings(vanish_after: std::time::Duration) -> Keepalive
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn lock_session_labels_are_kept_by_postgres_as_written() {
+        assert_eq!(lock_session_label("worker-1"), "dbos-rs lock worker-1");
+        assert_eq!(lock_session_label("wörker\n1"), "dbos-rs lock w?rker?1");
+        let long = lock_session_label(&"x".repeat(100));
+        assert_eq!(long.len(), 63);
+    }
 
     #[test]
     fn keepalives_add_up_to_the_timeout() {
