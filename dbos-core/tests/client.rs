@@ -107,7 +107,42 @@ async fn connecting_checks_the_database_and_schema_and_creates_nothing(db: TestD
         .unwrap();
     assert_eq!(client.schema_version(), 125);
     assert_eq!(client.application_name(), Some("testapp"));
-    assert!(!format!("{client:?}").contains(&db.cluster().postgres().root().display().to_string()));
+    // What a client prints (its Debug, its builder's, its errors) names the database but
+    // never its password. (Checked: printing the raw URL in either Debug fails this.)
+    let url = db.url();
+    let password = {
+        let rest = url
+            .strip_prefix("postgres://postgres:")
+            .expect("the test URL carries a password");
+        rest[..rest.find('@').expect("user:password@host")].to_owned()
+    };
+    assert!(
+        password.len() >= 8,
+        "a password that cannot occur by chance"
+    );
+    let builder = Client::builder(url.clone()).application_name("testapp");
+    let printed = [
+        format!("{client:?}"),
+        format!("{builder:?}"),
+        client.system_database().redacted_url().to_owned(),
+        Client::connect(missing.clone())
+            .await
+            .unwrap_err()
+            .to_string(),
+    ];
+    for text in &printed {
+        assert!(!text.contains(&password), "the password is printed: {text}");
+    }
+    for text in &printed[..3] {
+        assert!(
+            text.contains(&format!(
+                "postgres://postgres:***@127.0.0.1:{}/{}",
+                db.cluster().postgres().port(),
+                db.name()
+            )),
+            "the database is named, its password masked: {text}"
+        );
+    }
 
     for bad in [
         Client::builder("not a url").connect().await.unwrap_err(),
