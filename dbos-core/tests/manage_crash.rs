@@ -3,13 +3,16 @@
 //!   without re-running its recorded steps;
 //! - a workflow cancelled before the crash is not recovered by the relaunched executor, and
 //!   runs to completion once resumed;
-//! - a fork interrupted by a crash is recovered, and its copied steps never run.
+//! - a fork interrupted by a crash is recovered, and its copied steps never run;
+//! - a delete retried after a lost connection reports what its first attempt did: the ids
+//!   it deleted as deleted, ids that never existed as missing.
 
 use std::time::Duration;
 
 use dbos_core::manage::{ForkOptions, Resumed};
-use dbos_core::{step, workflow, Client, Config, Dbos, Error, Status};
+use dbos_core::{step, workflow, Client, Config, Dbos, Error, ErrorKind, Status};
 use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::proxy::Proxy;
 use dbos_testkit::runs::{bump, runs};
 use dbos_testkit::TestDatabase;
 
@@ -189,6 +192,53 @@ async fn a_fork_interrupted_by_a_crash_is_recovered_without_its_copied_steps(db:
             .collect::<Vec<_>>(),
         vec![1, 1, 3, 2],
         "the copied steps never ran for the fork; step 3 ran again after the crash"
+    );
+    dbos.shutdown().await.unwrap();
+}
+
+#[workflow]
+async fn trivial(x: u32) -> Result<u32, Error> {
+    Ok(x)
+}
+
+/// The delete statement's text (not in the look-ups that precede it).
+const DELETE_STATEMENT: &[u8] = b"dops AS (DELETE";
+
+#[dbos_testkit::test]
+async fn a_retried_delete_reports_what_its_first_attempt_did(db: TestDatabase) {
+    let dbos = db.launch().await;
+    trivial(1).id("doomed").on(&dbos).await.unwrap();
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let client = Client::connect(proxy.url(&db.url())).await.unwrap();
+
+    // The first attempt of a delete of an id that never existed dies before it reaches the
+    // server; the retry finds the id missing, and must say so (not "deleted").
+    proxy.cut_when_sent(DELETE_STATEMENT);
+    let deleting = tokio::spawn({
+        let client = client.clone();
+        async move { client.delete_workflow("never-there").await }
+    });
+    // The server seems down for a moment (the proxy refuses connections once it cut).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.refuse(false);
+    let e = deleting.await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonExistentWorkflow, "{e}");
+    assert!(e.to_string().contains("never-there"), "{e}");
+    assert!(proxy.fired() >= 1, "the first attempt was cut");
+
+    // The first attempt deletes, and its acknowledgement is lost: the retry finds the id
+    // gone, and reports it deleted.
+    proxy.cut_after_commit(DELETE_STATEMENT, Duration::from_millis(100));
+    assert_eq!(
+        client
+            .delete_workflow_and_descendants("doomed")
+            .await
+            .unwrap(),
+        vec!["doomed".to_owned()]
+    );
+    assert!(
+        proxy.fired() >= 2,
+        "the first commit's acknowledgement was lost"
     );
     dbos.shutdown().await.unwrap();
 }

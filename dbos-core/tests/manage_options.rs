@@ -223,3 +223,98 @@ async fn a_resumed_workflow_runs_wherever_it_is_resumed(db: TestDatabase) {
     assert_eq!(result_of(&dbos, "held-plain").await, 11);
     dbos.shutdown().await.unwrap();
 }
+
+#[dbos_testkit::test]
+async fn timeouts_and_delays_beyond_a_century_mean_never(db: TestDatabase) {
+    let dbos = launch(&db).await;
+    let client = Client::connect(db.url()).await.unwrap();
+    // Each would overflow a cast or a sum: a negative timeout cancelled the workflow at
+    // once, a fork's timeout overflowed the dequeue's `now + timeout` (and stopped the
+    // internal queue), a delay ended before it began.
+    plus_one(1)
+        .id("start-max")
+        .timeout(Duration::MAX)
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(result_of(&dbos, "start-max").await, 2);
+    plus_one(2)
+        .id("enqueue-max")
+        .timeout(Duration::MAX)
+        .on(&dbos)
+        .enqueue(&PLAIN)
+        .await
+        .unwrap();
+    assert_eq!(result_of(&dbos, "enqueue-max").await, 3);
+    client
+        .enqueue("plus_one", "opts_plain")
+        .arg(&3)
+        .id("client-max")
+        .timeout(Duration::MAX)
+        .await
+        .unwrap();
+    assert_eq!(result_of(&dbos, "client-max").await, 4);
+    dbos.fork_workflow(
+        "start-max",
+        1,
+        &ForkOptions::new()
+            .workflow_id("fork-max")
+            .timeout(Duration::MAX),
+    )
+    .await
+    .unwrap();
+    assert_eq!(result_of(&dbos, "fork-max").await, 2);
+
+    for (id, queued) in [
+        (
+            "delay-max",
+            plus_one(4)
+                .id("delay-max")
+                .on(&dbos)
+                .enqueue(&PLAIN)
+                .delay(Duration::MAX)
+                .await
+                .map(drop),
+        ),
+        (
+            "client-delay-max",
+            client
+                .enqueue("plus_one", "opts_plain")
+                .arg(&5)
+                .id("client-delay-max")
+                .delay(Duration::MAX)
+                .await
+                .map(drop),
+        ),
+    ] {
+        queued.unwrap();
+        let r = db
+            .connect()
+            .await
+            .query_one(
+                "SELECT status, delay_until_epoch_ms - (EXTRACT(epoch FROM now()) * 1000)::bigint
+                   FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        let (status, wait): (String, i64) = (r.get(0), r.get(1));
+        assert_eq!(status, "DELAYED", "{id}");
+        let years = wait / (365 * 24 * 3600 * 1000);
+        assert!((99..=100).contains(&years), "{id} waits {years} years");
+    }
+    // Workflows deadlines are in range: the timeout sweep and listings read them.
+    let far: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT max(workflow_timeout_ms) FROM dbos.workflow_status",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(far, 100 * 365 * 24 * 3600 * 1000, "clamped to 100 years");
+    dbos.shutdown().await.unwrap();
+}

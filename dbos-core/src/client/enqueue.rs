@@ -119,7 +119,8 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
 
     crate::queue::enqueue::enqueue_option_setters!();
 
-    /// Cancels the workflow if it has not finished `timeout` after it is dequeued.
+    /// Cancels the workflow if it has not finished `timeout` after it is dequeued (at most
+    /// 100 years; 0 is refused).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

@@ -166,7 +166,9 @@ impl<T, E> WorkflowCall<T, E> {
     }
 
     /// Cancels the workflow if it has not finished `timeout` after it starts. Children
-    /// inherit the deadline unless given their own.
+    /// inherit the deadline unless given their own. A timeout beyond 100 years is taken as
+    /// 100 years; a timeout of 0 is refused with [`ErrorKind::InvalidArgument`] when the call
+    /// starts.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
