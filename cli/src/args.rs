@@ -90,6 +90,57 @@ pub(crate) enum WorkflowCommand {
     /// Manage enqueued workflows
     #[command(subcommand)]
     Queue(WorkflowQueueCommand),
+    /// Send a message to a workflow (what its `recv` on the topic receives)
+    Send(SendArgs),
+    /// Print one event a workflow set (its latest value)
+    #[command(name = "get-event")]
+    GetEvent(GetEventArgs),
+    /// List every event a workflow set, with its latest value
+    Events(IdArg),
+    /// Print the values a workflow writes to a stream, one JSON value a line, until the
+    /// stream is closed or the workflow ends
+    #[command(name = "read-stream")]
+    ReadStream(ReadStreamArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// The workflow the message is for
+    pub(crate) destination_id: String,
+    /// The message, as JSON: '"approved"', '42', '{"ok": true}'
+    pub(crate) message: String,
+    /// The topic its `recv` waits on (default: none)
+    #[arg(short = 't', long)]
+    pub(crate) topic: Option<String>,
+    /// A key that makes the send happen once: sending again with it does nothing
+    #[arg(short = 'k', long)]
+    pub(crate) idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GetEventArgs {
+    /// The workflow that sets the event
+    pub(crate) workflow_id: String,
+    /// The event's key
+    pub(crate) key: String,
+    /// Wait up to this many seconds for the event to be set (default: do not wait)
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReadStreamArgs {
+    /// The workflow that writes the stream
+    pub(crate) workflow_id: String,
+    /// The stream's key
+    pub(crate) key: String,
+    /// Start at this value (0: the first written)
+    #[arg(short = 'o', long, default_value_t = 0)]
+    pub(crate) offset: u32,
+    /// Stop waiting for more values after this many seconds (default: until the stream is
+    /// closed or the workflow ends)
+    #[arg(long)]
+    pub(crate) timeout: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -54,7 +54,7 @@ fn url(g: &Global) -> Result<&str> {
         })
 }
 
-async fn client(g: &Global) -> Result<Client> {
+pub(crate) async fn client(g: &Global) -> Result<Client> {
     Client::builder(url(g)?)
         .schema(g.schema.clone())
         .pool_size(2)
@@ -370,6 +370,15 @@ async fn workflow(g: &Global, cmd: WorkflowCommand) -> Result<()> {
     match &cmd {
         WorkflowCommand::List(a) => drop(list_query(a)?),
         WorkflowCommand::Queue(WorkflowQueueCommand::List(a)) => drop(queued_query(a)?),
+        WorkflowCommand::Send(a) => drop(crate::messages::message_json(&a.message)?),
+        WorkflowCommand::GetEvent(a) => {
+            crate::messages::seconds("--timeout", a.timeout)?;
+        }
+        WorkflowCommand::ReadStream(a) => {
+            if let Some(t) = a.timeout {
+                crate::messages::seconds("--timeout", t)?;
+            }
+        }
         WorkflowCommand::Fork(a) if a.step.is_none() => can_ask_step("fork", &a.workflow_id)?,
         WorkflowCommand::Rewind(a) if a.step.is_none() => can_ask_step("rewind", &a.workflow_id)?,
         _ => {}
@@ -465,6 +474,10 @@ async fn workflow(g: &Global, cmd: WorkflowCommand) -> Result<()> {
             fork_command(g, &client, fork).await?;
         }
         WorkflowCommand::Fork(a) => fork_command(g, &client, a).await?,
+        WorkflowCommand::Send(a) => crate::messages::send(g, &client, a).await?,
+        WorkflowCommand::GetEvent(a) => crate::messages::get_event(g, &client, a).await?,
+        WorkflowCommand::Events(a) => crate::messages::events(g, &client, &a.workflow_id).await?,
+        WorkflowCommand::ReadStream(a) => crate::messages::read_stream(g, &client, a).await?,
         WorkflowCommand::Rewind(a) => rewind_command(g, &client, a).await?,
         WorkflowCommand::Delete(a) => {
             let id = a.workflow_id.as_str();

@@ -8,6 +8,7 @@
 
 mod args;
 mod commands;
+mod messages;
 mod output;
 mod postgres;
 mod time;
