@@ -254,17 +254,42 @@ async fn a_stream_is_read_live_in_order_and_ends_at_the_close_marker(db: TestDat
         .start()
         .await
         .unwrap();
-    let mut reader = dbos.read_stream::<String>("writer-1", "log");
+    // The readers read again only every minute: each value within 10 s is a wake-up, by the
+    // writer here, and by its notification (the listener) in another runtime.
+    let elsewhere = Dbos::launch(db.config("testapp").executor_id("stream-reader"))
+        .await
+        .unwrap();
+    let slow = Duration::from_secs(60);
+    let mut reader = dbos
+        .read_stream::<String>("writer-1", "log")
+        .poll_interval(slow);
+    let mut remote = elsewhere
+        .read_stream::<String>("writer-1", "log")
+        .poll_interval(slow);
+    let live = Duration::from_secs(10);
     for i in 0..3 {
-        dbos.send("writer-1", &true, "next").await.unwrap();
-        let line = tokio::time::timeout(Duration::from_secs(10), reader.next())
-            .await
-            .expect("the value arrives live")
-            .unwrap()
-            .unwrap();
-        assert_eq!(line, format!("line {i}"));
+        // Both readers are waiting (they found nothing) before the value is written.
+        let cue = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            dbos.send("writer-1", &true, "next").await.unwrap();
+        };
+        let (here, there, ()) = tokio::join!(
+            tokio::time::timeout(live, reader.next()),
+            tokio::time::timeout(live, remote.next()),
+            cue
+        );
+        for (who, line) in [("here", here), ("elsewhere", there)] {
+            let line = line
+                .unwrap_or_else(|_| panic!("the value arrives live {who}"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(line, format!("line {i}"), "{who}");
+        }
     }
-    assert!(reader.next().await.is_none(), "ends at the close marker");
+    for reader in [&mut reader, &mut remote] {
+        let end = tokio::time::timeout(Duration::from_secs(10), reader.next()).await;
+        assert!(matches!(end, Ok(None)), "ends at the close marker at once");
+    }
     h.result().await.unwrap();
     let from_two: Vec<String> = dbos_core::read_stream::<String>("writer-1", "log")
         .from_offset(2)
@@ -272,6 +297,7 @@ async fn a_stream_is_read_live_in_order_and_ends_at_the_close_marker(db: TestDat
         .collect()
         .await;
     assert_eq!(from_two, vec!["line 2"]);
+    elsewhere.shutdown().await.unwrap();
 
     let rows: Vec<(String, i32, i32, String)> = db
         .connect()

@@ -447,9 +447,15 @@ async fn a_timed_out_receive_replays_as_timed_out_without_waiting(db: TestDataba
         || HANG_B.load(Ordering::SeqCst) == 1,
     )
     .await;
+    // A message that arrives after the timeout is not what the replay returns. It is there
+    // before the recovery starts, so a replay that looked for messages would find it.
+    dbos_core::Client::connect(db.url())
+        .await
+        .unwrap()
+        .send("to-1", &"too late", "late")
+        .await
+        .unwrap();
     let dbos = Dbos::launch(config).await.unwrap();
-    // A message that arrives after the timeout is not what the replay returns.
-    dbos.send("to-1", &"too late", "late").await.unwrap();
     let started = Instant::now();
     let got = dbos
         .retrieve_workflow::<Option<String>, Error>("to-1")

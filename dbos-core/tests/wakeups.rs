@@ -364,10 +364,11 @@ async fn sends_events_and_stream_writes_are_not_repeated_by_recovery(db: TestDat
     dbos.shutdown().await.unwrap();
 }
 
-/// Sleeps (while the test takes its ownership away), then tries one write.
+/// Sleeps (while the test takes its ownership away; long enough for a loaded machine to do
+/// so first), then tries one write.
 #[workflow]
 async fn writes_after_a_nap(op: String, dest: String) -> Result<String, Error> {
-    dbos_core::sleep(Duration::from_millis(400)).await?;
+    dbos_core::sleep(Duration::from_millis(1500)).await?;
     let r = match op.as_str() {
         "send" => dbos_core::send(dest.as_str(), &"x", "t").await,
         "set_event" => dbos_core::set_event("k", &"x").await,
@@ -453,6 +454,121 @@ async fn writes_are_fenced_by_the_executions_ownership(db: TestDatabase) {
             "{op}: only the sleep was recorded"
         );
     }
+}
+
+/// Set by the test once it has taken the workflows of [`step_write_on_cue`] away.
+static STEP_GO: AtomicU32 = AtomicU32::new(0);
+/// How many [`step_write_on_cue`] steps have started.
+static STEP_STARTED: AtomicU32 = AtomicU32::new(0);
+/// What each step's write came to, by workflow id.
+static STEP_WROTE: std::sync::Mutex<Vec<(String, Option<dbos_core::ErrorKind>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits (inside the step) until the test has taken its workflow away, then tries one write.
+#[step]
+async fn step_write_on_cue(op: String, dest: String) -> Result<(), Error> {
+    STEP_STARTED.fetch_add(1, Ordering::SeqCst);
+    let until = Instant::now() + Duration::from_secs(60);
+    while STEP_GO.load(Ordering::SeqCst) == 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = match op.as_str() {
+        "send" => dbos_core::send(dest.as_str(), &"x", "t").await,
+        "set_event" => dbos_core::set_event("k", &"x").await,
+        "write_stream" => dbos_core::write_stream("k", &"x").await,
+        other => panic!("unknown op {other}"),
+    };
+    let id = dbos_core::workflow_id().unwrap_or_default();
+    STEP_WROTE
+        .lock()
+        .unwrap()
+        .push((id, r.as_ref().err().map(Error::kind)));
+    r
+}
+
+#[workflow]
+async fn writes_from_a_step_on_cue(op: String, dest: String) -> Result<(), Error> {
+    step_write_on_cue(op, dest).await
+}
+
+#[dbos_testkit::test]
+async fn step_writes_are_fenced_when_the_workflow_is_cancelled_or_taken_over_elsewhere(
+    db: TestDatabase,
+) {
+    // The watchdog would stop the execution; keep it away so the write's own fence is what
+    // refuses. The steps are mid-body when their workflows are cancelled or taken over by
+    // SQL, as another process would.
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .park_after(Duration::from_secs(600))
+            .cancel_poll_interval(Duration::from_secs(600)),
+    )
+    .await
+    .unwrap();
+    waits_for_hello("unused".into())
+        .id("sfence-inbox")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for how in ["cancelled", "taken"] {
+        for op in ["send", "set_event", "write_stream"] {
+            let id = format!("sfence-{how}-{op}");
+            writes_from_a_step_on_cue(op.into(), "sfence-inbox".into())
+                .id(id.clone())
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+            ids.push((how, id));
+        }
+    }
+    eventually("every step to start", Duration::from_secs(30), || async {
+        (STEP_STARTED.load(Ordering::SeqCst) == 6).then_some(())
+    })
+    .await;
+    let client = db.connect().await;
+    for (how, id) in &ids {
+        let sql = if *how == "cancelled" {
+            "UPDATE dbos.workflow_status SET status = 'CANCELLED', owner_xid = NULL WHERE workflow_uuid = $1"
+        } else {
+            "UPDATE dbos.workflow_status SET owner_xid = 'another-process' WHERE workflow_uuid = $1"
+        };
+        client.execute(sql, &[id]).await.unwrap();
+    }
+    STEP_GO.store(1, Ordering::SeqCst);
+    eventually("every step to write", Duration::from_secs(30), || async {
+        (STEP_WROTE.lock().unwrap().len() == 6).then_some(())
+    })
+    .await;
+    let wrote = STEP_WROTE.lock().unwrap().clone();
+    for (how, id) in &ids {
+        let kind = wrote.iter().find(|(w, _)| w == id).and_then(|(_, k)| *k);
+        let expected = if *how == "cancelled" {
+            dbos_core::ErrorKind::WorkflowCancelled
+        } else {
+            dbos_core::ErrorKind::ConflictingWorkflowId
+        };
+        assert_eq!(kind, Some(expected), "{id}: the write was refused");
+    }
+    let written: (i64, i64, i64, i64) = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM dbos.notifications WHERE destination_uuid = 'sfence-inbox'),
+                    (SELECT count(*) FROM dbos.workflow_events WHERE workflow_uuid LIKE 'sfence-%'),
+                    (SELECT count(*) FROM dbos.workflow_events_history WHERE workflow_uuid LIKE 'sfence-%'),
+                    (SELECT count(*) FROM dbos.streams WHERE workflow_uuid LIKE 'sfence-%')",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .unwrap();
+    assert_eq!(
+        written,
+        (0, 0, 0, 0),
+        "(messages, events, history, stream rows)"
+    );
+    dbos.shutdown().await.unwrap();
 }
 
 #[workflow]

@@ -24,8 +24,9 @@ use crate::workflow::types::Portable;
 
 /// Values read ahead in one round trip.
 const BATCH: i32 = 100;
-/// How often a reader waiting for the next value checks whether the writer is still active
-/// (its completion sends no notification).
+/// How often, by default, a reader waiting for the next value reads again: to see whether
+/// the writer is still active (its completion sends no notification), and for a `Client`'s
+/// reader (which has no listener) to find new values.
 const STATUS_POLL: Duration = Duration::from_millis(500);
 
 /// Appends `value` to the running workflow's stream `key`, at the next offset. Readers
@@ -128,10 +129,19 @@ enum Reader {
     Failed(Option<Error>),
 }
 
+/// Where and how a stream is read, until it is first polled.
+struct Start {
+    reader: Reader,
+    workflow_id: String,
+    key: String,
+    offset: i32,
+    poll: Duration,
+}
+
 /// The values of a stream; see [`read_stream`].
 #[must_use = "a stream reads nothing until polled"]
 pub struct ReadStream<T> {
-    start: Option<(Reader, String, String, i32)>,
+    start: Option<Start>,
     inner: Option<BoxStream<'static, Result<T>>>,
     _type: PhantomData<fn() -> T>,
 }
@@ -139,10 +149,11 @@ pub struct ReadStream<T> {
 impl<T> std::fmt::Debug for ReadStream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("ReadStream");
-        if let Some((_, wf, key, offset)) = &self.start {
-            d.field("workflow_id", wf)
-                .field("key", key)
-                .field("offset", offset);
+        if let Some(start) = &self.start {
+            d.field("workflow_id", &start.workflow_id)
+                .field("key", &start.key)
+                .field("offset", &start.offset)
+                .field("poll_interval", &start.poll);
         }
         d.finish_non_exhaustive()
     }
@@ -151,7 +162,13 @@ impl<T> std::fmt::Debug for ReadStream<T> {
 impl<T: Portable> ReadStream<T> {
     fn new(reader: Reader, workflow_id: &str, key: &str) -> Self {
         ReadStream {
-            start: Some((reader, workflow_id.to_owned(), key.to_owned(), 0)),
+            start: Some(Start {
+                reader,
+                workflow_id: workflow_id.to_owned(),
+                key: key.to_owned(),
+                offset: 0,
+                poll: STATUS_POLL,
+            }),
             inner: None,
             _type: PhantomData,
         }
@@ -169,7 +186,19 @@ impl<T: Portable> ReadStream<T> {
     /// effect once the stream was polled.
     pub fn from_offset(mut self, offset: u32) -> Self {
         if let Some(start) = &mut self.start {
-            start.3 = i32::try_from(offset).unwrap_or(i32::MAX);
+            start.offset = i32::try_from(offset).unwrap_or(i32::MAX);
+        }
+        self
+    }
+
+    /// How often a reader waiting for the next value reads again (500 ms by default; DBOS's
+    /// `polling_interval_sec`). A reader in a process with a runtime is woken by each write
+    /// at once, so this only bounds how late it notices a writer that ended without closing
+    /// the stream; a `Client`'s reader, which has no listener, also finds new values this
+    /// often. Has no effect once the stream was polled; zero is taken as 1 ms.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        if let Some(start) = &mut self.start {
+            start.poll = interval.max(Duration::from_millis(1));
         }
         self
     }
@@ -180,7 +209,14 @@ impl<T: Portable> Stream for ReadStream<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.inner.is_none() {
-            let Some((reader, wf, key, offset)) = self.start.take() else {
+            let Some(Start {
+                reader,
+                workflow_id: wf,
+                key,
+                offset,
+                poll,
+            }) = self.start.take()
+            else {
                 return Poll::Ready(None);
             };
             let state = State {
@@ -190,6 +226,7 @@ impl<T: Portable> Stream for ReadStream<T> {
                 workflow_id: wf,
                 stream_key: key,
                 offset,
+                poll,
                 pending: VecDeque::new(),
                 guard: None,
                 done: false,
@@ -216,6 +253,8 @@ struct State {
     key: WakeKey,
     what: String,
     offset: i32,
+    /// How often a waiting reader reads again.
+    poll: Duration,
     /// Values read ahead; the first is the one at `offset`.
     pending: VecDeque<StoredValue>,
     guard: Option<WaitGuard>,
@@ -383,10 +422,11 @@ impl State {
                 final_read = true;
                 continue;
             }
+            let poll = self.poll;
             let woken = async {
                 match self.guard.as_mut() {
-                    Some(guard) => drop(guard.wait(STATUS_POLL).await),
-                    None => tokio::time::sleep(STATUS_POLL).await,
+                    Some(guard) => drop(guard.wait(poll).await),
+                    None => tokio::time::sleep(poll).await,
                 }
             };
             let shutdown = async {
