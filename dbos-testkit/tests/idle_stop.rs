@@ -118,6 +118,56 @@ async fn binaries_run_in_sequence_keep_it_up() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// An application's local Postgres stops once the last process using it has exited, here
+/// killed with SIGKILL (no shutdown ran): the kernel ends its lease and its connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_s_server_stops_after_its_last_process_is_killed() {
+    use dbos_core::local_postgres::APP_IDLE_STOP;
+    use dbos_testkit::crash::{eventually, ChildProcess};
+    const SUBJECT: &str = env!("CARGO_BIN_EXE_dbos-crash-subject");
+    let root = scratch("killed");
+    let pg_dir = root.join("pg");
+    std::fs::create_dir_all(&root).unwrap();
+    let dir = pg_dir.to_str().unwrap().to_owned();
+    let spawn = |name: &str| {
+        let ready = root.join(name);
+        let process = ChildProcess::spawn(
+            SUBJECT,
+            &["hold", ready.to_str().unwrap()],
+            &[
+                ("DBOS_LOCAL_POSTGRES_DIR", dir.as_str()),
+                ("DBOS_SYSTEM_DATABASE_URL", ""),
+                ("DBOS_KEEP_LOCAL_POSTGRES", ""),
+                ("RUST_LOG", "warn"),
+            ],
+        );
+        (process, ready)
+    };
+    let launched = |ready: PathBuf| async move {
+        eventually("the process to launch", Duration::from_secs(120), || {
+            let ready = ready.clone();
+            async move { ready.exists().then_some(()) }
+        })
+        .await
+    };
+    let (first, ready) = spawn("first");
+    launched(ready).await;
+    let (second, ready) = spawn("second");
+    launched(ready).await;
+
+    first.kill9().await;
+    tokio::time::sleep(APP_IDLE_STOP * 3).await;
+    assert!(
+        running(&root).await,
+        "stopped while a process still used it"
+    );
+
+    second.kill9().await;
+    let took = stops_within(&root, APP_IDLE_STOP + Duration::from_secs(55)).await;
+    println!("stopped {took:?} after the last process using it was killed");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 #[test]
 fn the_idle_limit_is_read_from_the_environment() {
     use dbos_testkit::cluster::{idle_stop, DEFAULT_IDLE_STOP, ENV_IDLE_STOP};

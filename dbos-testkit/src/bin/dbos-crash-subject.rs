@@ -11,6 +11,10 @@
 //! random points and runs it again until every workflow is done. Exactly once means every
 //! counter ends at 1.
 //!
+//! `hold <file>`: launches (with `Config::from_env`, so on the local Postgres of
+//! `DBOS_LOCAL_POSTGRES_DIR` when no URL is set), writes `<file>` once launched, and waits
+//! until killed: a process using the local Postgres, for the tests of when it stops.
+//!
 //! Environment: `DBOS_SYSTEM_DATABASE_URL`, `DBOS__VMID`, `DBOS_CRASH_DATASOURCE_URL`.
 
 use std::time::Duration;
@@ -149,6 +153,12 @@ async fn main() -> Result<(), Error> {
     if args.first().map(String::as_str) == Some("transactions") {
         let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(20);
         return transactions(n).await;
+    }
+    if let (Some("hold"), Some(ready)) = (args.first().map(String::as_str), args.get(1)) {
+        let _dbos = Dbos::launch(Config::from_env("hold-subject")?.pool_size(2)).await?;
+        std::fs::write(ready, "launched\n")
+            .map_err(|e| Error::new(ErrorKind::Io, format!("could not write {ready}: {e}")))?;
+        return std::future::pending().await;
     }
     let config = Config::from_env("crash-subject")?
         .application_version("crash-subject-v1")
