@@ -56,6 +56,7 @@ pub struct Config {
     pub(crate) vanished_executor_timeout: Duration,
     pub(crate) recoverable_prefixes: Vec<String>,
     pub(crate) data_sources: Vec<crate::transaction::DataSourceConfig>,
+    pub(crate) scheduler_polling_interval: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -109,6 +110,7 @@ impl Config {
             vanished_executor_timeout: Duration::from_secs(30),
             recoverable_prefixes: vec![GENERATED_EXECUTOR_PREFIX.to_owned()],
             data_sources: Vec::new(),
+            scheduler_polling_interval: Duration::from_secs(30),
         }
     }
 
@@ -292,6 +294,14 @@ impl Config {
         self
     }
 
+    /// How often the scheduler reads the schedules (default 30 s, as DBOS; every second
+    /// during the first minute after launch): a schedule created, paused, resumed, changed
+    /// or deleted is noticed within this interval.
+    pub fn scheduler_polling_interval(mut self, interval: Duration) -> Self {
+        self.scheduler_polling_interval = interval;
+        self
+    }
+
     /// Durable sleeps at least this long park the workflow (default 10 s): its execution ends
     /// and it is re-executed from its history at wake-up time, so a sleeping workflow holds
     /// no memory beyond a small entry. Shorter sleeps wait in place. A `recv` or `get_event`
@@ -370,6 +380,11 @@ impl Config {
         }
         if self.pool_size == 0 {
             return Err(Error::config("pool_size must be at least 1"));
+        }
+        if self.scheduler_polling_interval.is_zero() {
+            return Err(Error::config(
+                "scheduler_polling_interval must be positive: it is how often the schedules are read",
+            ));
         }
         if self
             .executor_id

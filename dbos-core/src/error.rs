@@ -73,6 +73,11 @@ pub enum ErrorKind {
     /// [`step_id`](Error::step_id) and [`step_name`](Error::step_name) are the last recorded
     /// step.
     NoSuchStep,
+    /// No schedule has the given name.
+    ScheduleNotFound,
+    /// A schedule with this name exists already (or belongs to another application).
+    /// Nothing was written.
+    ConflictingSchedule,
 }
 
 impl ErrorKind {
@@ -101,6 +106,8 @@ impl ErrorKind {
         ErrorKind::InvalidArgument,
         ErrorKind::ExecutionPanicked,
         ErrorKind::NoSuchStep,
+        ErrorKind::ScheduleNotFound,
+        ErrorKind::ConflictingSchedule,
     ];
 
     /// The kind whose `Debug` name is `name` (the inverse of `format!("{kind:?}")`).

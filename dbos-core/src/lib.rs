@@ -12,6 +12,7 @@ pub mod messages;
 pub mod queue;
 mod recovery;
 pub mod runtime;
+pub mod schedule;
 pub mod sysdb;
 pub mod transaction;
 pub mod workflow;
@@ -64,6 +65,8 @@ mod book {
     struct Queues;
     #[doc = include_str!("../../docs/src/messages.md")]
     struct Messages;
+    #[doc = include_str!("../../docs/src/schedules.md")]
+    struct Schedules;
     #[doc = include_str!("../../docs/src/testing.md")]
     struct Testing;
     #[doc = include_str!("../../docs/src/performance.md")]

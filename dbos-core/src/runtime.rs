@@ -266,6 +266,9 @@ impl Dbos {
         inner
             .tasks
             .spawn(crate::messages::waiters::serve(inner.clone()));
+        inner
+            .tasks
+            .spawn(crate::schedule::runner::serve(inner.clone()));
         let dbos = Dbos { inner };
         *lock(&CURRENT) = Some(dbos.clone());
         // Inside a scope (a test), calls made there use this runtime.

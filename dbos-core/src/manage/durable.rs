@@ -188,5 +188,6 @@ fn changed_nothing(e: &Error) -> bool {
             | ErrorKind::NoSuchStep
             | ErrorKind::ConflictingWorkflow
             | ErrorKind::InvalidArgument
+            | ErrorKind::ConflictingSchedule
     )
 }

@@ -37,6 +37,7 @@ use serde_json::Value;
 
 pub use options::{ForkOptions, GarbageCollect, RenameApplication, RewindOptions};
 pub use query::ListWorkflows;
+pub(crate) use types::decode;
 pub use types::{
     DelaySet, GcReport, Payload, QueueInfo, RenameReport, Resumed, StepInfo, VersionInfo,
     WorkflowInfo,
@@ -110,7 +111,7 @@ impl Manager {
 
     /// Makes this runtime's dequeue loop for `queue` poll now (no effect for a client, or a
     /// queue this runtime does not serve: executors poll on their own).
-    fn wake(&self, queue: &str) {
+    pub(crate) fn wake(&self, queue: &str) {
         if let Some(rt) = &self.runtime {
             rt.wake_queue(queue);
         }

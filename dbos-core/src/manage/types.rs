@@ -62,7 +62,7 @@ impl<T> Payload<T> {
 }
 
 /// Decodes a stored value; any failure keeps the text.
-fn decode<T: DeserializeOwned>(
+pub(crate) fn decode<T: DeserializeOwned>(
     text: Option<String>,
     serialization: Option<&str>,
     what: &str,

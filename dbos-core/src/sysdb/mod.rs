@@ -15,6 +15,7 @@ pub(crate) mod queues;
 pub(crate) mod records;
 pub(crate) mod rename;
 mod retry;
+pub(crate) mod schedules;
 mod tls;
 pub(crate) mod transactions;
 mod url;

@@ -172,19 +172,8 @@ impl SystemDatabase {
 
     /// Whether `version` is the latest registered version of the application (or none is).
     pub(crate) async fn is_latest_version(&self, version: &str, app_name: &str) -> Result<bool> {
-        let s = self.quoted_schema();
-        let row = self
-            .query_opt(
-                "read the latest application version",
-                &format!(
-                    "SELECT version_name FROM {s}.application_versions
-                      WHERE application_name = $1 OR application_name IS NULL
-                      ORDER BY version_timestamp DESC LIMIT 1"
-                ),
-                &[&app_name],
-            )
-            .await?;
-        Ok(row.is_none_or(|r| r.get::<_, String>(0) == version))
+        let latest = self.latest_version(Some(app_name)).await?;
+        Ok(latest.is_none_or(|latest| latest == version))
     }
 
     /// Workflows waiting on `queue` for over `older_than_ms` that this executor could

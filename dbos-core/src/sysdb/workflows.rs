@@ -75,6 +75,8 @@ pub(crate) struct QueueFields<'a> {
     pub(crate) deduplication_id: Option<&'a str>,
     pub(crate) partition_key: Option<&'a str>,
     pub(crate) delay_until_ms: Option<i64>,
+    /// The schedule whose tick this run is (`schedule_name`).
+    pub(crate) schedule_name: Option<&'a str>,
 }
 
 /// The parent side of a child start: its checkpoint, written in the same statement.
@@ -224,6 +226,7 @@ impl SystemDatabase {
                     &q.partition_key,
                     &q.delay_until_ms,
                     &w.attributes,
+                    &q.schedule_name,
                 ],
             )
             .await;
@@ -597,11 +600,12 @@ fn start_sql(s: &str, with_parent: bool, idempotent: bool) -> String {
                  workflow_uuid, status, name, executor_id, application_version, application_name,
                  created_at, updated_at, recovery_attempts, owner_xid, creator_xid, serialization,
                  workflow_timeout_ms, workflow_deadline_epoch_ms, parent_workflow_id, started_at_epoch_ms,
-                 queue_name, priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes)
+                 queue_name, priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes,
+                 schedule_name)
              SELECT $1::text, $15::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $6::bigint,
                     CASE WHEN $15::text = 'PENDING' THEN 1 ELSE 0 END, $14::text, $7::text, '{PORTABLE_JSON}',
                     $8::bigint, $9::bigint, $11::text, NULL::bigint,
-                    $16::text, $17::integer, $18::text, $19::text, $20::bigint, $21::jsonb
+                    $16::text, $17::integer, $18::text, $19::text, $20::bigint, $21::jsonb, $22::text
               {gate}
              {on_status_conflict}
              RETURNING status, name, creator_xid, workflow_deadline_epoch_ms
