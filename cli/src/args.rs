@@ -436,6 +436,51 @@ pub(crate) struct PostgresArgs {
 
 #[cfg(test)]
 mod tests {
+    /// The chapter names every command (as its full path, `workflow get-event`) and every
+    /// long flag of each, so a verb or flag added without its documentation fails here.
+    #[test]
+    fn the_chapter_covers_every_command_and_flag() {
+        use clap::CommandFactory;
+        let chapter = include_str!("../../docs/src/cli.md");
+        let mut missing = Vec::new();
+        fn walk(cmd: &clap::Command, path: &str, chapter: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    if !["help", "version"].contains(&long)
+                        && !chapter.contains(&format!("--{long}"))
+                    {
+                        missing.push(format!("`{path}`: --{long}"));
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let name = sub.get_name();
+                if name == "help" {
+                    continue;
+                }
+                let full = if path.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{path} {name}")
+                };
+                // `postgres start|stop|status|url` names its verbs together.
+                let listed = chapter.contains(&format!("`{full}"))
+                    || chapter.contains(&format!("{path} "))
+                        && chapter.contains(&format!("|{name}"))
+                    || chapter.contains(&format!("{path} {name}|"));
+                if !listed {
+                    missing.push(format!("command `{full}`"));
+                }
+                walk(sub, &full, chapter, missing);
+            }
+        }
+        walk(&super::Cli::command(), "", chapter, &mut missing);
+        assert!(
+            missing.is_empty(),
+            "docs/src/cli.md does not cover: {missing:#?}"
+        );
+    }
+
     #[test]
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
