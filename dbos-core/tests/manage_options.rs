@@ -1,11 +1,13 @@
 //! Options no executor could honour are refused before anything is written: a fork, rewind
 //! or resume onto a queue whose partitioning does not match the partition key given (the
 //! internal queue is not partitioned), from a runtime and from a client (which reads the
-//! queue's recorded definition). And what these operations put on a queue runs.
+//! queue's recorded definition). And what these operations put on a queue runs. Work put on
+//! a queue nobody registered is warned of at once and listed as unrunnable.
 
 use std::time::Duration;
 
 use dbos_core::manage::{ForkOptions, Resumed, RewindOptions};
+use dbos_core::queue::Unrunnable;
 use dbos_core::{workflow, Client, Dbos, Error, ErrorKind, Queue};
 use dbos_testkit::TestDatabase;
 
@@ -316,5 +318,156 @@ async fn timeouts_and_delays_beyond_a_century_mean_never(db: TestDatabase) {
         .unwrap()
         .get(0);
     assert_eq!(far, 100 * 365 * 24 * 3600 * 1000, "clamped to 100 years");
+    dbos.shutdown().await.unwrap();
+}
+
+/// Log lines written by the code under test, captured.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish()
+    }
+
+    /// The WARN lines that name `queue`, taken out of the capture.
+    fn warnings_about(&self, queue: &str) -> Vec<String> {
+        let text = String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap();
+        text.lines()
+            .filter(|l| {
+                l.contains("WARN") && l.contains(&format!("queue `{queue}` is not registered"))
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Declared in code, but in no executor's `Config`.
+static NOWHERE: Queue = Queue::new("opts_nowhere");
+
+#[dbos_testkit::test]
+async fn work_on_a_queue_nobody_registered_is_warned_of_and_listed(db: TestDatabase) {
+    use std::future::IntoFuture;
+    use tracing::instrument::WithSubscriber;
+    let dbos = launch(&db).await;
+    let client = Client::connect(db.url()).await.unwrap();
+    let logs = Captured::default();
+    // A queue another executor registered has a row in `dbos.queues`.
+    db.connect()
+        .await
+        .batch_execute("INSERT INTO dbos.queues (name) VALUES ('opts_elsewhere')")
+        .await
+        .unwrap();
+
+    plus_one(1)
+        .id("lost-call")
+        .on(&dbos)
+        .enqueue(&NOWHERE)
+        .into_future()
+        .with_subscriber(logs.subscriber())
+        .await
+        .unwrap();
+    let warned = logs.warnings_about("opts_nowhere");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("lost-call"),
+        "names the workflow: {}",
+        warned[0]
+    );
+    assert!(
+        warned[0].contains("Config::queue"),
+        "says what to do: {}",
+        warned[0]
+    );
+    client
+        .enqueue("plus_one", "opts_typo")
+        .arg(&2)
+        .id("lost-client")
+        .into_future()
+        .with_subscriber(logs.subscriber())
+        .await
+        .unwrap();
+    assert_eq!(logs.warnings_about("opts_typo").len(), 1);
+    dbos.enqueue_by_name(
+        "plus_one",
+        "opts_typo",
+        vec![serde_json::json!(3)],
+        Some("lost-by-name".into()),
+    )
+    .into_future()
+    .with_subscriber(logs.subscriber())
+    .await
+    .unwrap();
+    assert_eq!(logs.warnings_about("opts_typo").len(), 1);
+    dbos.fork_workflow(
+        "lost-call",
+        1,
+        &ForkOptions::new()
+            .workflow_id("lost-fork")
+            .queue("opts_typo"),
+    )
+    .with_subscriber(logs.subscriber())
+    .await
+    .unwrap();
+    assert_eq!(logs.warnings_about("opts_typo").len(), 1);
+
+    // Registered queues, here or elsewhere, draw no warning.
+    plus_one(4)
+        .id("served")
+        .on(&dbos)
+        .enqueue(&PLAIN)
+        .into_future()
+        .with_subscriber(logs.subscriber())
+        .await
+        .unwrap();
+    client
+        .enqueue("plus_one", "opts_elsewhere")
+        .arg(&5)
+        .id("elsewhere")
+        .into_future()
+        .with_subscriber(logs.subscriber())
+        .await
+        .unwrap();
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(!text.contains("is not registered"), "{text}");
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let unrunnable: Vec<(String, Unrunnable)> = dbos
+        .list_unrunnable_workflows(Duration::ZERO)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.workflow.workflow_id, u.reason))
+        .collect();
+    assert_eq!(
+        unrunnable,
+        vec![
+            ("lost-call".to_owned(), Unrunnable::QueueNotRegistered),
+            ("lost-client".to_owned(), Unrunnable::QueueNotRegistered),
+            ("lost-by-name".to_owned(), Unrunnable::QueueNotRegistered),
+            ("lost-fork".to_owned(), Unrunnable::QueueNotRegistered),
+        ],
+        "not the work on registered queues"
+    );
+    assert!(dbos
+        .list_unrunnable_workflows(Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .is_empty());
     dbos.shutdown().await.unwrap();
 }

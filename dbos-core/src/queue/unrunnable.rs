@@ -28,13 +28,21 @@ pub enum Unrunnable {
     /// Its inputs are stored in an encoding this library does not read (such as DBOS
     /// Python's default, `py_pickle`).
     ForeignEncoding(String),
+    /// Its queue is registered nowhere: this executor does not serve it and `dbos.queues`
+    /// has no row for it, so no executor known to the database dequeues it (a typo in a
+    /// queue name, or a queue left out of every executor's `Config`). It waits until an
+    /// executor registering the queue starts.
+    QueueNotRegistered,
 }
 
 impl Dbos {
-    /// The workflows waiting (for longer than `waiting_for`) on the queues this executor
-    /// serves, of its application and version (or none), that it will never claim: the
-    /// ones its queue workers report at WARN. They stay `ENQUEUED` for an executor that can
-    /// run them; if none exists, cancel or delete them. At most 1,000, oldest first.
+    /// The workflows waiting (for longer than `waiting_for`) that this executor will never
+    /// claim: on the queues it serves, those of its application and version (or none) it
+    /// cannot run (the ones its queue workers report at WARN); and, on any queue no executor
+    /// registered (not served here, no row in `dbos.queues`), those of its application (or
+    /// none), which an enqueue reports at WARN. They stay `ENQUEUED` for an executor that
+    /// can run them; if none exists, start one, or cancel or delete them. At most 1,000 of
+    /// each kind, oldest first.
     ///
     /// ```no_run
     /// # use std::time::Duration;
@@ -56,34 +64,45 @@ impl Dbos {
         let rt = self.inner();
         let mut queues: Vec<&str> = rt.config.queues.iter().map(|q| q.name()).collect();
         queues.push(INTERNAL_QUEUE);
+        let waited_ms = i64::try_from(waiting_for.as_millis()).unwrap_or(i64::MAX);
         let who = rt.dequeuer();
-        let found = rt
+        let mut found: Vec<(String, Unrunnable)> = rt
             .sysdb
-            .unrunnable_workflows(
-                &queues,
-                who,
-                i64::try_from(waiting_for.as_millis()).unwrap_or(i64::MAX),
-            )
-            .await?;
+            .unrunnable_workflows(&queues, who, waited_ms)
+            .await?
+            .into_iter()
+            .map(|(id, name, serialization)| {
+                let reason = if rt.registry.get(&name).is_none() {
+                    Unrunnable::NotRegistered
+                } else {
+                    Unrunnable::ForeignEncoding(serialization)
+                };
+                (id, reason)
+            })
+            .collect();
+        found.extend(
+            rt.sysdb
+                .on_unregistered_queues(&queues, &rt.app_name, waited_ms)
+                .await?
+                .into_iter()
+                .map(|(id, _, _)| (id, Unrunnable::QueueNotRegistered)),
+        );
         if found.is_empty() {
             return Ok(Vec::new());
         }
         let query = found
             .iter()
-            .fold(ListWorkflows::new(), |q, (id, _, _)| q.id(id.clone()))
+            .fold(ListWorkflows::new(), |q, (id, _)| q.id(id.clone()))
             .limit(u32::try_from(found.len()).unwrap_or(u32::MAX));
+        // Oldest first, as the listing orders them.
         let rows = self.list_workflows(&query).await?;
         Ok(rows
             .into_iter()
             .filter_map(|workflow| {
-                let (_, name, serialization) = found
+                let i = found
                     .iter()
-                    .find(|(id, _, _)| *id == workflow.workflow_id)?;
-                let reason = if rt.registry.get(name).is_none() {
-                    Unrunnable::NotRegistered
-                } else {
-                    Unrunnable::ForeignEncoding(serialization.clone())
-                };
+                    .position(|(id, _)| *id == workflow.workflow_id)?;
+                let (_, reason) = found.swap_remove(i);
                 Some(UnrunnableWorkflow { workflow, reason })
             })
             .collect())
