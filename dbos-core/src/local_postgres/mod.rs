@@ -10,6 +10,11 @@
 //! When the process runs as root, the server runs as the `postgres` account (Postgres refuses
 //! root) and its data directory is owned by it.
 //!
+//! A server can stop itself once no process uses it and no client is connected
+//! ([`LocalPostgresBuilder::stop_when_unused`]); the one [`Dbos::launch`](crate::Dbos::launch)
+//! starts does, [`APP_IDLE_STOP`] after its last user, unless
+//! [`Config::keep_local_postgres`](crate::Config::keep_local_postgres) keeps it running.
+//!
 //! ```no_run
 //! use dbos_core::local_postgres::LocalPostgres;
 //!
