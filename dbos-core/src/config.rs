@@ -170,7 +170,9 @@ impl Config {
         self
     }
 
-    /// The maximum number of pooled connections (default 20).
+    /// The maximum number of pooled connections to the system database (default 20). The
+    /// executor also opens up to 2 side connections, its lock session and its notification
+    /// listener (see the Production chapter, "Connection budget").
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size;
         self
