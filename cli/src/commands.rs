@@ -613,14 +613,22 @@ async fn print_steps(g: &Global, client: &Client, workflow_id: &str) -> Result<(
         let result = match (&s.error, &s.output) {
             // A sleep's (and a deadline's) output is its time in epoch seconds; say it as
             // a time.
-            (None, _) if s.function_name == "DBOS.sleep" => {
-                format!("until {}", time(s.completed_at_epoch_ms))
+            (None, output) if s.function_name == "DBOS.sleep" => {
+                // The wake-up time is the output (a deadline's row completes when it is
+                // recorded, as DBOS records it; a sleep's at its wake-up time).
+                let wake = match output {
+                    Some(Payload::Decoded(Value::Number(n))) => {
+                        n.as_f64().map(|secs| (secs * 1000.0).round() as i64)
+                    }
+                    _ => s.completed_at_epoch_ms,
+                };
+                format!("until {}", time(wake))
             }
             (Some(e), _) => format!("error {}", error_text(e)),
             (None, Some(o)) => value_text(o),
             (None, None) => "-".to_owned(),
         };
-        // A deadline is recorded as a sleep that "completes" at it: that is no duration.
+        // A deadline is recorded as a sleep row: that is no duration.
         let took = match (s.started_at_epoch_ms, s.completed_at_epoch_ms) {
             _ if deadline.is_some() => "-".to_owned(),
             (Some(a), Some(b)) if b >= a => format!("{} ms", b - a),

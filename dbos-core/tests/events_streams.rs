@@ -179,6 +179,110 @@ async fn get_event_in_a_workflow_is_recorded_and_replays_what_it_first_read(db: 
     dbos.shutdown().await.unwrap();
 }
 
+#[dbos_testkit::test]
+async fn get_event_on_a_workflow_that_does_not_exist_yet_waits_for_it(db: TestDatabase) {
+    // As DBOS's: a reader may start before the workflow it reads (a client asking for the
+    // status of an order another service is about to start). Unlike a send, which needs
+    // the row to attach its message to, it waits, and gets the value once it is set.
+    let dbos = db.launch().await;
+    let started = Instant::now();
+    let (got, ()) = tokio::join!(
+        dbos.get_event::<u32>("starts-later", "ready", Duration::from_secs(30)),
+        async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            sets_ready(7).id("starts-later").on(&dbos).await.unwrap();
+        }
+    );
+    assert_eq!(got.unwrap(), Some(7));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "woken by the event, not the timeout"
+    );
+    // One that never comes: `None` at the timeout, not an error.
+    let started = Instant::now();
+    let none = dbos
+        .get_event::<u32>("never-started", "ready", Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    dbos.shutdown().await.unwrap();
+}
+
+static ALL_HANG: AtomicU32 = AtomicU32::new(0);
+
+#[step]
+async fn hang_after_reading_all() -> Result<(), Error> {
+    if ALL_HANG.fetch_add(1, Ordering::SeqCst) == 0 {
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+#[workflow]
+async fn reads_all_events(target: String) -> Result<BTreeMap<String, serde_json::Value>, Error> {
+    let all = dbos_core::get_all_events(&target).await?;
+    hang_after_reading_all().await?;
+    Ok(all)
+}
+
+#[dbos_testkit::test]
+async fn get_all_events_in_a_workflow_is_recorded_as_dbos_get_events_and_replayed(
+    db: TestDatabase,
+) {
+    let config = db
+        .config("testapp")
+        .executor_id("all-crash")
+        .application_version("v-all-crash");
+    run_then_kill(
+        config.clone(),
+        |dbos| async move {
+            sets_ready(1).id("all-target").on(&dbos).await.unwrap();
+            reads_all_events("all-target".into())
+                .id("all-reader")
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+        },
+        "the events to be read",
+        || ALL_HANG.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+    // The events change meanwhile: the replay returns what was recorded.
+    db.connect()
+        .await
+        .execute(
+            "UPDATE dbos.workflow_events SET value = '2' WHERE workflow_uuid = 'all-target'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let dbos = Dbos::launch(config).await.unwrap();
+    let all = dbos
+        .retrieve_workflow::<BTreeMap<String, serde_json::Value>, Error>("all-reader")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(all, BTreeMap::from([("ready".to_owned(), json!(1))]));
+    let step: (String, String) = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT function_name, output FROM dbos.operation_outputs WHERE workflow_uuid = 'all-reader' AND function_id = 1",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    // The name DBOS 3.4 records for `DBOS.get_all_events` (`_dbos.py`).
+    assert_eq!(
+        step,
+        ("DBOS.get_events".to_owned(), "{\"ready\":1}".to_owned())
+    );
+    dbos.shutdown().await.unwrap();
+}
+
 #[workflow]
 async fn event_times_out() -> Result<Option<u32>, Error> {
     dbos_core::get_event::<u32>("nobody-sets-it", "ready", Duration::from_millis(300)).await

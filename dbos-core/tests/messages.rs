@@ -3,7 +3,7 @@
 //! timeouts, typed errors that leave the row where it is, and the rows as DBOS writes them.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dbos_core::{step, workflow, Dbos, Error, ErrorKind, Message};
 use dbos_testkit::crash::{eventually, run_then_kill, IsolatedRuntime};
@@ -207,15 +207,100 @@ async fn a_send_to_a_missing_workflow_is_non_existent_and_writes_nothing(db: Tes
         .unwrap()
         .get(0);
     assert_eq!(n, 0, "nothing was written");
-    let steps: i64 = client
+    // As DBOS records it: the send's step holds its error, so a replay returns it.
+    let steps: Vec<(String, Option<String>, Option<String>)> = client
+        .query(
+            "SELECT function_name, output, error FROM dbos.operation_outputs WHERE workflow_uuid = 'sender-x'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    let (name, output, error) = &steps[0];
+    assert_eq!((name.as_str(), output), ("DBOS.send", &None));
+    let error: serde_json::Value = serde_json::from_str(error.as_deref().unwrap()).unwrap();
+    assert!(
+        error["message"].as_str().unwrap().contains("nobody-3"),
+        "{error}"
+    );
+}
+
+static SEND_HANG: AtomicU32 = AtomicU32::new(0);
+
+#[step]
+async fn hang_after_the_send() -> Result<(), Error> {
+    if SEND_HANG.fetch_add(1, Ordering::SeqCst) == 0 {
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+/// Sends to `dest`, catching the error, then hangs once.
+#[workflow]
+async fn sends_then_hangs(dest: String) -> Result<String, Error> {
+    let sent = dbos_core::send(dest.as_str(), &"late hello", "t").await;
+    hang_after_the_send().await?;
+    Ok(match sent {
+        Ok(()) => "sent".into(),
+        Err(e) => format!("{:?}", e.kind()),
+    })
+}
+
+#[dbos_testkit::test]
+async fn a_send_to_a_missing_workflow_replays_its_error_once_the_workflow_exists(db: TestDatabase) {
+    let config = db
+        .config("testapp")
+        .executor_id("send-missing")
+        .application_version("v-send-missing");
+    run_then_kill(
+        config.clone(),
+        |dbos| async move {
+            sends_then_hangs("not-yet".into())
+                .id("sender-y")
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+        },
+        "the send to fail",
+        || SEND_HANG.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+    // The destination exists before the recovery: a replay that sent again would deliver
+    // the message. (A finished workflow, as another process could have left it.)
+    db.connect()
+        .await
+        .execute(
+            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name) VALUES ('not-yet', 'SUCCESS', 'elsewhere')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let dbos = Dbos::launch(config).await.unwrap();
+    let got = dbos
+        .retrieve_workflow::<String, Error>("sender-y")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(
+        got, "NonExistentWorkflow",
+        "the replay returns the recorded error"
+    );
+    let delivered: i64 = db
+        .connect()
+        .await
         .query_one(
-            "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'sender-x'",
+            "SELECT count(*) FROM dbos.notifications WHERE destination_uuid = 'not-yet'",
             &[],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(steps, 0, "no checkpoint for a send that did not happen");
+    assert_eq!(delivered, 0, "the replay sent nothing");
+    dbos.shutdown().await.unwrap();
 }
 
 #[dbos_testkit::test]
@@ -480,8 +565,8 @@ async fn a_timed_out_receive_replays_as_timed_out_without_waiting(db: TestDataba
 }
 
 #[workflow]
-async fn waits_four_seconds() -> Result<Option<String>, Error> {
-    dbos_core::recv::<String>("never", Duration::from_secs(4)).await
+async fn waits_eight_seconds() -> Result<Option<String>, Error> {
+    dbos_core::recv::<String>("never", Duration::from_secs(8)).await
 }
 
 #[dbos_testkit::test]
@@ -490,13 +575,12 @@ async fn a_receive_recovered_mid_wait_waits_only_the_remainder(db: TestDatabase)
         .config("testapp")
         .executor_id("recv-mid")
         .application_version("v-recv-mid");
-    let started = Instant::now();
     let first = IsolatedRuntime::new();
     let c = config.clone();
     first
         .run(async move {
             let dbos = Dbos::launch(c).await.unwrap();
-            waits_four_seconds()
+            waits_eight_seconds()
                 .id("mid-1")
                 .on(&dbos)
                 .start()
@@ -504,8 +588,28 @@ async fn a_receive_recovered_mid_wait_waits_only_the_remainder(db: TestDatabase)
                 .unwrap();
         })
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let client = db.connect().await;
+    let deadline_secs: f64 = eventually(
+        "the deadline to be recorded",
+        Duration::from_secs(30),
+        || async {
+            client
+                .query_opt(
+                    "SELECT output FROM dbos.operation_outputs WHERE workflow_uuid = 'mid-1' AND function_name = 'DBOS.sleep'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .map(|r| r.get::<_, String>(0).parse().unwrap())
+        },
+    )
+    .await;
+    let deadline = UNIX_EPOCH + Duration::from_secs_f64(deadline_secs);
+    // Killed 3 s into the wait: about 5 s remain. Resuming waits those (or less, if the
+    // relaunch is slow); restarting would wait 8 s from the replay.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     first.abort();
+    let relaunched = Instant::now();
     let dbos = Dbos::launch(config).await.unwrap();
     let got = dbos
         .retrieve_workflow::<Option<String>, Error>("mid-1")
@@ -513,11 +617,14 @@ async fn a_receive_recovered_mid_wait_waits_only_the_remainder(db: TestDatabase)
         .await
         .unwrap();
     assert_eq!(got, None);
-    let total = started.elapsed();
-    assert!(total >= Duration::from_secs(4), "woke early: {total:?}");
     assert!(
-        total < Duration::from_millis(5500),
-        "the wait restarted instead of resuming: {total:?}"
+        SystemTime::now() >= deadline,
+        "woke before the recorded deadline"
+    );
+    let waited = relaunched.elapsed();
+    assert!(
+        waited < Duration::from_secs(7),
+        "the wait restarted instead of resuming: {waited:?} after the relaunch"
     );
     dbos.shutdown().await.unwrap();
 }

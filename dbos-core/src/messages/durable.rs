@@ -35,7 +35,7 @@ pub(crate) enum Effect {
 /// Runs `write` (given the ownership token to fence with) until its effect and checkpoint
 /// are recorded, by this execution or by another. A lost fence or a database failure
 /// becomes the execution's fatal error; other errors (a missing destination) are returned
-/// to the workflow, with nothing recorded.
+/// to the caller with nothing written (a send records that error as its answer).
 pub(crate) async fn fenced<F, Fut>(
     ctx: &WorkflowContext,
     function_id: i32,
@@ -112,12 +112,13 @@ pub(crate) fn is_durability_failure(e: &Error) -> bool {
 
 /// The deadline of a timed wait in a workflow: recorded as a `DBOS.sleep` at the step id
 /// after the operation's, as DBOS does, so a replay waits only for what remains (and one
-/// that timed out does not wait again).
+/// that timed out does not wait again). As in DBOS, the row completes when it is recorded
+/// (the wait may end long before the deadline); its output is the deadline.
 pub(crate) async fn recorded_deadline(
     ctx: &WorkflowContext,
     timeout: Duration,
 ) -> Result<SystemTime> {
-    recorded_wake_up(ctx, timeout).await
+    recorded_wake_up(ctx, timeout, false).await
 }
 
 /// Takes the step id of a replayed timed wait's deadline (DBOS reserves it whatever

@@ -157,7 +157,8 @@ pub(crate) async fn get_event_outside<T: Portable>(
 }
 
 /// Every event of workflow `workflow_id` with its latest value, by key (without waiting).
-/// Inside a workflow it is recorded (`DBOS.getAllEvents`), so a replay sees the same map.
+/// Inside a workflow it is recorded (`DBOS.get_events`, the name DBOS 3.4 records for its
+/// `get_all_events`), so a replay sees the same map.
 ///
 /// ```no_run
 /// # async fn demo() -> dbos_core::Result<()> {

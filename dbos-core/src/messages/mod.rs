@@ -7,7 +7,7 @@
 //! | [`recv`] | `DBOS.recv` + its deadline `DBOS.sleep`: consume and checkpoint commit together | an error: only workflows receive |
 //! | [`set_event`] | `DBOS.setEvent`: value, history row and checkpoint together | from a step: fenced, no checkpoint |
 //! | [`get_event`] | `DBOS.getEvent` + its deadline `DBOS.sleep` | waits, nothing recorded |
-//! | [`get_all_events`] | `DBOS.getAllEvents` | a plain read |
+//! | [`get_all_events`] | `DBOS.get_events` (the name DBOS 3.4 records) | a plain read |
 //! | [`write_stream`], [`close_stream`] | `DBOS.writeStream` / `DBOS.closeStream`: row and checkpoint together | from a step: fenced, no checkpoint |
 //! | [`read_stream`] | one `DBOS.readStream` per value read (and one for the end) | a live stream, nothing recorded |
 //! | [`wait_first`] | `DBOS.waitFirst`, recording which finished first | waits |
@@ -49,7 +49,7 @@ pub(crate) const SEND_BULK: &str = "DBOS.send_bulk";
 pub(crate) const RECV: &str = "DBOS.recv";
 pub(crate) const SET_EVENT: &str = "DBOS.setEvent";
 pub(crate) const GET_EVENT: &str = "DBOS.getEvent";
-pub(crate) const GET_ALL_EVENTS: &str = "DBOS.getAllEvents";
+pub(crate) const GET_ALL_EVENTS: &str = "DBOS.get_events";
 pub(crate) const WRITE_STREAM: &str = "DBOS.writeStream";
 pub(crate) const CLOSE_STREAM: &str = "DBOS.closeStream";
 pub(crate) const READ_STREAM: &str = "DBOS.readStream";

@@ -7,13 +7,14 @@ use serde::Serialize;
 
 use super::durable::{fenced, Effect};
 use super::{encode, runtime_here, SEND, SEND_BULK};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::Dbos;
 use crate::sysdb::messages::{Fence, MessageRow, Written, NULL_TOPIC};
-use crate::sysdb::workflows::now_ms;
+use crate::sysdb::workflows::{now_ms, Checkpoint};
 use crate::sysdb::SystemDatabase;
-use crate::workflow::context::{current, current_step, Slot};
+use crate::workflow::context::{current, current_step, Operation, Slot};
 use crate::workflow::registry::BoxFuture;
+use crate::workflow::step;
 
 /// A message to send with [`send_batch`] (or [`Dbos::send_batch`]).
 ///
@@ -195,7 +196,7 @@ pub(crate) async fn deliver(
     if via.is_none() {
         if let Some(ctx) = current() {
             let function_id = match ctx.begin(name)? {
-                Slot::Recorded { .. } => return Ok(()),
+                Slot::Recorded { checkpoint, .. } => return replayed(&checkpoint, name),
                 Slot::Fresh { function_id } => function_id,
             };
             let started = now_ms();
@@ -216,9 +217,28 @@ pub(crate) async fn deliver(
                         write(&rt.sysdb, rows, Some(fence)).await
                     }
                 }))
-                .await?;
-                if !matches!(effect, Effect::Nothing) {
-                    return Ok(());
+                .await;
+                match effect {
+                    Ok(Effect::Ours) => return Ok(()),
+                    Ok(Effect::Theirs(checkpoint)) => return replayed(&checkpoint, name),
+                    Ok(Effect::Nothing) => {}
+                    // A destination that does not exist is the send's answer: recorded (the
+                    // send wrote nothing), so a replay returns it, as DBOS does, even if a
+                    // workflow with that id exists by then.
+                    Err(e) if e.kind() == ErrorKind::NonExistentWorkflow => {
+                        let text = crate::codec::to_text(&e).map_err(|f| ctx.fail(f))?;
+                        let theirs = ctx
+                            .record(Operation {
+                                error: Some(&text),
+                                ..Operation::new(function_id, name, started)
+                            })
+                            .await?;
+                        return match theirs {
+                            None => Err(e),
+                            Some(checkpoint) => replayed(&checkpoint, name),
+                        };
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -244,6 +264,23 @@ pub(crate) async fn deliver(
         None => runtime_here()?.sysdb.clone(),
     };
     write(&sysdb, &rows, None).await.map(drop)
+}
+
+/// What a recorded send answers on replay: nothing, or the error it was recorded with (a
+/// destination that did not exist).
+fn replayed(checkpoint: &Checkpoint, name: &str) -> Result<()> {
+    if checkpoint.error.is_none() {
+        return Ok(());
+    }
+    match step::replay::<(), Error>(
+        &None,
+        &checkpoint.error,
+        &checkpoint.serialization,
+        &format!("the recorded error of `{name}`"),
+    ) {
+        Err(Some(e)) => Err(e),
+        Ok(()) | Err(None) => Ok(()),
+    }
 }
 
 /// Writes `rows` (with their copies for forks) in one statement, stamped so that readers

@@ -28,7 +28,7 @@ pub async fn sleep(duration: Duration) -> Result<()> {
         tokio::time::sleep(duration).await;
         return Ok(());
     };
-    let wake_at = recorded_wake_up(&ctx, duration).await?;
+    let wake_at = recorded_wake_up(&ctx, duration, true).await?;
     if let Ok(remaining) = wake_at.duration_since(SystemTime::now()) {
         let deadline_first = ctx.deadline_ms.is_some_and(|d| d < to_ms(wake_at));
         if remaining >= ctx.runtime.config.park_after && !deadline_first {
@@ -60,9 +60,14 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600)
 /// The wake-up time `duration` from now (at most [`MAX_WAIT`]), recorded as a `DBOS.sleep`
 /// at the workflow's next step id; a replay returns the recorded one. The one recording of
 /// every durable sleep and of every timed wait's deadline.
+///
+/// As DBOS 3.4 records them: a sleep (`completes_at_wake_up`) is recorded as completing at
+/// its wake-up time, so its duration is the sleep; a timed wait's deadline, which the wait
+/// may never reach, as completing when it is recorded.
 pub(crate) async fn recorded_wake_up(
     ctx: &crate::workflow::context::WorkflowContext,
     duration: Duration,
+    completes_at_wake_up: bool,
 ) -> Result<SystemTime> {
     match ctx.begin(SLEEP)? {
         Slot::Recorded { checkpoint, .. } => recorded_wake_at(&checkpoint),
@@ -77,8 +82,7 @@ pub(crate) async fn recorded_wake_up(
             let theirs = ctx
                 .record(Operation {
                     output: Some(&output),
-                    // As DBOS records it: the sleep completes at its wake-up time.
-                    completed_ms: Some(to_ms(wake_at)),
+                    completed_ms: completes_at_wake_up.then(|| to_ms(wake_at)),
                     ..Operation::new(function_id, SLEEP, started)
                 })
                 .await?;
