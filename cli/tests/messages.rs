@@ -63,6 +63,7 @@ async fn connection_failures_print_their_real_cause(db: TestDatabase) {
         // Said once: the cause says to check the server, the hint says where the URL came from.
         assert!(e.matches("check the URL").count() <= 1, "{e}");
         assert!(e.matches("server is running").count() <= 1, "{e}");
+        assert!(!e.contains("os error"), "the cause said twice: {e}");
     }
 
     // From the environment, the error says so (a stale exported URL is a common cause).

@@ -292,7 +292,7 @@ impl Error {
         let mut next = std::error::Error::source(self);
         while let Some(cause) = next {
             if let Some(text) = cause_text(cause) {
-                if !text.trim().is_empty() && !said.contains(&text) {
+                if !text.trim().is_empty() && !already_said(&said, &text) {
                     said.push_str(&text);
                     causes.push(text);
                 }
@@ -437,6 +437,19 @@ fn io_cause(e: &tokio_postgres::Error) -> bool {
         cause = c.source();
     }
     false
+}
+
+/// Whether `said` already says `cause`: as it is, or in other case without the operating
+/// system's error number (`Connection refused (os error 111)` after "connection refused").
+fn already_said(said: &str, cause: &str) -> bool {
+    if said.contains(cause) {
+        return true;
+    }
+    let words = match cause.rfind(" (os error ") {
+        Some(at) if cause.ends_with(')') => &cause[..at],
+        _ => cause,
+    };
+    !words.trim().is_empty() && said.to_lowercase().contains(&words.trim().to_lowercase())
 }
 
 /// The text a cause adds to an error's report: `None` for tokio-postgres' own error, whose
@@ -610,6 +623,16 @@ mod tests {
             "outer\n\nCaused by:\n    0: inner\n    1: root"
         );
         assert_eq!(e.causes(), vec!["inner".to_owned(), "root".to_owned()]);
+        // The operating system's wording of what the message already says adds nothing.
+        let refused = std::io::Error::from_raw_os_error(111);
+        assert!(refused.to_string().contains("(os error 111)"), "{refused}");
+        let e = Error::new(
+            ErrorKind::Connection,
+            "could not connect: connection refused: nothing listens on 127.0.0.1:1",
+        )
+        .with_source(refused);
+        assert!(e.causes().is_empty(), "{:?}", e.causes());
+        assert_eq!(format!("{e:?}"), e.to_string());
     }
 
     #[test]
