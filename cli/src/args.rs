@@ -50,6 +50,9 @@ pub(crate) enum Command {
     /// Queues: their limits and depth
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Scheduled workflows: list, get, pause, resume, delete, backfill, trigger
+    #[command(subcommand)]
+    Schedule(crate::schedule::ScheduleCommand),
     /// Application versions
     #[command(subcommand, name = "app-version")]
     AppVersion(AppVersionCommand),

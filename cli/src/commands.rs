@@ -25,6 +25,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Workflow(cmd) => workflow(g, *cmd).await,
         Command::Queue(QueueCommand::List) => queues(g).await,
         Command::AppVersion(cmd) => app_versions(g, cmd).await,
+        Command::Schedule(cmd) => crate::schedule::run(g, cmd).await,
         Command::Migrate => migrate(g).await,
         Command::Gc(args) => gc(g, args).await,
         Command::RenameApplication(args) => rename_application(g, args).await,

@@ -11,6 +11,7 @@ mod commands;
 mod messages;
 mod output;
 mod postgres;
+mod schedule;
 mod time;
 
 use std::process::ExitCode;

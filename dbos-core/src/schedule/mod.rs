@@ -178,6 +178,29 @@ pub struct ScheduleInfo {
 }
 
 impl ScheduleInfo {
+    /// The schedule as DBOS's tools show it: its row's columns by name, the context as
+    /// its JSON value (or its stored text when it does not decode).
+    pub fn to_dbos_json(&self) -> Value {
+        let context = match &self.context {
+            Payload::Decoded(v) => v.clone(),
+            Payload::Raw { text, .. } => Value::String(text.clone()),
+        };
+        serde_json::json!({
+            "schedule_id": self.schedule_id,
+            "schedule_name": self.schedule_name,
+            "workflow_name": self.workflow_name,
+            "workflow_class_name": self.workflow_class_name,
+            "schedule": self.schedule,
+            "status": self.status.as_str(),
+            "context": context,
+            "last_fired_at": self.last_fired_at,
+            "automatic_backfill": self.automatic_backfill,
+            "cron_timezone": self.cron_timezone,
+            "queue_name": self.queue_name,
+            "application_name": self.application_name,
+        })
+    }
+
     pub(crate) fn from_row(r: ScheduleRow) -> ScheduleInfo {
         let what = format!("the context of schedule `{}`", r.schedule_name);
         let context = crate::manage::decode(Some(r.context), None, &what)
