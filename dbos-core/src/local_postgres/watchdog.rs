@@ -38,8 +38,9 @@ pub(super) const KEEP_RUNNING_FILE: &str = "keep-running";
 /// limit in seconds, `$5` poll interval in seconds; the superuser and its password come in
 /// `PGUSER` and `PGPASSWORD`.
 /// The subshell runs in the background so the `sh` we start exits at once: the loop is
-/// adopted by init and no process of ours has to wait for it.
-const SCRIPT: &str = r#"
+/// adopted by init and no process of ours has to wait for it. Its first line is a comment so
+/// that `ps` shows what the process is.
+const SCRIPT: &str = r#"# dbos local Postgres idle watchdog (stops the server once unused)
 root=$1 bin=$2 port=$3 idle=$4 poll=$5
 (
   exec </dev/null >>"$root/server.log" 2>&1
