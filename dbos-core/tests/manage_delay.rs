@@ -197,3 +197,55 @@ async fn a_delay_change_inside_a_workflow_is_recorded_and_not_repeated(db: TestD
     assert_eq!(op, "DBOS.setWorkflowDelay");
     dbos.shutdown().await.unwrap();
 }
+
+/// A workflow operating through a client (say, on another application's workflows).
+#[workflow]
+async fn operator(url: String, target: String) -> Result<bool, Error> {
+    let client = Client::connect(url).await?;
+    let set = client
+        .set_workflow_delay(&target, Duration::from_secs(7200))
+        .await?;
+    client
+        .update_workflow_attributes(&target, Some(serde_json::json!({"moved": true})))
+        .await?;
+    client.close();
+    Ok(matches!(set, DelaySet::Delayed { .. }))
+}
+
+#[dbos_testkit::test]
+async fn a_clients_delay_and_attribute_changes_are_recorded_inside_a_workflow(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").queue(&LATER))
+        .await
+        .unwrap();
+    reminder(1)
+        .id("target")
+        .on(&dbos)
+        .enqueue(&LATER)
+        .delay(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(operator(db.url(), "target".into())
+        .id("operator")
+        .on(&dbos)
+        .await
+        .unwrap());
+    // The same operations as through the runtime, under DBOS's names: a replay returns
+    // them instead of changing the target again.
+    let ops: Vec<String> = db
+        .connect()
+        .await
+        .query(
+            "SELECT function_name FROM dbos.operation_outputs WHERE workflow_uuid = 'operator' ORDER BY function_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        ops,
+        vec!["DBOS.setWorkflowDelay", "DBOS.updateWorkflowAttributes"]
+    );
+    dbos.shutdown().await.unwrap();
+}

@@ -26,6 +26,7 @@
 
 mod dbos;
 pub(crate) mod durable;
+pub(crate) mod facade;
 mod options;
 mod query;
 mod types;
@@ -324,10 +325,35 @@ impl Manager {
         Ok(())
     }
 
-    /// Sets a `DELAYED` workflow's wake-up time: `delay` from now, or at `until`. The time
-    /// is resolved here, so inside a workflow (where this runs as a recorded operation) a
-    /// replay returns the first answer.
+    /// Sets a `DELAYED` workflow's wake-up time: `delay` from now, or at `until`. Inside a
+    /// workflow it is the recorded operation `DBOS.setWorkflowDelay` (the time is resolved
+    /// inside it, so a replay returns the first answer).
     pub(crate) async fn set_delay(&self, id: &str, until: DelayTarget) -> Result<DelaySet> {
+        // Recorded as DBOS records it; the answer travels as (changed, status, until).
+        let (changed, status, until): (bool, String, i64) = crate::workflow::step::run(
+            "DBOS.setWorkflowDelay",
+            &crate::StepOptions::DEFAULT,
+            None,
+            || async {
+                Ok::<_, Error>(match self.set_delay_now(id, until).await? {
+                    DelaySet::Delayed { until_epoch_ms } => {
+                        (true, "DELAYED".to_owned(), until_epoch_ms)
+                    }
+                    DelaySet::NotDelayed(s) => (false, s.as_str().to_owned(), 0),
+                })
+            },
+        )
+        .await?;
+        Ok(if changed {
+            DelaySet::Delayed {
+                until_epoch_ms: until,
+            }
+        } else {
+            DelaySet::NotDelayed(Status::parse(&status))
+        })
+    }
+
+    async fn set_delay_now(&self, id: &str, until: DelayTarget) -> Result<DelaySet> {
         check_id(id)?;
         let until_ms = match until {
             DelayTarget::In(d) => {
@@ -364,7 +390,24 @@ impl Manager {
             .await
     }
 
+    /// Replaces (or with `merge`, updates) a workflow's attributes; inside a workflow, the
+    /// recorded operation `DBOS.updateWorkflowAttributes`.
     pub(crate) async fn update_attributes(
+        &self,
+        id: &str,
+        attributes: Option<&Value>,
+        merge: bool,
+    ) -> Result<()> {
+        crate::workflow::step::run(
+            "DBOS.updateWorkflowAttributes",
+            &crate::StepOptions::DEFAULT,
+            None,
+            || self.update_attributes_now(id, attributes, merge),
+        )
+        .await
+    }
+
+    async fn update_attributes_now(
         &self,
         id: &str,
         attributes: Option<&Value>,

@@ -85,7 +85,7 @@ impl Dbos {
                 .on_unregistered_queues(&queues, &rt.app_name, waited_ms)
                 .await?
                 .into_iter()
-                .map(|(id, _, _)| (id, Unrunnable::QueueNotRegistered)),
+                .map(|id| (id, Unrunnable::QueueNotRegistered)),
         );
         if found.is_empty() {
             return Ok(Vec::new());

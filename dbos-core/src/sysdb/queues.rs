@@ -239,20 +239,19 @@ impl SystemDatabase {
 
     /// Workflows waiting (for over `older_than_ms`) on a queue nobody registered: not one of
     /// `served` (this executor's queues and the internal queue) and without a row in
-    /// `dbos.queues`, of `app_name` or unclaimed. (id, name, queue), oldest first; at most
-    /// 1,000.
+    /// `dbos.queues`, of `app_name` or unclaimed. Their ids, oldest first; at most 1,000.
     pub(crate) async fn on_unregistered_queues(
         &self,
         served: &[&str],
         app_name: &str,
         older_than_ms: i64,
-    ) -> Result<Vec<(String, String, String)>> {
+    ) -> Result<Vec<String>> {
         let s = self.quoted_schema();
         let rows = self
             .query(
                 "list the queued work on queues nobody registered",
                 &format!(
-                    "SELECT ws.workflow_uuid, ws.name, ws.queue_name FROM {s}.workflow_status ws
+                    "SELECT ws.workflow_uuid FROM {s}.workflow_status ws
                       WHERE ws.status = 'ENQUEUED' AND ws.created_at < $2
                         AND ws.queue_name IS NOT NULL AND NOT (ws.queue_name = ANY($1))
                         AND (ws.application_name = $3 OR ws.application_name IS NULL)
@@ -262,16 +261,7 @@ impl SystemDatabase {
                 &[&served, &(now_ms() - older_than_ms), &app_name],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    r.get::<_, Option<String>>(1).unwrap_or_default(),
-                    r.get(2),
-                )
-            })
-            .collect())
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn unrunnable(
