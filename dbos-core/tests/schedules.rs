@@ -581,3 +581,90 @@ async fn trigger_runs_now_and_backfill_runs_a_range_once(db: TestDatabase) {
     assert_eq!(e.kind(), ErrorKind::ScheduleNotFound);
     dbos.shutdown().await.unwrap();
 }
+
+/// The ids a backfill of `cron` in Paris between two UTC times produces, in order.
+async fn paris_ticks(dbos: &Dbos, name: &str, cron: &str, start: &str, end: &str) -> Vec<String> {
+    dbos.create_schedule(&Schedule::new(name, "ticked", cron).timezone("Europe/Paris"))
+        .await
+        .unwrap();
+    let at = |t: &str| SystemTime::from(DateTime::parse_from_rfc3339(t).unwrap());
+    let handles = dbos
+        .backfill_schedule(name, at(start), at(end))
+        .await
+        .unwrap();
+    for h in &handles {
+        h.result().await.unwrap();
+    }
+    handles.iter().map(|h| h.id().to_owned()).collect()
+}
+
+#[dbos_testkit::test(timeout = "120s")]
+async fn daylight_saving_transitions_in_paris(db: TestDatabase) {
+    // Ticks come from the cron library used by the live scheduler too (CronSpec::next_after).
+    let dbos = Dbos::launch(config(&db, "dst")).await.unwrap();
+    // Spring forward, 2026-03-29: 02:00 becomes 03:00, so 02:30 does not exist that night and
+    // the daily 02:30 job runs at the first instant after the gap.
+    assert_eq!(
+        paris_ticks(
+            &dbos,
+            "spring",
+            "30 2 * * *",
+            "2026-03-27T12:00:00Z",
+            "2026-03-30T12:00:00Z"
+        )
+        .await,
+        [
+            "sched-spring-2026-03-28T02:30:00+01:00",
+            "sched-spring-2026-03-29T03:00:00+02:00",
+            "sched-spring-2026-03-30T02:30:00+02:00",
+        ]
+    );
+    // Fall back, 2026-10-25: 03:00 becomes 02:00, so 02:30 happens twice; a fixed-time job
+    // runs once, at the first.
+    assert_eq!(
+        paris_ticks(
+            &dbos,
+            "fall",
+            "30 2 * * *",
+            "2026-10-24T12:00:00Z",
+            "2026-10-26T12:00:00Z"
+        )
+        .await,
+        [
+            "sched-fall-2026-10-25T02:30:00+02:00",
+            "sched-fall-2026-10-26T02:30:00+01:00",
+        ]
+    );
+    // An interval job runs in both of the repeated hours: every 30 minutes of real time, each
+    // tick with its own offset (so its own id).
+    assert_eq!(
+        paris_ticks(
+            &dbos,
+            "halfhourly",
+            "0 */30 * * * *",
+            "2026-10-24T23:45:00Z",
+            "2026-10-25T02:15:00Z"
+        )
+        .await,
+        [
+            "sched-halfhourly-2026-10-25T02:00:00+02:00",
+            "sched-halfhourly-2026-10-25T02:30:00+02:00",
+            "sched-halfhourly-2026-10-25T02:00:00+01:00",
+            "sched-halfhourly-2026-10-25T02:30:00+01:00",
+            "sched-halfhourly-2026-10-25T03:00:00+01:00",
+        ]
+    );
+    // Each run received its tick as UTC.
+    let conn = db.connect().await;
+    let inputs: String = conn
+        .query_one(
+            "SELECT inputs FROM dbos.workflow_input WHERE workflow_uuid = 'sched-halfhourly-2026-10-25T02:00:00+01:00'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let inputs: Value = serde_json::from_str(&inputs).unwrap();
+    assert_eq!(inputs["positionalArgs"][0], "2026-10-25T01:00:00.000Z");
+    dbos.shutdown().await.unwrap();
+}
