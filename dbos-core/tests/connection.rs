@@ -479,3 +479,102 @@ async fn a_launch_waiting_for_a_database_says_so_once(_db: TestDatabase) {
     assert!(waiting[0].contains("connection refused"), "{text}");
     assert!(waiting[0].contains(&format!("127.0.0.1:{port}")), "{text}");
 }
+
+static OUTAGE_GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Waits for the test's go, so its checkpoint is written during the outage.
+#[dbos_core::step]
+async fn finishes_during_the_outage() -> Result<u32, dbos_core::Error> {
+    OUTAGE_GATE.notified().await;
+    Ok(1)
+}
+
+#[dbos_core::workflow]
+async fn checkpoints_during_the_outage() -> Result<u32, dbos_core::Error> {
+    finishes_during_the_outage().await
+}
+
+static OUTAGE_TX_GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[dbos_core::transaction]
+async fn reads_during_the_outage(tx: &dbos_core::Transaction<'_>) -> Result<i32, dbos_core::Error> {
+    let row = tx
+        .query_one("SELECT 1", &[])
+        .await
+        .map_err(|e| dbos_core::Error::new(ErrorKind::Database, e.to_string()))?;
+    Ok(row.get(0))
+}
+
+/// Waits (in memory) for the test's go, so its transaction begins during the outage.
+#[dbos_core::workflow]
+async fn transacts_during_the_outage() -> Result<i32, dbos_core::Error> {
+    OUTAGE_TX_GATE.notified().await;
+    reads_during_the_outage().await
+}
+
+/// A launched runtime retries a statement (or a transaction's connection) for as long as the
+/// database is unreachable, except once it shuts down: then the work that cannot reach the
+/// database stays PENDING for recovery and the shutdown does not wait for it (workflows.md,
+/// "Shutdown").
+#[dbos_testkit::test]
+async fn a_shutdown_during_an_outage_does_not_wait_for_the_database(db: TestDatabase) {
+    let proxy = dbos_testkit::proxy::Proxy::start(db.cluster().postgres().port()).await;
+    let dbos = dbos_core::Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url())),
+    )
+    .await
+    .unwrap();
+    let _running = checkpoints_during_the_outage()
+        .id("outage-shutdown")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let _transacting = transacts_during_the_outage()
+        .id("outage-shutdown-tx")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let client = db.connect().await;
+    dbos_testkit::crash::eventually("the step to run", Duration::from_secs(20), || async {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM dbos.workflow_status WHERE workflow_uuid LIKE 'outage-shutdown%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (n == 2).then_some(())
+    })
+    .await;
+    proxy.refuse(true);
+    proxy.cut_all();
+    OUTAGE_GATE.notify_one();
+    OUTAGE_TX_GATE.notify_one();
+    // Let the checkpoint fail and start retrying.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let timeout = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    dbos.shutdown_with_timeout(timeout).await.unwrap();
+    // Retrying until the timeout would take all of it (the documented promise is only that
+    // the shutdown does not wait for the database: half the timeout is a generous bound).
+    assert!(
+        started.elapsed() < timeout / 2,
+        "the shutdown waited {:?} for an unreachable database",
+        started.elapsed()
+    );
+    let (pending, checkpoints): (i64, i64) = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'PENDING'),
+                    (SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid LIKE 'outage-shutdown%')
+               FROM dbos.workflow_status WHERE workflow_uuid LIKE 'outage-shutdown%'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((pending, checkpoints), (2, 0));
+}

@@ -324,6 +324,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_closed_handle_runs_nothing_more() {
+        // Not even a first attempt: a dedicated session (a lock, a listener) opened after
+        // shutdown would outlive the runtime.
+        let r = Resilience::new(Duration::from_secs(5));
+        r.stop();
+        let mut calls = 0;
+        let e = r
+            .run("t", |_| {
+                calls += 1;
+                async { Ok(()) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!((calls, e.kind()), (0, ErrorKind::NotLaunched));
+    }
+
+    #[tokio::test]
     async fn stopping_ends_a_retry_loop_with_a_shutdown_error() {
         let r = std::sync::Arc::new(Resilience::new(Duration::from_secs(60)));
         r.retry_forever();
