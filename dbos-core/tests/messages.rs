@@ -330,11 +330,17 @@ async fn bad_sends_are_refused_before_anything_is_written(db: TestDatabase) {
         .unwrap()
         .get(0);
     assert_eq!(n, 0);
-    dbos_core::recv::<u32>("x", Duration::from_millis(1))
-        .await
-        .map(drop)
-        .map_err(|e| assert_eq!(e.kind(), ErrorKind::InvalidArgument))
-        .expect_err("recv outside a workflow is an error");
+    for (topic, named) in [(Some("x"), "topic `x`"), (None, "topic (none)")] {
+        let e = dbos_core::recv::<u32>(topic, Duration::from_millis(1))
+            .await
+            .expect_err("recv outside a workflow is an error");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        let text = e.to_string();
+        assert!(
+            text.contains(named) && text.contains("outside a workflow"),
+            "names the topic and what was wrong: {text}"
+        );
+    }
 }
 
 #[workflow]
@@ -561,6 +567,22 @@ async fn a_timed_out_receive_replays_as_timed_out_without_waiting(db: TestDataba
         .unwrap()
         .get(0);
     assert!(!consumed, "the late message stays for a later receive");
+    // Recorded as DBOS records a timed-out receive: JSON `null` (a DBOS replay of a NULL
+    // output raises "No output recorded in the last recv").
+    let recorded: (Option<String>, Option<String>) = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT output, serialization FROM dbos.operation_outputs WHERE workflow_uuid = 'to-1' AND function_name = 'DBOS.recv'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(
+        recorded,
+        (Some("null".to_owned()), Some("portable_json".to_owned()))
+    );
     dbos.shutdown().await.unwrap();
 }
 

@@ -224,7 +224,15 @@ impl SystemDatabase {
         let topics: Vec<&str> = rows.iter().map(|r| r.topic.as_str()).collect();
         let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
         let before: Vec<i64> = rows.iter().map(|r| r.ms_before).collect();
-        let (wf, owner, fid, name, started, completed, app) = fence_params(&fence);
+        let FenceParams {
+            wf,
+            owner,
+            fid,
+            name,
+            started,
+            completed,
+            app,
+        } = FenceParams::of(fence.as_ref());
         let what = match &fence {
             Some(f) => format!("send from workflow `{}`", f.workflow_id),
             None => "send a message".to_owned(),
@@ -362,7 +370,15 @@ impl SystemDatabase {
                 owner = owner_cte(s),
             )
         });
-        let (wf, owner, fid, name, started, completed, app) = fence_params(&Some(fence));
+        let FenceParams {
+            wf,
+            owner,
+            fid,
+            name,
+            started,
+            completed,
+            app,
+        } = FenceParams::of(Some(&fence));
         let what = format!("receive a message in workflow `{}`", fence.workflow_id);
         let outcome = self
             .fenced_write(
@@ -586,7 +602,15 @@ impl SystemDatabase {
         key: &str,
         text: &str,
     ) -> Result<Written> {
-        let (wf, owner, fid, name, started, completed, app) = fence_params(&Some(fence));
+        let FenceParams {
+            wf,
+            owner,
+            fid,
+            name,
+            started,
+            completed,
+            app,
+        } = FenceParams::of(Some(&fence));
         let outcome = self
             .fenced_write(
                 what,
@@ -801,29 +825,27 @@ impl SystemDatabase {
 }
 
 /// The fence's parameters `$1`..`$7` (all NULL without a fence).
-#[allow(clippy::type_complexity)]
-fn fence_params<'a>(
-    fence: &Option<Fence<'a>>,
-) -> (
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<i32>,
-    Option<&'a str>,
-    Option<i64>,
-    Option<i64>,
-    Option<&'a str>,
-) {
-    match fence {
-        Some(f) => (
-            Some(f.workflow_id),
-            Some(f.owner_xid),
-            Some(f.function_id),
-            f.name,
-            Some(f.started_ms),
-            Some(f.completed_ms),
-            Some(f.app_name),
-        ),
-        None => (None, None, None, None, None, None, None),
+struct FenceParams<'a> {
+    wf: Option<&'a str>,
+    owner: Option<&'a str>,
+    fid: Option<i32>,
+    name: Option<&'a str>,
+    started: Option<i64>,
+    completed: Option<i64>,
+    app: Option<&'a str>,
+}
+
+impl<'a> FenceParams<'a> {
+    fn of(fence: Option<&Fence<'a>>) -> Self {
+        FenceParams {
+            wf: fence.map(|f| f.workflow_id),
+            owner: fence.map(|f| f.owner_xid),
+            fid: fence.map(|f| f.function_id),
+            name: fence.and_then(|f| f.name),
+            started: fence.map(|f| f.started_ms),
+            completed: fence.map(|f| f.completed_ms),
+            app: fence.map(|f| f.app_name),
+        }
     }
 }
 
