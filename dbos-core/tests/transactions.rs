@@ -693,8 +693,8 @@ async fn a_crash_between_the_data_source_commit_and_the_checkpoint_does_not_run_
     dbos.shutdown().await.unwrap();
 }
 
-#[dbos_testkit::test]
-async fn a_lost_commit_acknowledgement_in_a_data_source_is_settled(db: TestDatabase) {
+/// A runtime whose data source `app` (with a counter `c` at 0) is reached through a proxy.
+async fn launch_with_proxied_app(db: &TestDatabase) -> (Proxy, Dbos) {
     let proxy = Proxy::start(db.cluster().postgres().port()).await;
     let config = db
         .config("testapp")
@@ -708,6 +708,12 @@ async fn a_lost_commit_acknowledgement_in_a_data_source_is_settled(db: TestDatab
         .batch_execute("CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('c', 0)")
         .await
         .unwrap();
+    (proxy, dbos)
+}
+
+#[dbos_testkit::test]
+async fn a_lost_commit_acknowledgement_in_a_data_source_is_settled(db: TestDatabase) {
+    let (proxy, dbos) = launch_with_proxied_app(&db).await;
     proxy.cut_after_commit(b"app-lost", Duration::from_millis(300));
     let out = app_add_twice("c".into()).id("app-lost").await.unwrap();
     assert_eq!((proxy.fired(), out), (1, (1, 2)));
@@ -1019,5 +1025,86 @@ async fn the_functions_own_errors_are_retried_by_its_policy_and_rolled_back(db: 
         .await
         .unwrap();
     assert_eq!((out, runs("own-plain"), counter().await), ((2, 0), 3, 2));
+    dbos.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Another execution's record, and the reads a first run does not make.
+
+static RECORDED_GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static RECORDED_BODIES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Adds 1 to counter `id`; its first run waits for the test's go before it returns.
+#[transaction(isolation = "read_committed")]
+async fn add_after_go(tx: &Transaction<'_>, id: String) -> Result<i32, ShopError> {
+    let row = tx
+        .query_one(
+            "UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING n",
+            &[&id],
+        )
+        .await?;
+    if RECORDED_BODIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+        RECORDED_GATE.notified().await;
+    }
+    Ok(row.get(0))
+}
+
+#[workflow]
+async fn adds_after_go(id: String) -> Result<i32, ShopError> {
+    add_after_go(id).await
+}
+
+#[dbos_testkit::test]
+async fn a_step_another_execution_recorded_first_rolls_back_and_takes_its_result(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let client = db.connect().await;
+    exec(&client, "CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('c', 0)").await;
+    let h = adds_after_go("c".into())
+        .id("recorded-first")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually("the body to run", Duration::from_secs(20), || async {
+        (RECORDED_BODIES.load(std::sync::atomic::Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    // Another execution of the workflow records this step while the body runs: the
+    // checkpoint's primary key refuses this one's.
+    exec(
+        &client,
+        "INSERT INTO dbos.operation_outputs (workflow_uuid, function_id, function_name, output, serialization)
+         VALUES ('recorded-first', 1, 'add_after_go', '42', 'portable_json')",
+    )
+    .await;
+    RECORDED_GATE.notify_one();
+    let out = tokio::time::timeout(Duration::from_secs(60), h.result())
+        .await
+        .expect("the workflow ended");
+    assert_eq!(out, Ok(42), "the recorded result is the step's");
+    let n: i32 = client
+        .query_one("SELECT n FROM counters WHERE id = 'c'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        (n, RECORDED_BODIES.load(std::sync::atomic::Ordering::SeqCst)),
+        (0, 1),
+        "rolled back, not run again"
+    );
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_first_run_reads_nothing_from_the_completion_table(db: TestDatabase) {
+    let (proxy, dbos) = launch_with_proxied_app(&db).await;
+    // The completion table's read, were it sent, would cut the data source off.
+    proxy.cut_when_sent(b"SELECT output, error, serialization FROM");
+    let out = tokio::time::timeout(Duration::from_secs(30), async {
+        app_add_twice("c".into()).id("first-run").await
+    })
+    .await;
+    assert_eq!(proxy.fired(), 0, "a first run read the completion table");
+    assert_eq!(out.expect("the workflow ended").unwrap(), (1, 2));
     dbos.shutdown().await.unwrap();
 }

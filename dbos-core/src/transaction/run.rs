@@ -385,7 +385,8 @@ impl<T, E> Running<T, E> {
         };
         // A workflow that may have run before (recovered, resumed): this transaction may have
         // committed in its data source and crashed before its checkpoint. Look there first.
-        if run.ctx.is_some() && run.source.is_some() && !first_run {
+        // (Outside a workflow `first_run` is true: there is nothing to look for.)
+        if !first_run && run.source.is_some() {
             match run.read_completion(name).await {
                 Ok(Some(recorded)) => {
                     tracing::info!(
