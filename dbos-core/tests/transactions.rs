@@ -587,20 +587,24 @@ async fn a_data_source_commits_its_statements_with_a_completion_row(db: TestData
         .unwrap()
         .get(0);
     assert_eq!(version, 1);
-    // The checkpoints are in the system database, as for any step.
-    let names: Vec<String> = db
+    // The checkpoints are in the system database, as for any step, with the outputs.
+    let checkpoints: Vec<(String, Option<String>)> = db
         .connect()
         .await
         .query(
-            "SELECT function_name FROM dbos.operation_outputs WHERE workflow_uuid = 'app-1' ORDER BY function_id",
+            "SELECT function_name, output FROM dbos.operation_outputs WHERE workflow_uuid = 'app-1' ORDER BY function_id",
             &[],
         )
         .await
         .unwrap()
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(names, ["app_add_one", "app_add_one"]);
+    let name = || "app_add_one".to_owned();
+    assert_eq!(
+        checkpoints,
+        [(name(), Some("1".into())), (name(), Some("2".into()))]
+    );
     dbos.shutdown().await.unwrap();
 }
 
