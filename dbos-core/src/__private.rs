@@ -6,6 +6,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
+pub use crate::schedule::ScheduleRegistration;
 pub use crate::transaction::{
     Isolation, Transaction, TransactionDef, TransactionOptions, TransactionRegistration,
     TransactionRun,

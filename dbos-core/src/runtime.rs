@@ -239,6 +239,7 @@ impl Dbos {
                     .await?,
             );
         }
+        crate::schedule::register_static(&inner).await?;
         // This executor's lock, held for its lifetime; and its own pending work, when a
         // pinned id comes back.
         let (lock_session, lock_held) = crate::recovery::claim_identity(&inner).await?;

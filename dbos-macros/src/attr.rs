@@ -202,6 +202,23 @@ pub(crate) fn string(entry: &OptionEntry, example: &str) -> syn::Result<LitStr> 
     }
 }
 
+/// A flag: the bare key (`automatic_backfill`) or a boolean literal (`automatic_backfill = false`).
+pub(crate) fn flag(entry: &OptionEntry, example: &str) -> syn::Result<bool> {
+    match &entry.value {
+        None => Ok(true),
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        })) => Ok(b.value),
+        Some(other) => Err(syn::Error::new_spanned(
+            other,
+            format!(
+                "option `{}` is a flag: write `{example}` or `{example} = false`",
+                key(entry)
+            ),
+        )),
+    }
+}
+
 /// An integer literal value of at least `min`, e.g. `max_attempts = 3`.
 pub(crate) fn int_at_least<N>(
     entry: &OptionEntry,

@@ -116,6 +116,56 @@ impl Schedule {
     }
 }
 
+/// A static schedule, `#[workflow(schedule = "...")]`: registered with `inventory` by the
+/// macro and written as a schedule row (named after the workflow) at every launch, through
+/// `apply_schedules` (so its status and `last_fired_at` survive redeploys).
+#[derive(Debug)]
+pub struct ScheduleRegistration {
+    /// The workflow's registered name (and the schedule's name).
+    pub workflow: &'static str,
+    /// The cron expression, checked at compile time.
+    pub cron: &'static str,
+    /// The IANA zone, checked at compile time.
+    pub timezone: Option<&'static str>,
+    /// Whether missed ticks run when an executor starts serving it.
+    pub automatic_backfill: bool,
+    /// The queue its runs go on (default: the internal queue).
+    pub queue: Option<&'static str>,
+}
+
+inventory::collect!(ScheduleRegistration);
+
+impl ScheduleRegistration {
+    fn schedule(&self) -> Schedule {
+        let mut s = Schedule::new(self.workflow, self.workflow, self.cron)
+            .automatic_backfill(self.automatic_backfill);
+        if let Some(zone) = self.timezone {
+            s = s.timezone(zone);
+        }
+        if let Some(queue) = self.queue {
+            s = s.queue(queue);
+        }
+        s
+    }
+}
+
+/// Writes the binary's static schedules (`#[workflow(schedule = ..)]`) at launch, in one
+/// transaction.
+pub(crate) async fn register_static(
+    rt: &std::sync::Arc<crate::runtime::RuntimeInner>,
+) -> crate::Result<()> {
+    let schedules: Vec<Schedule> = inventory::iter::<ScheduleRegistration>
+        .into_iter()
+        .map(ScheduleRegistration::schedule)
+        .collect();
+    if schedules.is_empty() {
+        return Ok(());
+    }
+    crate::manage::Manager::of_runtime(rt)
+        .apply_schedules(&schedules)
+        .await
+}
+
 /// Whether a schedule fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ScheduleStatus {

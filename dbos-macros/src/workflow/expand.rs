@@ -90,6 +90,27 @@ pub(crate) fn expand(v: &ValidWorkflow<'_>) -> TokenStream {
         })
     };
 
+    let schedule = v.schedule.as_ref().map(|s| {
+        let cron = &s.cron;
+        let some = |v: &Option<String>| match v {
+            Some(v) => quote!(::core::option::Option::Some(#v)),
+            None => quote!(::core::option::Option::None),
+        };
+        let (timezone, queue) = (some(&s.timezone), some(&s.queue));
+        let backfill = s.automatic_backfill;
+        quote! {
+            ::dbos_core::__private::inventory::submit! {
+                ::dbos_core::__private::ScheduleRegistration {
+                    workflow: #name,
+                    cron: #cron,
+                    timezone: #timezone,
+                    automatic_backfill: #backfill,
+                    queue: #queue,
+                }
+            }
+        }
+    });
+
     quote! {
         #(#attrs)*
         #vis fn #ident(#(#outer_params),*) -> ::dbos_core::WorkflowCall<#ok, #err> {
@@ -121,6 +142,7 @@ pub(crate) fn expand(v: &ValidWorkflow<'_>) -> TokenStream {
             ::dbos_core::__private::inventory::submit! {
                 ::dbos_core::__private::WorkflowRegistration(&#def.0)
             }
+            #schedule
             (#def.1)(&#def.0, #(&#idents),*)
         }
     }

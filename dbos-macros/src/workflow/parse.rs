@@ -11,12 +11,24 @@ use crate::source_hash::source_hash;
 /// The options `#[workflow]` accepts.
 pub(crate) const ACCEPTED: Accepted = Accepted {
     macro_name: "#[workflow]",
-    keys: &["name", "max_recovery_attempts"],
+    keys: &[
+        "name",
+        "max_recovery_attempts",
+        "schedule",
+        "timezone",
+        "automatic_backfill",
+        "queue",
+    ],
     renames: &[
         Rename {
             from: "max_retries",
             to: "max_recovery_attempts",
             note: ": a workflow is not retried, it is recovered after a crash, at most this many times",
+        },
+        Rename {
+            from: "cron",
+            to: "schedule",
+            note: ": the cron expression of a scheduled workflow, e.g. `schedule = \"0 */5 * * * *\"`",
         },
         Rename {
             from: "max_attempts",
@@ -37,6 +49,14 @@ pub(crate) struct WorkflowOptions {
     pub(crate) name: Option<LitStr>,
     /// `max_recovery_attempts = N`.
     pub(crate) max_recovery_attempts: Option<(i32, Span)>,
+    /// `schedule = "cron"`.
+    pub(crate) schedule: Option<LitStr>,
+    /// `timezone = "Europe/Paris"`.
+    pub(crate) timezone: Option<LitStr>,
+    /// `automatic_backfill` (or `= true`), with the key's span.
+    pub(crate) automatic_backfill: Option<(bool, Span)>,
+    /// `queue = "name"`.
+    pub(crate) queue: Option<LitStr>,
 }
 
 /// A `#[workflow]` function, before validation.
@@ -65,6 +85,13 @@ pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> WorkflowOptions
                 "max_recovery_attempts = 10",
             )
             .map(|n| options.max_recovery_attempts = Some((n, entry.key.span()))),
+            "schedule" => attr::string(&entry, "schedule = \"0 */5 * * * *\"")
+                .map(|s| options.schedule = Some(s)),
+            "timezone" => attr::string(&entry, "timezone = \"Europe/Paris\"")
+                .map(|s| options.timezone = Some(s)),
+            "queue" => attr::string(&entry, "queue = \"reports\"").map(|s| options.queue = Some(s)),
+            "automatic_backfill" => attr::flag(&entry, "automatic_backfill")
+                .map(|b| options.automatic_backfill = Some((b, entry.key.span()))),
             _ => Ok(()),
         };
         if let Err(e) = result {
@@ -123,9 +150,9 @@ mod tests {
         );
         let e = errors(quote!(name = checkout));
         assert!(e[0].contains("takes a string literal"), "{e:?}");
-        let e = errors(quote!(queue = "q"));
+        let e = errors(quote!(retries = "q"));
         assert!(
-            e[0].contains("accepted options are: `name`, `max_recovery_attempts`"),
+            e[0].contains("accepted options are: `name`, `max_recovery_attempts`, `schedule`"),
             "{e:?}"
         );
     }

@@ -1,7 +1,7 @@
 //! The rules a `#[workflow]` function must follow, each reported as a spanned error that says
 //! why the rule exists. All problems are reported together.
 
-use syn::{Ident, Type};
+use syn::{Ident, LitStr, Type};
 
 use super::parse::{WorkflowFn, DEFAULT_MAX_RECOVERY_ATTEMPTS};
 use crate::determinism;
@@ -25,6 +25,85 @@ pub(crate) struct ValidWorkflow<'a> {
     pub(crate) name: String,
     /// Recoveries allowed.
     pub(crate) max_recovery_attempts: i32,
+    /// The static schedule, if the workflow has one.
+    pub(crate) schedule: Option<StaticSchedule>,
+}
+
+/// `#[workflow(schedule = .., timezone = .., automatic_backfill, queue = ..)]`, checked.
+#[derive(Debug)]
+pub(crate) struct StaticSchedule {
+    pub(crate) cron: String,
+    pub(crate) timezone: Option<String>,
+    pub(crate) automatic_backfill: bool,
+    pub(crate) queue: Option<String>,
+}
+
+/// Checks the schedule options: a cron expression in DBOS's dialect (5 fields, or 6 with
+/// seconds first: the runtime's `schedule::cron` parses the same way), an IANA zone, and the
+/// `(scheduled_at, context)` signature; the other schedule options only with `schedule`.
+fn check_schedule(wf: &WorkflowFn, params: usize, errors: &mut Errors) -> Option<StaticSchedule> {
+    let o = &wf.options;
+    let Some(cron) = &o.schedule else {
+        let orphans = [
+            o.timezone.as_ref().map(|t| t.span()),
+            o.queue.as_ref().map(|q| q.span()),
+            o.automatic_backfill.map(|(_, span)| span),
+        ];
+        for span in orphans.into_iter().flatten() {
+            errors.push(syn::Error::new(
+                span,
+                "this option applies to scheduled workflows only: add `schedule = \"<cron>\"`",
+            ));
+        }
+        return None;
+    };
+    let text = cron.value();
+    let fields = text.split_whitespace().count();
+    let parsed = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(&text);
+    if !(5..=6).contains(&fields) && !text.trim_start().starts_with('@') {
+        errors.push(syn::Error::new(
+            cron.span(),
+            format!(
+                "cron schedule `{text}` has {fields} field(s): give 5 (minute hour day-of-month month \
+                 day-of-week) or 6 (with seconds first, e.g. `*/10 * * * * *` for every 10 seconds)"
+            ),
+        ));
+    } else if let Err(e) = parsed {
+        errors.push(syn::Error::new(
+            cron.span(),
+            format!("cron schedule `{text}` is not valid: {e}"),
+        ));
+    }
+    if let Some(zone) = &o.timezone {
+        if zone.value().parse::<chrono_tz::Tz>().is_err() {
+            errors.push(syn::Error::new(
+                zone.span(),
+                format!(
+                    "time zone `{}` is not an IANA time zone name (e.g. `Europe/Paris`, \
+                     `America/New_York`, `UTC`)",
+                    zone.value()
+                ),
+            ));
+        }
+    }
+    if params != 2 {
+        errors.push(syn::Error::new_spanned(
+            &wf.func.sig.inputs,
+            "a scheduled workflow takes two arguments, `(scheduled_at, context)`: the tick's time \
+             (e.g. `dbos_core::schedule::chrono::DateTime<Utc>`) and the schedule's context \
+             (e.g. `serde_json::Value`)",
+        ));
+    }
+    Some(StaticSchedule {
+        cron: text,
+        timezone: o.timezone.as_ref().map(LitStr::value),
+        automatic_backfill: o.automatic_backfill.is_some_and(|(b, _)| b),
+        queue: o.queue.as_ref().map(LitStr::value),
+    })
 }
 
 /// Checks the signature, the options and (with the determinism guard) the body. Returns the
@@ -183,6 +262,7 @@ pub(crate) fn validate<'a>(
         determinism::check(block, errors);
     }
 
+    let schedule = check_schedule(wf, wf.params.len(), errors);
     let found_none = errors.is_empty();
     all_errors.append(std::mem::take(errors));
     if !found_none {
@@ -199,6 +279,7 @@ pub(crate) fn validate<'a>(
             .options
             .max_recovery_attempts
             .map_or(DEFAULT_MAX_RECOVERY_ATTEMPTS, |(n, _)| n),
+        schedule,
     })
 }
 
@@ -227,6 +308,49 @@ mod tests {
             }
             Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn schedule_options_are_checked() {
+        let wf = quote!(
+            async fn tick(at: DateTime<Utc>, context: Value) -> Result<(), E> {
+                Ok(())
+            }
+        );
+        let ok = check(
+            quote!(
+                schedule = "0 */5 * * * *",
+                timezone = "Europe/Paris",
+                automatic_backfill,
+                queue = "q"
+            ),
+            wf.clone(),
+        );
+        assert!(ok.is_empty(), "{ok:?}");
+        let e = check(quote!(schedule = "*/5 * * *"), wf.clone());
+        assert!(e[0].contains("has 4 field(s)"), "{e:?}");
+        let e = check(quote!(schedule = "0 99 * * *"), wf.clone());
+        assert!(e[0].contains("is not valid"), "{e:?}");
+        let e = check(
+            quote!(schedule = "* * * * *", timezone = "Europe/Pariss"),
+            wf.clone(),
+        );
+        assert!(e[0].contains("not an IANA time zone"), "{e:?}");
+        let e = check(
+            quote!(schedule = "* * * * *"),
+            quote!(
+                async fn tick(context: Value) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(e[0].contains("takes two arguments"), "{e:?}");
+        let e = check(quote!(timezone = "UTC", automatic_backfill), wf);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e.iter().all(|m| m.contains("scheduled workflows only")),
+            "{e:?}"
+        );
     }
 
     #[test]
