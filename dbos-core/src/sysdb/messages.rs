@@ -134,12 +134,27 @@ impl SystemDatabase {
     /// the number of checkpoints inserted, and whether the fence held. A unique violation
     /// of the checkpoint's key is a miss (nothing written); of a stream's key (a concurrent
     /// writer took the offset) a retry; of a foreign key, [`Fenced::MissingParent`].
+    /// `$1`..`$7` are the fence's parameters (all NULL without a fence); `rest` follows from
+    /// `$8`.
     async fn fenced_write(
         &self,
         what: &str,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        fence: Option<&Fence<'_>>,
+        rest: &[&(dyn ToSql + Sync)],
     ) -> Result<Fenced> {
+        let f = FenceParams::of(fence);
+        let mut all: Vec<&(dyn ToSql + Sync)> = vec![
+            &f.wf,
+            &f.owner,
+            &f.fid,
+            &f.name,
+            &f.started,
+            &f.completed,
+            &f.app,
+        ];
+        all.extend_from_slice(rest);
+        let params = all.as_slice();
         loop {
             let result = self
                 .run(what, |client, _| async move {
@@ -224,15 +239,6 @@ impl SystemDatabase {
         let topics: Vec<&str> = rows.iter().map(|r| r.topic.as_str()).collect();
         let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
         let before: Vec<i64> = rows.iter().map(|r| r.ms_before).collect();
-        let FenceParams {
-            wf,
-            owner,
-            fid,
-            name,
-            started,
-            completed,
-            app,
-        } = FenceParams::of(fence.as_ref());
         let what = match &fence {
             Some(f) => format!("send from workflow `{}`", f.workflow_id),
             None => "send a message".to_owned(),
@@ -241,10 +247,8 @@ impl SystemDatabase {
             .fenced_write(
                 &what,
                 &sql,
-                &[
-                    &wf, &owner, &fid, &name, &started, &completed, &app, &ids, &dests, &topics,
-                    &texts, &before,
-                ],
+                fence.as_ref(),
+                &[&ids, &dests, &topics, &texts, &before],
             )
             .await?;
         match outcome {
@@ -370,31 +374,9 @@ impl SystemDatabase {
                 owner = owner_cte(s),
             )
         });
-        let FenceParams {
-            wf,
-            owner,
-            fid,
-            name,
-            started,
-            completed,
-            app,
-        } = FenceParams::of(Some(&fence));
         let what = format!("receive a message in workflow `{}`", fence.workflow_id);
         let outcome = self
-            .fenced_write(
-                &what,
-                &sql,
-                &[
-                    &wf,
-                    &owner,
-                    &fid,
-                    &name,
-                    &started,
-                    &completed,
-                    &app,
-                    &message_uuid,
-                ],
-            )
+            .fenced_write(&what, &sql, Some(&fence), &[&message_uuid])
             .await?;
         Ok(match outcome {
             Fenced::Counts { recorded: 1, .. } => Written::Done,
@@ -602,23 +584,8 @@ impl SystemDatabase {
         key: &str,
         text: &str,
     ) -> Result<Written> {
-        let FenceParams {
-            wf,
-            owner,
-            fid,
-            name,
-            started,
-            completed,
-            app,
-        } = FenceParams::of(Some(&fence));
         let outcome = self
-            .fenced_write(
-                what,
-                sql,
-                &[
-                    &wf, &owner, &fid, &name, &started, &completed, &app, &key, &text,
-                ],
-            )
+            .fenced_write(what, sql, Some(&fence), &[&key, &text])
             .await?;
         match outcome {
             Fenced::MissingParent => Err(non_existent(fence.workflow_id)),
