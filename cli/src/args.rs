@@ -224,6 +224,9 @@ pub(crate) struct ListArgs {
     /// Retrieve the forks of this workflow
     #[arg(long)]
     pub(crate) forked_from: Option<String>,
+    /// Retrieve the runs of this schedule
+    #[arg(long)]
+    pub(crate) schedule_name: Option<String>,
     /// Retrieve these workflow ids (repeat)
     #[arg(long = "id")]
     pub(crate) ids: Vec<String>,

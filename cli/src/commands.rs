@@ -125,6 +125,7 @@ fn list_query(a: &ListArgs) -> Result<ListWorkflows> {
         (&a.executor_id, ListWorkflows::executor_id),
         (&a.parent, ListWorkflows::parent),
         (&a.forked_from, ListWorkflows::forked_from),
+        (&a.schedule_name, ListWorkflows::schedule_name),
         (&a.prefix, ListWorkflows::id_prefix),
     ] {
         if let Some(v) = value {

@@ -120,6 +120,29 @@ async fn every_schedule_verb_on_a_live_database(db: TestDatabase) {
     }
     let runs = json_of(&["workflow", "list", "-s", s]).await;
     assert_eq!(runs.as_array().unwrap().len(), 4);
+    // The runs of one schedule, by its name.
+    let other = json_of(&["schedule", "trigger", "cli-other", "-s", s]).await;
+    let other_id = other["workflow_id"].as_str().unwrap().to_owned();
+    eventually(&format!("{other_id} to run"), Duration::from_secs(30), || async {
+        (status_of(&db, &other_id).await.as_deref() == Some("SUCCESS")).then_some(())
+    })
+    .await;
+    let listed = |name: &'static str| async move {
+        let rows = json_of(&["workflow", "list", "--schedule-name", name, "-s", s]).await;
+        let mut ids: Vec<String> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["workflow_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut report_ids: Vec<String> = ids.iter().map(|i| (*i).to_owned()).collect();
+    report_ids.push(trigger_id.clone());
+    report_ids.sort();
+    assert_eq!(listed("cli-report").await, report_ids);
+    assert_eq!(listed("cli-other").await, [other_id.clone()]);
 
     ok(&["schedule", "delete", "cli-other", "-s", s]).await;
     let list = json_of(&["schedule", "list", "-s", s]).await;

@@ -668,3 +668,81 @@ async fn daylight_saving_transitions_in_paris(db: TestDatabase) {
     assert_eq!(inputs["positionalArgs"][0], "2026-10-25T01:00:00.000Z");
     dbos.shutdown().await.unwrap();
 }
+
+#[dbos_testkit::test(timeout = "120s")]
+async fn runs_are_listed_by_schedule_name(db: TestDatabase) {
+    use dbos_core::manage::ListWorkflows;
+    let dbos = Dbos::launch(config(&db, "listing")).await.unwrap();
+    // Yearly: nothing fires by itself during the test; the runs come from a backfill and
+    // triggers.
+    for name in ["listed-a", "listed-b"] {
+        dbos.create_schedule(
+            &Schedule::new(name, "ticked", "0 0 0 1 1 *").context(json!({"tag": name})),
+        )
+        .await
+        .unwrap();
+    }
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000); // 2020-09
+    let end = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000); // 2023-11
+    let mut a_ids: BTreeSet<String> = BTreeSet::new();
+    for h in dbos.backfill_schedule("listed-a", start, end).await.unwrap() {
+        h.result().await.unwrap();
+        a_ids.insert(h.id().to_owned());
+    }
+    assert_eq!(a_ids.len(), 3, "New Years 2021, 2022, 2023");
+    let b = dbos.trigger_schedule("listed-b").await.unwrap();
+    b.result().await.unwrap();
+    // A workflow run by hand has no schedule name and is never listed by one.
+    ticked(Utc::now(), json!({"tag": "by-hand"})).await.unwrap();
+
+    let ids = |ws: Vec<dbos_core::manage::WorkflowInfo>| -> BTreeSet<String> {
+        ws.into_iter().map(|w| w.workflow_id).collect()
+    };
+    let all = dbos.list_workflows(&ListWorkflows::new()).await.unwrap();
+    assert_eq!(all.len(), 5);
+    let listed = dbos
+        .list_workflows(&ListWorkflows::new().schedule_name("listed-a"))
+        .await
+        .unwrap();
+    assert!(listed
+        .iter()
+        .all(|w| w.schedule_name.as_deref() == Some("listed-a")));
+    assert_eq!(ids(listed), a_ids);
+    let both = dbos
+        .list_workflows(
+            &ListWorkflows::new()
+                .schedule_name("listed-a")
+                .schedule_name("listed-b"),
+        )
+        .await
+        .unwrap();
+    let mut expected = a_ids.clone();
+    expected.insert(b.id().to_owned());
+    assert_eq!(ids(both), expected);
+    // The filter combines with the others, and a client lists the same.
+    let client = Client::connect(db.url()).await.unwrap();
+    let newest = client
+        .list_workflows(
+            &ListWorkflows::new()
+                .schedule_name("listed-a")
+                .newest_first()
+                .limit(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(newest.len(), 1);
+    assert!(a_ids.contains(&newest[0].workflow_id));
+    let none = client
+        .list_workflows(&ListWorkflows::new().schedule_name("listed-nope"))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let e = client
+        .list_workflows(&ListWorkflows::new().schedule_name(" "))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("schedule name"), "{e}");
+    client.close();
+    dbos.shutdown().await.unwrap();
+}

@@ -59,6 +59,7 @@ pub struct ListWorkflows {
     pub(crate) queued_only: bool,
     pub(crate) parent_ids: Vec<String>,
     pub(crate) forked_from: Vec<String>,
+    pub(crate) schedule_names: Vec<String>,
     pub(crate) users: Vec<String>,
     pub(crate) application_names: Vec<String>,
     pub(crate) created: TimeRange,
@@ -92,6 +93,7 @@ impl ListWorkflows {
             queued_only: false,
             parent_ids: Vec::new(),
             forked_from: Vec::new(),
+            schedule_names: Vec::new(),
             users: Vec::new(),
             application_names: Vec::new(),
             created: TimeRange::default(),
@@ -169,6 +171,13 @@ impl ListWorkflows {
     /// Only forks of this workflow (several calls: of any of them).
     pub fn forked_from(mut self, original_id: impl Into<String>) -> Self {
         self.forked_from.push(original_id.into());
+        self
+    }
+
+    /// Only the runs of this schedule (the `schedule_name` column a scheduled tick, a
+    /// backfill or a trigger sets; several calls: of any of them).
+    pub fn schedule_name(mut self, schedule: impl Into<String>) -> Self {
+        self.schedule_names.push(schedule.into());
         self
     }
 
@@ -289,6 +298,7 @@ impl ListWorkflows {
             ("workflow id", &self.workflow_ids),
             ("name", &self.names),
             ("queue", &self.queue_names),
+            ("schedule name", &self.schedule_names),
         ] {
             if values.iter().any(|v| v.trim().is_empty()) {
                 return Err(Error::invalid(format!(

@@ -263,6 +263,7 @@ pub(crate) fn list_workflows_sql(
         ("ws.queue_name", &q.queue_names),
         ("ws.parent_workflow_id", &q.parent_ids),
         ("ws.forked_from", &q.forked_from),
+        ("ws.schedule_name", &q.schedule_names),
         ("ws.authenticated_user", &q.users),
     ] {
         if !values.is_empty() {
