@@ -123,9 +123,11 @@ async fn every_schedule_verb_on_a_live_database(db: TestDatabase) {
     // The runs of one schedule, by its name.
     let other = json_of(&["schedule", "trigger", "cli-other", "-s", s]).await;
     let other_id = other["workflow_id"].as_str().unwrap().to_owned();
-    eventually(&format!("{other_id} to run"), Duration::from_secs(30), || async {
-        (status_of(&db, &other_id).await.as_deref() == Some("SUCCESS")).then_some(())
-    })
+    eventually(
+        &format!("{other_id} to run"),
+        Duration::from_secs(30),
+        || async { (status_of(&db, &other_id).await.as_deref() == Some("SUCCESS")).then_some(()) },
+    )
     .await;
     let listed = |name: &'static str| async move {
         let rows = json_of(&["workflow", "list", "--schedule-name", name, "-s", s]).await;

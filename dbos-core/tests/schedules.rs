@@ -685,7 +685,11 @@ async fn runs_are_listed_by_schedule_name(db: TestDatabase) {
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000); // 2020-09
     let end = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000); // 2023-11
     let mut a_ids: BTreeSet<String> = BTreeSet::new();
-    for h in dbos.backfill_schedule("listed-a", start, end).await.unwrap() {
+    for h in dbos
+        .backfill_schedule("listed-a", start, end)
+        .await
+        .unwrap()
+    {
         h.result().await.unwrap();
         a_ids.insert(h.id().to_owned());
     }
