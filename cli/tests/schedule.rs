@@ -144,7 +144,7 @@ async fn every_schedule_verb_on_a_live_database(db: TestDatabase) {
     report_ids.push(trigger_id.clone());
     report_ids.sort();
     assert_eq!(listed("cli-report").await, report_ids);
-    assert_eq!(listed("cli-other").await, [other_id.clone()]);
+    assert_eq!(listed("cli-other").await, std::slice::from_ref(&other_id));
 
     ok(&["schedule", "delete", "cli-other", "-s", s]).await;
     let list = json_of(&["schedule", "list", "-s", s]).await;
