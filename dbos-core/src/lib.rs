@@ -37,6 +37,7 @@ pub use transaction::{
 pub use workflow::call::{Status, WorkflowCall, WorkflowHandle};
 pub use workflow::context::{step_attempt, step_id, workflow_id};
 pub use workflow::ops::{now, random, run_step, run_step_retry_if, sleep, uuid};
+pub use workflow::patch::{deprecate_patch, patch};
 pub use workflow::registry::StepOptions;
 pub use workflow::types::{Portable, WorkflowError};
 
@@ -83,6 +84,8 @@ mod book {
     struct Cli;
     #[doc = include_str!("../../docs/src/transactions.md")]
     struct Transactions;
+    #[doc = include_str!("../../docs/src/changing-code.md")]
+    struct ChangingCode;
 }
 
 /// Everything an application usually needs: `use dbos_core::prelude::*;`.

@@ -170,6 +170,15 @@ impl WorkflowContext {
         }
     }
 
+    /// The name of the operation recorded at the next function id, without taking the id
+    /// (`None`: nothing recorded there). What `patch` decides on.
+    pub(crate) fn peek_next(&self) -> Option<String> {
+        let next = self.next_function_id.load(Ordering::SeqCst) + 1;
+        lock(&self.history)
+            .get(&next)
+            .map(|cp| cp.function_name.clone())
+    }
+
     /// The function id of the most recent operation (0 before the first).
     pub(crate) fn current_function_id(&self) -> i32 {
         self.next_function_id.load(Ordering::SeqCst)

@@ -5,6 +5,7 @@ pub(crate) mod context;
 pub(crate) mod control;
 pub(crate) mod execution;
 pub mod ops;
+pub mod patch;
 pub(crate) mod parking;
 pub(crate) mod placement;
 pub mod registry;
