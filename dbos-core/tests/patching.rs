@@ -216,7 +216,10 @@ async fn an_execution_of_the_old_code_recovered_by_the_patched_code_stays_on_the
         ["first", "old_way", "gate", "last"],
         "the old execution records no marker"
     );
-    assert_eq!(outcome(&db, "fresh").await, done(r#"["first","new","last"]"#));
+    assert_eq!(
+        outcome(&db, "fresh").await,
+        done(r#"["first","new","last"]"#)
+    );
     assert_eq!(
         operations(&db, "fresh").await,
         ["first", "DBOS.patch-x", "new_way", "gate", "last"]
@@ -232,8 +235,12 @@ async fn an_execution_of_the_old_code_recovered_by_the_patched_code_stays_on_the
         )
         .await
         .unwrap();
-    let nulls: (Option<String>, Option<String>, Option<String>, Option<String>) =
-        (marker.get(0), marker.get(1), marker.get(2), marker.get(3));
+    let nulls: (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) = (marker.get(0), marker.get(1), marker.get(2), marker.get(3));
     assert_eq!(nulls, (None, None, None, None));
 }
 
@@ -263,12 +270,18 @@ async fn deprecating_consumes_a_recorded_marker_and_never_inserts_one(db: TestDa
         ["first", "DBOS.patch-x", "new_way"]
     );
     run_to_completion(&db, "deprecated", &["after"], &["marked"]).await;
-    assert_eq!(outcome(&db, "marked").await, done(r#"["first","new","last"]"#));
+    assert_eq!(
+        outcome(&db, "marked").await,
+        done(r#"["first","new","last"]"#)
+    );
     assert_eq!(
         operations(&db, "marked").await,
         ["first", "DBOS.patch-x", "new_way", "gate", "last"]
     );
-    assert_eq!(outcome(&db, "after").await, done(r#"["first","new","last"]"#));
+    assert_eq!(
+        outcome(&db, "after").await,
+        done(r#"["first","new","last"]"#)
+    );
     assert_eq!(
         operations(&db, "after").await,
         ["first", "new_way", "gate", "last"],
