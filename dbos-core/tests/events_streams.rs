@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use dbos_core::{step, workflow, Dbos, Error, ErrorKind};
-use dbos_testkit::crash::run_then_kill;
+use dbos_testkit::crash::{eventually, run_then_kill};
 use dbos_testkit::TestDatabase;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -638,6 +638,80 @@ async fn concurrent_step_writes_of_one_value_each_append(db: TestDatabase) {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(offsets, (0..20).collect::<Vec<i32>>());
+}
+
+/// Waits for the test's cue, then writes one value to stream `shared` in its body.
+#[workflow]
+async fn writes_shared_on_cue() -> Result<(), Error> {
+    let _: Option<bool> = dbos_core::recv("go", Duration::from_secs(60)).await?;
+    dbos_core::write_stream("shared", &"body").await
+}
+
+#[dbos_testkit::test]
+async fn a_body_write_whose_offset_another_writer_takes_first_moves_to_the_next(db: TestDatabase) {
+    // Another writer of the stream (a step of the workflow, or another process) has the
+    // next offset inserted and not yet committed. The body's write computes the same offset,
+    // waits on that row, and when the other commits it must take the next offset, not fail.
+    let dbos = db.launch().await;
+    let h = writes_shared_on_cue()
+        .id("shared-1")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let mut other = db.connect().await;
+    let tx = other.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO dbos.streams (workflow_uuid, key, value, \"offset\", function_id, serialization)
+         VALUES ('shared-1', 'shared', '\"other\"', 0, 99, 'portable_json')",
+        &[],
+    )
+    .await
+    .unwrap();
+    dbos.send("shared-1".to_owned(), &true, "go").await.unwrap();
+    let watcher = db.connect().await;
+    eventually(
+        "the body's write to wait on the other writer's row",
+        Duration::from_secs(30),
+        || async {
+            let n: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE datname = current_database() AND wait_event_type = 'Lock'
+                        AND query LIKE '%INSERT INTO%streams%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    tx.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), h.result())
+        .await
+        .expect("the workflow finishes")
+        .unwrap();
+    let rows: Vec<(i32, String, i32)> = watcher
+        .query(
+            "SELECT \"offset\", value, function_id FROM dbos.streams
+              WHERE workflow_uuid = 'shared-1' ORDER BY \"offset\"",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (0, "\"other\"".to_owned(), 99),
+            (1, "\"body\"".to_owned(), 3)
+        ]
+    );
+    dbos.shutdown().await.unwrap();
 }
 
 #[workflow]

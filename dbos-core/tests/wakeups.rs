@@ -364,6 +364,10 @@ async fn sends_events_and_stream_writes_are_not_repeated_by_recovery(db: TestDat
     dbos.shutdown().await.unwrap();
 }
 
+/// What each [`writes_after_a_nap`] write came to, by workflow id.
+static NAP_WROTE: std::sync::Mutex<Vec<(String, Option<dbos_core::ErrorKind>)>> =
+    std::sync::Mutex::new(Vec::new());
+
 /// Sleeps (while the test takes its ownership away; long enough for a loaded machine to do
 /// so first), then tries one write.
 #[workflow]
@@ -375,6 +379,11 @@ async fn writes_after_a_nap(op: String, dest: String) -> Result<String, Error> {
         "write_stream" => dbos_core::write_stream("k", &"x").await,
         other => panic!("unknown op {other}"),
     };
+    let id = dbos_core::workflow_id().unwrap_or_default();
+    NAP_WROTE
+        .lock()
+        .unwrap()
+        .push((id, r.as_ref().err().map(Error::kind)));
     Ok(format!("{r:?}"))
 }
 
@@ -453,6 +462,17 @@ async fn writes_are_fenced_by_the_executions_ownership(db: TestDatabase) {
             (0, 0, 0, 0, 1),
             "{op}: only the sleep was recorded"
         );
+        if op != "recv" {
+            // The refused write is an error to the body, not a write that "happened": the
+            // execution must not go on as if its effect were recorded.
+            let wrote = NAP_WROTE.lock().unwrap().clone();
+            let kind = wrote.iter().find(|(w, _)| *w == id).map(|(_, k)| *k);
+            assert_eq!(
+                kind,
+                Some(Some(dbos_core::ErrorKind::ConflictingWorkflowId)),
+                "{op}: the write was refused"
+            );
+        }
     }
 }
 
