@@ -275,6 +275,45 @@ async fn a_deadline_passing_during_a_step_stops_the_workflow_there(db: TestDatab
     dbos.shutdown().await.unwrap();
 }
 
+/// Plain code between two steps: no durable operation is in progress while it runs.
+#[workflow]
+async fn works_between_steps(key: String, ms: u64) -> Result<(), Error> {
+    after(format!("{key}-first")).await?;
+    bump(&format!("{key}/between"));
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    after(key).await
+}
+
+/// A cancel that lands while the workflow runs its own code (between steps, where nothing
+/// reads the database) stops it before its next step: that step's body never runs. The
+/// stop is the execution's own flag: the step's checkpoint would be refused by the owner
+/// fence anyway, but only after its body ran (checked: with `ExecutionControl::stopped`
+/// answering `None`, the step after the cancel runs once).
+#[dbos_testkit::test]
+async fn a_cancel_between_steps_stops_the_workflow_before_its_next_step_runs(db: TestDatabase) {
+    let dbos = launch(&db).await;
+    let h = works_between_steps("between".into(), 1_000)
+        .id("c-between")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually(
+        "the workflow to reach its own code",
+        Duration::from_secs(10),
+        || async { (count("between/between") == 1).then_some(()) },
+    )
+    .await;
+    dbos.cancel_workflow("c-between").await.unwrap();
+    let e = h.result().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AwaitedWorkflowCancelled, "{e:?}");
+    // The body's own wait (1 s) ends, and it reaches its next step.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(count("between/after"), 0, "the step after the cancel never ran");
+    assert_eq!(recorded_steps(&db, "c-between").await, vec!["after"]);
+    dbos.shutdown().await.unwrap();
+}
+
 #[workflow]
 async fn long_child(ms: u64) -> Result<(), Error> {
     dbos_core::sleep(Duration::from_millis(ms)).await

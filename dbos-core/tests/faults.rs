@@ -443,7 +443,13 @@ async fn recovering_or_resuming_a_workflow_running_here_attaches_to_it(db: TestD
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     GATE.notify_waiters();
-    assert_eq!(h.result().await.unwrap(), 8);
+    // The live execution records under the new claim (handed to it): without the hand-over
+    // its step's checkpoint is refused, the execution ends, and the row stays PENDING under
+    // a claim nobody runs (checked with `ExecutionControl::hand_over` doing nothing).
+    let out = tokio::time::timeout(Duration::from_secs(20), h.result())
+        .await
+        .expect("the execution that took the new claim finishes the workflow");
+    assert_eq!(out.unwrap(), 8);
     assert_eq!(
         GATED_RUNS.load(Ordering::SeqCst),
         1,

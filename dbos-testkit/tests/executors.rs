@@ -189,14 +189,18 @@ async fn a_live_executor_blocked_in_a_long_step_keeps_its_work(db: TestDatabase)
 }
 
 static GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static PEER_GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 static GATED_RUNS: AtomicU32 = AtomicU32::new(0);
 
-/// The first run waits for the gate; later runs (a peer's) go straight through.
+/// The first run waits for `GATE`, the second (a peer's) for `PEER_GATE`; later runs go
+/// straight through.
 #[step]
 async fn gated() -> Result<u32, Error> {
     let n = GATED_RUNS.fetch_add(1, Ordering::SeqCst) + 1;
-    if n == 1 {
-        GATE.notified().await;
+    match n {
+        1 => GATE.notified().await,
+        2 => PEER_GATE.notified().await,
+        _ => {}
     }
     Ok(n)
 }
@@ -218,9 +222,11 @@ async fn gated_workflow() -> Result<u32, Error> {
 
 #[dbos_testkit::test]
 async fn an_executor_that_loses_its_lock_hands_its_work_over_and_is_fenced(db: TestDatabase) {
-    let a = Dbos::launch(fast_recovery(db.config("testapp")))
-        .await
-        .unwrap();
+    let a = Dbos::launch(
+        fast_recovery(db.config("testapp")).cancel_poll_interval(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
     let b = Dbos::launch(fast_recovery(db.config("testapp")))
         .await
         .unwrap();
@@ -250,7 +256,23 @@ async fn an_executor_that_loses_its_lock_hands_its_work_over_and_is_fenced(db: T
         .unwrap()
         .get(0);
     assert_eq!(terminated, 1, "A's lock session");
-    // B notices A's lock is free, re-enqueues its work and runs it.
+    // B notices A's lock is free, re-enqueues its work and runs it: its run waits in the
+    // step, the row PENDING under B's claim.
+    eventually("B to run the step", Duration::from_secs(20), || async {
+        (GATED_RUNS.load(Ordering::SeqCst) == 2).then_some(())
+    })
+    .await;
+    // A's old execution is told to stop by its own executor's periodic check while B's run
+    // is still in progress (the workflow is taken over, not finished): checked by making the
+    // check's "still ours" guards (same owner token; claimed again by this executor) answer
+    // yes for any PENDING row, and watching this wait fail.
+    eventually(
+        "A's execution to stop while B runs it",
+        Duration::from_secs(10),
+        || async { (a.running_workflows() == 0).then_some(()) },
+    )
+    .await;
+    PEER_GATE.notify_waiters();
     eventually("B to finish the workflow", Duration::from_secs(20), || async {
         let row = client
             .query_one(
@@ -262,11 +284,7 @@ async fn an_executor_that_loses_its_lock_hands_its_work_over_and_is_fenced(db: T
         (row.get::<_, String>(0) == "SUCCESS").then(|| row.get::<_, String>(1))
     })
     .await;
-    // A's old execution was told to stop; its step, released now, completes unrecorded.
-    eventually("A's execution to stop", Duration::from_secs(10), || async {
-        (a.running_workflows() == 0).then_some(())
-    })
-    .await;
+    // A's old execution's step, released now, completes unrecorded.
     GATE.notify_waiters();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let executor: String = client
