@@ -309,7 +309,11 @@ async fn a_cancel_between_steps_stops_the_workflow_before_its_next_step_runs(db:
     assert_eq!(e.kind(), ErrorKind::AwaitedWorkflowCancelled, "{e:?}");
     // The body's own wait (1 s) ends, and it reaches its next step.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    assert_eq!(count("between/after"), 0, "the step after the cancel never ran");
+    assert_eq!(
+        count("between/after"),
+        0,
+        "the step after the cancel never ran"
+    );
     assert_eq!(recorded_steps(&db, "c-between").await, vec!["after"]);
     dbos.shutdown().await.unwrap();
 }
