@@ -159,7 +159,10 @@ async fn step_runs(db: &TestDatabase) -> BTreeMap<(String, String), Vec<String>>
     for r in db
         .connect()
         .await
-        .query("SELECT step, tick, executor FROM step_runs ORDER BY id", &[])
+        .query(
+            "SELECT step, tick, executor FROM step_runs ORDER BY id",
+            &[],
+        )
         .await
         .unwrap()
     {
@@ -271,7 +274,10 @@ async fn one_run_per_tick_across_processes_and_a_killed_executor(db: TestDatabas
     tokio::time::sleep(Duration::from_secs(3)).await;
     let runs = runs(&db).await;
     let ids: BTreeSet<String> = runs.keys().cloned().collect();
-    assert_eq!(ids, expected, "exactly one run per tick, each with its tick's id");
+    assert_eq!(
+        ids, expected,
+        "exactly one run per tick, each with its tick's id"
+    );
 
     let steps = step_runs(&db).await;
     let tick_texts: Vec<String> = ticks
@@ -293,11 +299,7 @@ async fn one_run_per_tick_across_processes_and_a_killed_executor(db: TestDatabas
             assert_eq!(begun.len(), 1, "tick {tick} began {begun:?}");
         }
     }
-    assert_eq!(
-        steps.len(),
-        60,
-        "no step ran for a tick outside the window"
-    );
+    assert_eq!(steps.len(), 60, "no step ran for a tick outside the window");
     let killed_id = format!(
         "sched-per-second-{}",
         DateTime::parse_from_rfc3339(&killed_tick)
