@@ -11,6 +11,7 @@ pub mod manage;
 pub mod messages;
 pub mod queue;
 mod recovery;
+pub mod replay;
 pub mod runtime;
 pub mod schedule;
 pub mod sysdb;

@@ -61,6 +61,61 @@ impl std::fmt::Debug for RuntimeInner {
 }
 
 impl RuntimeInner {
+    /// A runtime that does nothing by itself: no migration, no version registered, no
+    /// recovery, queue, scheduler or other background task. What a replay runs bodies in.
+    pub(crate) fn detached(
+        config: Config,
+        sysdb: SystemDatabase,
+        schema_version: i64,
+    ) -> Result<Arc<RuntimeInner>> {
+        let registry = Registry::collect()?;
+        let app_version = config
+            .application_version
+            .clone()
+            .unwrap_or_else(|| registry.computed_version().to_owned());
+        let migration = match schema_version {
+            v if v > crate::sysdb::SCHEMA_VERSION => MigrationOutcome::Ahead { found: v },
+            _ => MigrationOutcome::UpToDate,
+        };
+        Ok(Arc::new(RuntimeInner::idle(
+            config,
+            sysdb,
+            registry,
+            app_version,
+            "dbos-replay".to_owned(),
+            migration,
+        )))
+    }
+
+    /// The runtime's state before anything runs (no data source, no local Postgres).
+    fn idle(
+        config: Config,
+        sysdb: SystemDatabase,
+        registry: Registry,
+        app_version: String,
+        executor_id: String,
+        migration: MigrationOutcome,
+    ) -> RuntimeInner {
+        RuntimeInner {
+            app_name: config.app_name.clone(),
+            executor_id,
+            app_version,
+            registry,
+            sysdb,
+            config,
+            running: Running::default(),
+            awaited: Mutex::default(),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            queue_signals: Mutex::new(HashMap::new()),
+            parking: ParkingLot::default(),
+            data_sources: Default::default(),
+            waiters: Default::default(),
+            local_postgres: None,
+            migration,
+        }
+    }
+
     pub(crate) fn check_accepting(&self) -> Result<()> {
         if self.shutdown.is_cancelled() {
             return Err(Error::new(
@@ -202,22 +257,9 @@ impl Dbos {
             "system database ready"
         );
         let inner = Arc::new(RuntimeInner {
-            app_name: config.app_name.clone(),
-            executor_id,
-            app_version,
-            registry,
-            sysdb,
-            config,
-            running: Running::default(),
-            awaited: Mutex::default(),
-            tasks: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
-            queue_signals: Mutex::new(HashMap::new()),
-            parking: ParkingLot::default(),
             data_sources,
-            waiters: Default::default(),
             local_postgres,
-            migration,
+            ..RuntimeInner::idle(config, sysdb, registry, app_version, executor_id, migration)
         });
         // Queue definitions live in `dbos.queues`: record ours (DBOS's conflict policy) and
         // serve what the rows say.

@@ -27,11 +27,13 @@ pub mod crash;
 pub mod database;
 pub mod proxy;
 pub mod python;
+pub mod replay;
 pub mod replication;
 pub mod runs;
 
 pub use cluster::{cluster, TestCluster};
 pub use database::TestDatabase;
+pub use replay::{replay, replay_check};
 
 /// Marks an `async fn` as a test that receives a fresh database.
 ///

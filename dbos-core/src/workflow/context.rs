@@ -82,6 +82,8 @@ pub(crate) struct WorkflowContext {
     park_requested: tokio::sync::Notify,
     /// A parked wait's registration (`recv`, `get_event`), handed to the parking lot.
     park_ticket: Mutex<Option<crate::messages::waiters::WaitGuard>>,
+    /// Set when this execution replays a recorded one read-only (see `crate::replay`).
+    replay: Option<Arc<crate::replay::ReplayMode>>,
 }
 
 impl std::fmt::Debug for WorkflowContext {
@@ -124,7 +126,20 @@ impl WorkflowContext {
             park_at: Mutex::new(None),
             park_requested: tokio::sync::Notify::new(),
             park_ticket: Mutex::new(None),
+            replay: None,
         }
+    }
+
+    /// This context replaying a recorded execution read-only: every operation returns its
+    /// record, and one without a record ends the replay instead of running.
+    pub(crate) fn replaying(mut self, mode: Arc<crate::replay::ReplayMode>) -> Self {
+        self.replay = Some(mode);
+        self
+    }
+
+    /// The replay this context runs, if it replays.
+    pub(crate) fn replay_mode(&self) -> Option<&crate::replay::ReplayMode> {
+        self.replay.as_deref()
     }
 
     /// Runs `future` with this context as the current workflow.
@@ -151,6 +166,11 @@ impl WorkflowContext {
         }
         let function_id = self.next_function_id.fetch_add(1, Ordering::SeqCst) + 1;
         let recorded = lock(&self.history).remove(&function_id);
+        if let Some(replay) = &self.replay {
+            return replay
+                .take(&self.workflow_id, function_id, name, recorded)
+                .map_err(|e| self.fail(e));
+        }
         match recorded {
             None => Ok(Slot::Fresh { function_id }),
             Some(cp) if cp.function_name == name => Ok(Slot::Recorded { function_id, checkpoint: cp }),
@@ -177,6 +197,16 @@ impl WorkflowContext {
         lock(&self.history)
             .get(&next)
             .map(|cp| cp.function_name.clone())
+    }
+
+    /// The recorded operations no operation has taken yet (step id and name), in order.
+    pub(crate) fn unreplayed(&self) -> Vec<(i32, String)> {
+        let mut left: Vec<(i32, String)> = lock(&self.history)
+            .iter()
+            .map(|(id, cp)| (*id, cp.function_name.clone()))
+            .collect();
+        left.sort();
+        left
     }
 
     /// The function id of the most recent operation (0 before the first).
@@ -218,6 +248,17 @@ impl WorkflowContext {
         let rt = &self.runtime;
         let (function_id, name) = (op.function_id, op.name);
         let completed_ms = op.completed_ms.unwrap_or_else(now_ms);
+        if self.replay.is_some() {
+            // Unreachable through `begin` (a replay never hands out a fresh slot); kept so a
+            // replay can never write.
+            return Err(self.fail(Error::new(
+                ErrorKind::UnexpectedStep,
+                format!(
+                    "a replay of workflow `{}` writes nothing, not even `{name}`",
+                    self.workflow_id
+                ),
+            )));
+        }
         loop {
             self.check_fatal()?;
             self.check_stop()?;

@@ -400,22 +400,11 @@ impl RuntimeInner {
             tracing::error!(workflow_id = %c.id, error = %e, "the workflow's input is in a foreign encoding; the row is left as it is");
             return;
         }
-        let args = match PortableInputs::from_text(
+        let args = PortableInputs::from_text(
             c.inputs.as_deref().unwrap_or("{}"),
             c.serialization.as_deref(),
-        ) {
-            Ok(i) if i.named_args.is_empty() => Ok(i.positional_args),
-            Ok(i) => Err(Error::new(
-                ErrorKind::Serialization,
-                format!(
-                    "the input of workflow `{}` has named arguments ({}), which Rust workflows do not take: \
-                     enqueue it with positional arguments only",
-                    c.id,
-                    i.named_args.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            )),
-            Err(e) => Err(e),
-        };
+        )
+        .and_then(|i| positional_args(&c.id, i));
         match args {
             Ok(args) => {
                 self.spawn_execution(Start {
@@ -464,6 +453,22 @@ impl RuntimeInner {
 
 /// The portable form of one of this library's errors: name `dbos_core::Error::<Kind>`, so
 /// a replay or a typed caller gets the same kind back.
+/// The arguments a workflow's stored input gives its body (what recovery and replay run it
+/// with): its positional arguments; named ones are refused.
+pub(crate) fn positional_args(id: &str, i: PortableInputs) -> Result<Vec<Value>, Error> {
+    if !i.named_args.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Serialization,
+            format!(
+                "the input of workflow `{id}` has named arguments ({}), which Rust workflows do not take: \
+                 enqueue it with positional arguments only",
+                i.named_args.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok(i.positional_args)
+}
+
 pub(crate) fn portable_error(e: &Error) -> PortableError {
     match serde_json::to_value(e).and_then(serde_json::from_value) {
         Ok(p) => p,

@@ -29,6 +29,10 @@ pub async fn sleep(duration: Duration) -> Result<()> {
         return Ok(());
     };
     let wake_at = recorded_wake_up(&ctx, duration, true).await?;
+    if ctx.replay_mode().is_some() {
+        // A replay returns what was recorded, without waiting.
+        return Ok(());
+    }
     if let Ok(remaining) = wake_at.duration_since(SystemTime::now()) {
         let deadline_first = ctx.deadline_ms.is_some_and(|d| d < to_ms(wake_at));
         if remaining >= ctx.runtime.config.park_after && !deadline_first {

@@ -46,6 +46,9 @@ pub async fn patch(name: &str) -> Result<bool> {
     match ctx.peek_next() {
         // Another operation there: the execution passed this point under the old code.
         Some(recorded) if recorded != marker => return Ok(false),
+        // Replaying a finished execution that ended here: it ran the old code (had it run
+        // the new one, the marker would be recorded).
+        None if ctx.replay_mode().is_some_and(|r| r.complete()) => return Ok(false),
         _ => {}
     }
     match ctx.begin(&marker)? {

@@ -63,7 +63,15 @@ impl Placement {
         let rt = ctx.runtime.clone();
         match ctx.begin(name)? {
             Slot::Recorded { checkpoint, function_id } => match (checkpoint.child_workflow_id, checkpoint.error) {
-                (Some(id), _) => Ok(Placement::Recorded { rt, id }),
+                (Some(recorded), _) => {
+                    if let Some(replay) = ctx.replay_mode() {
+                        let expected = id.unwrap_or_else(|| format!("{}-{function_id}", ctx.workflow_id));
+                        replay
+                            .same_child(&ctx.workflow_id, function_id, name, &expected, &recorded)
+                            .map_err(|e| ctx.fail(e))?;
+                    }
+                    Ok(Placement::Recorded { rt, id: recorded })
+                }
                 // A start that was refused (a deduplicated enqueue) replays as refused.
                 (None, Some(error)) => Err(replayed_refusal(&error, checkpoint.serialization.as_deref())),
                 (None, None) => Err(ctx.fail(

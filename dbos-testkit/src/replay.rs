@@ -1,0 +1,34 @@
+//! Time travel in tests: replay a recorded workflow execution with the test binary's code.
+
+use dbos_core::manage::ListWorkflows;
+use dbos_core::replay::{Replay, ReplayReport, Replayer};
+
+/// Replays workflow `workflow_id` recorded in the system database at `url` with this
+/// binary's workflows, read-only: every durable operation returns its recorded result, no
+/// step body runs, nothing is written. Run it in a test under a debugger and a breakpoint in
+/// the workflow body stops with the recorded values. `println!("{replay}")` prints the
+/// trace.
+///
+/// ```no_run
+/// # async fn demo(url: &str) {
+/// let replay = dbos_testkit::replay(url, "order-42").await.unwrap();
+/// println!("{replay}");
+/// assert!(replay.divergence().is_none(), "{replay}");
+/// # }
+/// # let _ = demo;
+/// ```
+///
+/// # Errors
+/// As [`Replayer::connect`] and [`Replayer::replay`].
+pub async fn replay(url: &str, workflow_id: &str) -> dbos_core::Result<Replay> {
+    Replayer::connect(url).await?.replay(workflow_id).await
+}
+
+/// Replays every workflow `which` selects (see [`Replayer::check`]): what a CI job runs to
+/// learn whether a build still replays the recorded histories.
+///
+/// # Errors
+/// As [`Replayer::connect`] and [`Replayer::check`].
+pub async fn replay_check(url: &str, which: &ListWorkflows) -> dbos_core::Result<ReplayReport> {
+    Replayer::connect(url).await?.check(which).await
+}
