@@ -476,3 +476,91 @@ async fn a_workflow_cancelled_elsewhere_makes_no_fork_before_it_notices(db: Test
     client.close();
     dbos.shutdown().await.unwrap();
 }
+
+#[workflow]
+async fn waiting_victim() -> Result<(), Error> {
+    wait_for_release("victim").await;
+    Ok(())
+}
+
+#[workflow]
+async fn canceller(target: String) -> Result<String, Error> {
+    Dbos::current()?.cancel_workflow(&target).await?;
+    Ok("cancelled".to_owned())
+}
+
+/// A write inside a workflow that the database fails (not one that changed nothing) is no
+/// answer to record: the execution stops with nothing recorded, and the workflow, resumed
+/// once the database accepts the write, makes it then. Recording the failure instead would
+/// replay it as the cancel's error forever.
+#[dbos_testkit::test]
+async fn a_database_failure_of_a_write_inside_a_workflow_is_not_recorded_as_its_answer(
+    db: TestDatabase,
+) {
+    let dbos = Dbos::launch(config(&db)).await.unwrap();
+    let victim = waiting_victim()
+        .id("victim")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    dbos_testkit::crash::eventually(
+        "the victim to wait",
+        std::time::Duration::from_secs(30),
+        || async { (runs("victim/waiting") == 1).then_some(()) },
+    )
+    .await;
+    // The database refuses to cancel the victim (an error of the statement, not a refusal
+    // the library could answer with).
+    let admin = db.connect().await;
+    admin
+        .batch_execute(
+            "CREATE FUNCTION refuse_victim_cancel() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'the test refuses to cancel the victim'; END $$;
+             CREATE TRIGGER refuse_victim_cancel BEFORE UPDATE ON dbos.workflow_status FOR EACH ROW
+               WHEN (OLD.workflow_uuid = 'victim' AND NEW.status = 'CANCELLED')
+               EXECUTE FUNCTION refuse_victim_cancel();",
+        )
+        .await
+        .unwrap();
+    canceller("victim".into())
+        .id("canceller")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    dbos_testkit::crash::eventually(
+        "the canceller's execution to stop",
+        std::time::Duration::from_secs(60),
+        || async { (dbos.running_workflows() == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        status_of(&db, "canceller").await.as_deref(),
+        Some("PENDING"),
+        "a failed write leaves its workflow to be recovered"
+    );
+    assert_eq!(
+        recorded_ops(&db, "canceller").await,
+        vec![],
+        "a failed write records nothing"
+    );
+    admin
+        .batch_execute("DROP TRIGGER refuse_victim_cancel ON dbos.workflow_status")
+        .await
+        .unwrap();
+    dbos.resume_workflow("canceller").await.unwrap();
+    let resumed = dbos.retrieve_workflow::<String, Error>("canceller");
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(60), resumed.result())
+        .await
+        .expect("the resumed canceller finishes")
+        .expect("the resumed canceller makes its cancel");
+    assert_eq!(answer, "cancelled");
+    assert_eq!(status_of(&db, "victim").await.as_deref(), Some("CANCELLED"));
+    let ops = recorded_ops(&db, "canceller").await;
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0].1, "DBOS.cancelWorkflow");
+    bump("victim/released");
+    assert!(victim.result().await.is_err(), "the victim was cancelled");
+    dbos.shutdown().await.unwrap();
+}

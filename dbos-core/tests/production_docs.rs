@@ -1,7 +1,8 @@
 //! The SQL of the "Running in production" chapter runs against a real system database and
 //! does what the chapter says.
 
-use dbos_core::{step, workflow, Error};
+use dbos_core::{step, transaction, workflow, Error, Transaction};
+use dbos_testkit::runs::{bump, runs};
 use dbos_testkit::TestDatabase;
 
 #[step]
@@ -99,9 +100,59 @@ async fn busy(ms: u64) -> Result<u64, Error> {
     Ok(total)
 }
 
+/// Sets an event from the body of a transaction: a write to the system database while the
+/// transaction holds one of its pooled connections (it takes a side connection).
+#[transaction]
+async fn tell_while_holding(tx: &Transaction<'_>, i: u32) -> Result<u32, Error> {
+    tx.query_one("SELECT 1", &[])
+        .await
+        .map_err(|e| Error::new(dbos_core::ErrorKind::Database, e.to_string()))?;
+    bump("budget/telling");
+    dbos_core::set_event("told", &i).await?;
+    Ok(i)
+}
+
+#[workflow]
+async fn telling(i: u32) -> Result<u32, Error> {
+    tell_while_holding(i).await
+}
+
+/// Connections on the test database's server other than `except` (the sampler's own and
+/// the test's lock holder): all of them, the executor's lock session, its listener, and
+/// those waiting for a lock.
+async fn connections(
+    client: &tokio_postgres::Client,
+    db: &TestDatabase,
+    dbos: &dbos_core::Dbos,
+    except: i32,
+) -> [i64; 4] {
+    let row = client
+        .query_one(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE application_name = left($2, 63)),
+                    count(*) FILTER (WHERE application_name = $3),
+                    count(*) FILTER (WHERE wait_event_type = 'Lock')
+               FROM pg_stat_activity
+              WHERE datname = $1 AND pid <> pg_backend_pid() AND pid <> $4",
+            &[
+                &db.name(),
+                &format!("dbos-rs lock {}", dbos.executor_id()),
+                &dbos_core::sysdb::LISTENER_APPLICATION_NAME,
+                &except,
+            ],
+        )
+        .await
+        .unwrap();
+    [row.get(0), row.get(1), row.get(2), row.get(3)]
+}
+
 /// The connection budget of the chapter: an executor under load holds at most `pool_size`
 /// pooled connections, 2 side connections, its lock session and its notification listener
 /// on the system database's server, and the last two come on top of a full pool.
+///
+/// The side connections are driven to their limit first: as many transactions as pooled
+/// connections each set an event from the body while the test holds every event write
+/// back with a table lock, so each body asks for a side connection at once and holds it.
 #[dbos_testkit::test]
 async fn an_executor_holds_at_most_its_pool_plus_four_connections(db: TestDatabase) {
     const POOL: i64 = 3;
@@ -109,6 +160,63 @@ async fn an_executor_holds_at_most_its_pool_plus_four_connections(db: TestDataba
         .await
         .unwrap();
     let client = db.connect().await;
+    let (mut most, mut locks, mut listeners) = (0i64, 0i64, 0i64);
+
+    let blocker = db.connect().await;
+    let blocker_pid: i32 = blocker
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE dbos.workflow_events IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let mut tellers = Vec::new();
+    for i in 0..POOL as u32 {
+        tellers.push(
+            telling(i)
+                .id(format!("budget-tell-{i}"))
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap(),
+        );
+    }
+    dbos_testkit::crash::eventually(
+        "every transaction's body to hold a pooled connection and set its event",
+        std::time::Duration::from_secs(60),
+        || async { (runs("budget/telling") == POOL as u32).then_some(()) },
+    )
+    .await;
+    let waiting_writes = dbos_testkit::crash::eventually(
+        "the bodies' event writes to wait for the lock",
+        std::time::Duration::from_secs(60),
+        || async {
+            let [.., waiting] = connections(&client, &db, &dbos, blocker_pid).await;
+            (waiting >= 2).then_some(waiting)
+        },
+    )
+    .await;
+    // A third side connection, if the pool allowed one, would be opened by now; watch a
+    // little longer for it.
+    let mut most_waiting = waiting_writes;
+    for _ in 0..100 {
+        let [all, lock, listener, waiting] = connections(&client, &db, &dbos, blocker_pid).await;
+        most = most.max(all);
+        locks = locks.max(lock);
+        listeners = listeners.max(listener);
+        most_waiting = most_waiting.max(waiting);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    blocker.batch_execute("COMMIT").await.unwrap();
+    for (i, teller) in tellers.into_iter().enumerate() {
+        assert_eq!(teller.result().await.unwrap(), i as u32);
+    }
+    assert_eq!(
+        most_waiting, 2,
+        "the bodies' event writes share the two side connections"
+    );
     let mut handles = Vec::new();
     for i in 0..24 {
         handles.push(
@@ -127,25 +235,11 @@ async fn an_executor_holds_at_most_its_pool_plus_four_connections(db: TestDataba
         }
         out
     });
-    let (mut most, mut locks, mut listeners) = (0i64, 0i64, 0i64);
     loop {
-        let row = client
-            .query_one(
-                "SELECT count(*),
-                        count(*) FILTER (WHERE application_name = left($2, 63)),
-                        count(*) FILTER (WHERE application_name = $3)
-                   FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                &[
-                    &db.name(),
-                    &format!("dbos-rs lock {}", dbos.executor_id()),
-                    &dbos_core::sysdb::LISTENER_APPLICATION_NAME,
-                ],
-            )
-            .await
-            .unwrap();
-        most = most.max(row.get(0));
-        locks = locks.max(row.get(1));
-        listeners = listeners.max(row.get(2));
+        let [all, lock, listener, _] = connections(&client, &db, &dbos, blocker_pid).await;
+        most = most.max(all);
+        locks = locks.max(lock);
+        listeners = listeners.max(listener);
         if results.is_finished() {
             break;
         }

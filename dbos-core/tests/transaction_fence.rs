@@ -5,6 +5,10 @@
 //! The cancel and the takeover are written by another connection (as another process would),
 //! after the body's first statement took its snapshot, with a cancel poll far longer than the
 //! test: only the fence at commit time can notice.
+//!
+//! A new claim handed to the running execution itself (a resume of the workflow, dequeued by
+//! this executor while the body runs) is not a lost ownership: the fence refuses the record
+//! made under the old token, and the transaction runs again under the new one.
 
 use std::time::Duration;
 
@@ -240,5 +244,92 @@ async fn a_takeover_while_the_body_runs_stops_the_commit_at_every_level(db: Test
         interfere(&db, &dbos, level, Interference::Takeover).await;
     }
     interfere(&db, &dbos, "data_source", Interference::Takeover).await;
+    dbos.shutdown().await.unwrap();
+}
+
+/// Resumes workflow `id` while its transaction's body waits: this executor dequeues it and
+/// hands the new claim to the running execution. The transaction must commit once, under the
+/// new claim (running again when its snapshot predates the claim), and not stop the
+/// execution: that would leave the workflow pending, claimed here, with no execution.
+async fn hand_over(db: &TestDatabase, dbos: &Dbos, level: &str) {
+    let id = format!("fence-handover-{level}");
+    let key = id.clone();
+    let data = if level == "data_source" {
+        dbos_testkit_connect(&db.sibling_url("app")).await
+    } else {
+        db.connect().await
+    };
+    data.execute("INSERT INTO fence_counters VALUES ($1, 0)", &[&key])
+        .await
+        .unwrap();
+    let handle = fenced_workflow(level.into(), key.clone())
+        .id(&id)
+        .on(dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually(
+        "the body to take its snapshot and wait",
+        Duration::from_secs(30),
+        || async { (runs(&format!("{key}/started")) >= 1).then_some(()) },
+    )
+    .await;
+    let sys = db.connect().await;
+    let first: Option<String> = sys
+        .query_one(
+            "SELECT owner_xid FROM dbos.workflow_status WHERE workflow_uuid = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    dbos.resume_workflow(&id).await.unwrap();
+    eventually(
+        "this executor to claim the resumed workflow again",
+        Duration::from_secs(60),
+        || async {
+            let row = sys
+                .query_one(
+                    "SELECT status, owner_xid FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            let (status, owner): (String, Option<String>) = (row.get(0), row.get(1));
+            (status == "PENDING" && owner.is_some() && owner != first).then_some(())
+        },
+    )
+    .await;
+    // The claim is handed to the execution right after it commits, in the same task.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        dbos.running_workflows(),
+        1,
+        "{id}: the claim attached to the running execution (no second body)"
+    );
+    bump(&format!("{key}/go"));
+    let out = tokio::time::timeout(Duration::from_secs(60), handle.result())
+        .await
+        .unwrap_or_else(|_| panic!("{id}: the workflow never finished after the hand-over"))
+        .unwrap();
+    assert_eq!(out, 1, "{id}: the counter, added to once");
+    // At SERIALIZABLE the fence reads the workflow's row in the body's snapshot, taken before
+    // the claim: the body runs again on a new one. A data source's fence reads the system
+    // database afresh and sees the new claim, so its transaction commits at once.
+    let expected_runs = if level == "data_source" { 1 } else { 2 };
+    assert_eq!(
+        runs(&format!("{key}/started")),
+        expected_runs,
+        "{id}: the body's runs"
+    );
+    assert_eq!(counter(&data, &key).await, 1);
+    assert_eq!(checkpoints(db, &id).await, 1);
+}
+
+#[dbos_testkit::test]
+async fn a_claim_handed_to_the_running_execution_commits_its_transaction_once(db: TestDatabase) {
+    let dbos = setup(&db, 10).await;
+    hand_over(&db, &dbos, "serializable").await;
+    hand_over(&db, &dbos, "data_source").await;
     dbos.shutdown().await.unwrap();
 }

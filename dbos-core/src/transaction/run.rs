@@ -148,6 +148,10 @@ struct Running<T, E> {
     rt: Arc<RuntimeInner>,
     /// The workflow, when called from one.
     ctx: Option<Arc<WorkflowContext>>,
+    /// The ownership token the workflow's execution held when this attempt began (empty
+    /// outside a workflow): a token handed to it since (a resume or a recovery of the
+    /// workflow claimed while it runs here) is a new claim, not a lost ownership.
+    began_under: Arc<str>,
     workflow_id: Arc<str>,
     function_id: i32,
     started_ms: i64,
@@ -225,6 +229,9 @@ impl<T, E> TransactionRun<'_, T, E> {
         let State::Running(run) = &mut self.state else {
             return None;
         };
+        if let Some(ctx) = &run.ctx {
+            run.began_under = ctx.owner();
+        }
         let started = conn
             .build_transaction()
             .isolation_level(self.options.isolation.level())
@@ -375,6 +382,7 @@ impl<T, E> Running<T, E> {
                 .as_ref()
                 .map_or_else(|| Arc::from(""), |c| Arc::from(c.workflow_id.as_str())),
             rt,
+            began_under: ctx.as_ref().map_or_else(|| Arc::from(""), |c| c.owner()),
             ctx,
             function_id,
             started_ms: now_ms(),
@@ -743,6 +751,11 @@ impl<T, E> Running<T, E> {
     /// The checkpoint was not written (the fence refused it, or the step id was taken):
     /// another execution owns the workflow, a new claim was handed to this one, or another
     /// execution recorded this step first.
+    ///
+    /// A new claim handed over after the attempt began is not a lost ownership, even when the
+    /// row carries the new token: at `REPEATABLE READ` and `SERIALIZABLE` the fence reads the
+    /// workflow's row in the body's snapshot, taken before the claim, and refuses the new
+    /// token too. The attempt runs again, on a snapshot that sees the claim.
     async fn missed(
         &mut self,
         name: &str,
@@ -752,7 +765,7 @@ impl<T, E> Running<T, E> {
     ) -> Next<T, E> {
         match self.rt.sysdb.record_missed(row).await {
             Ok(()) => Next::Done(Ok(value)),
-            Err(RecordError::NotOwner) if *ctx.owner() != *row.owner_xid => Next::Again,
+            Err(RecordError::NotOwner) if *ctx.owner() != *self.began_under => Next::Again,
             Err(RecordError::NotOwner) => {
                 let e = self.rt.sysdb.ownership_error(&ctx.workflow_id).await;
                 Next::Done(Err((self.c.from_error)(
