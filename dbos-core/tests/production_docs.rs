@@ -117,9 +117,9 @@ async fn telling(i: u32) -> Result<u32, Error> {
     tell_while_holding(i).await
 }
 
-/// Connections on the test database's server other than `except` (the sampler's own and
-/// the test's lock holder): all of them, the executor's lock session, its listener, and
-/// those waiting for a lock.
+/// Client connections to the test database other than `except` (the sampler's own and the
+/// test's lock holder; the server's own workers, an autovacuum for one, are not clients):
+/// all of them, the executor's lock session, its listener, and those waiting for a lock.
 async fn connections(
     client: &tokio_postgres::Client,
     db: &TestDatabase,
@@ -133,7 +133,8 @@ async fn connections(
                     count(*) FILTER (WHERE application_name = $3),
                     count(*) FILTER (WHERE wait_event_type = 'Lock')
                FROM pg_stat_activity
-              WHERE datname = $1 AND pid <> pg_backend_pid() AND pid <> $4",
+              WHERE datname = $1 AND backend_type = 'client backend'
+                AND pid <> pg_backend_pid() AND pid <> $4",
             &[
                 &db.name(),
                 &format!("dbos-rs lock {}", dbos.executor_id()),
