@@ -6,20 +6,24 @@ use std::time::Duration;
 
 use dbos_core::replay::{DivergenceKind, ReplayEnd};
 use dbos_core::{step, workflow, Error, ErrorKind};
+use dbos_testkit::runs::{bump, runs};
 use dbos_testkit::TestDatabase;
 use serde_json::{json, Value};
 
-static BODIES: AtomicU32 = AtomicU32::new(0);
+/// Counts a step body's run under its workflow's id (tests run in parallel).
+fn ran() {
+    bump(&dbos_core::workflow_id().unwrap_or_default());
+}
 
 #[step]
 async fn add(a: i64, b: i64) -> Result<i64, Error> {
-    BODIES.fetch_add(1, Ordering::SeqCst);
+    ran();
     Ok(a + b)
 }
 
 #[step]
 async fn refuses() -> Result<i64, Error> {
-    BODIES.fetch_add(1, Ordering::SeqCst);
+    ran();
     Err(Error::new(ErrorKind::InvalidArgument, "refused on purpose"))
 }
 
@@ -88,10 +92,11 @@ async fn a_replay_returns_every_recorded_result_and_writes_nothing(db: TestDatab
     dbos.shutdown().await.unwrap();
 
     let before = snapshot(&db).await;
-    let bodies = BODIES.load(Ordering::SeqCst);
+    let bodies = runs("traced");
+    assert_eq!(bodies, 2);
     let replay = dbos_testkit::replay(&db.url(), "traced").await.unwrap();
     println!("{replay}");
-    assert_eq!(BODIES.load(Ordering::SeqCst), bodies, "no step body ran");
+    assert_eq!(runs("traced"), bodies, "no step body ran");
     assert_eq!(snapshot(&db).await, before, "no row changed");
 
     // The body saw the recorded values (the time, the uuid, the child's result, the
@@ -147,9 +152,9 @@ async fn a_replay_returns_every_recorded_result_and_writes_nothing(db: TestDatab
 async fn replay_on_a_launched_runtime_and_of_a_missing_workflow(db: TestDatabase) {
     let dbos = db.launch().await;
     let recorded = traced(1).id("on-dbos").on(&dbos).await.unwrap();
-    let bodies = BODIES.load(Ordering::SeqCst);
+    let bodies = runs("on-dbos");
     let replay = dbos.replay("on-dbos").await.unwrap();
-    assert_eq!(BODIES.load(Ordering::SeqCst), bodies);
+    assert_eq!(runs("on-dbos"), bodies);
     assert_eq!(
         replay.end,
         ReplayEnd::Returned {
@@ -200,7 +205,7 @@ async fn step_b() -> Result<String, Error> {
 
 #[step]
 async fn step_c() -> Result<String, Error> {
-    BODIES.fetch_add(1, Ordering::SeqCst);
+    ran();
     Ok("c".into())
 }
 
@@ -280,14 +285,10 @@ async fn each_kind_of_divergence_is_named(db: TestDatabase) {
     }
     // An operation past the end of a finished history.
     SHAPE.store(2, Ordering::SeqCst);
-    let bodies = BODIES.load(Ordering::SeqCst);
+    let bodies = runs("shifting");
     let before = snapshot(&db).await;
     let replay = dbos.replay("shifting").await.unwrap();
-    assert_eq!(
-        BODIES.load(Ordering::SeqCst),
-        bodies,
-        "the extra step did not run"
-    );
+    assert_eq!(runs("shifting"), bodies, "the extra step did not run");
     assert_eq!(snapshot(&db).await, before, "nor was it recorded");
     let d = replay.divergence().unwrap();
     assert_eq!(d.kind, DivergenceKind::ExtraOperation, "{d}");
