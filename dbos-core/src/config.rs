@@ -57,6 +57,7 @@ pub struct Config {
     pub(crate) recoverable_prefixes: Vec<String>,
     pub(crate) data_sources: Vec<crate::transaction::DataSourceConfig>,
     pub(crate) scheduler_polling_interval: Duration,
+    pub(crate) clock: crate::clock::Clock,
 }
 
 impl std::fmt::Debug for Config {
@@ -83,6 +84,7 @@ impl std::fmt::Debug for Config {
                 &self.queues.iter().map(|q| q.name()).collect::<Vec<_>>(),
             )
             .field("data_sources", &self.data_sources)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -111,6 +113,7 @@ impl Config {
             recoverable_prefixes: vec![GENERATED_EXECUTOR_PREFIX.to_owned()],
             data_sources: Vec::new(),
             scheduler_polling_interval: Duration::from_secs(30),
+            clock: crate::clock::Clock::system(),
         }
     }
 
@@ -301,6 +304,16 @@ impl Config {
     /// or deleted is noticed within this interval.
     pub fn scheduler_polling_interval(mut self, interval: Duration) -> Self {
         self.scheduler_polling_interval = interval;
+        self
+    }
+
+    /// The source of durable time (default [`Clock::system`](crate::clock::Clock::system)):
+    /// sleep wake-ups, [`now()`](crate::now), `recv` and `get_event` timeouts, schedule
+    /// ticks and queue delays. A test gives a [`Clock::manual`](crate::clock::Clock::manual)
+    /// (`dbos_testkit::TestClock`) and advances it; workflow timeouts, polling, leases and
+    /// retries stay on real time. See the book's "Time in tests".
+    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
         self
     }
 

@@ -3,6 +3,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod client;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod error;

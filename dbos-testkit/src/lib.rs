@@ -22,6 +22,7 @@
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod clock;
 pub mod cluster;
 pub mod crash;
 pub mod database;
@@ -31,6 +32,7 @@ pub mod replay;
 pub mod replication;
 pub mod runs;
 
+pub use clock::TestClock;
 pub use cluster::{cluster, TestCluster};
 pub use database::TestDatabase;
 pub use replay::{replay, replay_check};

@@ -56,7 +56,10 @@ impl Client {
         timeout: Duration,
     ) -> Result<Option<T>> {
         let sysdb = self.system_database();
-        let found = poll_for(deadline_in(timeout), || sysdb.get_event(workflow_id, key)).await?;
+        let found = poll_for(deadline_in(&crate::clock::Clock::system(), timeout), || {
+            sysdb.get_event(workflow_id, key)
+        })
+        .await?;
         match found {
             Some(v) => decode(
                 &v.text,

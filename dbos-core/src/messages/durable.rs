@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::RuntimeInner;
 use crate::sysdb::messages::{Fence, Written};
@@ -127,12 +128,13 @@ pub(crate) fn skip_deadline(ctx: &WorkflowContext) -> Result<()> {
     ctx.begin(SLEEP).map(drop)
 }
 
-/// A deadline `timeout` from now, for waits outside workflows.
-pub(crate) fn deadline_in(timeout: Duration) -> SystemTime {
-    SystemTime::now() + timeout.min(MAX_WAIT)
+/// A deadline `timeout` from now on `clock`, for waits outside workflows.
+pub(crate) fn deadline_in(clock: &Clock, timeout: Duration) -> SystemTime {
+    clock.now() + timeout.min(MAX_WAIT)
 }
 
-/// Waits until `look` finds something (`Some`) or `deadline` passes (`None`).
+/// Waits until `look` finds something (`Some`) or `deadline` (durable time, on the
+/// runtime's clock) passes (`None`).
 ///
 /// `look` runs once at first, then each time `key` is signalled (and at least every
 /// [`SAFETY_RECHECK`]). The registration comes before the first look, so nothing announced
@@ -152,6 +154,7 @@ where
     Fut: Future<Output = Result<Option<T>>>,
 {
     let mut guard = WaitGuard::register(rt, key);
+    let clock = &rt.config.clock;
     let started = Instant::now();
     loop {
         let found = match Box::pin(look()).await {
@@ -168,14 +171,21 @@ where
         if found.is_some() {
             return Ok(found);
         }
-        let remaining = match deadline.duration_since(SystemTime::now()) {
+        let remaining = match deadline.duration_since(clock.now()) {
             Ok(r) if !r.is_zero() => r,
             _ => return Ok(None),
         };
-        let mut wait = remaining.min(SAFETY_RECHECK);
+        // The deadline is waited for on the clock (a test clock's advance ends the wait);
+        // this real-time bound is the safety re-check, and the time to park.
+        let mut wait = if clock.is_manual() {
+            SAFETY_RECHECK
+        } else {
+            remaining.min(SAFETY_RECHECK)
+        };
         let Some(ctx) = ctx else {
             tokio::select! {
                 _ = guard.wait(wait) => {}
+                _ = clock.sleep_until(deadline), if clock.is_manual() => {}
                 _ = rt.shutdown.cancelled() => {
                     return Err(Error::new(ErrorKind::NotLaunched, "the runtime is shutting down; the wait was abandoned"));
                 }
@@ -197,6 +207,7 @@ where
         }
         tokio::select! {
             _ = guard.wait(wait) => {}
+            _ = clock.sleep_until(deadline), if clock.is_manual() => {}
             reason = ctx.stopped() => return Err(reason),
             _ = rt.shutdown.cancelled() => {
                 return Err(ctx.fail(Error::new(

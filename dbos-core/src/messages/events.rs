@@ -146,7 +146,7 @@ pub(crate) async fn get_event_outside<T: Portable>(
         rt,
         None,
         WakeKey::new(Channel::Events, workflow_id, key),
-        deadline_in(timeout),
+        deadline_in(&rt.config.clock, timeout),
         || rt.sysdb.get_event(workflow_id, key),
     )
     .await?;

@@ -272,7 +272,6 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
         let inputs = PortableInputs::positional(args).to_text()?;
         let def = self.call.def;
         let timeout_ms = timeout_ms(self.call.timeout, "workflow")?;
-        let fields = self.options.fields(&queue_name, now_ms());
         let (rt, id, parent, fresh_id) =
             match Placement::resolve(def.name, self.call.id.clone(), self.call.runtime.as_ref())? {
                 Placement::Recorded { rt, id } => return Ok(WorkflowHandle::attach(rt, id)),
@@ -283,6 +282,8 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
                     fresh_id,
                 } => (rt, id, parent, fresh_id),
             };
+        // A delay is durable time: it ends on the runtime's clock.
+        let fields = self.options.fields(&queue_name, rt.config.clock.now_ms());
         let creator = uuid::Uuid::new_v4().to_string();
         let app_version = self
             .options
@@ -430,7 +431,7 @@ pub(crate) async fn enqueue_by_name(
         timeout_ms: None,
         deadline_ms: None,
         parent: None,
-        queue: Some(options.fields(queue, now_ms())),
+        queue: Some(options.fields(queue, rt.config.clock.now_ms())),
         attributes: None,
     };
     let row = insert(rt, &new, None).await?;

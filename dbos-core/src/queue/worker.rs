@@ -305,7 +305,10 @@ pub(crate) async fn poll_once(
 /// a time; the others find the lock taken).
 pub(crate) async fn sweeps(rt: Arc<RuntimeInner>) {
     loop {
-        match rt.sysdb.sweep(&rt.app_name).await {
+        // Delays end in durable time: a test clock's advance starts the next sweep at once
+        // (subscribed before this one reads the clock, so none is missed).
+        let advanced = rt.config.clock.advanced();
+        match rt.sysdb.sweep(&rt.app_name, rt.config.clock.now_ms()).await {
             Ok(Some((enqueued, cancelled))) => {
                 if enqueued > 0 {
                     tracing::debug!(enqueued, "delayed workflows are now enqueued");
@@ -321,6 +324,7 @@ pub(crate) async fn sweeps(rt: Arc<RuntimeInner>) {
         tokio::select! {
             _ = rt.shutdown.cancelled() => return,
             _ = tokio::time::sleep(jittered(Duration::from_secs(1))) => {}
+            _ = advanced => {}
         }
     }
 }

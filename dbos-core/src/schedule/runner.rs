@@ -127,7 +127,9 @@ async fn tick_loop(
             return;
         }
     };
-    let mut last = Utc::now();
+    // Ticks are durable time: read from, and waited for on, the runtime's clock.
+    let clock = &rt.config.clock;
+    let mut last = DateTime::<Utc>::from(clock.now());
     if backfill {
         if let Some(fired) = row.last_fired_at.as_deref().and_then(parse_iso) {
             for tick in spec.ticks_between(fired, last) {
@@ -139,11 +141,12 @@ async fn tick_loop(
         }
     }
     while let Some(next) = spec.next_after(last) {
-        let wait = (next.to_utc() - Utc::now()).to_std().unwrap_or_default();
+        let at = std::time::SystemTime::from(next.to_utc());
+        let wait = at.duration_since(clock.now()).unwrap_or_default();
         let jitter = (wait / 10).min(MAX_JITTER).mul_f64(unit_random());
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait + jitter) => {}
+            _ = clock.sleep_until(at + jitter) => {}
         }
         fire(&rt, &row, &next, true).await;
         last = next.to_utc();

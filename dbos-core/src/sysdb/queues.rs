@@ -571,10 +571,15 @@ impl SystemDatabase {
     }
 
     /// Runs the background sweeps if no other process of this application is running them:
-    /// delayed workflows whose time has come are enqueued, and workflows past their deadline
-    /// are cancelled. Returns (enqueued, cancelled), or `None` when another process holds the
-    /// sweep lock.
-    pub(crate) async fn sweep(&self, app_name: &str) -> Result<Option<(u64, u64)>> {
+    /// delayed workflows whose time has come (`delay_until_epoch_ms` at or before
+    /// `durable_now_ms`, the runtime clock's time) are enqueued, and workflows past their
+    /// deadline (real time) are cancelled. Returns (enqueued, cancelled), or `None` when
+    /// another process holds the sweep lock.
+    pub(crate) async fn sweep(
+        &self,
+        app_name: &str,
+        durable_now_ms: i64,
+    ) -> Result<Option<(u64, u64)>> {
         let s = self.quoted_schema();
         self.run("run the background sweeps", |mut client, _| async move {
                 let tx = client
@@ -601,9 +606,9 @@ impl SystemDatabase {
                             "UPDATE {s}.workflow_status
                                 SET status = 'ENQUEUED', updated_at = $1,
                                     deduplication_id = CASE WHEN is_debounced THEN NULL ELSE deduplication_id END
-                              WHERE status = 'DELAYED' AND delay_until_epoch_ms <= $1 AND {app}"
+                              WHERE status = 'DELAYED' AND delay_until_epoch_ms <= $3 AND {app}"
                         ),
-                        &[&now, &app_name],
+                        &[&now, &app_name, &durable_now_ms],
                     )
                     .await
                     .map_err(|e| Error::db("the delayed-workflow sweep failed", e))?;

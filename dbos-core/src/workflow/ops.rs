@@ -33,7 +33,8 @@ pub async fn sleep(duration: Duration) -> Result<()> {
         // A replay returns what was recorded, without waiting.
         return Ok(());
     }
-    if let Ok(remaining) = wake_at.duration_since(SystemTime::now()) {
+    let clock = &ctx.runtime.config.clock;
+    if let Ok(remaining) = wake_at.duration_since(clock.now()) {
         let deadline_first = ctx.deadline_ms.is_some_and(|d| d < to_ms(wake_at));
         if remaining >= ctx.runtime.config.park_after && !deadline_first {
             // A long sleep: the executor ends this execution here and re-executes the
@@ -44,7 +45,7 @@ pub async fn sleep(duration: Duration) -> Result<()> {
             return Err(ctx.stopped().await);
         }
         tokio::select! {
-            _ = tokio::time::sleep(remaining) => {}
+            _ = clock.sleep_until(wake_at) => {}
             reason = ctx.stopped() => return Err(reason),
             _ = ctx.runtime.shutdown.cancelled() => {
                 return Err(ctx.fail(Error::new(
@@ -77,7 +78,7 @@ pub(crate) async fn recorded_wake_up(
         Slot::Recorded { checkpoint, .. } => recorded_wake_at(&checkpoint),
         Slot::Fresh { function_id } => {
             let started = crate::sysdb::workflows::now_ms();
-            let wake_at = SystemTime::now() + duration.min(MAX_WAIT);
+            let wake_at = ctx.runtime.config.clock.now() + duration.min(MAX_WAIT);
             let secs = wake_at
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
@@ -117,15 +118,19 @@ pub(crate) fn to_ms(t: SystemTime) -> i64 {
 
 const ONCE: StepOptions = StepOptions::DEFAULT;
 
-/// The current time, recorded as a step inside a workflow (so a replay sees the same
-/// instant), as an RFC 3339 UTC string in the database. Use it instead of
-/// `SystemTime::now()` in workflow bodies.
+/// The current durable time, recorded as a step inside a workflow (so a replay sees the
+/// same instant), as an RFC 3339 UTC string in the database. Use it instead of
+/// `SystemTime::now()` in workflow bodies. It reads the runtime's
+/// [`Clock`](crate::clock::Clock) (the system clock unless configured otherwise).
 ///
 /// # Errors
 /// When the checkpoint cannot be recorded.
 pub async fn now() -> Result<SystemTime> {
+    let clock = crate::Dbos::current()
+        .map(|dbos| dbos.config().clock.clone())
+        .unwrap_or_default();
     let text: String = step::run("dbos_core::now", &ONCE, None, || async {
-        Ok::<_, Error>(crate::codec::format_rfc3339(SystemTime::now()))
+        Ok::<_, Error>(crate::codec::format_rfc3339(clock.now()))
     })
     .await?;
     crate::codec::parse_rfc3339(&text).ok_or_else(|| {

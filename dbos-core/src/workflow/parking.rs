@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
@@ -236,21 +236,27 @@ async fn sweep(rt: Arc<RuntimeInner>) {
 /// until shutdown.
 pub(crate) async fn serve(rt: Arc<RuntimeInner>) {
     rt.spawn_task(sweep(rt.clone()));
+    let clock = &rt.config.clock;
     loop {
-        let (due, next) = rt.parking.take_due(crate::sysdb::workflows::now_ms());
+        // Wake-up times are durable time: read from the runtime's clock, and waited for on
+        // it (a test clock's advance wakes this loop).
+        let (due, next) = rt.parking.take_due(clock.now_ms());
         for (id, parked) in due {
             let rt2 = rt.clone();
             rt.spawn_task(async move { resume(rt2, id, parked).await });
         }
-        let wait = match next {
-            Some(at) => {
-                Duration::from_millis((at - crate::sysdb::workflows::now_ms()).max(0) as u64)
+        let next = async {
+            match next {
+                Some(at) => {
+                    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(at).unwrap_or(0));
+                    clock.sleep_until(at).await;
+                }
+                None => std::future::pending().await,
             }
-            None => Duration::from_secs(3600),
         };
         tokio::select! {
             _ = rt.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+            _ = next => {}
             _ = rt.parking.changed.notified() => {}
         }
     }
@@ -293,6 +299,8 @@ async fn resume(rt: Arc<RuntimeInner>, id: Arc<str>, mut parked: Parked) {
         workflow_id = %id, error = %failure, attempts = parked.failed_resumes,
         "could not resume a parked workflow; it stays parked and is tried again in {delay:?}"
     );
-    let retry_ms = crate::sysdb::workflows::now_ms() + delay.as_millis() as i64;
+    // Kept in the lot, whose times are durable time: on a test's manual clock the retry
+    // comes with the advance past it.
+    let retry_ms = rt.config.clock.now_ms() + delay.as_millis() as i64;
     rt.parking.park(retry_ms, &id, parked);
 }
