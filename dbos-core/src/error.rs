@@ -78,6 +78,12 @@ pub enum ErrorKind {
     /// A schedule with this name exists already (or belongs to another application).
     /// Nothing was written.
     ConflictingSchedule,
+    /// A step attempt ran past its `timeout` and was abandoned; recorded as DBOS's
+    /// `DBOSStepTimeoutError` (code 18) when it was the step's last attempt.
+    StepTimeout,
+    /// A start with [`IdReusePolicy::Reject`](crate::IdReusePolicy::Reject) found its
+    /// workflow id in use (DBOS's `DBOSWorkflowIDInUseError`, code 27). Nothing was written.
+    WorkflowIdInUse,
 }
 
 impl ErrorKind {
@@ -108,11 +114,33 @@ impl ErrorKind {
         ErrorKind::NoSuchStep,
         ErrorKind::ScheduleNotFound,
         ErrorKind::ConflictingSchedule,
+        ErrorKind::StepTimeout,
+        ErrorKind::WorkflowIdInUse,
+    ];
+
+    /// DBOS's names of its errors that have a kind here, as DBOS Python records them in a
+    /// portable error's `name`.
+    const DBOS_NAMES: &'static [(&'static str, ErrorKind)] = &[
+        ("DBOSStepTimeoutError", ErrorKind::StepTimeout),
+        ("DBOSWorkflowIDInUseError", ErrorKind::WorkflowIdInUse),
     ];
 
     /// The kind whose `Debug` name is `name` (the inverse of `format!("{kind:?}")`).
     pub fn from_name(name: &str) -> Option<ErrorKind> {
         Self::ALL.iter().copied().find(|k| format!("{k:?}") == name)
+    }
+
+    /// The kind of a recorded portable error's `name`: ours (`dbos_core::Error::<Kind>`) or
+    /// one of DBOS's own (`DBOSStepTimeoutError`, ...), so an error recorded by either
+    /// decodes to the same kind.
+    pub(crate) fn from_recorded_name(name: &str) -> Option<ErrorKind> {
+        if let Some(kind) = name.strip_prefix("dbos_core::Error::") {
+            return Self::from_name(kind);
+        }
+        Self::DBOS_NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
     }
 
     /// The numeric code DBOS Python uses for this kind, where one exists.
@@ -128,7 +156,9 @@ impl ErrorKind {
             ErrorKind::UnexpectedStep => 11,
             ErrorKind::QueueDeduplicated => 12,
             ErrorKind::AwaitedWorkflowCancelled => 13,
+            ErrorKind::StepTimeout => 18,
             ErrorKind::ConflictingRegistration => 25,
+            ErrorKind::WorkflowIdInUse => 27,
             _ => return None,
         })
     }

@@ -37,3 +37,42 @@ pub fn bump(key: &str) -> u32 {
 pub fn runs(key: &str) -> u32 {
     with(|m| m.get(key).copied().unwrap_or(0))
 }
+
+/// Counts one run of `<key>/dropped` when dropped before [`finish`](Self::finish): the
+/// evidence that a future was dropped part-way (a step attempt abandoned at its timeout, or
+/// preempted by a cancel) rather than left running.
+///
+/// ```
+/// use dbos_testkit::runs::{runs, Unfinished};
+///
+/// drop(Unfinished::new("doc/abandoned"));
+/// Unfinished::new("doc/completed").finish();
+/// assert_eq!(runs("doc/abandoned/dropped"), 1);
+/// assert_eq!(runs("doc/completed/dropped"), 0);
+/// ```
+#[derive(Debug)]
+pub struct Unfinished {
+    key: Option<String>,
+}
+
+impl Unfinished {
+    /// A guard for `key`.
+    pub fn new(key: impl Into<String>) -> Self {
+        Unfinished {
+            key: Some(key.into()),
+        }
+    }
+
+    /// The guarded work reached its end: dropping counts nothing.
+    pub fn finish(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            bump(&format!("{key}/dropped"));
+        }
+    }
+}

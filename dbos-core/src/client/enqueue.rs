@@ -187,6 +187,7 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
             parent: None,
             queue: Some(self.options.fields(&self.queue, now_ms())),
             attributes: self.attributes.as_ref(),
+            reject_existing: false,
         };
         loop {
             return match sysdb.start_workflow(&new).await {

@@ -14,8 +14,9 @@ use crate::sysdb::workflows::{
 };
 use crate::sysdb::SystemDatabase;
 use crate::workflow::call::{check_attributes, Started, WorkflowCall, WorkflowHandle};
-use crate::workflow::context::Operation;
-use crate::workflow::placement::{check_id, insert, parent_link, Parent, Placement};
+use crate::workflow::placement::{
+    check_id, insert, parent_link, record_refusal, IdReusePolicy, Placement,
+};
 use crate::workflow::types::{Portable, WorkflowError};
 
 impl<T, E> WorkflowCall<T, E> {
@@ -306,6 +307,7 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             parent: parent_link(&parent),
             queue: Some(fields),
             attributes: self.call.attributes.as_ref(),
+            reject_existing: self.call.id_reuse == IdReusePolicy::Reject,
         };
         match insert(&rt, &new, parent.as_ref().map(|p| &*p.ctx)).await {
             Ok(row) => {
@@ -325,7 +327,10 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
                     // Inside a workflow the refusal (or the holder returned) is recorded at
                     // the enqueue's step id, so a replay gives the same answer even after
                     // the deduplication id was freed.
-                    Some(p) => record_refusal(p, def.name, holder.as_deref(), &e).await?,
+                    Some(p) => {
+                        record_refusal(&p.ctx, p.function_id, def.name, holder.as_deref(), &e)
+                            .await?
+                    }
                     None => holder,
                 };
                 match holder {
@@ -336,33 +341,6 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             Err(e) => Err(e),
         }
     }
-}
-
-/// Records, at the parent's step id, what a deduplicated enqueue got: the holder it
-/// returns, or the refusal. Returns the holder to use (the one recorded first, if another
-/// execution of the parent recorded this step already).
-async fn record_refusal(
-    parent: &Parent,
-    name: &str,
-    holder: Option<&str>,
-    refusal: &Error,
-) -> Result<Option<String>> {
-    let error = match holder {
-        Some(_) => None,
-        None => Some(crate::codec::to_text(refusal)?),
-    };
-    let recorded = parent
-        .ctx
-        .record(Operation {
-            error: error.as_deref(),
-            child_workflow_id: holder,
-            ..Operation::new(parent.function_id, name, now_ms())
-        })
-        .await?;
-    Ok(match recorded {
-        None => holder.map(str::to_owned),
-        Some(theirs) => theirs.child_workflow_id,
-    })
 }
 
 /// Enqueues `call`: what awaiting a [`QueuedCall`] does, captured by [`WorkflowCall::new`]
@@ -433,6 +411,7 @@ pub(crate) async fn enqueue_by_name(
         parent: None,
         queue: Some(options.fields(queue, rt.config.clock.now_ms())),
         attributes: None,
+        reject_existing: false,
     };
     let row = insert(rt, &new, None).await?;
     if row.created {

@@ -81,6 +81,7 @@ pub(crate) async fn enqueue_tick(
             ..Default::default()
         }),
         attributes: None,
+        reject_existing: false,
     };
     Ok(sysdb
         .start_workflow(&new)

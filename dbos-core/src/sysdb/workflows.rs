@@ -65,6 +65,9 @@ pub(crate) struct NewWorkflow<'a> {
     pub(crate) queue: Option<QueueFields<'a>>,
     /// The workflow's attributes (a JSON object), if any.
     pub(crate) attributes: Option<&'a serde_json::Value>,
+    /// The id reuse policy is `reject`: an existing row is returned unchanged (the caller
+    /// refuses the start), and a child's start is then not recorded in its parent.
+    pub(crate) reject_existing: bool,
 }
 
 /// The queue columns of an enqueued workflow.
@@ -193,6 +196,9 @@ impl SystemDatabase {
         };
         // A child start happens only while the parent is owned by the caller (the guard).
         let sql = match (w.parent.is_some(), idempotent) {
+            (true, _) if w.reject_existing => self.sql("start_child_reject", |s| {
+                start_sql_with(s, true, true, false)
+            }),
             (true, _) => self.sql("start_child", |s| start_sql(s, true, true)),
             (false, true) => self.sql("start", |s| start_sql(s, false, true)),
             (false, false) => self.sql("start_fresh_id", |s| start_sql(s, false, false)),
@@ -558,6 +564,18 @@ fn is_dedup(e: &tokio_postgres::Error) -> bool {
 /// start leaves those parts out (its parameters $12 and $13 are then unused and NULL).
 /// `idempotent`: an existing row with the id is returned instead of a unique violation.
 fn start_sql(s: &str, with_parent: bool, idempotent: bool) -> String {
+    start_sql_with(s, with_parent, idempotent, true)
+}
+
+/// [`start_sql`]; `link_existing`: a child start that finds its id taken still records the
+/// existing child in the parent (the default policy, which returns it); without, only a child
+/// this statement created is recorded (the `reject` policy, whose refusal is recorded instead).
+fn start_sql_with(s: &str, with_parent: bool, idempotent: bool, link_existing: bool) -> String {
+    let created_only = if link_existing {
+        ""
+    } else {
+        " WHERE ins.creator_xid = $7"
+    };
     let (on_status_conflict, on_input_conflict) = if idempotent {
         (
             format!("ON CONFLICT (workflow_uuid) DO UPDATE SET creator_xid = {s}.workflow_status.creator_xid"),
@@ -579,7 +597,7 @@ fn start_sql(s: &str, with_parent: bool, idempotent: bool) -> String {
                 ", parent_step AS (
                      INSERT INTO {s}.operation_outputs (workflow_uuid, function_id, function_name, child_workflow_id,
                                                        started_at_epoch_ms, completed_at_epoch_ms, application_name)
-                     SELECT $11, $13, $2, $1, $6, $6, $5 FROM ins
+                     SELECT $11, $13, $2, $1, $6, $6, $5 FROM ins{created_only}
                      ON CONFLICT (workflow_uuid, function_id) DO NOTHING
                  )"
             ),

@@ -15,7 +15,7 @@ use crate::sysdb::workflows::{now_ms, NewWorkflow, OutcomeRow};
 use crate::sysdb::SystemDatabase;
 use crate::workflow::context::{current, Operation, Slot, WorkflowContext};
 use crate::workflow::execution::{Completion, CompletionReceiver, Start};
-use crate::workflow::placement::{check_id, insert, parent_link, Placement};
+use crate::workflow::placement::{check_id, insert, parent_link, IdReusePolicy, Placement};
 use crate::workflow::registry::{BoxFuture, WorkflowDef};
 use crate::workflow::types::{error_from_portable, Portable, WorkflowError};
 
@@ -38,6 +38,7 @@ pub struct WorkflowCall<T, E> {
     pub(crate) id: Option<String>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) attributes: Option<Value>,
+    pub(crate) id_reuse: IdReusePolicy,
     pub(crate) runtime: Option<Dbos>,
     pub(crate) typed: CallTypes<T, E>,
 }
@@ -90,6 +91,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             id: None,
             timeout: None,
             attributes: None,
+            id_reuse: IdReusePolicy::ReturnExisting,
             runtime: None,
             typed: CallTypes {
                 start: |call| Box::pin(async move { call.start_inner().await.map_err(E::from) }),
@@ -137,6 +139,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             parent: parent_link(&parent),
             queue: None,
             attributes: self.attributes.as_ref(),
+            reject_existing: self.id_reuse == IdReusePolicy::Reject,
         };
         let row = insert(&rt, &new, parent.as_ref().map(|p| &*p.ctx)).await?;
         if !row.created {
@@ -162,6 +165,14 @@ impl<T, E> WorkflowCall<T, E> {
     /// the workflow twice; it returns the first run's outcome.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
+        self
+    }
+
+    /// What a start does when the id is already in use: by default it returns a handle to
+    /// that workflow; with [`IdReusePolicy::Reject`] it is refused with
+    /// [`ErrorKind::WorkflowIdInUse`] and writes nothing. Applies to `.enqueue(..)` too.
+    pub fn id_reuse_policy(mut self, policy: IdReusePolicy) -> Self {
+        self.id_reuse = policy;
         self
     }
 
@@ -209,7 +220,8 @@ impl<T, E> WorkflowCall<T, E> {
     /// # Errors
     /// `E::from` of: [`ErrorKind::NotLaunched`] without a runtime, [`ErrorKind::Serialization`]
     /// for an argument that does not encode, [`ErrorKind::ConflictingWorkflow`] when the id
-    /// belongs to another workflow function, or a database error.
+    /// belongs to another workflow function, [`ErrorKind::WorkflowIdInUse`] when it is in use
+    /// and the [`id_reuse_policy`](Self::id_reuse_policy) is `Reject`, or a database error.
     pub async fn start(self) -> std::result::Result<WorkflowHandle<T, E>, E> {
         (self.typed.start)(self).await
     }

@@ -5,7 +5,8 @@
 //! its row was deleted) is signalled here by whoever learns of it first: the process that
 //! cancelled it, the execution's own deadline timer, or the executor's periodic check of the
 //! workflows it runs. The execution then starts no further durable operation; a sleep or a
-//! wait in progress wakes and fails; a step already running completes but is not recorded.
+//! wait in progress wakes and fails; a step already running completes but is not recorded
+//! (a preemptible step's attempt is dropped at once instead).
 
 use std::sync::{Arc, Mutex};
 

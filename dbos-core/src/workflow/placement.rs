@@ -9,8 +9,38 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{Dbos, RuntimeInner};
-use crate::sysdb::workflows::{NewWorkflow, ParentLink, StartedRow};
-use crate::workflow::context::{current, Slot, WorkflowContext};
+use crate::sysdb::workflows::{now_ms, NewWorkflow, ParentLink, StartedRow};
+use crate::workflow::context::{current, Operation, Slot, WorkflowContext};
+
+/// What starting a workflow with an id that is already in use does (DBOS 3.x's
+/// `WorkflowIDReusePolicy`, the `workflow_id_reuse_policy` of `SetWorkflowID`).
+///
+/// ```no_run
+/// # #[dbos_core::workflow] async fn checkout(_order: u64) -> Result<(), dbos_core::Error> { Ok(()) }
+/// # async fn demo() -> Result<(), dbos_core::Error> {
+/// use dbos_core::{ErrorKind, IdReusePolicy};
+///
+/// match checkout(42).id("order-42").id_reuse_policy(IdReusePolicy::Reject).start().await {
+///     Ok(handle) => println!("started {}", handle.id()),
+///     Err(e) if e.kind() == ErrorKind::WorkflowIdInUse => println!("order-42 ran already"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// # let _ = demo;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IdReusePolicy {
+    /// The id is an idempotency key: a start finding it in use returns a handle to that
+    /// workflow (its outcome, never a second run). DBOS's `"return-existing"`, the default.
+    #[default]
+    ReturnExisting,
+    /// A start finding the id in use is refused with [`ErrorKind::WorkflowIdInUse`] (DBOS's
+    /// `DBOSWorkflowIDInUseError`), naming the workflow and its status; it neither attaches
+    /// to that workflow nor writes anything. Inside a workflow the refusal is recorded at the
+    /// child's step id, so a replay is refused the same way. DBOS's `"reject"`.
+    Reject,
+}
 
 /// The placement of a workflow about to be started or enqueued.
 pub(crate) enum Placement {
@@ -145,6 +175,22 @@ pub(crate) async fn insert(
         }
         (Err(e), _) => return Err(e),
     };
+    if !row.created && w.reject_existing {
+        let refusal = Error::new(
+            ErrorKind::WorkflowIdInUse,
+            format!(
+                "workflow id `{}` is already in use by workflow `{}` (status {}), and this start's id reuse policy \
+                 is `reject`: nothing was started or written. Give another id, or use the default policy \
+                 (`IdReusePolicy::ReturnExisting`) to get a handle to that workflow",
+                w.id, row.name, row.status
+            ),
+        )
+        .with_workflow_id(w.id);
+        if let (Some(ctx), Some(link)) = (parent, &w.parent) {
+            record_refusal(ctx, link.function_id, w.name, None, &refusal).await?;
+        }
+        return Err(refusal);
+    }
     if !row.created && row.name != w.name {
         return Err(Error::new(
             ErrorKind::ConflictingWorkflow,
@@ -167,4 +213,32 @@ pub(crate) fn check_id(id: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Records, at the parent's step id `function_id`, what a refused child start (a
+/// deduplicated enqueue, an id in use under the `reject` policy) got: the `holder` it returns
+/// instead, or the `refusal`. Returns the holder to use (the one recorded first, if another
+/// execution of the parent recorded this step already).
+pub(crate) async fn record_refusal(
+    ctx: &WorkflowContext,
+    function_id: i32,
+    name: &str,
+    holder: Option<&str>,
+    refusal: &Error,
+) -> Result<Option<String>> {
+    let error = match holder {
+        Some(_) => None,
+        None => Some(crate::codec::to_text(refusal)?),
+    };
+    let recorded = ctx
+        .record(Operation {
+            error: error.as_deref(),
+            child_workflow_id: holder,
+            ..Operation::new(function_id, name, now_ms())
+        })
+        .await?;
+    Ok(match recorded {
+        None => holder.map(str::to_owned),
+        Some(theirs) => theirs.child_workflow_id,
+    })
 }

@@ -136,6 +136,17 @@ pub struct StepOptions {
     pub backoff: f64,
     /// Upper bound of the wait (default 1 h).
     pub max_interval: Duration,
+    /// Bound of each attempt (default none): an attempt still running after it is dropped
+    /// and counts as a failed attempt with an [`ErrorKind::StepTimeout`] error, retried if
+    /// attempts remain; when it was the last, DBOS's `DBOSStepTimeoutError` is recorded as
+    /// the step's error. Zero is refused with [`ErrorKind::InvalidArgument`]. Steps only: a
+    /// transaction's retry policy ignores it.
+    pub timeout: Option<Duration>,
+    /// Preemptible (default false): when the workflow is told to stop (cancelled, past its
+    /// deadline) while an attempt runs, the attempt is dropped at once and nothing is
+    /// recorded, so a resumed workflow runs the step again. Otherwise the attempt runs to
+    /// completion and its result is not recorded. Steps only.
+    pub preemptible: bool,
 }
 
 impl StepOptions {
@@ -145,6 +156,8 @@ impl StepOptions {
         interval: Duration::from_secs(1),
         backoff: 2.0,
         max_interval: Duration::from_secs(3600),
+        timeout: None,
+        preemptible: false,
     };
 
     /// The wait after failed attempt `attempt` (1-based): `interval * backoff^(attempt-1)`,
@@ -276,6 +289,7 @@ mod tests {
             interval: Duration::from_millis(100),
             backoff: 2.0,
             max_interval: Duration::from_millis(350),
+            ..StepOptions::DEFAULT
         };
         assert_eq!(o.delay_after(1), Duration::from_millis(100));
         assert_eq!(o.delay_after(2), Duration::from_millis(200));

@@ -18,9 +18,13 @@ use crate::workflow::types::{error_from_portable, error_to_portable, Portable, W
 /// checkpoint, else runs up to `options.max_attempts` times (waiting `delay_after(n)` between
 /// attempts, stopping early when `retry_if` says an error is not worth retrying) and records
 /// the final output or error in one statement. The last attempt's own error is what is
-/// recorded and returned. A workflow cancelled meanwhile stops waiting between attempts, and
-/// an attempt that completes after the cancel is not recorded. Outside a workflow: one
-/// plain call.
+/// recorded and returned; an attempt dropped at `options.timeout` fails with DBOS's step
+/// timeout error, recorded as DBOS records it. A workflow cancelled meanwhile stops waiting
+/// between attempts; an attempt that completes after the cancel is not recorded, and a
+/// preemptible step's attempt is dropped at the cancel. Outside a workflow: one plain call
+/// (bounded by the timeout).
+///
+/// A zero timeout is refused with [`ErrorKind::InvalidArgument`] before anything runs.
 pub(crate) async fn run<T, E, F, Fut>(
     name: &str,
     options: &StepOptions,
@@ -33,8 +37,15 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
+    check_timeout(name, options.timeout).map_err(E::from)?;
     let Some(ctx) = current() else {
-        return attempt().await;
+        return match bounded(attempt(), None, options.timeout).await {
+            Attempt::Done(result) => result,
+            Attempt::TimedOut | Attempt::Stopped(_) => Err(error_from_portable(timeout_error(
+                name,
+                options.timeout.unwrap_or_default(),
+            ))),
+        };
     };
     let function_id = match ctx.begin(name).map_err(E::from)? {
         Slot::Recorded { checkpoint, .. } => return replay_checkpoint(&ctx, &checkpoint, name),
@@ -50,8 +61,10 @@ where
         ctx: Some(&ctx),
         function_id,
     };
+    let preempted_by = options.preemptible.then_some(&*ctx);
     let mut n = 1;
-    let result = loop {
+    // The last attempt's result, and DBOS's form of its error when it timed out.
+    let (result, timed_out) = loop {
         let scope = StepScope {
             runtime: ctx.runtime.clone(),
             workflow_id: workflow_id.clone(),
@@ -59,16 +72,27 @@ where
             attempt: n,
             control: ctx.control.clone(),
         };
-        match in_step(scope, attempt()).await {
-            Err(e) => {
-                let Some(delay) = retries.next(n, || retry_if.is_none_or(|f| f(&e)), &e) else {
-                    break Err(e);
-                };
-                retries.wait(delay).await.map_err(E::from)?;
-                n += 1;
-            }
-            ok => break ok,
-        }
+        let (e, timed_out) =
+            match bounded(in_step(scope, attempt()), preempted_by, options.timeout).await {
+                Attempt::Done(Err(e)) => (e, None),
+                Attempt::Done(ok) => break (ok, None),
+                // Dropped at the stop: nothing is recorded, the workflow stops with the reason.
+                Attempt::Stopped(reason) => return Err(E::from(reason)),
+                Attempt::TimedOut => {
+                    let timeout = options.timeout.unwrap_or_default();
+                    let p = timeout_error(name, timeout);
+                    tracing::warn!(
+                        workflow_id = %ctx.workflow_id, step = name, function_id, attempt = n,
+                        "step `{name}` ran past its timeout of {timeout:?}; the attempt is dropped"
+                    );
+                    (error_from_portable(p.clone()), Some(p))
+                }
+            };
+        let Some(delay) = retries.next(n, || retry_if.is_none_or(|f| f(&e)), &e) else {
+            break (Err(e), timed_out);
+        };
+        retries.wait(delay).await.map_err(E::from)?;
+        n += 1;
     };
     let (result, output, error) = match result {
         Ok(v) => match crate::codec::to_text(&v) {
@@ -91,7 +115,8 @@ where
             }
         },
         Err(e) => {
-            let text = error_to_portable(&e)
+            let text = timed_out
+                .unwrap_or_else(|| error_to_portable(&e))
                 .to_text()
                 .map_err(|err| E::from(ctx.fail(err)))?;
             (Err(e), None, Some(text))
@@ -108,6 +133,70 @@ where
     match theirs {
         None => result,
         Some(checkpoint) => replay_checkpoint(&ctx, &checkpoint, name),
+    }
+}
+
+/// How one attempt ended.
+enum Attempt<R> {
+    /// It completed with this result.
+    Done(R),
+    /// It ran past the step's timeout and was dropped.
+    TimedOut,
+    /// The workflow was told to stop while a preemptible attempt ran; it was dropped.
+    Stopped(Error),
+}
+
+/// Runs one attempt, dropping it when it runs past `timeout` or, for a preemptible step
+/// (`preempted_by` set), when the workflow is told to stop. An attempt that completes keeps
+/// its result whatever else happened at the same moment, and a stop outranks a timeout
+/// (not recording a stopped workflow's step is the safer answer), as in DBOS.
+async fn bounded<R>(
+    attempt: impl Future<Output = R>,
+    preempted_by: Option<&WorkflowContext>,
+    timeout: Option<Duration>,
+) -> Attempt<R> {
+    let stop = async {
+        match preempted_by {
+            Some(ctx) => ctx.stopped().await,
+            None => std::future::pending().await,
+        }
+    };
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        result = attempt => Attempt::Done(result),
+        reason = stop => Attempt::Stopped(reason),
+        () = deadline => Attempt::TimedOut,
+    }
+}
+
+/// Refuses a zero timeout, which would drop every attempt before it could run.
+fn check_timeout(name: &str, timeout: Option<Duration>) -> Result<(), Error> {
+    match timeout {
+        Some(t) if t.is_zero() => Err(Error::invalid(format!(
+            "step `{name}` has a timeout of 0, which would drop every attempt before it runs; give a \
+             positive timeout (it bounds each attempt), or none"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// DBOS's step timeout error (`DBOSStepTimeoutError`), in the form DBOS Python records it:
+/// the name of its class, and its text (code 18, seconds as a float).
+pub(crate) fn timeout_error(name: &str, timeout: Duration) -> PortableError {
+    PortableError {
+        name: "DBOSStepTimeoutError".to_owned(),
+        message: format!(
+            "DBOS Error 18: Step {name} was cancelled after exceeding its timeout of {:?} seconds",
+            timeout.as_secs_f64()
+        ),
+        code: None,
+        data: None,
     }
 }
 

@@ -91,12 +91,9 @@ pub(crate) fn error_from_portable<E: WorkflowError>(p: PortableError) -> E {
         }
     }
     // An error of this library (a step output that could not be stored, an awaited child
-    // that was cancelled): the same kind and message as when it was first returned.
-    if let Some(kind) = p
-        .name
-        .strip_prefix("dbos_core::Error::")
-        .and_then(ErrorKind::from_name)
-    {
+    // that was cancelled) or one of DBOS's that has a kind here (a step timeout): the same
+    // kind and message as when it was first returned.
+    if let Some(kind) = ErrorKind::from_recorded_name(&p.name) {
         return E::from(Error::new(kind, p.message.clone()).with_portable(p));
     }
     E::from(
@@ -126,12 +123,13 @@ impl Serialize for Error {
 impl<'de> serde::Deserialize<'de> for Error {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let p = PortableError::deserialize(deserializer)?;
-        if let Some(kind) = p
-            .name
-            .strip_prefix("dbos_core::Error::")
-            .and_then(ErrorKind::from_name)
-        {
-            return Ok(Error::new(kind, p.message));
+        if let Some(kind) = ErrorKind::from_recorded_name(&p.name) {
+            // DBOS's own errors keep their recorded form, so they are stored again as DBOS
+            // wrote them.
+            return Ok(match p.name.starts_with("dbos_core::Error::") {
+                true => Error::new(kind, p.message),
+                false => Error::new(kind, p.message.clone()).with_portable(p),
+            });
         }
         Ok(Error::new(
             ErrorKind::WorkflowFailed,

@@ -32,6 +32,12 @@ pub(crate) fn expand(v: &ValidStep<'_>) -> TokenStream {
         p.max_interval_millis,
     );
 
+    let timeout = match v.timeout_millis {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+    let preemptible = v.preemptible;
+
     // Bound to a typed local first: a function with the wrong signature is reported at the
     // path, and the call's argument is a plain name (see the span of the call below).
     let retry_if = match &step.options.retry_if {
@@ -110,6 +116,8 @@ pub(crate) fn expand(v: &ValidStep<'_>) -> TokenStream {
                     interval: ::core::time::Duration::from_millis(#interval),
                     backoff: #backoff,
                     max_interval: ::core::time::Duration::from_millis(#max_interval),
+                    timeout: #timeout,
+                    preemptible: #preemptible,
                 },
             };
             ::dbos_core::__private::inventory::submit! {

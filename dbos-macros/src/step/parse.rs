@@ -18,8 +18,15 @@ pub(crate) const ACCEPTED: Accepted = Accepted {
         "backoff",
         "max_interval",
         "retry_if",
+        "timeout",
+        "preemptible",
     ],
     renames: &[
+        Rename {
+            from: "timeout_seconds",
+            to: "timeout",
+            note: ", which takes a duration string such as \"30s\"",
+        },
         Rename {
             from: "retries_allowed",
             to: "max_attempts",
@@ -91,6 +98,10 @@ pub(crate) struct StepOptions {
     pub(crate) max_interval: Option<(u64, Span)>,
     /// `retry_if = path`.
     pub(crate) retry_if: Option<(syn::Path, Span)>,
+    /// `timeout = ".."`, in milliseconds (zero is refused by validation).
+    pub(crate) timeout: Option<(u64, Span)>,
+    /// `preemptible` or `preemptible = bool`.
+    pub(crate) preemptible: Option<(bool, Span)>,
 }
 
 /// A `#[step]` function, before validation.
@@ -112,6 +123,10 @@ pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> StepOptions {
     for entry in attr::parse_options(args, &ACCEPTED, errors) {
         let result = match attr::key(&entry).as_str() {
             "name" => attr::string(&entry, "name = \"charge_card\"").map(|s| o.name = Some(s)),
+            "timeout" => attr::duration_millis(&entry, "timeout = \"30s\"")
+                .map(|ms| o.timeout = Some((ms, entry.key.span()))),
+            "preemptible" => attr::flag(&entry, "preemptible")
+                .map(|b| o.preemptible = Some((b, entry.key.span()))),
             _ => retry_option(&entry, &mut o).unwrap_or(Ok(())),
         };
         if let Err(e) = result {
@@ -193,11 +208,15 @@ mod tests {
                 interval = "500ms",
                 backoff = 1.5,
                 max_interval = "1m",
-                retry_if = errors::is_transient
+                retry_if = errors::is_transient,
+                timeout = "30s",
+                preemptible
             ),
             &mut e,
         );
         assert!(e.is_empty(), "{e:?}");
+        assert_eq!(o.timeout.unwrap().0, 30_000);
+        assert!(o.preemptible.unwrap().0);
         assert_eq!(o.name.unwrap().value(), "charge");
         assert_eq!(o.max_attempts.unwrap().0, 3);
         assert_eq!(o.interval.unwrap().0, 500);
@@ -238,6 +257,18 @@ mod tests {
             e[0].contains("use `max_attempts` instead of `retries_allowed`"),
             "{e:?}"
         );
+        let e = errors(quote!(timeout = "30"));
+        assert!(
+            e[0].contains("option `timeout`: \"30\" has no unit"),
+            "{e:?}"
+        );
+        let e = errors(quote!(timeout_seconds = 30));
+        assert!(
+            e[0].contains("use `timeout` instead of `timeout_seconds`"),
+            "{e:?}"
+        );
+        let e = errors(quote!(preemptible = 1));
+        assert!(e[0].contains("option `preemptible` is a flag"), "{e:?}");
         let e = errors(quote!(max_attempts = 2, max_attempts = 3));
         assert!(
             e[0].contains("duplicate option `max_attempts` in #[step]"),

@@ -24,6 +24,10 @@ pub(crate) struct ValidStep<'a> {
     pub(crate) name: String,
     /// The retry policy, defaults applied.
     pub(crate) policy: Policy,
+    /// The bound of each attempt, in milliseconds (never zero).
+    pub(crate) timeout_millis: Option<u64>,
+    /// Whether a stop of the workflow drops the attempt in flight.
+    pub(crate) preemptible: bool,
 }
 
 /// The retry policy with defaults applied.
@@ -47,6 +51,14 @@ pub(crate) fn validate<'a>(step: &'a StepFn, all_errors: &mut Errors) -> Option<
     let o = &step.options;
     let policy = retry_policy(o, "the step runs once", &mut errors);
     let retries = policy.max_attempts > 1;
+    if let Some((0, span)) = o.timeout {
+        errors.push(syn::Error::new(
+            span,
+            "option `timeout` must be longer than 0: it bounds each attempt, and an attempt \
+             bounded by no time at all could never complete; e.g. `timeout = \"30s\"`, or no \
+             `timeout` for attempts without a bound",
+        ));
+    }
 
     if sig.asyncness.is_none() {
         errors.push(syn::Error::new_spanned(
@@ -126,6 +138,8 @@ pub(crate) fn validate<'a>(step: &'a StepFn, all_errors: &mut Errors) -> Option<
         err,
         name,
         policy,
+        timeout_millis: o.timeout.map(|(ms, _)| ms),
+        preemptible: o.preemptible.is_some_and(|(b, _)| b),
     })
 }
 
@@ -386,6 +400,18 @@ mod tests {
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].contains("must be `async fn`"));
         assert!(e[1].contains("must return `Result<T, E>`"));
+    }
+
+    #[test]
+    fn zero_timeout_is_refused() {
+        let item = quote!(
+            async fn s() -> Result<u32, E> {
+                Ok(1)
+            }
+        );
+        let e = check(quote!(timeout = "0s"), item.clone()).unwrap_err();
+        assert!(e[0].contains("`timeout` must be longer than 0"), "{e:?}");
+        assert!(check(quote!(timeout = "1ms"), item).is_ok());
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub(crate) fn expand(v: &ValidTransaction<'_>) -> TokenStream {
                         interval: ::core::time::Duration::from_millis(#interval),
                         backoff: #backoff,
                         max_interval: ::core::time::Duration::from_millis(#max_interval),
+                        timeout: ::core::option::Option::None,
+                        preemptible: false,
                     },
                 },
             };

@@ -1,0 +1,8 @@
+use dbos_macros::step;
+
+#[step(timeout = "30 seconds")]
+async fn charge(order_id: String) -> Result<String, dbos_core::Error> {
+    Ok(order_id)
+}
+
+fn main() {}
