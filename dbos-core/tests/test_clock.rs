@@ -331,3 +331,61 @@ async fn delayed_enqueues_run_when_the_clock_passes_their_delay(db: TestDatabase
     assert!(real < REAL_TIME_BOUND, "five simulated days took {real:?}");
     dbos.shutdown().await.unwrap();
 }
+
+/// The scheduled times of triggered runs.
+static TRIGGERED: Mutex<Vec<DateTime<Utc>>> = Mutex::new(Vec::new());
+
+#[workflow]
+async fn on_demand(scheduled_at: DateTime<Utc>, _context: Value) -> Result<(), Error> {
+    TRIGGERED.lock().unwrap().push(scheduled_at);
+    Ok(())
+}
+
+#[dbos_testkit::test(timeout = "120s")]
+async fn a_delay_set_later_and_a_triggered_tick_use_the_clock(db: TestDatabase) {
+    let clock = far_from_now();
+    let dbos = Dbos::launch(db.config("testapp").clock(clock.clock()).queue(&DELAYED))
+        .await
+        .unwrap();
+    // A delay set on a delayed workflow: a day from the clock's time.
+    let h = delayed_job(7)
+        .id("re-delayed")
+        .enqueue(&DELAYED)
+        .delay(HOUR)
+        .await
+        .unwrap();
+    let set = dbos.set_workflow_delay("re-delayed", DAY).await.unwrap();
+    let in_a_day = (clock.now() + DAY)
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        matches!(set, dbos_core::manage::DelaySet::Delayed { until_epoch_ms } if until_epoch_ms == in_a_day),
+        "{set:?}, not a day from {:?}",
+        clock.now()
+    );
+    clock.advance(HOUR);
+    let mut done = tokio::spawn(async move { h.result().await });
+    still_pending("the re-delayed workflow", &mut done).await;
+    clock.advance(DAY - HOUR);
+    let n = tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .expect("the day passed and the re-delayed workflow did not run")
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 7);
+
+    // A triggered tick is scheduled at the clock's time.
+    dbos.create_schedule(&Schedule::new("yearly", "on_demand", "0 0 1 1 *"))
+        .await
+        .unwrap();
+    let at = DateTime::<Utc>::from(clock.now());
+    dbos.trigger_schedule("yearly")
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(*TRIGGERED.lock().unwrap(), vec![at]);
+    dbos.shutdown().await.unwrap();
+}

@@ -48,7 +48,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::queue::enqueue::{check_partition, queue_partitioned, warn_unregistered};
 use crate::runtime::RuntimeInner;
 use crate::sysdb::manage::{ForkRow, ResumeAll, ResumeRow, RewindRow, TreeChange};
-use crate::sysdb::workflows::{now_ms, timeout_ms, INTERNAL_QUEUE};
+use crate::sysdb::workflows::{timeout_ms, INTERNAL_QUEUE};
 use crate::sysdb::SystemDatabase;
 use crate::workflow::call::{non_existent, Status, WorkflowHandle};
 use crate::workflow::placement::check_id;
@@ -79,6 +79,14 @@ impl Manager {
 
     fn app(&self) -> Option<&str> {
         self.app_name.as_deref()
+    }
+
+    /// The source of durable time: the runtime's clock, or the system clock for a client.
+    pub(crate) fn clock(&self) -> crate::clock::Clock {
+        self.runtime
+            .as_ref()
+            .map(|rt| rt.config.clock.clone())
+            .unwrap_or_default()
     }
 
     /// A handle to a workflow, of the runtime or the client.
@@ -357,7 +365,10 @@ impl Manager {
         check_id(id)?;
         let until_ms = match until {
             DelayTarget::In(d) => {
-                now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                // A delay is durable time: it ends on the runtime's clock.
+                self.clock()
+                    .now_ms()
+                    .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             }
             DelayTarget::At(t) => {
                 let ms = query::epoch_ms(t);

@@ -266,7 +266,8 @@ impl Manager {
             .get_schedule_row(name)
             .await?
             .ok_or_else(|| not_found(name))?;
-        let now = Utc::now();
+        // A trigger's scheduled time is durable time: the runtime's clock.
+        let now = DateTime::<Utc>::from(self.clock().now());
         let id = trigger_id(name, &now);
         enqueue_tick(&self.sysdb, &row, now, &id, self.app_name.as_deref()).await?;
         self.wake(row.queue_name.as_deref().unwrap_or(INTERNAL_QUEUE));
