@@ -467,6 +467,75 @@ async fn recovering_or_resuming_a_workflow_running_here_attaches_to_it(db: TestD
     dbos.shutdown().await.unwrap();
 }
 
+static RECLAIM_GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static RECLAIM_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[step]
+async fn reclaimed_step() -> Result<u32, Error> {
+    RECLAIM_RUNS.fetch_add(1, Ordering::SeqCst);
+    RECLAIM_GATE.notified().await;
+    Ok(5)
+}
+
+#[workflow]
+async fn reclaimed_workflow() -> Result<u32, Error> {
+    Ok(reclaimed_step().await? + 1)
+}
+
+/// Between this executor's new claim of a workflow that runs here and the hand-over of that
+/// claim to the live execution, the row names a claim the execution does not know yet. The
+/// executor's periodic check (every millisecond here) must not read that as a takeover: a
+/// stop then would leave the row `PENDING` under a claim nobody runs. Forty resumes of the
+/// running workflow, each claimed again here and handed over, give the check many chances
+/// to look inside that window (checked: with the "claimed again by this executor" guard
+/// removed from the check, the workflow never finishes).
+#[dbos_testkit::test]
+async fn a_claim_being_handed_to_the_live_execution_is_not_taken_for_a_takeover(db: TestDatabase) {
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .cancel_poll_interval(Duration::from_millis(1)),
+    )
+    .await
+    .unwrap();
+    let h = reclaimed_workflow()
+        .id("reclaimed")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually("the gated step to run", Duration::from_secs(10), || async {
+        (RECLAIM_RUNS.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    let client = db.connect().await;
+    let owner = || async {
+        client
+            .query_one(
+                "SELECT status, owner_xid FROM dbos.workflow_status WHERE workflow_uuid = 'reclaimed'",
+                &[],
+            )
+            .await
+            .unwrap()
+    };
+    for _ in 0..40 {
+        let before: Option<String> = owner().await.get(1);
+        dbos.resume_workflow("reclaimed").await.unwrap();
+        eventually("the resumed workflow to be claimed here", Duration::from_secs(10), || async {
+            let row = owner().await;
+            let now: Option<String> = row.get(1);
+            (row.get::<_, String>(0) == "PENDING" && now.is_some() && now != before).then_some(())
+        })
+        .await;
+    }
+    RECLAIM_GATE.notify_waiters();
+    let out = tokio::time::timeout(Duration::from_secs(20), h.result())
+        .await
+        .expect("the live execution, never stopped, finishes the workflow");
+    assert_eq!(out.unwrap(), 6);
+    assert_eq!(RECLAIM_RUNS.load(Ordering::SeqCst), 1, "one body");
+    dbos.shutdown().await.unwrap();
+}
+
 #[step]
 async fn long_counted_step(key: String, ms: u64) -> Result<u32, Error> {
     let n = bump(&key);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use dbos_core::{step, workflow, Config, Dbos, Error};
+use dbos_core::{step, workflow, Config, Dbos, Error, Queue};
 use dbos_testkit::crash::{eventually, ChildProcess, IsolatedRuntime};
 use dbos_testkit::TestDatabase;
 use serde_json::json;
@@ -403,7 +403,11 @@ async fn left_by_a_dying_process() -> Result<u32, Error> {
 async fn a_pinned_id_whose_old_session_ends_after_the_relaunch_still_gets_its_work_back(
     db: TestDatabase,
 ) {
-    let config = fast_recovery(db.config("testapp").executor_id("pinned-again"));
+    let config = fast_recovery(
+        db.config("testapp")
+            .executor_id("pinned-again")
+            .queue(&RARELY_POLLED),
+    );
     let old = IsolatedRuntime::new();
     let c = config.clone();
     old.run(async move {
@@ -411,7 +415,7 @@ async fn a_pinned_id_whose_old_session_ends_after_the_relaunch_still_gets_its_wo
         left_by_a_dying_process()
             .id("orphan")
             .on(&dbos)
-            .start()
+            .enqueue(&RARELY_POLLED)
             .await
             .unwrap();
     })
@@ -434,11 +438,120 @@ async fn a_pinned_id_whose_old_session_ends_after_the_relaunch_still_gets_its_wo
 
     old.abort();
     let handle = new.retrieve_workflow::<u32, Error>("orphan");
+    // The relaunch polled the queue at launch (the work was the old process's then), next in
+    // about two minutes: it starts the work it recovers at once (it wakes its queues; checked
+    // by removing that wake-up from `recover_own`, the work then waits for the poll).
     let out = tokio::time::timeout(Duration::from_secs(20), handle.result())
         .await
-        .expect("the relaunched process recovers the work once the old session is gone")
+        .expect("the relaunched process recovers the work once the old session is gone, and starts it at once")
         .unwrap();
     assert_eq!(out, 7);
     assert_eq!(RETURNING_REACHED.load(Ordering::SeqCst), 2);
     new.shutdown().await.unwrap();
+}
+
+/// A queue polled so rarely that work on it waits for a wake-up: recovered work that started
+/// only at the queue's next poll would start minutes late.
+static RARELY_POLLED: Queue = Queue::new("rarely-polled").polling_interval(Duration::from_secs(120));
+
+static QUEUED_REACHED: AtomicU32 = AtomicU32::new(0);
+
+/// Hangs the first time it runs (that runtime is then killed there).
+#[step]
+async fn queued_hangs_the_first_time() -> Result<u32, Error> {
+    if QUEUED_REACHED.fetch_add(1, Ordering::SeqCst) == 0 {
+        std::future::pending::<()>().await;
+    }
+    Ok(9)
+}
+
+#[workflow]
+async fn queued_left_by_a_dying_process() -> Result<u32, Error> {
+    queued_hangs_the_first_time().await
+}
+
+static AGAIN_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[step]
+async fn again_long_step() -> Result<u32, Error> {
+    let n = AGAIN_RUNS.fetch_add(1, Ordering::SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    Ok(n)
+}
+
+#[workflow]
+async fn again_blocked() -> Result<u32, Error> {
+    again_long_step().await
+}
+
+/// A peer that recovers a dead executor's queued work starts it at once (it wakes its
+/// queues), not at the queue's next poll, two minutes away here: checked by removing the
+/// wake-up after `recover_dead_peers` re-enqueues (the work then waits for the poll). And it
+/// lets go of the dead executor's lock once done: the same id relaunched holds its lock and
+/// keeps its work (checked with `LockSession::unlock` doing nothing: the peer, still holding
+/// that lock, took the live relaunch for dead and recovered its work).
+#[dbos_testkit::test]
+async fn a_dead_peer_s_queued_work_starts_at_once_and_its_id_comes_back_cleanly(db: TestDatabase) {
+    // The generated ids' prefix, so peers may recover it, pinned so it can come back.
+    let config = || {
+        fast_recovery(db.config("testapp"))
+            .executor_id("dbos-rs-comes-back")
+            .queue(&RARELY_POLLED)
+    };
+    let old = IsolatedRuntime::new();
+    let c = config();
+    old.run(async move {
+        let dbos = Dbos::launch(c).await.unwrap();
+        queued_left_by_a_dying_process()
+            .id("queued-orphan")
+            .on(&dbos)
+            .enqueue(&RARELY_POLLED)
+            .await
+            .unwrap();
+    })
+    .await;
+    eventually(
+        "the old process to reach its step",
+        Duration::from_secs(10),
+        || async { (QUEUED_REACHED.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
+    // The peer polls the queue once at launch (the work is the old process's then), next in
+    // about two minutes; it has been up for longer than its recovery grace when the old
+    // process dies.
+    let peer = Dbos::launch(fast_recovery(db.config("testapp")).queue(&RARELY_POLLED))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    old.abort();
+    let handle = peer.retrieve_workflow::<u32, Error>("queued-orphan");
+    let out = tokio::time::timeout(Duration::from_secs(15), handle.result())
+        .await
+        .expect("the peer starts the recovered work at once, not at the queue's next poll")
+        .unwrap();
+    assert_eq!(out, 9);
+    assert_eq!(QUEUED_REACHED.load(Ordering::SeqCst), 2);
+
+    // The id comes back: it takes its lock, and its new work stays with it.
+    let back = Dbos::launch(config()).await.unwrap();
+    let runs = again_blocked().id("comes-back").on(&back).await.unwrap();
+    assert_eq!(runs, 1);
+    assert_eq!(AGAIN_RUNS.load(Ordering::SeqCst), 1, "the step ran once");
+    let row = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT executor_id, recovery_attempts FROM dbos.workflow_status WHERE workflow_uuid = 'comes-back'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "dbos-rs-comes-back");
+    assert_eq!(
+        row.get::<_, i64>(1),
+        1,
+        "the peer that recovered the id's earlier work never took the relaunch for dead"
+    );
+    back.shutdown().await.unwrap();
+    peer.shutdown().await.unwrap();
 }

@@ -238,6 +238,22 @@ mod tests {
         assert_eq!(long.len(), 63);
     }
 
+    /// The key is part of the protocol between executors (and between versions of this
+    /// library sharing a database): every one must derive the same key for an id, and
+    /// different keys for different ids, or a live executor's lock reads as free.
+    #[test]
+    fn executor_lock_keys_follow_the_documented_derivation_and_differ_per_id() {
+        // sha256("dbos-rs.executor:dbos:testapp:dbos-rs-w1"), first 8 bytes, big-endian.
+        assert_eq!(
+            executor_lock_key("dbos", "testapp", "dbos-rs-w1"),
+            -2_067_521_597_410_822_447
+        );
+        assert_eq!(
+            executor_lock_key("dbos", "testapp", "dbos-rs-w2"),
+            3_513_619_336_943_177_473
+        );
+    }
+
     #[test]
     fn keepalives_add_up_to_the_timeout() {
         let k = keepalive_settings(Duration::from_secs(30));
