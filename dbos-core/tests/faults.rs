@@ -517,7 +517,7 @@ async fn a_claim_being_handed_to_the_live_execution_is_not_taken_for_a_takeover(
             .await
             .unwrap()
     };
-    for _ in 0..40 {
+    for _ in 0..200 {
         let before: Option<String> = owner().await.get(1);
         dbos.resume_workflow("reclaimed").await.unwrap();
         eventually("the resumed workflow to be claimed here", Duration::from_secs(10), || async {
