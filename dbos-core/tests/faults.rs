@@ -485,10 +485,11 @@ async fn reclaimed_workflow() -> Result<u32, Error> {
 /// Between this executor's new claim of a workflow that runs here and the hand-over of that
 /// claim to the live execution, the row names a claim the execution does not know yet. The
 /// executor's periodic check (every millisecond here) must not read that as a takeover: a
-/// stop then would leave the row `PENDING` under a claim nobody runs. Forty resumes of the
-/// running workflow, each claimed again here and handed over, give the check many chances
-/// to look inside that window (checked: with the "claimed again by this executor" guard
-/// removed from the check, the workflow never finishes).
+/// stop there ends the live execution while the claim is handed to it. Two hundred resumes
+/// of the running workflow, each claimed again here and handed over, give the check many
+/// chances to look inside that window (checked: with the "claimed again by this executor"
+/// guard answering no, the test failed in 2 runs of 2, the step's body having run 7 times:
+/// each stopped execution was replaced by a new one at the next claim).
 #[dbos_testkit::test]
 async fn a_claim_being_handed_to_the_live_execution_is_not_taken_for_a_takeover(db: TestDatabase) {
     let dbos = Dbos::launch(
