@@ -521,11 +521,16 @@ async fn a_claim_being_handed_to_the_live_execution_is_not_taken_for_a_takeover(
     for _ in 0..200 {
         let before: Option<String> = owner().await.get(1);
         dbos.resume_workflow("reclaimed").await.unwrap();
-        eventually("the resumed workflow to be claimed here", Duration::from_secs(10), || async {
-            let row = owner().await;
-            let now: Option<String> = row.get(1);
-            (row.get::<_, String>(0) == "PENDING" && now.is_some() && now != before).then_some(())
-        })
+        eventually(
+            "the resumed workflow to be claimed here",
+            Duration::from_secs(10),
+            || async {
+                let row = owner().await;
+                let now: Option<String> = row.get(1);
+                (row.get::<_, String>(0) == "PENDING" && now.is_some() && now != before)
+                    .then_some(())
+            },
+        )
         .await;
     }
     RECLAIM_GATE.notify_waiters();

@@ -452,7 +452,8 @@ async fn a_pinned_id_whose_old_session_ends_after_the_relaunch_still_gets_its_wo
 
 /// A queue polled so rarely that work on it waits for a wake-up: recovered work that started
 /// only at the queue's next poll would start minutes late.
-static RARELY_POLLED: Queue = Queue::new("rarely-polled").polling_interval(Duration::from_secs(120));
+static RARELY_POLLED: Queue =
+    Queue::new("rarely-polled").polling_interval(Duration::from_secs(120));
 
 static QUEUED_REACHED: AtomicU32 = AtomicU32::new(0);
 
