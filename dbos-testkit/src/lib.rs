@@ -17,6 +17,9 @@
 //! - A primary with a streaming standby for failover tests ([`replication`]).
 //! - What a test receives depends on its signature: any argument type implementing
 //!   [`TestArg`] (`TestDatabase`, `Dbos`, `SystemDatabase`).
+//! - Durable time under the test's control ([`TestClock`]): give it to the runtime with
+//!   `Config::clock` and [`advance`](TestClock::advance) it; sleeps, timed waits, schedule
+//!   ticks and queue delays follow it.
 //! - A test that runs past its timeout (120 s unless it sets one, `DBOS_TESTKIT_TIMEOUT`
 //!   overrides) fails with a panic naming it and its kept database; see [`test`].
 
