@@ -296,3 +296,39 @@ async fn each_kind_of_divergence_is_named(db: TestDatabase) {
     assert!(d.to_string().contains("after the end"), "{d}");
     dbos.shutdown().await.unwrap();
 }
+
+static GROWN: AtomicU32 = AtomicU32::new(0);
+
+/// Version 0 ends after its step; version 1 adds a patched step at the end.
+#[workflow]
+async fn grows() -> Result<i64, Error> {
+    let a = add(2, 3).await?;
+    if GROWN.load(Ordering::SeqCst) == 1 && dbos_core::patch("tail").await? {
+        return Ok(add(a, 1).await? + 100);
+    }
+    Ok(a)
+}
+
+#[dbos_testkit::test]
+async fn a_patch_after_the_end_of_a_finished_history_takes_the_old_branch(db: TestDatabase) {
+    let dbos = db.launch().await;
+    GROWN.store(0, Ordering::SeqCst);
+    assert_eq!(grows().id("grown").on(&dbos).await.unwrap(), 5);
+    GROWN.store(1, Ordering::SeqCst);
+    let replay = dbos.replay("grown").await.unwrap();
+    assert_eq!(
+        replay.end,
+        ReplayEnd::Returned {
+            output: Some(json!(5)),
+            error: None
+        },
+        "{replay}"
+    );
+    // A new execution takes the new branch, and replays it.
+    assert_eq!(grows().id("grown-2").on(&dbos).await.unwrap(), 106);
+    let replay = dbos.replay("grown-2").await.unwrap();
+    let names: Vec<&str> = replay.trace.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["add", "DBOS.patch-tail", "add"]);
+    assert!(replay.divergence().is_none(), "{replay}");
+    dbos.shutdown().await.unwrap();
+}

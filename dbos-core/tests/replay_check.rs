@@ -140,6 +140,33 @@ async fn swapping_two_steps_is_named_and_a_patch_makes_the_check_pass(db: TestDa
     assert_eq!(diverged, ["v1-1", "v1-2", "v1-3", "v2-4"]);
     VERSION.store(2, Ordering::SeqCst);
     dbos.shutdown().await.unwrap();
+
+    // An in-flight execution that has only run `s_a` (its later records removed, as if its
+    // executor died there) is not broken by the swap: it replays to its frontier, and will
+    // run the new order.
+    let c = db.connect().await;
+    c.batch_execute(
+        "DELETE FROM dbos.operation_outputs WHERE workflow_uuid = 'v1-3' AND function_id > 1;
+         DELETE FROM dbos.workflow_output WHERE workflow_uuid = 'v1-3';
+         UPDATE dbos.workflow_status SET status = 'PENDING' WHERE workflow_uuid = 'v1-3';",
+    )
+    .await
+    .unwrap();
+    VERSION.store(1, Ordering::SeqCst);
+    let in_flight = ListWorkflows::new()
+        .name("three_steps")
+        .status(Status::Pending);
+    let report = dbos_testkit::replay_check(&url, &in_flight).await.unwrap();
+    assert_eq!(report.checked.len(), 1);
+    assert!(report.passed(), "{report}");
+    assert_eq!(
+        report.checked[0].end,
+        ReplayEnd::Frontier {
+            step_id: 2,
+            next: "s_c".into()
+        }
+    );
+    VERSION.store(2, Ordering::SeqCst);
 }
 
 #[dbos_testkit::test]

@@ -9,9 +9,7 @@ use crate::codec::PortableInputs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::queue::Queue;
 use crate::runtime::RuntimeInner;
-use crate::sysdb::workflows::{
-    clamped_ms, now_ms, timeout_ms, NewWorkflow, QueueFields, INTERNAL_QUEUE,
-};
+use crate::sysdb::workflows::{clamped_ms, timeout_ms, NewWorkflow, QueueFields, INTERNAL_QUEUE};
 use crate::sysdb::SystemDatabase;
 use crate::workflow::call::{check_attributes, Started, WorkflowCall, WorkflowHandle};
 use crate::workflow::placement::{
