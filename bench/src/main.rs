@@ -4,6 +4,7 @@
 //! cargo run --release -p bench                 # every workload, embedded Postgres
 //! cargo run --release -p bench -- W1 W2        # some workloads
 //! cargo run --release -p bench -- T            # recovery of a SIGKILLed executor (only when named)
+//! cargo run --release -p bench -- S            # the scheduler's cost (only when named)
 //! DBOS_BENCH_URL=postgres://u:p@host/postgres cargo run --release -p bench
 //! ```
 //!
@@ -14,6 +15,7 @@
 //! JSON line per workload.
 
 mod floor;
+mod scheduler;
 mod stats;
 mod takeover;
 mod transactions;
@@ -63,6 +65,10 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("takeover-worker") {
         takeover::worker(&args[2], &args[3]).await;
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("scheduler-worker") {
+        scheduler::worker(&args[2], &args[3]).await;
         return;
     }
     let selected: Vec<String> = std::env::args().skip(1).collect();
@@ -127,6 +133,10 @@ async fn main() {
     // Not part of the default run: it kills processes and waits out recovery graces.
     if selected.iter().any(|s| s.eq_ignore_ascii_case("T")) {
         reports.push(takeover::takeover(&server).await);
+    }
+    // Not part of the default run: a minute of warm-up and a minute measured.
+    if selected.iter().any(|s| s.eq_ignore_ascii_case("S")) {
+        reports.push(scheduler::scheduler_cost(&server).await);
     }
     println!();
     println!("| workload | result |");
