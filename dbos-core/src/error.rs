@@ -84,6 +84,9 @@ pub enum ErrorKind {
     /// A start with [`IdReusePolicy::Reject`](crate::IdReusePolicy::Reject) found its
     /// workflow id in use (DBOS's `DBOSWorkflowIDInUseError`, code 27). Nothing was written.
     WorkflowIdInUse,
+    /// A workflow with `required_roles` was started without an authenticated role among
+    /// them (DBOS's `DBOSNotAuthorizedError`, code 8). Nothing was written.
+    NotAuthorized,
 }
 
 impl ErrorKind {
@@ -116,6 +119,7 @@ impl ErrorKind {
         ErrorKind::ConflictingSchedule,
         ErrorKind::StepTimeout,
         ErrorKind::WorkflowIdInUse,
+        ErrorKind::NotAuthorized,
     ];
 
     /// DBOS's names of its errors that have a kind here, as DBOS Python records them in a
@@ -123,6 +127,7 @@ impl ErrorKind {
     const DBOS_NAMES: &'static [(&'static str, ErrorKind)] = &[
         ("DBOSStepTimeoutError", ErrorKind::StepTimeout),
         ("DBOSWorkflowIDInUseError", ErrorKind::WorkflowIdInUse),
+        ("DBOSNotAuthorizedError", ErrorKind::NotAuthorized),
     ];
 
     /// The kind whose `Debug` name is `name` (the inverse of `format!("{kind:?}")`).
@@ -151,6 +156,7 @@ impl ErrorKind {
             ErrorKind::WorkflowFunctionNotFound => 4,
             ErrorKind::NonExistentWorkflow => 5,
             ErrorKind::MaxRecoveryAttemptsExceeded => 6,
+            ErrorKind::NotAuthorized => 8,
             ErrorKind::ConflictingWorkflow => 9,
             ErrorKind::WorkflowCancelled => 10,
             ErrorKind::UnexpectedStep => 11,

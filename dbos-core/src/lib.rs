@@ -39,6 +39,7 @@ pub use transaction::{
 };
 pub use workflow::call::{Status, WorkflowCall, WorkflowHandle};
 pub use workflow::context::{step_attempt, step_id, workflow_id};
+pub use workflow::identity::{identity, Identity};
 pub use workflow::ops::{now, random, run_step, run_step_retry_if, sleep, uuid};
 pub use workflow::patch::{deprecate_patch, patch};
 pub use workflow::placement::IdReusePolicy;

@@ -54,6 +54,7 @@ static GREET: WorkflowDef = WorkflowDef {
     line: line!(),
     source_hash: "greet-v1",
     max_recovery_attempts: 100,
+    required_roles: &[],
     invoke: |args: Args| {
         Box::pin(async move {
             let name: String = args.decode(0, "name")?;

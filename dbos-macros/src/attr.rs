@@ -335,6 +335,60 @@ pub(crate) fn duration_millis(entry: &OptionEntry, example: &str) -> syn::Result
     })
 }
 
+/// A non-empty array of non-blank string literals, e.g. `required_roles = ["admin"]`;
+/// `what` says what each string is, and `why_one` why an empty list is refused.
+pub(crate) fn string_list(
+    entry: &OptionEntry,
+    what: &str,
+    why_one: &str,
+    example: &str,
+) -> syn::Result<Vec<LitStr>> {
+    let expr = value(entry, example)?;
+    let Expr::Array(array) = expr else {
+        return Err(syn::Error::new_spanned(
+            expr,
+            format!(
+                "option `{}` takes an array of string literals, e.g. `{example}`",
+                key(entry)
+            ),
+        ));
+    };
+    if array.elems.is_empty() {
+        return Err(syn::Error::new_spanned(
+            array,
+            format!(
+                "option `{}` must name at least one {what}: {why_one}; e.g. `{example}`",
+                key(entry)
+            ),
+        ));
+    }
+    array
+        .elems
+        .iter()
+        .map(|e| match e {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) if !s.value().trim().is_empty() => Ok(s.clone()),
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) => Err(syn::Error::new_spanned(
+                s,
+                format!(
+                    "option `{}`: a {what} cannot be blank; e.g. `{example}`",
+                    key(entry)
+                ),
+            )),
+            other => Err(syn::Error::new_spanned(
+                other,
+                format!(
+                    "option `{}` takes an array of string literals, e.g. `{example}`",
+                    key(entry)
+                ),
+            )),
+        })
+        .collect()
+}
+
 /// A path value naming a function, e.g. `retry_if = errors::is_transient`.
 pub(crate) fn path(entry: &OptionEntry, example: &str) -> syn::Result<syn::Path> {
     match value(entry, example)? {

@@ -46,6 +46,8 @@ use proc_macro::TokenStream;
 ///   pinning `name` orphans workflows that are in flight.
 /// - `max_recovery_attempts = N` (at least 1, default 100): how many times recovery may
 ///   start the workflow again before it is marked as having exceeded its recovery attempts.
+/// - `required_roles = ["admin", ..]` (not empty): a start must be authenticated with one of
+///   these roles (DBOS's `@DBOS.required_roles`); otherwise it is refused, nothing written.
 ///
 /// # Rules
 ///
@@ -80,6 +82,7 @@ use proc_macro::TokenStream;
 ///     static DEF: WorkflowDef = WorkflowDef {
 ///         name: "checkout", file: file!(), line: line!(), source_hash: "…",
 ///         max_recovery_attempts: 100,
+///         required_roles: &[],
 ///         invoke: |args| workflow_future_must_be_send(async move {
 ///             let order: Order = args.decode(0, "order")?;
 ///             let result: Result<Receipt, ShopError> = async move { /* body */ }.await;

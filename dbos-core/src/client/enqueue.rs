@@ -188,6 +188,7 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
             queue: Some(self.options.fields(&self.queue, now_ms())),
             attributes: self.attributes.as_ref(),
             reject_existing: false,
+            identity: None,
         };
         loop {
             return match sysdb.start_workflow(&new).await {

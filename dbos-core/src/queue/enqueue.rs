@@ -271,6 +271,7 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
         let inputs = PortableInputs::positional(args).to_text()?;
         let def = self.call.def;
         let timeout_ms = timeout_ms(self.call.timeout, "workflow")?;
+        let identity = crate::workflow::identity::for_start(def, self.call.identity).await?;
         let (rt, id, parent, fresh_id) =
             match Placement::resolve(def.name, self.call.id.clone(), self.call.runtime.as_ref())? {
                 Placement::Recorded { rt, id } => return Ok(WorkflowHandle::attach(rt, id)),
@@ -306,6 +307,7 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             queue: Some(fields),
             attributes: self.call.attributes.as_ref(),
             reject_existing: self.call.id_reuse == IdReusePolicy::Reject,
+            identity: (!identity.is_empty()).then_some(&identity),
         };
         match insert(&rt, &new, parent.as_ref().map(|p| &*p.ctx)).await {
             Ok(row) => {
@@ -410,6 +412,7 @@ pub(crate) async fn enqueue_by_name(
         queue: Some(options.fields(queue, rt.config.clock.now_ms())),
         attributes: None,
         reject_existing: false,
+        identity: None,
     };
     let row = insert(rt, &new, None).await?;
     if row.created {

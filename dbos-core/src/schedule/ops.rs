@@ -82,6 +82,7 @@ pub(crate) async fn enqueue_tick(
         }),
         attributes: None,
         reject_existing: false,
+        identity: None,
     };
     Ok(sysdb
         .start_workflow(&new)

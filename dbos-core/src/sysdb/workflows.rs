@@ -68,6 +68,9 @@ pub(crate) struct NewWorkflow<'a> {
     /// The id reuse policy is `reject`: an existing row is returned unchanged (the caller
     /// refuses the start), and a child's start is then not recorded in its parent.
     pub(crate) reject_existing: bool,
+    /// Who the workflow runs for (`authenticated_user`, `authenticated_roles`,
+    /// `assumed_role`), if anyone.
+    pub(crate) identity: Option<&'a crate::workflow::identity::Identity>,
 }
 
 /// The queue columns of an enqueued workflow.
@@ -188,6 +191,10 @@ impl SystemDatabase {
             None => (None, None, None),
         };
         let q = w.queue.clone().unwrap_or_default();
+        let (user, roles, assumed_role) = match w.identity {
+            Some(i) => (i.user.as_deref(), i.roles_json(), i.assumed_role.as_deref()),
+            None => (None, None, None),
+        };
         let queue_name = w.queue.as_ref().map(|q| q.queue_name);
         let status = match (&w.owner_xid, &w.queue) {
             (Some(_), _) => "PENDING",
@@ -233,6 +240,9 @@ impl SystemDatabase {
                     &q.delay_until_ms,
                     &w.attributes,
                     &q.schedule_name,
+                    &user,
+                    &roles,
+                    &assumed_role,
                 ],
             )
             .await;
@@ -310,6 +320,46 @@ impl SystemDatabase {
                 )
             })
             .collect())
+    }
+
+    /// Who workflow `workflow_id` runs for (DBOS's authentication columns); `None` when it
+    /// does not exist. Read once per execution, by a workflow that asks and was not started
+    /// here.
+    pub(crate) async fn workflow_identity(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Option<crate::workflow::identity::Identity>> {
+        let s = self.quoted_schema();
+        let rows = self
+            .query(
+                &format!("read the identity of workflow `{workflow_id}`"),
+                &format!(
+                    "SELECT authenticated_user, authenticated_roles, assumed_role
+                       FROM {s}.workflow_status WHERE workflow_uuid = $1"
+                ),
+                &[&workflow_id],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let roles = match row.get::<_, Option<String>>(1) {
+            None => None,
+            Some(text) => Some(serde_json::from_str::<Vec<String>>(&text).map_err(|e| {
+                Error::new(
+                    ErrorKind::Serialization,
+                    format!(
+                        "workflow `{workflow_id}` has authenticated roles `{text}` that are not a JSON array of \
+                         strings (DBOS's form): {e}"
+                    ),
+                )
+            })?),
+        };
+        Ok(Some(crate::workflow::identity::Identity {
+            user: row.get(0),
+            roles,
+            assumed_role: row.get(2),
+        }))
     }
 
     /// Status, name and outcome of a workflow, with the DBOS 3.x fallbacks to the legacy
@@ -619,11 +669,12 @@ fn start_sql_with(s: &str, with_parent: bool, idempotent: bool, link_existing: b
                  created_at, updated_at, recovery_attempts, owner_xid, creator_xid, serialization,
                  workflow_timeout_ms, workflow_deadline_epoch_ms, parent_workflow_id, started_at_epoch_ms,
                  queue_name, priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes,
-                 schedule_name)
+                 schedule_name, authenticated_user, authenticated_roles, assumed_role)
              SELECT $1::text, $15::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $6::bigint,
                     CASE WHEN $15::text = 'PENDING' THEN 1 ELSE 0 END, $14::text, $7::text, '{PORTABLE_JSON}',
                     $8::bigint, $9::bigint, $11::text, NULL::bigint,
-                    $16::text, $17::integer, $18::text, $19::text, $20::bigint, $21::jsonb, $22::text
+                    $16::text, $17::integer, $18::text, $19::text, $20::bigint, $21::jsonb, $22::text,
+                    $23::text, $24::text, $25::text
               {gate}
              {on_status_conflict}
              RETURNING status, name, creator_xid, workflow_deadline_epoch_ms

@@ -15,6 +15,7 @@ use crate::sysdb::workflows::{now_ms, NewWorkflow, OutcomeRow};
 use crate::sysdb::SystemDatabase;
 use crate::workflow::context::{current, Operation, Slot, WorkflowContext};
 use crate::workflow::execution::{Completion, CompletionReceiver, Start};
+use crate::workflow::identity::Identity;
 use crate::workflow::placement::{check_id, insert, parent_link, IdReusePolicy, Placement};
 use crate::workflow::registry::{BoxFuture, WorkflowDef};
 use crate::workflow::types::{error_from_portable, Portable, WorkflowError};
@@ -39,6 +40,7 @@ pub struct WorkflowCall<T, E> {
     pub(crate) timeout: Option<Duration>,
     pub(crate) attributes: Option<Value>,
     pub(crate) id_reuse: IdReusePolicy,
+    pub(crate) identity: Option<Identity>,
     pub(crate) runtime: Option<Dbos>,
     pub(crate) typed: CallTypes<T, E>,
 }
@@ -92,6 +94,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             timeout: None,
             attributes: None,
             id_reuse: IdReusePolicy::ReturnExisting,
+            identity: None,
             runtime: None,
             typed: CallTypes {
                 start: |call| Box::pin(async move { call.start_inner().await.map_err(E::from) }),
@@ -109,6 +112,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
         let timeout_ms = crate::sysdb::workflows::timeout_ms(self.timeout, "workflow")?;
         let args: Vec<Value> = self.args.into_iter().collect::<Result<_>>()?;
         let inputs = PortableInputs::positional(args.clone()).to_text()?;
+        let identity = crate::workflow::identity::for_start(self.def, self.identity).await?;
         let (rt, id, parent, fresh_id) =
             match Placement::resolve(self.def.name, self.id, self.runtime.as_ref())? {
                 Placement::Recorded { rt, id } => return Ok(WorkflowHandle::attach(rt, id)),
@@ -140,6 +144,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             queue: None,
             attributes: self.attributes.as_ref(),
             reject_existing: self.id_reuse == IdReusePolicy::Reject,
+            identity: (!identity.is_empty()).then_some(&identity),
         };
         let row = insert(&rt, &new, parent.as_ref().map(|p| &*p.ctx)).await?;
         if !row.created {
@@ -155,6 +160,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             first_run: true,
             deadline_ms: row.deadline_ms,
             slot: None,
+            identity: Some(identity),
         });
         Ok(WorkflowHandle::local(rt, id, receiver))
     }
@@ -173,6 +179,32 @@ impl<T, E> WorkflowCall<T, E> {
     /// [`ErrorKind::WorkflowIdInUse`] and writes nothing. Applies to `.enqueue(..)` too.
     pub fn id_reuse_policy(mut self, policy: IdReusePolicy) -> Self {
         self.id_reuse = policy;
+        self
+    }
+
+    /// Runs the workflow for `user` with `roles` (DBOS's `authenticated_user` and
+    /// `authenticated_roles`): readable inside it with [`identity()`](crate::identity),
+    /// inherited by its children, kept across recovery, and filterable in listings. A
+    /// workflow with `required_roles` needs one of them here. A blank user, an empty role
+    /// list or a blank role is refused with [`ErrorKind::InvalidArgument`] before anything
+    /// is written.
+    pub fn authenticated<R: Into<String>>(
+        mut self,
+        user: impl Into<String>,
+        roles: impl IntoIterator<Item = R>,
+    ) -> Self {
+        let identity = self.identity.get_or_insert_with(Identity::default);
+        identity.user = Some(user.into());
+        identity.roles = Some(roles.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The role the workflow runs as (DBOS's `assumed_role`). A workflow with
+    /// `required_roles` assumes the first of them the user has instead.
+    pub fn assumed_role(mut self, role: impl Into<String>) -> Self {
+        self.identity
+            .get_or_insert_with(Identity::default)
+            .assumed_role = Some(role.into());
         self
     }
 

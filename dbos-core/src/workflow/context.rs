@@ -13,6 +13,7 @@ use crate::runtime::RuntimeInner;
 use crate::sysdb::records::{CheckpointRow, RecordError};
 use crate::sysdb::workflows::{now_ms, Checkpoint};
 use crate::workflow::control::ExecutionControl;
+use crate::workflow::identity::Identity;
 
 tokio::task_local! {
     static CURRENT: Option<Arc<WorkflowContext>>;
@@ -84,6 +85,9 @@ pub(crate) struct WorkflowContext {
     park_ticket: Mutex<Option<crate::messages::waiters::WaitGuard>>,
     /// Set when this execution replays a recorded one read-only (see `crate::replay`).
     replay: Option<Arc<crate::replay::ReplayMode>>,
+    /// Who the workflow runs for: known when started here, else read from its row once,
+    /// when first asked (no read on the hot path).
+    identity: tokio::sync::OnceCell<Identity>,
 }
 
 impl std::fmt::Debug for WorkflowContext {
@@ -127,7 +131,28 @@ impl WorkflowContext {
             park_requested: tokio::sync::Notify::new(),
             park_ticket: Mutex::new(None),
             replay: None,
+            identity: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The context of a workflow whose identity is known (started here).
+    pub(crate) fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = tokio::sync::OnceCell::new_with(Some(identity));
+        self
+    }
+
+    /// Who the workflow runs for; read from its row the first time when not known.
+    pub(crate) async fn identity(&self) -> Result<Identity> {
+        self.identity
+            .get_or_try_init(|| async {
+                Ok(
+                    Box::pin(self.runtime.sysdb.workflow_identity(&self.workflow_id))
+                        .await?
+                        .unwrap_or_default(),
+                )
+            })
+            .await
+            .cloned()
     }
 
     /// This context replaying a recorded execution read-only: every operation returns its

@@ -125,6 +125,8 @@ pub(crate) struct Start {
     pub(crate) deadline_ms: Option<i64>,
     /// Its place in a queue's worker concurrency, held until it ends (also while parked).
     pub(crate) slot: Option<RunningSlot>,
+    /// Who it runs for, when known (started here); else read from its row when asked.
+    pub(crate) identity: Option<crate::workflow::identity::Identity>,
 }
 
 impl RuntimeInner {
@@ -203,6 +205,7 @@ impl RuntimeInner {
             first_run,
             deadline_ms,
             mut slot,
+            identity,
             ..
         } = start;
         let id = id.as_str();
@@ -217,14 +220,18 @@ impl RuntimeInner {
                 }
             }
         };
-        let ctx = Arc::new(WorkflowContext::new(
+        let ctx = WorkflowContext::new(
             self.clone(),
             id.to_owned(),
             control.clone(),
             deadline_ms,
             history,
             first_run,
-        ));
+        );
+        let ctx = Arc::new(match identity {
+            Some(identity) => ctx.with_identity(identity),
+            None => ctx,
+        });
         let invoked = ctx.clone().scope((def.invoke)(Args::new(def.name, args)));
         let mut body: BoxFuture<'static, std::thread::Result<ErasedOutcome>> =
             Box::pin(AssertUnwindSafe(invoked).catch_unwind());
@@ -417,6 +424,7 @@ impl RuntimeInner {
                     first_run: !c.has_history && c.recovery_attempts <= 1,
                     deadline_ms: c.deadline_ms,
                     slot,
+                    identity: None,
                 });
             }
             Err(e) => self.fail_claimed(c.id, c.owner_xid, e),

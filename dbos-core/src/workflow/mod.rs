@@ -4,6 +4,7 @@ pub mod call;
 pub(crate) mod context;
 pub(crate) mod control;
 pub(crate) mod execution;
+pub(crate) mod identity;
 pub mod ops;
 pub(crate) mod parking;
 pub mod patch;

@@ -285,6 +285,7 @@ async fn resume(rt: Arc<RuntimeInner>, id: Arc<str>, mut parked: Parked) {
                         first_run: false,
                         deadline_ms: parked.deadline_ms,
                         slot: parked.slot,
+                        identity: None,
                     });
                     return;
                 }

@@ -116,6 +116,9 @@ pub struct WorkflowDef {
     pub source_hash: &'static str,
     /// Recoveries allowed before the workflow is moved to `MAX_RECOVERY_ATTEMPTS_EXCEEDED`.
     pub max_recovery_attempts: i32,
+    /// Roles one of which a start must be authenticated with (`#[workflow(required_roles =
+    /// [..])]`; empty: no check). The first one the user has becomes the assumed role.
+    pub required_roles: &'static [&'static str],
     /// Runs the body with decoded arguments.
     pub invoke: fn(Args) -> BoxFuture<'static, ErasedOutcome>,
 }

@@ -38,6 +38,7 @@ pub(crate) fn expand(v: &ValidWorkflow<'_>) -> TokenStream {
     let name = &v.name;
     let hash = &v.wf.source_hash;
     let max_recovery_attempts = v.max_recovery_attempts;
+    let required_roles = &v.required_roles;
     let here = quote_spanned!(ident.span()=> file: ::core::file!(), line: ::core::line!(),);
 
     let outer_params = v.params.iter().map(|p| {
@@ -127,6 +128,7 @@ pub(crate) fn expand(v: &ValidWorkflow<'_>) -> TokenStream {
                     #here
                     source_hash: #hash,
                     max_recovery_attempts: #max_recovery_attempts,
+                    required_roles: &[#(#required_roles),*],
                     invoke: |__dbos_args| {
                         #(#assertions)*
                         #send_checked

@@ -18,6 +18,7 @@ pub(crate) const ACCEPTED: Accepted = Accepted {
         "timezone",
         "automatic_backfill",
         "queue",
+        "required_roles",
     ],
     renames: &[
         Rename {
@@ -57,6 +58,8 @@ pub(crate) struct WorkflowOptions {
     pub(crate) automatic_backfill: Option<(bool, Span)>,
     /// `queue = "name"`.
     pub(crate) queue: Option<LitStr>,
+    /// `required_roles = ["admin", ..]` (never empty).
+    pub(crate) required_roles: Option<Vec<LitStr>>,
 }
 
 /// A `#[workflow]` function, before validation.
@@ -90,6 +93,14 @@ pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> WorkflowOptions
             "timezone" => attr::string(&entry, "timezone = \"Europe/Paris\"")
                 .map(|s| options.timezone = Some(s)),
             "queue" => attr::string(&entry, "queue = \"reports\"").map(|s| options.queue = Some(s)),
+            "required_roles" => attr::string_list(
+                &entry,
+                "role",
+                "a start must be authenticated with one of them, and an empty list would refuse every \
+                 start; leave the option out for a workflow anyone may start",
+                "required_roles = [\"admin\"]",
+            )
+            .map(|roles| options.required_roles = Some(roles)),
             "automatic_backfill" => attr::flag(&entry, "automatic_backfill")
                 .map(|b| options.automatic_backfill = Some((b, entry.key.span()))),
             _ => Ok(()),

@@ -27,6 +27,8 @@ pub(crate) struct ValidWorkflow<'a> {
     pub(crate) max_recovery_attempts: i32,
     /// The static schedule, if the workflow has one.
     pub(crate) schedule: Option<StaticSchedule>,
+    /// Roles one of which a start needs (empty: none).
+    pub(crate) required_roles: Vec<String>,
 }
 
 /// `#[workflow(schedule = .., timezone = .., automatic_backfill, queue = ..)]`, checked.
@@ -280,6 +282,13 @@ pub(crate) fn validate<'a>(
             .max_recovery_attempts
             .map_or(DEFAULT_MAX_RECOVERY_ATTEMPTS, |(n, _)| n),
         schedule,
+        required_roles: wf
+            .options
+            .required_roles
+            .iter()
+            .flatten()
+            .map(LitStr::value)
+            .collect(),
     })
 }
 
