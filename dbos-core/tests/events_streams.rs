@@ -714,6 +714,93 @@ async fn a_body_write_whose_offset_another_writer_takes_first_moves_to_the_next(
     dbos.shutdown().await.unwrap();
 }
 
+/// Set by the test once another process's deletion of the workflow is under way.
+static APPEND_GO: AtomicU32 = AtomicU32::new(0);
+/// Set when [`step_appends_on_cue`] has started.
+static APPEND_STARTED: AtomicU32 = AtomicU32::new(0);
+/// What [`step_appends_on_cue`]'s write came to.
+static APPEND_WROTE: std::sync::Mutex<Option<Option<ErrorKind>>> = std::sync::Mutex::new(None);
+
+/// Waits (inside the step) for the test's cue, then appends to a stream of its workflow.
+#[step]
+async fn step_appends_on_cue() -> Result<(), Error> {
+    APPEND_STARTED.store(1, Ordering::SeqCst);
+    let until = Instant::now() + Duration::from_secs(60);
+    while APPEND_GO.load(Ordering::SeqCst) == 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = dbos_core::write_stream("gone", &"x").await;
+    *APPEND_WROTE.lock().unwrap() = Some(r.as_ref().err().map(Error::kind));
+    r
+}
+
+#[workflow]
+async fn appends_from_a_step_on_cue() -> Result<(), Error> {
+    step_appends_on_cue().await
+}
+
+#[dbos_testkit::test]
+async fn a_step_append_to_a_workflow_deleted_meanwhile_is_non_existent(db: TestDatabase) {
+    // Another process deletes the workflow while its step appends: the deletion is not yet
+    // committed when the append's statement sees the workflow, so the append waits on the
+    // workflow's row and then finds it gone. The step gets `NonExistentWorkflow`.
+    let dbos = db.launch().await;
+    appends_from_a_step_on_cue()
+        .id("gone-1")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually("the step to start", Duration::from_secs(30), || async {
+        (APPEND_STARTED.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    let mut other = db.connect().await;
+    let tx = other.transaction().await.unwrap();
+    tx.execute(
+        "DELETE FROM dbos.workflow_status WHERE workflow_uuid = 'gone-1'",
+        &[],
+    )
+    .await
+    .unwrap();
+    APPEND_GO.store(1, Ordering::SeqCst);
+    let watcher = db.connect().await;
+    eventually(
+        "the append to wait on the workflow's row",
+        Duration::from_secs(30),
+        || async {
+            let n: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE datname = current_database() AND wait_event_type = 'Lock'
+                        AND query LIKE '%INSERT INTO%streams%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    tx.commit().await.unwrap();
+    let wrote = eventually("the append to end", Duration::from_secs(30), || async {
+        *APPEND_WROTE.lock().unwrap()
+    })
+    .await;
+    assert_eq!(wrote, Some(ErrorKind::NonExistentWorkflow));
+    let rows: i64 = watcher
+        .query_one(
+            "SELECT count(*) FROM dbos.streams WHERE workflow_uuid = 'gone-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+    let _ = dbos.shutdown().await;
+}
+
 #[workflow]
 async fn sleeps_ms(ms: u64, x: u32) -> Result<u32, Error> {
     dbos_core::sleep(Duration::from_millis(ms)).await?;

@@ -22,7 +22,6 @@ pub(crate) const NULL_TOPIC: &str = "__null__topic__";
 /// The JSON text of the marker that closes a stream.
 pub(crate) const STREAM_CLOSED: &str = "\"__DBOS_STREAM_CLOSED__\"";
 
-const UNIQUE_VIOLATION: &str = "23505";
 const FOREIGN_KEY_VIOLATION: &str = "23503";
 const CHECKPOINT_KEY: &str = "operation_outputs_pkey";
 const STREAM_KEY: &str = "streams_pkey";
@@ -131,9 +130,9 @@ fn owner_cte(s: &str) -> String {
 
 impl SystemDatabase {
     /// Runs one fenced write: `sql` returns one row with the number of effect rows written,
-    /// the number of checkpoints inserted, and whether the fence held. A unique violation
-    /// of the checkpoint's key is a miss (nothing written); of a stream's key (a concurrent
-    /// writer took the offset) a retry; of a foreign key, [`Fenced::MissingParent`].
+    /// the number of checkpoints inserted, and whether the fence held. A violation of the
+    /// checkpoint's key is a miss (nothing written); of a stream's key (a concurrent writer
+    /// took the offset) a retry; of a foreign key, [`Fenced::MissingParent`].
     /// `$1`..`$7` are the fence's parameters (all NULL without a fence); `rest` follows from
     /// `$8`.
     async fn fenced_write(
@@ -167,16 +166,9 @@ impl SystemDatabase {
                             recorded: row.get::<_, i64>(1),
                             owned: row.get::<_, Option<bool>>(2) == Some(true),
                         })),
-                        Err(e)
-                            if sqlstate(&e) == Some(UNIQUE_VIOLATION)
-                                && constraint(&e) == Some(STREAM_KEY) =>
-                        {
-                            Ok(None)
-                        }
-                        Err(e)
-                            if sqlstate(&e) == Some(UNIQUE_VIOLATION)
-                                && constraint(&e) == Some(CHECKPOINT_KEY) =>
-                        {
+                        // A primary key is named only by its own unique violation.
+                        Err(e) if constraint(&e) == Some(STREAM_KEY) => Ok(None),
+                        Err(e) if constraint(&e) == Some(CHECKPOINT_KEY) => {
                             Ok(Some(Fenced::Counts {
                                 recorded: 0,
                                 owned: true,
