@@ -224,3 +224,39 @@ async fn required_roles_refuse_a_start_without_one_and_write_nothing(db: TestDat
     assert_eq!(columns(&db, "i-blank").await, None);
     dbos.shutdown().await.unwrap();
 }
+
+const PY_IDENTITY: &str = r#"
+import sys, json
+from dbos import DBOSClient
+c = DBOSClient(system_database_url=sys.argv[1])
+found = c.list_workflows(user="alice")
+print(json.dumps(sorted([[w.workflow_id, w.authenticated_user, w.authenticated_roles, w.assumed_role] for w in found])))
+c.destroy()
+"#;
+
+/// DBOS Python's client lists our workflows by user and reads the roles as it writes them.
+#[dbos_testkit::test]
+async fn dbos_python_lists_our_workflows_by_user_with_their_roles(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp")).await.unwrap();
+    child_sees()
+        .id("i-py")
+        .authenticated("alice", ["support", "admin"])
+        .assumed_role("support")
+        .on(&dbos)
+        .await
+        .unwrap();
+    child_sees().id("i-py-anon").on(&dbos).await.unwrap();
+    let out = dbos_testkit::python::run_python(PY_IDENTITY, &[&db.url()]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        found,
+        serde_json::json!([["i-py", "alice", ["support", "admin"], "support"]])
+    );
+    dbos.shutdown().await.unwrap();
+}

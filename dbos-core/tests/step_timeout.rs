@@ -243,3 +243,48 @@ async fn run_step_takes_the_timeout_and_refuses_zero(db: TestDatabase) {
     .await;
     dbos.shutdown().await.unwrap();
 }
+
+const PY_STEP_ERROR: &str = r#"
+import sys, json
+from dbos import DBOSClient
+c = DBOSClient(system_database_url=sys.argv[1])
+steps = c.list_workflow_steps(sys.argv[2])
+e = steps[0]["error"]
+print(json.dumps([steps[0]["function_name"], type(e).__name__, getattr(e, "name", None), str(e)]))
+c.destroy()
+"#;
+
+/// DBOS Python's client reads the timeout we recorded as its own step timeout error.
+#[dbos_testkit::test]
+async fn dbos_python_reads_the_recorded_timeout_as_its_own_error(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp")).await.unwrap();
+    let e = tokio::time::timeout(
+        PATIENCE,
+        times_out_then_gate("interop".into())
+            .id("t-interop")
+            .on(&dbos),
+    )
+    .await
+    .expect("every attempt is dropped at its timeout")
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StepTimeout, "{e:?}");
+    let out = dbos_testkit::python::run_python(PY_STEP_ERROR, &[&db.url(), "t-interop"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(seen[0], "always_hangs");
+    assert_eq!(seen[1], "PortableWorkflowError", "{seen}");
+    assert_eq!(seen[2], "DBOSStepTimeoutError", "{seen}");
+    assert!(
+        seen[3]
+            .as_str()
+            .unwrap()
+            .contains("exceeding its timeout of 0.2 seconds"),
+        "{seen}"
+    );
+    dbos.shutdown().await.unwrap();
+}
