@@ -104,6 +104,12 @@ pub(crate) enum WorkflowCommand {
     /// stream is closed or the workflow ends
     #[command(name = "read-stream")]
     ReadStream(ReadStreamArgs),
+    /// Count workflows grouped by status, name, queue, executor, version and/or a time
+    /// bucket, with the listing's filters
+    Aggregate(Box<crate::aggregate::AggregateArgs>),
+    /// Count steps per function (and outcome or time bucket): errors and min/avg/max duration
+    #[command(name = "step-aggregate")]
+    StepAggregate(crate::aggregate::StepAggregateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +187,25 @@ pub(crate) struct ListArgs {
     /// Limit the results returned (0: no limit)
     #[arg(short = 'l', long, default_value_t = 10)]
     pub(crate) limit: u32,
+    /// Sort the results in descending order (newest first)
+    #[arg(short = 'd', long)]
+    pub(crate) sort_desc: bool,
+    /// Offset for pagination
+    #[arg(short = 'o', long)]
+    pub(crate) offset: Option<u32>,
+    /// Leave the inputs out
+    #[arg(long)]
+    pub(crate) no_input: bool,
+    /// Leave the outputs and errors out
+    #[arg(long)]
+    pub(crate) no_output: bool,
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
+}
+
+/// The listing's filters, shared by `workflow list` and `workflow aggregate`.
+#[derive(Debug, Args)]
+pub(crate) struct FilterArgs {
     /// Retrieve workflows run by this user
     #[arg(short = 'u', long)]
     pub(crate) user: Option<String>,
@@ -203,12 +228,6 @@ pub(crate) struct ListArgs {
     /// Retrieve workflows owned by this application
     #[arg(short = 'a', long)]
     pub(crate) application_name: Option<String>,
-    /// Sort the results in descending order (newest first)
-    #[arg(short = 'd', long)]
-    pub(crate) sort_desc: bool,
-    /// Offset for pagination
-    #[arg(short = 'o', long)]
-    pub(crate) offset: Option<u32>,
     /// Retrieve workflows on this queue
     #[arg(short = 'q', long)]
     pub(crate) queue_name: Option<String>,
@@ -248,12 +267,6 @@ pub(crate) struct ListArgs {
     /// Retrieve workflows whose attributes contain this JSON object
     #[arg(long)]
     pub(crate) attributes: Option<String>,
-    /// Leave the inputs out
-    #[arg(long)]
-    pub(crate) no_input: bool,
-    /// Leave the outputs and errors out
-    #[arg(long)]
-    pub(crate) no_output: bool,
 }
 
 #[derive(Debug, Args)]

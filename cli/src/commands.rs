@@ -12,8 +12,8 @@ use dbos_core::{Client, Error, ErrorKind, Result, Status};
 use serde_json::{json, Value};
 
 use crate::args::{
-    AppVersionCommand, Cli, Command, ForkArgs, GcArgs, Global, ListArgs, QueueCommand, QueuedArgs,
-    RenameArgs, RewindArgs, WorkflowCommand, WorkflowQueueCommand,
+    AppVersionCommand, Cli, Command, FilterArgs, ForkArgs, GcArgs, Global, ListArgs, QueueCommand,
+    QueuedArgs, RenameArgs, RewindArgs, WorkflowCommand, WorkflowQueueCommand,
 };
 use crate::output::{self, fields, opt, short, time, Table};
 use crate::time::{parse_duration, parse_time};
@@ -88,10 +88,28 @@ fn time_arg(flag: &str, value: &Option<String>) -> Result<Option<SystemTime>> {
 }
 
 fn list_query(a: &ListArgs) -> Result<ListWorkflows> {
-    let mut q = ListWorkflows::new();
+    let mut q = filter_query(&a.filter)?;
     if a.limit > 0 {
         q = q.limit(a.limit);
     }
+    if let Some(offset) = a.offset {
+        q = q.offset(offset);
+    }
+    if a.sort_desc {
+        q = q.newest_first();
+    }
+    if a.no_input {
+        q = q.without_input();
+    }
+    if a.no_output {
+        q = q.without_output();
+    }
+    Ok(q)
+}
+
+/// The workflows the filter flags select (no paging): a listing's and an aggregate's.
+pub(crate) fn filter_query(a: &FilterArgs) -> Result<ListWorkflows> {
+    let mut q = ListWorkflows::new();
     for s in status_filter(&a.status)? {
         q = q.status(s);
     }
@@ -144,20 +162,8 @@ fn list_query(a: &ListArgs) -> Result<ListWorkflows> {
         })?;
         q = q.attributes(value);
     }
-    if let Some(offset) = a.offset {
-        q = q.offset(offset);
-    }
-    if a.sort_desc {
-        q = q.newest_first();
-    }
     if a.queued_only {
         q = q.queued_only();
-    }
-    if a.no_input {
-        q = q.without_input();
-    }
-    if a.no_output {
-        q = q.without_output();
     }
     Ok(q)
 }
@@ -371,6 +377,8 @@ async fn workflow(g: &Global, cmd: WorkflowCommand) -> Result<()> {
     // Bad filters are reported before connecting.
     match &cmd {
         WorkflowCommand::List(a) => drop(list_query(a)?),
+        WorkflowCommand::Aggregate(a) => drop(crate::aggregate::workflow_query(a)?),
+        WorkflowCommand::StepAggregate(a) => drop(crate::aggregate::step_query(a)?),
         WorkflowCommand::Queue(WorkflowQueueCommand::List(a)) => drop(queued_query(a)?),
         WorkflowCommand::Send(a) => drop(crate::messages::message_json(&a.message)?),
         WorkflowCommand::GetEvent(a) => {
@@ -480,6 +488,8 @@ async fn workflow(g: &Global, cmd: WorkflowCommand) -> Result<()> {
         WorkflowCommand::GetEvent(a) => crate::messages::get_event(g, &client, a).await?,
         WorkflowCommand::Events(a) => crate::messages::events(g, &client, &a.workflow_id).await?,
         WorkflowCommand::ReadStream(a) => crate::messages::read_stream(g, &client, a).await?,
+        WorkflowCommand::Aggregate(a) => crate::aggregate::workflows(g, &client, &a).await?,
+        WorkflowCommand::StepAggregate(a) => crate::aggregate::steps(g, &client, &a).await?,
         WorkflowCommand::Rewind(a) => rewind_command(g, &client, a).await?,
         WorkflowCommand::Delete(a) => {
             let id = a.workflow_id.as_str();

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod aggregate;
 mod args;
 mod commands;
 mod messages;

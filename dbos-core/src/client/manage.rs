@@ -11,6 +11,7 @@ use crate::workflow::call::Status;
 
 impl Client {
     crate::manage::facade::management_methods!();
+    crate::manage::aggregates::aggregate_methods!();
 
     /// A workflow's current status.
     ///

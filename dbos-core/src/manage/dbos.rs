@@ -10,4 +10,5 @@ impl Dbos {
     }
 
     super::facade::management_methods!();
+    super::aggregates::aggregate_methods!();
 }

@@ -35,6 +35,10 @@ pub(crate) const LIST_WORKFLOWS: &str = "DBOS.listWorkflows";
 pub(crate) const LIST_QUEUED: &str = "DBOS.listQueuedWorkflows";
 /// `list_workflow_steps` inside a workflow.
 pub(crate) const LIST_STEPS: &str = "DBOS.listWorkflowSteps";
+/// `workflow_aggregates` inside a workflow.
+pub(crate) const WORKFLOW_AGGREGATES: &str = "DBOS.getWorkflowAggregates";
+/// `step_aggregates` inside a workflow.
+pub(crate) const STEP_AGGREGATES: &str = "DBOS.getStepAggregates";
 /// A cancel inside a workflow.
 pub(crate) const CANCEL: &str = "DBOS.cancelWorkflow";
 /// A resume inside a workflow.

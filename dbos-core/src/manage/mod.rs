@@ -17,6 +17,7 @@
 //! | [`delete_workflow`](crate::Dbos::delete_workflow) | gone, with everything recorded about it |
 //! | [`garbage_collect`](crate::Dbos::garbage_collect) | old finished workflows deleted in short batches |
 //! | [`cancel_workflows_created_before`](crate::Dbos::cancel_workflows_created_before) | a global timeout |
+//! | [`workflow_aggregates`](crate::Dbos::workflow_aggregates), [`step_aggregates`](crate::Dbos::step_aggregates) | counts by status, name, queue, executor, time; step counts and durations |
 //!
 //! Cancel, resume, fork, rewind and delete are each one transaction (a crash leaves all of
 //! it or none of it); garbage collection, the global timeout and a rename work in short
@@ -24,6 +25,7 @@
 //! operation of that workflow (see `durable`): a replay returns the recorded answer and a
 //! write is never made twice.
 
+pub(crate) mod aggregates;
 mod dbos;
 pub(crate) mod durable;
 pub(crate) mod facade;
@@ -36,6 +38,10 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+pub use aggregates::{
+    explain_step_aggregates, explain_workflow_aggregates, GroupBy, StepAggregate, StepAggregates,
+    StepGroupBy, WorkflowAggregate, WorkflowAggregates, TIME_BUCKET,
+};
 pub use options::{ForkOptions, GarbageCollect, RenameApplication, RewindOptions};
 pub use query::ListWorkflows;
 pub(crate) use types::decode;

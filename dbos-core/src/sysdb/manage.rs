@@ -30,7 +30,7 @@ pub(crate) struct Params(Vec<Param>);
 
 impl Params {
     /// Adds a parameter and returns its placeholder (`$n`).
-    fn push(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
+    pub(crate) fn push(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
         self.0.push(Box::new(value));
         format!("${}", self.0.len())
     }
@@ -184,7 +184,7 @@ fn literal(s: &str) -> String {
 }
 
 /// A `LIKE` pattern matching strings that start with `prefix`.
-fn prefix_pattern(prefix: &str) -> String {
+pub(crate) fn prefix_pattern(prefix: &str) -> String {
     let mut p = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {
         if matches!(c, '\\' | '%' | '_') {
@@ -197,7 +197,7 @@ fn prefix_pattern(prefix: &str) -> String {
 }
 
 /// `column = $n` for one value, `column = ANY($n)` for several.
-fn any_of(params: &mut Params, column: &str, values: &[String]) -> String {
+pub(crate) fn any_of(params: &mut Params, column: &str, values: &[String]) -> String {
     if let [one] = values {
         format!("{column} = {}", params.push(one.clone()))
     } else {
@@ -205,18 +205,17 @@ fn any_of(params: &mut Params, column: &str, values: &[String]) -> String {
     }
 }
 
-/// The listing statement for `q` and its parameters. Without an explicit application filter
-/// (and without explicit ids, which are global addresses) the listing is scoped to
-/// `default_app`'s rows plus unclaimed ones, as DBOS scopes observability reads.
-pub(crate) fn list_workflows_sql(
-    s: &str,
+/// The `WHERE` clause (empty, or starting with a space) selecting the `workflow_status` rows
+/// (aliased `ws`) that `q`'s filters select, its parameters added to `p`: shared by the
+/// listing and the aggregates, so both select the same rows.
+pub(crate) fn workflow_filter(
+    p: &mut Params,
     q: &ListWorkflows,
     default_app: Option<&str>,
-) -> (String, Params) {
-    let mut p = Params::default();
+) -> String {
     let mut conditions: Vec<String> = Vec::new();
     if !q.application_names.is_empty() {
-        let names = any_of(&mut p, "ws.application_name", &q.application_names);
+        let names = any_of(p, "ws.application_name", &q.application_names);
         conditions.push(format!("({names} OR ws.application_name IS NULL)"));
     } else if let (Some(app), true) = (default_app, q.workflow_ids.is_empty()) {
         conditions.push(format!(
@@ -225,7 +224,7 @@ pub(crate) fn list_workflows_sql(
         ));
     }
     if !q.workflow_ids.is_empty() {
-        conditions.push(any_of(&mut p, "ws.workflow_uuid", &q.workflow_ids));
+        conditions.push(any_of(p, "ws.workflow_uuid", &q.workflow_ids));
     }
     if !q.id_prefixes.is_empty() {
         let likes: Vec<String> = q
@@ -267,7 +266,7 @@ pub(crate) fn list_workflows_sql(
         ("ws.authenticated_user", &q.users),
     ] {
         if !values.is_empty() {
-            conditions.push(any_of(&mut p, column, values));
+            conditions.push(any_of(p, column, values));
         }
     }
     for (column, range) in [
@@ -288,6 +287,23 @@ pub(crate) fn list_workflows_sql(
             p.push(attributes.clone())
         ));
     }
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    }
+}
+
+/// The listing statement for `q` and its parameters. Without an explicit application filter
+/// (and without explicit ids, which are global addresses) the listing is scoped to
+/// `default_app`'s rows plus unclaimed ones, as DBOS scopes observability reads.
+pub(crate) fn list_workflows_sql(
+    s: &str,
+    q: &ListWorkflows,
+    default_app: Option<&str>,
+) -> (String, Params) {
+    let mut p = Params::default();
+    let filter = workflow_filter(&mut p, q, default_app);
     let (inputs, input_join) = if q.load_input {
         (
             "COALESCE(wi.inputs, ws.inputs)",
@@ -303,11 +319,6 @@ pub(crate) fn list_workflows_sql(
         )
     } else {
         ("NULL::text, NULL::text", String::new())
-    };
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
     };
     let order = if q.newest_first { "DESC" } else { "ASC" };
     // With an id prefix, the rows come from the id index (the prefix bounds that scan) and

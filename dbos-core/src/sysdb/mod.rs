@@ -3,6 +3,7 @@
 //! [`SystemDatabase`] is a pooled handle to the Postgres database that holds the DBOS schema.
 //! Everything durable this library does goes through it.
 
+pub(crate) mod aggregates;
 mod connect;
 pub(crate) mod datasource;
 pub(crate) mod executors;
