@@ -216,18 +216,4 @@ impl SystemDatabase {
         let (sql, params) = step_aggregates_sql(self.quoted_schema(), q, default_app);
         self.explain(&sql, params).await
     }
-
-    async fn explain(&self, sql: &str, params: Params) -> Result<Value> {
-        let rows = self
-            .query(
-                "explain an aggregate",
-                &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}"),
-                &params.refs(),
-            )
-            .await?;
-        Ok(rows
-            .first()
-            .map(|r| r.get::<_, Value>(0))
-            .unwrap_or_default())
-    }
 }

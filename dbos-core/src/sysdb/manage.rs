@@ -476,12 +476,17 @@ impl SystemDatabase {
         default_app: Option<&str>,
     ) -> Result<serde_json::Value> {
         let (sql, params) = list_workflows_sql(self.quoted_schema(), q, default_app);
-        let refs = params.refs();
+        self.explain(&sql, params).await
+    }
+
+    /// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of a statement built at run time, for the
+    /// query-plan tests.
+    pub(crate) async fn explain(&self, sql: &str, params: Params) -> Result<serde_json::Value> {
         let rows = self
             .query(
-                "explain the workflow listing",
+                "explain a statement",
                 &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}"),
-                &refs,
+                &params.refs(),
             )
             .await?;
         Ok(rows
