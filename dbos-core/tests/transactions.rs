@@ -1112,3 +1112,90 @@ async fn a_first_run_reads_nothing_from_the_completion_table(db: TestDatabase) {
     assert_eq!(out.expect("the workflow ended").unwrap(), (1, 2));
     dbos.shutdown().await.unwrap();
 }
+
+/// Adds 1 to counter `refused`; on its first run under `run_key`, its connection's backend
+/// ends itself first (the server ends the session under the body).
+#[transaction(datasource = "app", name = "app_cut_once")]
+async fn app_cut_once(tx: &Transaction<'_>, run_key: String) -> Result<i32, ShopError> {
+    if bump(&run_key) == 1 {
+        tx.execute("SELECT pg_terminate_backend(pg_backend_pid())", &[])
+            .await?;
+    }
+    let row = tx
+        .query_one(
+            "UPDATE counters SET n = n + 1 WHERE id = 'refused' RETURNING n",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// A connection that breaks under the body is an outage: the transaction runs again on a new
+/// one. A data source that answers but refuses every new connection (its database no longer
+/// accepts connections) is not: a transaction outside a workflow fails with the server's
+/// error at once, instead of retrying it forever, and its body never ran.
+#[dbos_testkit::test]
+async fn a_broken_connection_runs_again_and_a_refused_one_fails_the_call(db: TestDatabase) {
+    let dbos = Dbos::launch(app_config(&db, db.url())).await.unwrap();
+    let app = app_client(&db).await;
+    exec(&app, "CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('refused', 0)").await;
+    assert_eq!(
+        app_add_one("refused".into(), "refused/1".into())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        app_cut_once("refused/cut".into()).await.unwrap(),
+        2,
+        "the transaction whose connection broke ran again"
+    );
+    assert_eq!(runs("refused/cut"), 2);
+    let name: String = app
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let admin = db.connect().await;
+    let allow = |on: bool| format!("ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS {on}");
+    exec(&admin, &allow(false)).await;
+    // The pooled connections go too: the next call must open a new one.
+    eventually(
+        "every connection to the data source to end",
+        Duration::from_secs(30),
+        || async {
+            let ended = admin
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                    &[&name],
+                )
+                .await
+                .unwrap();
+            ended.is_empty().then_some(())
+        },
+    )
+    .await;
+    let refused = tokio::time::timeout(
+        Duration::from_secs(60),
+        app_add_one("refused".into(), "refused/2".into()),
+    )
+    .await
+    .expect("a refused connection fails the call; it is not retried like an outage");
+    match refused {
+        Err(ShopError::Dbos(message)) => assert!(
+            message.contains("not currently accepting connections"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(runs("refused/2"), 0, "the body never ran");
+    exec(&admin, &allow(true)).await;
+    assert_eq!(
+        app_add_one("refused".into(), "refused/3".into())
+            .await
+            .unwrap(),
+        3,
+        "nothing of the refused call committed"
+    );
+    dbos.shutdown().await.unwrap();
+}
