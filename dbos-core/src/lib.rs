@@ -11,6 +11,7 @@ pub mod error;
 pub mod local_postgres;
 pub mod manage;
 pub mod messages;
+mod observe;
 pub mod queue;
 mod recovery;
 pub mod replay;
@@ -91,6 +92,8 @@ mod book {
     struct Transactions;
     #[doc = include_str!("../../docs/src/changing-code.md")]
     struct ChangingCode;
+    #[doc = include_str!("../../docs/src/observability.md")]
+    struct Observability;
 }
 
 /// Everything an application usually needs: `use dbos_core::prelude::*;`.

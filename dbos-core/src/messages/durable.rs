@@ -6,8 +6,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use tracing::Instrument;
+
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
+use crate::observe::{self, Op};
 use crate::runtime::RuntimeInner;
 use crate::sysdb::messages::{Fence, Written};
 use crate::sysdb::workflows::{now_ms, Checkpoint};
@@ -119,13 +122,16 @@ pub(crate) async fn recorded_deadline(
     ctx: &WorkflowContext,
     timeout: Duration,
 ) -> Result<SystemTime> {
-    recorded_wake_up(ctx, timeout, false).await
+    // Its own `sleep` operation span: it takes its own step id.
+    recorded_wake_up(ctx, timeout, false)
+        .instrument(observe::operation(Op::Sleep, SLEEP))
+        .await
 }
 
 /// Takes the step id of a replayed timed wait's deadline (DBOS reserves it whatever
 /// happened).
 pub(crate) fn skip_deadline(ctx: &WorkflowContext) -> Result<()> {
-    ctx.begin(SLEEP).map(drop)
+    observe::operation(Op::Sleep, SLEEP).in_scope(|| ctx.begin(SLEEP).map(drop))
 }
 
 /// A deadline `timeout` from now on `clock`, for waits outside workflows.
@@ -246,6 +252,21 @@ where
 /// is fenced by the step's workflow's ownership and not recorded. Readers are woken.
 /// `Ok(false)` outside both: the caller says what was wrong.
 pub(crate) async fn write_keyed(
+    channel: Channel,
+    name: &'static str,
+    key: &str,
+    text: &str,
+) -> Result<bool> {
+    let op = match channel {
+        Channel::Streams => Op::Stream,
+        _ => Op::SetEvent,
+    };
+    write_keyed_in(channel, name, key, text)
+        .instrument(observe::operation(op, name))
+        .await
+}
+
+async fn write_keyed_in(
     channel: Channel,
     name: &'static str,
     key: &str,

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::durable::{deadline_in, recorded_deadline, skip_deadline, wait_for, write_keyed};
 use super::waiters::{Channel, WakeKey};
 use super::{decode, decode_recorded, encode, runtime_here, GET_ALL_EVENTS, GET_EVENT, SET_EVENT};
 use crate::error::{Error, Result};
+use crate::observe::{self, Op};
 use crate::runtime::RuntimeInner;
 use crate::sysdb::workflows::now_ms;
 use crate::sysdb::SystemDatabase;
@@ -76,6 +78,16 @@ pub async fn set_event<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<()
 /// inside a workflow; [`ErrorKind::NotLaunched`](crate::ErrorKind::NotLaunched) without a
 /// runtime.
 pub async fn get_event<T: Portable>(
+    workflow_id: &str,
+    key: &str,
+    timeout: Duration,
+) -> Result<Option<T>> {
+    get_event_in(workflow_id, key, timeout)
+        .instrument(observe::operation(Op::GetEvent, GET_EVENT))
+        .await
+}
+
+async fn get_event_in<T: Portable>(
     workflow_id: &str,
     key: &str,
     timeout: Duration,

@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::durable::{fenced, recorded_deadline, skip_deadline, wait_for, Effect};
 use super::waiters::{Channel, WakeKey};
 use super::{decode, decode_recorded, RECV};
 use crate::error::{Error, Result};
+use crate::observe::{self, Op};
 use crate::sysdb::messages::{Fence, NULL_TOPIC};
 use crate::sysdb::workflows::now_ms;
 use crate::workflow::context::{current, Operation, Slot};
@@ -47,7 +50,12 @@ pub async fn recv<'a, T: Portable>(
     topic: impl Into<Option<&'a str>>,
     timeout: Duration,
 ) -> Result<Option<T>> {
-    let topic = topic.into();
+    recv_in(topic.into(), timeout)
+        .instrument(observe::operation(Op::Recv, RECV))
+        .await
+}
+
+async fn recv_in<T: Portable>(topic: Option<&str>, timeout: Duration) -> Result<Option<T>> {
     let Some(ctx) = current() else {
         return Err(Error::invalid(format!(
             "`recv` (topic {}) was called outside a workflow: messages are sent to a workflow id, so only a \

@@ -4,10 +4,12 @@ use std::collections::{HashMap, HashSet};
 use std::future::IntoFuture;
 
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::durable::{fenced, Effect};
 use super::{encode, runtime_here, SEND, SEND_BULK};
 use crate::error::{Error, ErrorKind, Result};
+use crate::observe::{self, Op};
 use crate::runtime::Dbos;
 use crate::sysdb::messages::{Fence, MessageRow, Written, NULL_TOPIC};
 use crate::sysdb::workflows::{now_ms, Checkpoint};
@@ -188,6 +190,16 @@ pub async fn send_batch(messages: Vec<Message>) -> Result<()> {
 
 /// Validates, encodes and sends; `via` sends through that database, outside any workflow.
 pub(crate) async fn deliver(
+    messages: Vec<Message>,
+    name: &'static str,
+    via: Option<SystemDatabase>,
+) -> Result<()> {
+    deliver_in(messages, name, via)
+        .instrument(observe::operation(Op::Send, name))
+        .await
+}
+
+async fn deliver_in(
     messages: Vec<Message>,
     name: &'static str,
     via: Option<SystemDatabase>,

@@ -293,7 +293,7 @@ pub(crate) async fn poll_once(
                 full |= claimed.len() as i64 == BATCH;
                 for c in claimed {
                     let slot = reserved.slot(signal);
-                    rt.dispatch_claimed(c, Some(slot));
+                    rt.dispatch_claimed(c, Some(slot), Some(queue.name()));
                 }
             }
         }

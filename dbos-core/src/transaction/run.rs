@@ -25,11 +25,13 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Object;
 use futures_util::future::Either;
 use futures_util::FutureExt;
+use tracing::Instrument;
 
 use super::source::DataSource;
 use super::wrapper::{retryable, Retryable, Transaction};
 use super::TransactionOptions;
 use crate::error::{Error, ErrorKind};
+use crate::observe;
 use crate::runtime::{Dbos, RuntimeInner};
 use crate::sysdb::datasource::Completion;
 use crate::sysdb::records::{is_unique_violation, CheckpointRow, RecordError};
@@ -67,6 +69,8 @@ pub struct TransactionRun<'a, T, E> {
     retry_if: Option<fn(&E) -> bool>,
     codec: Codec<T, E>,
     state: State<T, E>,
+    /// Its `transaction` span, entered by each call that drives it.
+    span: tracing::Span,
 }
 
 /// What a run needs of its output and error types, captured where their bounds are checked.
@@ -178,6 +182,7 @@ impl<'a, T: Portable, E: WorkflowError> TransactionRun<'a, T, E> {
             retry_if,
             codec: Codec::new(),
             state: State::Init,
+            span: observe::transaction(name),
         }
     }
 }
@@ -186,6 +191,11 @@ impl<T, E> TransactionRun<'_, T, E> {
     /// A pooled connection for the next attempt; `None` when the call has its result
     /// (replayed from a record, or failed before running).
     pub async fn connect(&mut self) -> Option<Object> {
+        let span = self.span.clone();
+        self.connect_in().instrument(span).await
+    }
+
+    async fn connect_in(&mut self) -> Option<Object> {
         loop {
             let run = match &mut self.state {
                 State::Init => {
@@ -226,6 +236,11 @@ impl<T, E> TransactionRun<'_, T, E> {
     /// Begins the transaction on `conn` at the configured isolation level; `None` when that
     /// failed (call [`connect`](Self::connect) again: it retries or ends the call).
     pub async fn begin<'c>(&mut self, conn: &'c mut Object) -> Option<Transaction<'c>> {
+        let span = self.span.clone();
+        self.begin_in(conn).instrument(span).await
+    }
+
+    async fn begin_in<'c>(&mut self, conn: &'c mut Object) -> Option<Transaction<'c>> {
         let State::Running(run) = &mut self.state else {
             return None;
         };
@@ -274,6 +289,7 @@ impl<T, E> TransactionRun<'_, T, E> {
                 None => body.await,
             }
         }
+        .instrument(self.span.clone())
     }
 
     fn step_scope<F: Future>(&self, body: F) -> impl Future<Output = F::Output> {
@@ -298,6 +314,11 @@ impl<T, E> TransactionRun<'_, T, E> {
     /// Ends an attempt with the body's result: records and commits (`true`: the call has its
     /// result), or rolls back and decides to run again (`false`).
     pub async fn finish(&mut self, tx: Transaction<'_>, result: Result<T, E>) -> bool {
+        let span = self.span.clone();
+        self.finish_in(tx, result).instrument(span).await
+    }
+
+    async fn finish_in(&mut self, tx: Transaction<'_>, result: Result<T, E>) -> bool {
         let State::Running(run) = &mut self.state else {
             return true;
         };

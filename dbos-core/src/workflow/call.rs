@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::codec::{PortableError, PortableInputs};
 use crate::error::{Error, ErrorKind, Result};
+use crate::observe::{self, Op};
 use crate::queue::enqueue::QueuedCall;
 use crate::runtime::{Dbos, RuntimeInner};
 use crate::sysdb::workflows::{now_ms, NewWorkflow, OutcomeRow};
@@ -97,7 +99,17 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             identity: None,
             runtime: None,
             typed: CallTypes {
-                start: |call| Box::pin(async move { call.start_inner().await.map_err(E::from) }),
+                start: |call| {
+                    // Started from a workflow: a `child` operation span, which the child's own
+                    // `workflow` span is inside.
+                    let span = match current() {
+                        Some(_) => observe::operation(Op::Child, call.def.name),
+                        None => tracing::Span::none(),
+                    };
+                    Box::pin(
+                        async move { call.start_inner().await.map_err(E::from) }.instrument(span),
+                    )
+                },
                 run: |call| Box::pin(async move { call.start().await?.result().await }),
                 enqueue: crate::queue::enqueue::run::<T, E>,
             },
@@ -151,17 +163,20 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             tracing::debug!(workflow_id = %id, status = %row.status, "workflow id exists; returning a handle to it");
             return Ok(WorkflowHandle::attach(rt, id));
         }
-        let receiver = rt.spawn_execution(Start {
-            def: self.def,
-            args,
-            id: id.clone(),
-            owner_xid: owner,
-            fresh: true,
-            first_run: true,
-            deadline_ms: row.deadline_ms,
-            slot: None,
-            identity: Some(identity),
-        });
+        let receiver = rt.spawn_execution(
+            Start {
+                def: self.def,
+                args,
+                id: id.clone(),
+                owner_xid: owner,
+                fresh: true,
+                first_run: true,
+                deadline_ms: row.deadline_ms,
+                slot: None,
+                identity: Some(identity),
+            },
+            None,
+        );
         Ok(WorkflowHandle::local(rt, id, receiver))
     }
 }

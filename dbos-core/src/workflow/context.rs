@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::observe;
 use crate::runtime::RuntimeInner;
 use crate::sysdb::records::{CheckpointRow, RecordError};
 use crate::sysdb::workflows::{now_ms, Checkpoint};
@@ -196,9 +197,13 @@ impl WorkflowContext {
                 .take(&self.workflow_id, function_id, name, recorded)
                 .map_err(|e| self.fail(e));
         }
+        observe::record_step_id(function_id);
         match recorded {
             None => Ok(Slot::Fresh { function_id }),
-            Some(cp) if cp.function_name == name => Ok(Slot::Recorded { function_id, checkpoint: cp }),
+            Some(cp) if cp.function_name == name => {
+                observe::replayed(function_id, name);
+                Ok(Slot::Recorded { function_id, checkpoint: cp })
+            }
             // Not fatal: the workflow sees the error (and, unless it handles it, fails with it),
             // so the mismatch is recorded and visible instead of leaving the workflow stuck.
             Some(cp) => Err(Error::new(

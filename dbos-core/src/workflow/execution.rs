@@ -15,9 +15,11 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::sync::{watch, Notify};
+use tracing::Instrument;
 
 use crate::codec::{PortableError, PortableInputs};
 use crate::error::{Error, ErrorKind};
+use crate::observe;
 use crate::queue::worker::RunningSlot;
 use crate::runtime::RuntimeInner;
 use crate::sysdb::records::FinishRow;
@@ -159,7 +161,14 @@ impl RuntimeInner {
 
     /// Runs a workflow execution in the background. When `id` already runs here, the new
     /// claim's token is handed to that execution instead: one id, one body at a time.
-    pub(crate) fn spawn_execution(self: &Arc<Self>, start: Start) -> CompletionReceiver {
+    /// It runs in a `workflow` span (see [`crate::observe`]), a child of the current span:
+    /// a child workflow's span is inside its parent's; `queue` names the queue it was
+    /// dequeued from.
+    pub(crate) fn spawn_execution(
+        self: &Arc<Self>,
+        start: Start,
+        queue: Option<&str>,
+    ) -> CompletionReceiver {
         let (tx, rx) = watch::channel(None);
         let control = {
             let mut running = lock(&self.running.map);
@@ -182,13 +191,24 @@ impl RuntimeInner {
             control
         };
         self.announce(&start.id);
+        let span = observe::workflow(
+            &start.id,
+            start.def.name,
+            queue,
+            &self.app_version,
+            &self.executor_id,
+            !start.first_run,
+        );
         let rt = self.clone();
-        self.tasks.spawn(async move {
-            let id = start.id.clone();
-            let completion = rt.execute(start, &control).await;
-            rt.running.remove(&id, &control);
-            let _ = tx.send(Some(Arc::new(completion)));
-        });
+        self.tasks.spawn(
+            async move {
+                let id = start.id.clone();
+                let completion = rt.execute(start, &control).await;
+                rt.running.remove(&id, &control);
+                let _ = tx.send(Some(Arc::new(completion)));
+            }
+            .instrument(span),
+        );
         rx
     }
 
@@ -209,6 +229,9 @@ impl RuntimeInner {
             ..
         } = start;
         let id = id.as_str();
+        if !first_run {
+            observe::recovery(id);
+        }
         let history = if fresh {
             HashMap::new()
         } else {
@@ -264,13 +287,16 @@ impl RuntimeInner {
                     return Completion::Interrupted;
                 }
                 reason = control.wait_stop() => {
-                    tracing::info!(workflow_id = id, reason = %reason, "the workflow execution stops here");
+                    tracing::info!("dbos.event" = "stop", workflow_id = id, reason = %reason, "the workflow execution stops here");
                     // Callers get their answer now. The body finishes what it is doing (a
                     // step already running completes, unrecorded) and ends at its next
                     // operation, tracked so shutdown waits for it.
-                    self.tasks.spawn(async move {
-                        let _ = body.await;
-                    });
+                    self.tasks.spawn(
+                        async move {
+                            let _ = body.await;
+                        }
+                        .instrument(tracing::Span::current()),
+                    );
                     return Completion::Interrupted;
                 }
                 _ = &mut deadline, if !deadline_passed => {
@@ -347,6 +373,7 @@ impl RuntimeInner {
                 Ok(false) if *control.owner() != *owner => continue,
                 Ok(false) => {
                     tracing::info!(
+                        "dbos.event" = "fenced",
                         workflow_id = id,
                         "another execution owns the workflow now; deferring to its outcome"
                     );
@@ -366,6 +393,7 @@ impl RuntimeInner {
         self: &Arc<Self>,
         c: ClaimedWorkflow,
         slot: Option<RunningSlot>,
+        queue: Option<&str>,
     ) {
         if let Some(live) = self.running.get(&c.id) {
             // Recovered or resumed while still running here: the live execution continues
@@ -414,18 +442,21 @@ impl RuntimeInner {
         .and_then(|i| positional_args(&c.id, i));
         match args {
             Ok(args) => {
-                self.spawn_execution(Start {
-                    def,
-                    args,
-                    id: c.id,
-                    owner_xid: c.owner_xid,
-                    fresh: !c.has_history,
-                    // Claimed before (recovered): its first claim set this to 1.
-                    first_run: !c.has_history && c.recovery_attempts <= 1,
-                    deadline_ms: c.deadline_ms,
-                    slot,
-                    identity: None,
-                });
+                self.spawn_execution(
+                    Start {
+                        def,
+                        args,
+                        id: c.id,
+                        owner_xid: c.owner_xid,
+                        fresh: !c.has_history,
+                        // Claimed before (recovered): its first claim set this to 1.
+                        first_run: !c.has_history && c.recovery_attempts <= 1,
+                        deadline_ms: c.deadline_ms,
+                        slot,
+                        identity: None,
+                    },
+                    queue,
+                );
             }
             Err(e) => self.fail_claimed(c.id, c.owner_xid, e),
         }

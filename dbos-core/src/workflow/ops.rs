@@ -5,7 +5,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tracing::Instrument;
+
 use crate::error::{Error, ErrorKind, Result};
+use crate::observe::{self, Op};
 use crate::sysdb::workflows::Checkpoint;
 use crate::workflow::context::{current, Operation, Slot};
 use crate::workflow::registry::StepOptions;
@@ -24,6 +27,12 @@ pub(crate) const SLEEP: &str = "DBOS.sleep";
 /// Dropping the future before the checkpoint is recorded records nothing; after, a later
 /// replay waits only the remainder.
 pub async fn sleep(duration: Duration) -> Result<()> {
+    sleep_in(duration)
+        .instrument(observe::operation(Op::Sleep, SLEEP))
+        .await
+}
+
+async fn sleep_in(duration: Duration) -> Result<()> {
     let Some(ctx) = current() else {
         tokio::time::sleep(duration).await;
         return Ok(());

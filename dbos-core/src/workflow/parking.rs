@@ -276,17 +276,20 @@ async fn resume(rt: Arc<RuntimeInner>, id: Arc<str>, mut parked: Parked) {
         Ok(Some((text, serialization))) => {
             match PortableInputs::from_text(&text, serialization.as_deref()) {
                 Ok(inputs) => {
-                    rt.spawn_execution(Start {
-                        def: parked.def,
-                        args: inputs.positional_args,
-                        id: id.to_string(),
-                        owner_xid: parked.owner_xid.to_string(),
-                        fresh: false,
-                        first_run: false,
-                        deadline_ms: parked.deadline_ms,
-                        slot: parked.slot,
-                        identity: None,
-                    });
+                    rt.spawn_execution(
+                        Start {
+                            def: parked.def,
+                            args: inputs.positional_args,
+                            id: id.to_string(),
+                            owner_xid: parked.owner_xid.to_string(),
+                            fresh: false,
+                            first_run: false,
+                            deadline_ms: parked.deadline_ms,
+                            slot: parked.slot,
+                            identity: None,
+                        },
+                        None,
+                    );
                     return;
                 }
                 Err(e) => e,

@@ -3,8 +3,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::codec::PortableError;
 use crate::error::{Error, ErrorKind};
+use crate::observe;
 use crate::runtime::RuntimeInner;
 use crate::sysdb::workflows::now_ms;
 use crate::sysdb::workflows::Checkpoint;
@@ -72,23 +75,28 @@ where
             attempt: n,
             control: ctx.control.clone(),
         };
-        let (e, timed_out) =
-            match bounded(in_step(scope, attempt()), preempted_by, options.timeout).await {
-                Attempt::Done(Err(e)) => (e, None),
-                Attempt::Done(ok) => break (ok, None),
-                // Dropped at the stop: nothing is recorded, the workflow stops with the reason.
-                Attempt::Stopped(reason) => return Err(E::from(reason)),
-                Attempt::TimedOut => {
-                    let timeout = options.timeout.unwrap_or_default();
-                    let p = timeout_error(name, timeout);
-                    tracing::warn!(
-                        workflow_id = %ctx.workflow_id, step = name, function_id, attempt = n,
-                        "step `{name}` ran past its timeout of {timeout:?}; the attempt is dropped"
-                    );
-                    (error_from_portable(p.clone()), Some(p))
-                }
-            };
-        let Some(delay) = retries.next(n, || retry_if.is_none_or(|f| f(&e)), &e) else {
+        let span = observe::step(function_id, name, n);
+        let attempted = bounded(in_step(scope, attempt()), preempted_by, options.timeout)
+            .instrument(span.clone())
+            .await;
+        let (e, timed_out) = match attempted {
+            Attempt::Done(Err(e)) => (e, None),
+            Attempt::Done(ok) => break (ok, None),
+            // Dropped at the stop: nothing is recorded, the workflow stops with the reason.
+            Attempt::Stopped(reason) => return Err(E::from(reason)),
+            Attempt::TimedOut => {
+                let timeout = options.timeout.unwrap_or_default();
+                let p = timeout_error(name, timeout);
+                tracing::warn!(
+                    workflow_id = %ctx.workflow_id, step = name, function_id, attempt = n,
+                    "step `{name}` ran past its timeout of {timeout:?}; the attempt is dropped"
+                );
+                (error_from_portable(p.clone()), Some(p))
+            }
+        };
+        // The retry event belongs to the attempt that failed.
+        let next = span.in_scope(|| retries.next(n, || retry_if.is_none_or(|f| f(&e)), &e));
+        let Some(delay) = next else {
             break (Err(e), timed_out);
         };
         retries.wait(delay).await.map_err(E::from)?;
@@ -236,6 +244,7 @@ impl OwnRetries<'_> {
         let delay = self.policy.delay_after(attempt);
         let (kind, name) = (self.kind, self.name);
         tracing::warn!(
+            "dbos.event" = "retry",
             workflow_id = self.ctx.map(|c| c.workflow_id.as_str()), kind, name,
             function_id = self.function_id, attempt, max_attempts = max,
             error = %error, "{kind} `{name}` failed; retrying in {delay:?}"
