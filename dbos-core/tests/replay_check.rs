@@ -166,7 +166,17 @@ async fn swapping_two_steps_is_named_and_a_patch_makes_the_check_pass(db: TestDa
             next: "s_c".into()
         }
     );
+    // With the guard, its frontier is the patch: a live execution records the marker there
+    // and takes the new order.
     VERSION.store(2, Ordering::SeqCst);
+    let report = dbos_testkit::replay_check(&url, &in_flight).await.unwrap();
+    assert_eq!(
+        report.checked[0].end,
+        ReplayEnd::Frontier {
+            step_id: 2,
+            next: "DBOS.patch-swap-b-c".into()
+        }
+    );
 }
 
 #[dbos_testkit::test]

@@ -111,12 +111,9 @@ impl ReplayMode {
     }
 
     fn diverged(&self, d: Divergence) -> Error {
+        // What the body sees (it stops there); the replay reports `d` itself.
         let e =
             Error::new(ErrorKind::UnexpectedStep, d.to_string()).with_workflow_id(&d.workflow_id);
-        let e = match (&d.new, d.step_id) {
-            (Some(name), Some(id)) => e.with_step(name.as_str(), id),
-            _ => e,
-        };
         self.end(ReplayEnd::Diverged(d));
         e
     }
