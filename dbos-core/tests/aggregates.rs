@@ -11,6 +11,8 @@ use dbos_core::manage::{
     TIME_BUCKET,
 };
 use dbos_core::{step, workflow, Client, Dbos, Error, ErrorKind, Queue, Status};
+use dbos_testkit::crash::run_then_kill;
+use dbos_testkit::runs::{bump, runs};
 use dbos_testkit::TestDatabase;
 use serde_json::{json, Value};
 
@@ -418,5 +420,89 @@ async fn bad_groupings_are_refused_before_anything_runs(db: TestDatabase) {
         );
         assert!(dbos.list_workflow_steps(&id).await.unwrap().is_empty());
     }
+    dbos.shutdown().await.unwrap();
+}
+
+/// Hangs on its first run for `key` only (the run the executor is killed in).
+#[step]
+async fn hang_once(key: String) -> Result<(), Error> {
+    if bump(&key) == 1 {
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+/// Counts `agg_ok` workflows and the steps of `agg-replay-*`, then hangs on its first run.
+#[workflow]
+async fn counter() -> Result<(u64, u64), Error> {
+    let dbos = Dbos::current()?;
+    let workflows = dbos
+        .workflow_aggregates(
+            &WorkflowAggregates::new(ListWorkflows::new().name("agg_ok")).group_by(GroupBy::Name),
+        )
+        .await?;
+    let steps = dbos
+        .step_aggregates(
+            &StepAggregates::new()
+                .group_by(StepGroupBy::FunctionName)
+                .workflow_id_prefix("agg-replay-"),
+        )
+        .await?;
+    hang_once("agg-counter".into()).await?;
+    Ok((
+        workflows.iter().map(|r| r.count).sum(),
+        steps.iter().map(|r| r.count).sum(),
+    ))
+}
+
+#[dbos_testkit::test]
+async fn aggregates_inside_a_workflow_are_recorded_and_replayed(db: TestDatabase) {
+    let config = || db.config("testapp").executor_id("agg-replay");
+    let dbos = Dbos::launch(config()).await.unwrap();
+    agg_ok(1).id("agg-replay-1").on(&dbos).await.unwrap();
+    dbos.shutdown().await.unwrap();
+
+    run_then_kill(
+        config(),
+        |dbos| async move {
+            counter().id("agg-counter").on(&dbos).start().await.unwrap();
+        },
+        "the counter to reach its hanging step",
+        || runs("agg-counter") == 1,
+    )
+    .await;
+
+    // Behind its back, before it is recovered: two more workflows, four more steps.
+    db.connect()
+        .await
+        .batch_execute(
+            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, application_name)
+             VALUES ('agg-replay-2', 'SUCCESS', 'agg_ok', 'testapp'),
+                    ('agg-replay-3', 'SUCCESS', 'agg_ok', 'testapp');
+             INSERT INTO dbos.operation_outputs (workflow_uuid, function_id, function_name, output)
+             SELECT w, f, 'nap', '1' FROM unnest(ARRAY['agg-replay-2', 'agg-replay-3']) AS w,
+                                          generate_series(1, 2) AS f;",
+        )
+        .await
+        .unwrap();
+    let dbos = Dbos::launch(config()).await.unwrap();
+    let counted = dbos
+        .retrieve_workflow::<(u64, u64), Error>("agg-counter")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(runs("agg-counter"), 2, "the counter was recovered");
+    assert_eq!(counted, (1, 2), "the recorded counts, not today's (3, 6)");
+    let names: Vec<String> = dbos
+        .list_workflow_steps("agg-counter")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.function_name)
+        .collect();
+    assert_eq!(
+        names[..2],
+        ["DBOS.getWorkflowAggregates", "DBOS.getStepAggregates"]
+    );
     dbos.shutdown().await.unwrap();
 }

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::manage::{any_of, prefix_pattern, workflow_filter, Params};
+use super::manage::{any_of, app_scope, id_prefixes, workflow_filter, Params};
 use super::SystemDatabase;
 use crate::error::Result;
 use crate::manage::{StepAggregate, StepAggregates, WorkflowAggregate, WorkflowAggregates};
@@ -46,26 +46,11 @@ pub(crate) fn step_aggregates_sql(
 ) -> (String, Params) {
     let mut p = Params::default();
     let mut conditions: Vec<String> = Vec::new();
-    if !q.application_names.is_empty() {
-        let names = any_of(&mut p, "oo.application_name", &q.application_names);
-        conditions.push(format!("({names} OR oo.application_name IS NULL)"));
-    } else if let Some(app) = default_app {
-        conditions.push(format!(
-            "(oo.application_name = {} OR oo.application_name IS NULL)",
-            p.push(app.to_owned())
-        ));
-    }
+    conditions.extend(app_scope(&mut p, "oo", &q.application_names, default_app));
     if !q.function_names.is_empty() {
         conditions.push(any_of(&mut p, "oo.function_name", &q.function_names));
     }
-    if !q.id_prefixes.is_empty() {
-        let likes: Vec<String> = q
-            .id_prefixes
-            .iter()
-            .map(|prefix| format!("oo.workflow_uuid LIKE {}", p.push(prefix_pattern(prefix))))
-            .collect();
-        conditions.push(format!("({})", likes.join(" OR ")));
-    }
+    conditions.extend(id_prefixes(&mut p, "oo", &q.id_prefixes));
     if let Some(after) = q.completed.after {
         conditions.push(format!("oo.completed_at_epoch_ms >= {}", p.push(after)));
     }

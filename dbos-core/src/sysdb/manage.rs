@@ -184,7 +184,7 @@ fn literal(s: &str) -> String {
 }
 
 /// A `LIKE` pattern matching strings that start with `prefix`.
-pub(crate) fn prefix_pattern(prefix: &str) -> String {
+fn prefix_pattern(prefix: &str) -> String {
     let mut p = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {
         if matches!(c, '\\' | '%' | '_') {
@@ -205,6 +205,40 @@ pub(crate) fn any_of(params: &mut Params, column: &str, values: &[String]) -> St
     }
 }
 
+/// The application scope of an observability read on table alias `t`: the applications
+/// named (plus unclaimed rows), else `default_app`'s rows plus unclaimed ones, else none.
+pub(crate) fn app_scope(
+    p: &mut Params,
+    t: &str,
+    names: &[String],
+    default_app: Option<&str>,
+) -> Option<String> {
+    let column = format!("{t}.application_name");
+    if !names.is_empty() {
+        let names = any_of(p, &column, names);
+        Some(format!("({names} OR {column} IS NULL)"))
+    } else {
+        default_app.map(|app| {
+            format!(
+                "({column} = {} OR {column} IS NULL)",
+                p.push(app.to_owned())
+            )
+        })
+    }
+}
+
+/// Rows of alias `t` whose workflow id starts with any of `prefixes` (none: no condition).
+pub(crate) fn id_prefixes(p: &mut Params, t: &str, prefixes: &[String]) -> Option<String> {
+    if prefixes.is_empty() {
+        return None;
+    }
+    let likes: Vec<String> = prefixes
+        .iter()
+        .map(|prefix| format!("{t}.workflow_uuid LIKE {}", p.push(prefix_pattern(prefix))))
+        .collect();
+    Some(format!("({})", likes.join(" OR ")))
+}
+
 /// The `WHERE` clause (empty, or starting with a space) selecting the `workflow_status` rows
 /// (aliased `ws`) that `q`'s filters select, its parameters added to `p`: shared by the
 /// listing and the aggregates, so both select the same rows.
@@ -214,26 +248,13 @@ pub(crate) fn workflow_filter(
     default_app: Option<&str>,
 ) -> String {
     let mut conditions: Vec<String> = Vec::new();
-    if !q.application_names.is_empty() {
-        let names = any_of(p, "ws.application_name", &q.application_names);
-        conditions.push(format!("({names} OR ws.application_name IS NULL)"));
-    } else if let (Some(app), true) = (default_app, q.workflow_ids.is_empty()) {
-        conditions.push(format!(
-            "(ws.application_name = {} OR ws.application_name IS NULL)",
-            p.push(app.to_owned())
-        ));
-    }
+    // Explicit ids are global addresses: no default scope with them.
+    let default_app = default_app.filter(|_| q.workflow_ids.is_empty());
+    conditions.extend(app_scope(p, "ws", &q.application_names, default_app));
     if !q.workflow_ids.is_empty() {
         conditions.push(any_of(p, "ws.workflow_uuid", &q.workflow_ids));
     }
-    if !q.id_prefixes.is_empty() {
-        let likes: Vec<String> = q
-            .id_prefixes
-            .iter()
-            .map(|prefix| format!("ws.workflow_uuid LIKE {}", p.push(prefix_pattern(prefix))))
-            .collect();
-        conditions.push(format!("({})", likes.join(" OR ")));
-    }
+    conditions.extend(id_prefixes(p, "ws", &q.id_prefixes));
     // Statuses are ORed equalities, not an IN list: each arm can then use the partial index
     // its status has (the queued listing's `DELAYED` arm the delayed-workflows index, its
     // `ENQUEUED` and `PENDING` arms the in-flight index), where an IN list that no single
