@@ -7,8 +7,10 @@
 //! executor ids owning `PENDING` workflows of its application version; for each it may
 //! recover, it tries that id's lock. Getting it means the executor is gone: its workflows go
 //! back to their queues (the internal queue for those started directly), where the normal
-//! claim gives each to exactly one live executor, and the lock is released. Peers racing
-//! for the same dead executor recover each workflow once: the second finds nothing left.
+//! claim gives each to exactly one live executor, and the lock is released. The executor
+//! that re-enqueues them wakes its queues, so it claims them at once rather than at their
+//! queue's next poll. Peers racing for the same dead executor recover each workflow once:
+//! the second finds nothing left.
 //!
 //! A free lock is not always a death: after a database restart, or after an executor lost its
 //! lock connection, the executor reconnects and takes its lock back two recovery intervals
