@@ -29,6 +29,7 @@ pub mod clock;
 pub mod cluster;
 pub mod crash;
 pub mod database;
+pub mod pgbouncer;
 pub mod proxy;
 pub mod python;
 pub mod replay;

@@ -12,6 +12,7 @@ pub(crate) mod listener;
 pub(crate) mod manage;
 pub(crate) mod messages;
 mod migrate;
+mod pooler;
 pub(crate) mod queues;
 pub(crate) mod records;
 pub(crate) mod rename;
@@ -199,10 +200,24 @@ impl SystemDatabase {
         Ok(db)
     }
 
+    /// The first connection, and a second one beside it to refuse a transaction-mode
+    /// pooler (see [`pooler`]) before any named prepared statement is sent.
     async fn first_connection(&self) -> Result<()> {
-        let client = self.client().await?;
-        drop(client);
-        Ok(())
+        self.run("connect to the system database", |client, _| async move {
+            let (other, task) = self
+                .connector
+                .open(
+                    "could not open a second connection to the system database",
+                    &self.url.config,
+                )
+                .await?;
+            let checked =
+                pooler::refuse_transaction_pooling(&client, &other, &self.url.redacted).await;
+            drop(other);
+            let _ = task.await;
+            checked
+        })
+        .await
     }
 
     /// Creates the URL's database through the `postgres` maintenance database.

@@ -1,0 +1,81 @@
+//! Detecting a transaction-mode connection pooler between us and the system database.
+//!
+//! A pooler in transaction mode (PgBouncer's `pool_mode = transaction`, the pooled endpoints
+//! of most managed Postgres services) gives a client connection a server connection for
+//! one transaction at a time. What this library keeps on a session does not survive that:
+//! named prepared statements (`prepared statement "s3" does not exist`), `LISTEN` (the
+//! notification listener), session advisory locks (the executor lock). Rather than fail
+//! later, or hang, launch refuses such a URL at once with an error saying what to do.
+//!
+//! How: two client connections ask for their server's `pg_backend_pid()`. Without a pooler,
+//! or with one in session mode, a client connection keeps one server session for its whole
+//! life, and two open client connections never share one. So the probe connection reads its
+//! backend; the other connection opens a transaction (which pins a server connection) and
+//! reads its backend; the probe reads its own again. In transaction mode either the second
+//! connection was handed the probe's idle server (same backend on two client connections)
+//! or, that server being taken, the probe got another (its backend changed). Everything is
+//! sent with the simple query protocol: no named statement exists yet to fail.
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::error::{Error, Result};
+
+/// How many times the probe is repeated before the path is taken to be session-preserving.
+const ROUNDS: usize = 3;
+
+/// Fails with [`ErrorKind::Config`](crate::ErrorKind::Config) when `probe` and `other` (two
+/// open connections to the system database, `other` idle and outside any transaction) reach
+/// it through a transaction-mode pooler.
+pub(crate) async fn refuse_transaction_pooling(
+    probe: &Client,
+    other: &Client,
+    redacted_url: &str,
+) -> Result<()> {
+    for _ in 0..ROUNDS {
+        let before = backend(probe).await?;
+        other
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| Error::db("could not probe the system database connection", e))?;
+        let pinned = backend(other).await;
+        let after = backend(probe).await;
+        let ended = other.batch_execute("ROLLBACK").await;
+        let (pinned, after) = (pinned?, after?);
+        ended.map_err(|e| Error::db("could not probe the system database connection", e))?;
+        if pinned == before || after != before {
+            return Err(transaction_pooler(redacted_url));
+        }
+    }
+    Ok(())
+}
+
+/// The server process behind `client` for this statement.
+async fn backend(client: &Client) -> Result<String> {
+    let messages = client
+        .simple_query("SELECT pg_backend_pid()")
+        .await
+        .map_err(|e| Error::db("could not probe the system database connection", e))?;
+    messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            Error::new(
+                crate::ErrorKind::Database,
+                "could not probe the system database connection: `SELECT pg_backend_pid()` returned no row",
+            )
+        })
+}
+
+fn transaction_pooler(redacted_url: &str) -> Error {
+    Error::config(format!(
+        "the system database {redacted_url} is reached through a transaction-mode connection pooler \
+         (such as PgBouncer with pool_mode = transaction, or a managed service's pooled endpoint): \
+         the server session changes between transactions, and this library needs one that lasts \
+         for its prepared statements, its LISTEN for notifications and its session advisory locks \
+         (the executor lock). Use a session-mode pool (pool_mode = session) or a direct URL to \
+         Postgres for the system database"
+    ))
+}
