@@ -9,7 +9,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use dbos_core::manage::ForkOptions;
-use dbos_core::{step, workflow, Error, ErrorKind};
+use dbos_core::{step, transaction, workflow, Error, ErrorKind, Transaction};
 use dbos_testkit::TestDatabase;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -136,6 +136,17 @@ async fn flaky() -> Result<u32, Error> {
     Ok(10)
 }
 
+/// Reads one row in the system database's own transaction.
+#[transaction]
+async fn touch(tx: &Transaction<'_>) -> Result<i32, Error> {
+    tracing::info!("a log line in a transaction");
+    let row = tx
+        .query_one("SELECT 5", &[])
+        .await
+        .map_err(|e| Error::new(ErrorKind::Database, e.to_string()))?;
+    Ok(row.get(0))
+}
+
 #[workflow]
 async fn pinged(base: u32) -> Result<u32, Error> {
     let got: Option<u32> = dbos_core::recv("ping", Duration::from_secs(60)).await?;
@@ -147,11 +158,12 @@ async fn traced() -> Result<u32, Error> {
     tracing::info!("a log line in the workflow");
     let a = plain(1).await?;
     let b = flaky().await?;
+    let five = touch().await?;
     let child = pinged(a).id("spans-child").start().await?;
     dbos_core::send("spans-child", &b, "ping").await?;
     dbos_core::set_event("progress", &"sent").await?;
     dbos_core::write_stream("log", &"sent").await?;
-    child.result().await
+    Ok(child.result().await? + five.unsigned_abs())
 }
 
 fn field<'a>(fields: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
@@ -181,7 +193,7 @@ fn a_workflows_steps_child_and_messages_are_spans_nested_as_they_run() {
         None,
         |db: TestDatabase| async move {
             let dbos = db.launch().await;
-            assert_eq!(traced().id("spans-wf").on(&dbos).await.unwrap(), 12);
+            assert_eq!(traced().id("spans-wf").on(&dbos).await.unwrap(), 17);
 
             let s = seen.lock().unwrap().clone();
             let id = "dbos.operation.workflow_id";
@@ -261,6 +273,21 @@ fn a_workflows_steps_child_and_messages_are_spans_nested_as_they_run() {
                 "in the attempt that failed"
             );
 
+            // A transaction: a span of the workflow, with the step id it took and the body's
+            // log line inside it.
+            let tx = one(find(&s, "transaction", "name", "touch"), "transaction span");
+            assert_eq!(s.spans[tx].parent, Some(wf));
+            assert_eq!(
+                field(&s.spans[tx].fields, "dbos.operation.step_id"),
+                Some("3")
+            );
+            let in_tx = s
+                .events
+                .iter()
+                .find(|e| field(&e.fields, "message") == Some("a log line in a transaction"))
+                .expect("the transaction's log line");
+            assert_eq!(in_tx.span, Some(tx));
+
             // The child start is an operation of the parent; the child's workflow span is in it.
             let start = one(find(&s, "operation", "type", "child"), "child start span");
             assert_eq!(s.spans[start].parent, Some(wf));
@@ -325,7 +352,7 @@ fn a_workflows_steps_child_and_messages_are_spans_nested_as_they_run() {
                 .fork_workflow("spans-wf", 3, &ForkOptions::new().workflow_id("spans-fork"))
                 .await
                 .unwrap();
-            assert_eq!(fork.typed::<u32, Error>().result().await.unwrap(), 12);
+            assert_eq!(fork.typed::<u32, Error>().result().await.unwrap(), 17);
             let s = seen.lock().unwrap().clone();
             let forked = one(
                 find(&s, "workflow", "workflow_id", "spans-fork"),
