@@ -65,6 +65,23 @@ async fn launch_through_a_transaction_mode_pooler_fails_with_a_clear_error(db: T
 }
 
 #[dbos_testkit::test(timeout = "180s")]
+async fn a_transaction_mode_pooler_with_one_server_connection_is_refused_without_waiting(
+    db: TestDatabase,
+) {
+    // One server connection: while the check's second connection holds it in a
+    // transaction, a statement on the first would wait for it (until PgBouncer's
+    // query_wait_timeout, two minutes) — the check must not send one.
+    let bouncer = PgBouncer::start_with_pool(db.cluster(), PoolMode::Transaction, 1).await;
+    let config = db
+        .config("pooled")
+        .system_database_url(bouncer.url(&db.url()));
+    let launched = tokio::time::timeout(BOUND, Dbos::launch(config))
+        .await
+        .expect("launch through a one-connection transaction-mode pooler must not hang");
+    assert_names_the_pooler(&launched.expect_err("must be refused"));
+}
+
+#[dbos_testkit::test(timeout = "180s")]
 async fn a_session_mode_pooler_runs_workflows_normally(db: TestDatabase) {
     // In session mode every client connection holds a server connection: the pooler's pool
     // must cover all of the runtime's (see the server count below).

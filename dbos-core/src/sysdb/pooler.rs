@@ -12,7 +12,8 @@
 //! life, and two open client connections never share one. So the probe connection reads its
 //! backend; the other connection opens a transaction (which pins a server connection) and
 //! reads its backend; the probe reads its own again. In transaction mode either the second
-//! connection was handed the probe's idle server (same backend on two client connections)
+//! connection was handed the probe's idle server (same backend on two client connections:
+//! the probe is then not asked again, as its statement could only wait for that server)
 //! or, that server being taken, the probe got another (its backend changed). Everything is
 //! sent with the simple query protocol: no named statement exists yet to fail.
 
@@ -38,11 +39,17 @@ pub(crate) async fn refuse_transaction_pooling(
             .await
             .map_err(|e| Error::db("could not probe the system database connection", e))?;
         let pinned = backend(other).await;
-        let after = backend(probe).await;
+        // Shared already: the probe is not asked again, since with no other idle server
+        // its statement would wait for the one `other` holds.
+        let after = match &pinned {
+            Ok(pinned) if *pinned == before => None,
+            _ => Some(backend(probe).await),
+        };
         let ended = other.batch_execute("ROLLBACK").await;
-        let (pinned, after) = (pinned?, after?);
+        let pinned = pinned?;
+        let after = after.transpose()?;
         ended.map_err(|e| Error::db("could not probe the system database connection", e))?;
-        if pinned == before || after != before {
+        if pinned == before || after.is_some_and(|after| after != before) {
             return Err(transaction_pooler(redacted_url));
         }
     }
