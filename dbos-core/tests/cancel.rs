@@ -275,12 +275,17 @@ async fn a_deadline_passing_during_a_step_stops_the_workflow_there(db: TestDatab
     dbos.shutdown().await.unwrap();
 }
 
-/// Plain code between two steps: no durable operation is in progress while it runs.
+/// Plain code between two steps: no durable operation is in progress while it runs. It
+/// waits until the test releases it (`<key>/release`), so the cancel always lands first
+/// however slow the machine is.
 #[workflow]
-async fn works_between_steps(key: String, ms: u64) -> Result<(), Error> {
+async fn works_between_steps(key: String) -> Result<(), Error> {
     after(format!("{key}-first")).await?;
     bump(&format!("{key}/between"));
-    tokio::time::sleep(Duration::from_millis(ms)).await;
+    while count(&format!("{key}/release")) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bump(&format!("{key}/released"));
     after(key).await
 }
 
@@ -292,7 +297,7 @@ async fn works_between_steps(key: String, ms: u64) -> Result<(), Error> {
 #[dbos_testkit::test]
 async fn a_cancel_between_steps_stops_the_workflow_before_its_next_step_runs(db: TestDatabase) {
     let dbos = launch(&db).await;
-    let h = works_between_steps("between".into(), 1_000)
+    let h = works_between_steps("between".into())
         .id("c-between")
         .on(&dbos)
         .start()
@@ -307,8 +312,15 @@ async fn a_cancel_between_steps_stops_the_workflow_before_its_next_step_runs(db:
     dbos.cancel_workflow("c-between").await.unwrap();
     let e = h.result().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AwaitedWorkflowCancelled, "{e:?}");
-    // The body's own wait (1 s) ends, and it reaches its next step.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Only now does the body go on to its next step.
+    bump("between/release");
+    eventually(
+        "the body to pass its own wait",
+        Duration::from_secs(10),
+        || async { (count("between/released") == 1).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         count("between/after"),
         0,
