@@ -439,11 +439,6 @@ fn show_ids(ids: &[&str]) -> String {
     }
 }
 
-/// How many different ids `ids` holds.
-fn distinct(ids: &[&str]) -> usize {
-    ids.iter().collect::<std::collections::HashSet<_>>().len()
-}
-
 /// What an operation on several workflows (and maybe their descendants) did.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TreeChange {
@@ -1110,9 +1105,12 @@ impl SystemDatabase {
                     missing: row.get(0),
                     changed: row.get(1),
                 };
-                if attempt > 1 && existed && change.missing.len() == distinct(ids) {
-                    // Every id existed before the first attempt and none is left: that
-                    // attempt deleted them, and its answer was lost.
+                if attempt > 1 && existed && change.changed.is_empty() {
+                    // Every id existed before the first attempt and this one deleted
+                    // nothing: that attempt deleted them, and its answer was lost. Either
+                    // its commit landed before this snapshot (every id missing), or it was
+                    // still landing (this snapshot saw the ids, and the delete then found
+                    // their rows gone once that commit released them).
                     change = TreeChange {
                         missing: Vec::new(),
                         changed: ids.iter().map(|id| (*id).to_owned()).collect(),
