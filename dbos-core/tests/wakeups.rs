@@ -90,6 +90,29 @@ async fn a_message_sent_from_sql_wakes_a_waiting_workflow(db: TestDatabase) {
     );
 }
 
+/// The listener dies mid-wait and cannot come back (the proxy refuses new connections; the
+/// pool keeps its own).
+async fn take_the_listener_away(db: &TestDatabase, proxy: &Proxy) {
+    proxy.refuse_new(true);
+    let killed: Option<bool> = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT bool_and(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+            &[&LISTENER_APPLICATION_NAME],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, Some(true));
+    eventually(
+        "the listener to be gone",
+        Duration::from_secs(10),
+        || async { listener_pids(db).await.is_empty().then_some(()) },
+    )
+    .await;
+}
+
 /// With the listener's backend terminated and its reconnections refused, messages still
 /// arrive: waits fall back to polling. Once it is back, notifications wake them again.
 async fn listener_outage(db: &TestDatabase, park_after: Duration) {
@@ -127,25 +150,7 @@ async fn listener_outage(db: &TestDatabase, park_after: Duration) {
         })
         .await;
     }
-    // The listener dies mid-wait and cannot come back (the pool keeps its connections).
-    proxy.refuse_new(true);
-    let killed: Option<bool> = db
-        .connect()
-        .await
-        .query_one(
-            "SELECT bool_and(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
-            &[&LISTENER_APPLICATION_NAME],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(killed, Some(true));
-    eventually(
-        "the listener to be gone",
-        Duration::from_secs(10),
-        || async { listener_pids(db).await.is_empty().then_some(()) },
-    )
-    .await;
+    take_the_listener_away(db, &proxy).await;
     sql_send(db, "lo-1", "one", "\"during the outage\"").await;
     let got = tokio::time::timeout(Duration::from_secs(10), first.result())
         .await
@@ -184,6 +189,60 @@ async fn a_parked_wait_survives_the_listener_backend_being_terminated(db: TestDa
 #[workflow]
 async fn awaits_event(target: String) -> Result<Option<String>, Error> {
     dbos_core::get_event::<String>(&target, "ready", Duration::from_secs(60)).await
+}
+
+/// An event set while the listener is away (by SQL, as another process would) still wakes
+/// its waiter: the fallback poll looks for every awaited event (`present_events`). Checked:
+/// with that look-up finding nothing, the wait runs into its 60 s timeout.
+#[dbos_testkit::test]
+async fn an_event_set_while_the_listener_is_away_still_wakes_its_waiter(db: TestDatabase) {
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url()))
+            .park_after(Duration::from_secs(600)),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the listener to connect",
+        Duration::from_secs(10),
+        || async { (listener_pids(&db).await.len() == 1).then_some(()) },
+    )
+    .await;
+    // The event's owner: any workflow row (this one waits for a message it never gets).
+    let owner = waits_for_hello("never".into())
+        .id("eo-owner")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let waiter = awaits_event("eo-owner".into())
+        .id("eo-waiter")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    waiting(&db, "eo-waiter").await;
+    take_the_listener_away(&db, &proxy).await;
+    db.connect()
+        .await
+        .batch_execute(
+            "INSERT INTO dbos.workflow_events (workflow_uuid, key, value, serialization)
+             VALUES ('eo-owner', 'ready', '\"while away\"', 'portable_json')",
+        )
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), waiter.result())
+        .await
+        .expect("the event is found while the listener is away");
+    assert_eq!(got.unwrap().as_deref(), Some("while away"));
+    assert!(
+        listener_pids(&db).await.is_empty(),
+        "the listener stayed away"
+    );
+    drop(owner);
+    dbos.shutdown().await.unwrap();
 }
 
 #[workflow]
