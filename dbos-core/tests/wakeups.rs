@@ -90,6 +90,24 @@ async fn a_message_sent_from_sql_wakes_a_waiting_workflow(db: TestDatabase) {
     );
 }
 
+/// An executor reaching the database through `proxy`, once its listener is connected.
+async fn launch_listening(db: &TestDatabase, proxy: &Proxy, park_after: Duration) -> Dbos {
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url()))
+            .park_after(park_after),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the listener to connect",
+        Duration::from_secs(10),
+        || async { (listener_pids(db).await.len() == 1).then_some(()) },
+    )
+    .await;
+    dbos
+}
+
 /// The listener dies mid-wait and cannot come back (the proxy refuses new connections; the
 /// pool keeps its own).
 async fn take_the_listener_away(db: &TestDatabase, proxy: &Proxy) {
@@ -117,19 +135,7 @@ async fn take_the_listener_away(db: &TestDatabase, proxy: &Proxy) {
 /// arrive: waits fall back to polling. Once it is back, notifications wake them again.
 async fn listener_outage(db: &TestDatabase, park_after: Duration) {
     let proxy = Proxy::start(db.cluster().postgres().port()).await;
-    let dbos = Dbos::launch(
-        db.config("testapp")
-            .system_database_url(proxy.url(&db.url()))
-            .park_after(park_after),
-    )
-    .await
-    .unwrap();
-    eventually(
-        "the listener to connect",
-        Duration::from_secs(10),
-        || async { (listener_pids(db).await.len() == 1).then_some(()) },
-    )
-    .await;
+    let dbos = launch_listening(db, &proxy, park_after).await;
     let first = waits_for_hello("one".into())
         .id("lo-1")
         .on(&dbos)
@@ -197,19 +203,7 @@ async fn awaits_event(target: String) -> Result<Option<String>, Error> {
 #[dbos_testkit::test]
 async fn an_event_set_while_the_listener_is_away_still_wakes_its_waiter(db: TestDatabase) {
     let proxy = Proxy::start(db.cluster().postgres().port()).await;
-    let dbos = Dbos::launch(
-        db.config("testapp")
-            .system_database_url(proxy.url(&db.url()))
-            .park_after(Duration::from_secs(600)),
-    )
-    .await
-    .unwrap();
-    eventually(
-        "the listener to connect",
-        Duration::from_secs(10),
-        || async { (listener_pids(&db).await.len() == 1).then_some(()) },
-    )
-    .await;
+    let dbos = launch_listening(&db, &proxy, Duration::from_secs(600)).await;
     // The event's owner: any workflow row (this one waits for a message it never gets).
     let owner = waits_for_hello("never".into())
         .id("eo-owner")
