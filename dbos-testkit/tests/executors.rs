@@ -337,6 +337,69 @@ async fn an_executor_that_loses_its_lock_hands_its_work_over_and_is_fenced(db: T
     a.shutdown().await.unwrap();
 }
 
+/// The pid of the session labelled `label` (an executor's lock session) holding an advisory
+/// lock in this database, if any.
+async fn lock_holder(client: &tokio_postgres::Client, label: &str) -> Option<i32> {
+    client
+        .query_opt(
+            "SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = left($1, 63)
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              LIMIT 1",
+            &[&label],
+        )
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+#[dbos_testkit::test]
+async fn an_executor_whose_lock_connection_drops_leaves_its_lock_free_for_two_recovery_intervals(
+    db: TestDatabase,
+) {
+    // The window in which a peer, looking once per recovery interval, finds the lock free
+    // and recovers the work (the hand-over above): the executor takes its lock back two
+    // intervals after it noticed the loss, never sooner. With the wait shortened (`* 2` to
+    // `/ 2` in recovery::serve), the lock came back about one interval after the cut.
+    let interval = Duration::from_secs(1);
+    let a = Dbos::launch(db.config("testapp").recovery_interval(interval))
+        .await
+        .unwrap();
+    let client = db.connect().await;
+    let label = format!("dbos-rs lock {}", a.executor_id());
+    let old = eventually("A to hold its lock", Duration::from_secs(10), || {
+        lock_holder(&client, &label)
+    })
+    .await;
+    // The executor notices the loss after this instant, so it may take its lock back only
+    // two intervals after it.
+    let cut = Instant::now();
+    let terminated: bool = client
+        .query_one("SELECT pg_terminate_backend($1)", &[&old])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(terminated, "A's lock session");
+    let retaken = eventually(
+        "A to take its lock back",
+        Duration::from_secs(20),
+        || async {
+            let holder = lock_holder(&client, &label).await;
+            // Read after the look: the lock was taken back no later than this.
+            let seen = Instant::now();
+            holder.filter(|pid| *pid != old).map(|_| seen)
+        },
+    )
+    .await;
+    let free_for = retaken - cut;
+    assert!(
+        free_for >= interval * 2,
+        "the lock was taken back {free_for:?} after the cut, before two recovery intervals ({:?})",
+        interval * 2
+    );
+    a.shutdown().await.unwrap();
+}
+
 static SAME_ID_RUNS: AtomicU32 = AtomicU32::new(0);
 
 #[step]
