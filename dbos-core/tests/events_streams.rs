@@ -459,6 +459,39 @@ async fn a_stream_ends_when_its_writer_is_no_longer_active(db: TestDatabase) {
     assert!(missing.next().await.is_none());
 }
 
+#[dbos_testkit::test]
+async fn a_stream_of_a_thousand_values_is_read_in_at_most_twenty_statements(db: TestDatabase) {
+    // The cost Messages promises: a reader takes up to 100 values per round trip. Counted
+    // at a proxy between a `Client` (which runs nothing else) and the server. With one value
+    // per read (`+` to `-` in the batch's offset check, sysdb::messages::read_stream) it
+    // took 1,002.
+    let dbos = db.launch().await;
+    writes_without_closing(1_000)
+        .id("long-stream")
+        .on(&dbos)
+        .await
+        .unwrap();
+    let proxy = dbos_testkit::proxy::Proxy::start(db.cluster().postgres().port()).await;
+    let client = dbos_core::client::Client::connect(proxy.url(&db.url()))
+        .await
+        .unwrap();
+    let before = proxy.statements();
+    let values: Vec<u32> = tokio::time::timeout(
+        Duration::from_secs(60),
+        client
+            .read_stream::<u32>("long-stream", "s")
+            .map(|r| r.unwrap())
+            .collect(),
+    )
+    .await
+    .expect("the stream ends");
+    let reads = proxy.statements() - before;
+    assert_eq!(values, (0..1_000).collect::<Vec<u32>>());
+    assert!(reads <= 20, "reading 1,000 values took {reads} statements");
+    // Not vacuous: the reads went through the proxy.
+    assert!(reads >= 10, "{reads} statements for 1,000 values");
+}
+
 #[workflow]
 async fn writes_a_word() -> Result<(), Error> {
     dbos_core::write_stream("w", &"word").await?;

@@ -56,6 +56,8 @@ struct State {
     lose_reply_to: Mutex<Option<Vec<u8>>>,
     /// How many armed triggers fired.
     fired: AtomicUsize,
+    /// How many statements clients sent (simple queries and extended-protocol executions).
+    statements: AtomicUsize,
 }
 
 impl Proxy {
@@ -181,6 +183,14 @@ impl Proxy {
     /// fired.
     pub fn fired(&self) -> usize {
         self.state.fired.load(Ordering::SeqCst)
+    }
+
+    /// How many statements the clients sent through the proxy, on every connection: each
+    /// simple query (`Q`) and each execution of a prepared or unnamed statement (`E`) counts
+    /// one; preparing a statement counts nothing. A test can bound the round trips an
+    /// operation makes.
+    pub fn statements(&self) -> usize {
+        self.state.statements.load(Ordering::SeqCst)
     }
 
     /// How many connections the proxy accepted.
@@ -322,6 +332,9 @@ async fn pump_frontend(
             if !started {
                 started = code != SSL_REQUEST && code != GSSENC_REQUEST;
             } else {
+                if kind == b'Q' || kind == b'E' {
+                    state.statements.fetch_add(1, Ordering::SeqCst);
+                }
                 let cut_marker = lock(&state.cut_on).clone();
                 if let Some(marker) = cut_marker {
                     if contains(&message, &marker) {
