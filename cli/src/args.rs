@@ -110,6 +110,13 @@ pub(crate) enum WorkflowCommand {
     /// Count steps per function (and outcome or time bucket): errors and min/avg/max duration
     #[command(name = "step-aggregate")]
     StepAggregate(crate::aggregate::StepAggregateArgs),
+    /// Export workflows with their steps, events, streams and messages to a portable JSON
+    /// file (by id, or those the filters select)
+    Export(Box<crate::export::ExportArgs>),
+    /// Import an export file into this database, in one transaction (same ids, statuses and
+    /// histories; a workflow the database has already fails the import unless
+    /// --skip-existing)
+    Import(crate::export::ImportArgs),
 }
 
 #[derive(Debug, Args)]

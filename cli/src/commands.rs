@@ -374,8 +374,11 @@ fn print_workflow(g: &Global, w: &WorkflowInfo) {
 }
 
 async fn workflow(g: &Global, cmd: WorkflowCommand) -> Result<()> {
-    // Bad filters are reported before connecting.
+    // Bad filters (and an import file that does not check) are reported before connecting.
+    let mut import_file = None;
     match &cmd {
+        WorkflowCommand::Export(a) => drop(crate::export::selection(a)?),
+        WorkflowCommand::Import(a) => import_file = Some(crate::export::read(a)?),
         WorkflowCommand::List(a) => drop(list_query(a)?),
         WorkflowCommand::Aggregate(a) => drop(crate::aggregate::workflow_query(a)?),
         WorkflowCommand::StepAggregate(a) => drop(crate::aggregate::step_query(a)?),
@@ -491,6 +494,14 @@ async fn workflow(g: &Global, cmd: WorkflowCommand) -> Result<()> {
         WorkflowCommand::Aggregate(a) => crate::aggregate::workflows(g, &client, &a).await?,
         WorkflowCommand::StepAggregate(a) => crate::aggregate::steps(g, &client, &a).await?,
         WorkflowCommand::Rewind(a) => rewind_command(g, &client, a).await?,
+        WorkflowCommand::Export(a) => crate::export::export(g, &client, &a).await?,
+        WorkflowCommand::Import(a) => {
+            let file = match import_file.take() {
+                Some(file) => file,
+                None => crate::export::read(&a)?,
+            };
+            crate::export::import(g, &client, &a, &file).await?;
+        }
         WorkflowCommand::Delete(a) => {
             let id = a.workflow_id.as_str();
             let deleted = if a.children {

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod local_postgres;
 pub mod manage;
 pub mod messages;
@@ -86,6 +87,8 @@ mod book {
     struct Architecture;
     #[doc = include_str!("../../docs/src/managing.md")]
     struct Managing;
+    #[doc = include_str!("../../docs/src/export.md")]
+    struct Export;
     #[doc = include_str!("../../docs/src/cli.md")]
     struct Cli;
     #[doc = include_str!("../../docs/src/transactions.md")]

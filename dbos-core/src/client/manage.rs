@@ -12,6 +12,7 @@ use crate::workflow::call::Status;
 impl Client {
     crate::manage::facade::management_methods!();
     crate::manage::aggregates::aggregate_methods!();
+    crate::export::export_methods!();
 
     /// A workflow's current status.
     ///

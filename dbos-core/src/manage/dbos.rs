@@ -11,4 +11,5 @@ impl Dbos {
 
     super::facade::management_methods!();
     super::aggregates::aggregate_methods!();
+    crate::export::export_methods!();
 }

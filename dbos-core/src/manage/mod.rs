@@ -149,7 +149,7 @@ impl Manager {
         self.sysdb.count_workflow_rows(q, self.app(), at_most).await
     }
 
-    async fn rows(&self, q: &ListWorkflows) -> Result<Vec<WorkflowInfo>> {
+    pub(crate) async fn rows(&self, q: &ListWorkflows) -> Result<Vec<WorkflowInfo>> {
         q.check()?;
         let rows = self.sysdb.list_workflow_rows(q, self.app()).await?;
         Ok(rows.into_iter().map(WorkflowInfo::from_row).collect())

@@ -411,7 +411,7 @@ fn workflow_row(r: &tokio_postgres::Row) -> WorkflowRow {
 
 /// The recursive walk from a workflow to its descendants (through `parent_workflow_id`),
 /// as a CTE named `tree(id)`; just the workflow itself without `descendants`.
-fn tree_cte(s: &str, descendants: bool) -> String {
+pub(crate) fn tree_cte(s: &str, descendants: bool) -> String {
     let walk = if descendants {
         format!(
             " UNION SELECT c.workflow_uuid FROM {s}.workflow_status c JOIN tree ON c.parent_workflow_id = tree.id"
