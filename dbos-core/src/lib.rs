@@ -33,6 +33,8 @@ pub use messages::{
     close_stream, get_all_events, get_event, read_stream, recv, send, send_batch, set_event,
     wait_first, write_stream, Message, ReadStream, SendCall,
 };
+/// The metrics this library records (see the Observability chapter).
+pub use observe::metrics;
 pub use queue::enqueue::QueuedCall;
 pub use queue::{Queue, QueueConflict};
 pub use runtime::Dbos;

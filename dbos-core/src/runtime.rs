@@ -290,6 +290,7 @@ impl Dbos {
         inner.sysdb.resilience().retry_forever();
         inner.data_sources.retry_forever();
         let internal = Queue::new(INTERNAL_QUEUE);
+        crate::observe::metrics::describe();
         inner.tasks.spawn(worker::serve(inner.clone(), internal));
         for queue in queues {
             inner.tasks.spawn(worker::serve(inner.clone(), queue));

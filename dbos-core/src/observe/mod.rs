@@ -11,6 +11,10 @@
 //!
 //! Events inside those spans carry a `dbos.event` field naming what happened: `retry`,
 //! `replay`, `recovery`, `stop` (cancellation, deadline, takeover, shutdown) and `fenced`.
+//!
+//! Metrics are named and recorded in [`metrics`].
+
+pub mod metrics;
 
 use tracing::{field::Empty, Span};
 

@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::observe;
 use crate::queue::Queue;
 use crate::runtime::RuntimeInner;
 use crate::sysdb::queues::Dequeued;
-use crate::sysdb::workflows::INTERNAL_QUEUE;
+use crate::sysdb::workflows::{now_ms, INTERNAL_QUEUE};
 use crate::workflow::context::lock;
 
 /// What this executor runs from one queue right now (worker concurrency is per process).
@@ -126,6 +127,7 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, queue: Queue) {
             }
         }
         served.report_unrunnable(&rt).await;
+        served.count_depth(&rt).await;
         tokio::select! {
             _ = rt.shutdown.cancelled() => return,
             _ = tokio::time::sleep(jittered(served.queue.polling_interval.mul_f64(backoff))) => {}
@@ -139,12 +141,18 @@ const UNRUNNABLE_AFTER: Duration = Duration::from_secs(30);
 /// How often the same unrunnable work is reported again.
 const REPORT_AGAIN_AFTER: Duration = Duration::from_secs(600);
 
+/// How often the queue-depth gauge is refreshed (once per polling interval when that is
+/// longer): one index-only count per queue, not one per dequeue.
+const DEPTH_EVERY: Duration = Duration::from_secs(5);
+
 /// A queue as this executor serves it: the definition in force and when it was read.
 struct Served {
     queue: Queue,
     read_at: Instant,
     checked_at: Instant,
     reported: HashMap<(String, String), Instant>,
+    /// When the queue's depth was last counted (`None`: not yet).
+    counted_at: Option<Instant>,
 }
 
 impl Served {
@@ -154,6 +162,22 @@ impl Served {
             read_at: Instant::now(),
             checked_at: Instant::now(),
             reported: HashMap::new(),
+            counted_at: None,
+        }
+    }
+
+    /// Refreshes the queue-depth gauge when it is [`DEPTH_EVERY`] (or a polling interval) old.
+    async fn count_depth(&mut self, rt: &RuntimeInner) {
+        let every = DEPTH_EVERY.max(self.queue.polling_interval);
+        if self.counted_at.is_some_and(|at| at.elapsed() < every) {
+            return;
+        }
+        self.counted_at = Some(Instant::now());
+        match rt.sysdb.queue_depth(self.queue.name(), &rt.app_name).await {
+            Ok((enqueued, pending)) => {
+                observe::metrics::queue_depth(self.queue.name(), enqueued, pending)
+            }
+            Err(e) => tracing::debug!(error = %e, "could not count the queue's workflows"),
         }
     }
 
@@ -283,6 +307,7 @@ pub(crate) async fn poll_once(
                 left: free,
             }
         };
+        let asked = reserved.left;
         match rt
             .sysdb
             .dequeue(queue, partition.as_deref(), reserved.left, who)
@@ -291,6 +316,11 @@ pub(crate) async fn poll_once(
             Dequeued::Contended => contended = true,
             Dequeued::Claimed(claimed) => {
                 full |= claimed.len() as i64 == BATCH;
+                if asked > 0 {
+                    let now = now_ms();
+                    let waits = claimed.iter().filter_map(|c| Some(now - c.enqueued_at?));
+                    observe::metrics::dequeued(queue.name(), claimed.len(), waits);
+                }
                 for c in claimed {
                     let slot = reserved.slot(signal);
                     rt.dispatch_claimed(c, Some(slot), Some(queue.name()));

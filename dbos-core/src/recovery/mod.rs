@@ -119,6 +119,7 @@ async fn recover_own(rt: &Arc<RuntimeInner>) -> Result<()> {
         )
         .await?;
     if !recovered.is_empty() {
+        crate::observe::metrics::recovered(true, recovered.len());
         tracing::info!(
             count = recovered.len(),
             executor_id = %rt.executor_id,
@@ -272,6 +273,7 @@ async fn recover_dead_peers(
         session.unlock(key).await?;
         let recovered = recovered?;
         if !recovered.is_empty() {
+            crate::observe::metrics::recovered(false, recovered.len());
             tracing::info!(
                 dead_executor = %executor,
                 count = recovered.len(),

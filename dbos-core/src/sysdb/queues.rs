@@ -170,6 +170,25 @@ impl SystemDatabase {
         Ok(row.map(|r| (r.get(0), queue_from_row(name, &r))))
     }
 
+    /// How many workflows of application `app_name` are on `queue`: waiting (`ENQUEUED`)
+    /// and claimed (`PENDING`). An index-only count on the in-flight index.
+    pub(crate) async fn queue_depth(&self, queue: &str, app_name: &str) -> Result<(i64, i64)> {
+        let s = self.quoted_schema();
+        let row = self
+            .query_opt(
+                &format!("count the workflows on queue `{queue}`"),
+                &format!(
+                    "SELECT count(*) FILTER (WHERE status = 'ENQUEUED'), count(*) FILTER (WHERE status = 'PENDING')
+                       FROM {s}.workflow_status
+                      WHERE queue_name = $1 AND status IN ('ENQUEUED', 'PENDING')
+                        AND (application_name = $2 OR application_name IS NULL)"
+                ),
+                &[&queue, &app_name],
+            )
+            .await?;
+        Ok(row.map_or((0, 0), |r| (r.get(0), r.get(1))))
+    }
+
     /// Whether `version` is the latest registered version of the application (or none is).
     pub(crate) async fn is_latest_version(&self, version: &str, app_name: &str) -> Result<bool> {
         let latest = self.latest_version(Some(app_name)).await?;
@@ -485,7 +504,7 @@ impl SystemDatabase {
                           ORDER BY version_timestamp DESC LIMIT 1
                      ),
                      picked AS (
-                         SELECT workflow_uuid FROM {s}.workflow_status
+                         SELECT workflow_uuid, updated_at FROM {s}.workflow_status
                           WHERE queue_name = $1 AND status = 'ENQUEUED'
                             AND (application_name = $2 OR application_name IS NULL)
                             AND {partition_test}
@@ -508,7 +527,8 @@ impl SystemDatabase {
                         AND CASE ws.status WHEN 'ENQUEUED' THEN TRUE ELSE FALSE END
                      RETURNING ws.workflow_uuid, ws.name, ws.serialization, ws.recovery_attempts, ws.workflow_deadline_epoch_ms,
                                (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid),
-                               EXISTS (SELECT 1 FROM {s}.operation_outputs o WHERE o.workflow_uuid = ws.workflow_uuid)"
+                               EXISTS (SELECT 1 FROM {s}.operation_outputs o WHERE o.workflow_uuid = ws.workflow_uuid),
+                               picked.updated_at"
                 )
             }
         };
@@ -560,7 +580,8 @@ impl SystemDatabase {
                 &format!(
                     "SELECT ws.workflow_uuid, ws.name, ws.serialization, ws.recovery_attempts, ws.workflow_deadline_epoch_ms,
                             (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid),
-                            EXISTS (SELECT 1 FROM {s}.operation_outputs o WHERE o.workflow_uuid = ws.workflow_uuid)
+                            EXISTS (SELECT 1 FROM {s}.operation_outputs o WHERE o.workflow_uuid = ws.workflow_uuid),
+                            NULL::bigint
                        FROM {s}.workflow_status ws
                       WHERE ws.owner_xid = $1 AND ws.status = 'PENDING'"
                 ),
@@ -699,6 +720,7 @@ fn claimed_row(r: &tokio_postgres::Row, claim: &str) -> ClaimedWorkflow {
         deadline_ms: r.get(4),
         inputs: r.get(5),
         has_history: r.get(6),
+        enqueued_at: r.get(7),
         owner_xid: claim.to_owned(),
     }
 }

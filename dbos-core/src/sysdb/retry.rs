@@ -108,6 +108,7 @@ impl Resilience {
     /// launched (work waits until the database is back).
     fn failed(&self, what: &str, e: &Error, forever: bool) {
         let mut since = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
+        crate::observe::metrics::sysdb_retry(since.is_none());
         if since.is_none() {
             *since = Some(Instant::now());
             self.down.store(true, Ordering::Relaxed);

@@ -126,6 +126,9 @@ pub(crate) struct ClaimedWorkflow {
     /// Whether it has checkpoints (recovered, resumed or forked work) to replay; a freshly
     /// enqueued workflow has none, and its history is not read.
     pub(crate) has_history: bool,
+    /// When it was (last) enqueued (its `updated_at` before the claim), for the queue-wait
+    /// metric; unknown for a claim adopted after a lost acknowledgement.
+    pub(crate) enqueued_at: Option<i64>,
 }
 
 /// What the executor's watchdog reads of a running workflow.

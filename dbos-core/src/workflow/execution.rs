@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde_json::Value;
@@ -39,6 +39,19 @@ pub(crate) enum Completion {
     Interrupted,
     /// The body panicked (the message); the row stays `PENDING` for recovery.
     Panicked(Arc<str>),
+}
+
+impl Completion {
+    /// How the execution ended, for its metrics (`began`: when it started here).
+    fn ended(&self, began: Instant) -> observe::metrics::Ended {
+        use observe::metrics::Ended;
+        match self {
+            Completion::Done(Ok(_)) => Ended::Recorded("SUCCESS", began.elapsed()),
+            Completion::Done(Err(_)) => Ended::Recorded("ERROR", began.elapsed()),
+            Completion::Interrupted => Ended::Interrupted,
+            Completion::Panicked(_) => Ended::Panicked,
+        }
+    }
 }
 
 pub(crate) type CompletionReceiver = watch::Receiver<Option<Arc<Completion>>>;
@@ -200,10 +213,14 @@ impl RuntimeInner {
             !start.first_run,
         );
         let rt = self.clone();
+        if start.first_run {
+            observe::metrics::workflow_started(start.def.name);
+        }
         self.tasks.spawn(
             async move {
-                let id = start.id.clone();
+                let (id, name, began) = (start.id.clone(), start.def.name, Instant::now());
                 let completion = rt.execute(start, &control).await;
+                observe::metrics::execution_ended(name, completion.ended(began));
                 rt.running.remove(&id, &control);
                 let _ = tx.send(Some(Arc::new(completion)));
             }
@@ -420,8 +437,9 @@ impl RuntimeInner {
             );
             let rt = self.clone();
             self.tasks.spawn(async move {
-                if let Err(e) = rt.sysdb.dead_letter(&c.id, &c.owner_xid).await {
-                    tracing::error!(workflow_id = %c.id, error = %e, "could not dead-letter the workflow");
+                match rt.sysdb.dead_letter(&c.id, &c.owner_xid).await {
+                    Ok(_) => observe::metrics::workflow_finished(&c.name, "MAX_RECOVERY_ATTEMPTS_EXCEEDED"),
+                    Err(e) => tracing::error!(workflow_id = %c.id, error = %e, "could not dead-letter the workflow"),
                 }
                 rt.announce(&c.id);
             });

@@ -61,6 +61,7 @@ impl Lot {
     fn take(&mut self, id: &str) -> Option<(Arc<str>, Parked)> {
         let (id, wake_ms) = self.by_id.remove_entry(id)?;
         let parked = self.by_time.remove(&(wake_ms, id.clone()))?;
+        crate::observe::metrics::parked(-1);
         if let Some(key) = &parked.wake_on {
             self.by_key.remove(&(key.clone(), id.clone()));
         }
@@ -76,6 +77,14 @@ impl Lot {
         }
         self.by_id.insert(id.clone(), wake_ms);
         self.by_time.insert((wake_ms, id), parked);
+        crate::observe::metrics::parked(1);
+    }
+}
+
+impl Drop for Lot {
+    /// What is still parked when the runtime goes leaves this process's count.
+    fn drop(&mut self) {
+        crate::observe::metrics::parked(-(self.by_id.len() as i64));
     }
 }
 
@@ -193,6 +202,7 @@ impl ParkingLot {
             }
             due.push((id, parked));
         }
+        crate::observe::metrics::parked(-(due.len() as i64));
         (due, lot.by_time.keys().next().map(|k| k.0))
     }
 }

@@ -55,6 +55,7 @@ where
         Slot::Fresh { function_id } => function_id,
     };
     let started = now_ms();
+    let began = std::time::Instant::now();
     let workflow_id: std::sync::Arc<str> = ctx.workflow_id.as_str().into();
     let retries = OwnRetries {
         kind: "step",
@@ -76,6 +77,7 @@ where
             control: ctx.control.clone(),
         };
         let span = observe::step(function_id, name, n);
+        observe::metrics::step_attempt(name);
         let attempted = bounded(in_step(scope, attempt()), preempted_by, options.timeout)
             .instrument(span.clone())
             .await;
@@ -138,6 +140,7 @@ where
         })
         .await
         .map_err(E::from)?;
+    observe::metrics::step_recorded(name, result.is_ok(), began.elapsed());
     match theirs {
         None => result,
         Some(checkpoint) => replay_checkpoint(&ctx, &checkpoint, name),
@@ -243,6 +246,7 @@ impl OwnRetries<'_> {
         }
         let delay = self.policy.delay_after(attempt);
         let (kind, name) = (self.kind, self.name);
+        observe::metrics::step_retry(kind, name);
         tracing::warn!(
             "dbos.event" = "retry",
             workflow_id = self.ctx.map(|c| c.workflow_id.as_str()), kind, name,
