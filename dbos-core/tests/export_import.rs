@@ -10,6 +10,7 @@ use dbos_core::export::{ExportWorkflows, ImportWorkflows, WorkflowExport};
 use dbos_core::manage::ListWorkflows;
 use dbos_core::{step, workflow, Client, Config, Dbos, Error, ErrorKind, Status};
 use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::proxy::Proxy;
 use dbos_testkit::python::dbos_cli;
 use dbos_testkit::TestDatabase;
 use serde_json::{json, Value};
@@ -458,6 +459,41 @@ async fn a_failing_import_writes_nothing(db: TestDatabase) {
         assert_eq!(
             rows(&to, table, order, None).await,
             rows(&from, table, order, Some(&["a-1", "a-2", "a-3"])).await,
+            "{table}"
+        );
+    }
+    target.shutdown().await.unwrap();
+    source.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_retried_import_reports_what_its_first_attempt_did(db: TestDatabase) {
+    let source = db.launch().await;
+    pack("cup".into()).id("acked-1").on(&source).await.unwrap();
+    let export = source
+        .export_workflows(&ExportWorkflows::ids(["acked-1"]))
+        .await
+        .unwrap();
+    let (target, target_url) = launch_target(&db).await;
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let client = Client::connect(proxy.url(&target_url)).await.unwrap();
+    // The import commits, and its acknowledgement is lost: the retry finds the workflow
+    // there, and reports it imported (not "the target already has it").
+    proxy.cut_after_commit(b"jsonb_populate_recordset", Duration::from_millis(100));
+    let report = client
+        .import_workflows(&export, &ImportWorkflows::new())
+        .await
+        .unwrap();
+    assert_eq!(report.imported, ["acked-1"]);
+    assert!(
+        proxy.fired() >= 1,
+        "the first commit's acknowledgement was lost"
+    );
+    let (from, to) = (db.connect().await, connect(&target_url).await);
+    for (table, order) in TABLES {
+        assert_eq!(
+            rows(&to, table, order, None).await,
+            rows(&from, table, order, Some(&["acked-1"])).await,
             "{table}"
         );
     }
