@@ -7,6 +7,7 @@ pub mod client;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod debounce;
 pub mod error;
 pub mod export;
 pub mod local_postgres;
@@ -28,6 +29,7 @@ pub mod __private;
 
 pub use client::Client;
 pub use config::Config;
+pub use debounce::Debouncer;
 pub use error::{Error, ErrorKind, Result};
 pub use messages::{
     close_stream, get_all_events, get_event, read_stream, recv, send, send_batch, set_event,
@@ -73,6 +75,8 @@ mod book {
     struct Workflows;
     #[doc = include_str!("../../docs/src/queues.md")]
     struct Queues;
+    #[doc = include_str!("../../docs/src/debouncing.md")]
+    struct Debouncing;
     #[doc = include_str!("../../docs/src/messages.md")]
     struct Messages;
     #[doc = include_str!("../../docs/src/schedules.md")]

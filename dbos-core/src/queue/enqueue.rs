@@ -100,7 +100,7 @@ impl EnqueueOptions {
             deduplication_id: self.deduplication_id.as_deref(),
             partition_key: self.partition_key.as_deref(),
             delay_until_ms: self.delay.map(|d| now_ms.saturating_add(clamped_ms(d))),
-            schedule_name: None,
+            ..QueueFields::default()
         }
     }
 }

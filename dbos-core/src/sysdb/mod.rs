@@ -6,6 +6,7 @@
 pub(crate) mod aggregates;
 mod connect;
 pub(crate) mod datasource;
+pub(crate) mod debounce;
 pub(crate) mod executors;
 pub(crate) mod export;
 pub(crate) mod in_workflow;

@@ -83,6 +83,11 @@ pub(crate) struct QueueFields<'a> {
     pub(crate) delay_until_ms: Option<i64>,
     /// The schedule whose tick this run is (`schedule_name`).
     pub(crate) schedule_name: Option<&'a str>,
+    /// A debounced workflow (`is_debounced`): its deduplication id is the debounce key,
+    /// released when the delay sweep enqueues it.
+    pub(crate) debounced: bool,
+    /// The latest time a debounce may push its start to (`debounce_deadline_epoch_ms`).
+    pub(crate) debounce_deadline_ms: Option<i64>,
 }
 
 /// The parent side of a child start: its checkpoint, written in the same statement.
@@ -246,6 +251,8 @@ impl SystemDatabase {
                     &user,
                     &roles,
                     &assumed_role,
+                    &q.debounced,
+                    &q.debounce_deadline_ms,
                 ],
             )
             .await;
@@ -672,12 +679,13 @@ fn start_sql_with(s: &str, with_parent: bool, idempotent: bool, link_existing: b
                  created_at, updated_at, recovery_attempts, owner_xid, creator_xid, serialization,
                  workflow_timeout_ms, workflow_deadline_epoch_ms, parent_workflow_id, started_at_epoch_ms,
                  queue_name, priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes,
-                 schedule_name, authenticated_user, authenticated_roles, assumed_role)
+                 schedule_name, authenticated_user, authenticated_roles, assumed_role, is_debounced,
+                 debounce_deadline_epoch_ms)
              SELECT $1::text, $15::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $6::bigint,
                     CASE WHEN $15::text = 'PENDING' THEN 1 ELSE 0 END, $14::text, $7::text, '{PORTABLE_JSON}',
                     $8::bigint, $9::bigint, $11::text, NULL::bigint,
                     $16::text, $17::integer, $18::text, $19::text, $20::bigint, $21::jsonb, $22::text,
-                    $23::text, $24::text, $25::text
+                    $23::text, $24::text, $25::text, $26::boolean, $27::bigint
               {gate}
              {on_status_conflict}
              RETURNING status, name, creator_xid, workflow_deadline_epoch_ms

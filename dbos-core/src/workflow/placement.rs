@@ -130,7 +130,7 @@ impl Placement {
 }
 
 /// The error a refused start recorded, as the library error it was.
-fn replayed_refusal(text: &str, serialization: Option<&str>) -> Error {
+pub(crate) fn replayed_refusal(text: &str, serialization: Option<&str>) -> Error {
     match crate::codec::PortableError::from_text(text, serialization) {
         Ok(p) => crate::workflow::types::error_from_portable::<Error>(p),
         Err(e) => e,
