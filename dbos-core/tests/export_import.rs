@@ -500,3 +500,60 @@ async fn a_retried_import_reports_what_its_first_attempt_did(db: TestDatabase) {
     target.shutdown().await.unwrap();
     source.shutdown().await.unwrap();
 }
+
+#[dbos_testkit::test]
+async fn a_document_in_dbos_python_s_shape_imports(db: TestDatabase) {
+    let source = db.launch().await;
+    pack("cup".into())
+        .id("dbos-shape-1")
+        .on(&source)
+        .await
+        .unwrap();
+    let export = source
+        .export_workflows(&ExportWorkflows::ids(["dbos-shape-1"]))
+        .await
+        .unwrap();
+    // What DBOS Python's `export_workflow` returns, as JSON: five tables, inputs and outcome
+    // inline in the status row, no `request`, no `retention_timestamp`.
+    let mut doc = export.to_value();
+    for w in doc["workflows"].as_array_mut().unwrap() {
+        let w = w.as_object_mut().unwrap();
+        let input = w.remove("workflow_input").unwrap();
+        let output = w.remove("workflow_output").unwrap();
+        w.remove("notifications");
+        let status = w["workflow_status"].as_object_mut().unwrap();
+        status.remove("request");
+        status.insert("inputs".into(), input["inputs"].clone());
+        status.insert("output".into(), output["output"].clone());
+        for step in w["operation_outputs"].as_array_mut().unwrap() {
+            step.as_object_mut().unwrap().remove("retention_timestamp");
+        }
+    }
+    let dbos_shaped = WorkflowExport::from_value(doc).unwrap();
+    let (target, target_url) = launch_target(&db).await;
+    target
+        .import_workflows(&dbos_shaped, &ImportWorkflows::new())
+        .await
+        .unwrap();
+    let result: String = target
+        .retrieve_workflow::<String, Error>("dbos-shape-1")
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(result, "cup:300");
+    let (here, there) = (
+        target.get_workflow("dbos-shape-1").await.unwrap(),
+        source.get_workflow("dbos-shape-1").await.unwrap(),
+    );
+    assert_eq!(format!("{:?}", here.input), format!("{:?}", there.input));
+    assert_eq!(
+        target.list_workflow_steps("dbos-shape-1").await.unwrap(),
+        source.list_workflow_steps("dbos-shape-1").await.unwrap()
+    );
+    // DBOS Python's CLI reads it as it reads the original.
+    let there = cli_json(&["workflow", "get", "dbos-shape-1", "-s", &db.url()]).await;
+    let here = cli_json(&["workflow", "get", "dbos-shape-1", "-s", &target_url]).await;
+    assert_eq!(here, there);
+    target.shutdown().await.unwrap();
+    source.shutdown().await.unwrap();
+}
