@@ -37,6 +37,8 @@ pub use messages::{
 };
 /// The metrics this library records (see the Observability chapter).
 pub use observe::metrics;
+#[cfg(feature = "opentelemetry")]
+pub use observe::otel;
 pub use queue::enqueue::QueuedCall;
 pub use queue::{Queue, QueueConflict};
 pub use runtime::Dbos;

@@ -29,6 +29,8 @@ pub mod clock;
 pub mod cluster;
 pub mod crash;
 pub mod database;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod pgbouncer;
 pub mod proxy;
 pub mod python;

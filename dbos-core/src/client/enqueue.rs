@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
+use tracing::{Instrument as _, Span};
 
 use super::Client;
 use crate::codec::PortableInputs;
@@ -172,6 +173,8 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let creator = uuid::Uuid::new_v4().to_string();
         let sysdb = &self.client.sysdb;
+        // The workflow's executions join the trace of this enqueue (the caller's, if any).
+        let stamped = crate::observe::carrier::stamp(self.attributes.as_ref(), &Span::current());
         let new = NewWorkflow {
             id: &id,
             fresh_id,
@@ -186,7 +189,7 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
             deadline_ms: None,
             parent: None,
             queue: Some(self.options.fields(&self.queue, now_ms())),
-            attributes: self.attributes.as_ref(),
+            attributes: stamped.as_ref().or(self.attributes.as_ref()),
             reject_existing: false,
             identity: None,
         };
@@ -234,6 +237,10 @@ impl<T: Portable, E: WorkflowError> IntoFuture for ClientEnqueue<T, E> {
     type IntoFuture = BoxFuture<'static, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.enqueue())
+        // Opened when first polled: a child of the span the caller awaits it in.
+        Box::pin(async move {
+            let span = crate::observe::operation(crate::observe::Op::Enqueue, &self.name);
+            self.enqueue().instrument(span).await
+        })
     }
 }

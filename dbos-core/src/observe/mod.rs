@@ -18,6 +18,10 @@ pub mod metrics;
 
 use tracing::{field::Empty, Span};
 
+pub(crate) mod carrier;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
+
 /// The name of the field in which [`ctx.begin`](crate::workflow::context::WorkflowContext::begin)
 /// records the step id an operation took (it is known only once the operation starts).
 pub(crate) const STEP_ID: &str = "dbos.operation.step_id";
@@ -72,6 +76,8 @@ pub(crate) fn transaction(name: &str) -> Span {
 pub(crate) enum Op {
     /// Starting a child workflow (or any workflow started from inside one).
     Child,
+    /// Enqueuing a workflow (here or by a `Client`): the trace the workflow joins.
+    Enqueue,
     /// `send` / `send_batch`.
     Send,
     /// `recv`.
@@ -91,6 +97,7 @@ impl Op {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Op::Child => "child",
+            Op::Enqueue => "enqueue",
             Op::Send => "send",
             Op::Recv => "recv",
             Op::SetEvent => "set_event",

@@ -4,9 +4,11 @@ use std::future::IntoFuture;
 use std::time::Duration;
 
 use serde_json::Value;
+use tracing::{Instrument as _, Span};
 
 use crate::codec::PortableInputs;
 use crate::error::{Error, ErrorKind, Result};
+use crate::observe::{self, Op};
 use crate::queue::Queue;
 use crate::runtime::RuntimeInner;
 use crate::sysdb::workflows::{clamped_ms, timeout_ms, NewWorkflow, QueueFields, INTERNAL_QUEUE};
@@ -290,6 +292,9 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             .app_version
             .clone()
             .unwrap_or_else(|| rt.app_version.clone());
+        // The workflow's executions join the trace of this enqueue.
+        let stamped =
+            crate::observe::carrier::stamp(self.call.attributes.as_ref(), &Span::current());
         let new = NewWorkflow {
             id: &id,
             fresh_id,
@@ -305,7 +310,7 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
             deadline_ms: parent.as_ref().and_then(|p| p.ctx.deadline_ms),
             parent: parent_link(&parent),
             queue: Some(fields),
-            attributes: self.call.attributes.as_ref(),
+            attributes: stamped.as_ref().or(self.call.attributes.as_ref()),
             reject_existing: self.call.id_reuse == IdReusePolicy::Reject,
             identity: (!identity.is_empty()).then_some(&identity),
         };
@@ -346,7 +351,11 @@ impl<T: Portable, E: WorkflowError> QueuedCall<T, E> {
 /// Enqueues `call`: what awaiting a [`QueuedCall`] does, captured by [`WorkflowCall::new`]
 /// where the types are known to qualify.
 pub(crate) fn run<T: Portable, E: WorkflowError>(call: QueuedCall<T, E>) -> Started<T, E> {
-    Box::pin(async move { call.enqueue().await.map_err(E::from) })
+    Box::pin(async move {
+        // Opened when first polled: a child of the span the caller awaits it in.
+        let span = observe::operation(Op::Enqueue, call.call.def.name);
+        call.enqueue().instrument(span).await.map_err(E::from)
+    })
 }
 
 impl<T, E> IntoFuture for QueuedCall<T, E> {
@@ -396,6 +405,8 @@ pub(crate) async fn enqueue_by_name(
     let fresh_id = id.is_none();
     let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let creator = uuid::Uuid::new_v4().to_string();
+    let span = observe::operation(Op::Enqueue, name);
+    let stamped = observe::carrier::stamp(None, &span);
     let new = NewWorkflow {
         id: &id,
         fresh_id,
@@ -410,11 +421,11 @@ pub(crate) async fn enqueue_by_name(
         deadline_ms: None,
         parent: None,
         queue: Some(options.fields(queue, rt.config.clock.now_ms())),
-        attributes: None,
+        attributes: stamped.as_ref(),
         reject_existing: false,
         identity: None,
     };
-    let row = insert(rt, &new, None).await?;
+    let row = insert(rt, &new, None).instrument(span).await?;
     if row.created {
         rt.wake_queue(queue);
         if partitioned.is_none() {

@@ -528,7 +528,8 @@ impl SystemDatabase {
                      RETURNING ws.workflow_uuid, ws.name, ws.serialization, ws.recovery_attempts, ws.workflow_deadline_epoch_ms,
                                (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid),
                                EXISTS (SELECT 1 FROM {s}.operation_outputs o WHERE o.workflow_uuid = ws.workflow_uuid),
-                               picked.updated_at"
+                               picked.updated_at,
+                               ws.attributes -> 'dbos.otelContext'"
                 )
             }
         };
@@ -581,7 +582,8 @@ impl SystemDatabase {
                     "SELECT ws.workflow_uuid, ws.name, ws.serialization, ws.recovery_attempts, ws.workflow_deadline_epoch_ms,
                             (SELECT COALESCE(wi.inputs, ws.inputs) FROM {s}.workflow_input wi WHERE wi.workflow_uuid = ws.workflow_uuid),
                             EXISTS (SELECT 1 FROM {s}.operation_outputs o WHERE o.workflow_uuid = ws.workflow_uuid),
-                            NULL::bigint
+                            NULL::bigint,
+                            ws.attributes -> 'dbos.otelContext'
                        FROM {s}.workflow_status ws
                       WHERE ws.owner_xid = $1 AND ws.status = 'PENDING'"
                 ),
@@ -721,6 +723,7 @@ fn claimed_row(r: &tokio_postgres::Row, claim: &str) -> ClaimedWorkflow {
         inputs: r.get(5),
         has_history: r.get(6),
         enqueued_at: r.get(7),
+        trace: r.get(8),
         owner_xid: claim.to_owned(),
     }
 }

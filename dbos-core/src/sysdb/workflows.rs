@@ -134,6 +134,8 @@ pub(crate) struct ClaimedWorkflow {
     /// When it was (last) enqueued (its `updated_at` before the claim), for the queue-wait
     /// metric; unknown for a claim adopted after a lost acknowledgement.
     pub(crate) enqueued_at: Option<i64>,
+    /// The trace carrier in its attributes (`dbos.otelContext`), if any.
+    pub(crate) trace: Option<serde_json::Value>,
 }
 
 /// What the executor's watchdog reads of a running workflow.

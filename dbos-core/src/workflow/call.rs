@@ -140,6 +140,18 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             .map(|t| now_ms().saturating_add(t))
             .or_else(|| parent.as_ref().and_then(|p| p.ctx.deadline_ms));
         let owner = uuid::Uuid::new_v4().to_string();
+        // Its first execution's span, opened now so the row stores its trace context: every
+        // later execution (a recovery anywhere) joins that trace.
+        let span = observe::workflow(
+            &id,
+            self.def.name,
+            None,
+            &rt.app_version,
+            &rt.executor_id,
+            false,
+        );
+        observe::carrier::join(&span, observe::carrier::stored(self.attributes.as_ref()));
+        let stamped = observe::carrier::stamp(self.attributes.as_ref(), &span);
         let new = NewWorkflow {
             id: &id,
             fresh_id,
@@ -154,7 +166,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             deadline_ms: deadline,
             parent: parent_link(&parent),
             queue: None,
-            attributes: self.attributes.as_ref(),
+            attributes: stamped.as_ref().or(self.attributes.as_ref()),
             reject_existing: self.id_reuse == IdReusePolicy::Reject,
             identity: (!identity.is_empty()).then_some(&identity),
         };
@@ -174,6 +186,8 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
                 deadline_ms: row.deadline_ms,
                 slot: None,
                 identity: Some(identity),
+                span: Some(span),
+                trace: None,
             },
             None,
         );

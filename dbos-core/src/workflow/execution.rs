@@ -142,6 +142,11 @@ pub(crate) struct Start {
     pub(crate) slot: Option<RunningSlot>,
     /// Who it runs for, when known (started here); else read from its row when asked.
     pub(crate) identity: Option<crate::workflow::identity::Identity>,
+    /// Its `workflow` span, when the starter opened it already (to store its trace context
+    /// in the new row); else one is opened here.
+    pub(crate) span: Option<tracing::Span>,
+    /// The stored trace context its span joins (see [`observe::carrier`]).
+    pub(crate) trace: Option<serde_json::Value>,
 }
 
 impl RuntimeInner {
@@ -179,7 +184,7 @@ impl RuntimeInner {
     /// dequeued from.
     pub(crate) fn spawn_execution(
         self: &Arc<Self>,
-        start: Start,
+        mut start: Start,
         queue: Option<&str>,
     ) -> CompletionReceiver {
         let (tx, rx) = watch::channel(None);
@@ -204,14 +209,18 @@ impl RuntimeInner {
             control
         };
         self.announce(&start.id);
-        let span = observe::workflow(
-            &start.id,
-            start.def.name,
-            queue,
-            &self.app_version,
-            &self.executor_id,
-            !start.first_run,
-        );
+        let span = start.span.take().unwrap_or_else(|| {
+            let span = observe::workflow(
+                &start.id,
+                start.def.name,
+                queue,
+                &self.app_version,
+                &self.executor_id,
+                !start.first_run,
+            );
+            observe::carrier::join(&span, start.trace.as_ref());
+            span
+        });
         let rt = self.clone();
         if start.first_run {
             observe::metrics::workflow_started(start.def.name);
@@ -296,7 +305,8 @@ impl RuntimeInner {
                     // Fresh copies: the execution's own allocations are freed now, and what
                     // stays parked should not pin the pages they shared.
                     let owner_xid: Arc<str> = Arc::from(&*ctx.owner());
-                    let parked = Parked { owner_xid, def, deadline_ms, slot: slot.take(), wake_on, failed_resumes: 0 };
+                    let trace = observe::carrier::of_span(&tracing::Span::current());
+                    let parked = Parked { owner_xid, def, deadline_ms, slot: slot.take(), wake_on, failed_resumes: 0, trace };
                     self.parking.park(wake_ms, id, parked);
                     if ticket.is_some_and(|t| t.fired()) {
                         self.parking.wake_now(id);
@@ -472,6 +482,8 @@ impl RuntimeInner {
                         deadline_ms: c.deadline_ms,
                         slot,
                         identity: None,
+                        span: None,
+                        trace: c.trace,
                     },
                     queue,
                 );

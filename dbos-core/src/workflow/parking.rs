@@ -38,6 +38,9 @@ pub(crate) struct Parked {
     pub(crate) wake_on: Option<WakeKey>,
     /// How many attempts to resume it failed in a row (a database or decode error).
     pub(crate) failed_resumes: u32,
+    /// The trace context of the execution that parked (see `observe::carrier`): the
+    /// wake-up's span continues its trace.
+    pub(crate) trace: Option<serde_json::Value>,
 }
 
 /// The wait before the next attempt to resume a parked workflow whose resume failed
@@ -297,6 +300,8 @@ async fn resume(rt: Arc<RuntimeInner>, id: Arc<str>, mut parked: Parked) {
                             deadline_ms: parked.deadline_ms,
                             slot: parked.slot,
                             identity: None,
+                            span: None,
+                            trace: parked.trace,
                         },
                         None,
                     );

@@ -1,0 +1,197 @@
+//! OpenTelemetry trace export (the `opentelemetry` feature): a tracer provider exporting
+//! the library's spans over OTLP/HTTP (protobuf), and the `tracing` layer that feeds it.
+//!
+//! ```no_run
+//! # fn main() -> dbos_core::Result<()> {
+//! // Exports when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set.
+//! let telemetry = dbos_core::otel::Telemetry::from_env("my-app")?;
+//! if let Some(t) = &telemetry {
+//!     t.init()?; // a console logger plus the exporter, as the global subscriber
+//! }
+//! // ... launch, run workflows ...
+//! drop(telemetry); // flushes what is still buffered
+//! # Ok(()) }
+//! ```
+//!
+//! A program with its own subscriber adds [`Telemetry::layer`] to it instead of calling
+//! [`Telemetry::init`].
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanExporter};
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::error::{Error, Result};
+
+pub use tracing_opentelemetry::OpenTelemetryLayer;
+
+/// The standard variables [`Telemetry::from_env`] reads (the OTLP exporter reads the
+/// others it supports itself: headers, timeout, compression).
+const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+const TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+const TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+const TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+
+/// The name of the tracer (the instrumentation scope) the spans are recorded under.
+const SCOPE: &str = "dbos-core";
+
+/// An OpenTelemetry tracer provider with its exporter: build one, add its
+/// [`layer`](Self::layer) to your subscriber (or [`init`](Self::init) one), and keep it
+/// until the program ends. Dropping it flushes the spans still buffered.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    /// Telemetry configured by the standard `OTEL_*` variables, or `None` when they ask for
+    /// no export: neither `OTEL_EXPORTER_OTLP_ENDPOINT` nor
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, `OTEL_SDK_DISABLED=true`, or
+    /// `OTEL_TRACES_EXPORTER=none`. Spans go over OTLP/HTTP with protobuf bodies (the
+    /// specification's default; `http/protobuf` is the only `OTEL_EXPORTER_OTLP_PROTOCOL`
+    /// accepted) to `$OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces`, or to the traces endpoint as
+    /// given. The service is `OTEL_SERVICE_NAME`, else `default_service_name`;
+    /// `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_HEADERS` and `..._TIMEOUT` apply.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for a protocol other than
+    /// `http/protobuf` or an endpoint that is not a URL.
+    pub fn from_env(default_service_name: &str) -> Result<Option<Telemetry>> {
+        let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        if set(SDK_DISABLED).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+            || set(TRACES_EXPORTER).is_some_and(|v| v.trim().eq_ignore_ascii_case("none"))
+            || (set(ENDPOINT).is_none() && set(TRACES_ENDPOINT).is_none())
+        {
+            return Ok(None);
+        }
+        for name in [TRACES_PROTOCOL, PROTOCOL] {
+            if let Some(p) = set(name) {
+                if p.trim() != "http/protobuf" {
+                    return Err(Error::config(format!(
+                        "{name}={p}: this build exports over OTLP/HTTP with protobuf bodies only; set it to \
+                         `http/protobuf` or unset it (a collector's gRPC port 4317 takes no HTTP: use its \
+                         HTTP port, 4318)"
+                    )));
+                }
+                break;
+            }
+        }
+        let service = set(SERVICE_NAME).unwrap_or_else(|| default_service_name.to_owned());
+        // The exporter resolves the endpoint from the variables itself.
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .build()
+            .map_err(|e| Error::config(format!("the OTLP trace exporter: {e}")))?;
+        Ok(Some(Self::batched(exporter, &service)))
+    }
+
+    /// Telemetry exporting over OTLP/HTTP (protobuf) to the collector at `endpoint`, a base
+    /// URL as `OTEL_EXPORTER_OTLP_ENDPOINT` takes (`http://localhost:4318`: spans are posted
+    /// to `/v1/traces` under it), as service `service_name`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when `endpoint` is not a URL.
+    pub fn otlp(endpoint: &str, service_name: &str) -> Result<Telemetry> {
+        let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(url)
+            .build()
+            .map_err(|e| Error::config(format!("the OTLP trace exporter for `{endpoint}`: {e}")))?;
+        Ok(Self::batched(exporter, service_name))
+    }
+
+    /// Telemetry handing each span to `exporter` as it ends (no batching): for tests, with
+    /// the SDK's `InMemorySpanExporter`, or for an exporter of your own.
+    pub fn with_exporter(exporter: impl SpanExporter + 'static, service_name: &str) -> Telemetry {
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter)
+            .with_resource(resource(service_name))
+            .build();
+        Telemetry { provider }
+    }
+
+    fn batched(exporter: impl SpanExporter + 'static, service_name: &str) -> Telemetry {
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource(service_name))
+            .build();
+        Telemetry { provider }
+    }
+
+    /// The `tracing` layer that records spans into this provider: add it to your
+    /// subscriber (`tracing_subscriber::registry().with(telemetry.layer())`).
+    pub fn layer<S>(&self) -> OpenTelemetryLayer<S, SdkTracer>
+    where
+        S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+    {
+        tracing_opentelemetry::layer().with_tracer(self.provider.tracer(SCOPE))
+    }
+
+    /// Installs the global subscriber: log lines on stderr at the levels `RUST_LOG` asks
+    /// for (else INFO and above), and every span exported through this provider.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when a global subscriber is installed
+    /// already: add [`layer`](Self::layer) to it instead.
+    pub fn init(&self) -> Result<()> {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        tracing_subscriber::registry()
+            .with(self.layer())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .with(filter)
+            .try_init()
+            .map_err(|e| {
+                Error::config(format!(
+                    "a global tracing subscriber is installed already ({e}): add `Telemetry::layer()` to it \
+                     instead of calling `init`"
+                ))
+            })
+    }
+
+    /// The tracer provider, e.g. to make it the global one (`opentelemetry::global`) for
+    /// other instrumentation.
+    pub fn provider(&self) -> &SdkTracerProvider {
+        &self.provider
+    }
+
+    /// Exports the spans still buffered, waiting for the exporter.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) when the export fails.
+    pub fn flush(&self) -> Result<()> {
+        self.provider.force_flush().map_err(|e| {
+            Error::new(
+                crate::ErrorKind::Io,
+                format!("exporting the buffered spans: {e}"),
+            )
+        })
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Err(e) = self.provider.force_flush() {
+            eprintln!("dbos: could not export the last spans: {e}");
+        }
+    }
+}
+
+fn resource(service_name: &str) -> Resource {
+    Resource::builder()
+        .with_service_name(service_name.to_owned())
+        .build()
+}
