@@ -148,6 +148,7 @@ pub(crate) async fn execute(
             pool_size: 4,
             connect_timeout: Duration::from_secs(5),
             retry_for: Duration::from_secs(60),
+            ..Default::default()
         },
     )
     .await

@@ -841,6 +841,7 @@ async fn migrate(g: &Global) -> Result<()> {
         pool_size: 1,
         connect_timeout: Duration::from_secs(5),
         retry_for: Duration::from_secs(5),
+        ..Default::default()
     };
     let db = SystemDatabase::connect(url(g)?, &g.schema, &options).await?;
     let outcome = db.migrate().await?;

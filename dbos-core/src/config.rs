@@ -22,6 +22,46 @@ pub const ENV_LOCAL_POSTGRES_DIR: &str = "DBOS_LOCAL_POSTGRES_DIR";
 /// exits (`1` or `true`); see [`Config::keep_local_postgres`].
 pub const ENV_KEEP_LOCAL_POSTGRES: &str = "DBOS_KEEP_LOCAL_POSTGRES";
 
+/// Environment variable choosing [`Config::pooler`]: `auto` (the default), `none` or
+/// `transaction`.
+pub const ENV_POOLER: &str = "DBOS_POOLER";
+/// Environment variable holding [`Config::session_url`].
+pub const ENV_SESSION_URL: &str = "DBOS_SYSTEM_DATABASE_SESSION_URL";
+
+/// Whether a connection pooler in transaction mode stands between this process and the
+/// system database (see the Production chapter, "Connection poolers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolerMode {
+    /// Find out at launch (the default): the first connection asks two client connections
+    /// for their server process; when the server behind one changes between two
+    /// transactions (or two share one), a transaction-mode pooler is in the path and the
+    /// process behaves as with [`Transaction`](Self::Transaction).
+    #[default]
+    Auto,
+    /// No pooler, or one in session mode: statements are prepared under names and cached per
+    /// connection. Nothing is probed at launch.
+    None,
+    /// A pooler in transaction mode (PgBouncer's `pool_mode = transaction`, a managed
+    /// service's pooled endpoint): every statement is sent unnamed, and nothing relies on a
+    /// connection's session lasting beyond one transaction. Nothing is probed at launch.
+    Transaction,
+}
+
+impl std::str::FromStr for PoolerMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(PoolerMode::Auto),
+            "none" | "session" => Ok(PoolerMode::None),
+            "transaction" => Ok(PoolerMode::Transaction),
+            _ => Err(Error::config(format!(
+                "{ENV_POOLER}={s:?} is not a pooler mode: write `auto` (find out at launch), `none` (a direct \
+                 connection or a session-mode pool) or `transaction` (a transaction-mode pooler)"
+            ))),
+        }
+    }
+}
+
 /// How the runtime connects to and uses its system database.
 ///
 /// ```
@@ -58,6 +98,8 @@ pub struct Config {
     pub(crate) data_sources: Vec<crate::transaction::DataSourceConfig>,
     pub(crate) scheduler_polling_interval: Duration,
     pub(crate) clock: crate::clock::Clock,
+    pub(crate) pooler: PoolerMode,
+    pub(crate) session_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -85,6 +127,11 @@ impl std::fmt::Debug for Config {
             )
             .field("data_sources", &self.data_sources)
             .field("clock", &self.clock)
+            .field("pooler", &self.pooler)
+            .field(
+                "session_url",
+                &self.session_url.as_deref().map(crate::sysdb::redact_url),
+            )
             .finish()
     }
 }
@@ -114,17 +161,22 @@ impl Config {
             data_sources: Vec::new(),
             scheduler_polling_interval: Duration::from_secs(30),
             clock: crate::clock::Clock::system(),
+            pooler: PoolerMode::Auto,
+            session_url: None,
         }
     }
 
     /// A configuration read from the environment:
     /// `DBOS_SYSTEM_DATABASE_URL` (unset: the embedded local Postgres),
     /// `DBOS_SYSTEM_SCHEMA`, `DBOS__VMID` (executor id), `DBOS__APPVERSION`,
-    /// `DBOS_LOCAL_POSTGRES_DIR`, `DBOS_KEEP_LOCAL_POSTGRES` (`1`/`true`/`0`/`false`).
+    /// `DBOS_LOCAL_POSTGRES_DIR`, `DBOS_KEEP_LOCAL_POSTGRES` (`1`/`true`/`0`/`false`),
+    /// `DBOS_POOLER` (`auto`/`none`/`transaction`, see [`Config::pooler`]),
+    /// `DBOS_SYSTEM_DATABASE_SESSION_URL` (see [`Config::session_url`]).
     ///
     /// # Errors
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the application name is invalid,
-    /// or `DBOS_KEEP_LOCAL_POSTGRES` is not one of `1`, `true`, `0`, `false`.
+    /// `DBOS_KEEP_LOCAL_POSTGRES` is not one of `1`, `true`, `0`, `false`, or `DBOS_POOLER`
+    /// not one of `auto`, `none`, `transaction`.
     pub fn from_env(app_name: impl Into<String>) -> Result<Self> {
         let mut config = Config::new(app_name);
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
@@ -142,6 +194,12 @@ impl Config {
         }
         if let Some(dir) = var(ENV_LOCAL_POSTGRES_DIR) {
             config.local_postgres_dir = Some(PathBuf::from(dir));
+        }
+        if let Some(mode) = var(ENV_POOLER) {
+            config.pooler = mode.parse()?;
+        }
+        if let Some(url) = var(ENV_SESSION_URL) {
+            config.session_url = Some(url);
         }
         if let Some(keep) = var(ENV_KEEP_LOCAL_POSTGRES) {
             config.keep_local_postgres = match keep.trim().to_ascii_lowercase().as_str() {
@@ -164,6 +222,27 @@ impl Config {
     /// system database instead of the embedded local Postgres. A missing database is created.
     pub fn system_database_url(mut self, url: impl Into<String>) -> Self {
         self.system_database_url = Some(url.into());
+        self
+    }
+
+    /// Whether a connection pooler in transaction mode is between this process and the system
+    /// database (default [`PoolerMode::Auto`]: found out at launch). Behind one, every
+    /// statement is sent unnamed (parsed with each execution) and the connections that need a
+    /// lasting session (the notification listener, the executor lock) go to
+    /// [`session_url`](Self::session_url). `DBOS_POOLER` sets it from the environment.
+    pub fn pooler(mut self, mode: PoolerMode) -> Self {
+        self.pooler = mode;
+        self
+    }
+
+    /// A URL of the system database that reaches Postgres directly (or through a
+    /// session-mode pool), for the two connections of an executor that keep a session: its
+    /// notification listener and its executor lock. Needed behind a transaction-mode pooler
+    /// (see [`pooler`](Self::pooler)); without a pooler the system database URL serves. Must
+    /// name the same database. `DBOS_SYSTEM_DATABASE_SESSION_URL` sets it from the
+    /// environment.
+    pub fn session_url(mut self, url: impl Into<String>) -> Self {
+        self.session_url = Some(url.into());
         self
     }
 

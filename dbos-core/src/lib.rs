@@ -28,7 +28,7 @@ pub mod workflow;
 pub mod __private;
 
 pub use client::Client;
-pub use config::Config;
+pub use config::{Config, PoolerMode};
 pub use debounce::Debouncer;
 pub use error::{Error, ErrorKind, Result};
 pub use messages::{

@@ -227,8 +227,11 @@ impl Dbos {
             pool_size: config.pool_size,
             connect_timeout: config.connect_timeout,
             retry_for: config.connect_retry_for,
+            pooler: config.pooler,
+            session_url: config.session_url.clone(),
         };
         let sysdb = SystemDatabase::connect(&url, &config.schema, &options).await?;
+        sysdb.check_sessions()?;
         let executor_id = config
             .executor_id
             .clone()

@@ -87,6 +87,7 @@ async fn a_host_that_never_answers_costs_one_connect_timeout_then_is_passed_over
         connect_timeout: Duration::from_secs(1),
         retry_for: Duration::from_secs(20),
         pool_size: 4,
+        ..Default::default()
     };
     let started = Instant::now();
     let sys = SystemDatabase::connect(&url, "dbos", &options)

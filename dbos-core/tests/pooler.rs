@@ -1,13 +1,16 @@
 //! Through a connection pooler (the real PgBouncer, started by the testkit): in session mode
 //! everything works; in transaction mode, where named prepared statements, `LISTEN` and
-//! session advisory locks do not survive from one transaction to the next, launch and
-//! `Client::connect` refuse at once with an error naming the pooler mode and what to do,
-//! instead of failing later on `prepared statement "s3" does not exist` or hanging.
+//! session advisory locks do not survive from one transaction to the next, the pooler is
+//! found at connection and every statement is sent unnamed: a client works as is, a runtime
+//! with a session URL for its listener and executor lock. A runtime without one is refused
+//! at once with an error naming the pooler mode and what to do, instead of failing later on
+//! `prepared statement "s3" does not exist` or hanging.
 
 use std::time::Duration;
 
+use dbos_core::manage::ListWorkflows;
 use dbos_core::prelude::*;
-use dbos_core::ErrorKind;
+use dbos_core::{ErrorKind, Queue, Status};
 use dbos_testkit::pgbouncer::{PgBouncer, PoolMode};
 use dbos_testkit::TestDatabase;
 
@@ -22,6 +25,8 @@ async fn two_steps(x: i64) -> Result<i64, dbos_core::Error> {
     add(y, 10).await
 }
 
+static SERVED: Queue = Queue::new("served");
+
 /// Bounds every launch here: a pooler must never make one hang.
 const BOUND: Duration = Duration::from_secs(60);
 
@@ -30,10 +35,10 @@ fn assert_names_the_pooler(e: &dbos_core::Error) {
     let text = e.to_string();
     for words in [
         "transaction-mode connection pooler",
-        "prepared statements",
         "LISTEN",
-        "advisory locks",
-        "session",
+        "advisory lock",
+        "Config::session_url",
+        "pool_mode = session",
     ] {
         assert!(text.contains(words), "`{words}` missing from: {text}");
     }
@@ -50,18 +55,124 @@ async fn launch_through_a_transaction_mode_pooler_fails_with_a_clear_error(db: T
         .expect("launch through a transaction-mode pooler must not hang");
     let e = launched.expect_err("launch through a transaction-mode pooler must be refused");
     assert_names_the_pooler(&e);
+}
 
-    // A client (which never creates nor migrates) is refused the same way, once the
-    // schema exists (made directly).
-    db.launch().await.shutdown().await.unwrap();
-    let connected = tokio::time::timeout(
+#[dbos_testkit::test(timeout = "180s")]
+async fn a_client_through_a_transaction_mode_pooler_sends_its_statements_unnamed(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").queue(&SERVED))
+        .await
+        .unwrap();
+    two_steps(1).id("direct-wf").on(&dbos).await.unwrap();
+    let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
+    let client = tokio::time::timeout(
         BOUND,
         dbos_core::client::Client::connect(bouncer.url(&db.url())),
     )
     .await
-    .expect("a client connecting through a transaction-mode pooler must not hang");
-    let e = connected.expect_err("a client through a transaction-mode pooler must be refused");
-    assert_names_the_pooler(&e);
+    .expect("a client connecting through a transaction-mode pooler must not hang")
+    .expect("a client through a transaction-mode pooler");
+    // Many statements on few server connections, from several tasks at once: a named
+    // statement would be missing on the next server, or already there.
+    let mut reads = Vec::new();
+    for _ in 0..8 {
+        let client = client.clone();
+        reads.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                let status = client.get_workflow_status("direct-wf").await.unwrap();
+                assert_eq!(status, Status::Success);
+            }
+        }));
+    }
+    for r in reads {
+        r.await.unwrap();
+    }
+    // Enqueued through the pooler, run by the direct runtime, awaited through the pooler.
+    let handle = client
+        .enqueue_workflow(two_steps(2).id("client-wf"), &SERVED)
+        .await
+        .unwrap();
+    assert_eq!(handle.result().await.unwrap(), 13);
+    let listed = client
+        .list_workflows(&ListWorkflows::new().id_prefix("client-"))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    dbos.shutdown().await.unwrap();
+}
+
+#[workflow]
+async fn inbox() -> Result<(i64, i64), dbos_core::Error> {
+    dbos_core::set_event("ready", &true).await?;
+    let a: i64 = dbos_core::recv("n", Duration::from_secs(60))
+        .await?
+        .unwrap_or(-1);
+    let b: i64 = dbos_core::recv("n", Duration::from_secs(60))
+        .await?
+        .unwrap_or(-1);
+    dbos_core::set_event("sum", &(a + b)).await?;
+    Ok((a, b))
+}
+
+#[dbos_testkit::test(timeout = "300s")]
+async fn a_runtime_with_a_session_url_works_through_a_transaction_mode_pooler(db: TestDatabase) {
+    let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
+    let config = db
+        .config("pooled")
+        .system_database_url(bouncer.url(&db.url()))
+        .session_url(db.url())
+        .pool_size(10)
+        .queue(&SERVED);
+    let dbos = tokio::time::timeout(BOUND, Dbos::launch(config))
+        .await
+        .expect("launch through a transaction-mode pooler must not hang")
+        .expect("launch through a transaction-mode pooler with a session URL");
+    // Workflows started at once, directly and through a queue, on 10 client connections
+    // sharing 5 server connections.
+    let mut runs = Vec::new();
+    for i in 0..20_i64 {
+        let dbos = dbos.clone();
+        runs.push(tokio::spawn(async move {
+            let direct = two_steps(i).id(format!("tx-direct-{i}")).on(&dbos).await?;
+            let queued = two_steps(i)
+                .id(format!("tx-queued-{i}"))
+                .on(&dbos)
+                .enqueue(&SERVED)
+                .await?
+                .result()
+                .await?;
+            Ok::<_, dbos_core::Error>((direct, queued))
+        }));
+    }
+    for (i, r) in runs.into_iter().enumerate() {
+        let (direct, queued) = tokio::time::timeout(BOUND, r)
+            .await
+            .expect("a workflow through the pooler must not hang")
+            .unwrap()
+            .unwrap();
+        assert_eq!((direct, queued), (i as i64 + 11, i as i64 + 11));
+    }
+    // Messages and events, woken by the listener on the session URL.
+    let handle = inbox().id("tx-inbox").on(&dbos).start().await.unwrap();
+    let ready: Option<bool> = dbos
+        .get_event("tx-inbox", "ready", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(ready, Some(true));
+    dbos.send("tx-inbox", &4_i64, "n").await.unwrap();
+    dbos.send("tx-inbox", &5_i64, "n").await.unwrap();
+    assert_eq!(handle.result().await.unwrap(), (4, 5));
+    let sum: Option<i64> = dbos
+        .get_event("tx-inbox", "sum", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(sum, Some(9));
+    // Management through the pooler.
+    let listed = dbos
+        .list_workflows(&ListWorkflows::new().id_prefix("tx-"))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 41);
+    dbos.shutdown().await.unwrap();
 }
 
 #[dbos_testkit::test(timeout = "180s")]

@@ -5,7 +5,7 @@
 //! checkpoint is inserted. The change and its checkpoint commit together, so a recovered
 //! workflow replays the checkpoint and never makes the change twice (DBOS Go's `runAsTxn`).
 
-use deadpool_postgres::Transaction;
+use super::{Sql, Tx as Transaction};
 
 use super::records::is_unique_violation;
 use super::workflows::{now_ms, Checkpoint};

@@ -80,8 +80,8 @@ impl SystemDatabase {
         stop: &CancellationToken,
         delay: &mut Duration,
     ) -> Result<()> {
-        let tls = tls::connector(&self.url)?;
-        let mut config = self.url.config.clone();
+        let tls = tls::connector(&self.session)?;
+        let mut config = self.session.config.clone();
         config.application_name(LISTENER_APPLICATION_NAME);
         let (client, mut connection) = tokio::select! {
             c = config.connect(tls) => c.map_err(|e| Error::db("could not connect the notification listener", e))?,

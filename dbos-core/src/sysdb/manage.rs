@@ -7,6 +7,7 @@
 //! DBOS Transact 3.x (`reference/dbos-protocol.md` §1e), so rows changed here are what DBOS's
 //! own CLI and clients would write.
 
+use super::Sql;
 use tokio_postgres::types::ToSql;
 
 use super::in_workflow::{Outcome, Recorder};
@@ -557,7 +558,7 @@ impl SystemDatabase {
     /// none; `None` when the workflow does not exist.
     async fn last_step_on(
         &self,
-        client: &tokio_postgres::Transaction<'_>,
+        client: &super::Tx<'_>,
         workflow_id: &str,
     ) -> std::result::Result<Option<(String, LastStep)>, tokio_postgres::Error> {
         let s = self.quoted_schema();

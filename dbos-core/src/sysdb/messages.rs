@@ -8,6 +8,7 @@
 //! the step first, or an earlier attempt committed unseen), [`SystemDatabase::recorded_at`]
 //! tells which.
 
+use super::Sql;
 use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::types::ToSql;

@@ -6,7 +6,7 @@
 //! its own transaction holding a transaction-level advisory lock keyed by the schema, so
 //! processes launching at once against an empty database serialise and all succeed.
 
-use tokio_postgres::Client;
+use super::{Conn, Sql};
 
 use super::quote_ident;
 use crate::error::{Error, ErrorKind, Result};
@@ -97,7 +97,7 @@ enum Found {
     Dbos { version: Option<i64> },
 }
 
-async fn inspect(client: &impl tokio_postgres::GenericClient, schema: &str) -> Result<Found> {
+async fn inspect(client: &impl Sql, schema: &str) -> Result<Found> {
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1),
@@ -145,18 +145,14 @@ async fn inspect(client: &impl tokio_postgres::GenericClient, schema: &str) -> R
 }
 
 /// The version recorded in `<schema>.dbos_migrations`, or `None` without a DBOS schema.
-pub(super) async fn recorded_version(client: &Client, schema: &str) -> Result<Option<i64>> {
+pub(super) async fn recorded_version(client: &Conn, schema: &str) -> Result<Option<i64>> {
     Ok(match inspect(client, schema).await? {
         Found::Dbos { version } => version,
         _ => None,
     })
 }
 
-async fn check_tables(
-    client: &impl tokio_postgres::GenericClient,
-    schema: &str,
-    version: i64,
-) -> Result<()> {
+async fn check_tables(client: &impl Sql, schema: &str, version: i64) -> Result<()> {
     let rows = client
         .query(
             "SELECT t FROM unnest($2::text[]) AS t
@@ -182,7 +178,7 @@ async fn check_tables(
 }
 
 /// Brings `schema` to [`SCHEMA_VERSION`].
-pub(super) async fn migrate(client: &mut Client, schema: &str) -> Result<MigrationOutcome> {
+pub(super) async fn migrate(client: &mut Conn, schema: &str) -> Result<MigrationOutcome> {
     let quoted = quote_ident(schema);
     let mut from = None;
     let mut applied_any = false;

@@ -20,6 +20,7 @@ pub(crate) mod records;
 pub(crate) mod rename;
 mod retry;
 pub(crate) mod schedules;
+mod statements;
 mod tls;
 pub(crate) mod transactions;
 mod url;
@@ -33,6 +34,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 pub use listener::LISTENER_APPLICATION_NAME;
 pub use migrate::{Migration, MigrationOutcome, MIGRATIONS, SCHEMA_VERSION};
 pub(crate) use retry::{backoff, Resilience, RetryState};
+pub(crate) use statements::{Conn, Naming, On, Sql, Statements, Tx};
 pub(crate) use tls::connector as tls_connector;
 pub use url::redact_url;
 pub(crate) use url::{quote_ident, with_database, DatabaseUrl};
@@ -79,6 +81,11 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// How long transient failures are retried before they are reported.
     pub retry_for: Duration,
+    /// Whether a transaction-mode pooler is in the path (default: found out at connection).
+    pub pooler: crate::config::PoolerMode,
+    /// A direct URL for the connections that keep a session (see
+    /// [`Config::session_url`](crate::Config::session_url)); `None`: the URL itself.
+    pub session_url: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -87,6 +94,8 @@ impl Default for ConnectOptions {
             pool_size: 20,
             connect_timeout: Duration::from_secs(10),
             retry_for: Duration::from_secs(30),
+            pooler: crate::config::PoolerMode::Auto,
+            session_url: None,
         }
     }
 }
@@ -101,9 +110,17 @@ pub struct SystemDatabase {
     side: Pool,
     pool_id: u64,
     statements: Arc<std::sync::Mutex<std::collections::HashMap<&'static str, Arc<str>>>>,
+    /// How statements are sent (named, or unnamed through a transaction-mode pooler).
+    naming: Arc<Statements>,
     schema: Arc<str>,
     quoted_schema: Arc<str>,
     url: Arc<DatabaseUrl>,
+    /// Where the connections that keep a session go (the listener, the executor lock): the
+    /// session URL when one is configured, else `url`.
+    session: Arc<DatabaseUrl>,
+    session_connector: connect::HostByHost,
+    /// Whether a session URL was configured.
+    has_session_url: bool,
     resilience: Arc<Resilience>,
     connector: connect::HostByHost,
 }
@@ -154,6 +171,15 @@ impl SystemDatabase {
         let mut parsed = DatabaseUrl::parse(url)?;
         parsed.config.connect_timeout(options.connect_timeout);
         let connector = connect::HostByHost::new(tls::connector(&parsed)?);
+        let (session, session_connector) = match &options.session_url {
+            Some(session_url) => {
+                let mut session = DatabaseUrl::parse(session_url)?;
+                session.config.connect_timeout(options.connect_timeout);
+                let session_connector = connect::HostByHost::new(tls::connector(&session)?);
+                (Arc::new(session), session_connector)
+            }
+            None => (Arc::new(parsed.clone()), connector.clone()),
+        };
         let servers = connect::server_count(&parsed.config).max(1) as u32;
         let manager = || {
             Manager::from_connect(
@@ -186,26 +212,45 @@ impl SystemDatabase {
             side,
             pool_id: pool_id(),
             statements: Default::default(),
+            naming: Arc::new(Statements::new(Naming::Named)),
             schema: schema.into(),
             quoted_schema: quote_ident(schema).into(),
             url: Arc::new(parsed),
+            session,
+            session_connector,
+            has_session_url: options.session_url.is_some(),
             resilience: Arc::new(Resilience::new(options.retry_for)),
             connector,
         };
-        match db.first_connection().await {
+        let pooled = match db.first_connection(options.pooler).await {
             Err(e) if create && e.sqlstate() == Some("3D000") => {
                 db.create_database().await?;
-                db.first_connection().await?;
+                db.first_connection(options.pooler).await?
             }
             other => other?,
+        };
+        if pooled {
+            db.naming.set(Naming::Unnamed);
+            tracing::info!(
+                database = %db.url.redacted,
+                "the system database is reached through a transaction-mode connection pooler: statements are sent unnamed"
+            );
         }
         Ok(db)
     }
 
-    /// The first connection, and a second one beside it to refuse a transaction-mode
-    /// pooler (see [`pooler`]) before any named prepared statement is sent.
-    async fn first_connection(&self) -> Result<()> {
+    /// The first connection; with [`PoolerMode::Auto`](crate::PoolerMode::Auto), a second
+    /// one beside it to find out whether a transaction-mode pooler is in the path (see
+    /// [`pooler`]) before any named prepared statement is sent. Whether statements are to be
+    /// sent unnamed.
+    async fn first_connection(&self, mode: crate::config::PoolerMode) -> Result<bool> {
+        use crate::config::PoolerMode;
         self.run("connect to the system database", |client, _| async move {
+            match mode {
+                PoolerMode::None => return Ok(false),
+                PoolerMode::Transaction => return Ok(true),
+                PoolerMode::Auto => {}
+            }
             let (other, task) = self
                 .connector
                 .open(
@@ -213,13 +258,26 @@ impl SystemDatabase {
                     &self.url.config,
                 )
                 .await?;
-            let checked =
-                pooler::refuse_transaction_pooling(&client, &other, &self.url.redacted).await;
+            let found = pooler::transaction_pooling(client.raw(), &other).await;
             drop(other);
             let _ = task.await;
-            checked
+            found
         })
         .await
+    }
+
+    /// Whether statements are sent unnamed (a transaction-mode pooler is in the path).
+    pub(crate) fn transaction_pooled(&self) -> bool {
+        self.naming.naming() == Naming::Unnamed
+    }
+
+    /// Fails when this handle's sessions (listener, executor lock) would go through a
+    /// transaction-mode pooler: a runtime needs a session URL then.
+    pub(crate) fn check_sessions(&self) -> Result<()> {
+        if self.transaction_pooled() && !self.has_session_url {
+            return Err(pooler::needs_session_url(&self.url.redacted));
+        }
+        Ok(())
     }
 
     /// Creates the URL's database through the `postgres` maintenance database.
@@ -274,8 +332,8 @@ impl SystemDatabase {
     ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
         self.resilience
             .run(what, |_| async {
-                self.connector
-                    .open(&format!("could not {what}"), &self.url.config)
+                self.session_connector
+                    .open(&format!("could not {what}"), &self.session.config)
                     .await
             })
             .await
@@ -304,10 +362,17 @@ impl SystemDatabase {
     /// its own row on the next.
     pub(crate) async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
     where
-        F: FnMut(Object, u32) -> Fut,
+        F: FnMut(Conn, u32) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        self.resilience.run_on(what, || self.checkout(), op).await
+        self.resilience
+            .run_on(what, || self.checkout_conn(), op)
+            .await
+    }
+
+    /// [`checkout`](Self::checkout), as a connection sending statements the handle's way.
+    pub(crate) async fn checkout_conn(&self) -> Result<Conn> {
+        Ok(Conn::new(self.checkout().await?, self.naming.clone()))
     }
 
     /// Runs one statement (text, not prepared) with retries; see [`run`](Self::run). `what`

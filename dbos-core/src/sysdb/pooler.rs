@@ -4,8 +4,10 @@
 //! of most managed Postgres services) gives a client connection a server connection for
 //! one transaction at a time. What this library keeps on a session does not survive that:
 //! named prepared statements (`prepared statement "s3" does not exist`), `LISTEN` (the
-//! notification listener), session advisory locks (the executor lock). Rather than fail
-//! later, or hang, launch refuses such a URL at once with an error saying what to do.
+//! notification listener), session advisory locks (the executor lock). With
+//! [`PoolerMode::Auto`](crate::PoolerMode::Auto) the first connection finds out, and the
+//! handle then sends its statements unnamed (see [`statements`](super::statements)); a
+//! runtime's session connections go to its session URL.
 //!
 //! How: two client connections ask for their server's `pg_backend_pid()`. Without a pooler,
 //! or with one in session mode, a client connection keeps one server session for its whole
@@ -24,14 +26,9 @@ use crate::error::{Error, Result};
 /// How many times the probe is repeated before the path is taken to be session-preserving.
 const ROUNDS: usize = 3;
 
-/// Fails with [`ErrorKind::Config`](crate::ErrorKind::Config) when `probe` and `other` (two
-/// open connections to the system database, `other` idle and outside any transaction) reach
-/// it through a transaction-mode pooler.
-pub(crate) async fn refuse_transaction_pooling(
-    probe: &Client,
-    other: &Client,
-    redacted_url: &str,
-) -> Result<()> {
+/// Whether `probe` and `other` (two open connections to the system database, `other` idle
+/// and outside any transaction) reach it through a transaction-mode pooler.
+pub(crate) async fn transaction_pooling(probe: &Client, other: &Client) -> Result<bool> {
     for _ in 0..ROUNDS {
         let before = backend(probe).await?;
         other
@@ -50,10 +47,10 @@ pub(crate) async fn refuse_transaction_pooling(
         let after = after.transpose()?;
         ended.map_err(|e| Error::db("could not probe the system database connection", e))?;
         if pinned == before || after.is_some_and(|after| after != before) {
-            return Err(transaction_pooler(redacted_url));
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The server process behind `client` for this statement.
@@ -76,13 +73,14 @@ async fn backend(client: &Client) -> Result<String> {
         })
 }
 
-fn transaction_pooler(redacted_url: &str) -> Error {
+/// A runtime behind a transaction-mode pooler without a URL for its session connections.
+pub(crate) fn needs_session_url(redacted_url: &str) -> Error {
     Error::config(format!(
         "the system database {redacted_url} is reached through a transaction-mode connection pooler \
          (such as PgBouncer with pool_mode = transaction, or a managed service's pooled endpoint): \
-         the server session changes between transactions, and this library needs one that lasts \
-         for its prepared statements, its LISTEN for notifications and its session advisory locks \
-         (the executor lock). Use a session-mode pool (pool_mode = session) or a direct URL to \
-         Postgres for the system database"
+         statements are sent unnamed, but the server session changes between transactions and an \
+         executor needs one that lasts for its LISTEN for notifications and its session advisory lock \
+         (the executor lock). Give a direct URL for those two connections with Config::session_url \
+         (DBOS_SYSTEM_DATABASE_SESSION_URL), or use a session-mode pool (pool_mode = session)"
     ))
 }

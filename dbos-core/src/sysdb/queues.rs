@@ -2,6 +2,7 @@
 //! limits (the DBOS dequeue rules), and the background sweeps (delayed → enqueued, expired →
 //! cancelled) that one process per application runs at a time.
 
+use super::Sql;
 use tokio_postgres::IsolationLevel;
 
 use super::workflows::{now_ms, ClaimedWorkflow};
@@ -373,7 +374,7 @@ impl SystemDatabase {
 
     async fn dequeue_on(
         &self,
-        client: &mut deadpool_postgres::Object,
+        client: &mut super::Conn,
         queue: &Queue,
         partition: Option<&str>,
         local_free: i64,
@@ -383,7 +384,7 @@ impl SystemDatabase {
         let shared = queue.has_shared_budget();
         if !shared && partition.is_none() {
             // No shared budget: one autocommit statement claims with SKIP LOCKED.
-            let conn: &tokio_postgres::Client = client;
+            let conn: &tokio_postgres::Client = client.raw();
             return match self
                 .claim(conn, queue, None, local_free, who, false, claim)
                 .await
@@ -396,13 +397,11 @@ impl SystemDatabase {
             };
         }
         let tx = client
-            .build_transaction()
-            .isolation_level(if shared {
+            .transaction_at(if shared {
                 IsolationLevel::RepeatableRead
             } else {
                 IsolationLevel::ReadCommitted
             })
-            .start()
             .await
             .map_err(|e| Error::db("could not begin a dequeue", e))?;
         let name = queue.name();
@@ -452,7 +451,7 @@ impl SystemDatabase {
             let _ = tx.commit().await;
             return Ok(Dequeued::Claimed(Vec::new()));
         }
-        let txn: &tokio_postgres::Transaction<'_> = &tx;
+        let txn: &tokio_postgres::Transaction<'_> = tx.pg();
         let claimed = match self
             .claim(txn, queue, partition, max_tasks, who, shared, claim)
             .await
@@ -572,7 +571,7 @@ impl SystemDatabase {
     /// The rows a claim with token `claim` took (after a lost acknowledgement).
     async fn adopt_claim(
         &self,
-        client: &deadpool_postgres::Object,
+        client: &super::Conn,
         claim: &str,
     ) -> std::result::Result<Vec<ClaimedWorkflow>, tokio_postgres::Error> {
         let s = self.quoted_schema();

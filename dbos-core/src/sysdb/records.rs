@@ -2,6 +2,7 @@
 //! round trip and one commit, each fenced by the execution's ownership token.
 
 use super::workflows::{now_ms, Checkpoint, OWNED_AND_PENDING};
+use super::Sql;
 use super::SystemDatabase;
 use crate::codec::PORTABLE_JSON;
 use crate::error::{Error, Result};

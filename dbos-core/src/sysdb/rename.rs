@@ -1,6 +1,7 @@
 //! Re-owning an application's rows under a new name (DBOS's `rename-application`): the
 //! `application_name` column of queues, schedules, versions, workflows and steps.
 
+use super::Sql;
 use super::SystemDatabase;
 use crate::error::{Error, Result};
 use crate::manage::RenameReport;

@@ -2,6 +2,7 @@
 //! DBOS Transact 3.4 does (see [`crate::schedule`]), and the scheduler's per-tick reads and
 //! writes.
 
+use super::Sql;
 use tokio_postgres::Row;
 
 use super::in_workflow::{Outcome, Recorder};

@@ -2,10 +2,10 @@
 //! that runs inside the caller's transaction (so the user's statements and their checkpoint
 //! commit together), and the look-ups that settle a commit whose acknowledgement was lost.
 //!
-//! The look-ups take any connection (`GenericClient`): they serve data sources too, where the
+//! The look-ups take any connection ([`Sql`]): they serve data sources too, where the
 //! same question (did transaction `xid` commit?) is asked of another database.
 
-use deadpool_postgres::GenericClient;
+use super::{On, Sql};
 
 use super::records::CheckpointRow;
 use super::SystemDatabase;
@@ -23,7 +23,7 @@ pub(crate) const MARK_MANAGED: &str = "SET LOCAL dbos.managed_transaction = 'on'
 pub(crate) const IS_MANAGED: &str = "current_setting('dbos.managed_transaction', true) = 'on'";
 
 /// Whether `client` is still in the transaction the library began (see [`MARK_MANAGED`]).
-pub(crate) async fn still_managed<C: GenericClient + Sync>(
+pub(crate) async fn still_managed<C: Sql>(
     client: &C,
 ) -> std::result::Result<bool, tokio_postgres::Error> {
     let row = client
@@ -34,7 +34,7 @@ pub(crate) async fn still_managed<C: GenericClient + Sync>(
 
 /// The id of the transaction open on `client` (64-bit, as [`xact_status`] takes it), or
 /// `None` while it has written nothing (no id assigned: a lost `COMMIT` loses nothing).
-pub(crate) async fn assigned_xact<C: GenericClient + Sync>(
+pub(crate) async fn assigned_xact<C: Sql>(
     client: &C,
 ) -> std::result::Result<Option<i64>, tokio_postgres::Error> {
     let row = client
@@ -93,6 +93,7 @@ impl SystemDatabase {
                  RETURNING txid_current()"
             )
         });
+        let tx = On::new(tx, &self.naming);
         let stmt = tx.prepare_cached(&sql).await?;
         let serialization = (row.output.is_some() || row.error.is_some()).then_some(PORTABLE_JSON);
         let inserted = tx
@@ -148,7 +149,7 @@ impl SystemDatabase {
 /// aborted, or still in progress. A transaction too old for the commit log to remember is
 /// reported as aborted only by Postgres when it really is; `NULL` (no such transaction) is
 /// aborted.
-pub(crate) async fn xact_status<C: GenericClient + Sync>(
+pub(crate) async fn xact_status<C: Sql>(
     client: &C,
     xid: i64,
 ) -> std::result::Result<XactStatus, tokio_postgres::Error> {
@@ -163,7 +164,7 @@ pub(crate) async fn xact_status<C: GenericClient + Sync>(
 /// Terminates the backend that still runs transaction `xid` (a connection the client lost
 /// while its `COMMIT` was in flight, which the server has not noticed yet), so the
 /// transaction ends one way or the other. Returns whether a backend was signalled.
-pub(crate) async fn terminate_xact<C: GenericClient + Sync>(
+pub(crate) async fn terminate_xact<C: Sql>(
     client: &C,
     xid: i64,
 ) -> std::result::Result<bool, tokio_postgres::Error> {

@@ -7,6 +7,7 @@
 //!   commit (no group commit: batching concurrent workflows' checkpoints measured slower, see
 //!   the book's Performance chapter).
 
+use super::Sql;
 use std::collections::HashMap;
 
 use super::SystemDatabase;
@@ -191,7 +192,7 @@ impl SystemDatabase {
 
     async fn start_on(
         &self,
-        client: &deadpool_postgres::Object,
+        client: &super::Conn,
         w: &NewWorkflow<'_>,
         now: i64,
         idempotent: bool,

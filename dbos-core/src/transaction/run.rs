@@ -996,20 +996,14 @@ impl<T, E> Running<T, E> {
         loop {
             let what = format!("settle the commit of transaction `{name}`");
             let terminate = !terminated && started.elapsed() >= SETTLE_TERMINATE_AFTER;
-            let op = |client: Object, _| async move {
-                if terminate {
-                    // Ends the transaction's backend one way or the other.
-                    terminate_xact(&client, xid).await.map_err(|e| {
-                        Error::db("could not end a lost connection's transaction", e)
-                    })?;
-                }
-                xact_status(&client, xid)
-                    .await
-                    .map_err(|e| Error::db("could not read a transaction's status", e))
-            };
             let status = match &self.source {
-                Some(ds) => ds.run(&what, op).await,
-                None => self.rt.sysdb.run(&what, op).await,
+                Some(ds) => ds.run(&what, |c, _| settle_once(c, terminate, xid)).await,
+                None => {
+                    self.rt
+                        .sysdb
+                        .run(&what, |c, _| settle_once(c, terminate, xid))
+                        .await
+                }
             }
             .map_err(|e| self.fatal(name, e))?;
             terminated |= terminate;
@@ -1042,6 +1036,24 @@ fn conflict_delay(n: u32) -> Duration {
     );
     let jitter = 0.5 + f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 255.0;
     capped.mul_f64(jitter)
+}
+
+/// One look at what became of transaction `xid` (terminating its backend first when
+/// `terminate`), on a connection of the system database or of a data source.
+async fn settle_once<C: crate::sysdb::Sql>(
+    client: C,
+    terminate: bool,
+    xid: i64,
+) -> Result<XactStatus, Error> {
+    if terminate {
+        // Ends the transaction's backend one way or the other.
+        terminate_xact(&client, xid)
+            .await
+            .map_err(|e| Error::db("could not end a lost connection's transaction", e))?;
+    }
+    xact_status(&client, xid)
+        .await
+        .map_err(|e| Error::db("could not read a transaction's status", e))
 }
 
 #[cfg(test)]
