@@ -2,6 +2,7 @@
 //! table of a set of workflows from one snapshot; one transaction writes them into another
 //! database, so a failure writes nothing.
 
+use super::Sql;
 use serde_json::Value;
 
 use super::manage::tree_cte;

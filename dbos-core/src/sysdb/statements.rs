@@ -335,6 +335,11 @@ impl Tx<'_> {
     pub(crate) async fn commit(self) -> Result<(), PgError> {
         self.tx.commit().await
     }
+
+    /// Rolls back.
+    pub(crate) async fn rollback(self) -> Result<(), PgError> {
+        self.tx.rollback().await
+    }
 }
 
 impl<'a> Sql for Tx<'a> {
