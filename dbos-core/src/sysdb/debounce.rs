@@ -7,6 +7,7 @@
 //! `(queue_name, deduplication_id)` lets only one of two concurrent first calls insert it.
 
 use super::workflows::now_ms;
+use super::Sql;
 use super::SystemDatabase;
 use crate::codec::PORTABLE_JSON;
 use crate::error::{Error, Result};
