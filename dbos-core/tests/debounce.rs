@@ -636,3 +636,55 @@ async fn dbos_pythons_debouncer_client_and_ours_push_one_workflow(db: TestDataba
     assert_eq!((runs("summarize/py1"), runs("summarize/py2")), (1, 1));
     dbos.shutdown().await.unwrap();
 }
+
+#[dbos_testkit::test(timeout = "180s")]
+async fn a_key_held_by_a_row_that_cannot_be_pushed_is_refused(db: TestDatabase) {
+    // A queue no executor serves, so what is ENQUEUED on it stays.
+    static UNSERVED: Queue = Queue::new("debounce-unserved");
+    let clock = far_clock();
+    let dbos = launch(&db, &clock).await;
+    let d = Debouncer::new().queue(&UNSERVED);
+    let sql = db.connect().await;
+
+    // Another application's debounced row is not ours to push.
+    let theirs = d
+        .debounce("foreign", MINUTE, summarize("foreign".into(), 1))
+        .await
+        .unwrap();
+    sql.execute(
+        "UPDATE dbos.workflow_status SET application_name = 'otherapp' WHERE workflow_uuid = $1",
+        &[&theirs.id()],
+    )
+    .await
+    .unwrap();
+    let e = d
+        .debounce("foreign", MINUTE, summarize("foreign".into(), 2))
+        .await
+        .map(|h| h.id().to_owned())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueDeduplicated, "{e}");
+    assert!(e.to_string().contains("application `otherapp`"), "{e}");
+
+    // A debounced row that left DELAYED still holding its key (changed by hand): the call
+    // looks again a bounded number of times, then refuses instead of spinning.
+    let stuck = d
+        .debounce("stuck", MINUTE, summarize("stuck".into(), 1))
+        .await
+        .unwrap();
+    sql.execute(
+        "UPDATE dbos.workflow_status SET status = 'ENQUEUED' WHERE workflow_uuid = $1",
+        &[&stuck.id()],
+    )
+    .await
+    .unwrap();
+    let e = d
+        .debounce("stuck", MINUTE, summarize("stuck".into(), 2))
+        .await
+        .map(|h| h.id().to_owned())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueDeduplicated, "{e}");
+    assert_eq!(e.workflow_id(), Some(stuck.id()));
+    assert!(e.to_string().contains("no longer DELAYED"), "{e}");
+    assert_eq!(rows_for(&db, "stuck").await, 1);
+    dbos.shutdown().await.unwrap();
+}

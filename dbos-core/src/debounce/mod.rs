@@ -468,7 +468,13 @@ impl<'a> Plan<'a> {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                         continue;
                     }
-                    let refusal = self.held_by(&workflow_id, debounced, &name, app_name.as_deref());
+                    let holder = Holder {
+                        id: &workflow_id,
+                        debounced,
+                        name: &name,
+                        foreign_app: app_name.as_deref().filter(|_| foreign_app),
+                    };
+                    let refusal = self.held_by(&holder);
                     if let Some(p) = parent {
                         record_refusal(&p.ctx, p.function_id, self.name, None, &refusal).await?;
                     }
@@ -511,16 +517,20 @@ impl<'a> Plan<'a> {
     }
 
     /// The refusal when the key's deduplication id is held by what a debounce must not push.
-    fn held_by(&self, holder: &str, debounced: bool, name: &str, app: Option<&str>) -> Error {
-        let (queue, dedup) = (self.queue, &self.deduplication_id);
-        let why = if !debounced {
-            format!("workflow `{holder}` ({name}), enqueued with that deduplication id by hand, holds it")
+    fn held_by(&self, holder: &Holder<'_>) -> Error {
+        let (queue, dedup, id, name) = (self.queue, &self.deduplication_id, holder.id, holder.name);
+        let why = if !holder.debounced {
+            format!(
+                "workflow `{id}` ({name}), enqueued with that deduplication id by hand, holds it"
+            )
         } else if name != self.name {
-            format!("a debounced run of workflow `{name}` (`{holder}`) holds it: its name and key read the same")
+            format!("a debounced run of workflow `{name}` (`{id}`) holds it: its name and key read the same")
+        } else if let Some(app) = holder.foreign_app {
+            format!("a debounced run (`{id}`) of application `{app}` holds it, and is not this application's to push")
         } else {
             format!(
-                "a debounced run (`{holder}`) of application `{}` holds it",
-                app.unwrap_or_default()
+                "a debounced run (`{id}`) holds it but is no longer DELAYED, so it cannot be pushed (its key should \
+                 have been released when it left DELAYED: was the row changed by hand?)"
             )
         };
         Error::new(
@@ -531,8 +541,17 @@ impl<'a> Plan<'a> {
                 self.name
             ),
         )
-        .with_workflow_id(holder)
+        .with_workflow_id(id)
     }
+}
+
+/// The row holding a key that a call could not push.
+struct Holder<'a> {
+    id: &'a str,
+    debounced: bool,
+    name: &'a str,
+    /// The holder's application, when it is not the caller's.
+    foreign_app: Option<&'a str>,
 }
 
 /// The refusal of a partitioned queue.
