@@ -5,6 +5,7 @@
 //! cargo run --release -p bench -- W1 W2        # some workloads
 //! cargo run --release -p bench -- T            # recovery of a SIGKILLed executor (only when named)
 //! cargo run --release -p bench -- S            # the scheduler's cost (only when named)
+//! cargo run --release -p bench -- SER          # large step outputs by codec (only when named)
 //! DBOS_BENCH_URL=postgres://u:p@host/postgres cargo run --release -p bench
 //! ```
 //!
@@ -16,6 +17,7 @@
 
 mod floor;
 mod scheduler;
+mod serialization;
 mod stats;
 mod takeover;
 mod transactions;
@@ -137,6 +139,10 @@ async fn main() {
     // Not part of the default run: a minute of warm-up and a minute measured.
     if selected.iter().any(|s| s.eq_ignore_ascii_case("S")) {
         reports.push(scheduler::scheduler_cost(&server).await);
+    }
+    // Not part of the default run: hundreds of megabytes of step outputs.
+    if selected.iter().any(|s| s.eq_ignore_ascii_case("SER")) {
+        reports.push(serialization::serialization(&server).await);
     }
     println!();
     println!("| workload | result |");
