@@ -69,7 +69,7 @@ fn records(json_len: usize) -> Vec<Record> {
             price: (i % 9_973) as f64 / 7.0,
             quantity: (i % 97) as u32,
             tags: vec![format!("group-{}", i % 13), "in-stock".to_owned()],
-            active: i % 3 != 0,
+            active: !i.is_multiple_of(3),
         };
         len += serde_json::to_string(&r).map_or(0, |s| s.len()) + 1;
         out.push(r);
@@ -294,7 +294,8 @@ pub(crate) async fn serialization(server: &Server) -> Report {
     }
     dbos.shutdown().await.expect("shutdown");
     Report {
-        workload: "SER large step outputs (3 steps, 16 in flight; portable_json vs msgpack vs postcard)",
+        workload:
+            "SER large step outputs (3 steps, 16 in flight; portable_json vs msgpack vs postcard)",
         summary: format!("{} rows; see the SER lines above", lines.len()),
         json: json!({"workload": "SER", "rows": rows}),
     }

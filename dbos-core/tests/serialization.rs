@@ -47,7 +47,12 @@ async fn floats_replay_and_read_back_exactly(db: TestDatabase) {
     run_then_kill(
         config.clone(),
         |dbos| async move {
-            uses_floats().id("floats-1").on(&dbos).start().await.unwrap();
+            uses_floats()
+                .id("floats-1")
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
         },
         "the workflow to hang after its step",
         || HANG.load(Ordering::SeqCst) == 1,
