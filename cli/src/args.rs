@@ -68,6 +68,22 @@ pub(crate) enum Command {
     /// The local Postgres the library starts when no URL is configured (one per application)
     #[command(subcommand)]
     Postgres(PostgresCommand),
+    /// Serve the web dashboard and DBOS's admin HTTP API over the system database, until
+    /// interrupted
+    Dashboard(DashboardArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DashboardArgs {
+    /// The port to listen on (0: any free port)
+    #[arg(long, short = 'p', default_value_t = 3001)]
+    pub(crate) port: u16,
+    /// The address to listen on; any address other than a loopback one needs --token
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) bind: std::net::IpAddr,
+    /// Require `Authorization: Bearer <token>` on the API (the page asks for it)
+    #[arg(long, env = "DBOS_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Postgres(cmd) => crate::postgres::run(g, cmd).await,
+        Command::Dashboard(args) => crate::dashboard::run(g, args).await,
     }
 }
 

@@ -9,6 +9,7 @@
 mod aggregate;
 mod args;
 mod commands;
+mod dashboard;
 mod export;
 mod messages;
 mod output;

@@ -100,6 +100,9 @@ pub struct Config {
     pub(crate) clock: crate::clock::Clock,
     pub(crate) pooler: PoolerMode,
     pub(crate) session_url: Option<String>,
+    /// The admin HTTP server and dashboard, when enabled.
+    #[cfg(feature = "admin")]
+    pub(crate) admin: Option<crate::admin::AdminServer>,
 }
 
 impl std::fmt::Debug for Config {
@@ -132,7 +135,7 @@ impl std::fmt::Debug for Config {
                 "session_url",
                 &self.session_url.as_deref().map(crate::sysdb::redact_url),
             )
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,6 +166,8 @@ impl Config {
             clock: crate::clock::Clock::system(),
             pooler: PoolerMode::Auto,
             session_url: None,
+            #[cfg(feature = "admin")]
+            admin: None,
         }
     }
 
@@ -449,6 +454,23 @@ impl Config {
         self.executor_id.as_deref()
     }
 
+    /// Serves the admin HTTP API and the web dashboard from this process while it runs
+    /// (off by default; needs the `admin` cargo feature). See the
+    /// [`admin`](crate::admin) module.
+    ///
+    /// ```
+    /// use dbos_core::admin::AdminServer;
+    /// use dbos_core::Config;
+    ///
+    /// let config = Config::new("shop").admin_server(AdminServer::new(3001));
+    /// # let _ = config;
+    /// ```
+    #[cfg(feature = "admin")]
+    pub fn admin_server(mut self, server: crate::admin::AdminServer) -> Self {
+        self.admin = Some(server);
+        self
+    }
+
     /// Checks every field and says which one is wrong.
     ///
     /// # Errors
@@ -525,6 +547,10 @@ impl Config {
         }
         for source in &self.data_sources {
             source.validate()?;
+        }
+        #[cfg(feature = "admin")]
+        if let Some(admin) = &self.admin {
+            admin.check()?;
         }
         Ok(())
     }

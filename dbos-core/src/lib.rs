@@ -2,6 +2,8 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -105,6 +107,9 @@ mod book {
     struct ChangingCode;
     #[doc = include_str!("../../docs/src/observability.md")]
     struct Observability;
+    #[cfg(feature = "admin")]
+    #[doc = include_str!("../../docs/src/dashboard.md")]
+    struct Dashboard;
 }
 
 /// Everything an application usually needs: `use dbos_core::prelude::*;`.

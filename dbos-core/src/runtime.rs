@@ -38,6 +38,12 @@ pub(crate) struct RuntimeInner {
     pub(crate) awaited: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    /// Stops the scheduler: at shutdown (a child of `shutdown`), or when the executor is
+    /// deactivated (the admin API's `/deactivate`: no new scheduled workflows from here).
+    pub(crate) schedules_stop: CancellationToken,
+    /// Where the admin server listens, once it does.
+    #[cfg(feature = "admin")]
+    pub(crate) admin_address: std::sync::OnceLock<std::net::SocketAddr>,
     queue_signals: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) parking: ParkingLot,
     /// The application data sources `#[transaction]`s run in, by name.
@@ -96,6 +102,7 @@ impl RuntimeInner {
         executor_id: String,
         migration: MigrationOutcome,
     ) -> RuntimeInner {
+        let shutdown = CancellationToken::new();
         RuntimeInner {
             app_name: config.app_name.clone(),
             executor_id,
@@ -106,7 +113,10 @@ impl RuntimeInner {
             running: Running::default(),
             awaited: Mutex::default(),
             tasks: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
+            schedules_stop: shutdown.child_token(),
+            shutdown,
+            #[cfg(feature = "admin")]
+            admin_address: std::sync::OnceLock::new(),
             queue_signals: Mutex::new(HashMap::new()),
             parking: ParkingLot::default(),
             data_sources: Default::default(),
@@ -292,6 +302,8 @@ impl Dbos {
         // database to come back, however long that takes.
         inner.sysdb.resilience().retry_forever();
         inner.data_sources.retry_forever();
+        #[cfg(feature = "admin")]
+        crate::admin::start_in_runtime(&inner).await?;
         let internal = Queue::new(INTERNAL_QUEUE);
         crate::observe::metrics::describe();
         inner.tasks.spawn(worker::serve(inner.clone(), internal));
@@ -405,6 +417,13 @@ impl Dbos {
     /// This runtime's executor id.
     pub fn executor_id(&self) -> &str {
         &self.inner.executor_id
+    }
+
+    /// Where the admin server started by [`Config::admin_server`] listens (`None` when it
+    /// is not configured): its port when the configuration asked for port 0.
+    #[cfg(feature = "admin")]
+    pub fn admin_address(&self) -> Option<std::net::SocketAddr> {
+        self.inner.admin_address.get().copied()
     }
 
     /// A handle to any workflow by id, from any process.

@@ -68,6 +68,8 @@ pub struct ListWorkflows {
     pub(crate) attributes: Option<Value>,
     pub(crate) limit: Option<u32>,
     pub(crate) offset: Option<u32>,
+    /// Keyset pagination: only rows after this (created_at, workflow id) in the order.
+    pub(crate) page_after: Option<(i64, String)>,
     pub(crate) newest_first: bool,
     pub(crate) load_input: bool,
     pub(crate) load_output: bool,
@@ -102,6 +104,7 @@ impl ListWorkflows {
             attributes: None,
             limit: None,
             offset: None,
+            page_after: None,
             newest_first: false,
             load_input: true,
             load_output: true,
@@ -246,6 +249,16 @@ impl ListWorkflows {
     /// Skips the first `n` workflows of the order.
     pub fn offset(mut self, n: u32) -> Self {
         self.offset = Some(n);
+        self
+    }
+
+    /// Keyset pagination: only the workflows that come after the one created at
+    /// `created_at` (epoch ms) with id `workflow_id` in the listing's order (creation time,
+    /// then id; reversed by [`newest_first`](Self::newest_first)). Give the last row of a
+    /// page to get the next page: unlike an offset, the cost of a page does not grow with
+    /// how far it is, and rows inserted meanwhile do not shift it.
+    pub fn page_after(mut self, created_at: i64, workflow_id: impl Into<String>) -> Self {
+        self.page_after = Some((created_at, workflow_id.into()));
         self
     }
 

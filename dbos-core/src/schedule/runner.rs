@@ -51,7 +51,7 @@ struct Running {
     stop: CancellationToken,
 }
 
-/// The scheduler loop, until shutdown.
+/// The scheduler loop, until shutdown or deactivation (the admin API's `/deactivate`).
 pub(crate) async fn serve(rt: Arc<RuntimeInner>) {
     let launched = Instant::now();
     let mut running: HashMap<String, Running> = HashMap::new();
@@ -71,7 +71,7 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>) {
             interval
         };
         tokio::select! {
-            _ = rt.shutdown.cancelled() => break,
+            _ = rt.schedules_stop.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
         }
     }
@@ -101,8 +101,8 @@ fn reconcile(
         }
         // A loop restarted for a changed definition does not backfill (as in DBOS): it was
         // firing until now.
-        let backfill = row.automatic_backfill && !rt.shutdown.is_cancelled();
-        let stop = rt.shutdown.child_token();
+        let backfill = row.automatic_backfill && !rt.schedules_stop.is_cancelled();
+        let stop = rt.schedules_stop.child_token();
         rt.spawn_task(tick_loop(rt.clone(), row.clone(), stop.clone(), backfill));
         running.insert(row.schedule_id.clone(), Running { row, stop });
     }

@@ -303,6 +303,14 @@ pub(crate) fn workflow_filter(
             conditions.push(format!("{column} <= {}", p.push(before)));
         }
     }
+    if let Some((created_at, id)) = &q.page_after {
+        let op = if q.newest_first { "<" } else { ">" };
+        conditions.push(format!(
+            "(ws.created_at, ws.workflow_uuid) {op} ({}, {})",
+            p.push(*created_at),
+            p.push(id.clone())
+        ));
+    }
     if let Some(attributes) = &q.attributes {
         conditions.push(format!(
             "ws.attributes @> {}::jsonb",

@@ -841,3 +841,88 @@ fn non_existent(id: &str) -> Error {
     )
     .with_workflow_id(id)
 }
+
+/// One row of what a workflow exchanged, as stored, for inspection (the admin dashboard):
+/// an event's history entry, a message sent to it, or a stream entry.
+#[cfg(feature = "admin")]
+#[derive(Debug, Clone)]
+pub(crate) struct ExchangeRow {
+    /// The event key, the message topic (`None`: sent without one) or the stream key.
+    pub(crate) key: Option<String>,
+    /// The step that wrote it (events, streams), or the step that consumed it (messages).
+    pub(crate) function_id: Option<i32>,
+    /// The stream offset, or the message's send time (epoch ms).
+    pub(crate) position: Option<i64>,
+    /// Messages: whether a `recv` consumed it.
+    pub(crate) consumed: bool,
+    pub(crate) value: StoredValue,
+}
+
+/// What a workflow exchanged, newest writes last, each list capped.
+#[cfg(feature = "admin")]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Exchanges {
+    pub(crate) events_history: Vec<ExchangeRow>,
+    pub(crate) messages: Vec<ExchangeRow>,
+    pub(crate) streams: Vec<ExchangeRow>,
+}
+
+#[cfg(feature = "admin")]
+impl SystemDatabase {
+    /// The events history, the messages sent to, and the stream entries of a workflow, up to
+    /// `limit` of each (read for inspection; nothing is consumed).
+    pub(crate) async fn workflow_exchanges(
+        &self,
+        workflow_id: &str,
+        limit: i64,
+    ) -> Result<Exchanges> {
+        let s = self.quoted_schema();
+        let row = |r: &tokio_postgres::Row, consumed: bool| ExchangeRow {
+            key: r.get(0),
+            function_id: r.get(1),
+            position: r.get(2),
+            consumed,
+            value: StoredValue {
+                text: r.get(3),
+                serialization: r.get(4),
+            },
+        };
+        let events = self
+            .query(
+                &format!("read the events history of workflow `{workflow_id}`"),
+                &format!(
+                    "SELECT key, function_id, NULL::bigint, value, serialization FROM {s}.workflow_events_history
+                      WHERE workflow_uuid = $1 ORDER BY function_id, key LIMIT $2"
+                ),
+                &[&workflow_id, &limit],
+            )
+            .await?;
+        let messages = self
+            .query(
+                &format!("read the messages of workflow `{workflow_id}`"),
+                &format!(
+                    "SELECT NULLIF(topic, '{NULL_TOPIC}'), consumed_by_function_id, created_at_epoch_ms, message,
+                            serialization, consumed
+                       FROM {s}.notifications WHERE destination_uuid = $1
+                      ORDER BY created_at_epoch_ms, message_uuid LIMIT $2"
+                ),
+                &[&workflow_id, &limit],
+            )
+            .await?;
+        let streams = self
+            .query(
+                &format!("read the streams of workflow `{workflow_id}`"),
+                &format!(
+                    "SELECT key, function_id, \"offset\"::bigint, value, serialization FROM {s}.streams
+                      WHERE workflow_uuid = $1 ORDER BY key, \"offset\" LIMIT $2"
+                ),
+                &[&workflow_id, &limit],
+            )
+            .await?;
+        Ok(Exchanges {
+            events_history: events.iter().map(|r| row(r, false)).collect(),
+            messages: messages.iter().map(|r| row(r, r.get(5))).collect(),
+            streams: streams.iter().map(|r| row(r, false)).collect(),
+        })
+    }
+}
