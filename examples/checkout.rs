@@ -19,6 +19,9 @@
 //! reset, a new system database name) a rerun finds the order reserved and paid and does not
 //! do it again. Charging the card and emailing are steps (calls to other systems): they run at
 //! least once, so they pass the order id as an idempotency key.
+//!
+//! With `OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318` (any OTLP/HTTP collector), each run
+//! exports its spans: an interrupted order and its rerun are one trace.
 
 use std::time::Duration;
 
@@ -223,7 +226,7 @@ async fn checkout(order: Order) -> Result<Receipt, ShopError> {
 
 #[tokio::main]
 async fn main() -> Result<(), ShopError> {
-    examples::init_logs();
+    let _telemetry = examples::init_logs();
     let order_id = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "order-1001".to_owned());

@@ -13,7 +13,7 @@ use dbos_core::{Config, Dbos};
 
 #[tokio::main]
 async fn main() -> Result<(), dbos_core::Error> {
-    examples::init_logs();
+    let _telemetry = examples::init_logs();
     let dbos = Dbos::launch(Config::from_env("hello")?).await?;
     let sysdb = dbos.system_database();
     println!("system database: {}", sysdb.redacted_url());

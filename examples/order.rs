@@ -78,7 +78,7 @@ async fn order(order_id: String, cents: i64, pay_within_secs: u64) -> Result<Str
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    examples::init_logs();
+    let _telemetry = examples::init_logs();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let order_id = args
         .iter()

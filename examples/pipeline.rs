@@ -72,7 +72,7 @@ fn documents() -> Vec<(String, String)> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    examples::init_logs();
+    let _telemetry = examples::init_logs();
     let batch = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "batch-1".to_owned());

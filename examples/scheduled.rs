@@ -35,7 +35,7 @@ async fn heartbeat(
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    examples::init_logs();
+    let _telemetry = examples::init_logs();
     let dbos = Dbos::launch(Config::from_env("scheduled")?).await?;
     println!("scheduled `heartbeat` every second; Ctrl-C to stop");
     tokio::signal::ctrl_c()

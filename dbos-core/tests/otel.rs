@@ -137,11 +137,19 @@ fn a_workflows_step_retry_child_and_message_export_as_one_trace_tree() {
                 Some("false")
             );
 
-            // The row stores the workflow span's own context: W3C traceparent, sampled.
+            // Inside its `start` operation, whose context the row stores (W3C, sampled).
+            let start = one(
+                all.iter()
+                    .filter(|s| s.span_context.span_id() == wf.parent_span_id)
+                    .collect(),
+                "the workflow's parent",
+            );
+            assert_eq!(attr(start, "dbos.operation.type").as_deref(), Some("start"));
+            assert_eq!(trace_of(start), trace);
             let stored = stored_traceparent(&db, "otel-wf")
                 .await
                 .expect("a stored carrier");
-            assert_eq!(stored, format!("00-{trace}-{}-01", id_of(wf)));
+            assert_eq!(stored, format!("00-{trace}-{}-01", id_of(start)));
 
             let in_wf = |s: &SpanData| trace_of(s) == trace;
             let plain = one(
@@ -174,17 +182,18 @@ fn a_workflows_step_retry_child_and_message_export_as_one_trace_tree() {
 
             // The child: its start is an operation of the parent, its workflow span inside
             // it, its recv inside that: all one trace.
-            let start = one(find(&all, "operation", "type", "child"), "child start");
-            assert!(in_wf(start) && start.parent_span_id == wf.span_context.span_id());
+            let child_start = one(find(&all, "operation", "type", "child"), "child start");
+            assert!(in_wf(child_start) && child_start.parent_span_id == wf.span_context.span_id());
             let child = one(
                 find(&all, "workflow", "workflow_id", "otel-child"),
                 "child span",
             );
             assert_eq!(trace_of(child), trace, "the child joins the parent's trace");
-            assert_eq!(child.parent_span_id, start.span_context.span_id());
+            assert_eq!(child.parent_span_id, child_start.span_context.span_id());
             assert_eq!(
                 stored_traceparent(&db, "otel-child").await.as_deref(),
-                Some(format!("00-{trace}-{}-01", id_of(child)).as_str())
+                Some(format!("00-{trace}-{}-01", id_of(child_start)).as_str()),
+                "the child's row stores its start's context"
             );
             let recv = one(find(&all, "operation", "type", "recv"), "recv");
             assert_eq!(recv.parent_span_id, child.span_context.span_id());
@@ -462,14 +471,16 @@ fn a_workflow_killed_in_one_process_and_recovered_in_another_keeps_its_trace() {
                 first.parent_span_id, failed.parent_span_id,
                 "both in the workflow's span"
             );
-            // The stored carrier is that (never exported: killed) workflow span's context.
+            // The stored carrier is the start's context, in that trace (neither the start's
+            // span nor the workflow's, inside it, ever ended: killed).
             let stored = stored_traceparent(&db, CRASHED)
                 .await
                 .expect("a stored carrier");
-            assert_eq!(
-                stored,
-                format!("00-{}-{}-01", first.trace_id, first.parent_span_id)
-            );
+            let start_span = stored
+                .strip_prefix(&format!("00-{}-", first.trace_id))
+                .and_then(|rest| rest.strip_suffix("-01"))
+                .unwrap_or_else(|| panic!("{stored}: not in the killed run's trace"))
+                .to_owned();
 
             // Another process (this one) recovers it at launch, with the same executor id.
             let dbos = Dbos::launch(executor_config(&url)).await.unwrap();
@@ -497,8 +508,8 @@ fn a_workflow_killed_in_one_process_and_recovered_in_another_keeps_its_trace() {
             );
             assert_eq!(
                 recovered.parent_span_id.to_string(),
-                first.parent_span_id,
-                "a child of the first execution's workflow span"
+                start_span,
+                "a child of the start, as the first execution's span was"
             );
             for name in ["crash_second", "crash_third"] {
                 let s = one(

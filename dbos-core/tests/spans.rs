@@ -202,10 +202,14 @@ fn a_workflows_steps_child_and_messages_are_spans_nested_as_they_run() {
                 "workflow span",
             );
             let w = &s.spans[wf];
+            // Called from outside a workflow: inside its `start` operation, a root span.
+            let start = w.parent.expect("the workflow's span is inside its start");
+            assert_eq!(s.spans[start].name, "operation");
             assert_eq!(
-                w.parent, None,
-                "called from outside a workflow: a root span"
+                field(&s.spans[start].fields, "dbos.operation.type"),
+                Some("start")
             );
+            assert_eq!(s.spans[start].parent, None, "{:?}", s.spans[start]);
             assert_eq!(field(&w.fields, id), Some("spans-wf"));
             assert_eq!(field(&w.fields, "dbos.operation.type"), Some("workflow"));
             assert!(

@@ -1,13 +1,41 @@
 //! What the examples share.
 
+use dbos_core::otel::Telemetry;
+
 /// Installs a `tracing` subscriber that prints log lines on stderr (colored on a terminal): at the levels `RUST_LOG`
 /// asks for when it is set (`RUST_LOG=dbos_core=debug`, `RUST_LOG=warn`), else INFO and
 /// above, which shows the launch line (the system database, redacted, and the executor id),
 /// a launch waiting for its database, outages, recoveries and retried steps.
 ///
+/// When `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, the
+/// spans are exported there too (OTLP over HTTP/protobuf; the other `OTEL_*` variables
+/// apply; the service is `OTEL_SERVICE_NAME`, else the example's name), in batches sent every
+/// half second unless `OTEL_BSP_SCHEDULE_DELAY` says otherwise, so a run stopped with Ctrl-C
+/// has sent what ended before. Keep what it returns until `main` ends: dropping it sends
+/// the rest.
+///
 /// # Panics
-/// When a subscriber is installed already (call it once, first thing in `main`).
-pub fn init_logs() {
+/// When a subscriber is installed already (call it once, first thing in `main`), or the
+/// `OTEL_*` variables are invalid (the message says which).
+pub fn init_logs() -> Option<Telemetry> {
+    if std::env::var_os("OTEL_BSP_SCHEDULE_DELAY").is_none() {
+        // First thing in `main`: no thread of ours reads the environment yet.
+        std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "500");
+    }
+    let name = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "dbos-example".to_owned());
+    match Telemetry::from_env(&name) {
+        Ok(Some(telemetry)) => {
+            telemetry
+                .init()
+                .unwrap_or_else(|e| panic!("installing the subscriber: {e}"));
+            return Some(telemetry);
+        }
+        Ok(None) => {}
+        Err(e) => panic!("{e}"),
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -16,4 +44,5 @@ pub fn init_logs() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    None
 }

@@ -76,6 +76,8 @@ pub(crate) fn transaction(name: &str) -> Span {
 pub(crate) enum Op {
     /// Starting a child workflow (or any workflow started from inside one).
     Child,
+    /// Starting a workflow from outside any workflow: the trace it joins.
+    Start,
     /// Enqueuing a workflow (here or by a `Client`): the trace the workflow joins.
     Enqueue,
     /// `send` / `send_batch`.
@@ -97,6 +99,7 @@ impl Op {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Op::Child => "child",
+            Op::Start => "start",
             Op::Enqueue => "enqueue",
             Op::Send => "send",
             Op::Recv => "recv",

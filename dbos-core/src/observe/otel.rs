@@ -20,7 +20,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanExporter};
 use opentelemetry_sdk::Resource;
-use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -137,7 +138,8 @@ impl Telemetry {
     }
 
     /// Installs the global subscriber: log lines on stderr at the levels `RUST_LOG` asks
-    /// for (else INFO and above), and every span exported through this provider.
+    /// for (else INFO and above), and every span and event at INFO and above exported
+    /// through this provider, whatever `RUST_LOG` says (it filters the console only).
     ///
     /// # Errors
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) when a global subscriber is installed
@@ -146,13 +148,13 @@ impl Telemetry {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         tracing_subscriber::registry()
-            .with(self.layer())
+            .with(self.layer().with_filter(LevelFilter::INFO))
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_filter(filter),
             )
-            .with(filter)
             .try_init()
             .map_err(|e| {
                 Error::config(format!(

@@ -100,12 +100,13 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             runtime: None,
             typed: CallTypes {
                 start: |call| {
-                    // Started from a workflow: a `child` operation span, which the child's own
-                    // `workflow` span is inside.
-                    let span = match current() {
-                        Some(_) => observe::operation(Op::Child, call.def.name),
-                        None => tracing::Span::none(),
+                    // Started from a workflow: a `child` operation span, else a `start` one; the
+                    // workflow's own `workflow` span is inside it.
+                    let op = match current() {
+                        Some(_) => Op::Child,
+                        None => Op::Start,
                     };
+                    let span = observe::operation(op, call.def.name);
                     Box::pin(
                         async move { call.start_inner().await.map_err(E::from) }.instrument(span),
                     )
@@ -140,18 +141,9 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             .map(|t| now_ms().saturating_add(t))
             .or_else(|| parent.as_ref().and_then(|p| p.ctx.deadline_ms));
         let owner = uuid::Uuid::new_v4().to_string();
-        // Its first execution's span, opened now so the row stores its trace context: every
-        // later execution (a recovery anywhere) joins that trace.
-        let span = observe::workflow(
-            &id,
-            self.def.name,
-            None,
-            &rt.app_version,
-            &rt.executor_id,
-            false,
-        );
-        observe::carrier::join(&span, observe::carrier::stored(self.attributes.as_ref()));
-        let stamped = observe::carrier::stamp(self.attributes.as_ref(), &span);
+        // The row stores the trace context of this start (its `start` or `child` operation
+        // span): every execution of the workflow, here or recovered anywhere, joins it.
+        let stamped = observe::carrier::stamp(self.attributes.as_ref(), &tracing::Span::current());
         let new = NewWorkflow {
             id: &id,
             fresh_id,
@@ -186,8 +178,9 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
                 deadline_ms: row.deadline_ms,
                 slot: None,
                 identity: Some(identity),
-                span: Some(span),
-                trace: None,
+                // A carrier given in the attributes is joined; else the span is inside the
+                // start's, whose context the row stores.
+                trace: observe::carrier::stored(self.attributes.as_ref()).cloned(),
             },
             None,
         );

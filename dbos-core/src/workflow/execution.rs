@@ -142,9 +142,6 @@ pub(crate) struct Start {
     pub(crate) slot: Option<RunningSlot>,
     /// Who it runs for, when known (started here); else read from its row when asked.
     pub(crate) identity: Option<crate::workflow::identity::Identity>,
-    /// Its `workflow` span, when the starter opened it already (to store its trace context
-    /// in the new row); else one is opened here.
-    pub(crate) span: Option<tracing::Span>,
     /// The stored trace context its span joins (see [`observe::carrier`]).
     pub(crate) trace: Option<serde_json::Value>,
 }
@@ -184,7 +181,7 @@ impl RuntimeInner {
     /// dequeued from.
     pub(crate) fn spawn_execution(
         self: &Arc<Self>,
-        mut start: Start,
+        start: Start,
         queue: Option<&str>,
     ) -> CompletionReceiver {
         let (tx, rx) = watch::channel(None);
@@ -209,18 +206,15 @@ impl RuntimeInner {
             control
         };
         self.announce(&start.id);
-        let span = start.span.take().unwrap_or_else(|| {
-            let span = observe::workflow(
-                &start.id,
-                start.def.name,
-                queue,
-                &self.app_version,
-                &self.executor_id,
-                !start.first_run,
-            );
-            observe::carrier::join(&span, start.trace.as_ref());
-            span
-        });
+        let span = observe::workflow(
+            &start.id,
+            start.def.name,
+            queue,
+            &self.app_version,
+            &self.executor_id,
+            !start.first_run,
+        );
+        observe::carrier::join(&span, start.trace.as_ref());
         let rt = self.clone();
         if start.first_run {
             observe::metrics::workflow_started(start.def.name);
@@ -482,7 +476,6 @@ impl RuntimeInner {
                         deadline_ms: c.deadline_ms,
                         slot,
                         identity: None,
-                        span: None,
                         trace: c.trace,
                     },
                     queue,

@@ -300,7 +300,6 @@ async fn resume(rt: Arc<RuntimeInner>, id: Arc<str>, mut parked: Parked) {
                             deadline_ms: parked.deadline_ms,
                             slot: parked.slot,
                             identity: None,
-                            span: None,
                             trace: parked.trace,
                         },
                         None,
