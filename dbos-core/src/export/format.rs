@@ -280,34 +280,13 @@ impl WorkflowExport {
 
     /// The document as a JSON value.
     pub fn to_value(&self) -> Value {
-        let workflows = self
-            .workflows
-            .iter()
-            .map(|w| {
-                let mut obj = Map::new();
-                for (table, rows) in TABLES.iter().zip(&w.tables) {
-                    let v = if table.single {
-                        rows.first().cloned().map_or(Value::Null, Value::Object)
-                    } else {
-                        Value::Array(rows.iter().cloned().map(Value::Object).collect())
-                    };
-                    obj.insert(table.name.to_owned(), v);
-                }
-                Value::Object(obj)
-            })
-            .collect();
-        let mut doc = Map::new();
-        doc.insert("format".into(), FORMAT.into());
-        doc.insert("format_version".into(), FORMAT_VERSION.into());
-        doc.insert("schema_version".into(), self.schema_version.into());
-        doc.insert("workflows".into(), Value::Array(workflows));
-        Value::Object(doc)
+        // A `Value` always serialises, and so does this document.
+        serde_json::to_value(self).unwrap_or_default()
     }
 
     /// The document as JSON text, indented.
     pub fn to_json(&self) -> String {
-        // A `Value` always serialises.
-        serde_json::to_string_pretty(&self.to_value()).unwrap_or_default()
+        serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
     /// Reads an export from JSON text and checks all of it: the format and its version, the
@@ -412,6 +391,53 @@ impl WorkflowExport {
             schema_version,
             workflows,
         })
+    }
+}
+
+/// Written from the rows in place (no copy of the document): `format`, `format_version`,
+/// `schema_version`, then `workflows`, each an object of its tables.
+impl serde::Serialize for WorkflowExport {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+
+        struct Workflows<'a>(&'a [ExportedWorkflow]);
+        struct Tables<'a>(&'a ExportedWorkflow);
+
+        impl serde::Serialize for Workflows<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter().map(Tables))
+            }
+        }
+
+        impl serde::Serialize for Tables<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(TABLES.len()))?;
+                for (table, rows) in TABLES.iter().zip(&self.0.tables) {
+                    if table.single {
+                        map.serialize_entry(table.name, &rows.first())?;
+                    } else {
+                        map.serialize_entry(table.name, rows)?;
+                    }
+                }
+                map.end()
+            }
+        }
+
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("format", FORMAT)?;
+        map.serialize_entry("format_version", &FORMAT_VERSION)?;
+        map.serialize_entry("schema_version", &self.schema_version)?;
+        map.serialize_entry("workflows", &Workflows(&self.workflows))?;
+        map.end()
     }
 }
 

@@ -3,7 +3,8 @@
 //! database, so a failure writes nothing.
 
 use super::Sql;
-use serde_json::Value;
+use serde_json::{Map, Value};
+use tokio_postgres::types::Json;
 
 use super::manage::tree_cte;
 use super::SystemDatabase;
@@ -78,12 +79,13 @@ impl SystemDatabase {
     /// target has already is left as it is), then each other table's rows of the workflows
     /// inserted. With `skip_existing` off, a workflow the target has already rolls
     /// everything back and is reported in `existing` with nothing inserted. `rows` holds
-    /// one JSON array of row objects per table of `tables` (`workflow_status` first).
+    /// the row objects of each table of `tables` (`workflow_status` first), sent as one
+    /// `jsonb` array per table.
     pub(crate) async fn import_rows(
         &self,
         ids: &[&str],
         tables: &[Table],
-        rows: &[Value],
+        rows: &[Vec<&Map<String, Value>>],
         skip_existing: bool,
     ) -> Result<Imported> {
         let s = self.quoted_schema();
@@ -115,7 +117,7 @@ impl SystemDatabase {
                 let failed = |e| Error::db("could not import workflows", e);
                 let tx = client.transaction().await.map_err(failed)?;
                 let inserted: Vec<String> = tx
-                    .query(statements[0].as_str(), &[&rows[0]])
+                    .query(statements[0].as_str(), &[&Json(&rows[0])])
                     .await
                     .map_err(failed)?
                     .iter()
@@ -141,7 +143,7 @@ impl SystemDatabase {
                     });
                 }
                 for (sql, table_rows) in statements.iter().zip(rows).skip(1) {
-                    tx.execute(sql.as_str(), &[table_rows, &inserted])
+                    tx.execute(sql.as_str(), &[&Json(table_rows), &inserted])
                         .await
                         .map_err(failed)?;
                 }
