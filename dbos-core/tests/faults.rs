@@ -743,11 +743,30 @@ async fn a_launch_right_after_a_database_restart_does_not_take_over_reconnecting
     let _ = pg.stop().await;
 }
 
+static RETAKE_GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static RETAKE_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[step]
+async fn retake_gated_step() -> Result<u32, Error> {
+    let n = RETAKE_RUNS.fetch_add(1, Ordering::SeqCst) + 1;
+    RETAKE_GATE.notified().await;
+    Ok(n)
+}
+
+#[workflow]
+async fn retake_gated() -> Result<u32, Error> {
+    retake_gated_step().await
+}
+
 /// A launch on a server that has been up for long reads a free lock as a death only when
 /// that executor's lock session is gone too: an executor that lost its connection reconnects
 /// at once and takes its lock back two recovery intervals later, and a process launched
-/// meanwhile leaves its work alone. (Checked: without the look at the sessions, the new
-/// process took the workflow over and its step ran twice.)
+/// meanwhile leaves its work alone. (Checked: without the look at the sessions, or with it
+/// answering "not connected", the new process took the workflow over and its step ran
+/// twice.) The step is held until the new process has looked several times, well inside
+/// the old one's retake delay (two of its 10 s intervals): with a step of fixed length the
+/// workflow could end before the launch's first look on a loaded machine, and the test
+/// then proved nothing.
 #[dbos_testkit::test]
 async fn a_launch_leaves_the_work_of_a_peer_taking_its_lock_back(db: TestDatabase) {
     let grace = Duration::from_secs(20);
@@ -758,19 +777,15 @@ async fn a_launch_leaves_the_work_of_a_peer_taking_its_lock_back(db: TestDatabas
     let proxy = Proxy::start(db.cluster().postgres().port()).await;
     let a = Dbos::launch(
         db.config("testapp")
-            .system_database_url(proxy.url(&db.url())),
+            .system_database_url(proxy.url(&db.url()))
+            .recovery_interval(Duration::from_secs(10))
+            .recovery_grace(Duration::from_secs(25)),
     )
     .await
     .unwrap();
-    let key = "retaking/step";
-    let handle = one_long_step(key.into(), 6_000)
-        .id("retaking")
-        .on(&a)
-        .start()
-        .await
-        .unwrap();
+    let handle = retake_gated().id("retaking").on(&a).start().await.unwrap();
     eventually("the step to start", Duration::from_secs(20), || async {
-        (bodies(key) == 1).then_some(())
+        (RETAKE_RUNS.load(Ordering::SeqCst) == 1).then_some(())
     })
     .await;
     let client = db.connect().await;
@@ -795,12 +810,15 @@ async fn a_launch_leaves_the_work_of_a_peer_taking_its_lock_back(db: TestDatabas
     let b = Dbos::launch(db.config("testapp").recovery_grace(grace))
         .await
         .unwrap();
+    // B looks at once, then every 2 s (its recovery interval): three looks or more.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    RETAKE_GATE.notify_waiters();
     let out = tokio::time::timeout(Duration::from_secs(60), handle.result())
         .await
         .expect("the workflow finished")
         .unwrap();
     assert_eq!(out, 1);
-    assert_eq!(bodies(key), 1, "the step ran once");
+    assert_eq!(RETAKE_RUNS.load(Ordering::SeqCst), 1, "the step ran once");
     let row = client
         .query_one(
             "SELECT executor_id, recovery_attempts FROM dbos.workflow_status WHERE workflow_uuid = 'retaking'",

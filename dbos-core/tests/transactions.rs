@@ -445,6 +445,45 @@ async fn a_lost_commit_acknowledgement_is_settled_without_running_again(db: Test
     dbos.shutdown().await.unwrap();
 }
 
+/// Outside a workflow too (a plain transaction, nothing recorded): a transaction whose
+/// `COMMIT` acknowledgement is lost returns only once the database says it committed, so its
+/// write is visible when the call returns, and its body does not run again. (Checked: with
+/// the transaction id taken as "none assigned", the call returned at once, before the held
+/// `COMMIT` landed; with a wrong id, the body ran again.)
+#[dbos_testkit::test]
+async fn a_lost_commit_acknowledgement_outside_a_workflow_is_settled_before_the_call_returns(
+    db: TestDatabase,
+) {
+    let client = db.connect().await;
+    exec(&client, "CREATE TABLE counters (id text PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES ('plain-lost', 0)").await;
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url())),
+    )
+    .await
+    .unwrap();
+    // The COMMIT of the transaction that updates this counter reaches the server 500 ms after
+    // the client's connection was cut.
+    proxy.cut_after_commit(b"plain-lost", Duration::from_millis(500));
+    let out = add_one("plain-lost".into(), "plain-lost/1".into())
+        .await
+        .unwrap();
+    let n: i32 = client
+        .query_one("SELECT n FROM counters WHERE id = 'plain-lost'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(proxy.fired(), 1, "the COMMIT was held back");
+    assert_eq!(
+        (out, n),
+        (1, 1),
+        "the call returned once its commit was settled: its write is visible"
+    );
+    assert_eq!(runs("plain-lost/1"), 1, "the body ran once");
+    dbos.shutdown().await.unwrap();
+}
+
 /// A body that swallows a failed statement and returns `Ok`: the transaction was aborted,
 /// so the call fails (and the failure is recorded) instead of committing half of it.
 #[transaction]
