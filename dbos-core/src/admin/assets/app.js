@@ -232,10 +232,11 @@ function renderTimeline(w, steps) {
   const box = $("timeline");
   if (steps.length === 0) { box.replaceChildren(el("p", { class: "empty", text: "No step recorded yet." })); return; }
   const now = Date.now();
+  // The axis spans the steps, from the first one's start to the last one's end.
   const starts = steps.map((s) => ms(s.started_at_epoch_ms)).filter((x) => x !== null);
-  const t0 = Math.min(ms(w.CreatedAt), ...starts);
+  const t0 = starts.length ? Math.min(...starts) : ms(w.CreatedAt);
   const ends = steps.map((s) => ms(s.completed_at_epoch_ms) ?? now);
-  const t1 = Math.max(t0 + 1, finishedAt(w), ...ends);
+  const t1 = Math.max(t0 + 1, ...ends);
   const span = t1 - t0;
   box.replaceChildren(...steps.map((s) => {
     const start = ms(s.started_at_epoch_ms) ?? t0;
