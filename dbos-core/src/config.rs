@@ -103,6 +103,7 @@ pub struct Config {
     /// The admin HTTP server and dashboard, when enabled.
     #[cfg(feature = "admin")]
     pub(crate) admin: Option<crate::admin::AdminServer>,
+    pub(crate) wait_poll_interval: Option<Duration>,
 }
 
 impl std::fmt::Debug for Config {
@@ -168,6 +169,7 @@ impl Config {
             session_url: None,
             #[cfg(feature = "admin")]
             admin: None,
+            wait_poll_interval: None,
         }
     }
 
@@ -232,9 +234,13 @@ impl Config {
 
     /// Whether a connection pooler in transaction mode is between this process and the system
     /// database (default [`PoolerMode::Auto`]: found out at launch). Behind one, every
-    /// statement is sent unnamed (parsed with each execution) and the connections that need a
+    /// statement is sent unnamed (parsed with each execution), and the connections that need a
     /// lasting session (the notification listener, the executor lock) go to
-    /// [`session_url`](Self::session_url). `DBOS_POOLER` sets it from the environment.
+    /// [`session_url`](Self::session_url); without one, waits poll (see
+    /// [`wait_poll_interval`](Self::wait_poll_interval)) and the executor proves it lives with
+    /// a lease renewed in short transactions, recovered by peers once it has expired
+    /// ([`vanished_executor_timeout`](Self::vanished_executor_timeout) after the last
+    /// renewal). `DBOS_POOLER` sets it from the environment.
     pub fn pooler(mut self, mode: PoolerMode) -> Self {
         self.pooler = mode;
         self
@@ -242,12 +248,24 @@ impl Config {
 
     /// A URL of the system database that reaches Postgres directly (or through a
     /// session-mode pool), for the two connections of an executor that keep a session: its
-    /// notification listener and its executor lock. Needed behind a transaction-mode pooler
-    /// (see [`pooler`](Self::pooler)); without a pooler the system database URL serves. Must
-    /// name the same database. `DBOS_SYSTEM_DATABASE_SESSION_URL` sets it from the
+    /// notification listener and its executor lock. Behind a transaction-mode pooler (see
+    /// [`pooler`](Self::pooler)) it keeps waits woken by notifications and liveness on the
+    /// lock; without a pooler the system database URL serves. Must name the same database.
+    /// Every executor of an application uses the same setup: with or without a session URL. `DBOS_SYSTEM_DATABASE_SESSION_URL` sets it from the
     /// environment.
     pub fn session_url(mut self, url: impl Into<String>) -> Self {
         self.session_url = Some(url.into());
+        self
+    }
+
+    /// How often waits (`recv`, `get_event`, stream reads, parked workflows) look at the
+    /// tables when no notification can wake them: behind a transaction-mode pooler without a
+    /// [`session_url`](Self::session_url) there is no listener, and they look every 100 ms by
+    /// default (one statement per kind of wait, only while something waits); with a listener,
+    /// while it reconnects, every second by default. A message or event then reaches its
+    /// waiter within about this long.
+    pub fn wait_poll_interval(mut self, interval: Duration) -> Self {
+        self.wait_poll_interval = Some(interval);
         self
     }
 
@@ -336,6 +354,11 @@ impl Config {
     /// for that session only). A live executor answers the probes from its kernel, however
     /// busy or idle it is; a partition longer than this timeout makes it look dead, and its
     /// work moves to a peer (its own executions stop at their next step). At least 3 s.
+    ///
+    /// Behind a transaction-mode pooler without a [`session_url`](Self::session_url) it is
+    /// the length of the executor's lease instead, renewed every recovery interval (at least
+    /// three times per lease): peers recover the work of an executor that has not renewed
+    /// for this long.
     ///
     /// ```
     /// use std::time::Duration;
@@ -535,6 +558,11 @@ impl Config {
         {
             return Err(Error::config(
                 "recover_executors_with_prefix(\"\") would let peers take over every executor, other languages' included; give a prefix",
+            ));
+        }
+        if self.wait_poll_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::config(
+                "wait_poll_interval must be at least 1 ms (it is how often waits look at the tables when no notification wakes them)",
             ));
         }
         if self.cancel_poll_interval.is_zero() {

@@ -241,7 +241,6 @@ impl Dbos {
             session_url: config.session_url.clone(),
         };
         let sysdb = SystemDatabase::connect(&url, &config.schema, &options).await?;
-        sysdb.check_sessions()?;
         let executor_id = config
             .executor_id
             .clone()
@@ -297,7 +296,7 @@ impl Dbos {
         crate::schedule::register_static(&inner).await?;
         // This executor's lock, held for its lifetime; and its own pending work, when a
         // pinned id comes back.
-        let (lock_session, lock_held) = crate::recovery::claim_identity(&inner).await?;
+        let liveness = crate::recovery::start(&inner).await?;
         // Launched: from now on an outage only delays work. Statements wait for the
         // database to come back, however long that takes.
         inner.sysdb.resilience().retry_forever();
@@ -317,11 +316,9 @@ impl Dbos {
         inner
             .tasks
             .spawn(crate::workflow::watchdog::serve(inner.clone()));
-        inner.tasks.spawn(crate::recovery::serve(
-            inner.clone(),
-            lock_session,
-            lock_held,
-        ));
+        inner
+            .tasks
+            .spawn(crate::recovery::serve_liveness(inner.clone(), liveness));
         inner
             .tasks
             .spawn(crate::messages::waiters::serve(inner.clone()));

@@ -6,11 +6,13 @@
 //! at once with an error naming the pooler mode and what to do, instead of failing later on
 //! `prepared statement "s3" does not exist` or hanging.
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use dbos_core::manage::ListWorkflows;
 use dbos_core::prelude::*;
-use dbos_core::{ErrorKind, Queue, Status};
+use dbos_core::{Queue, Status};
+use dbos_testkit::crash::{eventually, IsolatedRuntime};
 use dbos_testkit::pgbouncer::{PgBouncer, PoolMode};
 use dbos_testkit::TestDatabase;
 
@@ -29,33 +31,6 @@ static SERVED: Queue = Queue::new("served");
 
 /// Bounds every launch here: a pooler must never make one hang.
 const BOUND: Duration = Duration::from_secs(60);
-
-fn assert_names_the_pooler(e: &dbos_core::Error) {
-    assert_eq!(e.kind(), ErrorKind::Config, "{e:?}");
-    let text = e.to_string();
-    for words in [
-        "transaction-mode connection pooler",
-        "LISTEN",
-        "advisory lock",
-        "Config::session_url",
-        "pool_mode = session",
-    ] {
-        assert!(text.contains(words), "`{words}` missing from: {text}");
-    }
-}
-
-#[dbos_testkit::test(timeout = "180s")]
-async fn launch_through_a_transaction_mode_pooler_fails_with_a_clear_error(db: TestDatabase) {
-    let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
-    let config = db
-        .config("pooled")
-        .system_database_url(bouncer.url(&db.url()));
-    let launched = tokio::time::timeout(BOUND, Dbos::launch(config))
-        .await
-        .expect("launch through a transaction-mode pooler must not hang");
-    let e = launched.expect_err("launch through a transaction-mode pooler must be refused");
-    assert_names_the_pooler(&e);
-}
 
 #[dbos_testkit::test(timeout = "180s")]
 async fn a_client_through_a_transaction_mode_pooler_sends_its_statements_unnamed(db: TestDatabase) {
@@ -115,17 +90,44 @@ async fn inbox() -> Result<(i64, i64), dbos_core::Error> {
 
 #[dbos_testkit::test(timeout = "300s")]
 async fn a_runtime_with_a_session_url_works_through_a_transaction_mode_pooler(db: TestDatabase) {
+    through_the_pooler(&db, true).await;
+}
+
+#[dbos_testkit::test(timeout = "300s")]
+async fn a_runtime_without_a_session_url_works_through_a_transaction_mode_pooler(db: TestDatabase) {
+    through_the_pooler(&db, false).await;
+    // No session: no listener, no lock session; the executor held a lease.
+    let sessions: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND (application_name = 'dbos_listener' OR application_name LIKE 'dbos-rs lock %')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sessions, 0);
+}
+
+/// Workflows (direct and queued), messages, events and a listing through PgBouncer in
+/// transaction mode with 5 server connections and a pool of 10; `session`: with a session
+/// URL (else waits poll and the executor holds a lease).
+async fn through_the_pooler(db: &TestDatabase, session: bool) {
     let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
-    let config = db
+    let mut config = db
         .config("pooled")
         .system_database_url(bouncer.url(&db.url()))
-        .session_url(db.url())
         .pool_size(10)
         .queue(&SERVED);
+    if session {
+        config = config.session_url(db.url());
+    }
     let dbos = tokio::time::timeout(BOUND, Dbos::launch(config))
         .await
         .expect("launch through a transaction-mode pooler must not hang")
-        .expect("launch through a transaction-mode pooler with a session URL");
+        .expect("launch through a transaction-mode pooler");
     // Workflows started at once, directly and through a queue, on 10 client connections
     // sharing 5 server connections.
     let mut runs = Vec::new();
@@ -158,9 +160,22 @@ async fn a_runtime_with_a_session_url_works_through_a_transaction_mode_pooler(db
         .await
         .unwrap();
     assert_eq!(ready, Some(true));
-    dbos.send("tx-inbox", &4_i64, "n").await.unwrap();
-    dbos.send("tx-inbox", &5_i64, "n").await.unwrap();
+    // Sent by another process (a client on the direct URL): only the listener, or polling
+    // without one, wakes the receiver.
+    let sender = dbos_core::client::Client::connect(db.url()).await.unwrap();
+    // The receiver is waiting by now (it set `ready` just before its `recv`).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = std::time::Instant::now();
+    sender.send("tx-inbox", &4_i64, "n").await.unwrap();
+    sender.send("tx-inbox", &5_i64, "n").await.unwrap();
     assert_eq!(handle.result().await.unwrap(), (4, 5));
+    // Woken by the listener, or by the 100 ms polling without one: well before the
+    // 30 s safety re-check of a wait that nothing wakes.
+    let took = sent.elapsed();
+    eprintln!(
+        "messages from another process received {took:?} after sending (session URL: {session})"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
     let sum: Option<i64> = dbos
         .get_event("tx-inbox", "sum", Duration::from_secs(60))
         .await
@@ -176,7 +191,7 @@ async fn a_runtime_with_a_session_url_works_through_a_transaction_mode_pooler(db
 }
 
 #[dbos_testkit::test(timeout = "180s")]
-async fn a_transaction_mode_pooler_with_one_server_connection_is_refused_without_waiting(
+async fn a_transaction_mode_pooler_with_one_server_connection_is_found_without_waiting(
     db: TestDatabase,
 ) {
     // One server connection: while the check's second connection holds it in a
@@ -186,10 +201,132 @@ async fn a_transaction_mode_pooler_with_one_server_connection_is_refused_without
     let config = db
         .config("pooled")
         .system_database_url(bouncer.url(&db.url()));
-    let launched = tokio::time::timeout(BOUND, Dbos::launch(config))
+    let dbos = tokio::time::timeout(BOUND, Dbos::launch(config))
         .await
-        .expect("launch through a one-connection transaction-mode pooler must not hang");
-    assert_names_the_pooler(&launched.expect_err("must be refused"));
+        .expect("launch through a one-connection transaction-mode pooler must not hang")
+        .expect("launch through a one-connection transaction-mode pooler");
+    let out = tokio::time::timeout(BOUND, two_steps(1).id("one-server").on(&dbos))
+        .await
+        .expect("a workflow through one server connection must not hang")
+        .unwrap();
+    assert_eq!(out, 12);
+    dbos.shutdown().await.unwrap();
+}
+
+static ENTERED: AtomicU32 = AtomicU32::new(0);
+static RELEASE: AtomicBool = AtomicBool::new(false);
+
+/// Holds its workflow until the test releases it.
+#[step]
+async fn hold() -> Result<(), dbos_core::Error> {
+    ENTERED.fetch_add(1, Ordering::SeqCst);
+    while !RELEASE.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[workflow]
+async fn held(i: i64) -> Result<i64, dbos_core::Error> {
+    hold().await?;
+    Ok(i)
+}
+
+/// The executors owning the `leased-` workflows.
+async fn owners(db: &TestDatabase) -> Vec<String> {
+    db
+        .connect()
+        .await
+        .query(
+            "SELECT DISTINCT executor_id FROM dbos.workflow_status WHERE workflow_uuid LIKE 'leased-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Short lease and recovery timings, through `bouncer`, no session URL.
+fn leased(db: &TestDatabase, bouncer: &PgBouncer) -> dbos_core::Config {
+    db.config("leased")
+        .system_database_url(bouncer.url(&db.url()))
+        .pool_size(10)
+        .vanished_executor_timeout(Duration::from_secs(3))
+        .recovery_interval(Duration::from_millis(500))
+        .recovery_grace(Duration::from_secs(2))
+}
+
+#[dbos_testkit::test(timeout = "300s")]
+async fn a_killed_executor_s_work_is_recovered_through_a_pooler_without_a_session_url(
+    db: TestDatabase,
+) {
+    let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
+    // Executor A runs three workflows, held in their step.
+    let a = IsolatedRuntime::new();
+    let config = leased(&db, &bouncer);
+    let a_id = a
+        .run(async move {
+            let dbos = Dbos::launch(config).await.unwrap();
+            for i in 0..3 {
+                held(i)
+                    .id(format!("leased-{i}"))
+                    .on(&dbos)
+                    .start()
+                    .await
+                    .unwrap();
+            }
+            let id = dbos.executor_id().to_owned();
+            // Kept alive with its runtime until the abort.
+            std::mem::forget(dbos);
+            id
+        })
+        .await;
+    eventually("A's three steps run", BOUND, || async {
+        (ENTERED.load(Ordering::SeqCst) == 3).then_some(())
+    })
+    .await;
+    // B and C live beside A for three lease times: A's lease is renewed, its work stays.
+    let b = Dbos::launch(leased(&db, &bouncer)).await.unwrap();
+    let c = Dbos::launch(leased(&db, &bouncer)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(
+        ENTERED.load(Ordering::SeqCst),
+        3,
+        "a live executor's work was taken"
+    );
+    assert_eq!(owners(&db).await, vec![a_id]);
+    // A dies (its connections cut, nothing released): B or C takes its work once its lease
+    // expires, within the lease time plus a recovery interval or two.
+    a.abort();
+    RELEASE.store(true, Ordering::SeqCst);
+    let killed = std::time::Instant::now();
+    eventually("A's workflows finish elsewhere", BOUND, || async {
+        let done: i64 = db
+            .connect()
+            .await
+            .query_one(
+                "SELECT count(*) FROM dbos.workflow_status WHERE workflow_uuid LIKE 'leased-%' AND status = 'SUCCESS'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (done == 3).then_some(())
+    })
+    .await;
+    let took = killed.elapsed();
+    eprintln!("A's work recovered and finished {took:?} after the kill (lease 3 s)");
+    assert!(ENTERED.load(Ordering::SeqCst) >= 4);
+    for owner in owners(&db).await {
+        assert!(
+            owner == b.executor_id() || owner == c.executor_id(),
+            "{owner}"
+        );
+    }
+    b.shutdown().await.unwrap();
+    c.shutdown().await.unwrap();
 }
 
 #[dbos_testkit::test(timeout = "180s")]

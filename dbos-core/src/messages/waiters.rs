@@ -10,7 +10,10 @@
 //!   the `pg_notify` for other processes, coalesced as DBOS does);
 //! - a full re-check of every registered key, when the listener (re)connects and every
 //!   second while it is away, so a notification lost with a broken connection delays a
-//!   waiter by at most that second and never strands it.
+//!   waiter by at most that second and never strands it. Behind a transaction-mode pooler
+//!   with no session URL there is no listener: the re-check runs every
+//!   [`Config::wait_poll_interval`](crate::Config::wait_poll_interval) (100 ms by default),
+//!   one statement per channel and only while something waits.
 //!
 //! Workflows parked in a long `recv` or `get_event` are keyed in the parking lot the same
 //! way: a signal for their key re-executes them early.
@@ -31,6 +34,8 @@ use crate::workflow::context::lock;
 
 /// How often registered keys are re-checked while the listener is away.
 pub(crate) const FALLBACK_POLL: Duration = Duration::from_secs(1);
+/// How often they are re-checked when there is no listener at all (no session connection).
+pub(crate) const NO_LISTENER_POLL: Duration = Duration::from_millis(100);
 /// How long writers' notifications are gathered before one `pg_notify` statement sends them
 /// (DBOS's `notification_coalesce_sec`).
 const COALESCE: Duration = Duration::from_millis(10);
@@ -321,6 +326,17 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>) {
 }
 
 async fn listen(rt: Arc<RuntimeInner>) {
+    if !rt.sysdb.has_sessions() {
+        // No session to LISTEN on (behind a transaction-mode pooler): waits poll.
+        let every = rt.config.wait_poll_interval.unwrap_or(NO_LISTENER_POLL);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => check_all(&rt).await,
+                _ = rt.shutdown.cancelled() => return,
+            }
+        }
+    }
+    let fallback = rt.config.wait_poll_interval.unwrap_or(FALLBACK_POLL);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let stop = rt.shutdown.clone();
     let sysdb = rt.sysdb.clone();
@@ -344,7 +360,7 @@ async fn listen(rt: Arc<RuntimeInner>) {
                 }
                 None => break,
             },
-            _ = tokio::time::sleep(FALLBACK_POLL), if !listening => check_all(&rt).await,
+            _ = tokio::time::sleep(fallback), if !listening => check_all(&rt).await,
             _ = rt.shutdown.cancelled() => break,
         }
     }

@@ -28,6 +28,8 @@
 //! id is recovered by its own next launch once that launch holds the id's lock: at launch,
 //! or later, when the previous process's session ends.
 
+mod lease;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -78,6 +80,44 @@ fn host_name() -> String {
 
 fn own_key(rt: &RuntimeInner) -> i64 {
     executor_lock_key(rt.sysdb.schema(), &rt.app_name, &rt.executor_id)
+}
+
+/// How this executor proves it lives: its lock session, or (with no session connection) its
+/// lease.
+#[derive(Debug)]
+pub(crate) enum Liveness {
+    /// The lock session, and whether it holds this executor's lock.
+    Lock(LockSession, bool),
+    /// The lease.
+    Lease(lease::Lease),
+}
+
+/// At launch: takes this executor's lock ([`claim_identity`]), or its lease where there is no
+/// session connection (behind a transaction-mode pooler without a session URL).
+pub(crate) async fn start(rt: &Arc<RuntimeInner>) -> Result<Liveness> {
+    if rt.sysdb.has_sessions() {
+        let (session, held) = claim_identity(rt).await?;
+        Ok(Liveness::Lock(session, held))
+    } else {
+        Ok(Liveness::Lease(lease::claim(rt).await?))
+    }
+}
+
+/// Keeps this executor's lock or lease and recovers dead executors until shutdown.
+pub(crate) async fn serve_liveness(rt: Arc<RuntimeInner>, liveness: Liveness) {
+    match liveness {
+        Liveness::Lock(session, held) => serve(rt, session, held).await,
+        Liveness::Lease(lease) => lease::serve(rt, lease).await,
+    }
+}
+
+/// Whether peers may recover executor `executor`'s work (a generated id, or one with a
+/// configured prefix).
+fn recoverable(rt: &RuntimeInner, executor: &str) -> bool {
+    rt.config
+        .recoverable_prefixes
+        .iter()
+        .any(|p| executor.starts_with(p.as_str()))
 }
 
 /// At launch: opens the lock session and takes this executor's lock; with it, recovers this
@@ -251,12 +291,7 @@ async fn recover_dead_peers(
         .pending_executors(&rt.app_version, &rt.app_name, &rt.executor_id)
         .await?;
     for executor in candidates {
-        if !rt
-            .config
-            .recoverable_prefixes
-            .iter()
-            .any(|p| executor.starts_with(p.as_str()))
-        {
+        if !recoverable(rt, &executor) {
             continue;
         }
         if trust == Trust::Launch && session.lock_session_open(&executor).await? {
@@ -265,6 +300,15 @@ async fn recover_dead_peers(
         let key = executor_lock_key(rt.sysdb.schema(), &rt.app_name, &executor);
         if !session.try_lock(key).await? {
             continue; // alive
+        }
+        // An executor behind a transaction-mode pooler holds a lease, not the lock.
+        match rt.sysdb.lease_alive(&rt.app_name, &executor).await {
+            Ok(false) => {}
+            alive => {
+                session.unlock(key).await?;
+                alive?;
+                continue;
+            }
         }
         let recovered = rt
             .sysdb

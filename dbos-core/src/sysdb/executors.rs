@@ -1,13 +1,19 @@
 //! Executors: the session-level advisory lock each one holds for its lifetime, and finding
 //! the executors that own `PENDING` work.
 //!
-//! No table records who is alive. A live executor holds the lock of its id on a connection
-//! it keeps open; when its process or machine dies, Postgres ends that session and releases
-//! the lock (at once when the process dies; about `Config::vanished_executor_timeout` after
-//! a machine vanished without closing the connection, by the server's TCP keepalives that
-//! the session asks for). A peer that can take the lock knows the executor is gone.
+//! A live executor holds the lock of its id on a connection it keeps open; when its process
+//! or machine dies, Postgres ends that session and releases the lock (at once when the
+//! process dies; about `Config::vanished_executor_timeout` after a machine vanished without
+//! closing the connection, by the server's TCP keepalives that the session asks for). A peer
+//! that can take the lock knows the executor is gone.
+//!
+//! Behind a transaction-mode pooler with no session URL there is no session to hold a lock
+//! on: each executor then holds a lease instead, a row of `<schema>.dbos_rs_executor_leases`
+//! (created by such a launch only; DBOS's tools ignore it) whose expiry it pushes forward in
+//! short transactions of its own. A peer may take a lease only once it has expired, and only
+//! while no session holds that executor's advisory lock (see [`SystemDatabase::take_lease`]).
 
-use super::SystemDatabase;
+use super::{Sql, SystemDatabase};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The advisory-lock key of executor `executor_id` of application `app_name` in `schema`:
@@ -195,6 +201,145 @@ impl SystemDatabase {
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+/// The lease table (in the system schema, beside DBOS's tables).
+pub(crate) const LEASE_TABLE: &str = "dbos_rs_executor_leases";
+
+impl SystemDatabase {
+    /// Creates the lease table if it is missing (two launches at once: one creates it).
+    pub(crate) async fn ensure_lease_table(&self) -> Result<()> {
+        let s = self.quoted_schema();
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {s}.{LEASE_TABLE} (
+                 application_name text NOT NULL,
+                 executor_id text NOT NULL,
+                 holder text NOT NULL,
+                 expires_at timestamptz NOT NULL,
+                 PRIMARY KEY (application_name, executor_id))"
+        );
+        self.run("create the executor lease table", |client, _| {
+            let create = create.clone();
+            async move {
+                match client.batch_execute(&create).await {
+                    Ok(()) => Ok(()),
+                    // Created by another launch at the same moment.
+                    Err(e) if matches!(e.code().map(|c| c.code()), Some("23505" | "42P07")) => {
+                        Ok(())
+                    }
+                    Err(e) => Err(Error::db("could not create the executor lease table", e)),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Takes, or extends, executor `executor_id`'s lease for `holder` until `lease` from now
+    /// (the server's clock): when nobody holds it, `holder` holds it already, or it expired;
+    /// and only while no session holds that executor's advisory lock (an executor of the same
+    /// application with a session of its own). Whether `holder` holds it now.
+    pub(crate) async fn take_lease(
+        &self,
+        app_name: &str,
+        executor_id: &str,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool> {
+        let sql = self.sql("take_lease", |s| {
+            format!(
+                "INSERT INTO {s}.{LEASE_TABLE} AS l (application_name, executor_id, holder, expires_at)
+                 SELECT $1, $2, $3, clock_timestamp() + $4::float8 * interval '1 millisecond'
+                  WHERE pg_try_advisory_xact_lock($5)
+                 ON CONFLICT (application_name, executor_id) DO UPDATE
+                    SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+                  WHERE l.holder = EXCLUDED.holder OR l.expires_at < clock_timestamp()
+                 RETURNING 1"
+            )
+        });
+        let key = executor_lock_key(self.schema(), app_name, executor_id);
+        let ms = lease.as_millis() as f64;
+        let rows = self
+            .query(
+                "take an executor lease",
+                &sql,
+                &[&app_name, &executor_id, &holder, &ms, &key],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Extends `holder`'s lease of `executor_id` until `lease` from now; `false` when it no
+    /// longer holds it (it expired and a peer took it).
+    pub(crate) async fn renew_lease(
+        &self,
+        app_name: &str,
+        executor_id: &str,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool> {
+        let sql = self.sql("renew_lease", |s| {
+            format!(
+                "UPDATE {s}.{LEASE_TABLE}
+                    SET expires_at = clock_timestamp() + $4::float8 * interval '1 millisecond'
+                  WHERE application_name = $1 AND executor_id = $2 AND holder = $3"
+            )
+        });
+        let ms = lease.as_millis() as f64;
+        let n = self
+            .execute(
+                "renew the executor lease",
+                &sql,
+                &[&app_name, &executor_id, &holder, &ms],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Gives up `holder`'s lease of `executor_id` (a peer done recovering it, or a shutdown).
+    pub(crate) async fn release_lease(
+        &self,
+        app_name: &str,
+        executor_id: &str,
+        holder: &str,
+    ) -> Result<()> {
+        let sql = self.sql("release_lease", |s| {
+            format!(
+                "DELETE FROM {s}.{LEASE_TABLE}
+                  WHERE application_name = $1 AND executor_id = $2 AND holder = $3"
+            )
+        });
+        self.execute(
+            "release an executor lease",
+            &sql,
+            &[&app_name, &executor_id, &holder],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Whether executor `executor_id` holds a lease that has not expired (an executor behind
+    /// a transaction-mode pooler, which holds no session lock). `false` when no executor
+    /// ever used a lease here (no table).
+    pub(crate) async fn lease_alive(&self, app_name: &str, executor_id: &str) -> Result<bool> {
+        let s = self.quoted_schema();
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {s}.{LEASE_TABLE}
+                             WHERE application_name = $1 AND executor_id = $2
+                               AND expires_at >= clock_timestamp())"
+        );
+        let what = "look for an executor's lease";
+        self.run(what, |client, _| {
+            let sql = sql.clone();
+            async move {
+                match client.query_one(&sql, &[&app_name, &executor_id]).await {
+                    Ok(row) => Ok(row.get(0)),
+                    Err(e) if e.code().map(|c| c.code()) == Some("42P01") => Ok(false),
+                    Err(e) => Err(Error::db(format!("could not {what}"), e)),
+                }
+            }
+        })
+        .await
     }
 }
 

@@ -271,13 +271,11 @@ impl SystemDatabase {
         self.naming.naming() == Naming::Unnamed
     }
 
-    /// Fails when this handle's sessions (listener, executor lock) would go through a
-    /// transaction-mode pooler: a runtime needs a session URL then.
-    pub(crate) fn check_sessions(&self) -> Result<()> {
-        if self.transaction_pooled() && !self.has_session_url {
-            return Err(pooler::needs_session_url(&self.url.redacted));
-        }
-        Ok(())
+    /// Whether this handle can open connections that keep a session (the listener, the
+    /// executor lock): not behind a transaction-mode pooler without a session URL, where
+    /// waits poll and executors hold leases instead.
+    pub(crate) fn has_sessions(&self) -> bool {
+        !self.transaction_pooled() || self.has_session_url
     }
 
     /// Creates the URL's database through the `postgres` maintenance database.

@@ -7,7 +7,8 @@
 //! notification listener), session advisory locks (the executor lock). With
 //! [`PoolerMode::Auto`](crate::PoolerMode::Auto) the first connection finds out, and the
 //! handle then sends its statements unnamed (see [`statements`](super::statements)); a
-//! runtime's session connections go to its session URL.
+//! runtime's session connections go to its session URL, or without one its waits poll and
+//! its liveness is a lease (see [`executors`](super::executors)).
 //!
 //! How: two client connections ask for their server's `pg_backend_pid()`. Without a pooler,
 //! or with one in session mode, a client connection keeps one server session for its whole
@@ -71,16 +72,4 @@ async fn backend(client: &Client) -> Result<String> {
                 "could not probe the system database connection: `SELECT pg_backend_pid()` returned no row",
             )
         })
-}
-
-/// A runtime behind a transaction-mode pooler without a URL for its session connections.
-pub(crate) fn needs_session_url(redacted_url: &str) -> Error {
-    Error::config(format!(
-        "the system database {redacted_url} is reached through a transaction-mode connection pooler \
-         (such as PgBouncer with pool_mode = transaction, or a managed service's pooled endpoint): \
-         statements are sent unnamed, but the server session changes between transactions and an \
-         executor needs one that lasts for its LISTEN for notifications and its session advisory lock \
-         (the executor lock). Give a direct URL for those two connections with Config::session_url \
-         (DBOS_SYSTEM_DATABASE_SESSION_URL), or use a session-mode pool (pool_mode = session)"
-    ))
 }
