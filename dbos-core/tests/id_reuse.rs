@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use dbos_core::manage::ForkOptions;
-use dbos_core::{step, workflow, Dbos, Error, ErrorKind, IdReusePolicy, Queue};
+use dbos_core::{step, workflow, Client, Dbos, Error, ErrorKind, IdReusePolicy, Queue};
 use dbos_testkit::crash::eventually;
 use dbos_testkit::runs::{bump, runs};
 use dbos_testkit::TestDatabase;
@@ -189,6 +189,79 @@ async fn reject_refuses_an_id_in_use_without_attaching_or_writing(db: TestDataba
         .unwrap();
     assert_eq!(fresh, 1);
     dbos.cancel_workflow(running.id()).await.unwrap();
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_client_reject_refuses_an_id_in_use_without_attaching_or_writing(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").queue(&JOBS))
+        .await
+        .unwrap();
+    let client = Client::builder(db.url())
+        .application_name("testapp")
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        counted("client-done".into(), 0)
+            .id("rc-done")
+            .on(&dbos)
+            .await
+            .unwrap(),
+        1
+    );
+    let before = snapshot(&db, "rc-done").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // By name, by a typed call with the option on the client, and on the call.
+    let e = client
+        .enqueue("counted", "jobs")
+        .arg("client-done")
+        .arg(&0)
+        .id("rc-done")
+        .id_reuse_policy(IdReusePolicy::Reject)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkflowIdInUse, "{e:?}");
+    assert_eq!(e.workflow_id(), Some("rc-done"));
+    assert!(
+        e.message()
+            .contains("`rc-done` is already in use by workflow `counted` (status SUCCESS)"),
+        "{e}"
+    );
+    let e = client
+        .enqueue_workflow(counted("client-done".into(), 0).id("rc-done"), &JOBS)
+        .id_reuse_policy(IdReusePolicy::Reject)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkflowIdInUse, "{e:?}");
+    let e = client
+        .enqueue_workflow(
+            counted("client-done".into(), 0)
+                .id("rc-done")
+                .id_reuse_policy(IdReusePolicy::Reject),
+            &JOBS,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkflowIdInUse, "{e:?}");
+    assert_eq!(snapshot(&db, "rc-done").await, before, "nothing written");
+    assert_eq!(runs("client-done"), 1, "nothing ran again");
+    // The default policy attaches; an id not in use is enqueued under Reject and runs.
+    let same = client
+        .enqueue_workflow(counted("client-done".into(), 0).id("rc-done"), &JOBS)
+        .await
+        .unwrap();
+    assert_eq!(same.result().await.unwrap(), 1);
+    let fresh = client
+        .enqueue_workflow(counted("client-fresh".into(), 0).id("rc-fresh"), &JOBS)
+        .id_reuse_policy(IdReusePolicy::Reject)
+        .await
+        .unwrap();
+    let ran = tokio::time::timeout(Duration::from_secs(60), fresh.result())
+        .await
+        .expect("the enqueued workflow finishes")
+        .unwrap();
+    assert_eq!(ran, 1);
     dbos.shutdown().await.unwrap();
 }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use dbos_core::manage::ListWorkflows;
-use dbos_core::{step, workflow, Dbos, Error, ErrorKind, Identity};
+use dbos_core::{step, workflow, Client, Dbos, Error, ErrorKind, Identity, Queue};
 use dbos_testkit::crash::run_then_kill;
 use dbos_testkit::runs::{bump, runs};
 use dbos_testkit::TestDatabase;
@@ -42,10 +42,10 @@ async fn parent_sees() -> Result<(Seen, Seen, Seen), Error> {
     Ok((own, in_step, child))
 }
 
-/// For the key `crash`, blocks (60 s) the first time it runs: a place to crash at.
+/// For a key ending in `crash`, blocks (60 s) the first time it runs: a place to crash at.
 #[step]
 async fn gate(key: String) -> Result<(), Error> {
-    if bump(&format!("{key}/gate")) == 1 && key == "crash" {
+    if bump(&format!("{key}/gate")) == 1 && key.ends_with("crash") {
         tokio::time::sleep(Duration::from_secs(60)).await;
     }
     Ok(())
@@ -60,6 +60,33 @@ async fn gated_sees(key: String) -> Result<Seen, Error> {
 #[workflow(required_roles = ["admin", "ops"])]
 async fn admin_only() -> Result<Seen, Error> {
     Ok(seen(&dbos_core::identity().await?))
+}
+
+/// The queue the client enqueues onto (served by the tests' executors).
+static SERVED: Queue = Queue::new("identity-served");
+
+async fn client(db: &TestDatabase) -> Client {
+    Client::builder(db.url())
+        .application_name("testapp")
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Relaunches after a crash and returns what the recovered workflow `id` (whose gate is
+/// keyed `key`) saw, checking it was recovered (its gate ran again).
+async fn relaunch_and_recover(config: dbos_core::Config, id: &str, key: &str) -> Seen {
+    let dbos = Dbos::launch(config).await.unwrap();
+    let recovered = tokio::time::timeout(
+        Duration::from_secs(60),
+        dbos.retrieve_workflow::<Seen, Error>(id).result(),
+    )
+    .await
+    .expect("the recovered workflow finishes")
+    .unwrap();
+    assert_eq!(runs(&format!("{key}/gate")), 2, "it was recovered");
+    dbos.shutdown().await.unwrap();
+    recovered
 }
 
 fn alice() -> Seen {
@@ -146,21 +173,11 @@ async fn a_recovered_workflow_reads_its_identity_from_its_row(db: TestDatabase) 
         || runs("crash/gate") == 1,
     )
     .await;
-    let dbos = Dbos::launch(db.config("testapp")).await.unwrap();
-    let recovered = tokio::time::timeout(
-        Duration::from_secs(30),
-        dbos.retrieve_workflow::<Seen, Error>("i-crash").result(),
-    )
-    .await
-    .expect("the recovered workflow finishes")
-    .unwrap();
-    assert_eq!(runs("crash/gate"), 2, "it was recovered");
     assert_eq!(
-        recovered,
+        relaunch_and_recover(db.config("testapp"), "i-crash", "crash").await,
         alice(),
         "the recovered run has its identity back"
     );
-    dbos.shutdown().await.unwrap();
 }
 
 #[dbos_testkit::test]
@@ -222,6 +239,161 @@ async fn required_roles_refuse_a_start_without_one_and_write_nothing(db: TestDat
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e:?}");
     assert_eq!(columns(&db, "i-empty").await, None);
     assert_eq!(columns(&db, "i-blank").await, None);
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_client_enqueue_carries_its_identity_to_the_workflow_its_child_and_listings(
+    db: TestDatabase,
+) {
+    let dbos = Dbos::launch(db.config("testapp").queue(&SERVED))
+        .await
+        .unwrap();
+    let client = client(&db).await;
+    // A typed call: the options chain on the client's enqueue.
+    let handle = client
+        .enqueue_workflow(parent_sees().id("ic-parent"), &SERVED)
+        .authenticated("alice", ["support", "admin"])
+        .assumed_role("support")
+        .await
+        .unwrap();
+    let (own, in_step, child) = tokio::time::timeout(Duration::from_secs(60), handle.result())
+        .await
+        .expect("the enqueued workflow finishes")
+        .unwrap();
+    assert_eq!(own, alice(), "read inside the dequeued workflow");
+    assert_eq!(in_step, alice(), "and in its step");
+    assert_eq!(child, alice(), "its child inherits it");
+    let stored = (
+        Some("alice".to_owned()),
+        Some(r#"["support","admin"]"#.to_owned()),
+        Some("support".to_owned()),
+    );
+    assert_eq!(columns(&db, "ic-parent").await.unwrap(), stored);
+    assert_eq!(
+        columns(&db, "ic-parent-2").await.unwrap(),
+        stored,
+        "the child's row"
+    );
+    // Set on the call itself, the identity is kept too; and by name.
+    client
+        .enqueue_workflow(
+            child_sees().id("ic-on-call").authenticated("erin", ["ops"]),
+            &SERVED,
+        )
+        .await
+        .unwrap();
+    let by_name = client
+        .enqueue("child_sees", "identity-served")
+        .id("ic-by-name")
+        .authenticated("frank", ["viewer"])
+        .returning::<Seen, Error>()
+        .await
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(60), by_name.result())
+            .await
+            .expect("the workflow enqueued by name finishes")
+            .unwrap(),
+        (Some("frank".into()), vec!["viewer".into()], None)
+    );
+    assert_eq!(
+        columns(&db, "ic-on-call").await.unwrap(),
+        (Some("erin".into()), Some(r#"["ops"]"#.into()), None)
+    );
+    // Listing filters by the user a client gave.
+    let mut listed: Vec<String> = dbos
+        .list_workflows(&ListWorkflows::new().user("alice"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.workflow_id)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, vec!["ic-parent", "ic-parent-2"]);
+    dbos.shutdown().await.unwrap();
+}
+
+#[dbos_testkit::test]
+async fn a_client_enqueued_workflow_keeps_its_identity_across_recovery(db: TestDatabase) {
+    let config = db.config("testapp").queue(&SERVED);
+    let url = db.url();
+    run_then_kill(
+        config.clone(),
+        |_dbos| async move {
+            let client = Client::builder(url)
+                .application_name("testapp")
+                .connect()
+                .await
+                .unwrap();
+            client
+                .enqueue_workflow(gated_sees("client-crash".into()).id("ic-crash"), &SERVED)
+                .authenticated("alice", ["support", "admin"])
+                .assumed_role("support")
+                .await
+                .unwrap();
+        },
+        "the dequeued workflow to block in its gate",
+        || runs("client-crash/gate") == 1,
+    )
+    .await;
+    assert_eq!(
+        relaunch_and_recover(config, "ic-crash", "client-crash").await,
+        alice(),
+        "the recovered run has the client's identity"
+    );
+}
+
+#[dbos_testkit::test]
+async fn required_roles_refuse_a_client_enqueue_without_one_and_write_nothing(db: TestDatabase) {
+    // The executor does not serve the queue: what is written stays as written.
+    let dbos = Dbos::launch(db.config("testapp")).await.unwrap();
+    let client = client(&db).await;
+    let e = client
+        .enqueue_workflow(admin_only().id("ic-anon"), &SERVED)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotAuthorized, "{e:?}");
+    assert!(
+        e.message().contains("started without authentication"),
+        "{e}"
+    );
+    let e = client
+        .enqueue_workflow(admin_only().id("ic-viewer"), &SERVED)
+        .authenticated("bob", ["viewer"])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotAuthorized, "{e:?}");
+    assert!(
+        e.message()
+            .contains(r#"requires one of the roles ["admin", "ops"]"#),
+        "{e}"
+    );
+    assert_eq!(columns(&db, "ic-anon").await, None, "nothing written");
+    assert_eq!(columns(&db, "ic-viewer").await, None, "nothing written");
+    // Bad input: the in-process checks, typed, nothing written.
+    let e = client
+        .enqueue("child_sees", "identity-served")
+        .id("ic-blank")
+        .authenticated(" ", ["ops"])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e:?}");
+    assert_eq!(columns(&db, "ic-blank").await, None);
+    // A matching role: written, assuming the first required role the user has.
+    client
+        .enqueue_workflow(admin_only().id("ic-ops"), &SERVED)
+        .authenticated("carol", ["viewer", "ops"])
+        .await
+        .unwrap();
+    assert_eq!(
+        columns(&db, "ic-ops").await.unwrap(),
+        (
+            Some("carol".into()),
+            Some(r#"["viewer","ops"]"#.into()),
+            Some("ops".into())
+        )
+    );
     dbos.shutdown().await.unwrap();
 }
 

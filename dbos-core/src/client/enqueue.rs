@@ -15,8 +15,9 @@ use crate::queue::enqueue::{warn_unregistered, EnqueueOptions};
 use crate::queue::Queue;
 use crate::sysdb::workflows::{now_ms, timeout_ms, NewWorkflow};
 use crate::workflow::call::{WorkflowCall, WorkflowHandle};
-use crate::workflow::placement::check_id;
-use crate::workflow::registry::BoxFuture;
+use crate::workflow::identity::Identity;
+use crate::workflow::placement::{check_id, conflicting, id_in_use, IdReusePolicy};
+use crate::workflow::registry::{BoxFuture, WorkflowDef};
 use crate::workflow::types::{Portable, WorkflowError};
 
 /// An enqueue from a [`Client`]: arguments and queue options chain before `.await`, which
@@ -34,6 +35,11 @@ pub struct ClientEnqueue<T, E> {
     timeout: Option<Duration>,
     attributes: Option<Value>,
     options: EnqueueOptions,
+    id_reuse: IdReusePolicy,
+    identity: Option<Identity>,
+    /// The workflow's definition, for an enqueue of a typed call: its `required_roles` are
+    /// enforced. By name it is unknown.
+    def: Option<&'static WorkflowDef>,
     _types: PhantomData<fn() -> (T, E)>,
 }
 
@@ -45,6 +51,8 @@ impl<T, E> std::fmt::Debug for ClientEnqueue<T, E> {
             .field("id", &self.id)
             .field("timeout", &self.timeout)
             .field("options", &self.options)
+            .field("id_reuse", &self.id_reuse)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -61,6 +69,9 @@ impl ClientEnqueue<Value, Error> {
             timeout: None,
             attributes: None,
             options: EnqueueOptions::default(),
+            id_reuse: IdReusePolicy::ReturnExisting,
+            identity: None,
+            def: None,
             _types: PhantomData,
         }
     }
@@ -90,6 +101,9 @@ impl ClientEnqueue<Value, Error> {
             timeout: self.timeout,
             attributes: self.attributes,
             options: self.options,
+            id_reuse: self.id_reuse,
+            identity: self.identity,
+            def: self.def,
             _types: PhantomData,
         }
     }
@@ -107,6 +121,9 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
             timeout: call.timeout,
             attributes: call.attributes,
             options: EnqueueOptions::default(),
+            id_reuse: call.id_reuse,
+            identity: call.identity,
+            def: Some(call.def),
             _types: PhantomData,
         }
     }
@@ -119,6 +136,11 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
     }
 
     crate::queue::enqueue::enqueue_option_setters!();
+
+    // The id-reuse policy and the identity: the in-process start's options. By name, the
+    // client knows no `required_roles` (see [`Client::enqueue`]); for a typed call they are
+    // enforced here as an in-process start enforces them.
+    crate::workflow::call::start_option_setters!();
 
     /// Cancels the workflow if it has not finished `timeout` after it is dequeued (at most
     /// 100 years; 0 is refused).
@@ -134,10 +156,11 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
         self
     }
 
-    /// Refuses what no executor could honour, before anything is written; returns whether
-    /// the queue is registered.
-    async fn check(&mut self) -> Result<bool> {
+    /// Refuses what no executor could honour (or the caller may not start), before anything
+    /// is written; returns whether the queue is registered and the identity to record.
+    async fn check(&mut self) -> Result<(bool, Identity)> {
         crate::workflow::call::check_attributes(self.attributes.as_ref())?;
+        let identity = crate::workflow::identity::for_client(self.def, self.identity.take())?;
         if self.name.trim().is_empty() {
             return Err(Error::invalid(
                 "the workflow name is blank: give the registered name of the workflow to run",
@@ -148,7 +171,10 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
         }
         timeout_ms(self.timeout, "workflow")?;
         if self.queue.trim().is_empty() {
-            return self.options.check(&self.queue, None).map(|()| false);
+            return self
+                .options
+                .check(&self.queue, None)
+                .map(|()| (false, identity));
         }
         // The queue's recorded definition, if an executor registered it.
         let recorded = self.client.sysdb.queue_partitioned(&self.queue).await?;
@@ -157,11 +183,11 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
             self.partitioned = recorded;
         }
         self.options.check(&self.queue, self.partitioned)?;
-        Ok(recorded.is_some())
+        Ok((recorded.is_some(), identity))
     }
 
     async fn enqueue(mut self) -> Result<WorkflowHandle<T, E>> {
-        let registered = self.check().await?;
+        let (registered, identity) = self.check().await?;
         let args: Vec<Value> = std::mem::take(&mut self.args)
             .into_iter()
             .collect::<Result<_>>()?;
@@ -190,22 +216,17 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
             parent: None,
             queue: Some(self.options.fields(&self.queue, now_ms())),
             attributes: stamped.as_ref().or(self.attributes.as_ref()),
-            reject_existing: false,
-            identity: None,
+            reject_existing: self.id_reuse == IdReusePolicy::Reject,
+            identity: (!identity.is_empty()).then_some(&identity),
         };
         loop {
             return match sysdb.start_workflow(&new).await {
                 Ok(Some(row)) => {
+                    if !row.created && new.reject_existing {
+                        return Err(id_in_use(&new, &row));
+                    }
                     if !row.created && row.name != self.name {
-                        return Err(Error::new(
-                            ErrorKind::ConflictingWorkflow,
-                            format!(
-                                "workflow id `{id}` already belongs to workflow `{}`, not `{}`: ids are idempotency \
-                                 keys, so one id cannot name two different workflows",
-                                row.name, self.name
-                            ),
-                        )
-                        .with_workflow_id(id));
+                        return Err(conflicting(&new, &row));
                     }
                     if row.created && !registered {
                         warn_unregistered(&self.queue, &id);

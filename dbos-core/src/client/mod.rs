@@ -236,6 +236,12 @@ impl Client {
     /// Enqueues the registered workflow `name` onto `queue`, with arguments and queue
     /// options chained before `.await`, which returns a handle. The workflow need not be in
     /// this binary: any executor serving the queue that has it runs it.
+    ///
+    /// The identity options (`.authenticated(..)`, `.assumed_role(..)`) are checked for
+    /// their shape only: the client does not know the workflow's `required_roles`, so they
+    /// are not enforced for an enqueue by name (DBOS's client does not check them either; its
+    /// executor checks them when the workflow's body is entered, ours does not). Enqueue a
+    /// typed call with [`enqueue_workflow`](Self::enqueue_workflow) to have them enforced.
     pub fn enqueue(
         &self,
         name: impl Into<String>,
@@ -246,7 +252,9 @@ impl Client {
 
     /// Enqueues a call of a workflow function this binary links (`checkout(order)`),
     /// checked by its own signature, onto `queue`; the handle is typed by the workflow's
-    /// output and error. The call's `.id(..)` and `.timeout(..)` apply.
+    /// output and error. The call's `.id(..)`, `.timeout(..)`, `.id_reuse_policy(..)` and
+    /// identity apply; the workflow's `required_roles` are enforced as for an in-process
+    /// start ([`ErrorKind::NotAuthorized`](crate::ErrorKind::NotAuthorized), nothing written).
     ///
     /// ```no_run
     /// use dbos_core::{workflow, Client, Error, Queue};

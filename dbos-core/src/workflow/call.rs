@@ -188,6 +188,51 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
     }
 }
 
+/// Generates the id-reuse and identity setters of a start or enqueue builder with the fields
+/// `id_reuse` ([`IdReusePolicy`]) and `identity` (`Option<Identity>`): a
+/// [`WorkflowCall`] and a [`Client`](crate::Client)'s enqueue take the same options, documented once.
+macro_rules! start_option_setters {
+    () => {
+        /// What a start does when the id is already in use: by default it returns a handle to
+        /// that workflow; with [`IdReusePolicy::Reject`](crate::IdReusePolicy::Reject) it is refused with
+        /// [`ErrorKind::WorkflowIdInUse`](crate::ErrorKind::WorkflowIdInUse) and writes nothing. Applies to `.enqueue(..)` and to a
+        /// [`Client`](crate::Client)'s enqueue too.
+        pub fn id_reuse_policy(mut self, policy: crate::IdReusePolicy) -> Self {
+            self.id_reuse = policy;
+            self
+        }
+
+        /// Runs the workflow for `user` with `roles` (DBOS's `authenticated_user` and
+        /// `authenticated_roles`): readable inside it with [`identity()`](crate::identity),
+        /// inherited by its children, kept across recovery, and filterable in listings. A
+        /// workflow with `required_roles` needs one of them here. A blank user, an empty role
+        /// list or a blank role is refused with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) before anything
+        /// is written.
+        pub fn authenticated<R: Into<String>>(
+            mut self,
+            user: impl Into<String>,
+            roles: impl IntoIterator<Item = R>,
+        ) -> Self {
+            let identity = self
+                .identity
+                .get_or_insert_with(crate::workflow::identity::Identity::default);
+            identity.user = Some(user.into());
+            identity.roles = Some(roles.into_iter().map(Into::into).collect());
+            self
+        }
+
+        /// The role the workflow runs as (DBOS's `assumed_role`). A workflow with
+        /// `required_roles` assumes the first of them the user has instead.
+        pub fn assumed_role(mut self, role: impl Into<String>) -> Self {
+            self.identity
+                .get_or_insert_with(crate::workflow::identity::Identity::default)
+                .assumed_role = Some(role.into());
+            self
+        }
+    };
+}
+pub(crate) use start_option_setters;
+
 impl<T, E> WorkflowCall<T, E> {
     /// Sets the workflow id: the idempotency key. Calling again with the same id never runs
     /// the workflow twice; it returns the first run's outcome.
@@ -196,39 +241,7 @@ impl<T, E> WorkflowCall<T, E> {
         self
     }
 
-    /// What a start does when the id is already in use: by default it returns a handle to
-    /// that workflow; with [`IdReusePolicy::Reject`] it is refused with
-    /// [`ErrorKind::WorkflowIdInUse`] and writes nothing. Applies to `.enqueue(..)` too.
-    pub fn id_reuse_policy(mut self, policy: IdReusePolicy) -> Self {
-        self.id_reuse = policy;
-        self
-    }
-
-    /// Runs the workflow for `user` with `roles` (DBOS's `authenticated_user` and
-    /// `authenticated_roles`): readable inside it with [`identity()`](crate::identity),
-    /// inherited by its children, kept across recovery, and filterable in listings. A
-    /// workflow with `required_roles` needs one of them here. A blank user, an empty role
-    /// list or a blank role is refused with [`ErrorKind::InvalidArgument`] before anything
-    /// is written.
-    pub fn authenticated<R: Into<String>>(
-        mut self,
-        user: impl Into<String>,
-        roles: impl IntoIterator<Item = R>,
-    ) -> Self {
-        let identity = self.identity.get_or_insert_with(Identity::default);
-        identity.user = Some(user.into());
-        identity.roles = Some(roles.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// The role the workflow runs as (DBOS's `assumed_role`). A workflow with
-    /// `required_roles` assumes the first of them the user has instead.
-    pub fn assumed_role(mut self, role: impl Into<String>) -> Self {
-        self.identity
-            .get_or_insert_with(Identity::default)
-            .assumed_role = Some(role.into());
-        self
-    }
+    start_option_setters!();
 
     /// Cancels the workflow if it has not finished `timeout` after it starts. Children
     /// inherit the deadline unless given their own. A timeout beyond 100 years is taken as

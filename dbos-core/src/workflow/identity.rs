@@ -115,7 +115,7 @@ pub async fn identity() -> Result<Identity> {
 /// workflow's (children inherit it); checked, and with `def`'s `required_roles` enforced:
 /// the user must have one of them, which becomes the assumed role (unless one was given).
 pub(crate) async fn for_start(def: &WorkflowDef, given: Option<Identity>) -> Result<Identity> {
-    let mut identity = match given {
+    let identity = match given {
         Some(given) => {
             given.check()?;
             given
@@ -125,6 +125,25 @@ pub(crate) async fn for_start(def: &WorkflowDef, given: Option<Identity>) -> Res
             None => Identity::default(),
         },
     };
+    authorize(def, identity)
+}
+
+/// The identity a [`Client`](crate::Client) enqueue records: the one given, checked, and,
+/// when the workflow's definition is at hand (an enqueue of a typed call), with its
+/// `required_roles` enforced as [`for_start`] does. A client is no workflow: nothing is
+/// inherited.
+pub(crate) fn for_client(def: Option<&WorkflowDef>, given: Option<Identity>) -> Result<Identity> {
+    let identity = given.unwrap_or_default();
+    identity.check()?;
+    match def {
+        Some(def) => authorize(def, identity),
+        None => Ok(identity),
+    }
+}
+
+/// Enforces `def`'s `required_roles` on `identity`: the user must have one of them, which
+/// becomes the assumed role.
+fn authorize(def: &WorkflowDef, mut identity: Identity) -> Result<Identity> {
     if def.required_roles.is_empty() {
         return Ok(identity);
     }

@@ -176,33 +176,43 @@ pub(crate) async fn insert(
         (Err(e), _) => return Err(e),
     };
     if !row.created && w.reject_existing {
-        let refusal = Error::new(
-            ErrorKind::WorkflowIdInUse,
-            format!(
-                "workflow id `{}` is already in use by workflow `{}` (status {}), and this start's id reuse policy \
-                 is `reject`: nothing was started or written. Give another id, or use the default policy \
-                 (`IdReusePolicy::ReturnExisting`) to get a handle to that workflow",
-                w.id, row.name, row.status
-            ),
-        )
-        .with_workflow_id(w.id);
+        let refusal = id_in_use(w, &row);
         if let (Some(ctx), Some(link)) = (parent, &w.parent) {
             record_refusal(ctx, link.function_id, w.name, None, &refusal).await?;
         }
         return Err(refusal);
     }
     if !row.created && row.name != w.name {
-        return Err(Error::new(
-            ErrorKind::ConflictingWorkflow,
-            format!(
-                "workflow id `{}` already belongs to workflow `{}`, not `{}`: ids are idempotency keys, \
-                 so one id cannot name two different workflows",
-                w.id, row.name, w.name
-            ),
-        )
-        .with_workflow_id(w.id));
+        return Err(conflicting(w, &row));
     }
     Ok(row)
+}
+
+/// The refusal of a start with [`IdReusePolicy::Reject`] whose id `row` already holds.
+pub(crate) fn id_in_use(w: &NewWorkflow<'_>, row: &StartedRow) -> Error {
+    Error::new(
+        ErrorKind::WorkflowIdInUse,
+        format!(
+            "workflow id `{}` is already in use by workflow `{}` (status {}), and this start's id reuse policy \
+             is `reject`: nothing was started or written. Give another id, or use the default policy \
+             (`IdReusePolicy::ReturnExisting`) to get a handle to that workflow",
+            w.id, row.name, row.status
+        ),
+    )
+    .with_workflow_id(w.id)
+}
+
+/// The refusal of a start whose id `row` holds for another workflow.
+pub(crate) fn conflicting(w: &NewWorkflow<'_>, row: &StartedRow) -> Error {
+    Error::new(
+        ErrorKind::ConflictingWorkflow,
+        format!(
+            "workflow id `{}` already belongs to workflow `{}`, not `{}`: ids are idempotency keys, \
+             so one id cannot name two different workflows",
+            w.id, row.name, w.name
+        ),
+    )
+    .with_workflow_id(w.id)
 }
 
 /// A workflow id must say something: a blank one could never be retrieved or told apart.
