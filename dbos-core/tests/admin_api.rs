@@ -783,3 +783,70 @@ async fn keyset_pages_cover_every_row_once_with_ties(db: TestDatabase) {
     }
     dbos.shutdown().await.unwrap();
 }
+
+#[workflow]
+async fn ticked(
+    _scheduled_at: chrono::DateTime<chrono::Utc>,
+    _context: Value,
+) -> Result<(), Error> {
+    Ok(())
+}
+
+async fn runs_of(db: &TestDatabase, schedule: &str) -> i64 {
+    db.connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM dbos.workflow_status WHERE schedule_name = $1",
+            &[&schedule],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[dbos_testkit::test(timeout = "120s")]
+async fn deactivate_stops_this_executors_schedules(db: TestDatabase) {
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .scheduler_polling_interval(Duration::from_millis(200))
+            .admin_server(AdminServer::new(0)),
+    )
+    .await
+    .unwrap();
+    let addr = dbos.admin_address().unwrap();
+    dbos.create_schedule(&dbos_core::schedule::Schedule::new(
+        "every-second",
+        "ticked",
+        "* * * * * *",
+    ))
+    .await
+    .unwrap();
+    eventually("two scheduled runs", Duration::from_secs(30), || async {
+        (runs_of(&db, "every-second").await >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        get(addr, "/deactivate").await,
+        (200, "deactivated".to_owned())
+    );
+    // A tick already on its way may still land; then nothing more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stopped = runs_of(&db, "every-second").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        runs_of(&db, "every-second").await,
+        stopped,
+        "a deactivated executor fired a schedule"
+    );
+    // Its queues still run work.
+    three_steps("after".into())
+        .id("after")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    dbos.shutdown().await.unwrap();
+}
