@@ -86,21 +86,25 @@ async fn statements_and_checkpoint_commit_in_one_transaction(db: TestDatabase) {
     assert_eq!((runs("same-db/1"), runs("same-db/2")), (1, 1));
     let rows = client
         .query(
-            "SELECT function_id, function_name, output, error FROM dbos.operation_outputs
+            "SELECT function_id, function_name, output, error, serialization FROM dbos.operation_outputs
               WHERE workflow_uuid = 'same-db' ORDER BY function_id",
             &[],
         )
         .await
         .unwrap();
-    let got: Vec<(i32, String, Option<String>, Option<String>)> = rows
+    type Row = (i32, String, Option<String>, Option<String>, Option<String>);
+    let got: Vec<Row> = rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
+    // The output's encoding is named, as DBOS reads it (checked: with it left NULL, this
+    // fails).
+    let pj = Some("portable_json".to_string());
     assert_eq!(
         got,
         vec![
-            (1, "add_one".into(), Some("1".into()), None),
-            (2, "add_one".into(), Some("2".into()), None)
+            (1, "add_one".into(), Some("1".into()), None, pj.clone()),
+            (2, "add_one".into(), Some("2".into()), None, pj)
         ]
     );
     // One transaction: the counter's last version and the second checkpoint were written by
