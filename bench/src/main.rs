@@ -6,6 +6,7 @@
 //! cargo run --release -p bench -- T            # recovery of a SIGKILLed executor (only when named)
 //! cargo run --release -p bench -- S            # the scheduler's cost (only when named)
 //! cargo run --release -p bench -- SER          # large step outputs by codec (only when named)
+//! cargo run --release -p bench -- TRACE        # W1 and W2 with tracing off / on / exporting (only when named)
 //! DBOS_BENCH_URL=postgres://u:p@host/postgres cargo run --release -p bench
 //! ```
 //!
@@ -20,6 +21,7 @@ mod scheduler;
 mod serialization;
 mod stats;
 mod takeover;
+mod tracing_cost;
 mod transactions;
 mod w6;
 mod workloads;
@@ -139,6 +141,10 @@ async fn main() {
     // Not part of the default run: a minute of warm-up and a minute measured.
     if selected.iter().any(|s| s.eq_ignore_ascii_case("S")) {
         reports.push(scheduler::scheduler_cost(&server).await);
+    }
+    // Not part of the default run: W1 and W2 three times over, and a global subscriber.
+    if selected.iter().any(|s| s.eq_ignore_ascii_case("TRACE")) {
+        reports.push(tracing_cost::tracing_cost(&server).await);
     }
     // Not part of the default run: hundreds of megabytes of step outputs.
     if selected.iter().any(|s| s.eq_ignore_ascii_case("SER")) {

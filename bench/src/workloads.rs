@@ -19,7 +19,7 @@ async fn noop(x: i64) -> Result<i64, Error> {
 }
 
 #[workflow]
-async fn ten_steps(x: i64) -> Result<i64, Error> {
+pub(crate) async fn ten_steps(x: i64) -> Result<i64, Error> {
     for _ in 0..10 {
         noop(x).await?;
     }
@@ -241,7 +241,12 @@ pub(crate) async fn w2_throughput(server: &Server) -> Report {
 }
 
 /// `n` three-step workflows through the library from `in_flight` tasks; their latencies.
-async fn lib_round(dbos: &Dbos, first: i64, n: usize, in_flight: usize) -> Vec<Duration> {
+pub(crate) async fn lib_round(
+    dbos: &Dbos,
+    first: i64,
+    n: usize,
+    in_flight: usize,
+) -> Vec<Duration> {
     spread(
         vec![dbos.clone(); in_flight],
         n,

@@ -44,8 +44,11 @@ impl ReceivedSpan {
 
 #[derive(Debug, Default)]
 struct Received {
+    /// Take the requests without decoding them (a collector with nothing behind it).
+    discard: bool,
     spans: Vec<ReceivedSpan>,
     requests: usize,
+    bytes: usize,
     rejected: Vec<String>,
 }
 
@@ -62,10 +65,27 @@ impl OtlpReceiver {
     /// # Panics
     /// When no local port can be bound.
     pub fn start() -> OtlpReceiver {
+        Self::serve(Received::default())
+    }
+
+    /// Starts a receiver that answers every export as a collector does but keeps and
+    /// decodes nothing, only counting requests and bytes: the far end of an exporter whose
+    /// cost is measured, spending next to no CPU of its own.
+    ///
+    /// # Panics
+    /// When no local port can be bound.
+    pub fn start_discarding() -> OtlpReceiver {
+        Self::serve(Received {
+            discard: true,
+            ..Received::default()
+        })
+    }
+
+    fn serve(state: Received) -> OtlpReceiver {
         let listener =
             TcpListener::bind("127.0.0.1:0").expect("dbos-testkit: bind the OTLP receiver");
         let port = listener.local_addr().expect("its address").port();
-        let received = Arc::new(Mutex::new(Received::default()));
+        let received = Arc::new(Mutex::new(state));
         let shared = received.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -86,9 +106,14 @@ impl OtlpReceiver {
         lock(&self.received).spans.clone()
     }
 
-    /// How many export requests were decoded.
+    /// How many export requests were taken.
     pub fn requests(&self) -> usize {
         lock(&self.received).requests
+    }
+
+    /// How many bytes of request bodies were taken.
+    pub fn bytes(&self) -> usize {
+        lock(&self.received).bytes
     }
 
     /// Waits up to `timeout` until `check` finds what it wants in the spans received.
@@ -170,7 +195,10 @@ fn serve(stream: TcpStream, received: &Mutex<Received>) {
         }
         let ok = request_line.starts_with("POST /v1/traces ")
             && content_type == "application/x-protobuf";
-        let decoded = if ok {
+        let discard = lock(received).discard;
+        let decoded = if ok && discard {
+            Ok(ExportTraceServiceRequest::default())
+        } else if ok {
             ExportTraceServiceRequest::decode(body.as_slice()).map_err(|e| e.to_string())
         } else {
             Err(format!(
@@ -182,6 +210,7 @@ fn serve(stream: TcpStream, received: &Mutex<Received>) {
             Ok(request) => {
                 let mut r = lock(received);
                 r.requests += 1;
+                r.bytes += length;
                 r.spans.extend(spans_of(request));
                 "200 OK"
             }
