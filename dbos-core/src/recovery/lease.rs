@@ -168,6 +168,7 @@ async fn recover_dead_peers(rt: &Arc<RuntimeInner>, me: &str) -> Result<()> {
         rt.sysdb.release_lease(&rt.app_name, &executor, me).await?;
         let recovered = recovered?;
         if !recovered.is_empty() {
+            crate::observe::metrics::recovered(false, recovered.len());
             tracing::info!(
                 dead_executor = %executor,
                 count = recovered.len(),
