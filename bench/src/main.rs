@@ -7,6 +7,7 @@
 //! cargo run --release -p bench -- S            # the scheduler's cost (only when named)
 //! cargo run --release -p bench -- SER          # large step outputs by codec (only when named)
 //! cargo run --release -p bench -- TRACE        # W1 and W2 with tracing off / on / exporting (only when named)
+//! cargo run --release -p bench -- P            # named vs unnamed statements, PgBouncer (only when named)
 //! DBOS_BENCH_URL=postgres://u:p@host/postgres cargo run --release -p bench
 //! ```
 //!
@@ -17,6 +18,7 @@
 //! JSON line per workload.
 
 mod floor;
+mod pooler;
 mod scheduler;
 mod serialization;
 mod stats;
@@ -133,6 +135,10 @@ async fn main() {
     }
     if want("W7") {
         reports.push(transactions::w7_transactions(&server).await);
+    }
+    // Not part of the default run: PgBouncer must be installed.
+    if selected.iter().any(|s| s.eq_ignore_ascii_case("P")) {
+        reports.push(pooler::pooler(&server).await);
     }
     // Not part of the default run: it kills processes and waits out recovery graces.
     if selected.iter().any(|s| s.eq_ignore_ascii_case("T")) {

@@ -77,7 +77,7 @@ async fn parked_in_recv(x: i64) -> Result<i64, Error> {
     Ok(x)
 }
 
-static QUEUE: Queue = Queue::new("bench")
+pub(crate) static QUEUE: Queue = Queue::new("bench")
     .worker_concurrency(16)
     .polling_interval(Duration::from_millis(500));
 
@@ -304,7 +304,11 @@ where
 }
 
 /// Enqueues `n` one-step workflows from 16 tasks, as busy producers would; their handles.
-async fn enqueue_one_steps(dbos: &Dbos, first: i64, n: usize) -> Vec<WorkflowHandle<i64, Error>> {
+pub(crate) async fn enqueue_one_steps(
+    dbos: &Dbos,
+    first: i64,
+    n: usize,
+) -> Vec<WorkflowHandle<i64, Error>> {
     spread(vec![dbos.clone(); 16], n, move |dbos, i| async move {
         one_step(first + i as i64)
             .on(&dbos)

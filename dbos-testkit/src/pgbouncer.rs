@@ -82,16 +82,40 @@ impl PgBouncer {
         mode: PoolMode,
         server_pool: usize,
     ) -> PgBouncer {
-        let target_port = cluster.postgres().port();
-        let admin = tokio_postgres::Config::from_str(&cluster.url("postgres"))
-            .unwrap_or_else(|e| panic!("dbos-testkit: the cluster URL does not parse: {e}"));
+        PgBouncer::start_for(
+            &cluster.url("postgres"),
+            crate::cluster::cluster_dir(),
+            mode,
+            server_pool,
+        )
+        .await
+    }
+
+    /// PgBouncer in front of the server of `admin_url` (any Postgres URL of it, with the
+    /// user and password PgBouncer logs in with), its files in a folder under `parent`:
+    /// what the benchmark puts in front of its own server.
+    ///
+    /// # Panics
+    /// As `start`, and when the URL does not parse or names no port.
+    pub async fn start_for(
+        admin_url: &str,
+        parent: PathBuf,
+        mode: PoolMode,
+        server_pool: usize,
+    ) -> PgBouncer {
+        let admin = tokio_postgres::Config::from_str(admin_url)
+            .unwrap_or_else(|e| panic!("dbos-testkit: the server URL does not parse: {e}"));
+        let target_port = *admin
+            .get_ports()
+            .first()
+            .unwrap_or_else(|| panic!("dbos-testkit: the server URL names no port"));
         let user = admin.get_user().unwrap_or("postgres").to_owned();
         let password = admin
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .unwrap_or_default();
         let port = free_port();
-        let dir = crate::cluster::cluster_dir().join(format!("pgbouncer-{port}"));
+        let dir = parent.join(format!("pgbouncer-{port}"));
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("dbos-testkit: cannot create {}: {e}", dir.display()));
         let auth_file = dir.join("users.txt");
