@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use dbos_core::manage::ListWorkflows;
-use dbos_core::{step, workflow, Client, Dbos, Error, ErrorKind, Identity, Queue};
+use dbos_core::{step, workflow, Client, Dbos, Error, ErrorKind, Identity, Queue, Status};
 use dbos_testkit::crash::run_then_kill;
 use dbos_testkit::runs::{bump, runs};
 use dbos_testkit::TestDatabase;
@@ -59,6 +59,10 @@ async fn gated_sees(key: String) -> Result<Seen, Error> {
 
 #[workflow(required_roles = ["admin", "ops"])]
 async fn admin_only() -> Result<Seen, Error> {
+    bump(&format!(
+        "{}/body",
+        dbos_core::workflow_id().unwrap_or_default()
+    ));
     Ok(seen(&dbos_core::identity().await?))
 }
 
@@ -394,6 +398,59 @@ async fn required_roles_refuse_a_client_enqueue_without_one_and_write_nothing(db
             Some("ops".into())
         )
     );
+    dbos.shutdown().await.unwrap();
+}
+
+/// A client that enqueues by name cannot know `required_roles`: the executor checks the
+/// row's identity before the body runs (as DBOS does at every invocation) and records the
+/// refusal as the workflow's error; a matching role runs, assuming that role.
+#[dbos_testkit::test]
+async fn a_workflow_enqueued_by_name_without_a_required_role_fails_before_its_body_runs(
+    db: TestDatabase,
+) {
+    let dbos = Dbos::launch(db.config("testapp").queue(&SERVED))
+        .await
+        .unwrap();
+    let client = client(&db).await;
+    for (id, identity) in [("ibn-anon", None), ("ibn-viewer", Some(["viewer"]))] {
+        let mut enqueue = client.enqueue("admin_only", "identity-served").id(id);
+        if let Some(roles) = identity {
+            enqueue = enqueue.authenticated("bob", roles);
+        }
+        let handle = enqueue.returning::<Seen, Error>().await.unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(60), handle.result())
+            .await
+            .expect("the refused workflow gets an outcome")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotAuthorized, "{id}: {e:?}");
+        let status = dbos
+            .retrieve_workflow::<Seen, Error>(id)
+            .status()
+            .await
+            .unwrap();
+        assert_eq!(status, Status::Error, "{id}");
+        assert_eq!(runs(&format!("{id}/body")), 0, "{id}: the body never ran");
+    }
+    let allowed = client
+        .enqueue("admin_only", "identity-served")
+        .id("ibn-ops")
+        .authenticated("carol", ["viewer", "ops"])
+        .returning::<Seen, Error>()
+        .await
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(60), allowed.result())
+            .await
+            .expect("the authorized workflow finishes")
+            .unwrap(),
+        (
+            Some("carol".into()),
+            vec!["viewer".into(), "ops".into()],
+            Some("ops".into())
+        ),
+        "it runs as the required role the user has"
+    );
+    assert_eq!(runs("ibn-ops/body"), 1);
     dbos.shutdown().await.unwrap();
 }
 

@@ -138,8 +138,9 @@ impl<T: Portable, E: WorkflowError> ClientEnqueue<T, E> {
     crate::queue::enqueue::enqueue_option_setters!();
 
     // The id-reuse policy and the identity: the in-process start's options. By name, the
-    // client knows no `required_roles` (see [`Client::enqueue`]); for a typed call they are
-    // enforced here as an in-process start enforces them.
+    // client knows no `required_roles` (the executor checks them before the body runs, see
+    // [`Client::enqueue`]); for a typed call they are enforced here as an in-process start
+    // enforces them.
     crate::workflow::call::start_option_setters!();
 
     /// Cancels the workflow if it has not finished `timeout` after it is dequeued (at most

@@ -238,10 +238,11 @@ impl Client {
     /// this binary: any executor serving the queue that has it runs it.
     ///
     /// The identity options (`.authenticated(..)`, `.assumed_role(..)`) are checked for
-    /// their shape only: the client does not know the workflow's `required_roles`, so they
-    /// are not enforced for an enqueue by name (DBOS's client does not check them either; its
-    /// executor checks them when the workflow's body is entered, ours does not). Enqueue a
-    /// typed call with [`enqueue_workflow`](Self::enqueue_workflow) to have them enforced.
+    /// their shape only: the client does not know the workflow's `required_roles`. The
+    /// executor that dequeues it checks them before the body runs (as DBOS's does) and
+    /// records a refusal as the workflow's error (`NotAuthorized`). Enqueue a typed call
+    /// with [`enqueue_workflow`](Self::enqueue_workflow) to have them refused at the enqueue,
+    /// with nothing written.
     pub fn enqueue(
         &self,
         name: impl Into<String>,

@@ -271,13 +271,39 @@ impl RuntimeInner {
             history,
             first_run,
         );
+        // A start here checked the roles; one from a row (a dequeue, a recovery, an enqueue
+        // by name from a client) is checked against what the row records, and runs as the
+        // role it assumes.
+        let (identity, refused) = if identity.is_some() || def.required_roles.is_empty() {
+            (identity, None)
+        } else {
+            match Box::pin(self.sysdb.workflow_identity(id)).await {
+                Ok(recorded) => {
+                    match crate::workflow::identity::authorize(def, recorded.unwrap_or_default()) {
+                        Ok(authorized) => (Some(authorized), None),
+                        Err(refused) => (None, Some(refused)),
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(workflow_id = id, error = %e, "could not read the workflow's identity; it stays pending");
+                    return Completion::Interrupted;
+                }
+            }
+        };
         let ctx = Arc::new(match identity {
             Some(identity) => ctx.with_identity(identity),
             None => ctx,
         });
-        let invoked = ctx.clone().scope((def.invoke)(Args::new(def.name, args)));
-        let mut body: BoxFuture<'static, std::thread::Result<ErasedOutcome>> =
-            Box::pin(AssertUnwindSafe(invoked).catch_unwind());
+        let mut body: BoxFuture<'static, std::thread::Result<ErasedOutcome>> = match refused {
+            // Recorded as the workflow's error: no retry can give it the role.
+            Some(refused) => Box::pin(std::future::ready(Ok(Err(ErasedError::Runtime(
+                refused.with_workflow_id(id),
+            ))))),
+            None => {
+                let invoked = ctx.clone().scope((def.invoke)(Args::new(def.name, args)));
+                Box::pin(AssertUnwindSafe(invoked).catch_unwind())
+            }
+        };
         let deadline = tokio::time::sleep(match deadline_ms {
             Some(d) => Duration::from_millis((d - now_ms()).max(0) as u64),
             // Never: a year is as good.

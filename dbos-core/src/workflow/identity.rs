@@ -142,8 +142,10 @@ pub(crate) fn for_client(def: Option<&WorkflowDef>, given: Option<Identity>) -> 
 }
 
 /// Enforces `def`'s `required_roles` on `identity`: the user must have one of them, which
-/// becomes the assumed role.
-fn authorize(def: &WorkflowDef, mut identity: Identity) -> Result<Identity> {
+/// becomes the assumed role. Checked at a start here, and (as DBOS checks at every
+/// invocation) by an execution that begins from the row: a dequeue, a recovery, or a
+/// workflow a [`Client`](crate::Client) enqueued by name without knowing its roles.
+pub(crate) fn authorize(def: &WorkflowDef, mut identity: Identity) -> Result<Identity> {
     if def.required_roles.is_empty() {
         return Ok(identity);
     }
