@@ -1,108 +1,17 @@
-//! The admin HTTP API over real HTTP (a hyper client on a TCP connection) against real
-//! rows: DBOS's endpoints and shapes (field names checked against DBOS Python's own
+//! The admin HTTP API over real HTTP (the testkit's client, `dbos_testkit::admin`) against
+//! real rows: DBOS's endpoints and shapes (field names checked against DBOS Python's own
 //! classes), the operations' effects, JSON errors for bad input, the token, the refusal of a
 //! non-loopback address without one, and keyset pagination.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use dbos_core::admin::{serve, AdminServer};
 use dbos_core::{step, workflow, Client, Dbos, Error, ErrorKind, Queue};
+use dbos_testkit::admin::{self, first, run_checkout, run_refused, status_of, AdminApi, Answer};
 use dbos_testkit::crash::eventually;
 use dbos_testkit::runs::{bump, runs as count};
 use dbos_testkit::TestDatabase;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use serde_json::{json, Value};
-
-/// One request over a fresh connection: (status, body).
-async fn call(
-    addr: SocketAddr,
-    token: Option<&str>,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> (u16, String) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string())
-        .header("content-type", "application/json");
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::copy_from_slice(body))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
-
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    call(addr, None, "GET", path, b"").await
-}
-
-async fn post(addr: SocketAddr, path: &str, body: Value) -> (u16, String) {
-    call(addr, None, "POST", path, body.to_string().as_bytes()).await
-}
-
-fn json_of(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-/// A JSON error with a message.
-fn assert_error(answer: &(u16, String), status: u16, what: &str) {
-    assert_eq!(answer.0, status, "{what}: {}", answer.1);
-    let v = json_of(&answer.1);
-    assert!(
-        v["error"].as_str().is_some_and(|m| !m.is_empty()),
-        "{what}: no error message in {v}"
-    );
-}
-
-#[step]
-async fn first(key: String) -> Result<i64, Error> {
-    bump(&format!("{key}/first"));
-    Ok(1)
-}
-
-#[step]
-async fn second(key: String) -> Result<i64, Error> {
-    bump(&format!("{key}/second"));
-    Ok(2)
-}
-
-#[step]
-async fn third(key: String) -> Result<i64, Error> {
-    bump(&format!("{key}/third"));
-    Ok(3)
-}
-
-#[workflow]
-async fn three_steps(key: String) -> Result<i64, Error> {
-    Ok(first(key.clone()).await? + second(key.clone()).await? + third(key).await?)
-}
-
-#[step]
-async fn refuse(key: String) -> Result<i64, Error> {
-    Err(Error::new(
-        ErrorKind::InvalidArgument,
-        format!("card {key} declined"),
-    ))
-}
-
-#[workflow]
-async fn failing(key: String) -> Result<i64, Error> {
-    refuse(key).await
-}
 
 #[step]
 async fn hold(key: String) -> Result<(), Error> {
@@ -132,29 +41,13 @@ static LIMITED: Queue = Queue::new("limited")
     .worker_concurrency(2)
     .rate_limit(10, Duration::from_secs(2));
 
-async fn launch(db: &TestDatabase) -> (Dbos, SocketAddr) {
-    let dbos = Dbos::launch(
+async fn launch(db: &TestDatabase) -> (Dbos, AdminApi) {
+    admin::launch(
         db.config("testapp")
             .queue(&LIMITED)
-            .cancel_poll_interval(Duration::from_millis(100))
-            .admin_server(AdminServer::new(0)),
+            .cancel_poll_interval(Duration::from_millis(100)),
     )
     .await
-    .unwrap();
-    let addr = dbos.admin_address().expect("the admin server listens");
-    (dbos, addr)
-}
-
-async fn status_of(db: &TestDatabase, id: &str) -> String {
-    db.connect()
-        .await
-        .query_one(
-            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0)
 }
 
 /// The field names of DBOS Python's `WorkflowsOutput` and `WorkflowSteps`, the classes its
@@ -210,38 +103,16 @@ fn sorted(names: &[&str]) -> Vec<String> {
 
 #[dbos_testkit::test]
 async fn dbos_endpoints_answer_in_dbos_shapes(db: TestDatabase) {
-    let (dbos, addr) = launch(&db).await;
-    let ok = three_steps("a1".into())
-        .id("ord-a1")
-        .on(&dbos)
-        .start()
-        .await
-        .unwrap();
-    assert_eq!(ok.result().await.unwrap(), 6);
-    let bad = failing("b1".into())
-        .id("ord-b1")
-        .on(&dbos)
-        .start()
-        .await
-        .unwrap();
-    assert!(bad.result().await.is_err());
-    three_steps("c1".into())
-        .id("other-c1")
-        .on(&dbos)
-        .start()
-        .await
-        .unwrap()
-        .result()
-        .await
-        .unwrap();
+    let (dbos, api) = launch(&db).await;
+    run_checkout(&dbos, "ord-a1").await;
+    run_refused(&dbos, "ord-b1").await;
+    run_checkout(&dbos, "other-c1").await;
 
-    let health = get(addr, "/dbos-healthz").await;
-    assert_eq!(health, (200, "healthy".to_owned()));
+    let health = api.get("/dbos-healthz").await;
+    assert_eq!((health.status, health.body.as_str()), (200, "healthy"));
 
     // The listing: every workflow, oldest first, in DBOS's shape.
-    let (status, body) = post(addr, "/workflows", json!({})).await;
-    assert_eq!(status, 200, "{body}");
-    let all = json_of(&body);
+    let all = api.post_json("/workflows", json!({})).await;
     let ids: Vec<&str> = all
         .as_array()
         .unwrap()
@@ -256,38 +127,34 @@ async fn dbos_endpoints_answer_in_dbos_shapes(db: TestDatabase) {
     // Inputs and outputs only when asked for, as in DBOS.
     assert_eq!(all[0]["Output"], Value::Null);
     assert_eq!(all[0]["Status"], "SUCCESS");
-    assert_eq!(all[0]["WorkflowName"], "three_steps");
+    assert_eq!(all[0]["WorkflowName"], "testkit.checkout");
     assert!(all[0]["CreatedAt"].as_str().unwrap().parse::<i64>().is_ok());
     assert_eq!(all[0]["RecoveryAttempts"], "1");
 
     // Filters: status, name, prefix, order, limit, outputs.
-    let failed = json_of(
-        &post(
-            addr,
+    let failed = api
+        .post(
             "/workflows",
             json!({"status": "ERROR", "load_output": true}),
         )
         .await
-        .1,
-    );
+        .json();
     assert_eq!(failed.as_array().unwrap().len(), 1);
     assert_eq!(failed[0]["WorkflowUUID"], "ord-b1");
     assert!(
         failed[0]["Error"]
             .as_str()
             .unwrap()
-            .contains("card b1 declined"),
+            .contains("card ord-b1 declined"),
         "{failed}"
     );
-    let named = json_of(
-        &post(
-            addr,
+    let named = api
+        .post(
             "/workflows",
-            json!({"workflow_name": ["three_steps"], "sort_desc": true}),
+            json!({"workflow_name": ["testkit.checkout"], "sort_desc": true}),
         )
         .await
-        .1,
-    );
+        .json();
     let named: Vec<&str> = named
         .as_array()
         .unwrap()
@@ -295,47 +162,31 @@ async fn dbos_endpoints_answer_in_dbos_shapes(db: TestDatabase) {
         .map(|w| w["WorkflowUUID"].as_str().unwrap())
         .collect();
     assert_eq!(named, vec!["other-c1", "ord-a1"]);
-    let prefixed = json_of(
-        &post(addr, "/workflows", json!({"workflow_id_prefix": "ord-", "limit": 1, "load_input": true, "load_output": true})).await.1,
-    );
+    let prefixed = api.post("/workflows", json!({"workflow_id_prefix": "ord-", "limit": 1, "load_input": true, "load_output": true})).await.json();
     assert_eq!(prefixed.as_array().unwrap().len(), 1);
     assert_eq!(prefixed[0]["Output"], "6");
     assert_eq!(
-        json_of(prefixed[0]["Input"].as_str().unwrap()),
-        json!({"args": ["a1"], "kwargs": {}})
+        serde_json::from_str::<Value>(prefixed[0]["Input"].as_str().unwrap()).unwrap(),
+        json!({"args": ["ord-a1"], "kwargs": {}})
     );
-    let by_id = json_of(
-        &post(
-            addr,
-            "/workflows",
-            json!({"workflow_uuids": ["ord-b1", "nope"]}),
-        )
+    let by_id = api
+        .post("/workflows", json!({"workflow_uuids": ["ord-b1", "nope"]}))
         .await
-        .1,
-    );
+        .json();
     assert_eq!(by_id.as_array().unwrap().len(), 1);
-    let later = json_of(
-        &post(
-            addr,
-            "/workflows",
-            json!({"start_time": "2999-01-01T00:00:00Z"}),
-        )
+    let later = api
+        .post("/workflows", json!({"start_time": "2999-01-01T00:00:00Z"}))
         .await
-        .1,
-    );
+        .json();
     assert_eq!(later, json!([]));
 
     // One workflow, with its input and outcome.
-    let (status, body) = get(addr, "/workflows/ord-a1").await;
-    assert_eq!(status, 200, "{body}");
-    let one = json_of(&body);
+    let one = api.get_json("/workflows/ord-a1").await;
     assert_eq!(one["Output"], "6");
     assert_eq!(one["Status"], "SUCCESS");
 
     // Its steps, in DBOS's shape.
-    let (status, body) = get(addr, "/workflows/ord-a1/steps").await;
-    assert_eq!(status, 200, "{body}");
-    let steps = json_of(&body);
+    let steps = api.get_json("/workflows/ord-a1/steps").await;
     let names: Vec<&str> = steps
         .as_array()
         .unwrap()
@@ -361,26 +212,18 @@ async fn dbos_endpoints_answer_in_dbos_shapes(db: TestDatabase) {
     assert!(started <= completed);
 
     // Unknown workflows: 404 with a message.
-    assert_error(
-        &get(addr, "/workflows/nope").await,
-        404,
-        "get of an unknown id",
-    );
-    assert_error(
-        &get(addr, "/workflows/nope/steps").await,
-        404,
-        "steps of an unknown id",
-    );
-    assert_error(
-        &post(addr, "/workflows/nope/cancel", json!({})).await,
-        404,
-        "cancel of an unknown id",
-    );
+    api.get("/workflows/nope")
+        .await
+        .assert_error(404, "get of an unknown id");
+    api.get("/workflows/nope/steps")
+        .await
+        .assert_error(404, "steps of an unknown id");
+    api.post("/workflows/nope/cancel", json!({}))
+        .await
+        .assert_error(404, "cancel of an unknown id");
 
     // Queue metadata: DBOS's keys, limits left out when absent.
-    let (status, body) = get(addr, "/dbos-workflow-queues-metadata").await;
-    assert_eq!(status, 200, "{body}");
-    let queues = json_of(&body);
+    let queues = api.get_json("/dbos-workflow-queues-metadata").await;
     let limited = queues
         .as_array()
         .unwrap()
@@ -396,7 +239,7 @@ async fn dbos_endpoints_answer_in_dbos_shapes(db: TestDatabase) {
 
 #[dbos_testkit::test]
 async fn operations_act_on_real_rows(db: TestDatabase) {
-    let (dbos, addr) = launch(&db).await;
+    let (dbos, api) = launch(&db).await;
 
     // Cancel a running workflow: it stops before its next step.
     held("h1".into()).id("h1").on(&dbos).start().await.unwrap();
@@ -406,14 +249,14 @@ async fn operations_act_on_real_rows(db: TestDatabase) {
         || async { (count("h1/held") == 1).then_some(()) },
     )
     .await;
-    let (status, body) = post(addr, "/workflows/h1/cancel", json!({})).await;
+    let Answer { status, body } = api.post("/workflows/h1/cancel", json!({})).await;
     assert_eq!((status, body.as_str()), (204, ""));
     assert_eq!(status_of(&db, "h1").await, "CANCELLED");
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(count("h1/first"), 0, "nothing ran after the cancel");
 
     // Resume: it continues from its checkpoint and finishes.
-    let (status, _) = post(addr, "/workflows/h1/resume", json!({})).await;
+    let Answer { status, .. } = api.post("/workflows/h1/resume", json!({})).await;
     assert_eq!(status, 204);
     eventually(
         "the resumed workflow to finish",
@@ -423,23 +266,18 @@ async fn operations_act_on_real_rows(db: TestDatabase) {
     .await;
 
     // Fork from step 2 under a given id: step 1 is copied, 2 and 3 run again.
-    three_steps("f1".into())
-        .id("f1")
-        .on(&dbos)
-        .start()
-        .await
-        .unwrap()
-        .result()
-        .await
-        .unwrap();
-    let (status, body) = post(
-        addr,
-        "/workflows/f1/fork",
-        json!({"start_step": 2, "new_workflow_id": "f1-fork"}),
-    )
-    .await;
+    run_checkout(&dbos, "f1").await;
+    let Answer { status, body } = api
+        .post(
+            "/workflows/f1/fork",
+            json!({"start_step": 2, "new_workflow_id": "f1-fork"}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(json_of(&body), json!({"workflow_id": "f1-fork"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"workflow_id": "f1-fork"})
+    );
     eventually("the fork to finish", Duration::from_secs(30), || async {
         (status_of(&db, "f1-fork").await == "SUCCESS").then_some(())
     })
@@ -448,34 +286,29 @@ async fn operations_act_on_real_rows(db: TestDatabase) {
         (count("f1/first"), count("f1/second"), count("f1/third")),
         (1, 2, 2)
     );
-    let fork = json_of(&get(addr, "/workflows/f1-fork").await.1);
+    let fork = api.get("/workflows/f1-fork").await.json();
     assert_eq!(fork["ForkedFrom"], "f1");
     // The same id again: 409; a step past the history: 400.
-    assert_error(
-        &post(
-            addr,
-            "/workflows/f1/fork",
-            json!({"start_step": 2, "new_workflow_id": "f1-fork"}),
-        )
-        .await,
-        409,
-        "a fork onto a taken id",
-    );
-    assert_error(
-        &post(addr, "/workflows/f1/fork", json!({"start_step": 99})).await,
-        400,
-        "a fork past the history",
-    );
-    assert_error(
-        &post(addr, "/workflows/f1/fork", json!({"start_step": 0})).await,
-        400,
-        "a fork from step 0",
-    );
+    api.post(
+        "/workflows/f1/fork",
+        json!({"start_step": 2, "new_workflow_id": "f1-fork"}),
+    )
+    .await
+    .assert_error(409, "a fork onto a taken id");
+    api.post("/workflows/f1/fork", json!({"start_step": 99}))
+        .await
+        .assert_error(400, "a fork past the history");
+    api.post("/workflows/f1/fork", json!({"start_step": 0}))
+        .await
+        .assert_error(400, "a fork from step 0");
 
     // Restart: a new workflow from step 1.
-    let (status, body) = post(addr, "/workflows/f1/restart", json!({})).await;
+    let Answer { status, body } = api.post("/workflows/f1/restart", json!({})).await;
     assert_eq!(status, 200, "{body}");
-    let restarted = json_of(&body)["workflow_id"].as_str().unwrap().to_owned();
+    let restarted = serde_json::from_str::<Value>(&body).unwrap()["workflow_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(restarted, "f1");
     eventually("the restart to finish", Duration::from_secs(30), || async {
         (status_of(&db, &restarted).await == "SUCCESS").then_some(())
@@ -484,7 +317,7 @@ async fn operations_act_on_real_rows(db: TestDatabase) {
     assert_eq!(count("f1/first"), 2);
 
     // Recovery of a dead executor's pending workflow: back on the internal queue.
-    let version = json_of(&get(addr, "/workflows/f1").await.1)["ApplicationVersion"]
+    let version = api.get("/workflows/f1").await.json()["ApplicationVersion"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -496,29 +329,38 @@ async fn operations_act_on_real_rows(db: TestDatabase) {
     )
     .await
     .unwrap();
-    let (status, body) = post(addr, "/dbos-workflow-recovery", json!(["dead-executor"])).await;
+    let Answer { status, body } = api
+        .post("/dbos-workflow-recovery", json!(["dead-executor"]))
+        .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(json_of(&body), json!(["orphan"]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!(["orphan"])
+    );
     assert_eq!(status_of(&db, "orphan").await, "ENQUEUED");
-    let (_, again) = post(addr, "/dbos-workflow-recovery", json!(["dead-executor"])).await;
-    assert_eq!(json_of(&again), json!([]), "recovery is idempotent");
+    let again = api
+        .post_json("/dbos-workflow-recovery", json!(["dead-executor"]))
+        .await;
+    assert_eq!(again, json!([]), "recovery is idempotent");
 
     // Global timeout: active workflows created before the cutoff are cancelled.
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let (status, _) = post(
-        addr,
-        "/dbos-global-timeout",
-        json!({"cutoff_epoch_timestamp_ms": now_ms + 1000}),
-    )
-    .await;
+    let Answer { status, .. } = api
+        .post(
+            "/dbos-global-timeout",
+            json!({"cutoff_epoch_timestamp_ms": now_ms + 1000}),
+        )
+        .await;
     assert_eq!(status, 204);
     assert_eq!(status_of(&db, "orphan").await, "CANCELLED");
 
     // Garbage collection: keep the newest 2 workflows; older finished ones are deleted.
-    let (status, body) = post(addr, "/dbos-garbage-collect", json!({"rows_threshold": 2})).await;
+    let Answer { status, body } = api
+        .post("/dbos-garbage-collect", json!({"rows_threshold": 2}))
+        .await;
     assert_eq!(status, 204, "{body}");
     let left: i64 = pg
         .query_one("SELECT count(*) FROM dbos.workflow_status", &[])
@@ -526,23 +368,19 @@ async fn operations_act_on_real_rows(db: TestDatabase) {
         .unwrap()
         .get(0);
     assert_eq!(left, 2);
-    assert_error(
-        &get(addr, "/workflows/h1").await,
-        404,
-        "a collected workflow",
-    );
+    api.get("/workflows/h1")
+        .await
+        .assert_error(404, "a collected workflow");
 
     // Deactivate: answered as DBOS answers it.
-    assert_eq!(
-        get(addr, "/deactivate").await,
-        (200, "deactivated".to_owned())
-    );
+    let answer = api.get("/deactivate").await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "deactivated"));
     dbos.shutdown().await.unwrap();
 }
 
 #[dbos_testkit::test]
 async fn the_dashboard_reads_events_messages_streams_and_queues(db: TestDatabase) {
-    let (dbos, addr) = launch(&db).await;
+    let (dbos, api) = launch(&db).await;
     let h = talker("t1".into())
         .id("t1")
         .on(&dbos)
@@ -550,15 +388,13 @@ async fn the_dashboard_reads_events_messages_streams_and_queues(db: TestDatabase
         .await
         .unwrap();
     eventually("the stream entry", Duration::from_secs(20), || async {
-        let x = json_of(&get(addr, "/api/workflows/t1/exchanges").await.1);
+        let x = api.get("/api/workflows/t1/exchanges").await.json();
         (x["streams"].as_array().is_some_and(|s| !s.is_empty())).then_some(())
     })
     .await;
     dbos.send("t1", &"hello", "greeting").await.unwrap();
     assert_eq!(h.result().await.unwrap(), "t1: hello");
-    let (status, body) = get(addr, "/api/workflows/t1/exchanges").await;
-    assert_eq!(status, 200, "{body}");
-    let x = json_of(&body);
+    let x = api.get_json("/api/workflows/t1/exchanges").await;
     assert_eq!(x["events"], json!([{"key": "stage", "value": "two"}]));
     let history: Vec<&Value> = x["events_history"]
         .as_array()
@@ -572,13 +408,11 @@ async fn the_dashboard_reads_events_messages_streams_and_queues(db: TestDatabase
     assert_eq!(x["messages"][0]["topic"], "greeting");
     assert_eq!(x["messages"][0]["value"], "hello");
     assert_eq!(x["messages"][0]["consumed"], true);
-    assert_error(
-        &get(addr, "/api/workflows/nope/exchanges").await,
-        404,
-        "exchanges of an unknown id",
-    );
+    api.get("/api/workflows/nope/exchanges")
+        .await
+        .assert_error(404, "exchanges of an unknown id");
 
-    let queues = json_of(&get(addr, "/api/queues").await.1);
+    let queues = api.get("/api/queues").await.json();
     let limited = queues
         .as_array()
         .unwrap()
@@ -592,16 +426,8 @@ async fn the_dashboard_reads_events_messages_streams_and_queues(db: TestDatabase
 
 #[dbos_testkit::test]
 async fn bad_requests_get_json_errors_and_nothing_panics(db: TestDatabase) {
-    let (dbos, addr) = launch(&db).await;
-    three_steps("e1".into())
-        .id("e1")
-        .on(&dbos)
-        .start()
-        .await
-        .unwrap()
-        .result()
-        .await
-        .unwrap();
+    let (dbos, api) = launch(&db).await;
+    run_checkout(&dbos, "e1").await;
     let garbage: Vec<Vec<u8>> = vec![
         b"{".to_vec(),
         b"null".to_vec(),
@@ -627,29 +453,29 @@ async fn bad_requests_get_json_errors_and_nothing_panics(db: TestDatabase) {
         "/dbos-workflow-recovery",
     ] {
         for body in &garbage {
-            let answer = call(addr, None, "POST", path, body).await;
+            let answer = api.call("POST", path, body).await;
             assert!(
-                (400..500).contains(&answer.0),
+                (400..500).contains(&answer.status),
                 "POST {path} {:?}: {answer:?}",
                 String::from_utf8_lossy(&body[..body.len().min(40)])
             );
-            json_of(&answer.1);
+            answer.json();
         }
     }
-    assert_error(
-        &post(addr, "/dbos-garbage-collect", json!({})).await,
-        400,
-        "a collection that deletes nothing",
-    );
-    assert_error(&get(addr, "/no/such/path").await, 404, "an unknown path");
-    assert_error(&get(addr, "/workflows").await, 405, "a listing with GET");
-    assert_error(
-        &post(addr, "/workflows/%20/cancel", json!({})).await,
-        400,
-        "a blank id",
-    );
+    api.post("/dbos-garbage-collect", json!({}))
+        .await
+        .assert_error(400, "a collection that deletes nothing");
+    api.get("/no/such/path")
+        .await
+        .assert_error(404, "an unknown path");
+    api.get("/workflows")
+        .await
+        .assert_error(405, "a listing with GET");
+    api.post("/workflows/%20/cancel", json!({}))
+        .await
+        .assert_error(400, "a blank id");
     // Still serving, and nothing was changed by the bad requests.
-    assert_eq!(get(addr, "/dbos-healthz").await.0, 200);
+    assert_eq!(api.get("/dbos-healthz").await.status, 200);
     assert_eq!(status_of(&db, "e1").await, "SUCCESS");
     dbos.shutdown().await.unwrap();
 }
@@ -657,44 +483,44 @@ async fn bad_requests_get_json_errors_and_nothing_panics(db: TestDatabase) {
 #[dbos_testkit::test]
 async fn a_client_serves_it_and_the_token_guards_it(db: TestDatabase) {
     let dbos = db.launch().await;
-    three_steps("k1".into())
-        .id("k1")
-        .on(&dbos)
-        .start()
-        .await
-        .unwrap()
-        .result()
-        .await
-        .unwrap();
+    run_checkout(&dbos, "k1").await;
     let client = Client::connect(db.url()).await.unwrap();
     let admin = serve(&client, AdminServer::new(0).token("s3cret"))
         .await
         .unwrap();
     let addr = admin.address();
     assert!(addr.ip().is_loopback());
+    let api = AdminApi::new(addr);
 
-    let missing = call(addr, None, "POST", "/workflows", b"{}").await;
-    assert_error(&missing, 401, "no token");
-    let wrong = call(addr, Some("guess"), "POST", "/workflows", b"{}").await;
-    assert_error(&wrong, 401, "a wrong token");
-    assert_error(
-        &call(addr, None, "POST", "/workflows/k1/cancel", b"").await,
-        401,
-        "a cancel without the token",
-    );
-    assert_error(
-        &call(addr, None, "GET", "/api/queues", b"").await,
-        401,
-        "the dashboard's reads without the token",
-    );
-    let (status, body) = call(addr, Some("s3cret"), "POST", "/workflows", b"{}").await;
+    let missing = api.call("POST", "/workflows", b"{}").await;
+    missing.assert_error(401, "no token");
+    let wrong = api
+        .clone()
+        .with_token("guess")
+        .call("POST", "/workflows", b"{}")
+        .await;
+    wrong.assert_error(401, "a wrong token");
+    api.call("POST", "/workflows/k1/cancel", b"")
+        .await
+        .assert_error(401, "a cancel without the token");
+    api.call("GET", "/api/queues", b"")
+        .await
+        .assert_error(401, "the dashboard's reads without the token");
+    let Answer { status, body } = api
+        .clone()
+        .with_token("s3cret")
+        .call("POST", "/workflows", b"{}")
+        .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(json_of(&body)[0]["WorkflowUUID"], "k1");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()[0]["WorkflowUUID"],
+        "k1"
+    );
     // Open without it: the health check and the page (which holds no data).
-    assert_eq!(get(addr, "/dbos-healthz").await.0, 200);
-    let page = get(addr, "/").await;
-    assert_eq!(page.0, 200);
-    assert!(page.1.contains("<html"), "{}", page.1);
+    assert_eq!(api.get("/dbos-healthz").await.status, 200);
+    let page = api.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<html"), "{}", page.body);
     admin.shutdown().await;
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
@@ -729,7 +555,7 @@ async fn a_non_loopback_address_without_a_token_is_refused(db: TestDatabase) {
 
 #[dbos_testkit::test]
 async fn keyset_pages_cover_every_row_once_with_ties(db: TestDatabase) {
-    let (dbos, addr) = launch(&db).await;
+    let (dbos, api) = launch(&db).await;
     // 25 workflows, created in 3 distinct milliseconds: ties decide by id.
     let pg = db.connect().await;
     for i in 0..25 {
@@ -750,9 +576,7 @@ async fn keyset_pages_cover_every_row_once_with_ties(db: TestDatabase) {
             if let Some(a) = &after {
                 filter["page_after"] = a.clone();
             }
-            let (status, body) = post(addr, "/workflows", filter).await;
-            assert_eq!(status, 200, "{body}");
-            let page = json_of(&body);
+            let page = api.post_json("/workflows", filter).await;
             let rows = page.as_array().unwrap();
             if rows.is_empty() {
                 break;
@@ -806,14 +630,11 @@ async fn runs_of(db: &TestDatabase, schedule: &str) -> i64 {
 
 #[dbos_testkit::test(timeout = "120s")]
 async fn deactivate_stops_this_executors_schedules(db: TestDatabase) {
-    let dbos = Dbos::launch(
+    let (dbos, api) = admin::launch(
         db.config("testapp")
-            .scheduler_polling_interval(Duration::from_millis(200))
-            .admin_server(AdminServer::new(0)),
+            .scheduler_polling_interval(Duration::from_millis(200)),
     )
-    .await
-    .unwrap();
-    let addr = dbos.admin_address().unwrap();
+    .await;
     dbos.create_schedule(&dbos_core::schedule::Schedule::new(
         "every-second",
         "ticked",
@@ -825,10 +646,8 @@ async fn deactivate_stops_this_executors_schedules(db: TestDatabase) {
         (runs_of(&db, "every-second").await >= 2).then_some(())
     })
     .await;
-    assert_eq!(
-        get(addr, "/deactivate").await,
-        (200, "deactivated".to_owned())
-    );
+    let answer = api.get("/deactivate").await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "deactivated"));
     // A tick already on its way may still land; then nothing more.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let stopped = runs_of(&db, "every-second").await;
@@ -839,14 +658,6 @@ async fn deactivate_stops_this_executors_schedules(db: TestDatabase) {
         "a deactivated executor fired a schedule"
     );
     // Its queues still run work.
-    three_steps("after".into())
-        .id("after")
-        .on(&dbos)
-        .start()
-        .await
-        .unwrap()
-        .result()
-        .await
-        .unwrap();
+    run_checkout(&dbos, "after").await;
     dbos.shutdown().await.unwrap();
 }

@@ -8,14 +8,13 @@
 //! PNG files (the book's Dashboard chapter regenerates its pictures that way).
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dbos_core::admin::AdminServer;
-use dbos_core::{step, workflow, Dbos, Error, ErrorKind, Queue};
-use dbos_testkit::runs::{bump, runs as count};
+use dbos_core::Queue;
+use dbos_testkit::admin::{self, run_checkout, run_refused, status_of, waiting};
+use dbos_testkit::runs::runs as count;
 use dbos_testkit::TestDatabase;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -261,98 +260,22 @@ fn decode_base64(text: &str) -> Vec<u8> {
     out
 }
 
-#[step]
-async fn first(key: String) -> Result<i64, Error> {
-    bump(&format!("{key}/first"));
-    Ok(1)
-}
-
-#[step]
-async fn second(key: String) -> Result<i64, Error> {
-    bump(&format!("{key}/second"));
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    Ok(2)
-}
-
-#[step]
-async fn third(key: String) -> Result<i64, Error> {
-    bump(&format!("{key}/third"));
-    Ok(3)
-}
-
-#[workflow]
-async fn checkout(key: String) -> Result<i64, Error> {
-    Ok(first(key.clone()).await? + second(key.clone()).await? + third(key).await?)
-}
-
-#[step]
-async fn declined(key: String) -> Result<i64, Error> {
-    Err(Error::new(
-        ErrorKind::InvalidArgument,
-        format!("card {key} declined"),
-    ))
-}
-
-#[workflow]
-async fn refused(key: String) -> Result<i64, Error> {
-    declined(key).await
-}
-
-/// Step 1, then a long durable sleep: running until cancelled.
-#[workflow]
-async fn waiting(key: String) -> Result<i64, Error> {
-    first(key.clone()).await?;
-    dbos_core::sleep(Duration::from_secs(600)).await?;
-    third(key).await
-}
-
 static ORDERS: Queue = Queue::new("orders").concurrency(4).worker_concurrency(2);
-
-async fn status(db: &TestDatabase, id: &str) -> String {
-    db.connect()
-        .await
-        .query_one(
-            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
 
 const ROW_IDS: &str =
     "[...document.querySelectorAll('#workflows tbody tr')].map(r => r.dataset.id).join(',')";
 
 #[dbos_testkit::test(timeout = "300s")]
 async fn the_dashboard_works_in_a_real_browser(db: TestDatabase) {
-    let dbos = Dbos::launch(
+    let (dbos, api) = admin::launch(
         db.config("testapp")
             .queue(&ORDERS)
-            .cancel_poll_interval(Duration::from_millis(100))
-            .admin_server(AdminServer::new(0)),
+            .cancel_poll_interval(Duration::from_millis(100)),
     )
-    .await
-    .unwrap();
-    let addr: SocketAddr = dbos.admin_address().unwrap();
-    for id in ["ord-1", "ord-2"] {
-        checkout(id.into())
-            .id(id)
-            .on(&dbos)
-            .start()
-            .await
-            .unwrap()
-            .result()
-            .await
-            .unwrap();
-    }
-    let _ = refused("bad-1".into())
-        .id("bad-1")
-        .on(&dbos)
-        .start()
-        .await
-        .unwrap()
-        .result()
-        .await;
+    .await;
+    run_checkout(&dbos, "ord-1").await;
+    run_checkout(&dbos, "ord-2").await;
+    run_refused(&dbos, "bad-1").await;
     waiting("run-1".into())
         .id("run-1")
         .on(&dbos)
@@ -367,7 +290,7 @@ async fn the_dashboard_works_in_a_real_browser(db: TestDatabase) {
     .await;
 
     let mut b = Browser::start().await;
-    let base = format!("http://{addr}/");
+    let base = api.url();
 
     // The list: every workflow, newest first, with its columns.
     b.goto(&base).await;
@@ -380,7 +303,7 @@ async fn the_dashboard_works_in_a_real_browser(db: TestDatabase) {
         .await;
     let row: Vec<String> = serde_json::from_value(row).unwrap();
     assert_eq!(row[0], "SUCCESS");
-    assert_eq!(row[1], "checkout");
+    assert_eq!(row[1], "testkit.checkout");
     assert_eq!(row[2], "ord-1");
     assert_eq!(row[6], "1", "attempts");
     let queue = b
@@ -471,7 +394,7 @@ async fn the_dashboard_works_in_a_real_browser(db: TestDatabase) {
         "document.querySelector('#wf-status')?.textContent === 'CANCELLED'",
     )
     .await;
-    assert_eq!(status(&db, "run-1").await, "CANCELLED");
+    assert_eq!(status_of(&db, "run-1").await, "CANCELLED");
     assert_eq!(
         b.eval("document.getElementById('action-cancel').disabled")
             .await,
@@ -518,7 +441,7 @@ async fn the_dashboard_works_in_a_real_browser(db: TestDatabase) {
     );
     b.until("the fork to succeed (live refresh)", "document.querySelector('#wf-status')?.textContent === 'SUCCESS' && document.querySelectorAll('#timeline .bar').length === 3")
         .await;
-    assert_eq!(status(&db, &fork_id).await, "SUCCESS");
+    assert_eq!(status_of(&db, &fork_id).await, "SUCCESS");
     assert_eq!(
         (
             count("ord-2/first"),

@@ -17,6 +17,8 @@
 //! - A primary with a streaming standby for failover tests ([`replication`]).
 //! - What a test receives depends on its signature: any argument type implementing
 //!   [`TestArg`] (`TestDatabase`, `Dbos`, `SystemDatabase`).
+//! - The admin server's fixture ([`admin`], with the `admin` feature): a runtime serving
+//!   the admin API on a free port, an HTTP client for it, and workflows to seed it with.
 //! - Durable time under the test's control ([`TestClock`]): give it to the runtime with
 //!   `Config::clock` and [`advance`](TestClock::advance) it; sleeps, timed waits, schedule
 //!   ticks and queue delays follow it.
@@ -25,6 +27,8 @@
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod clock;
 pub mod cluster;
 pub mod crash;
