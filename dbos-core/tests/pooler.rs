@@ -234,13 +234,18 @@ async fn held(i: i64) -> Result<i64, dbos_core::Error> {
 
 /// The executors owning the `leased-` workflows.
 async fn owners(db: &TestDatabase) -> Vec<String> {
-    db
-        .connect()
+    texts(
+        db,
+        "SELECT DISTINCT executor_id FROM dbos.workflow_status WHERE workflow_uuid LIKE 'leased-%'",
+    )
+    .await
+}
+
+/// The first column of `sql`'s rows.
+async fn texts(db: &TestDatabase, sql: &str) -> Vec<String> {
+    db.connect()
         .await
-        .query(
-            "SELECT DISTINCT executor_id FROM dbos.workflow_status WHERE workflow_uuid LIKE 'leased-%'",
-            &[],
-        )
+        .query(sql, &[])
         .await
         .unwrap()
         .iter()
@@ -296,7 +301,7 @@ async fn a_killed_executor_s_work_is_recovered_through_a_pooler_without_a_sessio
         3,
         "a live executor's work was taken"
     );
-    assert_eq!(owners(&db).await, vec![a_id]);
+    assert_eq!(owners(&db).await, vec![a_id.clone()]);
     // A dies (its connections cut, nothing released): B or C takes its work once its lease
     // expires, within the lease time plus a recovery interval or two.
     a.abort();
@@ -325,8 +330,61 @@ async fn a_killed_executor_s_work_is_recovered_through_a_pooler_without_a_sessio
             "{owner}"
         );
     }
+    // The peer that recovered A's work deleted A's lease.
+    assert!(!leases(&db).await.contains(&a_id));
     b.shutdown().await.unwrap();
     c.shutdown().await.unwrap();
+}
+
+/// The executors holding a row of the lease table, of the `leased` application.
+async fn leases(db: &TestDatabase) -> Vec<String> {
+    texts(
+        db,
+        "SELECT executor_id FROM dbos.dbos_rs_executor_leases WHERE application_name = 'leased' ORDER BY 1",
+    )
+    .await
+}
+
+#[dbos_testkit::test(timeout = "300s")]
+async fn the_leases_of_killed_executors_are_deleted_so_restarts_do_not_grow_the_table(
+    db: TestDatabase,
+) {
+    let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
+    // Three executors in turn, each killed (its runtime dropped, its connections cut,
+    // nothing released) with no work left to recover: their leases stay behind.
+    let mut killed = Vec::new();
+    for _ in 0..3 {
+        let rt = IsolatedRuntime::new();
+        let config = leased(&db, &bouncer);
+        let id = rt
+            .run(async move {
+                let dbos = Dbos::launch(config).await.unwrap();
+                let id = dbos.executor_id().to_owned();
+                std::mem::forget(dbos);
+                id
+            })
+            .await;
+        rt.abort();
+        killed.push(id);
+    }
+    killed.sort();
+    assert_eq!(leases(&db).await, killed);
+    // A live executor deletes them once they have expired for a lease time and the recovery
+    // grace (3 s + 2 s), and keeps its own.
+    let live = Dbos::launch(leased(&db, &bouncer)).await.unwrap();
+    let me = live.executor_id().to_owned();
+    eventually(
+        "the dead executors' leases to be deleted",
+        BOUND,
+        || async { (leases(&db).await == vec![me.clone()]).then_some(()) },
+    )
+    .await;
+    // Its own lease, renewed, is never deleted.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(leases(&db).await, vec![me]);
+    live.shutdown().await.unwrap();
+    // A clean shutdown lets its lease go.
+    assert_eq!(leases(&db).await, Vec::<String>::new());
 }
 
 #[dbos_testkit::test(timeout = "180s")]

@@ -12,6 +12,11 @@
 //! two recovery intervals later, as an executor that lost its lock session does: its
 //! executions of the work that moved are fenced off by ownership.
 //!
+//! Rows do not pile up with restarts: a shutdown deletes its lease, a peer that recovered an
+//! executor's work deletes that executor's, and once per lease time a healthy executor
+//! deletes its application's leases that expired long ago (executors killed with nothing left
+//! to recover; `SystemDatabase::clear_expired_leases`).
+//!
 //! An expired lease is not always a death: after an outage of the database (or the pooler)
 //! longer than the lease, every lease has expired. So an executor recovers peers only once
 //! its own renewals have succeeded without a break for
@@ -82,6 +87,8 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, lease: Lease) {
     let mut retake_after = Instant::now();
     // Since when every renewal has succeeded (None: the last one failed).
     let mut healthy_since = held.then(Instant::now);
+    // When the leases of dead executors are next cleared (once per lease time).
+    let mut sweep_at = Instant::now();
     loop {
         let step = if held {
             rt.sysdb
@@ -122,6 +129,10 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, lease: Lease) {
         if healthy_since.is_some_and(|t| t.elapsed() >= rt.config.recovery_grace) {
             if let Err(e) = recover_dead_peers(&rt, &me).await {
                 tracing::debug!(error = %e, "could not look for dead executors; trying again later");
+            }
+            if Instant::now() >= sweep_at {
+                sweep_at = Instant::now() + lease;
+                clear_dead_leases(&rt).await;
             }
         }
         tokio::select! {
@@ -178,4 +189,28 @@ async fn recover_dead_peers(rt: &Arc<RuntimeInner>, me: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How long after its expiry a lease is deleted: a lease time and the recovery grace, by when
+/// every live peer has had its chance to recover the executor's work (which deletes the lease
+/// too) and the executor, were it alive, to find its lease lost.
+fn cleared_after(rt: &RuntimeInner) -> Duration {
+    rt.config.vanished_executor_timeout + rt.config.recovery_grace
+}
+
+/// Deletes this application's leases that expired [`cleared_after`] ago: those of executors
+/// that died with nothing left to recover, which would otherwise stay forever, one per
+/// killed process.
+async fn clear_dead_leases(rt: &RuntimeInner) {
+    match rt
+        .sysdb
+        .clear_expired_leases(&rt.app_name, cleared_after(rt))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(count = n, "deleted the leases of executors gone long ago"),
+        Err(e) => {
+            tracing::debug!(error = %e, "could not delete expired executor leases; trying again later")
+        }
+    }
 }

@@ -318,6 +318,29 @@ impl SystemDatabase {
         .map(|_| ())
     }
 
+    /// Deletes the leases of application `app_name` that expired more than `ago` ago: those
+    /// of executors that died with no work left to recover (a peer that recovers an
+    /// executor's work deletes its lease then), so the table does not grow with every
+    /// restart. An expired lease and no lease mean the same to every statement here, except
+    /// to its own holder's renewal, which then finds the lease lost, as when a peer took it.
+    /// How many were deleted.
+    pub(crate) async fn clear_expired_leases(
+        &self,
+        app_name: &str,
+        ago: std::time::Duration,
+    ) -> Result<u64> {
+        let sql = self.sql("clear_expired_leases", |s| {
+            format!(
+                "DELETE FROM {s}.{LEASE_TABLE}
+                  WHERE application_name = $1
+                    AND expires_at < clock_timestamp() - $2::float8 * interval '1 millisecond'"
+            )
+        });
+        let ms = ago.as_millis() as f64;
+        self.execute("clear expired executor leases", &sql, &[&app_name, &ms])
+            .await
+    }
+
     /// Whether executor `executor_id` holds a lease that has not expired (an executor behind
     /// a transaction-mode pooler, which holds no session lock). `false` when no executor
     /// ever used a lease here (no table).
