@@ -6,8 +6,12 @@
 use std::time::Duration;
 
 use dbos_core::admin::{serve, AdminServer};
+use dbos_core::schedule::chrono::{self, DateTime, Datelike, Utc};
+use dbos_core::schedule::Schedule;
 use dbos_core::{step, workflow, Client, Dbos, Error, ErrorKind, Queue};
-use dbos_testkit::admin::{self, first, run_checkout, run_refused, status_of, AdminApi, Answer};
+use dbos_testkit::admin::{
+    self, first, run_checkout, run_refused, schedule_status, status_of, AdminApi, Answer,
+};
 use dbos_testkit::crash::eventually;
 use dbos_testkit::runs::{bump, runs as count};
 use dbos_testkit::TestDatabase;
@@ -608,14 +612,6 @@ async fn keyset_pages_cover_every_row_once_with_ties(db: TestDatabase) {
     dbos.shutdown().await.unwrap();
 }
 
-#[workflow]
-async fn ticked(
-    _scheduled_at: chrono::DateTime<chrono::Utc>,
-    _context: Value,
-) -> Result<(), Error> {
-    Ok(())
-}
-
 async fn runs_of(db: &TestDatabase, schedule: &str) -> i64 {
     db.connect()
         .await
@@ -628,6 +624,108 @@ async fn runs_of(db: &TestDatabase, schedule: &str) -> i64 {
         .get(0)
 }
 
+#[dbos_testkit::test]
+async fn schedules_list_their_next_ticks_and_pause_resume_and_trigger(db: TestDatabase) {
+    let (dbos, api) = launch(&db).await;
+    // Ticks at 03:00 UTC every day, and 09:30 in Paris on weekdays: none fires during the test.
+    dbos.create_schedule(
+        &Schedule::new("nightly", "testkit.scheduled", "0 3 * * *").context(json!("n")),
+    )
+    .await
+    .unwrap();
+    dbos.create_schedule(
+        &Schedule::new("paris", "testkit.scheduled", "30 9 * * 1-5").timezone("Europe/Paris"),
+    )
+    .await
+    .unwrap();
+    let before = Utc::now();
+    let listed = api.get_json("/api/schedules").await;
+    let after = Utc::now();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["schedule_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["nightly", "paris"]);
+    let nightly = &listed[0];
+    assert_eq!(nightly["status"], "ACTIVE");
+    assert_eq!(nightly["workflow_name"], "testkit.scheduled");
+    assert_eq!(nightly["last_fired_at"], Value::Null);
+    // The next five 03:00 UTC after now, one a day.
+    let ticks: Vec<DateTime<Utc>> = nightly["next_ticks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t.as_str().unwrap())
+                .unwrap()
+                .to_utc()
+        })
+        .collect();
+    assert_eq!(ticks.len(), 5, "{nightly}");
+    assert!(
+        ticks[0] > before && ticks[0] <= after + chrono::Duration::days(1),
+        "{ticks:?}"
+    );
+    for (i, t) in ticks.iter().enumerate() {
+        assert_eq!(t.format("%H:%M:%S").to_string(), "03:00:00");
+        if i > 0 {
+            assert_eq!(*t - ticks[i - 1], chrono::Duration::days(1));
+        }
+    }
+    // Paris: 09:30 local with the zone's offset, weekdays only.
+    let paris = listed[1]["next_ticks"].as_array().unwrap();
+    assert_eq!(paris.len(), 5);
+    for t in paris {
+        let t = DateTime::parse_from_rfc3339(t.as_str().unwrap()).unwrap();
+        assert_eq!(t.format("%H:%M").to_string(), "09:30", "{t}");
+        assert!(t.offset().local_minus_utc() == 3600 || t.offset().local_minus_utc() == 7200);
+        assert!(!matches!(
+            t.weekday(),
+            chrono::Weekday::Sat | chrono::Weekday::Sun
+        ));
+    }
+
+    // Pause: the row says so, the listing too; resume undoes it.
+    let paused = api.post("/api/schedules/nightly/pause", json!({})).await;
+    assert_eq!(paused.status, 204, "{}", paused.body);
+    assert_eq!(schedule_status(&db, "nightly").await, "PAUSED");
+    assert_eq!(api.get_json("/api/schedules").await[0]["status"], "PAUSED");
+    assert_eq!(
+        api.post("/api/schedules/nightly/resume", json!({}))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(schedule_status(&db, "nightly").await, "ACTIVE");
+    api.post("/api/schedules/nightly/pause", json!({})).await;
+
+    // Trigger: runs the workflow now with the context, even paused.
+    let started = api
+        .post_json("/api/schedules/nightly/trigger", json!({}))
+        .await;
+    let id = started["workflow_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("sched-nightly-trigger-"), "{id}");
+    eventually(
+        "the triggered run to finish",
+        Duration::from_secs(30),
+        || async { (status_of(&db, &id).await == "SUCCESS").then_some(()) },
+    )
+    .await;
+    let run = api.get_json(&format!("/workflows/{id}")).await;
+    assert_eq!(run["Output"], "n");
+    assert_eq!(run["ScheduleName"], "nightly");
+
+    // Unknown schedules: 404.
+    for action in ["pause", "resume", "trigger"] {
+        api.post(&format!("/api/schedules/nope/{action}"), json!({}))
+            .await
+            .assert_error(404, action);
+    }
+    dbos.shutdown().await.unwrap();
+}
+
 #[dbos_testkit::test(timeout = "120s")]
 async fn deactivate_stops_this_executors_schedules(db: TestDatabase) {
     let (dbos, api) = admin::launch(
@@ -637,7 +735,7 @@ async fn deactivate_stops_this_executors_schedules(db: TestDatabase) {
     .await;
     dbos.create_schedule(&dbos_core::schedule::Schedule::new(
         "every-second",
-        "ticked",
+        "testkit.scheduled",
         "* * * * * *",
     ))
     .await

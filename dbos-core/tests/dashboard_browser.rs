@@ -12,8 +12,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use dbos_core::schedule::chrono::{self, Utc};
+use dbos_core::schedule::Schedule;
 use dbos_core::Queue;
-use dbos_testkit::admin::{self, run_checkout, run_refused, status_of, waiting};
+use dbos_testkit::admin::{self, run_checkout, run_refused, schedule_status, status_of, waiting};
 use dbos_testkit::runs::runs as count;
 use dbos_testkit::TestDatabase;
 use futures_util::{SinkExt, StreamExt};
@@ -471,6 +473,107 @@ async fn the_dashboard_works_in_a_real_browser(db: TestDatabase) {
     assert_eq!(cells[2], "2");
     b.screenshot("queues").await;
 
+    // Schedules: the next tick, pause (the row says so), trigger and the run it started.
+    dbos.create_schedule(
+        &Schedule::new("nightly", "testkit.scheduled", "0 3 * * *").context(json!("report")),
+    )
+    .await
+    .unwrap();
+    let now = Utc::now();
+    let today = now.date_naive().and_hms_opt(3, 0, 0).unwrap().and_utc();
+    let next = if today > now {
+        today
+    } else {
+        today + chrono::Duration::days(1)
+    };
+    b.eval("location.hash = '#/schedules'").await;
+    let ticks = b
+        .until("the nightly schedule's ticks", "(() => { const r = document.querySelector('#schedules tr[data-schedule=\"nightly\"]'); \
+            return r ? [...r.querySelectorAll('.ticks li')].map(li => li.textContent) : null; })()")
+        .await;
+    let ticks: Vec<String> = serde_json::from_value(ticks).unwrap();
+    assert_eq!(ticks.len(), 5, "{ticks:?}");
+    assert_eq!(
+        ticks[0],
+        next.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
+    );
+    assert_eq!(
+        ticks[1],
+        (next + chrono::Duration::days(1))
+            .format("%Y-%m-%d %H:%M:%S%.3f UTC")
+            .to_string()
+    );
+    let row = "#schedules tr[data-schedule=\"nightly\"]";
+    assert_eq!(
+        b.eval(&format!(
+            "document.querySelector({}).textContent",
+            json!(format!("{row} .status"))
+        ))
+        .await,
+        json!("ACTIVE")
+    );
+    b.screenshot("schedules").await;
+    b.click("button[aria-label='Pause schedule nightly']").await;
+    b.until(
+        "the confirmation",
+        "document.getElementById('confirm').open",
+    )
+    .await;
+    b.click("#confirm-yes").await;
+    b.until(
+        "the schedule paused",
+        &format!(
+            "document.querySelector({})?.textContent === 'PAUSED'",
+            json!(format!("{row} .status"))
+        ),
+    )
+    .await;
+    assert_eq!(schedule_status(&db, "nightly").await, "PAUSED");
+    b.click("button[aria-label='Resume schedule nightly']")
+        .await;
+    b.until(
+        "the confirmation",
+        "document.getElementById('confirm').open",
+    )
+    .await;
+    b.click("#confirm-no").await;
+    assert_eq!(
+        schedule_status(&db, "nightly").await,
+        "PAUSED",
+        "declined: nothing changes"
+    );
+    b.click("button[aria-label='Trigger schedule nightly']")
+        .await;
+    b.until(
+        "the confirmation",
+        "document.getElementById('confirm').open",
+    )
+    .await;
+    b.click("#confirm-yes").await;
+    let started = b
+        .until(
+            "the started workflow's link",
+            "document.getElementById('schedule-new-workflow')?.textContent",
+        )
+        .await;
+    let started = started.as_str().unwrap().to_owned();
+    assert!(started.starts_with("sched-nightly-trigger-"), "{started}");
+    b.click("#schedule-new-workflow").await;
+    b.until(
+        "the triggered run, done",
+        &format!(
+            "document.getElementById('wf-id').textContent === {} && document.querySelector('#wf-status')?.textContent === 'SUCCESS'",
+            json!(started)
+        ),
+    )
+    .await;
+    assert_eq!(status_of(&db, &started).await, "SUCCESS");
+    assert_eq!(
+        b.eval("document.getElementById('wf-outcome').textContent")
+            .await,
+        json!("report")
+    );
+
     // A phone: the list turns into cards, nothing wider than the screen.
     b.command(
         "Emulation.setDeviceMetricsOverride",
@@ -480,12 +583,27 @@ async fn the_dashboard_works_in_a_real_browser(db: TestDatabase) {
     b.eval("location.hash = '#/'").await;
     b.until(
         "the list on a phone",
-        &format!("{ROW_IDS}.split(',').length === 5"),
+        &format!("{ROW_IDS}.split(',').length === 6"),
     )
     .await;
     let layout = b
         .eval(
             "({ head: getComputedStyle(document.querySelector('#workflows thead')).display, \
+                 width: document.documentElement.scrollWidth })",
+        )
+        .await;
+    assert_eq!(layout["head"], "none");
+    assert!(layout["width"].as_f64().unwrap() <= 390.0, "{layout}");
+    // The schedules too.
+    b.eval("location.hash = '#/schedules'").await;
+    b.until(
+        "the schedules on a phone",
+        "document.querySelectorAll('#schedules tbody tr').length === 1",
+    )
+    .await;
+    let layout = b
+        .eval(
+            "({ head: getComputedStyle(document.querySelector('#schedules thead')).display, \
                  width: document.documentElement.scrollWidth })",
         )
         .await;

@@ -16,7 +16,7 @@
 //! ```
 //!
 //! The workflows are registered under names of their own (`testkit.checkout`,
-//! `testkit.refused`, `testkit.waiting`), so they cannot collide with a test's, and they count
+//! `testkit.refused`, `testkit.waiting`, `testkit.scheduled`), so they cannot collide with a test's, and they count
 //! their steps' runs with [`runs::bump`](crate::runs::bump) under `<key>/first`, `<key>/second`,
 //! `<key>/third`.
 
@@ -226,6 +226,22 @@ pub async fn status_of(db: &TestDatabase, id: &str) -> String {
         .get(0)
 }
 
+/// A schedule's status in the system database (`ACTIVE` or `PAUSED`).
+///
+/// # Panics
+/// When the schedule does not exist.
+pub async fn schedule_status(db: &TestDatabase, name: &str) -> String {
+    db.connect()
+        .await
+        .query_one(
+            "SELECT status FROM dbos.workflow_schedules WHERE schedule_name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("no schedule `{name}`: {e}"))
+        .get(0)
+}
+
 /// Step 1 of [`checkout`]: returns 1.
 #[step]
 pub async fn first(key: String) -> Result<i64, Error> {
@@ -275,6 +291,16 @@ pub async fn waiting(key: String) -> Result<i64, Error> {
     first(key.clone()).await?;
     dbos_core::sleep(Duration::from_secs(600)).await?;
     third(key).await
+}
+
+/// A workflow for schedules: each tick runs it with its time and the schedule's context,
+/// and it returns the context.
+#[workflow(name = "testkit.scheduled")]
+pub async fn scheduled(
+    _scheduled_at: dbos_core::schedule::chrono::DateTime<dbos_core::schedule::chrono::Utc>,
+    context: Value,
+) -> Result<Value, Error> {
+    Ok(context)
 }
 
 /// Runs [`checkout`] under the id `id` (its key too) to the end.

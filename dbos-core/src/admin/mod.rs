@@ -22,6 +22,7 @@ mod api;
 mod dashboard;
 mod error;
 mod filters;
+mod schedules;
 mod shapes;
 
 use std::fmt;
@@ -235,9 +236,13 @@ fn router(manager: Manager, server: &AdminServer) -> Router {
         manager,
         token: server.token.as_deref().map(Arc::from),
     };
-    let guarded = api::routes().merge(dashboard::api_routes()).route_layer(
-        axum::middleware::from_fn_with_state(state.clone(), require_token),
-    );
+    let guarded = api::routes()
+        .merge(dashboard::api_routes())
+        .merge(schedules::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
     Router::new()
         .merge(guarded)
         .merge(dashboard::public_routes())

@@ -23,7 +23,7 @@
 //! See the book's "Scheduled workflows" chapter.
 
 pub(crate) mod cron;
-mod ops;
+pub(crate) mod ops;
 pub(crate) mod runner;
 
 pub use chrono;

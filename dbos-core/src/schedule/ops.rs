@@ -195,7 +195,7 @@ impl Manager {
         .await
     }
 
-    async fn change_schedule(
+    pub(crate) async fn change_schedule(
         &self,
         op: &'static str,
         name: &str,

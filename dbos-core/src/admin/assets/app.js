@@ -1,5 +1,5 @@
 // The dbos-rs dashboard: plain JavaScript over the admin API of the server that serves it.
-// Views are chosen by the URL's hash: #/ (workflows), #/workflow/<id>, #/queues.
+// Views are chosen by the URL's hash: #/ (workflows), #/workflow/<id>, #/queues, #/schedules.
 "use strict";
 
 const PAGE_SIZE = 50;
@@ -294,20 +294,26 @@ function renderExchanges(x) {
       el("td", { class: "num", text: s.function_id }), el("td", {}, el("code", { text: JSON.stringify(s.value) })))), "No stream entries.", 4);
 }
 
-async function act(what, question, run) {
+// Asks `question`; when confirmed, runs `run` and shows its result in `out` (a workflow it
+// started as a link with id `linkId`), then calls `reload`.
+async function confirmAndRun(what, question, run, out, linkId, reload) {
   if (!(await confirmAction(question))) return;
-  const out = $("action-result");
   out.textContent = what + "…";
   try {
     const answer = await run();
     if (answer && answer.workflow_id) {
       out.replaceChildren(what + " done: new workflow ", workflowLink(answer.workflow_id));
-      out.querySelector("a").id = "action-new-workflow";
+      out.querySelector("a").id = linkId;
     } else {
       out.textContent = what + " done.";
     }
   } catch (e) { out.textContent = what + " failed: " + e.message; }
-  if (view.id) loadWorkflow(view.id);
+  reload();
+}
+
+function act(what, question, run) {
+  return confirmAndRun(what, question, run, $("action-result"), "action-new-workflow",
+    () => { if (view.id) loadWorkflow(view.id); });
 }
 
 const idPath = () => "/workflows/" + encodeURIComponent(view.id);
@@ -341,6 +347,43 @@ async function loadQueues() {
     el("td", { class: "num delayed", text: q.delayed }))));
 }
 
+// ---- Schedules -------------------------------------------------------------------------------
+
+function isoWhen(text) { return text ? when(new Date(text).getTime()) + " UTC" : ""; }
+
+async function loadSchedules() {
+  let schedules;
+  try { schedules = await api("GET", "/api/schedules"); } catch (e) { notice("Could not list schedules: " + e.message); return; }
+  notice("");
+  $("schedules").querySelector("tbody").replaceChildren(...schedules.map((s) => {
+    const paused = s.status === "PAUSED";
+    const toggle = el("button", { type: "button", class: paused ? "resume" : "pause",
+      "aria-label": (paused ? "Resume" : "Pause") + " schedule " + s.schedule_name, text: paused ? "Resume" : "Pause" });
+    toggle.addEventListener("click", () => scheduleAction(paused ? "Resume" : "Pause",
+      (paused ? "Resume" : "Pause") + " schedule " + s.schedule_name + "?" + (paused ? "" : " No executor fires it until it is resumed."),
+      "/api/schedules/" + encodeURIComponent(s.schedule_name) + (paused ? "/resume" : "/pause")));
+    const trigger = el("button", { type: "button", class: "trigger", "aria-label": "Trigger schedule " + s.schedule_name, text: "Trigger" });
+    trigger.addEventListener("click", () => scheduleAction("Trigger",
+      "Run " + s.workflow_name + " now for schedule " + s.schedule_name + "?",
+      "/api/schedules/" + encodeURIComponent(s.schedule_name) + "/trigger"));
+    const ticks = s.cron_error ? el("span", { class: "cron-error", text: s.cron_error })
+      : el("ol", { class: "ticks", "aria-label": "Next ticks of " + s.schedule_name }, ...s.next_ticks.map((t) => el("li", { text: isoWhen(t) })));
+    return el("tr", { "data-schedule": s.schedule_name },
+      el("td", { class: "name", "data-label": "Schedule" }, el("code", { text: s.schedule_name })),
+      el("td", { class: "workflow", "data-label": "Workflow", text: s.workflow_name }),
+      el("td", { class: "cron", "data-label": "Cron" }, el("code", { text: s.schedule }), s.cron_timezone ? " (" + s.cron_timezone + ")" : ""),
+      el("td", { class: "status", "data-label": "Status" }, badge(s.status)),
+      el("td", { class: "next", "data-label": paused ? "Next ticks (when resumed)" : "Next ticks" }, ticks),
+      el("td", { class: "last-fired", "data-label": "Last fired", text: s.last_fired_at ? isoWhen(s.last_fired_at) : "never" }),
+      el("td", { class: "schedule-actions", "data-label": "Actions" }, el("span", {}, toggle, trigger)));
+  }));
+  $("schedules-empty").hidden = schedules.length > 0;
+}
+
+function scheduleAction(what, question, path) {
+  return confirmAndRun(what, question, () => api("POST", path), $("schedule-result"), "schedule-new-workflow", loadSchedules);
+}
+
 // ---- Routing and refresh ---------------------------------------------------------------------
 
 function stopTimers() {
@@ -349,7 +392,7 @@ function stopTimers() {
 }
 
 function show(section) {
-  for (const s of ["view-list", "view-workflow", "view-queues"]) $(s).hidden = s !== section;
+  for (const s of ["view-list", "view-workflow", "view-queues", "view-schedules"]) $(s).hidden = s !== section;
 }
 
 function route() {
@@ -367,6 +410,12 @@ function route() {
     show("view-queues");
     loadQueues();
     view.timer = setInterval(() => { if ($("live").checked) loadQueues(); }, REFRESH_MS);
+  } else if (hash === "#/schedules") {
+    view.id = null;
+    show("view-schedules");
+    $("schedule-result").textContent = "";
+    loadSchedules();
+    view.timer = setInterval(() => { if ($("live").checked) loadSchedules(); }, REFRESH_MS);
   } else {
     view.id = null;
     show("view-list");
