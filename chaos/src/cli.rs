@@ -39,6 +39,9 @@ pub(crate) struct Settings {
     pub(crate) worker_concurrency: u32,
     /// Milliseconds each step sleeps.
     pub(crate) step_ms: u64,
+    /// Server connections of the PgBouncer (transaction mode) the workers go through; 0:
+    /// the workers connect directly.
+    pub(crate) pooler: u32,
     /// Where the JSON report goes.
     pub(crate) report: Option<PathBuf>,
     /// The run folder (Postgres data, effect logs, worker logs).
@@ -91,6 +94,9 @@ OPTIONS:
     --stall SECS        give up after this long without progress  [default: 30]
     --concurrency C     worker concurrency of the queue           [default: 8]
     --step-ms MS        how long each step works                  [default: 5]
+    --pooler N          workers go through PgBouncer in transaction mode with N server
+                        connections and no session URL (waits poll, each worker holds a
+                        3 s lease); needs the `pgbouncer` program. 0: directly [default: 0]
     --report PATH       also write the report as JSON to PATH
     --dir PATH          run folder (default: a new folder under the temp dir)
     --keep              keep the run folder after a passing run (a failing run always keeps it)
@@ -114,6 +120,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, String> {
     let mut stall = None;
     let mut concurrency = None;
     let mut step_ms = None;
+    let mut pooler = None;
     let mut report = None;
     let mut dir = None;
     let mut keep = false;
@@ -148,6 +155,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, String> {
                     "--stall" => stall = Some(number(flag, &value)?),
                     "--concurrency" => concurrency = Some(number(flag, &value)?),
                     "--step-ms" => step_ms = Some(number(flag, &value)?),
+                    "--pooler" => pooler = Some(number(flag, &value)?),
                     "--report" => report = Some(PathBuf::from(value)),
                     "--dir" => dir = Some(PathBuf::from(value)),
                     _ => return Err(format!("unknown argument `{arg}`")),
@@ -167,6 +175,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, String> {
         stall_secs: stall.unwrap_or(30),
         worker_concurrency: concurrency.unwrap_or(8),
         step_ms: step_ms.unwrap_or(5),
+        pooler: pooler.unwrap_or(0),
         report,
         dir,
         keep,
@@ -214,6 +223,8 @@ mod tests {
             (80, 5, 3, 4, 1)
         );
         assert_eq!(s.timeout_secs, 120);
+        assert_eq!(s.pooler, 0);
+        assert_eq!(run("--pooler 5").pooler, 5);
     }
 
     #[test]

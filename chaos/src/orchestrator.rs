@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dbos_core::local_postgres::LocalPostgres;
 use dbos_core::sysdb::{ConnectOptions, SystemDatabase};
+use dbos_testkit::pgbouncer::{PgBouncer, PoolMode};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -96,7 +97,11 @@ struct Run {
     effects_dir: PathBuf,
     logs_dir: PathBuf,
     pg: LocalPostgres,
-    url: String,
+    /// The URL the workers launch with: the run's database, or through PgBouncer with
+    /// `--pooler`.
+    worker_url: String,
+    /// The PgBouncer in front of Postgres with `--pooler` (stopped when the run ends).
+    _pooler: Option<PgBouncer>,
     db: SystemDatabase,
     exe: PathBuf,
     slots: Vec<Slot>,
@@ -129,6 +134,24 @@ pub(crate) async fn start_postgres(dir: &Path) -> SetupResult<LocalPostgres> {
         .map_err(|e| format!("could not start the run's Postgres: {e}"))
 }
 
+/// The lease of each worker behind the pooler (its liveness without a session): short, so a
+/// killed worker's relaunch takes its work back within seconds, as the lock does directly.
+const POOLED_LEASE_MS: u64 = 3_000;
+
+/// PgBouncer in transaction mode with `servers` server connections in front of the run's
+/// Postgres (`url`), its files under the run folder.
+async fn start_pooler(url: &str, dir: &Path, servers: usize) -> SetupResult<PgBouncer> {
+    let (url, dir) = (url.to_owned(), dir.to_owned());
+    // The testkit's launcher panics when PgBouncer cannot start: reported as a setup error.
+    tokio::spawn(
+        async move { PgBouncer::start_for(&url, dir, PoolMode::Transaction, servers).await },
+    )
+    .await
+    .map_err(|_| {
+        "could not start PgBouncer for --pooler (install the `pgbouncer` package)".to_owned()
+    })
+}
+
 /// Runs the workload under the fault schedule and checks it.
 pub(crate) async fn execute(
     settings: Settings,
@@ -156,6 +179,11 @@ pub(crate) async fn execute(
     db.migrate()
         .await
         .map_err(|e| format!("could not create the DBOS schema: {e}"))?;
+    let pooler = match settings.pooler {
+        0 => None,
+        servers => Some(start_pooler(&url, &dir, servers as usize).await?),
+    };
+    let worker_url = pooler.as_ref().map_or_else(|| url.clone(), |p| p.url(&url));
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
     let (ready_tx, ready_rx) = mpsc::unbounded_channel();
@@ -177,7 +205,8 @@ pub(crate) async fn execute(
         effects_dir,
         logs_dir,
         pg,
-        url,
+        worker_url,
+        _pooler: pooler,
         db,
         exe,
         slots,
@@ -366,11 +395,19 @@ impl Run {
             .map_err(|e| format!("could not open {}: {e}", log_path.display()))?;
         let mut cmd = Command::new(&self.exe);
         cmd.arg("worker")
-            .env("DBOS_SYSTEM_DATABASE_URL", &self.url)
+            .env("DBOS_SYSTEM_DATABASE_URL", &self.worker_url)
             .env("DBOS__VMID", &slot.executor)
             .env("DBOS_CHAOS_SLOT", slot.index.to_string())
             .env("DBOS_CHAOS_EFFECTS_DIR", &self.effects_dir)
             .env("DBOS_CHAOS_STEP_MS", self.settings.step_ms.to_string())
+            .env(
+                "DBOS_CHAOS_LEASE_MS",
+                if self.settings.pooler > 0 {
+                    POOLED_LEASE_MS.to_string()
+                } else {
+                    "0".to_owned()
+                },
+            )
             .env(
                 "DBOS_CHAOS_CONCURRENCY",
                 self.settings.worker_concurrency.to_string(),

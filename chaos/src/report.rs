@@ -178,8 +178,20 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "  workload        {} workflows x {} steps ({} ms each) on {} workers, worker concurrency {}",
-            s.workflows, s.steps, s.step_ms, s.workers, s.worker_concurrency
+            "  workload        {} workflows x {} steps ({} ms each) on {} workers, worker concurrency {}{}",
+            s.workflows,
+            s.steps,
+            s.step_ms,
+            s.workers,
+            s.worker_concurrency,
+            if s.pooler > 0 {
+                format!(
+                    ", through PgBouncer (transaction mode, {} server connections, leases)",
+                    s.pooler
+                )
+            } else {
+                String::new()
+            }
         );
         let _ = writeln!(
             o,

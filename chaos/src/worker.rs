@@ -11,6 +11,7 @@
 //! | `DBOS_CHAOS_EFFECTS_DIR` | where the effects file goes |
 //! | `DBOS_CHAOS_STEP_MS` | how long each step works |
 //! | `DBOS_CHAOS_CONCURRENCY` | the queue's worker concurrency |
+//! | `DBOS_CHAOS_LEASE_MS` | behind a pooler: the lease (0: the defaults) |
 //!
 //! Each step appends one line `workflow_id step pid micros` to this process's own effects file
 //! (`effects-<slot>-<pid>.log`, opened with `O_APPEND`, one `write` per line) *before* it
@@ -130,6 +131,7 @@ pub(crate) async fn run() -> Result<(), Error> {
     let step_ms = env_number("DBOS_CHAOS_STEP_MS")?;
     let concurrency = u32::try_from(env_number("DBOS_CHAOS_CONCURRENCY")?)
         .map_err(|_| config_error("DBOS_CHAOS_CONCURRENCY is too large"))?;
+    let lease_ms = env_number("DBOS_CHAOS_LEASE_MS")?;
     let pid = std::process::id();
     let path = dir.join(format!("effects-{slot}-{pid}.log"));
     let file = File::options()
@@ -148,6 +150,17 @@ pub(crate) async fn run() -> Result<(), Error> {
         .application_version(APP_VERSION)
         .pool_size(concurrency as usize + 4)
         .queue(&queue);
+    // Behind a transaction-mode pooler (found at launch) liveness is a lease: a short one,
+    // renewed six times per lease, so a relaunch gets its work back within seconds.
+    let config = if lease_ms > 0 {
+        let lease = Duration::from_millis(lease_ms);
+        config
+            .vanished_executor_timeout(lease)
+            .recovery_interval(lease / 6)
+            .recovery_grace(lease * 2 / 3)
+    } else {
+        config
+    };
     let dbos = Dbos::launch(config).await?;
     // The orchestrator times relaunches from this line.
     println!("ready {pid} {}", dbos.executor_id());

@@ -5,7 +5,9 @@
 //! pool, in [`PoolMode::Transaction`] (a server connection per transaction, what Supabase's,
 //! Neon's and most managed poolers do) or [`PoolMode::Session`] (one per client connection).
 //! Clients authenticate as the cluster's superuser (PgBouncer checks nothing,
-//! `auth_type = trust`, and logs in to Postgres with the superuser's password). The process
+//! `auth_type = trust`, and logs in to Postgres with the superuser's password). After a failed
+//! server login (Postgres restarting) it tries again after a second (`server_login_retry = 1`)
+//! rather than PgBouncer's default 15 s, which would stall every client for that long. The process
 //! is killed when the value is dropped (and when the test process dies, by
 //! `PR_SET_PDEATHSIG`).
 //!
@@ -136,6 +138,7 @@ impl PgBouncer {
                  default_pool_size = {server_pool}\n\
                  max_client_conn = 1000\n\
                  server_tls_sslmode = disable\n\
+                 server_login_retry = 1\n\
                  ignore_startup_parameters = extra_float_digits,options\n\
                  admin_users = {user}\n",
                 auth = auth_file.display(),
