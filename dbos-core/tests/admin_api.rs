@@ -624,6 +624,157 @@ async fn runs_of(db: &TestDatabase, schedule: &str) -> i64 {
         .get(0)
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[dbos_testkit::test]
+async fn queues_show_throughput_per_minute_and_the_oldest_waiting_workflow(db: TestDatabase) {
+    let (dbos, api) = launch(&db).await;
+    let now = now_ms();
+    // Rows of another version, so this runtime does not dequeue the waiting ones.
+    let pg = db.connect().await;
+    let row = |id: &str, status: &str, app: &str, created: i64, completed: Option<i64>| {
+        let pg = &pg;
+        let (id, status, app) = (id.to_owned(), status.to_owned(), app.to_owned());
+        async move {
+            pg.execute(
+                "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, queue_name, application_name,
+                                                   application_version, created_at, completed_at)
+                 VALUES ($1, $2, 'seeded', 'limited', $3, 'elsewhere', $4, $5)",
+                &[&id, &status, &app, &created, &completed],
+            )
+            .await
+            .unwrap();
+        }
+    };
+    // Each created minutes before it completed: the minute counted is the completion's.
+    let two_ago = now - 2 * 60_000;
+    let five_ago = now - 5 * 60_000;
+    // (name, status, how many, created, completed): the last ones outside the 15 minutes.
+    let finished = [
+        ("done-2", "SUCCESS", 3, two_ago - 180_000, two_ago),
+        ("done-5", "ERROR", 2, five_ago - 240_000, five_ago),
+        (
+            "done-20",
+            "SUCCESS",
+            4,
+            now - 21 * 60_000,
+            now - 20 * 60_000,
+        ),
+    ];
+    for (name, status, n, created, completed) in finished {
+        for i in 0..n {
+            let id = format!("{name}-{i}");
+            row(&id, status, "testapp", created, Some(completed + i)).await;
+        }
+    }
+    row("w-new", "ENQUEUED", "testapp", now - 1_000, None).await;
+    row("w-old", "ENQUEUED", "testapp", now - 600_000, None).await;
+    // Older still, but another application's: not this dashboard's.
+    row("w-foreign", "ENQUEUED", "otherapp", now - 900_000, None).await;
+
+    let queues = api.get_json("/api/queues").await;
+    let limited = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "limited")
+        .unwrap();
+    let minutes = limited["throughput"].as_array().unwrap();
+    assert_eq!(minutes.len(), 15, "{limited}");
+    let count_at = |t: i64| {
+        let minute = t / 60_000 * 60_000;
+        minutes
+            .iter()
+            .find(|m| m["minute"] == minute)
+            .unwrap_or_else(|| panic!("minute {minute} not shown: {limited}"))["completed"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(count_at(two_ago), 3);
+    assert_eq!(count_at(five_ago), 2);
+    let total: i64 = minutes
+        .iter()
+        .map(|m| m["completed"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 5, "{limited}");
+    // Oldest first, one minute apart, the current minute last.
+    for pair in minutes.windows(2) {
+        assert_eq!(
+            pair[1]["minute"].as_i64().unwrap() - pair[0]["minute"].as_i64().unwrap(),
+            60_000
+        );
+    }
+    assert!(minutes[14]["minute"].as_i64().unwrap() >= now / 60_000 * 60_000);
+    assert_eq!(
+        limited["oldest_waiting"],
+        json!({"workflow_id": "w-old", "created_at": now - 600_000})
+    );
+    assert_eq!(limited["enqueued"], 2);
+    dbos.shutdown().await.unwrap();
+}
+
+/// The scan nodes of a plan on `workflow_status`, with their index.
+fn scans_of(node: &Value, out: &mut Vec<String>) {
+    if node["Relation Name"] == "workflow_status" || node["Node Type"] == "Bitmap Index Scan" {
+        out.push(
+            format!(
+                "{} {}",
+                node["Node Type"].as_str().unwrap_or("?"),
+                node["Index Name"].as_str().unwrap_or("")
+            )
+            .trim()
+            .to_owned(),
+        );
+    }
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        scans_of(child, out);
+    }
+}
+
+#[dbos_testkit::test]
+async fn queue_throughput_reads_the_window_through_the_completed_at_index(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let now = now_ms();
+    // 30,000 workflows completed over 30 days on four queues: about 10 in the last 15 minutes.
+    let pg = db.connect().await;
+    pg.execute(
+        "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, queue_name, application_name,
+                                           created_at, completed_at)
+         SELECT 'wf-' || g, 'SUCCESS', 'seeded', 'q-' || (g % 4), 'testapp',
+                $1::bigint - g::bigint * 86400, $1::bigint - g::bigint * 86400 + 5
+           FROM generate_series(1, 30000) AS g",
+        &[&now],
+    )
+    .await
+    .unwrap();
+    pg.batch_execute("ANALYZE dbos.workflow_status")
+        .await
+        .unwrap();
+    let since = std::time::SystemTime::now() - Duration::from_secs(15 * 60);
+    let explained =
+        dbos_core::admin::explain_queue_throughput(dbos.system_database(), since, Some("testapp"))
+            .await
+            .unwrap();
+    let plan = &explained[0]["Plan"];
+    let mut scans = Vec::new();
+    scans_of(plan, &mut scans);
+    eprintln!(
+        "throughput plan: {scans:?}, {} ms",
+        explained[0]["Execution Time"]
+    );
+    assert!(
+        scans.iter().any(|s| s.ends_with("idx_workflow_status_completed_at"))
+            && !scans.iter().any(|s| s.starts_with("Seq Scan")),
+        "the throughput query does not read its window through the completed_at index: {scans:?}\n{explained}"
+    );
+    dbos.shutdown().await.unwrap();
+}
+
 #[dbos_testkit::test]
 async fn schedules_list_their_next_ticks_and_pause_resume_and_trigger(db: TestDatabase) {
     let (dbos, api) = launch(&db).await;

@@ -464,13 +464,65 @@ async fn the_dashboard_works_in_a_real_browser(db: TestDatabase) {
     )
     .await;
 
-    // Queues: limits and depth.
+    // Queues: limits, depth, throughput and the oldest waiting workflow. Three more
+    // workflows completed on the queue a minute ago and one waiting for ten minutes (rows of
+    // another version, which this runtime leaves alone).
+    let sql = db.connect().await;
+    sql.batch_execute(
+        "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, queue_name, application_name,
+                                           application_version, created_at, completed_at)
+         SELECT 'thr-' || g, 'SUCCESS', 'testkit.checkout', 'orders', 'testapp', 'elsewhere',
+                (extract(epoch FROM now()) * 1000)::bigint - 70000,
+                (extract(epoch FROM now()) * 1000)::bigint - 60000 + g
+           FROM generate_series(1, 3) AS g;
+         INSERT INTO dbos.workflow_status (workflow_uuid, status, name, queue_name, application_name,
+                                           application_version, created_at)
+         VALUES ('wait-1', 'ENQUEUED', 'testkit.checkout', 'orders', 'testapp', 'elsewhere',
+                 (extract(epoch FROM now()) * 1000)::bigint - 600000)",
+    )
+    .await
+    .unwrap();
+    let completed: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM dbos.workflow_status WHERE queue_name = 'orders'
+               AND completed_at >= ((extract(epoch FROM now()) * 1000)::bigint / 60000 - 14) * 60000",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(completed >= 3);
     b.eval("location.hash = '#/queues'").await;
     let cells = b
-        .until("the orders queue", "(() => { const r = document.querySelector('#queues tr[data-queue=\"orders\"]'); return r ? [...r.children].map(td => td.textContent) : null; })()")
+        .until("the orders queue", "(() => { const r = document.querySelector('#queues tr[data-queue=\"orders\"]'); \
+            return r && r.querySelector('.oldest a') ? [...r.children].map(td => td.textContent) : null; })()")
         .await;
     assert_eq!(cells[1], "4");
     assert_eq!(cells[2], "2");
+    assert_eq!(cells[5], "1", "enqueued");
+    let chart = b
+        .eval("(() => { const svg = document.querySelector('#queues tr[data-queue=\"orders\"] svg.chart'); \
+            return { total: svg.dataset.total, label: svg.getAttribute('aria-label'), \
+                     bars: [...svg.querySelectorAll('rect')].map(r => Number(r.dataset.completed)) }; })()")
+        .await;
+    assert_eq!(chart["total"], json!(completed.to_string()), "{chart}");
+    let bars: Vec<i64> = serde_json::from_value(chart["bars"].clone()).unwrap();
+    assert_eq!(bars.len(), 15, "{chart}");
+    assert_eq!(bars.iter().sum::<i64>(), completed);
+    assert!(
+        bars.iter().any(|n| *n >= 3),
+        "a minute with the three: {bars:?}"
+    );
+    assert!(
+        chart["label"].as_str().unwrap().starts_with(&format!(
+            "orders: {completed} completed in the last 15 minutes"
+        )),
+        "{chart}"
+    );
+    let oldest = b
+        .eval("(() => { const a = document.querySelector('#queues tr[data-queue=\"orders\"] .oldest a'); return [a.textContent, a.getAttribute('href')]; })()")
+        .await;
+    assert_eq!(oldest, json!(["wait-1", "#/workflow/wait-1"]));
     b.screenshot("queues").await;
 
     // Schedules: the next tick, pause (the row says so), trigger and the run it started.
@@ -583,7 +635,7 @@ async fn the_dashboard_works_in_a_real_browser(db: TestDatabase) {
     b.eval("location.hash = '#/'").await;
     b.until(
         "the list on a phone",
-        &format!("{ROW_IDS}.split(',').length === 6"),
+        &format!("{ROW_IDS}.split(',').length === 10"),
     )
     .await;
     let layout = b

@@ -2,6 +2,8 @@
 //! HTML, CSS and JavaScript: no build step, nothing fetched from elsewhere), and the few
 //! endpoints it reads besides DBOS's (under `/api/`).
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +20,9 @@ use crate::workflow::placement::check_id;
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
+
+/// How many minutes of throughput the queues view shows.
+const THROUGHPUT_MINUTES: i64 = 15;
 
 /// How many rows of each kind the workflow view shows.
 const EXCHANGES_SHOWN: i64 = 500;
@@ -54,11 +59,58 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// `GET /api/queues`: every queue with its limits and its depth by status.
+/// `GET /api/queues`: every queue with its limits, its depth by status, its throughput
+/// (`throughput`: workflows completed in each of the last [`THROUGHPUT_MINUTES`] minutes,
+/// oldest first, the current minute last) and its oldest waiting workflow
+/// (`oldest_waiting`: `{workflow_id, created_at}` or null).
 async fn queues(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let queues = s.manager.list_queues().await?;
-    let out: Vec<Value> = queues.iter().map(|q| q.to_dbos_json()).collect();
+    let m = &s.manager;
+    let app = m.app_name.as_deref();
+    let queues = m.list_queues().await?;
+    let now_ms = epoch_ms(SystemTime::now());
+    let first_minute = now_ms / 60_000 * 60_000 - (THROUGHPUT_MINUTES - 1) * 60_000;
+    let minutes = m.sysdb.queue_throughput(first_minute, app).await?;
+    let oldest = m.sysdb.oldest_waiting(app).await?;
+    let out: Vec<Value> = queues
+        .iter()
+        .map(|q| {
+            let mut v = q.to_dbos_json();
+            let throughput: Vec<Value> = (0..THROUGHPUT_MINUTES)
+                .map(|i| {
+                    let minute = first_minute + i * 60_000;
+                    let completed = minutes
+                        .iter()
+                        .find(|x| x.queue == q.name && x.minute_ms == minute)
+                        .map_or(0, |x| x.completed);
+                    json!({"minute": minute, "completed": completed})
+                })
+                .collect();
+            v["throughput"] = json!(throughput);
+            v["oldest_waiting"] = oldest.iter().find(|o| o.queue == q.name).map_or(
+                Value::Null,
+                |o| json!({"workflow_id": o.workflow_id, "created_at": o.created_at}),
+            );
+            v
+        })
+        .collect();
     Ok(Json(out).into_response())
+}
+
+fn epoch_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Not public API: `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of the statement behind the
+/// queues view's throughput (completed workflows per queue and minute since `since`), for
+/// the query-plan test.
+#[doc(hidden)]
+pub async fn explain_queue_throughput(
+    sysdb: &crate::sysdb::SystemDatabase,
+    since: SystemTime,
+    app: Option<&str>,
+) -> crate::Result<Value> {
+    sysdb.explain_queue_throughput(epoch_ms(since), app).await
 }
 
 /// A stored value decoded, or its text when it does not decode.

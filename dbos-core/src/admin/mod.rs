@@ -43,6 +43,9 @@ use crate::runtime::RuntimeInner;
 
 use error::ApiError;
 
+#[doc(hidden)]
+pub use dashboard::explain_queue_throughput;
+
 /// Where and how the admin server listens: a port, an address (127.0.0.1 by default) and
 /// an optional bearer token.
 ///

@@ -15,6 +15,7 @@ pub(crate) mod manage;
 pub(crate) mod messages;
 mod migrate;
 mod pooler;
+pub(crate) mod queue_activity;
 pub(crate) mod queues;
 pub(crate) mod records;
 pub(crate) mod rename;

@@ -337,14 +337,51 @@ async function loadQueues() {
   notice("");
   const limit = (v) => (v === null || v === undefined ? "none" : String(v));
   $("queues").querySelector("tbody").replaceChildren(...queues.map((q) => el("tr", { "data-queue": q.name },
-    el("td", {}, el("code", { text: q.name })),
-    el("td", { class: "num", text: limit(q.concurrency) }),
-    el("td", { class: "num", text: limit(q.worker_concurrency) }),
-    el("td", { text: q.rate_limit_max ? q.rate_limit_max + " per " + q.rate_limit_period_sec + " s" : "none" }),
-    el("td", { text: q.partition_queue ? "yes" : "no" }),
-    el("td", { class: "num enqueued", text: q.enqueued }),
-    el("td", { class: "num pending", text: q.pending }),
-    el("td", { class: "num delayed", text: q.delayed }))));
+    el("td", { "data-label": "Queue" }, el("code", { text: q.name })),
+    el("td", { class: "num", "data-label": "Concurrency", text: limit(q.concurrency) }),
+    el("td", { class: "num", "data-label": "Per worker", text: limit(q.worker_concurrency) }),
+    el("td", { "data-label": "Rate limit", text: q.rate_limit_max ? q.rate_limit_max + " per " + q.rate_limit_period_sec + " s" : "none" }),
+    el("td", { "data-label": "Partitioned", text: q.partition_queue ? "yes" : "no" }),
+    el("td", { class: "num enqueued", "data-label": "Enqueued", text: q.enqueued }),
+    el("td", { class: "num pending", "data-label": "Pending", text: q.pending }),
+    el("td", { class: "num delayed", "data-label": "Delayed", text: q.delayed }),
+    el("td", { class: "throughput", "data-label": "Completed / min" }, throughputChart(q)),
+    el("td", { class: "oldest", "data-label": "Oldest waiting" }, q.oldest_waiting
+      ? el("span", {}, workflowLink(q.oldest_waiting.workflow_id), " since " + when(q.oldest_waiting.created_at))
+      : "none"))));
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+// Completed workflows per minute as a small bar chart (inline SVG), oldest minute first.
+function throughputChart(q) {
+  const minutes = q.throughput || [];
+  const total = minutes.reduce((n, m) => n + m.completed, 0);
+  const top = Math.max(1, ...minutes.map((m) => m.completed));
+  const w = 8, gap = 2, h = 32;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("width", String(minutes.length * (w + gap)));
+  svg.setAttribute("height", String(h));
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", q.name + ": " + total + " completed in the last " + minutes.length + " minutes, at most " + top + " a minute");
+  svg.dataset.total = String(total);
+  minutes.forEach((m, i) => {
+    const bar = document.createElementNS(SVG, "rect");
+    const bh = m.completed === 0 ? 1 : Math.max(2, Math.round((m.completed / top) * (h - 2)));
+    bar.setAttribute("x", String(i * (w + gap)));
+    bar.setAttribute("y", String(h - bh));
+    bar.setAttribute("width", String(w));
+    bar.setAttribute("height", String(bh));
+    bar.setAttribute("class", m.completed === 0 ? "idle" : "busy");
+    bar.dataset.minute = String(m.minute);
+    bar.dataset.completed = String(m.completed);
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = when(m.minute).slice(11, 16) + " UTC: " + m.completed + " completed";
+    bar.append(title);
+    svg.append(bar);
+  });
+  return el("span", { class: "chart-wrap" }, svg, el("span", { class: "chart-total", text: String(total) }));
 }
 
 // ---- Schedules -------------------------------------------------------------------------------
