@@ -988,3 +988,147 @@ async fn sends_to_forks(to: String) -> Result<(), Error> {
         .to_forks()])
     .await
 }
+
+/// A send the database fails (an error of its statement, not a missing destination) is no
+/// answer to record: the execution stops with nothing recorded, even though the body
+/// catches the error, and the workflow, resumed once the database takes the message, sends
+/// it once. Returning the failure to the body as a plain error would let the body record
+/// it (here as its result) instead of leaving the send to recovery.
+#[dbos_testkit::test]
+async fn a_send_the_database_fails_stops_the_execution_and_is_made_when_resumed(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let _inbox = waits_for_payment(600_000)
+        .id("refusing-inbox")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let admin = db.connect().await;
+    admin
+        .batch_execute(
+            "CREATE FUNCTION refuse_message() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'the test refuses this message'; END $$;
+             CREATE TRIGGER refuse_message BEFORE INSERT ON dbos.notifications FOR EACH ROW
+               WHEN (NEW.destination_uuid = 'refusing-inbox') EXECUTE FUNCTION refuse_message();",
+        )
+        .await
+        .unwrap();
+    let _sender = sends_to("refusing-inbox".into())
+        .id("refused-sender")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually(
+        "the sender's execution to stop",
+        Duration::from_secs(60),
+        || async { (dbos.running_workflows() == 1).then_some(()) },
+    )
+    .await;
+    let row = |sql: &'static str| {
+        let admin = &admin;
+        async move { admin.query_one(sql, &[]).await.unwrap() }
+    };
+    let status: String =
+        row("SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'refused-sender'")
+            .await
+            .get(0);
+    assert_eq!(
+        status, "PENDING",
+        "a failed send leaves its workflow to be recovered"
+    );
+    let recorded: i64 =
+        row("SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'refused-sender'")
+            .await
+            .get(0);
+    assert_eq!(recorded, 0, "a failed send records nothing");
+    admin
+        .batch_execute("DROP TRIGGER refuse_message ON dbos.notifications")
+        .await
+        .unwrap();
+    dbos.resume_workflow("refused-sender").await.unwrap();
+    let resumed = dbos.retrieve_workflow::<String, Error>("refused-sender");
+    let out = tokio::time::timeout(Duration::from_secs(60), resumed.result())
+        .await
+        .expect("the resumed sender finishes")
+        .unwrap();
+    assert_eq!(out, "sent");
+    let sent: i64 =
+        row("SELECT count(*) FROM dbos.notifications WHERE destination_uuid = 'refusing-inbox'")
+            .await
+            .get(0);
+    assert_eq!(sent, 1, "the message, sent once");
+    dbos.shutdown().await.unwrap();
+}
+
+/// Waits for "go", then for one message on "payment".
+#[workflow]
+async fn go_then_receives() -> Result<Option<String>, Error> {
+    let _: Option<bool> = dbos_core::recv("go", Duration::from_secs(60)).await?;
+    dbos_core::recv::<String>("payment", Duration::from_secs(60)).await
+}
+
+/// A message another consumer takes between the receive's look and its consume (here a
+/// transaction of the test holds the row the consume waits on, and marks it consumed) is not
+/// the receive's, and nothing is wrong with the execution: the receive waits for the next
+/// message and returns it.
+#[dbos_testkit::test]
+async fn a_message_taken_between_the_look_and_the_consume_leaves_the_receive_waiting_for_the_next(
+    db: TestDatabase,
+) {
+    let dbos = db.launch().await;
+    let h = go_then_receives()
+        .id("taken-inbox")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    dbos.send("taken-inbox", &"first", "payment")
+        .idempotency_key("first")
+        .await
+        .unwrap();
+    let mut taker = db.connect().await;
+    let tx = taker.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM dbos.notifications WHERE message_uuid = 'first::taken-inbox' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    dbos.send("taken-inbox", &true, "go").await.unwrap();
+    let watcher = db.connect().await;
+    eventually(
+        "the receive's consume to wait for the held message",
+        Duration::from_secs(30),
+        || async {
+            let n: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE datname = current_database() AND wait_event_type = 'Lock'
+                        AND query LIKE '%consumed = true%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    tx.execute(
+        "UPDATE dbos.notifications SET consumed = true WHERE message_uuid = 'first::taken-inbox'",
+        &[],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    dbos.send("taken-inbox", &"second", "payment")
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), h.result())
+        .await
+        .expect("the receive went on to the next message")
+        .unwrap();
+    assert_eq!(out.as_deref(), Some("second"));
+    dbos.shutdown().await.unwrap();
+}

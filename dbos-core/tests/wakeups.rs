@@ -1121,3 +1121,217 @@ async fn parked_workflows_cancelled_or_deleted_elsewhere_leave_memory(db: TestDa
     assert_eq!(dbos.parked_workflows(), 1);
     dbos.shutdown().await.unwrap();
 }
+
+/// A write finds its step recorded by another execution: the recorded step counts only when
+/// it is the same operation and this execution still owns the workflow. Under another name
+/// (the two executions run different code), or with the ownership gone, the write is refused:
+/// the body's call fails and nothing is written, rather than going on with the other
+/// execution's answer.
+#[dbos_testkit::test]
+async fn a_write_whose_step_another_execution_recorded_counts_only_for_the_same_operation_and_owner(
+    db: TestDatabase,
+) {
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .park_after(Duration::from_secs(600))
+            .cancel_poll_interval(Duration::from_secs(600)),
+    )
+    .await
+    .unwrap();
+    let _inbox = waits_for_hello("unused".into())
+        .id("recorded-inbox")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let client = db.connect().await;
+    for (op, name) in [
+        ("send", "DBOS.send"),
+        ("set_event", "DBOS.setEvent"),
+        ("write_stream", "DBOS.writeStream"),
+    ] {
+        for case in ["another-operation", "taken-over"] {
+            let id = format!("recorded-{op}-{case}");
+            let _h = writes_after_a_nap(op.into(), "recorded-inbox".into())
+                .id(id.clone())
+                .on(&dbos)
+                .start()
+                .await
+                .unwrap();
+            waiting(&db, &id).await;
+            // The step after the sleep, recorded by "another execution": under another
+            // operation's name, or under this one's by an execution that took the workflow.
+            let recorded = if case == "another-operation" {
+                "DBOS.getEvent"
+            } else {
+                name
+            };
+            client
+                .execute(
+                    "INSERT INTO dbos.operation_outputs (workflow_uuid, function_id, function_name, output,
+                                                         started_at_epoch_ms, completed_at_epoch_ms)
+                     SELECT $1, max(function_id) + 1, $2, 'null', 1, 1
+                       FROM dbos.operation_outputs WHERE workflow_uuid = $1",
+                    &[&id, &recorded],
+                )
+                .await
+                .unwrap();
+            if case == "taken-over" {
+                client
+                    .execute(
+                        "UPDATE dbos.workflow_status SET owner_xid = 'someone-else' WHERE workflow_uuid = $1",
+                        &[&id],
+                    )
+                    .await
+                    .unwrap();
+            }
+            eventually("the execution to stop", Duration::from_secs(20), || async {
+                (dbos.running_workflows() == 1).then_some(())
+            })
+            .await;
+            let wrote = NAP_WROTE.lock().unwrap().clone();
+            let kind = wrote.iter().find(|(w, _)| *w == id).map(|(_, k)| *k);
+            assert_eq!(
+                kind,
+                Some(Some(dbos_core::ErrorKind::ConflictingWorkflowId)),
+                "{op}, {case}: the write was refused"
+            );
+            let written: (i64, i64, i64, String) = client
+                .query_one(
+                    "SELECT (SELECT count(*) FROM dbos.notifications WHERE destination_uuid = 'recorded-inbox'),
+                            (SELECT count(*) FROM dbos.workflow_events WHERE workflow_uuid = $1),
+                            (SELECT count(*) FROM dbos.streams WHERE workflow_uuid = $1),
+                            (SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1)",
+                    &[&id],
+                )
+                .await
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .unwrap();
+            assert_eq!(
+                written,
+                (0, 0, 0, "PENDING".to_owned()),
+                "{op}, {case}: nothing written, the workflow left as it was"
+            );
+        }
+    }
+    dbos.shutdown().await.unwrap();
+}
+
+/// Set by [`a_send_under_a_claim_handed_over_mid_write_is_made_once`] to let
+/// [`send_cue`] return.
+static HANDOVER_GO: AtomicU32 = AtomicU32::new(0);
+
+/// Waits (in a step) until the test lets it go.
+#[step]
+async fn send_cue() -> Result<(), Error> {
+    let until = Instant::now() + Duration::from_secs(60);
+    while HANDOVER_GO.load(Ordering::SeqCst) == 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Sends one message once the test lets it.
+#[workflow]
+async fn sends_on_cue(dest: String) -> Result<(), Error> {
+    send_cue().await?;
+    dbos_core::send(dest.as_str(), &"handed", "t").await
+}
+
+/// A send whose statement runs after a new claim of its workflow was handed to its
+/// execution (a resume while it runs): the statement's fence, carrying the old claim,
+/// refuses, and the send is made again under the new one, once. Taking that refusal for a
+/// lost ownership would stop the execution and leave the workflow pending, claimed here,
+/// with nothing running it. The test holds the messages table locked so that the send's
+/// statement waits, before taking its snapshot, until the claim has been handed over.
+#[dbos_testkit::test]
+async fn a_send_under_a_claim_handed_over_mid_write_is_made_once(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let _inbox = waits_for_hello("unused".into())
+        .id("handover-inbox")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let id = "handover-sender";
+    let h = sends_on_cue("handover-inbox".into())
+        .id(id)
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let mut locker = db.connect().await;
+    let sys = db.connect().await;
+    let first: Option<String> = sys
+        .query_one(
+            "SELECT owner_xid FROM dbos.workflow_status WHERE workflow_uuid = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE dbos.notifications IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    HANDOVER_GO.store(1, Ordering::SeqCst);
+    eventually(
+        "the send's statement to wait for the lock",
+        Duration::from_secs(30),
+        || async {
+            let n: i64 = sys
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE datname = current_database() AND wait_event_type = 'Lock'
+                        AND query LIKE '%INSERT INTO%notifications%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    dbos.resume_workflow(id).await.unwrap();
+    eventually(
+        "this executor to claim the resumed workflow again",
+        Duration::from_secs(60),
+        || async {
+            let row = sys
+                .query_one(
+                    "SELECT status, owner_xid FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            let (status, owner): (String, Option<String>) = (row.get(0), row.get(1));
+            (status == "PENDING" && owner.is_some() && owner != first).then_some(())
+        },
+    )
+    .await;
+    // The claim is handed to the execution right after it commits, in the same task.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        dbos.running_workflows(),
+        2,
+        "the claim attached to the running execution (no second body)"
+    );
+    tx.rollback().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), h.result())
+        .await
+        .expect("the workflow finished after the hand-over")
+        .unwrap();
+    let sent: i64 = sys
+        .query_one(
+            "SELECT count(*) FROM dbos.notifications WHERE destination_uuid = 'handover-inbox'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sent, 1, "the message, sent once");
+    dbos.shutdown().await.unwrap();
+}
