@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use dbos_core::schedule::chrono::{self, Utc};
 use dbos_core::schedule::Schedule;
-use dbos_core::Queue;
+use dbos_core::{step, workflow, Error, ErrorKind, Queue};
+use dbos_testkit::admin::first;
 use dbos_testkit::admin::{self, run_checkout, run_refused, schedule_status, status_of, waiting};
-use dbos_testkit::runs::runs as count;
+use dbos_testkit::runs::{bump, runs as count};
 use dbos_testkit::TestDatabase;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -262,6 +263,23 @@ fn decode_base64(text: &str) -> Vec<u8> {
     out
 }
 
+/// Fails every time: three attempts, 200 ms apart.
+#[step(max_attempts = 3, interval = "200ms", backoff = 1.0)]
+async fn flaky(key: String) -> Result<i64, Error> {
+    bump(&format!("{key}/flaky"));
+    Err(Error::new(
+        ErrorKind::InvalidArgument,
+        format!("gateway {key} timed out"),
+    ))
+}
+
+/// Step 1, then a step that fails after its retries.
+#[workflow]
+async fn retried(key: String) -> Result<i64, Error> {
+    first(key.clone()).await?;
+    flaky(key).await
+}
+
 static ORDERS: Queue = Queue::new("orders").concurrency(4).worker_concurrency(2);
 
 const ROW_IDS: &str =
@@ -464,6 +482,91 @@ async fn the_dashboard_works_in_a_real_browser(db: TestDatabase) {
     )
     .await;
 
+    // Retries: a step that failed after three attempts is one red bar over all of them,
+    // with its last error; the workflow's recovery attempts are in the header.
+    let out = retried("retry-1".into())
+        .id("retry-1")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap()
+        .result()
+        .await;
+    assert!(out.is_err());
+    assert_eq!(count("retry-1/flaky"), 3);
+    // As after two recoveries (the column the runtime increments at each recovery).
+    db.connect()
+        .await
+        .execute(
+            "UPDATE dbos.workflow_status SET recovery_attempts = 3 WHERE workflow_uuid = 'retry-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    b.eval("location.hash = '#/workflow/retry-1'").await;
+    let bar = b
+        .until(
+            "retry-1's failed step",
+            "(() => { const b = document.querySelector('#timeline .bar[data-step=\"2\"]'); \
+               return document.getElementById('wf-id').textContent === 'retry-1' && b ? \
+               { cls: b.className, label: b.getAttribute('aria-label'), ms: Number(b.dataset.ms) } : null; })()",
+        )
+        .await;
+    assert_eq!(bar["cls"], "bar error", "{bar}");
+    assert!(
+        bar["label"]
+            .as_str()
+            .unwrap()
+            .starts_with("Step 2 flaky: error"),
+        "{bar}"
+    );
+    assert!(
+        bar["ms"].as_f64().unwrap() >= 400.0,
+        "two 200 ms waits inside the bar: {bar}"
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('#timeline .bar').length")
+            .await,
+        json!(2),
+        "one bar per step, not per attempt"
+    );
+    assert_eq!(
+        b.eval("document.getElementById('wf-attempts').textContent")
+            .await,
+        json!("3")
+    );
+    assert_eq!(
+        b.eval("document.getElementById('wf-status').textContent")
+            .await,
+        json!("ERROR")
+    );
+    b.click("#timeline .bar[data-step='2']").await;
+    let detail = b
+        .until(
+            "the failed step's error",
+            "document.getElementById('step-detail').hidden ? '' : \
+             [document.getElementById('step-detail-body').textContent, document.getElementById('step-detail-note').textContent]",
+        )
+        .await;
+    assert!(
+        detail[0]
+            .as_str()
+            .unwrap()
+            .contains("gateway retry-1 timed out"),
+        "{detail}"
+    );
+    assert!(
+        detail[1].as_str().unwrap().contains("last attempt"),
+        "{detail}"
+    );
+    assert!(
+        detail[1]
+            .as_str()
+            .unwrap()
+            .contains("not recorded one by one"),
+        "{detail}"
+    );
+
     // Queues: limits, depth, throughput and the oldest waiting workflow. Three more
     // workflows completed on the queue a minute ago and one waiting for ten minutes (rows of
     // another version, which this runtime leaves alone).
@@ -635,7 +738,7 @@ async fn the_dashboard_works_in_a_real_browser(db: TestDatabase) {
     b.eval("location.hash = '#/'").await;
     b.until(
         "the list on a phone",
-        &format!("{ROW_IDS}.split(',').length === 10"),
+        &format!("{ROW_IDS}.split(',').length === 11"),
     )
     .await;
     let layout = b

@@ -195,7 +195,7 @@ async function loadWorkflow(id) {
   fact(dl, "Queue", w.QueueName);
   fact(dl, "Created", when(created));
   fact(dl, "Duration", duration(created, finishedAt(w)));
-  fact(dl, "Attempts", w.RecoveryAttempts);
+  fact(dl, "Recovery attempts", el("span", { id: "wf-attempts", title: "How many times an execution of this workflow started: 1 when it never had to be recovered", text: w.RecoveryAttempts }));
   fact(dl, "Executor", w.ExecutorID);
   fact(dl, "Application version", w.ApplicationVersion);
   if (w.ParentWorkflowID) fact(dl, "Parent", workflowLink(w.ParentWorkflowID));
@@ -244,7 +244,8 @@ function renderTimeline(w, steps) {
     const outcome = s.error !== null ? "error" : (s.completed_at_epoch_ms === null ? "running" : (s.child_workflow_id ? "child" : "ok"));
     const label = "Step " + s.function_id + " " + s.function_name + ": " + outcome + ", " + duration(start, end);
     const bar = el("button", {
-      type: "button", class: "bar " + outcome, "data-step": String(s.function_id), "aria-label": label, title: label,
+      type: "button", class: "bar " + outcome, "data-step": String(s.function_id), "data-ms": String(Math.max(0, end - start)),
+      "aria-label": label, title: label,
       style: "left:" + ((start - t0) / span * 100).toFixed(3) + "%;width:" + Math.max((end - start) / span * 100, 0.5).toFixed(3) + "%",
     });
     bar.addEventListener("click", () => showStep(s));
@@ -267,6 +268,10 @@ function showStep(s) {
   if (s.error !== null) parts.push(s.error); else parts.push(pretty(s.output));
   if (s.child_workflow_id) parts.push("child workflow: " + s.child_workflow_id);
   $("step-detail-body").textContent = parts.join("\n");
+  const start = ms(s.started_at_epoch_ms), end = ms(s.completed_at_epoch_ms);
+  $("step-detail-note").textContent = (start !== null && end !== null ? "From its first attempt's start to its end: " + duration(start, end) + ". " : "") +
+    (s.error !== null ? "This is the error of its last attempt. " : "") +
+    "A step's attempts are not recorded one by one: a retried step shows its outcome, over the time all its attempts and the waits between them took.";
 }
 
 function renderLinks(ul, rows, empty) {
