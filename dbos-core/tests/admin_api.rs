@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use dbos_core::admin::{serve, AdminServer};
+use dbos_core::manage::ListWorkflows;
 use dbos_core::schedule::chrono::{self, DateTime, Datelike, Utc};
 use dbos_core::schedule::Schedule;
 use dbos_core::{step, workflow, Client, Dbos, Error, ErrorKind, Queue};
@@ -772,6 +773,140 @@ async fn queue_throughput_reads_the_window_through_the_completed_at_index(db: Te
             && !scans.iter().any(|s| s.starts_with("Seq Scan")),
         "the throughput query does not read its window through the completed_at index: {scans:?}\n{explained}"
     );
+    dbos.shutdown().await.unwrap();
+}
+
+/// Rows of `workflow_status` a plan read (returned, plus removed by filters).
+fn rows_read(node: &Value) -> f64 {
+    let mut n = 0.0;
+    if node["Relation Name"] == "workflow_status" {
+        n += node["Actual Rows"].as_f64().unwrap_or(0.0)
+            * node["Actual Loops"].as_f64().unwrap_or(1.0)
+            + node["Rows Removed by Filter"].as_f64().unwrap_or(0.0);
+    }
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        n += rows_read(child);
+    }
+    n
+}
+
+const PAGED: i64 = 100_000;
+
+#[dbos_testkit::test(timeout = "300s")]
+async fn pages_of_100k_workflows_cost_the_same_at_any_depth(db: TestDatabase) {
+    let (dbos, api) = launch(&db).await;
+    // 100,000 finished workflows over about 12 days, two per millisecond tick at times
+    // (creation-time ties), in one statement.
+    let pg = db.connect().await;
+    let now = now_ms();
+    pg.execute(
+        "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, queue_name, application_name,
+                                           application_version, created_at, updated_at, completed_at)
+         SELECT 'pg-' || lpad(g::text, 6, '0'), CASE WHEN g % 50 = 0 THEN 'ERROR' ELSE 'SUCCESS' END,
+                'paged_' || (g % 10), 'q-' || (g % 3), 'testapp', 'elsewhere',
+                $1::bigint - ($2::bigint - g / 2) * 20000, $1::bigint - ($2::bigint - g / 2) * 20000 + 5,
+                $1::bigint - ($2::bigint - g / 2) * 20000 + 5
+           FROM generate_series(1, $2::bigint) AS g",
+        &[&now, &PAGED],
+    )
+    .await
+    .unwrap();
+    pg.batch_execute("ANALYZE dbos.workflow_status")
+        .await
+        .unwrap();
+    // The row before each measured page, newest first, as the page's "Older" button sends it.
+    let cursor_at = |position: i64| {
+        let pg = &pg;
+        async move {
+            let r = pg
+                .query_one(
+                    "SELECT created_at, workflow_uuid FROM dbos.workflow_status
+                      ORDER BY created_at DESC, workflow_uuid DESC OFFSET $1 LIMIT 1",
+                    &[&position],
+                )
+                .await
+                .unwrap();
+            (r.get::<_, i64>(0), r.get::<_, String>(1))
+        }
+    };
+    let page = 50;
+    let mut report = Vec::new();
+    for (what, before) in [
+        ("first", None),
+        ("middle", Some(PAGED / 2 - 1)),
+        ("last", Some(PAGED - page - 1)),
+    ] {
+        let cursor = match before {
+            Some(position) => Some(cursor_at(position).await),
+            None => None,
+        };
+        let mut body = json!({"sort_desc": true, "limit": page + 1});
+        let mut offset_body = body.clone();
+        let mut q = ListWorkflows::new()
+            .newest_first()
+            .limit(page as u32 + 1)
+            .without_input()
+            .without_output();
+        if let (Some((created, id)), Some(position)) = (&cursor, before) {
+            body["page_after"] = json!({"created_at": created, "workflow_id": id});
+            offset_body["offset"] = json!(position + 1);
+            q = q.page_after(*created, id.clone());
+        }
+        // The page's rows are the right ones: the ones after the cursor, in order.
+        let rows = api.post_json("/workflows", body.clone()).await;
+        let ids: Vec<&str> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["WorkflowUUID"].as_str().unwrap())
+            .collect();
+        let first_expected = cursor_at(before.map_or(0, |p| p + 1)).await.1;
+        assert_eq!(ids[0], first_expected, "{what} page");
+        assert_eq!(
+            ids.len() as i64,
+            if what == "last" { page } else { page + 1 },
+            "{what} page"
+        );
+        // Its cost: the API call end to end (best of ten, alternating), the plan, and the
+        // same page by offset for comparison.
+        let mut keyset = Duration::MAX;
+        let mut by_offset = Duration::MAX;
+        for _ in 0..10 {
+            let t = std::time::Instant::now();
+            api.post_json("/workflows", body.clone()).await;
+            keyset = keyset.min(t.elapsed());
+            let t = std::time::Instant::now();
+            let same = api.post_json("/workflows", offset_body.clone()).await;
+            by_offset = by_offset.min(t.elapsed());
+            assert_eq!(same, rows, "{what} page by offset");
+        }
+        let explained =
+            dbos_core::manage::explain_list_workflows(dbos.system_database(), &q, Some("testapp"))
+                .await
+                .unwrap();
+        let mut scans = Vec::new();
+        scans_of(&explained[0]["Plan"], &mut scans);
+        let read = rows_read(&explained[0]["Plan"]);
+        eprintln!(
+            "{what:>6} page: keyset {:>7.2} ms (plan {:>6.2} ms, {read} rows read via {scans:?}); offset {:>7.2} ms",
+            keyset.as_secs_f64() * 1000.0,
+            explained[0]["Execution Time"].as_f64().unwrap_or(-1.0),
+            by_offset.as_secs_f64() * 1000.0,
+        );
+        report.push((what, scans, read));
+    }
+    // Every keyset page reads a page's worth of rows through the creation-time index,
+    // however deep: never the table.
+    for (what, scans, read) in &report {
+        assert!(
+            scans
+                .iter()
+                .any(|s| s.contains("workflow_status_created_at_index"))
+                && !scans.iter().any(|s| s.starts_with("Seq Scan")),
+            "{what} page: {scans:?}"
+        );
+        assert!(*read < 500.0, "{what} page read {read} rows: {scans:?}");
+    }
     dbos.shutdown().await.unwrap();
 }
 
