@@ -4,8 +4,8 @@
 //!
 //! - `off`: no layer wants the spans (the subscriber's filters say no; each span costs the
 //!   callsite's check);
-//! - `subscriber`: a console logger (the `fmt` layer, writing to a sink) at INFO, formatting
-//!   every span's fields, no exporter;
+//! - `subscriber`: a logger (the `fmt` layer without colour codes, writing to a sink) at
+//!   INFO, formatting every span's fields, no exporter;
 //! - `otlp`: the same plus the OpenTelemetry layer exporting over OTLP/HTTP (protobuf, the
 //!   batch processor) to a receiver on a local port that answers as a collector and keeps
 //!   nothing.
@@ -45,6 +45,10 @@ fn install(telemetry: &Telemetry) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::sink)
+                // A production logger writing to a file or a pipe: no colour codes (as
+                // `Telemetry::init` writes when stderr is not a terminal); with them, the
+                // escape sequences around every field name are most of the formatting.
+                .with_ansi(false)
                 .with_filter(dynamic_filter_fn(|meta, _| wants(meta, 1))),
         );
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");

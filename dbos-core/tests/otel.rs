@@ -172,6 +172,17 @@ fn a_workflows_step_retry_child_and_message_export_as_one_trace_tree() {
                 .iter()
                 .find(|a| attr(a, "dbos.step.attempt").as_deref() == Some("1"))
                 .expect("attempt 1");
+            // Numbers export as integers, not as their text.
+            for key in ["dbos.step.attempt", "dbos.operation.step_id"] {
+                assert!(
+                    first.attributes.iter().any(|kv| kv.key.as_str() == key
+                        && matches!(kv.value, opentelemetry::Value::I64(_))),
+                    "{key} is an integer attribute: {:?}",
+                    first.attributes
+                );
+            }
+            // No attribute that every span would carry alike (the `tracing` target).
+            assert_eq!(attr(first, "target"), None);
             assert!(
                 first.events.iter().any(|e| e
                     .attributes

@@ -56,7 +56,9 @@ pub(crate) fn step(step_id: i32, name: &str, attempt: u32) -> Span {
         "dbos.operation.type" = "step",
         "dbos.operation.step_id" = step_id,
         "dbos.operation.name" = name,
-        "dbos.step.attempt" = attempt,
+        // As i64: `tracing-opentelemetry` turns an unsigned field into its text (an
+        // allocation per span, and a string attribute where a number belongs).
+        "dbos.step.attempt" = i64::from(attempt),
     )
 }
 

@@ -131,12 +131,20 @@ impl Telemetry {
     /// The `tracing` layer that records spans into this provider: add it to your
     /// subscriber (`tracing_subscriber::registry().with(telemetry.layer())`).
     ///
-    /// It records each span's fields and events, not the code location, thread, or busy and
-    /// idle times that `tracing-opentelemetry` adds by default: the span's name and fields
-    /// say where it comes from (every span of this library opens in one file), and the
-    /// timings cost a clock read at every enter and exit of a workflow's span (each poll of
-    /// its future); without the three, an export is about half the bytes. Build your own
-    /// layer from [`provider`](Self::provider) for them.
+    /// It records each span's fields and events, not the code location, thread, `tracing`
+    /// target, or busy and idle times that `tracing-opentelemetry` adds by default: the
+    /// span's name and fields say where it comes from (every span of this library opens in
+    /// one file), and the timings cost a clock read at every enter and exit of a workflow's
+    /// span (each poll of its future); without them an export is about half the bytes.
+    ///
+    /// It does not make a span's OpenTelemetry context the current one
+    /// (`opentelemetry::Context::current()`) while the span is entered: that costs a context
+    /// clone and a thread-local push and pop at every poll of a workflow's future. Parents
+    /// come from the `tracing` span tree, and code that needs the context of the span it runs
+    /// in asks `tracing` for it (`Span::current().context()`, from
+    /// `tracing_opentelemetry::OpenTelemetrySpanExt`), as this library's trace propagation
+    /// does. For instrumentation that reads the OpenTelemetry API's current context instead,
+    /// build your own layer from [`provider`](Self::provider) with its defaults.
     pub fn layer<S>(&self) -> OpenTelemetryLayer<S, SdkTracer>
     where
         S: tracing::Subscriber + for<'span> LookupSpan<'span>,
@@ -145,7 +153,9 @@ impl Telemetry {
             .with_tracer(self.provider.tracer(SCOPE))
             .with_location(false)
             .with_threads(false)
+            .with_target(false)
             .with_tracked_inactivity(false)
+            .with_context_activation(false)
     }
 
     /// Installs the global subscriber: log lines on stderr at the levels `RUST_LOG` asks
