@@ -1045,3 +1045,57 @@ async fn deactivate_stops_this_executors_schedules(db: TestDatabase) {
     run_checkout(&dbos, "after").await;
     dbos.shutdown().await.unwrap();
 }
+
+#[workflow]
+async fn scraped(key: String) -> Result<i64, Error> {
+    first(key).await
+}
+
+/// `GET /metrics` renders the Prometheus recorder the application installed and handed over,
+/// behind the token; before it is handed over the route says how.
+#[dbos_testkit::test]
+async fn metrics_are_scraped_from_the_applications_prometheus_recorder(db: TestDatabase) {
+    // The application's recorder, installed before launching (this test alone installs one
+    // in this binary; other tests' metrics land in it too, under their own labels).
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("the only recorder of this binary");
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .admin_server(AdminServer::new(0).token("m3trics")),
+    )
+    .await
+    .unwrap();
+    let open = AdminApi::new(dbos.admin_address().expect("the admin server listens"));
+    let api = open.clone().with_token("m3trics");
+
+    let before = api.get("/metrics").await;
+    before.assert_error(404, "no recorder handed over yet");
+    assert!(before.body.contains("expose_prometheus"), "{}", before.body);
+
+    dbos_core::admin::expose_prometheus(handle.clone()).unwrap();
+    let again = dbos_core::admin::expose_prometheus(handle).unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::Config);
+
+    scraped("p1".into()).id("p1").on(&dbos).await.unwrap();
+    open.get("/metrics")
+        .await
+        .assert_error(401, "a scrape without the token");
+    let scrape = api.get("/metrics").await;
+    assert_eq!(scrape.status, 200, "{}", scrape.body);
+    let body = scrape.body;
+    assert!(
+        body.lines()
+            .any(|l| l == "dbos_workflows_started_total{workflow=\"scraped\"} 1"),
+        "the workflow's start in Prometheus's text format: {body}"
+    );
+    assert!(
+        body.contains("# HELP dbos_workflows_started_total "),
+        "described at launch: {body}"
+    );
+    assert!(
+        body.contains("dbos_step_duration_seconds"),
+        "histograms rendered too: {body}"
+    );
+    dbos.shutdown().await.unwrap();
+}

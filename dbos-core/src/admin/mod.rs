@@ -22,6 +22,7 @@ mod api;
 mod dashboard;
 mod error;
 mod filters;
+mod prometheus;
 mod schedules;
 mod shapes;
 
@@ -45,6 +46,7 @@ use error::ApiError;
 
 #[doc(hidden)]
 pub use dashboard::explain_queue_throughput;
+pub use prometheus::expose_prometheus;
 
 /// Where and how the admin server listens: a port, an address (127.0.0.1 by default) and
 /// an optional bearer token.
@@ -242,6 +244,7 @@ fn router(manager: Manager, server: &AdminServer) -> Router {
     let guarded = api::routes()
         .merge(dashboard::api_routes())
         .merge(schedules::routes())
+        .merge(prometheus::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
