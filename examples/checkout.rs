@@ -11,6 +11,9 @@
 //! "resuming"), and finishes the rest. Run it a third time and it prints the recorded receipt
 //! without running anything: the order id is the workflow id, so an order is processed once.
 //!
+//! With `DBOS_DASHBOARD_PORT=3001` it serves the dashboard while it runs (and until Ctrl-C
+//! once done), printing its URL: watch the steps land on the workflow's timeline.
+//!
 //! The shop's own tables live in an application database apart from the system database, the
 //! data source `shop`: `SHOP_DATABASE_URL`, or else the database `checkout_shop` on the system
 //! database's server. The reservation and the payment record are `#[transaction]`s there: their
@@ -230,7 +233,7 @@ async fn main() -> Result<(), ShopError> {
     let order_id = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "order-1001".to_owned());
-    let config = Config::from_env("checkout")?;
+    let config = examples::with_dashboard(Config::from_env("checkout")?)?;
     let config = match std::env::var("SHOP_DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => config.data_source("shop", url),
         _ => config.add_data_source(DataSourceConfig::database("shop", "checkout_shop")),
@@ -243,6 +246,7 @@ async fn main() -> Result<(), ShopError> {
     };
     println!("system database: {}", dbos.system_database().redacted_url());
     println!("shop database:   {}", shop.redacted_url());
+    examples::print_dashboard(&dbos);
     shop.client()
         .await?
         .batch_execute(
@@ -274,6 +278,7 @@ async fn main() -> Result<(), ShopError> {
         "done: {}",
         serde_json::to_string(&receipt).unwrap_or_default()
     );
+    examples::hold_dashboard(&dbos).await;
     dbos.shutdown().await?;
     Ok(())
 }

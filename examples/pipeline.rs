@@ -9,6 +9,9 @@
 //! (across every process serving the queue) and at most 3 run at once here. Kill it midway
 //! and run it again: finished summaries are not redone, and the batch completes. Each summary
 //! carries its batch as a workflow attribute, which the final listing filters on.
+//!
+//! With `DBOS_DASHBOARD_PORT=3001` it serves the dashboard while it runs (and until Ctrl-C
+//! once done), printing its URL: watch the `llm` queue's depth and throughput.
 
 use std::time::Duration;
 
@@ -76,7 +79,9 @@ async fn main() -> Result<(), Error> {
     let batch = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "batch-1".to_owned());
-    let dbos = Dbos::launch(Config::from_env("pipeline")?.queue(&LLM)).await?;
+    let dbos =
+        Dbos::launch(examples::with_dashboard(Config::from_env("pipeline")?)?.queue(&LLM)).await?;
+    examples::print_dashboard(&dbos);
     println!("digesting {batch}: 12 documents through the `llm` queue (5 calls per 2 s)");
     let started = std::time::Instant::now();
     let summaries = digest(batch.clone(), documents())
@@ -98,5 +103,6 @@ async fn main() -> Result<(), Error> {
         "{} summary workflows carry the attribute batch={batch}",
         tagged.len()
     );
+    examples::hold_dashboard(&dbos).await;
     dbos.shutdown().await
 }

@@ -210,3 +210,17 @@ pub async fn run_then_kill<W, WF>(
     .await;
     doomed.abort();
 }
+
+/// Gives the process `cmd` starts the default SIGINT disposition, as a terminal would, so a
+/// test's Ctrl-C (`kill -INT`) reaches it: a test run started in the background by a
+/// non-interactive shell inherits SIGINT ignored, and so would the child.
+pub fn interruptible(cmd: &mut tokio::process::Command) -> &mut tokio::process::Command {
+    // SAFETY: only async-signal-safe `signal` runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    cmd
+}

@@ -1,6 +1,44 @@
 //! What the examples share.
 
+use dbos_core::admin::AdminServer;
 use dbos_core::otel::Telemetry;
+use dbos_core::{Config, Dbos, Error};
+
+/// The variable that starts the admin server and dashboard: `DBOS_DASHBOARD_PORT=3001` (or
+/// 0 for any free port). It listens on 127.0.0.1 only.
+pub const DASHBOARD_PORT: &str = "DBOS_DASHBOARD_PORT";
+
+/// `config` with the admin server and dashboard when [`DASHBOARD_PORT`] is set.
+///
+/// # Errors
+/// [`ErrorKind::Config`](dbos_core::ErrorKind::Config) when it is not a port number.
+pub fn with_dashboard(config: Config) -> Result<Config, Error> {
+    let Ok(text) = std::env::var(DASHBOARD_PORT) else {
+        return Ok(config);
+    };
+    let port: u16 = text.trim().parse().map_err(|_| {
+        Error::new(dbos_core::ErrorKind::Config, format!(
+            "{DASHBOARD_PORT}=`{text}` is not a port: give a number such as 3001 (0: any free port), or unset it"
+        ))
+    })?;
+    Ok(config.admin_server(AdminServer::new(port)))
+}
+
+/// Prints the dashboard's URL, when the runtime serves it.
+pub fn print_dashboard(dbos: &Dbos) {
+    if let Some(address) = dbos.admin_address() {
+        println!("dashboard: http://{address}/");
+    }
+}
+
+/// When the runtime serves the dashboard, keeps it up (and the process alive) until Ctrl-C,
+/// so the run's workflows can be looked at; else returns at once.
+pub async fn hold_dashboard(dbos: &Dbos) {
+    if let Some(address) = dbos.admin_address() {
+        println!("dashboard: http://{address}/ stays up until Ctrl-C");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
 
 /// Installs a `tracing` subscriber that prints log lines on stderr (colored on a terminal): at the levels `RUST_LOG`
 /// asks for when it is set (`RUST_LOG=dbos_core=debug`, `RUST_LOG=warn`), else INFO and

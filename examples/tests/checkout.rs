@@ -20,16 +20,7 @@ fn checkout(db: &TestDatabase) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
-    // A test run started in the background by a non-interactive shell inherits SIGINT
-    // ignored, and so would the example: then the Ctrl-C below stops nothing and the test
-    // waits forever. Give the example the default disposition, as a terminal would.
-    // SAFETY: only async-signal-safe `signal` runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            Ok(())
-        });
-    }
+    dbos_testkit::crash::interruptible(&mut cmd);
     cmd
 }
 

@@ -20,16 +20,7 @@ fn scheduled(db: &TestDatabase) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
-    // A test run started in the background by a non-interactive shell inherits SIGINT
-    // ignored, and so would the example: give it the default disposition, as a terminal
-    // would, so the Ctrl-C below stops it.
-    // SAFETY: only async-signal-safe `signal` runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            Ok(())
-        });
-    }
+    dbos_testkit::crash::interruptible(&mut cmd);
     cmd
 }
 
