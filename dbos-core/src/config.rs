@@ -88,6 +88,7 @@ pub struct Config {
     /// `None`: [`LocalPostgres::default_dir`](crate::local_postgres::LocalPostgres::default_dir).
     pub(crate) local_postgres_dir: Option<PathBuf>,
     pub(crate) keep_local_postgres: bool,
+    pub(crate) local_postgres_idle_stop: Duration,
     pub(crate) queues: Vec<crate::queue::Queue>,
     pub(crate) park_after: Duration,
     pub(crate) cancel_poll_interval: Duration,
@@ -125,6 +126,7 @@ impl std::fmt::Debug for Config {
             .field("application_version", &self.application_version)
             .field("local_postgres_dir", &self.local_postgres_dir)
             .field("keep_local_postgres", &self.keep_local_postgres)
+            .field("local_postgres_idle_stop", &self.local_postgres_idle_stop)
             .field(
                 "queues",
                 &self.queues.iter().map(|q| q.name()).collect::<Vec<_>>(),
@@ -155,6 +157,7 @@ impl Config {
             application_version: None,
             local_postgres_dir: None,
             keep_local_postgres: false,
+            local_postgres_idle_stop: crate::local_postgres::APP_IDLE_STOP,
             queues: Vec::new(),
             park_after: Duration::from_secs(10),
             cancel_poll_interval: Duration::from_millis(500),
@@ -395,6 +398,18 @@ impl Config {
     /// `dbos-rs postgres stop --app <name>`. No effect with a system database URL.
     pub fn keep_local_postgres(mut self, keep: bool) -> Self {
         self.keep_local_postgres = keep;
+        self
+    }
+
+    /// How long the embedded local Postgres that [`Dbos::launch`](crate::Dbos::launch) starts
+    /// stays up once unused before stopping itself (default
+    /// [`APP_IDLE_STOP`](crate::local_postgres::APP_IDLE_STOP), 5 s; see
+    /// [`LocalPostgresBuilder::stop_when_unused`](crate::local_postgres::LocalPostgresBuilder::stop_when_unused)).
+    /// Tests shorten it to see the stop sooner. No effect with
+    /// [`keep_local_postgres`](Self::keep_local_postgres), with a system database URL, or
+    /// when the launch reuses a server that is already running (its starter's limit holds).
+    pub fn local_postgres_idle_stop(mut self, idle: Duration) -> Self {
+        self.local_postgres_idle_stop = idle;
         self
     }
 

@@ -226,7 +226,7 @@ impl Dbos {
                 };
                 let mut builder = LocalPostgres::builder(dir);
                 if !config.keep_local_postgres {
-                    builder = builder.stop_when_unused(crate::local_postgres::APP_IDLE_STOP);
+                    builder = builder.stop_when_unused(config.local_postgres_idle_stop);
                 }
                 let pg = builder.start().await?;
                 let url = pg.url(&local_database_name(&config.app_name));

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dbos_core::local_postgres::{LocalPostgres, LocalPostgresState, APP_IDLE_STOP};
+use dbos_core::local_postgres::{LocalPostgres, LocalPostgresState};
 use dbos_core::{Config, Dbos};
 use dbos_testkit::TestDatabase;
 
@@ -125,6 +125,12 @@ async fn stops_within(dir: &Path, limit: Duration) -> Duration {
     start.elapsed()
 }
 
+/// The idle limit of the servers the launches below start: shorter than the default
+/// [`dbos_core::local_postgres::APP_IDLE_STOP`] (5 s; `dbos-testkit/tests/idle_stop.rs`
+/// checks a server with the default after its process is killed), so that waiting several
+/// limits long takes seconds instead of most of a minute.
+const IDLE: Duration = Duration::from_secs(1);
+
 /// The server a launch started stops once the last process using it has shut down (here two
 /// runtimes, each holding the server as a process does), and stays when asked to.
 #[dbos_testkit::test(timeout = "300s")]
@@ -133,6 +139,7 @@ async fn a_launched_server_stops_after_its_last_user_unless_kept(_db: TestDataba
     let config = || {
         Config::new("idle-stop")
             .local_postgres_dir(&dir)
+            .local_postgres_idle_stop(IDLE)
             .pool_size(2)
     };
     let first = Dbos::launch(config()).await.unwrap();
@@ -142,7 +149,7 @@ async fn a_launched_server_stops_after_its_last_user_unless_kept(_db: TestDataba
 
     // One user left: the server stays, several idle limits long.
     first.shutdown().await.unwrap();
-    tokio::time::sleep(APP_IDLE_STOP * 3).await;
+    tokio::time::sleep(IDLE * 3).await;
     assert!(running(&dir).await, "stopped while a runtime still used it");
     second
         .system_database()
@@ -157,7 +164,7 @@ async fn a_launched_server_stops_after_its_last_user_unless_kept(_db: TestDataba
     // still holds a clone of the server's handle.
     let held = second.local_postgres().unwrap().clone();
     second.shutdown().await.unwrap();
-    let took = stops_within(&dir, APP_IDLE_STOP + Duration::from_secs(55)).await;
+    let took = stops_within(&dir, IDLE + Duration::from_secs(55)).await;
     println!("the local Postgres stopped {took:?} after the last shutdown");
     drop(held);
 
@@ -168,7 +175,7 @@ async fn a_launched_server_stops_after_its_last_user_unless_kept(_db: TestDataba
     assert!(!kept.local_postgres().unwrap().reused(), "started again");
     let pg = kept.local_postgres().unwrap().clone();
     kept.shutdown().await.unwrap();
-    tokio::time::sleep(APP_IDLE_STOP * 3).await;
+    tokio::time::sleep(IDLE * 3).await;
     assert!(running(&dir).await, "stopped although asked to stay");
 
     // A launch that reuses a self-stopping server and asks to stay keeps it running too.
@@ -180,7 +187,7 @@ async fn a_launched_server_stops_after_its_last_user_unless_kept(_db: TestDataba
     assert!(staying.local_postgres().unwrap().reused());
     stopping.shutdown().await.unwrap();
     staying.shutdown().await.unwrap();
-    tokio::time::sleep(APP_IDLE_STOP * 3).await;
+    tokio::time::sleep(IDLE * 3).await;
     assert!(
         running(&dir).await,
         "stopped although a user asked it to stay"
