@@ -46,6 +46,7 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// # let _ = dbos;
 /// # Ok(())
 /// # }
+/// # let _ = demo;
 /// ```
 ///
 /// # Errors
