@@ -968,3 +968,313 @@ async fn a_client_sends_and_reads_events_and_streams(db: TestDatabase) {
         json!("paid")
     );
 }
+
+#[workflow]
+async fn writes_words_on_cue() -> Result<(), Error> {
+    dbos_core::write_stream("words", &"a").await?;
+    let _: Option<bool> = dbos_core::recv("next", Duration::from_secs(60)).await?;
+    dbos_core::write_stream("words", &"b").await?;
+    dbos_core::close_stream("words").await
+}
+
+static WORDS_GO: AtomicU32 = AtomicU32::new(0);
+
+/// Holds the reader before its first read until the test lets it go.
+#[step]
+async fn waits_for_go() -> Result<(), Error> {
+    while WORDS_GO.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+#[workflow]
+async fn reads_words(writer: String) -> Result<Vec<String>, Error> {
+    waits_for_go().await?;
+    let mut words = Vec::new();
+    let mut s = dbos_core::read_stream::<String>(&writer, "words");
+    while let Some(w) = s.next().await {
+        words.push(w?);
+    }
+    Ok(words)
+}
+
+/// Records a read of the reader's stream as another execution would have, at `function_id`.
+async fn record_read(db: &TestDatabase, reader: &str, function_id: i32, output: &str) {
+    db.connect()
+        .await
+        .execute(
+            "INSERT INTO dbos.operation_outputs (workflow_uuid, function_id, function_name, output, serialization)
+             VALUES ($1, $2, 'DBOS.readStream', $3, 'portable_json')",
+            &[&reader, &function_id, &output],
+        )
+        .await
+        .unwrap();
+}
+
+/// A read of a stream in a workflow that finds a value already recorded for its step (by an
+/// earlier execution, or by another execution while this one read) takes that value and
+/// goes on at the next offset: the workflow's values are the recorded ones, in order, each
+/// offset once. With the offset not moved past a recorded read (`+=` to `*=` in
+/// `State::step`) the reader read `a` twice; moved back (`-=`), it stopped.
+#[dbos_testkit::test]
+async fn a_stream_read_that_finds_its_value_recorded_goes_on_at_the_next_offset(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let writer = writes_words_on_cue()
+        .id("words-w")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    // Recorded before the read's step begins: the read replays it.
+    let replayed = reads_words("words-w".into())
+        .id("words-r1")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    record_read(&db, "words-r1", 2, "\"theirs\"").await;
+    // Recorded by another execution while this one waits for the value (its step begun).
+    let raced = reads_words("words-w".into())
+        .id("words-r2")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    WORDS_GO.store(1, Ordering::SeqCst);
+    let client = db.connect().await;
+    eventually("the second reader's first read", Duration::from_secs(30), || async {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'words-r2' AND function_id = 2",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (n == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    record_read(&db, "words-r2", 3, "\"theirs\"").await;
+    dbos.send("words-w", &true, "next").await.unwrap();
+    writer.result().await.unwrap();
+    let within = Duration::from_secs(30);
+    let first = tokio::time::timeout(within, replayed.result())
+        .await
+        .expect("the first reader ends");
+    assert_eq!(first.unwrap(), ["theirs", "b"]);
+    let second = tokio::time::timeout(within, raced.result())
+        .await
+        .expect("the second reader ends");
+    assert_eq!(second.unwrap(), ["a", "theirs"]);
+    dbos.shutdown().await.unwrap();
+}
+
+static RACE_CHANGED: AtomicU32 = AtomicU32::new(0);
+
+#[step]
+async fn before_the_race() -> Result<(), Error> {
+    Ok(())
+}
+
+/// Waits for the first of `a` and `b` at step 2; once `RACE_CHANGED` is set, for `a` and
+/// `c` instead (its code changed).
+#[workflow]
+async fn races_at_step_two(a: String, b: String, c: String) -> Result<String, Error> {
+    before_the_race().await?;
+    let dbos = dbos_core::Dbos::current()?;
+    let ids = if RACE_CHANGED.load(Ordering::SeqCst) == 0 {
+        [a, b]
+    } else {
+        [a, c]
+    };
+    let handles = ids.map(|id| dbos.retrieve_workflow::<u32, Error>(id));
+    let first = dbos_core::wait_first(&handles).await?;
+    Ok(first.id().to_owned())
+}
+
+/// A replayed `wait_first` returns the workflow recorded as first, whichever the statuses
+/// would name now; one whose code no longer waits for the recorded workflow fails with
+/// `UnexpectedStep`, naming its step.
+#[dbos_testkit::test]
+async fn a_replayed_wait_first_returns_the_recorded_workflow_or_names_its_step(db: TestDatabase) {
+    use dbos_core::manage::ForkOptions;
+    let dbos = db.launch().await;
+    let slow = sleeps_ms(1_500, 1)
+        .id("wf-slow")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    sleeps_ms(100, 2)
+        .id("wf-fast")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    sleeps_ms(0, 3).id("wf-other").on(&dbos).await.unwrap();
+    let first = races_at_step_two("wf-slow".into(), "wf-fast".into(), "wf-other".into())
+        .id("wf-race")
+        .on(&dbos)
+        .await
+        .unwrap();
+    assert_eq!(first, "wf-fast");
+    slow.result().await.unwrap();
+    // Both have finished: a fresh look would name the first handle, `wf-slow`.
+    let replayed = dbos
+        .fork_workflow(
+            "wf-race",
+            3,
+            &ForkOptions::new().workflow_id("wf-race-again"),
+        )
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(replayed, serde_json::json!("wf-fast"));
+    RACE_CHANGED.store(1, Ordering::SeqCst);
+    let changed = dbos
+        .fork_workflow(
+            "wf-race",
+            3,
+            &ForkOptions::new().workflow_id("wf-race-changed"),
+        )
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap_err();
+    assert_eq!(changed.kind(), ErrorKind::UnexpectedStep, "{changed}");
+    assert!(
+        changed
+            .to_string()
+            .contains("`wf-fast` finished first at step 2"),
+        "{changed}"
+    );
+    dbos.shutdown().await.unwrap();
+}
+
+#[workflow]
+async fn reads_words_at_once(writer: String) -> Result<Vec<String>, Error> {
+    let mut words = Vec::new();
+    let mut s = dbos_core::read_stream::<String>(&writer, "words");
+    while let Some(w) = s.next().await {
+        words.push(w?);
+    }
+    Ok(words)
+}
+
+/// A database failure of a workflow's stream read stops the execution (the workflow stays
+/// `PENDING`, to be recovered or resumed) instead of reaching the body as an error it would
+/// end with. With the read's failure passed to the body as it is (the durability-failure
+/// guard of `State::read` answering no) the reader ended `ERROR`.
+#[dbos_testkit::test]
+async fn a_database_failure_of_a_stream_read_in_a_workflow_leaves_it_to_be_resumed(
+    db: TestDatabase,
+) {
+    // Nothing parks: both workflows stay running while they wait.
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let writer = writes_words_on_cue()
+        .id("dur-w")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let reader = reads_words_at_once("dur-w".into())
+        .id("dur-r")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let admin = db.connect().await;
+    eventually(
+        "the reader's first value",
+        Duration::from_secs(30),
+        || async {
+            let n: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'dur-r'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    // The reader waits for the next value; its next look fails.
+    admin
+        .batch_execute("ALTER TABLE dbos.streams RENAME TO streams_away")
+        .await
+        .unwrap();
+    eventually(
+        "the reader's execution to stop",
+        Duration::from_secs(30),
+        || async { (dbos.running_workflows() == 1).then_some(()) },
+    )
+    .await;
+    let status: String = admin
+        .query_one(
+            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'dur-r'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        status, "PENDING",
+        "a failed read leaves the workflow to be recovered"
+    );
+    admin
+        .batch_execute("ALTER TABLE dbos.streams_away RENAME TO streams")
+        .await
+        .unwrap();
+    dbos.resume_workflow("dur-r").await.unwrap();
+    dbos.send("dur-w", &true, "next").await.unwrap();
+    writer.result().await.unwrap();
+    let words = tokio::time::timeout(Duration::from_secs(30), reader.result())
+        .await
+        .expect("the resumed reader ends")
+        .unwrap();
+    assert_eq!(words, ["a", "b"]);
+    dbos.shutdown().await.unwrap();
+}
+
+/// `wait_first` reads the statuses at growing intervals (10 ms, doubling up to 500 ms): a
+/// `Client` (no runtime, so nothing but the reads) waiting for a workflow that takes
+/// seconds makes about a dozen statements, at most 8 plus one per 500 ms waited. With the
+/// interval growing by nanoseconds (`*` to `+`) it read every 10 ms; shrinking (`/`), in a
+/// loop.
+#[dbos_testkit::test]
+async fn wait_first_reads_the_statuses_at_growing_intervals(db: TestDatabase) {
+    let dbos = db.launch().await;
+    sleeps_ms(2_000, 1)
+        .id("wf-polled")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let proxy = dbos_testkit::proxy::Proxy::start(db.cluster().postgres().port()).await;
+    let client = dbos_core::client::Client::connect(proxy.url(&db.url()))
+        .await
+        .unwrap();
+    let handle = client.retrieve_workflow::<u32, Error>("wf-polled");
+    let before = proxy.statements();
+    let started = Instant::now();
+    let first = dbos_core::wait_first(&[handle]).await.unwrap();
+    let waited = started.elapsed();
+    let reads = proxy.statements() - before;
+    assert_eq!(first.id(), "wf-polled");
+    let bound = 8 + waited.as_millis() / 500;
+    assert!(
+        reads as u128 <= bound,
+        "{reads} status reads in {waited:?} (at most {bound})"
+    );
+    assert!(reads >= 2, "not vacuous: the reads went through the proxy");
+    dbos.shutdown().await.unwrap();
+}

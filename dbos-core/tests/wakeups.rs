@@ -1335,3 +1335,114 @@ async fn a_send_under_a_claim_handed_over_mid_write_is_made_once(db: TestDatabas
     assert_eq!(sent, 1, "the message, sent once");
     dbos.shutdown().await.unwrap();
 }
+
+static WAITS_FOR_B_RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// Counts its executions (its body's code runs again at each re-execution) when it waits
+/// on topic `b`.
+#[workflow]
+async fn counted_wait(topic: String) -> Result<Option<String>, Error> {
+    if topic == "b" {
+        WAITS_FOR_B_RUNS.fetch_add(1, Ordering::SeqCst);
+    }
+    dbos_core::recv::<String>(topic.as_str(), Duration::from_secs(60)).await
+}
+
+/// A notification re-executes only the parked workflows waiting for its key: the one parked
+/// on the next key in the parking lot's order stays parked, not run again.
+#[dbos_testkit::test]
+async fn a_wake_up_re_executes_only_the_workflows_waiting_for_its_key(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    // Keys `pw-a::a` and `pw-b::b`, in that order.
+    let a = counted_wait("a".into())
+        .id("pw-a")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let b = counted_wait("b".into())
+        .id("pw-b")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually("both waits to park", Duration::from_secs(10), || async {
+        (dbos.parked_workflows() == 2 && dbos.running_workflows() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(WAITS_FOR_B_RUNS.load(Ordering::SeqCst), 1);
+    sql_send(&db, "pw-a", "a", "\"for a\"").await;
+    assert_eq!(a.result().await.unwrap().as_deref(), Some("for a"));
+    // A wrong wake-up re-executes at once; give it time to show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        WAITS_FOR_B_RUNS.load(Ordering::SeqCst),
+        1,
+        "the workflow waiting for another key was re-executed"
+    );
+    assert_eq!(dbos.parked_workflows(), 1);
+    sql_send(&db, "pw-b", "b", "\"for b\"").await;
+    assert_eq!(b.result().await.unwrap().as_deref(), Some("for b"));
+    dbos.shutdown().await.unwrap();
+}
+
+/// While the listener is connected, nothing re-checks the tables for a parked wait: a
+/// message written with the schema's trigger off (so no notification comes) leaves it parked
+/// until a notification for its key arrives. The re-check every second runs only while the
+/// listener is away (it costs a query per second per 1,000 keys waited on); with it running
+/// all the time the message was found within a second.
+#[dbos_testkit::test]
+async fn while_the_listener_is_up_a_parked_wait_is_woken_by_notifications_alone(db: TestDatabase) {
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    eventually(
+        "the listener to connect",
+        Duration::from_secs(10),
+        || async { (listener_pids(&db).await.len() == 1).then_some(()) },
+    )
+    .await;
+    let h = waits_for_hello("quiet".into())
+        .id("quiet-1")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    // Parked: it has looked and found nothing.
+    eventually("the wait to park", Duration::from_secs(10), || async {
+        (dbos.parked_workflows() == 1 && dbos.running_workflows() == 0).then_some(())
+    })
+    .await;
+    let quiet = db.connect().await;
+    quiet
+        .batch_execute("SET session_replication_role = replica")
+        .await
+        .unwrap();
+    quiet
+        .execute(
+            "SELECT dbos.send_message('quiet-1', '\"unannounced\"'::json, 'quiet')",
+            &[],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        dbos.parked_workflows(),
+        1,
+        "the parked wait was woken without a notification while the listener was up"
+    );
+    quiet
+        .execute(
+            "SELECT pg_notify('dbos_notifications_channel', 'quiet-1::quiet')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), h.result())
+        .await
+        .expect("woken by the notification");
+    assert_eq!(got.unwrap().as_deref(), Some("unannounced"));
+    dbos.shutdown().await.unwrap();
+}

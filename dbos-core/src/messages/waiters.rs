@@ -478,6 +478,53 @@ mod tests {
         assert_eq!(leaked, 0, "entries left behind in {rounds} rounds");
     }
 
+    /// A wait ends at its timeout when nothing fires (a waiter that woke at once would poll
+    /// its table in a loop), and at once when its key fired since its last wait or fires
+    /// during it; a fire is seen once.
+    #[tokio::test]
+    async fn a_wait_ends_at_its_timeout_or_at_a_fire_and_sees_each_fire_once() {
+        let registry = Arc::new(Registry::default());
+        let key = WakeKey::new(Channel::Messages, "wf", "topic");
+        let mut guard = WaitGuard::register_in(&registry, key.clone());
+        assert!(!guard.fired(), "nothing fired yet");
+        let started = std::time::Instant::now();
+        assert!(
+            !guard.wait(Duration::from_millis(300)).await,
+            "not signalled"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(290),
+            "the wait ended after {:?}, before its timeout",
+            started.elapsed()
+        );
+
+        registry.fire(&key);
+        assert!(guard.fired(), "the fire is seen before the wait");
+        let started = std::time::Instant::now();
+        assert!(
+            guard.wait(Duration::from_secs(60)).await,
+            "signalled before the call"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(!guard.fired(), "the wait took the fire");
+
+        let firing = {
+            let (registry, key) = (registry.clone(), key.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                registry.fire(&key);
+            })
+        };
+        let started = std::time::Instant::now();
+        assert!(
+            guard.wait(Duration::from_secs(60)).await,
+            "signalled during the call"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30));
+        firing.await.expect("the firing task ends");
+        assert!(!guard.fired());
+    }
+
     #[test]
     fn the_key_stays_while_any_guard_holds_it() {
         let registry = Arc::new(Registry::default());
