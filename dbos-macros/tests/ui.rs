@@ -9,6 +9,12 @@
 
 #[test]
 fn ui() {
+    // trybuild builds the cases as their own crate in `target/tests/trybuild` with its own
+    // flags, so it builds every dependency (dbos-core, tokio, rustls, ...) again and links a
+    // binary per passing case. The workspace's `[profile.dev]` does not reach that crate: its
+    // cargo would default to full debug info, which made those builds and links the bulk of
+    // this test's time. No case reads debug info (a panic still names its line).
+    std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "false");
     let t = trybuild::TestCases::new();
     t.pass("tests/ui/workflow/pass/*.rs");
     t.pass("tests/ui/step/pass/*.rs");
