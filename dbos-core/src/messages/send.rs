@@ -313,11 +313,18 @@ async fn write(
     fence: Option<Fence<'_>>,
 ) -> Result<Written> {
     let mut rows = with_forks(sysdb, rows).await?;
-    let longest = stamp(&mut rows);
-    if longest > 1 {
-        tokio::time::sleep(std::time::Duration::from_millis(longest as u64 + 1)).await;
+    if let Some(wait) = wait_before(stamp(&mut rows)) {
+        tokio::time::sleep(wait).await;
     }
     sysdb.send_messages(&rows, fence).await
+}
+
+/// How long a write whose longest run to one destination and topic is `longest` messages
+/// waits before its statement: `n + 1` ms for a batch's `n > 1`, so that its oldest stamp
+/// (`n` ms before the clock) is newer than any message sent before it; nothing for lone
+/// messages.
+fn wait_before(longest: i64) -> Option<std::time::Duration> {
+    (longest > 1).then(|| std::time::Duration::from_millis(longest.unsigned_abs() + 1))
 }
 
 /// Stamps each row with how many milliseconds before the clock it is written: a message
@@ -414,4 +421,47 @@ fn rows(messages: Vec<Message>) -> Result<Vec<MessageRow>> {
         });
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(destination: &str, topic: &str) -> MessageRow {
+        MessageRow {
+            message_uuid: uuid::Uuid::new_v4().to_string(),
+            destination: destination.to_owned(),
+            topic: topic.to_owned(),
+            text: "1".to_owned(),
+            ms_before: -1,
+            key: None,
+            to_forks: false,
+        }
+    }
+
+    /// The rule of `write`: a batch of `n` messages to one destination and topic is stamped
+    /// `n`, ..., 1 ms before the clock, after a wait of `n + 1` ms (one less and its oldest
+    /// stamp can equal, or precede, the stamp of a message sent just before it: readers
+    /// ordering by the stamp alone, as DBOS's do, would read them out of order); a lone
+    /// message is stamped with the clock, without waiting.
+    #[test]
+    fn a_batch_counts_down_to_the_clock_after_waiting_one_millisecond_more_than_its_length() {
+        let mut rows = vec![
+            row("a", "t"),
+            row("a", "t"),
+            row("b", "t"),
+            row("a", "u"),
+            row("a", "t"),
+        ];
+        assert_eq!(stamp(&mut rows), 3);
+        let before: Vec<i64> = rows.iter().map(|r| r.ms_before).collect();
+        assert_eq!(before, vec![3, 2, 0, 0, 1]);
+        assert_eq!(wait_before(3), Some(std::time::Duration::from_millis(4)));
+        assert_eq!(wait_before(50), Some(std::time::Duration::from_millis(51)));
+        assert_eq!(wait_before(1), None);
+        assert_eq!(wait_before(0), None);
+        let mut lone = vec![row("a", "t")];
+        assert_eq!(stamp(&mut lone), 1);
+        assert_eq!(lone[0].ms_before, 0);
+    }
 }
