@@ -8,6 +8,7 @@
 //! cargo run --release -p bench -- SER          # large step outputs by codec (only when named)
 //! cargo run --release -p bench -- TRACE        # W1 and W2 with tracing off / on / exporting (only when named)
 //! cargo run --release -p bench -- P            # named vs unnamed statements, PgBouncer (only when named)
+//! cargo run --release -p bench -- PW6          # W6 woken by LISTEN vs polling behind PgBouncer (only when named)
 //! DBOS_BENCH_URL=postgres://u:p@host/postgres cargo run --release -p bench
 //! ```
 //!
@@ -139,6 +140,10 @@ async fn main() {
     // Not part of the default run: PgBouncer must be installed.
     if selected.iter().any(|s| s.eq_ignore_ascii_case("P")) {
         reports.push(pooler::pooler(&server).await);
+    }
+    // Not part of the default run: PgBouncer must be installed.
+    if selected.iter().any(|s| s.eq_ignore_ascii_case("PW6")) {
+        reports.push(pooler::w6_listen_vs_polling(&server).await);
     }
     // Not part of the default run: it kills processes and waits out recovery graces.
     if selected.iter().any(|s| s.eq_ignore_ascii_case("T")) {

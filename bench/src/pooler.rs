@@ -4,6 +4,10 @@
 //! direct with every statement unnamed (`PoolerMode::Transaction`), and through PgBouncer in
 //! transaction mode (20 server connections; the listener and the lock on the direct URL).
 //! Then W3 (2,000 one-step queued workflows) direct and through PgBouncer, alternately.
+//!
+//! PW6 (only when named): W6's message round trips woken by `LISTEN` (direct, and through
+//! PgBouncer with a session URL) and by polling (through PgBouncer with no session URL,
+//! `Config::wait_poll_interval` at its 100 ms default), in alternating rounds.
 
 use std::time::{Duration, Instant};
 
@@ -17,14 +21,19 @@ use crate::{Report, Server};
 
 const IN_FLIGHT: usize = 16;
 
-pub(crate) async fn pooler(server: &Server) -> Report {
-    let bouncer = PgBouncer::start_for(
+/// PgBouncer in transaction mode with 20 server connections in front of the server.
+async fn bouncer(server: &Server) -> PgBouncer {
+    PgBouncer::start_for(
         &server.admin_url,
         std::env::temp_dir(),
         PoolMode::Transaction,
         20,
     )
-    .await;
+    .await
+}
+
+pub(crate) async fn pooler(server: &Server) -> Report {
+    let bouncer = bouncer(server).await;
     let named_url = server.fresh_database("p_named").await;
     let unnamed_url = server.fresh_database("p_unnamed").await;
     let pooled_url = server.fresh_database("p_pooled").await;
@@ -126,5 +135,56 @@ pub(crate) async fn pooler(server: &Server) -> Report {
             w3[1]["wf_per_s"].as_f64().unwrap_or(0.0)
         ),
         json: json!({"workload": "P", "w2": w2, "w3": w3}),
+    }
+}
+
+/// PW6: 200 message round trips (A sends, B receives and replies, A receives) per setup, in
+/// alternating rounds of 50: woken by the listener directly and through PgBouncer with a
+/// session URL, and by 100 ms polling through PgBouncer without one.
+pub(crate) async fn w6_listen_vs_polling(server: &Server) -> Report {
+    const ROUNDS: usize = 4;
+    let per_round = scaled(50);
+    let bouncer = bouncer(server).await;
+    let direct_url = server.fresh_database("pw6_direct").await;
+    let session_url = server.fresh_database("pw6_session").await;
+    let polled_url = server.fresh_database("pw6_polled").await;
+    let launch = |c| async move { Dbos::launch(c).await.expect("launch") };
+    let setups = [
+        ("direct, LISTEN", launch(config(&direct_url, 8)).await),
+        (
+            "PgBouncer, session URL (LISTEN)",
+            launch(config(&bouncer.url(&session_url), 8).session_url(session_url.clone())).await,
+        ),
+        (
+            "PgBouncer, no session URL (polling 100 ms)",
+            launch(config(&bouncer.url(&polled_url), 8)).await,
+        ),
+    ];
+    for (_, dbos) in &setups {
+        crate::w6::lib_round(dbos, 10).await;
+    }
+    let mut latencies = vec![Vec::new(); setups.len()];
+    for _ in 0..ROUNDS {
+        for (k, (_, dbos)) in setups.iter().enumerate() {
+            latencies[k].extend(crate::w6::lib_round(dbos, per_round).await);
+        }
+    }
+    let mut rows = Vec::new();
+    let mut summary = Vec::new();
+    for (k, (name, dbos)) in setups.iter().enumerate() {
+        let n = latencies[k].len();
+        let (p50, p99) = (
+            percentile_ms(&mut latencies[k], 50.0),
+            percentile_ms(&mut latencies[k], 99.0),
+        );
+        println!("PW6 {name}: {n} round trips, p50 {p50:.2} ms, p99 {p99:.2} ms");
+        summary.push(format!("{p50:.1} / {p99:.1}"));
+        rows.push(json!({"setup": name, "round_trips": n, "p50_ms": p50, "p99_ms": p99}));
+        dbos.clone().shutdown().await.expect("shutdown");
+    }
+    Report {
+        workload: "PW6 round trips: direct LISTEN / PgBouncer + session URL / PgBouncer polling",
+        summary: format!("p50 / p99 ms: {}", summary.join("; ")),
+        json: json!({"workload": "PW6", "setups": rows}),
     }
 }

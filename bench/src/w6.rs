@@ -68,7 +68,8 @@ async fn w6_pong(peer: String, n: i64) -> Result<i64, Error> {
     Ok(n)
 }
 
-async fn lib_round(dbos: &Dbos, n: usize) -> Vec<Duration> {
+/// One round of `n` round trips on `dbos`: A's latencies.
+pub(crate) async fn lib_round(dbos: &Dbos, n: usize) -> Vec<Duration> {
     let a = uuid::Uuid::new_v4().to_string();
     let b = uuid::Uuid::new_v4().to_string();
     let pong = w6_pong(a.clone(), n as i64)
