@@ -430,3 +430,52 @@ async fn a_session_mode_pooler_runs_workflows_normally(db: TestDatabase) {
     assert!(servers <= 4 + 4, "{servers} server connections");
     dbos.shutdown().await.unwrap();
 }
+
+/// The holder of `executor`'s lease, and whether it is unexpired.
+async fn lease_of(db: &TestDatabase, executor: &str) -> Option<(String, bool)> {
+    db.connect()
+        .await
+        .query_opt(
+            "SELECT holder, expires_at > clock_timestamp() FROM dbos.dbos_rs_executor_leases WHERE executor_id = $1",
+            &[&executor],
+        )
+        .await
+        .unwrap()
+        .map(|r| (r.get(0), r.get(1)))
+}
+
+#[dbos_testkit::test(timeout = "300s")]
+async fn an_executor_whose_lease_was_taken_takes_it_back_once_it_expires(db: TestDatabase) {
+    let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
+    let dbos = Dbos::launch(leased(&db, &bouncer)).await.unwrap();
+    let me = dbos.executor_id().to_owned();
+    let mine = format!("{me}:");
+    eventually("the executor to hold its lease", BOUND, || async {
+        lease_of(&db, &me)
+            .await
+            .filter(|(holder, live)| holder.starts_with(&mine) && *live)
+    })
+    .await;
+    // A peer takes it for 4 s, as after a partition longer than the lease: the executor's
+    // next renewal finds it lost.
+    db.connect()
+        .await
+        .execute(
+            "UPDATE dbos.dbos_rs_executor_leases SET holder = 'a-peer', expires_at = clock_timestamp() + interval '4 seconds'
+              WHERE executor_id = $1",
+            &[&me],
+        )
+        .await
+        .unwrap();
+    // Once the peer's lease has expired, the executor takes its own back and renews it.
+    eventually("the executor to take its lease back", BOUND, || async {
+        lease_of(&db, &me)
+            .await
+            .filter(|(holder, _)| holder.starts_with(&mine))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (holder, live) = lease_of(&db, &me).await.expect("the lease");
+    assert!(holder.starts_with(&mine) && live, "{holder} {live}");
+    dbos.shutdown().await.unwrap();
+}

@@ -29,13 +29,14 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 use crate::queue::worker::jittered;
 use crate::runtime::RuntimeInner;
+use crate::Config;
 
 /// How often the lease is renewed: every recovery interval, and at least three times per
 /// lease.
-pub(crate) fn renew_every(rt: &RuntimeInner) -> Duration {
-    rt.config
+pub(crate) fn renew_every(config: &Config) -> Duration {
+    config
         .recovery_interval
-        .min(rt.config.vanished_executor_timeout / 3)
+        .min(config.vanished_executor_timeout / 3)
 }
 
 /// This executor's lease: the token it holds it under (one per launch), and whether it
@@ -78,7 +79,7 @@ async fn take_own(rt: &RuntimeInner, holder: &str) -> Result<bool> {
 
 /// Renews the lease and looks for dead executors until shutdown; lets the lease go then.
 pub(crate) async fn serve(rt: Arc<RuntimeInner>, lease: Lease) {
-    let every = renew_every(&rt);
+    let every = renew_every(&rt.config);
     let Lease {
         holder: me,
         mut held,
@@ -212,5 +213,20 @@ async fn clear_dead_leases(rt: &RuntimeInner) {
         Err(e) => {
             tracing::debug!(error = %e, "could not delete expired executor leases; trying again later")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_renewed_every_recovery_interval_and_at_least_three_times_per_lease() {
+        let config = Config::new("app")
+            .recovery_interval(Duration::from_secs(2))
+            .vanished_executor_timeout(Duration::from_secs(30));
+        assert_eq!(renew_every(&config), Duration::from_secs(2));
+        let config = config.vanished_executor_timeout(Duration::from_secs(3));
+        assert_eq!(renew_every(&config), Duration::from_secs(1));
     }
 }
