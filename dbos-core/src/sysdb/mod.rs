@@ -15,6 +15,7 @@ pub(crate) mod manage;
 pub(crate) mod messages;
 mod migrate;
 mod pooler;
+#[cfg(feature = "admin")]
 pub(crate) mod queue_activity;
 pub(crate) mod queues;
 pub(crate) mod records;
