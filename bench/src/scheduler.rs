@@ -138,7 +138,8 @@ fn classify(query: &str) -> &'static str {
 
 /// S: 1,000 schedules polled and fired by 3 executors.
 pub(crate) async fn scheduler_cost(server: &Server) -> Report {
-    let schedules = ((1000.0 * scale()) as usize).max(20);
+    // At least one schedule per second of the minute, so any window of a few seconds has ticks.
+    let schedules = ((1000.0 * scale()) as usize).max(60);
     let warmup = if scale() >= 1.0 {
         // Past the first minute's one-second polling, to the steady state.
         Duration::from_secs(65)
@@ -223,6 +224,23 @@ pub(crate) async fn scheduler_cost(server: &Server) -> Report {
         .map(|i| spawn_worker(&url, &format!("dbos-rs-sched-bench-{i}")))
         .collect();
     tokio::time::sleep(warmup).await;
+    // The workers must be up and firing before the window opens: on a loaded machine their
+    // launch can take longer than a small scale's warm-up.
+    let ready_by = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < ready_by {
+        let fired: i64 = client
+            .query_one(
+                "SELECT count(*) FROM dbos.workflow_status WHERE schedule_name IS NOT NULL",
+                &[],
+            )
+            .await
+            .expect("count the runs")
+            .get(0);
+        if fired > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // The window.
     if statements {

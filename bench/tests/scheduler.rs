@@ -32,9 +32,11 @@ async fn the_scheduler_workload_runs_and_reports(db: TestDatabase) {
         .next()
         .expect("a report");
     assert_eq!(report["workload"], "S", "{stdout}");
-    assert_eq!(report["schedules"], 50, "{stdout}");
+    // At least one schedule per second of the minute, whatever the scale.
+    assert_eq!(report["schedules"], 60, "{stdout}");
     assert_eq!(report["executors"], 3, "{stdout}");
-    // 50 schedules firing once a minute over at least 10 s: some ticks ran.
+    // 60 schedules, one per second of the minute, over at least 10 s once the workers fire:
+    // some ticks ran.
     assert!(report["ticks"].as_i64().unwrap_or(0) > 0, "{stdout}");
     assert!(
         report["transactions_per_tick"].as_f64().unwrap_or(0.0) > 0.0,
