@@ -479,3 +479,58 @@ async fn an_executor_whose_lease_was_taken_takes_it_back_once_it_expires(db: Tes
     assert!(holder.starts_with(&mine) && live, "{holder} {live}");
     dbos.shutdown().await.unwrap();
 }
+
+/// The session advisory lock a migration of schema `dbos` takes (its key: the first 8 bytes
+/// of sha256("dbos.migrate.dbos")).
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock(('x' || substr(encode(sha256('dbos.migrate.dbos'), 'hex'), 1, 16))::bit(64)::bigint)";
+
+/// Executors launched at the same moment on a database without the lease table all start:
+/// `CREATE TABLE IF NOT EXISTS` alone fails for all but one of concurrent creators (on the
+/// table's row type, `type "dbos_rs_executor_leases" already exists`), which the chaos
+/// program through the pooler met as a worker exiting at launch.
+#[dbos_testkit::test(timeout = "300s")]
+async fn executors_launched_at_once_through_a_pooler_all_create_or_find_the_lease_table(
+    db: TestDatabase,
+) {
+    let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
+    // The schema first, so that the launches below meet only on the lease table.
+    Dbos::launch(leased(&db, &bouncer))
+        .await
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+    // As many launches as the chaos program's workers (more launches at once than the
+    // pooler's five server connections can wait on each other at the pooler: see
+    // production.md "Connection poolers").
+    for round in 0..20 {
+        db.connect()
+            .await
+            .batch_execute("DROP TABLE dbos.dbos_rs_executor_leases")
+            .await
+            .unwrap();
+        // The launches wait behind the schema's migration lock, held here, and go on to the
+        // lease table together when it is released.
+        let gate = db.connect().await;
+        gate.batch_execute(MIGRATION_LOCK).await.unwrap();
+        let launches =
+            futures_util::future::join_all((0..3).map(|_| Dbos::launch(leased(&db, &bouncer))));
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            gate.batch_execute(&MIGRATION_LOCK.replace("pg_advisory_lock", "pg_advisory_unlock"))
+                .await
+                .unwrap();
+        };
+        let (launched, ()) = tokio::join!(launches, release);
+        let mut started = Vec::new();
+        for launched in launched {
+            match launched {
+                Ok(dbos) => started.push(dbos),
+                Err(e) => panic!("round {round}: a launch failed: {e}"),
+            }
+        }
+        for dbos in started {
+            dbos.shutdown().await.unwrap();
+        }
+    }
+}

@@ -208,11 +208,18 @@ impl SystemDatabase {
 pub(crate) const LEASE_TABLE: &str = "dbos_rs_executor_leases";
 
 impl SystemDatabase {
-    /// Creates the lease table if it is missing (two launches at once: one creates it).
+    /// Creates the lease table if it is missing. Launches at once take turns: `CREATE TABLE
+    /// IF NOT EXISTS` alone is not safe against a concurrent creation (the loser fails on
+    /// the table's row type, `42710`), so the creation holds a transaction lock of its own
+    /// until it commits (not the migration lock: a migration's transaction may wait for a
+    /// second pooled connection, which the waiters here would hold behind a small pooler). Both statements go in one simple query, which Postgres runs
+    /// as one transaction (and a transaction-mode pooler keeps on one server).
     pub(crate) async fn ensure_lease_table(&self) -> Result<()> {
         let s = self.quoted_schema();
+        let key = super::migrate::advisory_key("leases", self.schema());
         let create = format!(
-            "CREATE TABLE IF NOT EXISTS {s}.{LEASE_TABLE} (
+            "SELECT pg_advisory_xact_lock({key});
+             CREATE TABLE IF NOT EXISTS {s}.{LEASE_TABLE} (
                  application_name text NOT NULL,
                  executor_id text NOT NULL,
                  holder text NOT NULL,
@@ -224,8 +231,14 @@ impl SystemDatabase {
             async move {
                 match client.batch_execute(&create).await {
                     Ok(()) => Ok(()),
-                    // Created by another launch at the same moment.
-                    Err(e) if matches!(e.code().map(|c| c.code()), Some("23505" | "42P07")) => {
+                    // Created meanwhile by a process that does not take the lock (an
+                    // older version of this library).
+                    Err(e)
+                        if matches!(
+                            e.code().map(|c| c.code()),
+                            Some("23505" | "42P07" | "42710")
+                        ) =>
+                    {
                         Ok(())
                     }
                     Err(e) => Err(Error::db("could not create the executor lease table", e)),

@@ -83,8 +83,13 @@ impl MigrationOutcome {
 /// The advisory lock key for migrating `schema`: the first 8 bytes of
 /// sha256("dbos.migrate.<schema>").
 fn lock_key(schema: &str) -> i64 {
+    advisory_key("migrate", schema)
+}
+
+/// The transaction advisory lock key of one kind of schema change (`what`) in `schema`.
+pub(super) fn advisory_key(what: &str, schema: &str) -> i64 {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("dbos.migrate.{schema}").as_bytes());
+    let digest = Sha256::digest(format!("dbos.{what}.{schema}").as_bytes());
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(bytes)
