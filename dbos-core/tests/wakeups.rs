@@ -63,13 +63,9 @@ async fn waiting(db: &TestDatabase, id: &str) {
 
 #[dbos_testkit::test]
 async fn a_message_sent_from_sql_wakes_a_waiting_workflow(db: TestDatabase) {
-    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_secs(600)))
-        .await
-        .unwrap();
-    eventually(
-        "the listener to connect",
-        Duration::from_secs(10),
-        || async { (listener_pids(&db).await.len() == 1).then_some(()) },
+    let dbos = launched_listening(
+        &db,
+        db.config("testapp").park_after(Duration::from_secs(600)),
     )
     .await;
     let h = waits_for_hello("hi".into())
@@ -92,13 +88,18 @@ async fn a_message_sent_from_sql_wakes_a_waiting_workflow(db: TestDatabase) {
 
 /// An executor reaching the database through `proxy`, once its listener is connected.
 async fn launch_listening(db: &TestDatabase, proxy: &Proxy, park_after: Duration) -> Dbos {
-    let dbos = Dbos::launch(
+    launched_listening(
+        db,
         db.config("testapp")
             .system_database_url(proxy.url(&db.url()))
             .park_after(park_after),
     )
     .await
-    .unwrap();
+}
+
+/// An executor launched with `config`, once its listener is connected.
+async fn launched_listening(db: &TestDatabase, config: dbos_core::Config) -> Dbos {
+    let dbos = Dbos::launch(config).await.unwrap();
     eventually(
         "the listener to connect",
         Duration::from_secs(10),
@@ -1395,13 +1396,9 @@ async fn a_wake_up_re_executes_only_the_workflows_waiting_for_its_key(db: TestDa
 /// all the time the message was found within a second.
 #[dbos_testkit::test]
 async fn while_the_listener_is_up_a_parked_wait_is_woken_by_notifications_alone(db: TestDatabase) {
-    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(200)))
-        .await
-        .unwrap();
-    eventually(
-        "the listener to connect",
-        Duration::from_secs(10),
-        || async { (listener_pids(&db).await.len() == 1).then_some(()) },
+    let dbos = launched_listening(
+        &db,
+        db.config("testapp").park_after(Duration::from_millis(200)),
     )
     .await;
     let h = waits_for_hello("quiet".into())
