@@ -19,10 +19,11 @@ use serde_json::Value;
 const CHILD_URL: &str = "DBOS_SCHED_PROCESS_URL";
 /// Set in a child: its executor id.
 const CHILD_ID: &str = "DBOS_SCHED_PROCESS_ID";
-/// Set (to `1`) in the child whose first step execution hangs until it is killed.
+/// Set (to `1`) in the child whose step executions hang until it is killed.
 const CHILD_HANG: &str = "DBOS_SCHED_PROCESS_HANG";
 
-/// In a child: whether the next `begin` step hangs (once).
+/// In a child: whether every `begin` step hangs (the victim's: each run it takes stops
+/// mid-step, so every tick it began is one a peer must recover).
 static HANG: AtomicBool = AtomicBool::new(false);
 
 /// Records one execution of a step in the `step_runs` table (the count the test checks).
@@ -46,7 +47,7 @@ async fn record(tick: &str, step: &str) -> Result<(), Error> {
 #[step]
 async fn begin(tick: String) -> Result<(), Error> {
     record(&tick, "begin").await?;
-    if HANG.swap(false, Ordering::SeqCst) {
+    if HANG.load(Ordering::SeqCst) {
         // Mid-step until SIGKILL.
         std::future::pending::<()>().await;
     }
