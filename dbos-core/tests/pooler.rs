@@ -13,7 +13,7 @@ use dbos_core::manage::ListWorkflows;
 use dbos_core::prelude::*;
 use dbos_core::{Queue, Status};
 use dbos_testkit::crash::{eventually, IsolatedRuntime};
-use dbos_testkit::pgbouncer::{PgBouncer, PoolMode};
+use dbos_testkit::pgbouncer::{PgBouncer, PoolMode, SERVER_POOL_SIZE};
 use dbos_testkit::TestDatabase;
 
 #[step]
@@ -425,6 +425,19 @@ async fn a_session_mode_pooler_runs_workflows_normally(db: TestDatabase) {
         .unwrap()
         .get(0);
     eprintln!("server connections held for one runtime with pool_size 4: {servers}");
+    // Not taken for a transaction-mode pooler: the executor holds its lock on a session of
+    // its own, through the pooler (no session URL), rather than a lease.
+    let lock_sessions: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+            &[&format!("dbos-rs lock {}", dbos.executor_id())],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(lock_sessions, 1);
     // The documented budget: the pool, its two side connections, the notification
     // listener and the executor lock.
     assert!(servers <= 4 + 4, "{servers} server connections");
@@ -500,9 +513,8 @@ async fn executors_launched_at_once_through_a_pooler_all_create_or_find_the_leas
         .shutdown()
         .await
         .unwrap();
-    // As many launches as the chaos program's workers (more launches at once than the
-    // pooler's five server connections can wait on each other at the pooler: see
-    // production.md "Connection poolers").
+    // As many launches as the chaos program's workers (more at once than the pooler has
+    // server connections: `more_launches_at_once_than_the_pooler_has_server_connections_all_finish`).
     for round in 0..20 {
         db.connect()
             .await
@@ -530,6 +542,66 @@ async fn executors_launched_at_once_through_a_pooler_all_create_or_find_the_leas
             }
         }
         for dbos in started {
+            dbos.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// More launches at once than the pooler has server connections all finish, and none waits
+/// at the pooler for a server connection: a launch never holds one (a transaction open)
+/// while it asks for another, which launches at once holding every server would wait for
+/// among themselves until PgBouncer's `query_wait_timeout` (two minutes by default; a few
+/// seconds here, so that such a stall fails the test at once).
+#[dbos_testkit::test(timeout = "300s")]
+async fn more_launches_at_once_than_the_pooler_has_server_connections_all_finish(db: TestDatabase) {
+    let query_wait = Duration::from_secs(10);
+    let bouncer = PgBouncer::start_with_query_wait(
+        db.cluster(),
+        PoolMode::Transaction,
+        SERVER_POOL_SIZE,
+        query_wait,
+    )
+    .await;
+    let launches = SERVER_POOL_SIZE + 1;
+    for round in 0..5 {
+        // Released together from behind the migration lock, held here, after their
+        // pooler checks, which run at once too.
+        let gate = db.connect().await;
+        gate.batch_execute(MIGRATION_LOCK).await.unwrap();
+        let started = std::time::Instant::now();
+        let all = futures_util::future::join_all(
+            (0..launches).map(|_| tokio::time::timeout(BOUND, Dbos::launch(leased(&db, &bouncer)))),
+        );
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            gate.batch_execute(&MIGRATION_LOCK.replace("pg_advisory_lock", "pg_advisory_unlock"))
+                .await
+                .unwrap();
+        };
+        let (launched, ()) = tokio::join!(all, release);
+        let took = started.elapsed();
+        eprintln!("round {round}: {launches} launches took {took:?}");
+        let mut ok = Vec::new();
+        for launched in launched {
+            match launched {
+                Ok(Ok(dbos)) => ok.push(dbos),
+                Ok(Err(e)) => panic!("round {round}: a launch failed after {took:?}: {e}"),
+                Err(_) => panic!("round {round}: a launch did not finish within {BOUND:?}"),
+            }
+        }
+        // A launch that waited for a server connection until PgBouncer gave up would have
+        // been retried, and finished after `query_wait`.
+        let log = bouncer.log();
+        let waited: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("query_wait_timeout"))
+            .collect();
+        assert!(
+            waited.is_empty(),
+            "round {round}: clients waited {query_wait:?} for a server connection: {waited:#?}"
+        );
+        assert!(took < query_wait, "round {round}: {took:?}");
+        for dbos in ok {
             dbos.shutdown().await.unwrap();
         }
     }

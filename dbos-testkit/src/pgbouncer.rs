@@ -52,6 +52,10 @@ impl PoolMode {
 /// as in front of a Postgres shared by a fleet.
 pub const SERVER_POOL_SIZE: usize = 5;
 
+/// How long a client waits for a server connection before PgBouncer answers it with an
+/// error (`query_wait_timeout`), unless told otherwise: PgBouncer's default.
+pub const QUERY_WAIT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A running PgBouncer; dropping it kills the process.
 #[derive(Debug)]
 pub struct PgBouncer {
@@ -105,6 +109,39 @@ impl PgBouncer {
         mode: PoolMode,
         server_pool: usize,
     ) -> PgBouncer {
+        PgBouncer::start_waiting(admin_url, parent, mode, server_pool, QUERY_WAIT_TIMEOUT).await
+    }
+
+    /// [`start_with_pool`](Self::start_with_pool) where a client that waits `query_wait`
+    /// for a server connection gets an error instead (PgBouncer's `query_wait_timeout`,
+    /// [`QUERY_WAIT_TIMEOUT`] elsewhere): what a test of a stall at the pooler sets short,
+    /// so that the stall fails it at once rather than after two minutes.
+    ///
+    /// # Panics
+    /// As `start`.
+    pub async fn start_with_query_wait(
+        cluster: &TestCluster,
+        mode: PoolMode,
+        server_pool: usize,
+        query_wait: Duration,
+    ) -> PgBouncer {
+        PgBouncer::start_waiting(
+            &cluster.url("postgres"),
+            crate::cluster::cluster_dir(),
+            mode,
+            server_pool,
+            query_wait,
+        )
+        .await
+    }
+
+    async fn start_waiting(
+        admin_url: &str,
+        parent: PathBuf,
+        mode: PoolMode,
+        server_pool: usize,
+        query_wait: Duration,
+    ) -> PgBouncer {
         let admin = tokio_postgres::Config::from_str(admin_url)
             .unwrap_or_else(|e| panic!("dbos-testkit: the server URL does not parse: {e}"));
         let target_port = *admin
@@ -139,10 +176,12 @@ impl PgBouncer {
                  max_client_conn = 1000\n\
                  server_tls_sslmode = disable\n\
                  server_login_retry = 1\n\
+                 query_wait_timeout = {query_wait}\n\
                  ignore_startup_parameters = extra_float_digits,options\n\
                  admin_users = {user}\n",
                 auth = auth_file.display(),
                 mode = mode.setting(),
+                query_wait = query_wait.as_secs().max(1),
             ),
         );
         let log = std::fs::File::create(dir.join("pgbouncer.log"))

@@ -211,9 +211,10 @@ impl SystemDatabase {
     /// Creates the lease table if it is missing. Launches at once take turns: `CREATE TABLE
     /// IF NOT EXISTS` alone is not safe against a concurrent creation (the loser fails on
     /// the table's row type, `42710`), so the creation holds a transaction lock of its own
-    /// until it commits (not the migration lock: a migration's transaction may wait for a
-    /// second pooled connection, which the waiters here would hold behind a small pooler). Both statements go in one simple query, which Postgres runs
-    /// as one transaction (and a transaction-mode pooler keeps on one server).
+    /// (keyed apart from the migration lock) until it commits. Both statements go in one
+    /// simple query, which Postgres runs as one transaction (and a transaction-mode pooler
+    /// keeps on one server): a launch waiting here holds one server connection and asks for
+    /// no other.
     pub(crate) async fn ensure_lease_table(&self) -> Result<()> {
         let s = self.quoted_schema();
         let key = super::migrate::advisory_key("leases", self.schema());

@@ -10,45 +10,39 @@
 //! runtime's session connections go to its session URL, or without one its waits poll and
 //! its liveness is a lease (see [`executors`](super::executors)).
 //!
-//! How: two client connections ask for their server's `pg_backend_pid()`. Without a pooler,
-//! or with one in session mode, a client connection keeps one server session for its whole
-//! life, and two open client connections never share one. So the probe connection reads its
-//! backend; the other connection opens a transaction (which pins a server connection) and
-//! reads its backend; the probe reads its own again. In transaction mode either the second
-//! connection was handed the probe's idle server (same backend on two client connections:
-//! the probe is then not asked again, as its statement could only wait for that server)
-//! or, that server being taken, the probe got another (its backend changed). Everything is
-//! sent with the simple query protocol: no named statement exists yet to fail.
+//! How: two client connections ask, in turn, for their server's `pg_backend_pid()`, each
+//! statement on its own. Without a pooler, or with one in session mode, a client connection
+//! keeps one server session for its whole life, and two open client connections never share
+//! one. In transaction mode a server goes back to the pool after each statement: the other
+//! connection is then handed the one the first just used (PgBouncer hands out the most
+//! recently used idle server), or, while other clients take servers meanwhile or the pooler
+//! rotates them, a connection's next statement runs on another server than its last. Either
+//! gives the pooler away. Neither connection ever holds a server while the other asks for
+//! one: launches at once behind a small pool would otherwise hold every server and wait for
+//! a second among themselves, until the pooler gives up on them (PgBouncer's
+//! `query_wait_timeout`, two minutes by default). Everything is sent with the simple query
+//! protocol: no named statement exists yet to fail.
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::error::{Error, Result};
 
-/// How many times the probe is repeated before the path is taken to be session-preserving.
-const ROUNDS: usize = 3;
+/// How many times each connection asks before the path is taken to be session-preserving.
+const ROUNDS: usize = 6;
 
-/// Whether `probe` and `other` (two open connections to the system database, `other` idle
-/// and outside any transaction) reach it through a transaction-mode pooler.
+/// Whether `probe` and `other` (two open connections to the system database, both idle and
+/// outside any transaction) reach it through a transaction-mode pooler.
 pub(crate) async fn transaction_pooling(probe: &Client, other: &Client) -> Result<bool> {
+    let mut seen: [Option<String>; 2] = [None, None];
     for _ in 0..ROUNDS {
-        let before = backend(probe).await?;
-        other
-            .batch_execute("BEGIN")
-            .await
-            .map_err(|e| Error::db("could not probe the system database connection", e))?;
-        let pinned = backend(other).await;
-        // Shared already: the probe is not asked again, since with no other idle server
-        // its statement would wait for the one `other` holds.
-        let after = match &pinned {
-            Ok(pinned) if *pinned == before => None,
-            _ => Some(backend(probe).await),
-        };
-        let ended = other.batch_execute("ROLLBACK").await;
-        let pinned = pinned?;
-        let after = after.transpose()?;
-        ended.map_err(|e| Error::db("could not probe the system database connection", e))?;
-        if pinned == before || after.is_some_and(|after| after != before) {
-            return Ok(true);
+        for (i, client) in [probe, other].into_iter().enumerate() {
+            let now = backend(client).await?;
+            let changed = seen[i].as_ref().is_some_and(|last| *last != now);
+            let shared = seen[1 - i].as_ref() == Some(&now);
+            if changed || shared {
+                return Ok(true);
+            }
+            seen[i] = Some(now);
         }
     }
     Ok(false)
