@@ -310,6 +310,13 @@ async fn bad_sends_are_refused_before_anything_is_written(db: TestDatabase) {
     let e = dbos.send(" ", &1, None).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     let e = dbos
+        .send("bad-1", &1, None)
+        .idempotency_key(" ")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("idempotency key"), "{e}");
+    let e = dbos
         .send_batch(vec![
             Message::new("bad-1", &1).idempotency_key("k"),
             Message::new("bad-1", &2).idempotency_key("k"),

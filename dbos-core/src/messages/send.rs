@@ -464,4 +464,36 @@ mod tests {
         assert_eq!(stamp(&mut lone), 1);
         assert_eq!(lone[0].ms_before, 0);
     }
+
+    /// What a message becomes before it is written: its destination (the one
+    /// `destination_id` names), its topic (`__null__topic__` for none, as DBOS stores it),
+    /// the id `<key>::<destination>` with a key (a fresh UUID without), its value as
+    /// `portable_json` text and its fork mark.
+    #[test]
+    fn a_message_s_row_carries_its_destination_topic_key_value_and_fork_mark() {
+        let keyed = Message::new("order-42", &1999)
+            .topic("payment")
+            .idempotency_key("webhook-981")
+            .to_forks();
+        assert_eq!(keyed.destination_id(), "order-42");
+        let plain = Message::new("order-43", &"hi");
+        assert_eq!(plain.destination_id(), "order-43");
+        let rows = rows(vec![keyed, plain]).unwrap();
+        let seen: Vec<(&str, &str, &str, Option<&str>, bool)> = rows
+            .iter()
+            .map(|r| {
+                let (d, t, x) = (r.destination.as_str(), r.topic.as_str(), r.text.as_str());
+                (d, t, x, r.key.as_deref(), r.to_forks)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("order-42", "payment", "1999", Some("webhook-981"), true),
+                ("order-43", NULL_TOPIC, "\"hi\"", None, false),
+            ]
+        );
+        assert_eq!(rows[0].message_uuid, "webhook-981::order-42");
+        assert!(uuid::Uuid::parse_str(&rows[1].message_uuid).is_ok());
+    }
 }
