@@ -1278,3 +1278,118 @@ async fn wait_first_reads_the_statuses_at_growing_intervals(db: TestDatabase) {
     assert!(reads >= 2, "not vacuous: the reads went through the proxy");
     dbos.shutdown().await.unwrap();
 }
+
+/// Finishes (with 7) once it receives "go".
+#[workflow]
+async fn finishes_on_go() -> Result<u32, Error> {
+    let _: Option<bool> = dbos_core::recv("go", Duration::from_secs(600)).await?;
+    Ok(7)
+}
+
+/// Waits for the first of `other` to finish; a body that catches `wait_first`'s error and
+/// makes an answer of it.
+#[workflow]
+async fn waits_first_or_gives_up(other: String) -> Result<String, Error> {
+    let handle = dbos_core::Dbos::current()?.retrieve_workflow::<u32, Error>(other);
+    match dbos_core::wait_first(&[handle]).await {
+        Ok(first) => Ok(format!("first {}", first.id())),
+        Err(e) => Ok(format!("gave up: {e}")),
+    }
+}
+
+/// A database error of `wait_first`'s status read inside a workflow is no answer: the
+/// execution stops with nothing recorded (the workflow stays `PENDING`, to be recovered or
+/// resumed), even though the body catches the error and returns. The test fails that one
+/// statement alone: it holds `workflow_status` locked, so every statement on it waits, and
+/// cancels the backend of the waiting status read (`pg_cancel_backend`: SQLSTATE 57014, a
+/// `Database` error, not retried). With the read's failure handed to the body as a plain
+/// error (the durability-failure guard of `first_finished` answering no) the workflow ended
+/// `SUCCESS` with the body's "gave up".
+#[dbos_testkit::test]
+async fn a_database_failure_of_wait_first_s_status_read_leaves_the_workflow_to_be_resumed(
+    db: TestDatabase,
+) {
+    // Nothing parks: the child waits in memory, the waiter polls.
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let child = finishes_on_go()
+        .id("wfd-child")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let waiter = waits_first_or_gives_up("wfd-child".into())
+        .id("wfd-waiter")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let admin = db.connect().await;
+    let mut locker = db.connect().await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE dbos.workflow_status IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // The waiter's next status read waits on the lock: cancel that statement alone.
+    let pid: i32 = eventually(
+        "the waiter's status read to wait on the lock",
+        Duration::from_secs(30),
+        || async {
+            admin
+                .query_opt(
+                    "SELECT pid FROM pg_stat_activity
+                      WHERE datname = current_database() AND wait_event_type = 'Lock'
+                        AND query LIKE 'SELECT workflow_uuid, status FROM %workflow_status WHERE workflow_uuid = ANY($1)'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .map(|r| r.get(0))
+        },
+    )
+    .await;
+    let cancelled: bool = admin
+        .query_one("SELECT pg_cancel_backend($1)", &[&pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(cancelled);
+    lock.commit().await.unwrap();
+    eventually(
+        "the waiter's execution to stop",
+        Duration::from_secs(30),
+        || async { (dbos.running_workflows() == 1).then_some(()) },
+    )
+    .await;
+    let status: String = admin
+        .query_one(
+            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'wfd-waiter'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        status, "PENDING",
+        "a failed status read leaves the workflow to be recovered"
+    );
+    let recorded: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'wfd-waiter'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 0, "a failed status read records nothing");
+    dbos.resume_workflow("wfd-waiter").await.unwrap();
+    dbos.send("wfd-child", &true, "go").await.unwrap();
+    assert_eq!(child.result().await.unwrap(), 7);
+    let out = tokio::time::timeout(Duration::from_secs(30), waiter.result())
+        .await
+        .expect("the resumed waiter ends")
+        .unwrap();
+    assert_eq!(out, "first wfd-child");
+    dbos.shutdown().await.unwrap();
+}
