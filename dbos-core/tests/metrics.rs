@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use dbos_core::metrics::{MetricKind, METRICS};
 use dbos_core::prelude::*;
-use dbos_testkit::crash::{eventually, run_then_kill};
+use dbos_testkit::crash::{eventually, run_then_kill, IsolatedRuntime};
+use dbos_testkit::pgbouncer::{PgBouncer, PoolMode};
 use dbos_testkit::proxy::Proxy;
 use dbos_testkit::TestDatabase;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
@@ -354,6 +355,94 @@ async fn a_recovered_workflow_counts_one_start_one_recovery_and_one_outcome(db: 
         "the step ran in the killed process and again after recovery"
     );
     dbos.shutdown().await.unwrap();
+}
+
+// --- a dead peer's work recovered through a pooler (leases) ------------------------------
+
+/// Polled once a minute: a recovered workflow put back here is claimed at once only if the
+/// recovery wakes the queue.
+static SLOW: Queue = Queue::new("m_slow").polling_interval(Duration::from_secs(60));
+static PEER_ENTERED: AtomicU32 = AtomicU32::new(0);
+static PEER_RELEASE: AtomicBool = AtomicBool::new(false);
+
+#[step]
+async fn m_held_by_peer() -> Result<(), Error> {
+    PEER_ENTERED.fetch_add(1, Ordering::SeqCst);
+    while !PEER_RELEASE.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+#[workflow]
+async fn m_moved(i: u32) -> Result<u32, Error> {
+    m_held_by_peer().await?;
+    Ok(i)
+}
+
+/// Behind a transaction-mode pooler with no session URL an executor holds a lease; once a
+/// killed one's lease expires a peer re-enqueues its work, counts it as recovered from a peer
+/// and wakes its queues, so work put back on a queue polled once a minute runs at once.
+#[dbos_testkit::test(timeout = "300s")]
+async fn a_dead_peer_s_work_recovered_through_a_pooler_is_counted_and_run_at_once(
+    db: TestDatabase,
+) {
+    recorder();
+    let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
+    let config = || {
+        db.config("m-leased")
+            .system_database_url(bouncer.url(&db.url()))
+            .vanished_executor_timeout(Duration::from_secs(3))
+            .recovery_interval(Duration::from_millis(500))
+            .recovery_grace(Duration::from_secs(2))
+            .queue(&SLOW)
+    };
+    // The victim claims its two queued workflows at once (an enqueue wakes its own queue)
+    // and holds them in their step.
+    let victim = IsolatedRuntime::new();
+    let victim_config = config();
+    victim
+        .run(async move {
+            let dbos = Dbos::launch(victim_config).await.unwrap();
+            for i in 0..2 {
+                m_moved(i)
+                    .id(format!("m-moved-{i}"))
+                    .on(&dbos)
+                    .enqueue(&SLOW)
+                    .await
+                    .unwrap();
+            }
+            std::mem::forget(dbos);
+        })
+        .await;
+    eventually("both steps to run", Duration::from_secs(60), || async {
+        (PEER_ENTERED.load(Ordering::SeqCst) == 2).then_some(())
+    })
+    .await;
+    // The peer polled its queue at launch, finding nothing: its next poll is a minute away.
+    let peer = Dbos::launch(config()).await.unwrap();
+    let peer_source = [("source", "peer")];
+    let before = counter("dbos_recovered_workflows_total", &peer_source);
+    victim.abort();
+    PEER_RELEASE.store(true, Ordering::SeqCst);
+    let killed = std::time::Instant::now();
+    for i in 0..2 {
+        let got = peer
+            .retrieve_workflow::<u32, Error>(&format!("m-moved-{i}"))
+            .result()
+            .await
+            .unwrap();
+        assert_eq!(got, i);
+    }
+    let took = killed.elapsed();
+    eprintln!("the killed executor's queued work finished on the peer {took:?} after the kill (lease 3 s)");
+    // The lease time, a recovery interval or two and the grace, not the queue's minute.
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert_eq!(
+        counter("dbos_recovered_workflows_total", &peer_source),
+        before + 2
+    );
+    peer.shutdown().await.unwrap();
 }
 
 // --- a system-database outage and a parked workflow -------------------------------------
