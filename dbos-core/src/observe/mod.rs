@@ -21,6 +21,8 @@ use tracing::{field::Empty, Span};
 pub(crate) mod carrier;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
+#[cfg(feature = "opentelemetry")]
+mod otlp;
 
 /// The name of the field in which [`ctx.begin`](crate::workflow::context::WorkflowContext::begin)
 /// records the step id an operation took (it is known only once the operation starts).

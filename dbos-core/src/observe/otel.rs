@@ -17,7 +17,6 @@
 //! [`Telemetry::init`].
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanExporter};
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::filter::LevelFilter;
@@ -25,12 +24,13 @@ use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+use super::otlp::{OtlpHttpExporter, Target};
 use crate::error::{Error, Result};
 
 pub use tracing_opentelemetry::OpenTelemetryLayer;
 
-/// The standard variables [`Telemetry::from_env`] reads (the OTLP exporter reads the
-/// others it supports itself: headers, timeout, compression).
+/// The standard variables [`Telemetry::from_env`] reads (the exporter reads the others it
+/// supports itself: headers, timeout, compression; the SDK's batch processor its `OTEL_BSP_*`).
 const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 const TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
@@ -62,7 +62,8 @@ impl Telemetry {
     ///
     /// # Errors
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) for a protocol other than
-    /// `http/protobuf` or an endpoint that is not a URL.
+    /// `http/protobuf`, an endpoint that is not an `http://` URL (TLS is not built in), a
+    /// compression other than `none`, or a header that is not a name and a value.
     pub fn from_env(default_service_name: &str) -> Result<Option<Telemetry>> {
         let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         if set(SDK_DISABLED).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
@@ -84,12 +85,11 @@ impl Telemetry {
             }
         }
         let service = set(SERVICE_NAME).unwrap_or_else(|| default_service_name.to_owned());
-        // The exporter resolves the endpoint from the variables itself.
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .build()
-            .map_err(|e| Error::config(format!("the OTLP trace exporter: {e}")))?;
+        let url = match set(TRACES_ENDPOINT) {
+            Some(url) => url.trim().to_owned(),
+            None => traces_url(&set(ENDPOINT).unwrap_or_default()),
+        };
+        let exporter = OtlpHttpExporter::new(Target::from_url(&url)?);
         Ok(Some(Self::batched(exporter, &service)))
     }
 
@@ -98,15 +98,11 @@ impl Telemetry {
     /// to `/v1/traces` under it), as service `service_name`.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when `endpoint` is not a URL.
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when `endpoint` is not an `http://`
+    /// URL, or the `OTEL_*` variables the exporter reads ask for what it cannot do (as
+    /// [`from_env`](Self::from_env)).
     pub fn otlp(endpoint: &str, service_name: &str) -> Result<Telemetry> {
-        let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(url)
-            .build()
-            .map_err(|e| Error::config(format!("the OTLP trace exporter for `{endpoint}`: {e}")))?;
+        let exporter = OtlpHttpExporter::new(Target::from_url(&traces_url(endpoint))?);
         Ok(Self::batched(exporter, service_name))
     }
 
@@ -211,6 +207,11 @@ impl Drop for Telemetry {
             eprintln!("dbos: could not export the last spans: {e}");
         }
     }
+}
+
+/// The traces URL under a base endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`'s form).
+fn traces_url(endpoint: &str) -> String {
+    format!("{}/v1/traces", endpoint.trim().trim_end_matches('/'))
 }
 
 fn resource(service_name: &str) -> Resource {
