@@ -1246,14 +1246,14 @@ async fn a_database_failure_of_a_stream_read_in_a_workflow_leaves_it_to_be_resum
 }
 
 /// `wait_first` reads the statuses at growing intervals (10 ms, doubling up to 500 ms): a
-/// `Client` (no runtime, so nothing but the reads) waiting for a workflow that takes
-/// seconds makes about a dozen statements, at most 8 plus one per 500 ms waited. With the
+/// `Client` (no runtime, so nothing but the reads) waiting for a workflow that finishes
+/// 2 s into the wait makes about a dozen statements, at most 8 plus one per 500 ms waited. With the
 /// interval growing by nanoseconds (`*` to `+`) it read every 10 ms; shrinking (`/`), in a
 /// loop.
 #[dbos_testkit::test]
 async fn wait_first_reads_the_statuses_at_growing_intervals(db: TestDatabase) {
     let dbos = db.launch().await;
-    sleeps_ms(2_000, 1)
+    finishes_on_go()
         .id("wf-polled")
         .on(&dbos)
         .start()
@@ -1266,7 +1266,14 @@ async fn wait_first_reads_the_statuses_at_growing_intervals(db: TestDatabase) {
     let handle = client.retrieve_workflow::<u32, Error>("wf-polled");
     let before = proxy.statements();
     let started = Instant::now();
-    let first = dbos_core::wait_first(&[handle]).await.unwrap();
+    // The workflow finishes 2 s into the wait, however long the set-up above took.
+    let cue = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        dbos.send("wf-polled", &true, "go").await.unwrap();
+    };
+    let handles = [handle];
+    let (first, ()) = tokio::join!(dbos_core::wait_first(&handles), cue);
+    let first = first.unwrap();
     let waited = started.elapsed();
     let reads = proxy.statements() - before;
     assert_eq!(first.id(), "wf-polled");
