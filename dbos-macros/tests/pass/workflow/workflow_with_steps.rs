@@ -85,18 +85,34 @@ async fn no_arguments() -> Result<(), dbos_core::Error> {
     Ok(())
 }
 
-fn main() {
+#[test]
+fn a_workflow_calls_steps_that_use_every_option() {
     // The workflow is a plain function returning the call builder.
-    let _call: dbos_core::WorkflowCall<Receipt, ShopError> =
-        checkout(Order { id: "o-1".into(), cents: 100 }, 0).id("order-1");
+    let _call: dbos_core::WorkflowCall<Receipt, ShopError> = checkout(
+        Order {
+            id: "o-1".into(),
+            cents: 100,
+        },
+        0,
+    )
+    .id("order-1");
     let _other: dbos_core::WorkflowCall<(), dbos_core::Error> = no_arguments();
 
     // Outside a workflow a step is a plain call.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         assert_eq!(charge("o-1".into(), 5).await.unwrap(), "paid 5 for o-1");
-        assert_eq!(charge("o-2".into(), -1).await, Err(ShopError::Declined("o-2".into())));
-        assert_eq!(describe(("o-3".into(), 7), "n".into()).await.unwrap(), "n o-3:7");
+        assert_eq!(
+            charge("o-2".into(), -1).await,
+            Err(ShopError::Declined("o-2".into()))
+        );
+        assert_eq!(
+            describe(("o-3".into(), 7), "n".into()).await.unwrap(),
+            "n o-3:7"
+        );
         assert_eq!(total((2, 3)).await.unwrap(), 5);
     });
 }

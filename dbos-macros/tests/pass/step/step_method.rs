@@ -77,10 +77,16 @@ impl Pricing for Shop {
     }
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+#[test]
+fn steps_as_methods_run_as_plain_calls_outside_a_workflow() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let mut shop = Shop { name: "corner".into() };
+        let mut shop = Shop {
+            name: "corner".into(),
+        };
         assert_eq!(shop.price("tea".into()).await.unwrap(), 9);
         shop.rename("big".into()).await.unwrap();
         assert_eq!(shop.echo(vec![1u8, 2]).await.unwrap(), vec![1, 2]);

@@ -19,7 +19,8 @@ async fn diverges() -> Result<u32, dbos_core::Error> {
     unreachable!("the step panics")
 }
 
-fn main() {
+#[test]
+fn one_line_and_diverging_bodies_expand_without_warnings() {
     let _ = quick(1);
     let _ = diverges();
 }

@@ -18,6 +18,7 @@ async fn logs_its_start(x: u32) -> Result<u32, dbos_core::Error> {
     Ok(x)
 }
 
-fn main() {
+#[test]
+fn a_statement_marked_nondeterministic_is_exempt() {
     let _call = logs_its_start(1);
 }
