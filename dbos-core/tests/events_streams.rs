@@ -1400,3 +1400,34 @@ async fn a_database_failure_of_wait_first_s_status_read_leaves_the_workflow_to_b
     assert_eq!(out, "first wfd-child");
     dbos.shutdown().await.unwrap();
 }
+
+/// A `Client`'s `get_event` (no listener: it polls) reads at growing intervals (20 ms,
+/// doubling up to 1 s) until its timeout: waiting 2 s for an event never set takes 8 reads,
+/// at most 8 plus one per second waited, and it returns `None` at the timeout, not before.
+#[dbos_testkit::test]
+async fn a_client_get_event_reads_at_growing_intervals_until_its_timeout(db: TestDatabase) {
+    // The runtime creates the schema; its own statements do not go through the proxy.
+    let dbos = db.launch().await;
+    let proxy = dbos_testkit::proxy::Proxy::start(db.cluster().postgres().port()).await;
+    let client = dbos_core::client::Client::connect(proxy.url(&db.url()))
+        .await
+        .unwrap();
+    let before = proxy.statements();
+    let started = Instant::now();
+    let found: Option<String> = client
+        .get_event("nobody", "never", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    let reads = proxy.statements() - before;
+    eprintln!("{reads} event reads in {waited:?}");
+    assert_eq!(found, None);
+    assert!(waited >= Duration::from_secs(2), "gave up after {waited:?}");
+    let bound = 8 + waited.as_millis() / 1000;
+    assert!(
+        reads as u128 <= bound,
+        "{reads} event reads in {waited:?} (at most {bound})"
+    );
+    assert!(reads >= 2, "not vacuous: the reads went through the proxy");
+    dbos.shutdown().await.unwrap();
+}

@@ -338,6 +338,37 @@ async fn a_parked_wait_times_out_at_its_deadline(db: TestDatabase) {
     assert!(started.elapsed() >= Duration::from_millis(1500));
 }
 
+/// A long wait in a workflow whose own deadline comes first does not park: the execution
+/// stays, and its deadline cancels the workflow on time. Parked, nothing would run the
+/// deadline until the wait's wake-up (60 s), and the workflow would stay `PENDING` past it.
+#[dbos_testkit::test]
+async fn a_wait_that_outlasts_its_workflows_deadline_does_not_park_and_the_deadline_ends_it(
+    db: TestDatabase,
+) {
+    let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let h = waits_for_hello("never".into())
+        .id("deadline-first")
+        .timeout(Duration::from_secs(2))
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    waiting(&db, "deadline-first").await;
+    // Well past the park time (200 ms) and before the deadline: still a live wait.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(dbos.parked_workflows(), 0, "the wait parked");
+    let e = tokio::time::timeout(Duration::from_secs(20), h.result())
+        .await
+        .expect("the workflow's deadline did not end it (it waits for the receive's 60 s)")
+        .unwrap_err();
+    assert_eq!(e.kind(), dbos_core::ErrorKind::Timeout, "{e:?}");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(h.status().await.unwrap(), dbos_core::Status::Cancelled);
+}
+
 static HANG: AtomicU32 = AtomicU32::new(0);
 static REACHED: AtomicU32 = AtomicU32::new(0);
 
