@@ -1431,3 +1431,83 @@ async fn a_client_get_event_reads_at_growing_intervals_until_its_timeout(db: Tes
     assert!(reads >= 2, "not vacuous: the reads went through the proxy");
     dbos.shutdown().await.unwrap();
 }
+
+/// Reads an event, catching any error of the read as its result.
+#[workflow]
+async fn reads_event_or_says_why(target: String) -> Result<String, Error> {
+    match dbos_core::get_event::<String>(&target, "status", Duration::from_secs(5)).await {
+        Ok(value) => Ok(format!("read {value:?}")),
+        Err(e) => Ok(format!("failed: {e}")),
+    }
+}
+
+/// A `get_event` whose read the database fails (an error of its statement) has no answer to
+/// record: the execution stops with the read unrecorded, even though the body catches the
+/// error, and the workflow, resumed once the database answers, reads the event. Handing
+/// the failure to the body as a plain error would let the body record it (here as its
+/// result) instead of leaving the read to recovery.
+#[dbos_testkit::test]
+async fn a_get_event_the_database_fails_stops_the_execution_and_reads_when_resumed(
+    db: TestDatabase,
+) {
+    let dbos = db.launch().await;
+    let publisher = publishes()
+        .id("failing-pub")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    dbos.send("failing-pub", &true, "go").await.unwrap();
+    publisher.result().await.unwrap();
+    let admin = db.connect().await;
+    // Every read of the events table now fails with an error of its statement.
+    admin
+        .batch_execute("ALTER TABLE dbos.workflow_events RENAME TO workflow_events_away")
+        .await
+        .unwrap();
+    reads_event_or_says_why("failing-pub".into())
+        .id("failing-reader")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually(
+        "the reader's execution to stop",
+        Duration::from_secs(60),
+        || async { (dbos.running_workflows() == 0).then_some(()) },
+    )
+    .await;
+    let status: String = admin
+        .query_one(
+            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'failing-reader'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        status, "PENDING",
+        "a failed read leaves its workflow to be recovered"
+    );
+    let reads: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'failing-reader' AND function_name = 'DBOS.getEvent'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reads, 0, "a failed read records nothing");
+    admin
+        .batch_execute("ALTER TABLE dbos.workflow_events_away RENAME TO workflow_events")
+        .await
+        .unwrap();
+    dbos.resume_workflow("failing-reader").await.unwrap();
+    let resumed = dbos.retrieve_workflow::<String, Error>("failing-reader");
+    let out = tokio::time::timeout(Duration::from_secs(60), resumed.result())
+        .await
+        .expect("the resumed reader finishes")
+        .unwrap();
+    assert_eq!(out, "read Some(\"paid\")");
+    dbos.shutdown().await.unwrap();
+}
