@@ -119,9 +119,10 @@ async fn checkpoints(db: &TestDatabase, id: &str) -> i64 {
 
 /// Runs one fenced transaction at `level`, interferes while its body waits, and checks that
 /// nothing committed; then resumes the workflow and checks that the transaction ran and
-/// committed once.
-async fn interfere(db: &TestDatabase, dbos: &Dbos, level: &str, how: Interference) {
-    let id = format!("fence-{how:?}-{level}");
+/// committed once. `tag` keeps the workflow ids (and their run counters) of one test apart
+/// from another's.
+async fn interfere(db: &TestDatabase, dbos: &Dbos, tag: &str, level: &str, how: Interference) {
+    let id = format!("fence-{tag}{how:?}-{level}");
     let key = id.clone();
     let data = if level == "data_source" {
         dbos_testkit_connect(&db.sibling_url("app")).await
@@ -231,9 +232,9 @@ async fn setup(db: &TestDatabase, pool_size: usize) -> Dbos {
 async fn a_cancel_committed_while_the_body_runs_stops_the_commit_at_every_level(db: TestDatabase) {
     let dbos = setup(&db, 10).await;
     for level in LEVELS {
-        interfere(&db, &dbos, level, Interference::Cancel).await;
+        interfere(&db, &dbos, "", level, Interference::Cancel).await;
     }
-    interfere(&db, &dbos, "data_source", Interference::Cancel).await;
+    interfere(&db, &dbos, "", "data_source", Interference::Cancel).await;
     dbos.shutdown().await.unwrap();
 }
 
@@ -241,9 +242,24 @@ async fn a_cancel_committed_while_the_body_runs_stops_the_commit_at_every_level(
 async fn a_takeover_while_the_body_runs_stops_the_commit_at_every_level(db: TestDatabase) {
     let dbos = setup(&db, 10).await;
     for level in LEVELS {
-        interfere(&db, &dbos, level, Interference::Takeover).await;
+        interfere(&db, &dbos, "", level, Interference::Takeover).await;
     }
-    interfere(&db, &dbos, "data_source", Interference::Takeover).await;
+    interfere(&db, &dbos, "", "data_source", Interference::Takeover).await;
+    dbos.shutdown().await.unwrap();
+}
+
+/// A fenced transaction's refused record is looked into (who owns the workflow now, what
+/// was recorded) while the body's connection is still checked out: with one pooled
+/// connection that look-up takes a side connection instead of waiting for the one the
+/// transaction holds. (Checked: with `finish` not marking the task as holding a pooled
+/// connection, the cancelled workflow's handle never answers.)
+#[dbos_testkit::test]
+async fn a_refused_record_is_looked_into_with_one_pooled_connection(db: TestDatabase) {
+    let dbos = setup(&db, 1).await;
+    for level in ["serializable", "read_committed"] {
+        interfere(&db, &dbos, "one-", level, Interference::Cancel).await;
+        interfere(&db, &dbos, "one-", level, Interference::Takeover).await;
+    }
     dbos.shutdown().await.unwrap();
 }
 
