@@ -692,6 +692,26 @@ async fn a_message_that_does_not_decode_is_a_typed_error_and_stays_unconsumed(db
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
     assert_eq!((consumed, by), (false, None), "the row stays where it is");
+    // The receive records nothing; its deadline, recorded before it looked, stays: a
+    // `DBOS.sleep` at the step id after the receive's, and no `DBOS.recv` row.
+    let recorded: Vec<(i32, String)> = db
+        .connect()
+        .await
+        .query(
+            "SELECT function_id, function_name FROM dbos.operation_outputs
+              WHERE workflow_uuid = 'num-1' ORDER BY function_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        recorded,
+        vec![(2, "DBOS.sleep".to_owned())],
+        "a receive that does not decode records only its deadline"
+    );
 }
 
 #[workflow]
