@@ -703,24 +703,8 @@ async fn a_body_write_whose_offset_another_writer_takes_first_moves_to_the_next(
     .unwrap();
     dbos.send("shared-1".to_owned(), &true, "go").await.unwrap();
     let watcher = db.connect().await;
-    eventually(
-        "the body's write to wait on the other writer's row",
-        Duration::from_secs(30),
-        || async {
-            let n: i64 = watcher
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity
-                      WHERE datname = current_database() AND wait_event_type = 'Lock'
-                        AND query LIKE '%INSERT INTO%streams%'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            (n == 1).then_some(())
-        },
-    )
-    .await;
+    // The body's write now waits on the other writer's row.
+    db.until_blocked_on_lock("%INSERT INTO%streams%").await;
     tx.commit().await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), h.result())
         .await
@@ -798,24 +782,8 @@ async fn a_step_append_to_a_workflow_deleted_meanwhile_is_non_existent(db: TestD
     .unwrap();
     APPEND_GO.store(1, Ordering::SeqCst);
     let watcher = db.connect().await;
-    eventually(
-        "the append to wait on the workflow's row",
-        Duration::from_secs(30),
-        || async {
-            let n: i64 = watcher
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity
-                      WHERE datname = current_database() AND wait_event_type = 'Lock'
-                        AND query LIKE '%INSERT INTO%streams%'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            (n == 1).then_some(())
-        },
-    )
-    .await;
+    // The append now waits on the workflow's row.
+    db.until_blocked_on_lock("%INSERT INTO%streams%").await;
     tx.commit().await.unwrap();
     let wrote = eventually("the append to end", Duration::from_secs(30), || async {
         *APPEND_WROTE.lock().unwrap()
@@ -1339,23 +1307,11 @@ async fn a_database_failure_of_wait_first_s_status_read_leaves_the_workflow_to_b
         .await
         .unwrap();
     // The waiter's next status read waits on the lock: cancel that statement alone.
-    let pid: i32 = eventually(
-        "the waiter's status read to wait on the lock",
-        Duration::from_secs(30),
-        || async {
-            admin
-                .query_opt(
-                    "SELECT pid FROM pg_stat_activity
-                      WHERE datname = current_database() AND wait_event_type = 'Lock'
-                        AND query LIKE 'SELECT workflow_uuid, status FROM %workflow_status WHERE workflow_uuid = ANY($1)'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .map(|r| r.get(0))
-        },
-    )
-    .await;
+    let pid = db
+        .until_blocked_on_lock(
+            "SELECT workflow_uuid, status FROM %workflow_status WHERE workflow_uuid = ANY($1)",
+        )
+        .await;
     let cancelled: bool = admin
         .query_one("SELECT pg_cancel_backend($1)", &[&pid])
         .await

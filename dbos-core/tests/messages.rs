@@ -1123,25 +1123,8 @@ async fn a_message_taken_between_the_look_and_the_consume_leaves_the_receive_wai
     .await
     .unwrap();
     dbos.send("taken-inbox", &true, "go").await.unwrap();
-    let watcher = db.connect().await;
-    eventually(
-        "the receive's consume to wait for the held message",
-        Duration::from_secs(30),
-        || async {
-            let n: i64 = watcher
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity
-                      WHERE datname = current_database() AND wait_event_type = 'Lock'
-                        AND query LIKE '%consumed = true%'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            (n == 1).then_some(())
-        },
-    )
-    .await;
+    // The receive's consume now waits for the held message.
+    db.until_blocked_on_lock("%consumed = true%").await;
     tx.execute(
         "UPDATE dbos.notifications SET consumed = true WHERE message_uuid = 'first::taken-inbox'",
         &[],

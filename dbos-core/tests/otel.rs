@@ -423,25 +423,12 @@ fn a_workflow_killed_in_one_process_and_recovered_in_another_keeps_its_trace() {
         None,
         |db: TestDatabase| async move {
             // Migrated before the child starts (it launches on the same database).
-            Dbos::launch(db.config("testapp"))
-                .await
-                .unwrap()
-                .shutdown()
-                .await
-                .unwrap();
+            db.migrate().await;
             let receiver = OtlpReceiver::start();
-            let exe = std::env::current_exe().expect("this test binary");
             let url = db.url();
             let endpoint = receiver.endpoint();
-            let child = ChildProcess::spawn(
-                exe.to_str().expect("a UTF-8 path"),
-                &[
-                    "--exact",
-                    "crashing_process",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ],
+            let child = ChildProcess::spawn_test(
+                "crashing_process",
                 &[
                     (CHILD_URL, url.as_str()),
                     ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),

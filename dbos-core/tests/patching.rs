@@ -112,15 +112,10 @@ fn role() {
 
 /// Runs this binary as the application with `code`, with extra environment.
 fn app(db: &TestDatabase, code: &str, env: &[(&str, &str)]) -> ChildProcess {
-    let exe = std::env::current_exe().unwrap();
     let url = db.url();
     let mut all = vec![("DBOS_PATCH_URL", url.as_str()), ("DBOS_PATCH_CODE", code)];
     all.extend_from_slice(env);
-    ChildProcess::spawn(
-        exe.to_str().unwrap(),
-        &["--exact", "role", "--nocapture", "--test-threads", "1"],
-        &all,
-    )
+    ChildProcess::spawn_test("role", &all)
 }
 
 /// The operation names recorded for `id`, in step order.

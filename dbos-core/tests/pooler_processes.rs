@@ -118,16 +118,8 @@ fn executor_process() {
 }
 
 fn spawn_executor(url: &str, direct: &str, id: &str) -> ChildProcess {
-    let exe = std::env::current_exe().expect("this test binary");
-    ChildProcess::spawn(
-        exe.to_str().expect("a UTF-8 path"),
-        &[
-            "--exact",
-            "executor_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ],
+    ChildProcess::spawn_test(
+        "executor_process",
         &[(CHILD_URL, url), (CHILD_DIRECT, direct), (CHILD_ID, id)],
     )
 }
@@ -158,13 +150,7 @@ async fn a_sigkilled_executor_process_s_work_moves_through_a_pooler_and_live_wor
     )
     .await
     .unwrap();
-    // Migrate once, so the three launches do not race on an empty database.
-    Dbos::launch(db.config("poolproc"))
-        .await
-        .unwrap()
-        .shutdown()
-        .await
-        .unwrap();
+    db.migrate().await;
     let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
     let (direct, pooled) = (db.url(), bouncer.url(&db.url()));
     let victim_id = "pool-proc-1";

@@ -114,16 +114,8 @@ fn executor_process() {
 }
 
 fn spawn_executor(url: &str, id: &str, hang: bool) -> ChildProcess {
-    let exe = std::env::current_exe().expect("this test binary");
-    ChildProcess::spawn(
-        exe.to_str().expect("a UTF-8 path"),
-        &[
-            "--exact",
-            "executor_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ],
+    ChildProcess::spawn_test(
+        "executor_process",
         &[
             (CHILD_URL, url),
             (CHILD_ID, id),
@@ -196,13 +188,7 @@ async fn one_run_per_tick_across_processes_and_a_killed_executor(db: TestDatabas
     )
     .await
     .unwrap();
-    // Migrate once, so the three launches do not race on an empty database.
-    Dbos::launch(db.config("testapp"))
-        .await
-        .unwrap()
-        .shutdown()
-        .await
-        .unwrap();
+    db.migrate().await;
     let url = db.url();
     let victim_id = "sched-proc-1";
     let mut victim = Some(spawn_executor(&url, victim_id, true));

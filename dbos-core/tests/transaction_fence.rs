@@ -290,32 +290,7 @@ async fn hand_over(db: &TestDatabase, dbos: &Dbos, level: &str) {
         || async { (runs(&format!("{key}/started")) >= 1).then_some(()) },
     )
     .await;
-    let sys = db.connect().await;
-    let first: Option<String> = sys
-        .query_one(
-            "SELECT owner_xid FROM dbos.workflow_status WHERE workflow_uuid = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    dbos.resume_workflow(&id).await.unwrap();
-    eventually(
-        "this executor to claim the resumed workflow again",
-        Duration::from_secs(60),
-        || async {
-            let row = sys
-                .query_one(
-                    "SELECT status, owner_xid FROM dbos.workflow_status WHERE workflow_uuid = $1",
-                    &[&id],
-                )
-                .await
-                .unwrap();
-            let (status, owner): (String, Option<String>) = (row.get(0), row.get(1));
-            (status == "PENDING" && owner.is_some() && owner != first).then_some(())
-        },
-    )
-    .await;
+    db.resume_until_claimed_again(dbos, &id).await;
     // The claim is handed to the execution right after it commits, in the same task.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(

@@ -1296,54 +1296,14 @@ async fn a_send_under_a_claim_handed_over_mid_write_is_made_once(db: TestDatabas
         .unwrap();
     let mut locker = db.connect().await;
     let sys = db.connect().await;
-    let first: Option<String> = sys
-        .query_one(
-            "SELECT owner_xid FROM dbos.workflow_status WHERE workflow_uuid = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0);
     let tx = locker.transaction().await.unwrap();
     tx.batch_execute("LOCK TABLE dbos.notifications IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
     HANDOVER_GO.store(1, Ordering::SeqCst);
-    eventually(
-        "the send's statement to wait for the lock",
-        Duration::from_secs(30),
-        || async {
-            let n: i64 = sys
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity
-                      WHERE datname = current_database() AND wait_event_type = 'Lock'
-                        AND query LIKE '%INSERT INTO%notifications%'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            (n == 1).then_some(())
-        },
-    )
-    .await;
-    dbos.resume_workflow(id).await.unwrap();
-    eventually(
-        "this executor to claim the resumed workflow again",
-        Duration::from_secs(60),
-        || async {
-            let row = sys
-                .query_one(
-                    "SELECT status, owner_xid FROM dbos.workflow_status WHERE workflow_uuid = $1",
-                    &[&id],
-                )
-                .await
-                .unwrap();
-            let (status, owner): (String, Option<String>) = (row.get(0), row.get(1));
-            (status == "PENDING" && owner.is_some() && owner != first).then_some(())
-        },
-    )
-    .await;
+    db.until_blocked_on_lock("%INSERT INTO%notifications%")
+        .await;
+    db.resume_until_claimed_again(&dbos, id).await;
     // The claim is handed to the execution right after it commits, in the same task.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(

@@ -105,6 +105,43 @@ impl ChildProcess {
         ChildProcess { child }
     }
 
+    /// Runs this test binary again as a child process that runs only the test named `test`
+    /// (its exact name, ignored or not), one thread, output shown, with extra environment.
+    ///
+    /// This is how a test starts other executor processes: the child's test is usually
+    /// `#[ignore]`d (so an ordinary run skips it) and does its part only when the environment
+    /// given here is set.
+    ///
+    /// ```no_run
+    /// # use dbos_testkit::crash::ChildProcess;
+    /// # async fn demo(url: &str) {
+    /// // Runs `fn executor_process()` of this binary with `EXECUTOR_URL` set.
+    /// let child = ChildProcess::spawn_test("executor_process", &[("EXECUTOR_URL", url)]);
+    /// // ... let it work, then kill it mid-work:
+    /// child.kill9().await;
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When this binary's path is not known or not UTF-8, or it cannot be started.
+    pub fn spawn_test(test: &str, env: &[(&str, &str)]) -> ChildProcess {
+        let exe = std::env::current_exe().expect("dbos-testkit: the path of this test binary");
+        let exe = exe
+            .to_str()
+            .expect("dbos-testkit: the test binary's path is not UTF-8");
+        ChildProcess::spawn(
+            exe,
+            &[
+                "--exact",
+                test,
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ],
+            env,
+        )
+    }
+
     /// The process id.
     pub fn id(&self) -> Option<u32> {
         self.child.id()

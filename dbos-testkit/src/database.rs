@@ -4,6 +4,8 @@
 //! passes and kept when it fails (the next run of the same test drops it first; databases
 //! of tests that no longer run are swept after a day).
 
+use std::time::Duration;
+
 use dbos_core::{Config, Dbos};
 
 use crate::cluster::{cluster, TestCluster};
@@ -137,6 +139,105 @@ impl TestDatabase {
         Dbos::launch(self.config("testapp"))
             .await
             .unwrap_or_else(|e| panic!("dbos-testkit: launch on `{}` failed: {e}", self.name))
+    }
+
+    /// Creates the system schema (a launch, then a shutdown), so that several processes can
+    /// then launch on this database at once without each finding it empty.
+    ///
+    /// # Panics
+    /// When the launch or the shutdown fails.
+    pub async fn migrate(&self) {
+        self.launch()
+            .await
+            .shutdown()
+            .await
+            .unwrap_or_else(|e| panic!("dbos-testkit: shutdown on `{}` failed: {e}", self.name));
+    }
+
+    /// Waits until one statement on this database whose text is `LIKE pattern` waits for a
+    /// lock (`pg_stat_activity.wait_event_type = 'Lock'`), polling for up to 30 s, and returns
+    /// the process id of its backend (for `pg_cancel_backend`, say).
+    ///
+    /// A test that holds a lock (a row written in its own open transaction, a `LOCK TABLE`)
+    /// calls this to know that the code under test has reached the statement the lock stops,
+    /// before it changes what that statement will find or lets the lock go. Exactly one
+    /// statement must match: the test knows which one it is blocking.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: dbos_testkit::TestDatabase) {
+    /// let mut locker = db.connect().await;
+    /// let tx = locker.transaction().await.unwrap();
+    /// tx.batch_execute("LOCK TABLE dbos.notifications IN ACCESS EXCLUSIVE MODE")
+    ///     .await
+    ///     .unwrap();
+    /// // ... a workflow sends a message: its insert waits for the table ...
+    /// db.until_blocked_on_lock("%INSERT INTO%notifications%").await;
+    /// // ... change what the send will find, then let it go on:
+    /// tx.commit().await.unwrap();
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When, after 30 s, not exactly one such statement is waiting; the message names
+    /// `pattern`.
+    pub async fn until_blocked_on_lock(&self, pattern: &str) -> i32 {
+        let watcher = self.connect().await;
+        crate::crash::eventually(
+            &format!("one statement like `{pattern}` to wait for a lock"),
+            Duration::from_secs(30),
+            || async {
+                let waiting = watcher
+                    .query(
+                        "SELECT pid FROM pg_stat_activity
+                          WHERE datname = current_database() AND wait_event_type = 'Lock'
+                            AND query LIKE $1",
+                        &[&pattern],
+                    )
+                    .await
+                    .expect("dbos-testkit: reading pg_stat_activity");
+                match waiting.as_slice() {
+                    [one] => Some(one.get(0)),
+                    _ => None,
+                }
+            },
+        )
+        .await
+    }
+
+    /// Resumes the workflow `id` through `dbos` while an execution of it runs there, and
+    /// waits (up to 60 s) until the resume's new claim is recorded: the workflow PENDING with
+    /// an owner (`owner_xid`) other than the one it had. What a test checks next is how the
+    /// running execution takes the claim handed to it.
+    ///
+    /// # Panics
+    /// When the resume fails, or the new claim is not recorded within 60 s.
+    pub async fn resume_until_claimed_again(&self, dbos: &Dbos, id: &str) {
+        let client = self.connect().await;
+        let owner = || async {
+            let row = client
+                .query_one(
+                    "SELECT status, owner_xid FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("dbos-testkit: reading the status of `{id}`: {e}"));
+            let status: String = row.get(0);
+            let owner: Option<String> = row.get(1);
+            (status, owner)
+        };
+        let (_, first) = owner().await;
+        dbos.resume_workflow(id)
+            .await
+            .unwrap_or_else(|e| panic!("dbos-testkit: resuming `{id}`: {e}"));
+        crate::crash::eventually(
+            &format!("the resumed `{id}` to be claimed again"),
+            Duration::from_secs(60),
+            || async {
+                let (status, now) = owner().await;
+                (status == "PENDING" && now.is_some() && now != first).then_some(())
+            },
+        )
+        .await;
     }
 
     /// `pg_dump --schema-only` of one schema of this (or a sibling) database, normalised for
