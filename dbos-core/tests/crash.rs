@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dbos_core::{step, workflow, Dbos, Error};
+use dbos_core::{step, workflow, Dbos, Error, ErrorKind};
 use dbos_testkit::crash::{eventually, IsolatedRuntime};
 use dbos_testkit::runs::{bump, runs};
 use dbos_testkit::TestDatabase;
@@ -335,6 +335,138 @@ async fn a_step_recorded_first_by_another_execution_is_adopted(db: TestDatabase)
             (2, Some("null".into()))
         ]
     );
+}
+
+/// Stands in for another execution running other code: while this execution runs the step,
+/// the other one records step 1 under another operation's name.
+static OTHER_CODE: std::sync::OnceLock<tokio_postgres::Client> = std::sync::OnceLock::new();
+
+/// What [`raced_by_other_code`]'s step call returned: `Some(None)` for a result, else the
+/// error's kind.
+static OTHER_CODE_SAW: std::sync::Mutex<Option<Option<ErrorKind>>> = std::sync::Mutex::new(None);
+
+#[step]
+async fn raced_by_other_step() -> Result<String, Error> {
+    bump("other-code/step");
+    OTHER_CODE
+        .get()
+        .expect("the test sets the other execution's connection")
+        .execute(
+            "INSERT INTO dbos.operation_outputs (workflow_uuid, function_id, function_name, output, serialization)
+             VALUES ('other-code', 1, 'some_other_step', '\"recorded by other code\"', 'portable_json')",
+            &[],
+        )
+        .await
+        .expect("the other execution records step 1");
+    Ok("recorded by this execution".into())
+}
+
+#[workflow]
+async fn raced_by_other_code(key: String) -> Result<String, Error> {
+    let first = raced_by_other_step().await;
+    *OTHER_CODE_SAW.lock().unwrap() = Some(first.as_ref().err().map(|e| e.kind()));
+    after(key).await?;
+    first
+}
+
+/// The adoption above holds only for the same operation: a step another execution recorded
+/// under another name (it runs other code) is refused, and the execution stops there: the
+/// step call fails with `ConflictingWorkflowId`, nothing after it runs, nothing more is
+/// recorded, and the workflow is left PENDING, not finished with either result.
+#[dbos_testkit::test]
+async fn a_step_recorded_first_under_another_name_stops_the_execution(db: TestDatabase) {
+    let _ = OTHER_CODE.set(db.connect().await);
+    let dbos = db.launch().await;
+    let _handle = raced_by_other_code("other-code".into())
+        .id("other-code")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually("the execution to stop", Duration::from_secs(20), || async {
+        (OTHER_CODE_SAW.lock().unwrap().is_some() && dbos.running_workflows() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        *OTHER_CODE_SAW.lock().unwrap(),
+        Some(Some(ErrorKind::ConflictingWorkflowId)),
+        "the step call was refused, not answered with the other code's result"
+    );
+    assert_eq!(runs("other-code/step"), 1);
+    assert_eq!(
+        runs("other-code/after"),
+        0,
+        "nothing ran past the refused record"
+    );
+    assert_eq!(
+        recorded_outputs(&db, "other-code").await,
+        vec![(1, Some("\"recorded by other code\"".into()))]
+    );
+    let status: String = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'other-code'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "PENDING");
+    dbos.shutdown().await.unwrap();
+}
+
+/// Which code [`changes_code`] runs at its first step: 0 the old, 1 the new.
+static CODE_CHANGED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[step]
+async fn old_first_step() -> Result<String, Error> {
+    Ok("old step".into())
+}
+
+#[step]
+async fn new_first_step() -> Result<String, Error> {
+    Ok("new step".into())
+}
+
+#[workflow]
+async fn changes_code() -> Result<String, Error> {
+    if CODE_CHANGED.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        old_first_step().await
+    } else {
+        new_first_step().await
+    }
+}
+
+/// An execution whose code runs another operation where its history records one (the code
+/// changed while the workflow was in flight: here a fork past the step, run by the new code)
+/// does not take the recorded result for the new operation: it fails with `UnexpectedStep`,
+/// naming both.
+#[dbos_testkit::test]
+async fn a_recorded_step_under_another_name_is_not_replayed_for_new_code(db: TestDatabase) {
+    use dbos_core::manage::ForkOptions;
+    let dbos = db.launch().await;
+    let old = changes_code().id("changes-code").on(&dbos).await.unwrap();
+    assert_eq!(old, "old step");
+    CODE_CHANGED.store(1, std::sync::atomic::Ordering::SeqCst);
+    let changed = dbos
+        .fork_workflow(
+            "changes-code",
+            2,
+            &ForkOptions::new().workflow_id("changes-code-forked"),
+        )
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap_err();
+    assert_eq!(changed.kind(), ErrorKind::UnexpectedStep, "{changed}");
+    let message = changed.to_string();
+    assert!(
+        message.contains("old_first_step") && message.contains("new_first_step"),
+        "{message}"
+    );
+    dbos.shutdown().await.unwrap();
 }
 
 /// The checkpoints recorded for a workflow: (function id, output), in step order.
