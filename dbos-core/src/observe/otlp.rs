@@ -262,7 +262,6 @@ pub(crate) fn encode_request(buf: &mut Vec<u8>, res: &Resource, spans: &[SpanDat
     message(buf, 1, |buf| {
         // `ResourceSpans`: `resource` = 1, `scope_spans` = 2, `schema_url` = 3.
         message(buf, 1, |buf| resource(buf, res));
-        let mut done = 0;
         for (i, first) in spans.iter().enumerate() {
             let s = &first.instrumentation_scope;
             // A scope seen before was written with its first span.
@@ -274,13 +273,9 @@ pub(crate) fn encode_request(buf: &mut Vec<u8>, res: &Resource, spans: &[SpanDat
                 message(buf, 1, |buf| scope(buf, s));
                 for one in spans[i..].iter().filter(|p| p.instrumentation_scope == *s) {
                     message(buf, 2, |buf| span(buf, one));
-                    done += 1;
                 }
                 opt_bytes(buf, 3, s.schema_url().unwrap_or_default().as_bytes());
             });
-            if done == spans.len() {
-                break;
-            }
         }
         opt_bytes(buf, 3, res.schema_url().unwrap_or_default().as_bytes());
     });
@@ -659,7 +654,7 @@ mod tests {
     use opentelemetry_sdk::Resource;
     use prost::Message as _;
 
-    use super::{encode_request, percent_decode, OtlpHttpExporter, Target};
+    use super::{encode_request, message, percent_decode, OtlpHttpExporter, Target};
 
     fn context(trace: u128, span: u64, flags: u8, state: &str, remote: bool) -> SpanContext {
         SpanContext::new(
@@ -808,6 +803,27 @@ mod tests {
         big.attributes
             .push(KeyValue::new("big", "y".repeat(20_000)));
         check(&resource, vec![big]);
+    }
+
+    /// A nested message's length, written before it once its body is written, is the
+    /// canonical varint at every size: one byte up to 127, two from 128 (the first size that
+    /// moves the body), three from 16,384.
+    #[test]
+    fn a_nested_messages_length_is_the_varint_prost_writes_at_every_size() {
+        for n in (0..=300).chain([16_383, 16_384, 20_000]) {
+            let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+            let mut ours = vec![0xAA];
+            message(&mut ours, 2, |buf| buf.extend_from_slice(&body));
+            let mut expected = vec![0xAA];
+            prost::encoding::encode_key(
+                2,
+                prost::encoding::WireType::LengthDelimited,
+                &mut expected,
+            );
+            prost::encoding::encode_varint(n as u64, &mut expected);
+            expected.extend_from_slice(&body);
+            assert_eq!(ours, expected, "a body of {n} bytes");
+        }
     }
 
     #[test]
