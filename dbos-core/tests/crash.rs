@@ -337,6 +337,62 @@ async fn a_step_recorded_first_by_another_execution_is_adopted(db: TestDatabase)
     );
 }
 
+#[step]
+async fn handed_step(key: String) -> Result<String, Error> {
+    bump(&format!("{key}/step"));
+    Ok("recorded once".into())
+}
+
+#[workflow]
+async fn handed_over(key: String) -> Result<String, Error> {
+    let out = handed_step(key.clone()).await?;
+    after(key).await?;
+    Ok(out)
+}
+
+/// A step whose record runs after a new claim of its workflow was handed to its execution
+/// (a resume while it runs): the record's fence, carrying the old claim, refuses, and the
+/// step is recorded again under the new one, once. Taking that refusal for a lost
+/// ownership would stop the execution and leave the workflow pending, claimed here, with
+/// nothing running it. The test holds the checkpoint table locked against inserts (SHARE:
+/// reads go on) so that the record's statement waits until the claim has been handed over.
+#[dbos_testkit::test]
+async fn a_step_recorded_under_a_claim_handed_over_mid_record_is_recorded_once(db: TestDatabase) {
+    let dbos = db.launch().await;
+    let mut locker = db.connect().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE dbos.operation_outputs IN SHARE MODE")
+        .await
+        .unwrap();
+    let h = handed_over("handed".into())
+        .id("handed")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    db.until_blocked_on_lock("%INSERT INTO%operation_outputs%")
+        .await;
+    db.resume_until_claimed_again(&dbos, "handed").await;
+    // The claim is handed to the execution right after it commits, in the same task.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tx.rollback().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), h.result())
+        .await
+        .expect("the workflow finished after the hand-over")
+        .unwrap();
+    assert_eq!(out, "recorded once");
+    assert_eq!(runs("handed/step"), 1, "one body");
+    assert_eq!(runs("handed/after"), 1);
+    assert_eq!(
+        recorded_outputs(&db, "handed").await,
+        vec![
+            (1, Some("\"recorded once\"".into())),
+            (2, Some("null".into()))
+        ]
+    );
+    dbos.shutdown().await.unwrap();
+}
+
 /// Stands in for another execution running other code: while this execution runs the step,
 /// the other one records step 1 under another operation's name.
 static OTHER_CODE: std::sync::OnceLock<tokio_postgres::Client> = std::sync::OnceLock::new();
