@@ -393,6 +393,78 @@ async fn a_step_recorded_under_a_claim_handed_over_mid_record_is_recorded_once(d
     dbos.shutdown().await.unwrap();
 }
 
+/// Lets [`taken_step`] return once the test has moved the workflow's ownership.
+static TAKEN_GO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What [`taken_over`]'s step call returned: `Some(None)` for a result, else the error's kind.
+static TAKEN_SAW: std::sync::Mutex<Option<Option<ErrorKind>>> = std::sync::Mutex::new(None);
+
+#[step]
+async fn taken_step(key: String) -> Result<String, Error> {
+    bump(&format!("{key}/step"));
+    while !TAKEN_GO.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok("this execution's result".into())
+}
+
+#[workflow]
+async fn taken_over(key: String) -> Result<String, Error> {
+    let out = taken_step(key.clone()).await;
+    *TAKEN_SAW.lock().unwrap() = Some(out.as_ref().err().map(|e| e.kind()));
+    after(key).await?;
+    out
+}
+
+/// A record refused because the workflow's ownership moved to another claim (not one
+/// handed to this execution) stops the execution at once, with the ownership error: it
+/// does not retry its record in a loop until the executor's periodic check (here once
+/// every ten minutes) notices the takeover.
+#[dbos_testkit::test]
+async fn a_record_refused_for_a_lost_ownership_stops_the_execution_at_once(db: TestDatabase) {
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .cancel_poll_interval(Duration::from_secs(600)),
+    )
+    .await
+    .unwrap();
+    let _handle = taken_over("taken".into())
+        .id("taken")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually("the step to run", Duration::from_secs(10), || async {
+        (runs("taken/step") == 1).then_some(())
+    })
+    .await;
+    db.connect()
+        .await
+        .execute(
+            "UPDATE dbos.workflow_status SET owner_xid = 'someone-else' WHERE workflow_uuid = 'taken'",
+            &[],
+        )
+        .await
+        .unwrap();
+    TAKEN_GO.store(true, std::sync::atomic::Ordering::SeqCst);
+    eventually("the execution to stop", Duration::from_secs(20), || async {
+        (TAKEN_SAW.lock().unwrap().is_some() && dbos.running_workflows() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        *TAKEN_SAW.lock().unwrap(),
+        Some(Some(ErrorKind::ConflictingWorkflowId)),
+        "the step call failed with the ownership error"
+    );
+    assert_eq!(
+        runs("taken/after"),
+        0,
+        "nothing ran past the refused record"
+    );
+    assert_eq!(recorded_outputs(&db, "taken").await, vec![]);
+    dbos.shutdown().await.unwrap();
+}
+
 /// Stands in for another execution running other code: while this execution runs the step,
 /// the other one records step 1 under another operation's name.
 static OTHER_CODE: std::sync::OnceLock<tokio_postgres::Client> = std::sync::OnceLock::new();
