@@ -78,22 +78,34 @@ async fn a_parked_workflow_whose_resume_fails_stays_parked_and_resumes_later(db:
     let dbos = Dbos::launch(db.config("testapp").park_after(Duration::from_millis(50)))
         .await
         .unwrap();
-    let h = sleeper("broken-resume".into(), 600)
+    // Long enough for the inputs to be broken before its wake-up on a loaded machine.
+    let sleep_ms = 3_000;
+    let h = sleeper("broken-resume".into(), sleep_ms)
         .id("broken-resume")
         .on(&dbos)
         .start()
         .await
         .unwrap();
     let sql = db.connect().await;
-    dbos_testkit::crash::eventually("the sleeper to begin", Duration::from_secs(30), || async {
-        EVENTS
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(k, w, _)| k == "broken-resume" && *w == "begin")
-            .then_some(())
-    })
+    let began = dbos_testkit::crash::eventually(
+        "the sleeper to begin",
+        Duration::from_secs(30),
+        || async {
+            EVENTS
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(k, w, _)| k == "broken-resume" && *w == "begin")
+                .map(|e| e.2)
+        },
+    )
     .await;
+    let micros_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64
+    };
     // Its inputs cannot be decoded when its wake-up time comes: the resume fails.
     let inputs: String = sql
         .query_one(
@@ -109,7 +121,16 @@ async fn a_parked_workflow_whose_resume_fails_stays_parked_and_resumes_later(db:
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let broken_after = Duration::from_micros((micros_now() - began) as u64);
+    assert!(
+        broken_after < Duration::from_millis(sleep_ms),
+        "the inputs were broken {broken_after:?} after the sleep began, past its wake-up: too slow a machine for this test"
+    );
+    // Past its wake-up time, with time for a resume to fail (or, wrongly, to run).
+    tokio::time::sleep(
+        Duration::from_millis(sleep_ms) - broken_after + Duration::from_millis(1500),
+    )
+    .await;
     let ended = |events: &[(String, &str, i64)]| {
         events
             .iter()

@@ -133,14 +133,24 @@ async fn three_executors_make_exactly_one_run_per_tick(db: TestDatabase) {
 
 #[dbos_testkit::test(timeout = "120s")]
 async fn rows_and_runs_are_stored_as_dbos_stores_them(db: TestDatabase) {
-    let dbos = Dbos::launch(config(&db, "rows")).await.unwrap();
-    dbos.create_schedule(
-        &Schedule::new("stored", "ticked", "* * * * * *")
-            .context(json!({"tag": "stored", "n": 1}))
-            .timezone("America/New_York"),
-    )
-    .await
-    .unwrap();
+    // Created before any executor runs (a `Client` on the migrated schema), so the row is
+    // read as created: a running scheduler may fire the per-second schedule (and set
+    // `last_fired_at`) before the test reads it.
+    db.migrate().await;
+    let client = Client::builder(db.url())
+        .application_name("testapp")
+        .connect()
+        .await
+        .unwrap();
+    client
+        .create_schedule(
+            &Schedule::new("stored", "ticked", "* * * * * *")
+                .context(json!({"tag": "stored", "n": 1}))
+                .timezone("America/New_York"),
+        )
+        .await
+        .unwrap();
+    client.close();
     let conn = db.connect().await;
     let row = conn
         .query_one(
@@ -166,6 +176,7 @@ async fn rows_and_runs_are_stored_as_dbos_stores_them(db: TestDatabase) {
     assert_eq!(row.get::<_, Option<String>>(9), None);
     assert_eq!(row.get::<_, Option<String>>(10).as_deref(), Some("testapp"));
 
+    let dbos = Dbos::launch(config(&db, "rows")).await.unwrap();
     let run = eventually("a finished run", Duration::from_secs(30), || async {
         runs_of(&db, "stored")
             .await
