@@ -874,11 +874,12 @@ mod tests {
         let t = Target::from_url("http://h:1/v1/traces").expect("a target");
         assert_eq!(t.headers, "only: this\r\n");
         assert_eq!(t.timeout, Duration::from_millis(700));
-        std::env::set_var(
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-            "bad=line%0d%0ainjected: 1",
-        );
-        assert!(Target::from_url("http://h:1/v1/traces").is_err());
+        // A value that would end the header line, a name with a colon, an empty name, a name
+        // with a control character: each refused.
+        for bad in ["bad=line%0d%0ainjected: 1", "a:b=1", "=v", "a\tb=1"] {
+            std::env::set_var("OTEL_EXPORTER_OTLP_TRACES_HEADERS", bad);
+            assert!(Target::from_url("http://h:1/v1/traces").is_err(), "{bad}");
+        }
         std::env::remove_var("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
         std::env::set_var("OTEL_EXPORTER_OTLP_COMPRESSION", "none");
         assert!(Target::from_url("http://h:1/v1/traces").is_ok());
