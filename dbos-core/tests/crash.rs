@@ -597,6 +597,143 @@ async fn a_recorded_step_under_another_name_is_not_replayed_for_new_code(db: Tes
     dbos.shutdown().await.unwrap();
 }
 
+/// The durable time of the two sleep tests below. The clock is frozen there (never
+/// advanced), so a sleep's checkpoint completes at a time the test knows in advance: its
+/// wake-up time, as DBOS records it.
+const FROZEN_SECS: u64 = 2_000_000_000;
+
+/// Another execution's connection, one per test below (the tests of this file share a
+/// process, each with its own database).
+static RACED_SLEEP_DB: std::sync::OnceLock<tokio_postgres::Client> = std::sync::OnceLock::new();
+static TAKEN_SLEEP_DB: std::sync::OnceLock<tokio_postgres::Client> = std::sync::OnceLock::new();
+
+/// Records `workflow_id`'s step 1 as a `DBOS.sleep` waking at `wake_secs` and completing
+/// at `completed_ms`, as another execution would, through its connection `other`.
+async fn record_a_sleep_as_another_execution(
+    other: &std::sync::OnceLock<tokio_postgres::Client>,
+    workflow_id: &str,
+    wake_secs: u64,
+    completed_ms: i64,
+) {
+    let output = serde_json::to_string(&(wake_secs as f64)).unwrap();
+    other
+        .get()
+        .expect("the test sets the other execution's connection")
+        .execute(
+            "INSERT INTO dbos.operation_outputs (workflow_uuid, function_id, function_name, output, serialization,
+                                                 started_at_epoch_ms, completed_at_epoch_ms)
+             VALUES ($1, 1, 'DBOS.sleep', $2, 'portable_json', $3, $3)",
+            &[&workflow_id, &output, &completed_ms],
+        )
+        .await
+        .expect("the other execution records step 1");
+}
+
+#[workflow]
+async fn sleeps_a_second_raced() -> Result<u64, Error> {
+    // Another execution records this sleep first, completing in the same millisecond as this
+    // one's record would (the wake-up time, one second from the frozen now) but waking now.
+    record_a_sleep_as_another_execution(
+        &RACED_SLEEP_DB,
+        "raced-sleep",
+        FROZEN_SECS,
+        (FROZEN_SECS as i64 + 1) * 1000,
+    )
+    .await;
+    dbos_core::sleep(Duration::from_secs(1)).await?;
+    let woke = dbos_core::now().await?;
+    Ok(woke.duration_since(UNIX_EPOCH).unwrap().as_secs())
+}
+
+/// A checkpoint recorded first by another execution, with this record's completion time but
+/// another output, is that execution's, not a retry of this record that committed unseen:
+/// its wake-up time is adopted. Kills the `record_missed` mutants that take a row matching
+/// on the completion time alone (or with the output compared the wrong way) for this
+/// record's own: the sleep then waits for its own wake-up time, on a clock that never moves.
+#[dbos_testkit::test]
+async fn another_execution_s_checkpoint_with_this_completion_time_is_adopted(db: TestDatabase) {
+    let _ = RACED_SLEEP_DB.set(db.connect().await);
+    let clock = dbos_testkit::TestClock::starting_at(UNIX_EPOCH + Duration::from_secs(FROZEN_SECS));
+    let dbos = Dbos::launch(db.config("testapp").clock(clock.clock()))
+        .await
+        .unwrap();
+    let handle = sleeps_a_second_raced()
+        .id("raced-sleep")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(20), handle.result())
+        .await
+        .expect("the sleep waited for its own wake-up time instead of the one recorded first")
+        .unwrap();
+    assert_eq!(
+        woke, FROZEN_SECS,
+        "the workflow woke at the recorded wake-up time"
+    );
+    dbos.shutdown().await.unwrap();
+}
+
+/// What the body of `sleeps_after_a_takeover` got back from its sleep.
+static SLEEP_ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+
+#[workflow]
+async fn sleeps_after_a_takeover() -> Result<(), Error> {
+    // This sleep's own checkpoint, exactly as its record writes it (as if the record committed
+    // and its acknowledgement was lost), then another executor takes the workflow over.
+    record_a_sleep_as_another_execution(
+        &TAKEN_SLEEP_DB,
+        "taken-sleep",
+        FROZEN_SECS,
+        FROZEN_SECS as i64 * 1000,
+    )
+    .await;
+    TAKEN_SLEEP_DB
+        .get()
+        .unwrap()
+        .execute(
+            "UPDATE dbos.workflow_status SET owner_xid = 'another-execution' WHERE workflow_uuid = 'taken-sleep'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let answer = dbos_core::sleep(Duration::ZERO).await;
+    let _ = SLEEP_ANSWER.set(answer.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+    if answer.is_ok() {
+        after("taken-sleep".into()).await?;
+    }
+    answer
+}
+
+/// A record whose row reads as its own but whose workflow is owned by another execution now
+/// stops the execution: the new owner decides what comes next. Kills the `record_missed`
+/// mutant that accepts a row of its own without the ownership (`owned || ours`): the body
+/// then goes on to its next step.
+#[dbos_testkit::test]
+async fn a_record_of_its_own_after_a_takeover_stops_the_execution(db: TestDatabase) {
+    let _ = TAKEN_SLEEP_DB.set(db.connect().await);
+    let clock = dbos_testkit::TestClock::starting_at(UNIX_EPOCH + Duration::from_secs(FROZEN_SECS));
+    let dbos = Dbos::launch(db.config("testapp").clock(clock.clock()))
+        .await
+        .unwrap();
+    let _handle = sleeps_after_a_takeover()
+        .id("taken-sleep")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    let answer = eventually("the sleep to answer", Duration::from_secs(20), || async {
+        SLEEP_ANSWER.get().cloned()
+    })
+    .await;
+    assert!(
+        answer.is_err(),
+        "the sleep went on after the workflow was taken over: {answer:?}"
+    );
+    assert_eq!(runs("taken-sleep/after"), 0, "the next step never ran");
+    dbos.shutdown().await.unwrap();
+}
+
 /// The checkpoints recorded for a workflow: (function id, output), in step order.
 async fn recorded_outputs(db: &TestDatabase, workflow_id: &str) -> Vec<(i32, Option<String>)> {
     db.connect()
