@@ -425,16 +425,6 @@ async fn cancelling_an_unknown_workflow_is_a_typed_error(db: TestDatabase) {
         .await
         .unwrap();
     dbos.cancel_workflow("c-done").await.unwrap();
-    let status: String = db
-        .connect()
-        .await
-        .query_one(
-            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'c-done'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(status, "SUCCESS");
+    assert_eq!(db.status_of("c-done").await.as_deref(), Some("SUCCESS"));
     dbos.shutdown().await.unwrap();
 }

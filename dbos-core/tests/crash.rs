@@ -530,17 +530,7 @@ async fn a_step_recorded_first_under_another_name_stops_the_execution(db: TestDa
         recorded_outputs(&db, "other-code").await,
         vec![(1, Some("\"recorded by other code\"".into()))]
     );
-    let status: String = db
-        .connect()
-        .await
-        .query_one(
-            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'other-code'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(status, "PENDING");
+    assert_eq!(db.status_of("other-code").await.as_deref(), Some("PENDING"));
     dbos.shutdown().await.unwrap();
 }
 

@@ -1186,16 +1186,9 @@ async fn a_database_failure_of_a_stream_read_in_a_workflow_leaves_it_to_be_resum
         || async { (dbos.running_workflows() == 1).then_some(()) },
     )
     .await;
-    let status: String = admin
-        .query_one(
-            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'dur-r'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
     assert_eq!(
-        status, "PENDING",
+        db.status_of("dur-r").await.as_deref(),
+        Some("PENDING"),
         "a failed read leaves the workflow to be recovered"
     );
     admin
@@ -1325,16 +1318,9 @@ async fn a_database_failure_of_wait_first_s_status_read_leaves_the_workflow_to_b
         || async { (dbos.running_workflows() == 1).then_some(()) },
     )
     .await;
-    let status: String = admin
-        .query_one(
-            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'wfd-waiter'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
     assert_eq!(
-        status, "PENDING",
+        db.status_of("wfd-waiter").await.as_deref(),
+        Some("PENDING"),
         "a failed status read leaves the workflow to be recovered"
     );
     let recorded: i64 = admin
@@ -1433,16 +1419,9 @@ async fn a_get_event_the_database_fails_stops_the_execution_and_reads_when_resum
         || async { (dbos.running_workflows() == 0).then_some(()) },
     )
     .await;
-    let status: String = admin
-        .query_one(
-            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'failing-reader'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
     assert_eq!(
-        status, "PENDING",
+        db.status_of("failing-reader").await.as_deref(),
+        Some("PENDING"),
         "a failed read leaves its workflow to be recovered"
     );
     let reads: i64 = admin

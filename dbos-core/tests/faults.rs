@@ -263,17 +263,12 @@ async fn a_panic_answers_the_caller_and_leaves_the_row_pending(db: TestDatabase)
     assert_eq!(e.kind(), ErrorKind::ExecutionPanicked, "{e:?}");
     // A second handle, made after the panic, answers too (from the database: still pending).
     assert_eq!(dbos.running_workflows(), 0, "the bookkeeping does not leak");
-    let client = db.connect().await;
     for id in ["panic-step", "panic-body"] {
-        let status: String = client
-            .query_one(
-                "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
-                &[&id],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(status, "PENDING", "{id} stays pending for recovery");
+        assert_eq!(
+            db.status_of(id).await.as_deref(),
+            Some("PENDING"),
+            "{id} stays pending for recovery"
+        );
     }
     dbos.shutdown().await.unwrap();
 }
@@ -457,15 +452,7 @@ async fn recovering_or_resuming_a_workflow_running_here_attaches_to_it(db: TestD
         1,
         "one body, however many claims"
     );
-    let status: String = client
-        .query_one(
-            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = 'attach'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(status, "SUCCESS");
+    assert_eq!(db.status_of("attach").await.as_deref(), Some("SUCCESS"));
     dbos.shutdown().await.unwrap();
 }
 

@@ -43,18 +43,6 @@ async fn recorded_ops(db: &TestDatabase, id: &str) -> Vec<(i32, String, Option<S
         .collect()
 }
 
-async fn status_of(db: &TestDatabase, id: &str) -> Option<String> {
-    db.connect()
-        .await
-        .query_opt(
-            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .map(|r| r.get(0))
-}
-
 #[workflow]
 async fn forker(source: String) -> Result<String, Error> {
     let fork = Dbos::current()?
@@ -272,19 +260,10 @@ async fn writes_inside_a_workflow_are_recorded_and_never_made_twice(db: TestData
         || runs("writer") == 1,
     )
     .await;
-    assert_eq!(
-        status_of(&db, "w-cancel").await.as_deref(),
-        Some("CANCELLED")
-    );
-    assert_eq!(
-        status_of(&db, "w-resume").await.as_deref(),
-        Some("ENQUEUED")
-    );
-    assert_eq!(
-        status_of(&db, "w-rewind").await.as_deref(),
-        Some("ENQUEUED")
-    );
-    assert_eq!(status_of(&db, "w-delete").await, None);
+    assert_eq!(db.status_of("w-cancel").await.as_deref(), Some("CANCELLED"));
+    assert_eq!(db.status_of("w-resume").await.as_deref(), Some("ENQUEUED"));
+    assert_eq!(db.status_of("w-rewind").await.as_deref(), Some("ENQUEUED"));
+    assert_eq!(db.status_of("w-delete").await, None);
 
     // An operator undoes each change meanwhile; the recovered writer must not redo any.
     client
@@ -315,19 +294,10 @@ async fn writes_inside_a_workflow_are_recorded_and_never_made_twice(db: TestData
         ),
         "the recovered writer gets the recorded answers"
     );
-    assert_eq!(
-        status_of(&db, "w-cancel").await.as_deref(),
-        Some("ENQUEUED")
-    );
-    assert_eq!(
-        status_of(&db, "w-resume").await.as_deref(),
-        Some("CANCELLED")
-    );
-    assert_eq!(
-        status_of(&db, "w-rewind").await.as_deref(),
-        Some("CANCELLED")
-    );
-    assert_eq!(status_of(&db, "w-delete").await.as_deref(), Some("SUCCESS"));
+    assert_eq!(db.status_of("w-cancel").await.as_deref(), Some("ENQUEUED"));
+    assert_eq!(db.status_of("w-resume").await.as_deref(), Some("CANCELLED"));
+    assert_eq!(db.status_of("w-rewind").await.as_deref(), Some("CANCELLED"));
+    assert_eq!(db.status_of("w-delete").await.as_deref(), Some("SUCCESS"));
     let names: Vec<String> = recorded_ops(&db, "writer")
         .await
         .into_iter()
@@ -393,7 +363,7 @@ async fn an_error_of_a_management_operation_inside_a_workflow_replays(db: TestDa
         .unwrap();
     assert_eq!(answer, "NonExistentWorkflow");
     assert_eq!(
-        status_of(&db, "never-existed").await.as_deref(),
+        db.status_of("never-existed").await.as_deref(),
         Some("SUCCESS")
     );
     let ops = recorded_ops(&db, "misser").await;
@@ -536,7 +506,7 @@ async fn a_database_failure_of_a_write_inside_a_workflow_is_not_recorded_as_its_
     )
     .await;
     assert_eq!(
-        status_of(&db, "canceller").await.as_deref(),
+        db.status_of("canceller").await.as_deref(),
         Some("PENDING"),
         "a failed write leaves its workflow to be recovered"
     );
@@ -556,7 +526,7 @@ async fn a_database_failure_of_a_write_inside_a_workflow_is_not_recorded_as_its_
         .expect("the resumed canceller finishes")
         .expect("the resumed canceller makes its cancel");
     assert_eq!(answer, "cancelled");
-    assert_eq!(status_of(&db, "victim").await.as_deref(), Some("CANCELLED"));
+    assert_eq!(db.status_of("victim").await.as_deref(), Some("CANCELLED"));
     let ops = recorded_ops(&db, "canceller").await;
     assert_eq!(ops.len(), 1, "{ops:?}");
     assert_eq!(ops[0].1, "DBOS.cancelWorkflow");

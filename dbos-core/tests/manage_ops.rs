@@ -96,16 +96,11 @@ async fn launch(db: &TestDatabase) -> Dbos {
     .unwrap()
 }
 
+/// The status of workflow `id`, whose row must exist.
 async fn status(db: &TestDatabase, id: &str) -> String {
-    db.connect()
+    db.status_of(id)
         .await
-        .query_one(
-            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0)
+        .unwrap_or_else(|| panic!("no workflow `{id}`"))
 }
 
 async fn step_names(dbos: &Dbos, id: &str) -> Vec<String> {

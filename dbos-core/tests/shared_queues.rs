@@ -218,16 +218,11 @@ client.enqueue({"workflow_name": "py_job", "queue_name": "shared", "workflow_id"
                 "app_version": "py-v"}, 5)
 "#;
 
+/// The status of workflow `id`, whose row must exist.
 async fn status(db: &TestDatabase, id: &str) -> String {
-    db.connect()
+    db.status_of(id)
         .await
-        .query_one(
-            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0)
+        .unwrap_or_else(|| panic!("no workflow `{id}`"))
 }
 
 #[dbos_testkit::test]

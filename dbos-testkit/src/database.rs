@@ -204,6 +204,30 @@ impl TestDatabase {
         .await
     }
 
+    /// The status of workflow `id` as its row in `dbos.workflow_status` has it (`PENDING`,
+    /// `SUCCESS`, ...), or `None` when there is no such row: what a test asserts after a
+    /// crash or a failure, read on a fresh connection.
+    ///
+    /// ```no_run
+    /// # async fn example(db: dbos_testkit::TestDatabase) {
+    /// assert_eq!(db.status_of("order-42").await.as_deref(), Some("PENDING"));
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When the row cannot be read.
+    pub async fn status_of(&self, id: &str) -> Option<String> {
+        self.connect()
+            .await
+            .query_opt(
+                "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                &[&id],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("dbos-testkit: reading the status of `{id}`: {e}"))
+            .map(|r| r.get(0))
+    }
+
     /// Resumes the workflow `id` through `dbos` while an execution of it runs there, and
     /// waits (up to 60 s) until the resume's new claim is recorded: the workflow PENDING with
     /// an owner (`owner_xid`) other than the one it had. What a test checks next is how the
