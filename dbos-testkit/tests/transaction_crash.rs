@@ -21,21 +21,39 @@ fn random_below(n: u64) -> u64 {
         % n
 }
 
-/// (rows, rows above 1, rows below 1) of `tx_counters` in the database at `url`.
-async fn counters(url: &str) -> (i64, i64, i64) {
-    let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await else {
-        return (0, 0, 0);
-    };
-    tokio::spawn(conn);
-    match client
-        .query_one(
-            "SELECT count(*), count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE n < 1) FROM tx_counters",
-            &[],
-        )
-        .await
-    {
-        Ok(r) => (r.get(0), r.get(1), r.get(2)),
-        Err(_) => (0, 0, 0),
+/// Reads the counters on one kept connection, made at the first look that can make it (the
+/// data source's database may not exist before the subject's first run).
+struct Watcher {
+    url: String,
+    client: Option<tokio_postgres::Client>,
+}
+
+impl Watcher {
+    /// (rows, rows above 1, rows below 1) of `tx_counters` (none before the subject creates
+    /// the table).
+    async fn counters(&mut self) -> (i64, i64, i64) {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            let Ok((client, conn)) =
+                tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await
+            else {
+                return (0, 0, 0);
+            };
+            tokio::spawn(conn);
+            self.client = Some(client);
+        }
+        let Some(client) = &self.client else {
+            return (0, 0, 0);
+        };
+        match client
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE n < 1) FROM tx_counters",
+                &[],
+            )
+            .await
+        {
+            Ok(r) => (r.get(0), r.get(1), r.get(2)),
+            Err(_) => (0, 0, 0),
+        }
     }
 }
 
@@ -51,6 +69,13 @@ async fn kill_at_random_points_then_finish(db: &TestDatabase, app_url: Option<St
     }
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let counters_url = app_url.clone().unwrap_or_else(|| sys_url.clone());
+    // One connection for every look: the kill follows the target by one query, not by a
+    // connection set-up per look (with one per look an idle machine finished the work between
+    // the target and the kill, so too few kills landed).
+    let mut watcher = Watcher {
+        url: counters_url,
+        client: None,
+    };
     let n = WORKFLOWS.to_string();
     let total = (WORKFLOWS * 5) as i64;
     let mut interrupted = 0;
@@ -58,7 +83,7 @@ async fn kill_at_random_points_then_finish(db: &TestDatabase, app_url: Option<St
         // Kill on progress, not on a timer: after a random number of further transactions,
         // wherever the process then is (mid-transaction, between its commit and the
         // checkpoint, between steps). A fast machine cannot finish the work before the kill.
-        let (before, _, _) = counters(&counters_url).await;
+        let (before, _, _) = watcher.counters().await;
         if before >= total {
             break;
         }
@@ -66,14 +91,14 @@ async fn kill_at_random_points_then_finish(db: &TestDatabase, app_url: Option<St
         let child = ChildProcess::spawn(SUBJECT, &["transactions", &n], &env);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let (rows, _, _) = counters(&counters_url).await;
+            let (rows, _, _) = watcher.counters().await;
             if rows >= target || tokio::time::Instant::now() > deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         child.kill9().await;
-        let (rows, above, below) = counters(&counters_url).await;
+        let (rows, above, below) = watcher.counters().await;
         assert_eq!((above, below), (0, 0), "after a kill, a counter is not 1");
         if rows < total {
             interrupted += 1;
@@ -89,7 +114,7 @@ async fn kill_at_random_points_then_finish(db: &TestDatabase, app_url: Option<St
         Some(0),
         "the last run completes every workflow"
     );
-    let (rows, above, below) = counters(&counters_url).await;
+    let (rows, above, below) = watcher.counters().await;
     assert_eq!(
         (rows, above, below),
         ((WORKFLOWS * 5) as i64, 0, 0),
