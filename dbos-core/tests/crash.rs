@@ -465,6 +465,74 @@ async fn a_record_refused_for_a_lost_ownership_stops_the_execution_at_once(db: T
     dbos.shutdown().await.unwrap();
 }
 
+/// Lets [`finishes_after_a_takeover`] return once the test has written another execution's
+/// outcome.
+static FINISH_GO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[workflow]
+async fn finishes_after_a_takeover(key: String) -> Result<String, Error> {
+    after(key).await?;
+    // Not a step: nothing is recorded between the step above and the outcome.
+    while !FINISH_GO.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok("this execution's result".into())
+}
+
+/// An outcome refused because another execution finished the workflow first (it claimed
+/// the workflow after this execution's last step and before its outcome) is not this
+/// execution's to report: the handle gives the recorded outcome, and the row stays as the
+/// other execution wrote it. The executor's periodic check runs once every ten minutes, so
+/// nothing tells the execution before its outcome's statement does.
+#[dbos_testkit::test]
+async fn an_outcome_refused_after_a_takeover_is_not_reported(db: TestDatabase) {
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .cancel_poll_interval(Duration::from_secs(600)),
+    )
+    .await
+    .unwrap();
+    let handle = finishes_after_a_takeover("late".into())
+        .id("late")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually("the step's record", Duration::from_secs(10), || async {
+        (recorded_outputs(&db, "late").await.len() == 1).then_some(())
+    })
+    .await;
+    db.connect()
+        .await
+        .batch_execute(
+            "UPDATE dbos.workflow_status SET status = 'SUCCESS', owner_xid = NULL,
+                    completed_at = (EXTRACT(epoch FROM now()) * 1000)::bigint - 1000
+              WHERE workflow_uuid = 'late';
+             INSERT INTO dbos.workflow_output (workflow_uuid, output)
+             VALUES ('late', '\"the other execution''s result\"');",
+        )
+        .await
+        .unwrap();
+    FINISH_GO.store(true, std::sync::atomic::Ordering::SeqCst);
+    let got = tokio::time::timeout(Duration::from_secs(20), handle.result())
+        .await
+        .expect("the handle answers");
+    assert_eq!(got.unwrap(), "the other execution's result");
+    let output: String = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT output FROM dbos.workflow_output WHERE workflow_uuid = 'late'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(output, "\"the other execution's result\"");
+    assert_eq!(runs("late/after"), 1);
+    dbos.shutdown().await.unwrap();
+}
+
 /// Stands in for another execution running other code: while this execution runs the step,
 /// the other one records step 1 under another operation's name.
 static OTHER_CODE: std::sync::OnceLock<tokio_postgres::Client> = std::sync::OnceLock::new();
