@@ -606,3 +606,256 @@ async fn more_launches_at_once_than_the_pooler_has_server_connections_all_finish
         }
     }
 }
+
+/// A login role for this test's database (named after it: roles belong to the cluster),
+/// given the system schema's tables and sequences that exist now, as an operator's
+/// `GRANT ... ON ALL TABLES IN SCHEMA` gives them, and no `CREATE` on the schema; and its
+/// URL, straight to Postgres (PgBouncer here knows only the superuser).
+async fn restricted_role(db: &TestDatabase, suffix: &str) -> (String, String) {
+    let role = format!("{}_{suffix}", db.name());
+    db.connect()
+        .await
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role};
+             CREATE ROLE {role} LOGIN PASSWORD 'restricted';
+             GRANT USAGE ON SCHEMA dbos TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA dbos TO {role};
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA dbos TO {role};"
+        ))
+        .await
+        .unwrap();
+    let url = db.url();
+    let (_, server) = url.split_once('@').expect("a URL with a user");
+    let url = format!("postgres://{role}:restricted@{server}");
+    (role, url)
+}
+
+/// Drops a role of [`restricted_role`] (its privileges in this database first).
+async fn drop_role(db: &TestDatabase, role: &str) {
+    db.connect()
+        .await
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
+}
+
+static MIXED_ENTERED: AtomicU32 = AtomicU32::new(0);
+static MIXED_RELEASE: AtomicBool = AtomicBool::new(false);
+
+/// Holds its workflow until the test releases it (the mixed-executors test's own counters).
+#[step]
+async fn hold_mixed() -> Result<(), dbos_core::Error> {
+    MIXED_ENTERED.fetch_add(1, Ordering::SeqCst);
+    while !MIXED_RELEASE.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[workflow]
+async fn held_mixed(i: i64) -> Result<i64, dbos_core::Error> {
+    hold_mixed().await?;
+    Ok(i)
+}
+
+/// The executors owning the `mixed-` workflows, and how many of those have finished.
+async fn mixed(db: &TestDatabase) -> (Vec<String>, i64) {
+    let owners = texts(
+        db,
+        "SELECT DISTINCT executor_id FROM dbos.workflow_status WHERE workflow_uuid LIKE 'mixed-%'",
+    )
+    .await;
+    let done: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM dbos.workflow_status WHERE workflow_uuid LIKE 'mixed-%' AND status = 'SUCCESS'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (owners, done)
+}
+
+/// One application with an executor of each kind: one behind the pooler with no session URL
+/// (it holds a lease) and one straight to Postgres (it holds a lock). The lease executor's
+/// lock is always free, so the lock executor must also find its lease expired before it
+/// takes its work: not while the lease is renewed, not when it cannot read the lease table
+/// (a role given the system tables before that table existed), and at once when the lease
+/// executor is killed and its lease expires.
+#[dbos_testkit::test(timeout = "300s")]
+async fn a_lock_executor_leaves_a_live_lease_executor_s_work_alone_and_takes_it_once_it_dies(
+    db: TestDatabase,
+) {
+    let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
+    // The schema, and the lock executor's role, granted the system tables before the lease
+    // table exists: it may not read the leases.
+    db.migrate().await;
+    let (role, role_url) = restricted_role(&db, "lock").await;
+    // A, the lease executor, runs three workflows, held in their step.
+    let a = IsolatedRuntime::new();
+    let config = leased(&db, &bouncer);
+    let a_id = a
+        .run(async move {
+            let dbos = Dbos::launch(config).await.unwrap();
+            for i in 0..3 {
+                held_mixed(i)
+                    .id(format!("mixed-{i}"))
+                    .on(&dbos)
+                    .start()
+                    .await
+                    .unwrap();
+            }
+            let id = dbos.executor_id().to_owned();
+            // Kept alive with its runtime until the abort.
+            std::mem::forget(dbos);
+            id
+        })
+        .await;
+    eventually("A's three steps run", BOUND, || async {
+        (MIXED_ENTERED.load(Ordering::SeqCst) == 3).then_some(())
+    })
+    .await;
+    // B, the lock executor of the same application, straight to Postgres.
+    let b = Dbos::launch(leased(&db, &bouncer).system_database_url(role_url))
+        .await
+        .unwrap();
+    let lock_sessions = texts(
+        &db,
+        &format!(
+            "SELECT application_name FROM pg_stat_activity WHERE application_name = 'dbos-rs lock {}'",
+            b.executor_id()
+        ),
+    )
+    .await;
+    assert_eq!(lock_sessions.len(), 1, "B holds a lock, not a lease");
+    // Three lease times in which B cannot read A's lease (its every look fails): A's work
+    // stays with A.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(
+        MIXED_ENTERED.load(Ordering::SeqCst),
+        3,
+        "a live executor's work was taken by a peer that could not read its lease"
+    );
+    assert_eq!(mixed(&db).await, (vec![a_id.clone()], 0));
+    // Three more in which B reads A's lease, renewed: A's work stays with A.
+    db.connect()
+        .await
+        .batch_execute(&format!(
+            "GRANT SELECT ON dbos.dbos_rs_executor_leases TO {role}"
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(
+        MIXED_ENTERED.load(Ordering::SeqCst),
+        3,
+        "a live lease executor's work was taken by a lock executor"
+    );
+    assert_eq!(mixed(&db).await, (vec![a_id.clone()], 0));
+    // A dies (its connections cut, nothing released): B takes its work once its lease
+    // expires, within the lease time and a recovery interval or two.
+    a.abort();
+    MIXED_RELEASE.store(true, Ordering::SeqCst);
+    let killed = std::time::Instant::now();
+    let b_id = b.executor_id().to_owned();
+    eventually("A's workflows finish on B", BOUND, || async {
+        (mixed(&db).await == (vec![b_id.clone()], 3)).then_some(())
+    })
+    .await;
+    eprintln!(
+        "A's work recovered by the lock executor and finished {:?} after the kill (lease 3 s)",
+        killed.elapsed()
+    );
+    assert!(MIXED_ENTERED.load(Ordering::SeqCst) >= 4);
+    b.shutdown().await.unwrap();
+    drop_role(&db, &role).await;
+}
+
+/// A launch that holds a lease (no session URL behind a transaction-mode pooler, here
+/// declared with `PoolerMode::Transaction`: PgBouncer here knows only the superuser) under a
+/// role that may not create tables in the system schema, on a database without the lease
+/// table, fails at once saying which table, why it is needed, what the database refused and
+/// what to do; with `CREATE` granted it launches; and once the table exists, another role
+/// without `CREATE` launches too.
+#[dbos_testkit::test(timeout = "300s")]
+async fn a_lease_launch_that_may_not_create_the_lease_table_fails_saying_so(db: TestDatabase) {
+    db.migrate().await;
+    let (role, url) = restricted_role(&db, "nocreate").await;
+    let config = || {
+        db.config("leased")
+            .system_database_url(url.clone())
+            .pooler(dbos_core::PoolerMode::Transaction)
+    };
+    let err = tokio::time::timeout(BOUND, Dbos::launch(config()))
+        .await
+        .expect("the launch must not hang")
+        .expect_err("a launch that cannot create the lease table");
+    let text = err.to_string();
+    eprintln!("{text}");
+    assert_eq!(err.kind(), dbos_core::ErrorKind::Database, "{text}");
+    for said in [
+        "could not create the executor lease table `dbos.dbos_rs_executor_leases`",
+        "permission denied for schema dbos",
+        "GRANT CREATE ON SCHEMA \"dbos\" TO <role>",
+        "Config::session_url",
+    ] {
+        assert!(text.contains(said), "`{said}` not in: {text}");
+    }
+    // With the privilege the same launch works (and creates the table).
+    let admin = db.connect().await;
+    admin
+        .batch_execute(&format!("GRANT CREATE ON SCHEMA dbos TO {role}"))
+        .await
+        .unwrap();
+    Dbos::launch(config())
+        .await
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+    // Once the table exists, a role without CREATE (given it with the other tables) launches.
+    let (other, other_url) = restricted_role(&db, "later").await;
+    let dbos = Dbos::launch(
+        db.config("leased")
+            .system_database_url(other_url)
+            .pooler(dbos_core::PoolerMode::Transaction),
+    )
+    .await
+    .unwrap();
+    dbos.shutdown().await.unwrap();
+    drop_role(&db, &other).await;
+    drop_role(&db, &role).await;
+}
+
+/// A lease table created while a launch creates it, by a process that takes no lock (an
+/// older build of this library), is taken as found: the launch, whose creation waits on the
+/// other's uncommitted table and then fails on its name, starts.
+#[dbos_testkit::test(timeout = "300s")]
+async fn a_lease_table_created_meanwhile_without_the_lock_is_taken_as_found(db: TestDatabase) {
+    let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
+    db.migrate().await;
+    let mut creator = db.connect().await;
+    let tx = creator.transaction().await.unwrap();
+    tx.batch_execute(
+        "CREATE TABLE dbos.dbos_rs_executor_leases (
+             application_name text NOT NULL,
+             executor_id text NOT NULL,
+             holder text NOT NULL,
+             expires_at timestamptz NOT NULL,
+             PRIMARY KEY (application_name, executor_id))",
+    )
+    .await
+    .unwrap();
+    let launch = tokio::spawn(Dbos::launch(leased(&db, &bouncer)));
+    db.until_blocked_on_lock("%CREATE TABLE IF NOT EXISTS%dbos_rs_executor_leases%")
+        .await;
+    tx.commit().await.unwrap();
+    let dbos = tokio::time::timeout(BOUND, launch)
+        .await
+        .expect("the launch must not hang")
+        .unwrap()
+        .expect("a launch that finds the lease table created meanwhile");
+    dbos.shutdown().await.unwrap();
+}

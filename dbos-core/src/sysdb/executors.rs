@@ -208,7 +208,8 @@ impl SystemDatabase {
 pub(crate) const LEASE_TABLE: &str = "dbos_rs_executor_leases";
 
 impl SystemDatabase {
-    /// Creates the lease table if it is missing. Launches at once take turns: `CREATE TABLE
+    /// Creates the lease table if it is missing (only then: a role that may not create tables
+    /// in the schema uses the table another made). Launches at once take turns: `CREATE TABLE
     /// IF NOT EXISTS` alone is not safe against a concurrent creation (the loser fails on
     /// the table's row type, `42710`), so the creation holds a transaction lock of its own
     /// (keyed apart from the migration lock) until it commits. Both statements go in one
@@ -227,9 +228,23 @@ impl SystemDatabase {
                  expires_at timestamptz NOT NULL,
                  PRIMARY KEY (application_name, executor_id))"
         );
+        let schema = self.schema();
+        let table = format!("{s}.{LEASE_TABLE}");
         self.run("create the executor lease table", |client, _| {
-            let create = create.clone();
+            let (create, table) = (create.clone(), table.clone());
             async move {
+                // `CREATE TABLE IF NOT EXISTS` needs `CREATE` on the schema even when the
+                // table exists: a role without it finds the table made by another first.
+                match client
+                    .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+                    .await
+                {
+                    Ok(row) if row.get::<_, bool>(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(Error::db("could not look for the executor lease table", e))
+                    }
+                }
                 match client.batch_execute(&create).await {
                     Ok(()) => Ok(()),
                     // Created meanwhile by a process that does not take the lock (an
@@ -242,7 +257,18 @@ impl SystemDatabase {
                     {
                         Ok(())
                     }
-                    Err(e) => Err(Error::db("could not create the executor lease table", e)),
+                    // Most likely a missing privilege ("permission denied for schema"): say
+                    // what the table is for and how to get past it.
+                    Err(e) => Err(Error::db(
+                        format!(
+                            "could not create the executor lease table `{schema}.{LEASE_TABLE}` (an executor with \
+                             no session URL, behind a transaction-mode pooler, holds its lease there; the role \
+                             of the first such launch needs CREATE on schema `{schema}`: GRANT CREATE ON SCHEMA \
+                             {s} TO <role>, or give the executors a session URL, Config::session_url, to hold a \
+                             lock instead)"
+                        ),
+                        e,
+                    )),
                 }
             }
         })
