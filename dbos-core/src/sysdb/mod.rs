@@ -47,7 +47,10 @@ use crate::error::{Error, ErrorKind, Result};
 /// through a `#[transaction]` and needs another (settling a lost `COMMIT` acknowledgement,
 /// looking into a refused record, a `send` or `set_event` from the body). A side connection
 /// is held for one operation and never while waiting for another, so these few serve any
-/// number of such tasks without a deadlock, whatever the main pool's size.
+/// number of such tasks without a deadlock, whatever the main pool's size. With a session
+/// URL they are opened there: behind a transaction-mode pooler the held connection holds one
+/// of the pooler's servers, and a side connection through the pooler would wait for another
+/// (transactions holding every server would wait for each other).
 pub(crate) const SIDE_POOL_SIZE: usize = 2;
 
 tokio::task_local! {
@@ -183,24 +186,36 @@ impl SystemDatabase {
             None => (Arc::new(parsed.clone()), connector.clone()),
         };
         let servers = connect::server_count(&parsed.config).max(1) as u32;
-        let manager = || {
+        let manager = |config: &tokio_postgres::Config, connector: &connect::HostByHost| {
             Manager::from_connect(
-                parsed.config.clone(),
+                config.clone(),
                 connector.clone(),
                 ManagerConfig {
                     recycling_method: RecyclingMethod::Fast,
                 },
             )
         };
-        let side = Pool::builder(manager())
+        // The side connections are asked for while the task holds a pooled connection in a
+        // transaction: through a transaction-mode pooler that holds one of its servers, and
+        // transactions holding every server would wait for each other's second one until the
+        // pooler gives up. With a session URL they go there, past the pooler.
+        let side_manager = match &options.session_url {
+            Some(_) => manager(&session.config, &session_connector),
+            None => manager(&parsed.config, &connector),
+        };
+        let side_servers = match &options.session_url {
+            Some(_) => connect::server_count(&session.config).max(1) as u32,
+            None => servers,
+        };
+        let side = Pool::builder(side_manager)
             .max_size(SIDE_POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .queue_mode(deadpool_postgres::QueueMode::Lifo)
-            .create_timeout(Some(options.connect_timeout * servers))
+            .create_timeout(Some(options.connect_timeout * side_servers))
             .wait_timeout(Some(options.connect_timeout + options.retry_for))
             .build()
             .map_err(|e| Error::config(format!("could not build the connection pool: {e}")))?;
-        let pool = Pool::builder(manager())
+        let pool = Pool::builder(manager(&parsed.config, &connector))
             .max_size(options.pool_size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             // Reuse the most recently used connection: its backend and prepared statements are warm.
