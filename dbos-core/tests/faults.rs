@@ -220,6 +220,72 @@ async fn statements_in_flight_when_connections_drop_are_retried_not_failed(db: T
     dbos.shutdown().await.unwrap();
 }
 
+/// Its output is the marker the proxy watches for: only the checkpoint insert sends it.
+#[step]
+async fn returns_the_cut_marker() -> Result<String, Error> {
+    bump("cut-record/step");
+    Ok("CUT-THIS-CHECKPOINT".into())
+}
+
+#[workflow]
+async fn records_through_a_cut() -> Result<String, Error> {
+    let out = returns_the_cut_marker().await?;
+    bump("cut-record/after");
+    Ok(out)
+}
+
+/// A checkpoint insert whose connection dies before it reaches the server is sent again
+/// once the database is back: the error is a connection's, not a conflict with another
+/// execution's record, so the step is not looked up as refused (where, with no row found,
+/// it would read as a lost ownership and stop the execution).
+#[dbos_testkit::test]
+async fn a_checkpoint_insert_cut_before_the_server_is_sent_again(db: TestDatabase) {
+    let proxy = Proxy::start(db.cluster().postgres().port()).await;
+    let dbos = Dbos::launch(
+        db.config("testapp")
+            .system_database_url(proxy.url(&db.url()))
+            .cancel_poll_interval(Duration::from_secs(600)),
+    )
+    .await
+    .unwrap();
+    proxy.cut_when_sent(b"CUT-THIS-CHECKPOINT");
+    let handle = records_through_a_cut()
+        .id("cut-record")
+        .on(&dbos)
+        .start()
+        .await
+        .unwrap();
+    eventually(
+        "the checkpoint insert to be cut off",
+        Duration::from_secs(20),
+        || async { (proxy.fired() == 1).then_some(()) },
+    )
+    .await;
+    proxy.refuse(false);
+    let out = tokio::time::timeout(Duration::from_secs(30), handle.result())
+        .await
+        .expect("the workflow finishes once the database is back")
+        .unwrap();
+    assert_eq!(out, "CUT-THIS-CHECKPOINT");
+    assert_eq!(bodies("cut-record/step"), 1, "the step ran once");
+    assert_eq!(bodies("cut-record/after"), 1);
+    let recorded: Vec<(String, Option<String>)> = db
+        .connect()
+        .await
+        .query(
+            "SELECT function_name, output FROM dbos.operation_outputs WHERE workflow_uuid = 'cut-record'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].1.as_deref(), Some("\"CUT-THIS-CHECKPOINT\""));
+    dbos.shutdown().await.unwrap();
+}
+
 #[step]
 async fn explodes() -> Result<u32, Error> {
     panic!("the step blew up");
