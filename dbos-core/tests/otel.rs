@@ -14,8 +14,9 @@ use dbos_core::{step, workflow, Client, Config, Dbos, Error, ErrorKind, Queue};
 use dbos_testkit::crash::ChildProcess;
 use dbos_testkit::otlp::OtlpReceiver;
 use dbos_testkit::TestDatabase;
+use opentelemetry::trace::SpanId;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tracing_subscriber::layer::SubscriberExt;
 
 /// The in-memory exporter behind this binary's global subscriber (installed once, before
@@ -85,6 +86,15 @@ async fn stored_traceparent(db: &TestDatabase, id: &str) -> Option<String> {
 
 static FLAKY: AtomicU32 = AtomicU32::new(0);
 
+/// Workflow ids started twice, and with a carrier given in the attributes.
+const GIVEN_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const GIVEN_PARENT: &str = "00f067aa0ba902b7";
+
+#[workflow]
+async fn echo(x: u32) -> Result<u32, Error> {
+    Ok(x)
+}
+
 #[step]
 async fn plain(x: u32) -> Result<u32, Error> {
     Ok(x + 1)
@@ -123,6 +133,13 @@ fn a_workflows_step_retry_child_and_message_export_as_one_trace_tree() {
         |db: TestDatabase| async move {
             let dbos = db.launch().await;
             assert_eq!(traced().id("otel-wf").on(&dbos).await.unwrap(), 12);
+            assert_eq!(echo(1).id("otel-wf-again").on(&dbos).await.unwrap(), 1);
+            assert_eq!(echo(1).id("otel-wf-again").on(&dbos).await.unwrap(), 1);
+            let carrier = json!({"dbos.otelContext": {
+                "traceparent": format!("00-{GIVEN_TRACE}-{GIVEN_PARENT}-01")
+            }});
+            let given = echo(2).id("otel-wf-given").attributes(carrier);
+            assert_eq!(given.on(&dbos).await.unwrap(), 2);
             dbos.shutdown().await.unwrap();
 
             let all = spans();
@@ -137,19 +154,54 @@ fn a_workflows_step_retry_child_and_message_export_as_one_trace_tree() {
                 Some("false")
             );
 
-            // Inside its `start` operation, whose context the row stores (W3C, sampled).
-            let start = one(
-                all.iter()
-                    .filter(|s| s.span_context.span_id() == wf.parent_span_id)
-                    .collect(),
-                "the workflow's parent",
-            );
-            assert_eq!(attr(start, "dbos.operation.type").as_deref(), Some("start"));
-            assert_eq!(trace_of(start), trace);
+            // Started from outside any workflow and any span: no span of the start's own, the
+            // execution's span a root, and the row stores its context (W3C, sampled).
+            assert_eq!(wf.parent_span_id, SpanId::INVALID, "a root: {wf:#?}");
             let stored = stored_traceparent(&db, "otel-wf")
                 .await
                 .expect("a stored carrier");
-            assert_eq!(stored, format!("00-{trace}-{}-01", id_of(start)));
+            assert_eq!(stored, format!("00-{trace}-{}-01", id_of(wf)));
+            // The second start of the same id found it recorded: its span (opened before the
+            // row was written) holds the `exists` event and nothing else, in a trace of its
+            // own; the row keeps the first start's context.
+            let exists = |s: &SpanData| {
+                s.events.iter().any(|e| {
+                    e.attributes
+                        .iter()
+                        .any(|kv| kv.key.as_str() == "dbos.event" && kv.value.as_str() == "exists")
+                })
+            };
+            let (again, first_again): (Vec<&SpanData>, Vec<&SpanData>) =
+                find(&all, "workflow", "workflow_id", "otel-wf-again")
+                    .into_iter()
+                    .partition(|s| exists(s));
+            let again = one(again, "the second start's span");
+            let first_again = one(first_again, "the first start's execution span");
+            assert!(!all
+                .iter()
+                .any(|s| s.parent_span_id == again.span_context.span_id()));
+            assert_ne!(trace_of(again), trace_of(first_again));
+            assert_eq!(
+                stored_traceparent(&db, "otel-wf-again").await,
+                Some(format!(
+                    "00-{}-{}-01",
+                    trace_of(first_again),
+                    id_of(first_again)
+                ))
+            );
+            // A carrier given in the attributes is joined by the first execution's span, and
+            // kept in the row.
+            let given = one(
+                find(&all, "workflow", "workflow_id", "otel-wf-given"),
+                "the span of the start with a carrier",
+            );
+            assert_eq!(trace_of(given), GIVEN_TRACE);
+            assert_eq!(given.parent_span_id.to_string(), GIVEN_PARENT);
+            assert!(given.parent_span_is_remote);
+            assert_eq!(
+                stored_traceparent(&db, "otel-wf-given").await,
+                Some(format!("00-{GIVEN_TRACE}-{GIVEN_PARENT}-01"))
+            );
 
             let in_wf = |s: &SpanData| trace_of(s) == trace;
             let plain = one(
@@ -469,8 +521,8 @@ fn a_workflow_killed_in_one_process_and_recovered_in_another_keeps_its_trace() {
                 first.parent_span_id, failed.parent_span_id,
                 "both in the workflow's span"
             );
-            // The stored carrier is the start's context, in that trace (neither the start's
-            // span nor the workflow's, inside it, ever ended: killed).
+            // The stored carrier is the context of the killed execution's span (never ended,
+            // so never exported): the steps' parent, in that trace.
             let stored = stored_traceparent(&db, CRASHED)
                 .await
                 .expect("a stored carrier");
@@ -479,6 +531,10 @@ fn a_workflow_killed_in_one_process_and_recovered_in_another_keeps_its_trace() {
                 .and_then(|rest| rest.strip_suffix("-01"))
                 .unwrap_or_else(|| panic!("{stored}: not in the killed run's trace"))
                 .to_owned();
+            assert_eq!(
+                start_span, first.parent_span_id,
+                "the first execution's span"
+            );
 
             // Another process (this one) recovers it at launch, with the same executor id.
             let dbos = Dbos::launch(executor_config(&url)).await.unwrap();
@@ -507,7 +563,7 @@ fn a_workflow_killed_in_one_process_and_recovered_in_another_keeps_its_trace() {
             assert_eq!(
                 recovered.parent_span_id.to_string(),
                 start_span,
-                "a child of the start, as the first execution's span was"
+                "a child of the first execution's span, whose context the row stores"
             );
             for name in ["crash_second", "crash_third"] {
                 let s = one(

@@ -90,7 +90,11 @@ async fn a_checkout_killed_in_its_third_step_and_run_again_is_one_trace(db: Test
     let spans = receiver
         .wait_for("the second run's spans", Duration::from_secs(30), |s| {
             let wf = s.iter().find(|s| {
-                s.name == "workflow" && s.attr("dbos.operation.workflow_id") == "order-1001"
+                // The recovered execution's (the second run's own `.start()` found the order
+                // recorded: its span, in a trace of its own, holds only an `exists` event).
+                s.name == "workflow"
+                    && s.attr("dbos.operation.workflow_id") == "order-1001"
+                    && s.attr("dbos.workflow.recovered") == "true"
             })?;
             operation(s, "transaction", "record_payment")?;
             operation(s, "step", "email_receipt")?;
@@ -107,6 +111,10 @@ async fn a_checkout_killed_in_its_third_step_and_run_again_is_one_trace(db: Test
         .parent_span_id
         .clone();
     assert_ne!(first_run, wf.span_id);
+    assert_eq!(
+        wf.parent_span_id, first_run,
+        "the recovered execution is a child of the first, whose context the row stores"
+    );
     for (kind, name, parents) in [
         (
             "transaction",

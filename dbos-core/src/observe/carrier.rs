@@ -2,8 +2,9 @@
 //! `dbos.otelContext`: a W3C trace-context carrier, `{"traceparent": "00-…-…-01"}` (and
 //! `"tracestate"` when there is one), the shape DBOS Python's `PropagateOtelContext` writes.
 //!
-//! A workflow started here stores the context of its first `workflow` span; an enqueued one,
-//! the context of its `enqueue` span (a child of the caller's span). Every later execution
+//! A workflow started from outside any workflow stores the context of its first `workflow`
+//! span (opened before the row is written); a child, its `child` operation span's; an
+//! enqueued one, its `enqueue` span's (a child of the caller's span). Every later execution
 //! (a dequeue, a recovery on any executor, a wake-up from a park) opens its `workflow` span
 //! with that context as its remote parent, so all of a workflow's spans share one trace id.
 //! A carrier already in the attributes (given by the caller, or written by DBOS Python) is

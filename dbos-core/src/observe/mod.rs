@@ -80,8 +80,6 @@ pub(crate) fn transaction(name: &str) -> Span {
 pub(crate) enum Op {
     /// Starting a child workflow (or any workflow started from inside one).
     Child,
-    /// Starting a workflow from outside any workflow: the trace it joins.
-    Start,
     /// Enqueuing a workflow (here or by a `Client`): the trace the workflow joins.
     Enqueue,
     /// `send` / `send_batch`.
@@ -103,7 +101,6 @@ impl Op {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Op::Child => "child",
-            Op::Start => "start",
             Op::Enqueue => "enqueue",
             Op::Send => "send",
             Op::Recv => "recv",
@@ -139,6 +136,20 @@ pub(crate) fn replayed(step_id: i32, name: &str) {
         "dbos.operation.name" = name,
         "recorded result used"
     );
+}
+
+/// The event, in the `workflow` span a start from outside any workflow opened before writing
+/// the row, of a start that found workflow `id` recorded (with `status`): nothing runs in
+/// that span, and the workflow keeps the trace its row stores.
+pub(crate) fn exists(span: &Span, id: &str, status: &str) {
+    span.in_scope(|| {
+        tracing::info!(
+            "dbos.event" = "exists",
+            "dbos.operation.workflow_id" = id,
+            status,
+            "the workflow id exists; nothing starts here"
+        );
+    });
 }
 
 /// The event of an execution that re-executes its workflow from the recorded history.

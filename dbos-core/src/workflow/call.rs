@@ -100,16 +100,20 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             runtime: None,
             typed: CallTypes {
                 start: |call| {
-                    // Started from a workflow: a `child` operation span, else a `start` one; the
-                    // workflow's own `workflow` span is inside it.
-                    let op = match current() {
-                        Some(_) => Op::Child,
-                        None => Op::Start,
-                    };
-                    let span = observe::operation(op, call.def.name);
-                    Box::pin(
-                        async move { call.start_inner().await.map_err(E::from) }.instrument(span),
-                    )
+                    // Started from a workflow: a `child` operation span, the child's own
+                    // `workflow` span inside it. From outside any workflow, no span of its
+                    // own: `start_inner` opens the first execution's `workflow` span before
+                    // the row is written, and the row stores that span's context.
+                    match current() {
+                        Some(_) => {
+                            let span = observe::operation(Op::Child, call.def.name);
+                            Box::pin(
+                                async move { call.start_inner().await.map_err(E::from) }
+                                    .instrument(span),
+                            )
+                        }
+                        None => Box::pin(async move { call.start_inner().await.map_err(E::from) }),
+                    }
                 },
                 run: |call| Box::pin(async move { call.start().await?.result().await }),
                 enqueue: crate::queue::enqueue::run::<T, E>,
@@ -141,9 +145,26 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
             .map(|t| now_ms().saturating_add(t))
             .or_else(|| parent.as_ref().and_then(|p| p.ctx.deadline_ms));
         let owner = uuid::Uuid::new_v4().to_string();
-        // The row stores the trace context of this start (its `start` or `child` operation
-        // span): every execution of the workflow, here or recovered anywhere, joins it.
-        let stamped = observe::carrier::stamp(self.attributes.as_ref(), &tracing::Span::current());
+        // A start from outside any workflow opens the first execution's span now, in the
+        // caller's span (or joining a carrier given in the attributes): the row stores its
+        // context. A child's row stores its `child` operation span's (the current one).
+        // Every later execution of the workflow, here or recovered anywhere, joins it.
+        let first_span = parent.is_none().then(|| {
+            let span = observe::workflow(
+                &id,
+                self.def.name,
+                None,
+                &rt.app_version,
+                &rt.executor_id,
+                false,
+            );
+            observe::carrier::join(&span, observe::carrier::stored(self.attributes.as_ref()));
+            span
+        });
+        let stamped = observe::carrier::stamp(
+            self.attributes.as_ref(),
+            first_span.as_ref().unwrap_or(&tracing::Span::current()),
+        );
         let new = NewWorkflow {
             id: &id,
             fresh_id,
@@ -164,7 +185,13 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
         };
         let row = insert(&rt, &new, parent.as_ref().map(|p| &*p.ctx)).await?;
         if !row.created {
-            tracing::debug!(workflow_id = %id, status = %row.status, "workflow id exists; returning a handle to it");
+            match &first_span {
+                // Its span ends with nothing run in it: the workflow keeps its own trace.
+                Some(span) => observe::exists(span, &id, &row.status),
+                None => {
+                    tracing::debug!(workflow_id = %id, status = %row.status, "workflow id exists; returning a handle to it")
+                }
+            }
             return Ok(WorkflowHandle::attach(rt, id));
         }
         let receiver = rt.spawn_execution(
@@ -181,6 +208,7 @@ impl<T: Portable, E: WorkflowError> WorkflowCall<T, E> {
                 // A carrier given in the attributes is joined; else the span is inside the
                 // start's, whose context the row stores.
                 trace: observe::carrier::stored(self.attributes.as_ref()).cloned(),
+                span: first_span,
             },
             None,
         );

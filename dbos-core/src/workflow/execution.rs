@@ -144,6 +144,9 @@ pub(crate) struct Start {
     pub(crate) identity: Option<crate::workflow::identity::Identity>,
     /// The stored trace context its span joins (see [`observe::carrier`]).
     pub(crate) trace: Option<serde_json::Value>,
+    /// Its `workflow` span when opened already: a start from outside any workflow opens
+    /// it before writing the row, which stores its context. Else the execution opens one.
+    pub(crate) span: Option<tracing::Span>,
 }
 
 impl RuntimeInner {
@@ -181,7 +184,7 @@ impl RuntimeInner {
     /// dequeued from.
     pub(crate) fn spawn_execution(
         self: &Arc<Self>,
-        start: Start,
+        mut start: Start,
         queue: Option<&str>,
     ) -> CompletionReceiver {
         let (tx, rx) = watch::channel(None);
@@ -206,15 +209,21 @@ impl RuntimeInner {
             control
         };
         self.announce(&start.id);
-        let span = observe::workflow(
-            &start.id,
-            start.def.name,
-            queue,
-            &self.app_version,
-            &self.executor_id,
-            !start.first_run,
-        );
-        observe::carrier::join(&span, start.trace.as_ref());
+        let span = match start.span.take() {
+            Some(span) => span,
+            None => {
+                let span = observe::workflow(
+                    &start.id,
+                    start.def.name,
+                    queue,
+                    &self.app_version,
+                    &self.executor_id,
+                    !start.first_run,
+                );
+                observe::carrier::join(&span, start.trace.as_ref());
+                span
+            }
+        };
         let rt = self.clone();
         if start.first_run {
             observe::metrics::workflow_started(start.def.name);
@@ -503,6 +512,7 @@ impl RuntimeInner {
                         slot,
                         identity: None,
                         trace: c.trace,
+                        span: None,
                     },
                     queue,
                 );

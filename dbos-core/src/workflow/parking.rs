@@ -301,6 +301,7 @@ async fn resume(rt: Arc<RuntimeInner>, id: Arc<str>, mut parked: Parked) {
                             slot: parked.slot,
                             identity: None,
                             trace: parked.trace,
+                            span: None,
                         },
                         None,
                     );
