@@ -288,19 +288,11 @@ async fn an_update_inside_a_workflow_is_recorded_and_not_repeated_after_a_crash(
         Some(json!({"stage": "manual"})),
         "the update was replayed from its record, not repeated"
     );
-    let ops: Vec<(i32, String)> = db
-        .connect()
-        .await
-        .query(
-            "SELECT function_id, function_name FROM dbos.operation_outputs WHERE workflow_uuid = 'payer' ORDER BY function_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    assert_eq!(ops[0], (1, "DBOS.updateWorkflowAttributes".to_owned()));
+    let ops = db.steps_of("payer").await;
+    assert_eq!(
+        (ops[0].function_id, ops[0].function_name.as_str()),
+        (1, "DBOS.updateWorkflowAttributes")
+    );
     dbos.shutdown().await.unwrap();
 }
 

@@ -66,20 +66,6 @@ fn assert_noticed_within_the_poll_interval(latency: Duration, what: &str) {
     );
 }
 
-async fn recorded_steps(db: &TestDatabase, id: &str) -> Vec<String> {
-    db.connect()
-        .await
-        .query(
-            "SELECT function_name FROM dbos.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 async fn cancel_with_sql(db: &TestDatabase, id: &str) {
     cancel_on(&db.connect().await, id).await;
 }
@@ -134,7 +120,7 @@ async fn a_local_cancel_wakes_a_sleep_and_nothing_after_it_runs(db: TestDatabase
     assert_eq!(e.kind(), ErrorKind::AwaitedWorkflowCancelled, "{e:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(count("local/after"), 0);
-    assert_eq!(recorded_steps(&db, "c-local").await, vec!["DBOS.sleep"]);
+    assert_eq!(db.step_names("c-local").await, vec!["DBOS.sleep"]);
     dbos.shutdown().await.unwrap();
 }
 
@@ -222,7 +208,7 @@ async fn a_step_running_at_the_cancel_completes_unrecorded_and_the_next_never_st
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(count("mid/after"), 0, "no step starts after the cancel");
     assert!(
-        recorded_steps(&db, "c-mid").await.is_empty(),
+        db.step_names("c-mid").await.is_empty(),
         "the step that completed after the cancel is not recorded"
     );
     dbos.shutdown().await.unwrap();
@@ -271,7 +257,7 @@ async fn a_deadline_passing_during_a_step_stops_the_workflow_there(db: TestDatab
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(count("deadline/after"), 0);
-    assert!(recorded_steps(&db, "c-deadline").await.is_empty());
+    assert!(db.step_names("c-deadline").await.is_empty());
     dbos.shutdown().await.unwrap();
 }
 
@@ -326,7 +312,7 @@ async fn a_cancel_between_steps_stops_the_workflow_before_its_next_step_runs(db:
         0,
         "the step after the cancel never ran"
     );
-    assert_eq!(recorded_steps(&db, "c-between").await, vec!["after"]);
+    assert_eq!(db.step_names("c-between").await, vec!["after"]);
     dbos.shutdown().await.unwrap();
 }
 
@@ -375,7 +361,7 @@ async fn a_workflow_waiting_for_a_child_wakes_when_cancelled(db: TestDatabase) {
     stopped(&dbos, "the child to stop").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(count("waiter/after"), 0);
-    assert_eq!(recorded_steps(&db, "c-waiter").await, vec!["long_child"]);
+    assert_eq!(db.step_names("c-waiter").await, vec!["long_child"]);
     dbos.shutdown().await.unwrap();
 }
 

@@ -630,20 +630,11 @@ async fn changes_code() -> Result<String, Error> {
 /// naming both.
 #[dbos_testkit::test]
 async fn a_recorded_step_under_another_name_is_not_replayed_for_new_code(db: TestDatabase) {
-    use dbos_core::manage::ForkOptions;
     let dbos = db.launch().await;
     let old = changes_code().id("changes-code").on(&dbos).await.unwrap();
     assert_eq!(old, "old step");
     CODE_CHANGED.store(1, std::sync::atomic::Ordering::SeqCst);
-    let changed = dbos
-        .fork_workflow(
-            "changes-code",
-            2,
-            &ForkOptions::new().workflow_id("changes-code-forked"),
-        )
-        .await
-        .unwrap()
-        .result()
+    let changed = dbos_testkit::fork_and_wait(&dbos, "changes-code", 2, "changes-code-forked")
         .await
         .unwrap_err();
     assert_eq!(changed.kind(), ErrorKind::UnexpectedStep, "{changed}");

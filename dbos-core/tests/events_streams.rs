@@ -70,21 +70,11 @@ async fn the_latest_event_wins_and_every_value_is_kept_in_the_history(db: TestDa
             (5, "status".into(), "\"paid\"".into(), pj.clone()),
         ]
     );
-    let steps: Vec<(i32, String, Option<String>)> = client
-        .query(
-            "SELECT function_id, function_name, output FROM dbos.operation_outputs
-              WHERE workflow_uuid = 'pub-1' ORDER BY function_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let steps = db.steps_of("pub-1").await;
     assert_eq!(
         steps
             .iter()
-            .map(|s| (s.0, s.1.as_str()))
+            .map(|s| (s.function_id, s.function_name.as_str()))
             .collect::<Vec<_>>(),
         vec![
             (1, "DBOS.setEvent"),
@@ -95,7 +85,7 @@ async fn the_latest_event_wins_and_every_value_is_kept_in_the_history(db: TestDa
         ]
     );
     assert_eq!(
-        steps[0].2, None,
+        steps[0].output, None,
         "a set_event checkpoint has no value, as in DBOS"
     );
 }
@@ -162,20 +152,10 @@ async fn get_event_in_a_workflow_is_recorded_and_replays_what_it_first_read(db: 
         .await
         .unwrap();
     assert_eq!(got, Some(7));
-    let steps: Vec<(i32, String, Option<String>)> = client
-        .query(
-            "SELECT function_id, function_name, output FROM dbos.operation_outputs
-              WHERE workflow_uuid = 'reader-1' AND function_id <= 2 ORDER BY function_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    assert_eq!(steps[0].1, "DBOS.getEvent");
-    assert_eq!(steps[0].2.as_deref(), Some("7"));
-    assert_eq!(steps[1].1, "DBOS.sleep");
+    let steps = db.steps_of("reader-1").await;
+    assert_eq!(steps[0].function_name, "DBOS.getEvent");
+    assert_eq!(steps[0].output.as_deref(), Some("7"));
+    assert_eq!(steps[1].function_name, "DBOS.sleep");
     dbos.shutdown().await.unwrap();
 }
 
@@ -265,20 +245,11 @@ async fn get_all_events_in_a_workflow_is_recorded_as_dbos_get_events_and_replaye
         .await
         .unwrap();
     assert_eq!(all, BTreeMap::from([("ready".to_owned(), json!(1))]));
-    let step: (String, String) = db
-        .connect()
-        .await
-        .query_one(
-            "SELECT function_name, output FROM dbos.operation_outputs WHERE workflow_uuid = 'all-reader' AND function_id = 1",
-            &[],
-        )
-        .await
-        .map(|r| (r.get(0), r.get(1)))
-        .unwrap();
+    let step = db.step_of("all-reader", 1).await;
     // The name DBOS 3.4 records for `DBOS.get_all_events` (`_dbos.py`).
     assert_eq!(
-        step,
-        ("DBOS.get_events".to_owned(), "{\"ready\":1}".to_owned())
+        (step.function_name.as_str(), step.output.as_deref()),
+        ("DBOS.get_events", Some("{\"ready\":1}"))
     );
     dbos.shutdown().await.unwrap();
 }
@@ -292,16 +263,7 @@ async fn event_times_out() -> Result<Option<u32>, Error> {
 async fn a_get_event_that_timed_out_is_recorded_as_null(db: TestDatabase) {
     let dbos = db.launch().await;
     assert_eq!(event_times_out().id("eto").on(&dbos).await.unwrap(), None);
-    let out: Option<String> = db
-        .connect()
-        .await
-        .query_one(
-            "SELECT output FROM dbos.operation_outputs WHERE workflow_uuid = 'eto' AND function_id = 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let out = db.step_of("eto", 1).await.output;
     assert_eq!(out.as_deref(), Some("null"));
 }
 
@@ -571,29 +533,17 @@ async fn a_stream_read_in_a_workflow_records_each_value_and_replays_them(db: Tes
         .await
         .unwrap();
     assert_eq!(values, vec![0, 1]);
-    let steps: Vec<(String, Option<String>)> = db
-        .connect()
-        .await
-        .query(
-            "SELECT function_name, output FROM dbos.operation_outputs
-              WHERE workflow_uuid = 'r-2' ORDER BY function_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let steps = db.steps_of("r-2").await;
     assert_eq!(
-        steps,
+        steps
+            .iter()
+            .map(|s| (s.function_name.as_str(), s.output.as_deref()))
+            .collect::<Vec<_>>(),
         vec![
-            ("DBOS.readStream".to_owned(), Some("0".to_owned())),
-            ("DBOS.readStream".to_owned(), Some("1".to_owned())),
-            (
-                "DBOS.readStream".to_owned(),
-                Some("\"__DBOS_STREAM_CLOSED__\"".to_owned())
-            ),
-            ("hang_once_more".to_owned(), Some("null".to_owned())),
+            ("DBOS.readStream", Some("0")),
+            ("DBOS.readStream", Some("1")),
+            ("DBOS.readStream", Some("\"__DBOS_STREAM_CLOSED__\"")),
+            ("hang_once_more", Some("null")),
         ]
     );
     dbos.shutdown().await.unwrap();
@@ -847,19 +797,13 @@ async fn wait_first_returns_the_first_to_finish_and_records_it(db: TestDatabase)
             .unwrap(),
         "fast"
     );
-    let (name, output): (String, Option<String>) = db
-        .connect()
-        .await
-        .query_one(
-            "SELECT function_name, output FROM dbos.operation_outputs WHERE workflow_uuid = 'racer'",
-            &[],
-        )
-        .await
-        .map(|r| (r.get(0), r.get(1)))
-        .unwrap();
+    let steps = db.steps_of("racer").await;
     assert_eq!(
-        (name.as_str(), output.as_deref()),
-        ("DBOS.waitFirst", Some("\"fast\""))
+        steps
+            .iter()
+            .map(|s| (s.function_name.as_str(), s.output.as_deref()))
+            .collect::<Vec<_>>(),
+        [("DBOS.waitFirst", Some("\"fast\""))]
     );
 
     let none: [dbos_core::WorkflowHandle<u32, Error>; 0] = [];
@@ -1067,7 +1011,7 @@ async fn races_at_step_two(a: String, b: String, c: String) -> Result<String, Er
 /// `UnexpectedStep`, naming its step.
 #[dbos_testkit::test]
 async fn a_replayed_wait_first_returns_the_recorded_workflow_or_names_its_step(db: TestDatabase) {
-    use dbos_core::manage::ForkOptions;
+    use dbos_testkit::fork_and_wait;
     let dbos = db.launch().await;
     let slow = sleeps_ms(1_500, 1)
         .id("wf-slow")
@@ -1090,28 +1034,12 @@ async fn a_replayed_wait_first_returns_the_recorded_workflow_or_names_its_step(d
     assert_eq!(first, "wf-fast");
     slow.result().await.unwrap();
     // Both have finished: a fresh look would name the first handle, `wf-slow`.
-    let replayed = dbos
-        .fork_workflow(
-            "wf-race",
-            3,
-            &ForkOptions::new().workflow_id("wf-race-again"),
-        )
-        .await
-        .unwrap()
-        .result()
+    let replayed = fork_and_wait(&dbos, "wf-race", 3, "wf-race-again")
         .await
         .unwrap();
     assert_eq!(replayed, serde_json::json!("wf-fast"));
     RACE_CHANGED.store(1, Ordering::SeqCst);
-    let changed = dbos
-        .fork_workflow(
-            "wf-race",
-            3,
-            &ForkOptions::new().workflow_id("wf-race-changed"),
-        )
-        .await
-        .unwrap()
-        .result()
+    let changed = fork_and_wait(&dbos, "wf-race", 3, "wf-race-changed")
         .await
         .unwrap_err();
     assert_eq!(changed.kind(), ErrorKind::UnexpectedStep, "{changed}");

@@ -184,16 +184,7 @@ async fn a_delay_change_inside_a_workflow_is_recorded_and_not_repeated(db: TestD
     assert_eq!(HANGS.load(Ordering::SeqCst), 2);
     let (_, until) = delay_row(&db, "target").await;
     assert_eq!(until, Some(42), "the change was not made again");
-    let op: String = db
-        .connect()
-        .await
-        .query_one(
-            "SELECT function_name FROM dbos.operation_outputs WHERE workflow_uuid = 'snoozer' AND function_id = 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let op = db.step_of("snoozer", 1).await.function_name;
     assert_eq!(op, "DBOS.setWorkflowDelay");
     dbos.shutdown().await.unwrap();
 }
@@ -231,18 +222,7 @@ async fn a_clients_delay_and_attribute_changes_are_recorded_inside_a_workflow(db
         .unwrap());
     // The same operations as through the runtime, under DBOS's names: a replay returns
     // them instead of changing the target again.
-    let ops: Vec<String> = db
-        .connect()
-        .await
-        .query(
-            "SELECT function_name FROM dbos.operation_outputs WHERE workflow_uuid = 'operator' ORDER BY function_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ops = db.step_names("operator").await;
     assert_eq!(
         ops,
         vec!["DBOS.setWorkflowDelay", "DBOS.updateWorkflowAttributes"]

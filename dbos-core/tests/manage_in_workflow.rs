@@ -28,21 +28,6 @@ fn config(db: &TestDatabase) -> Config {
     db.config("testapp").executor_id("mgmt-in-wf")
 }
 
-async fn recorded_ops(db: &TestDatabase, id: &str) -> Vec<(i32, String, Option<String>)> {
-    db.connect()
-        .await
-        .query(
-            "SELECT function_id, function_name, output FROM dbos.operation_outputs
-              WHERE workflow_uuid = $1 ORDER BY function_id",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect()
-}
-
 #[workflow]
 async fn forker(source: String) -> Result<String, Error> {
     let fork = Dbos::current()?
@@ -90,11 +75,11 @@ async fn a_fork_inside_a_workflow_killed_before_it_finishes_exists_once(db: Test
         vec![fork_id.as_str()],
         "exactly one fork, the recorded one"
     );
-    let ops = recorded_ops(&db, "forker").await;
-    assert_eq!(ops[0].0, 1);
-    assert_eq!(ops[0].1, "DBOS.forkWorkflow");
+    let ops = db.steps_of("forker").await;
+    assert_eq!(ops[0].function_id, 1);
+    assert_eq!(ops[0].function_name, "DBOS.forkWorkflow");
     assert_eq!(
-        ops[0].2.as_deref(),
+        ops[0].output.as_deref(),
         Some(serde_json::to_string(&fork_id).unwrap().as_str()),
         "the fork's id is the recorded output, as JSON text"
     );
@@ -193,11 +178,7 @@ async fn listings_and_statuses_read_inside_a_workflow_replay_their_recorded_answ
         ),
         "the recovered reader sees what it saw before the crash"
     );
-    let names: Vec<String> = recorded_ops(&db, "reader")
-        .await
-        .into_iter()
-        .map(|(_, n, _)| n)
-        .collect();
+    let names = db.step_names("reader").await;
     assert_eq!(
         names,
         [
@@ -298,11 +279,7 @@ async fn writes_inside_a_workflow_are_recorded_and_never_made_twice(db: TestData
     assert_eq!(db.status_of("w-resume").await.as_deref(), Some("CANCELLED"));
     assert_eq!(db.status_of("w-rewind").await.as_deref(), Some("CANCELLED"));
     assert_eq!(db.status_of("w-delete").await.as_deref(), Some("SUCCESS"));
-    let names: Vec<String> = recorded_ops(&db, "writer")
-        .await
-        .into_iter()
-        .map(|(_, n, _)| n)
-        .collect();
+    let names = db.step_names("writer").await;
     assert_eq!(
         names,
         [
@@ -366,8 +343,8 @@ async fn an_error_of_a_management_operation_inside_a_workflow_replays(db: TestDa
         db.status_of("never-existed").await.as_deref(),
         Some("SUCCESS")
     );
-    let ops = recorded_ops(&db, "misser").await;
-    assert_eq!(ops[0].1, "DBOS.cancelWorkflow");
+    let ops = db.steps_of("misser").await;
+    assert_eq!(ops[0].function_name, "DBOS.cancelWorkflow");
     dbos.shutdown().await.unwrap();
 }
 
@@ -434,11 +411,7 @@ async fn a_workflow_cancelled_elsewhere_makes_no_fork_before_it_notices(db: Test
         forks.is_empty(),
         "a cancelled workflow made a fork: {forks:?}"
     );
-    let names: Vec<String> = recorded_ops(&db, "late-forker")
-        .await
-        .into_iter()
-        .map(|(_, n, _)| n)
-        .collect();
+    let names = db.step_names("late-forker").await;
     assert!(
         names.is_empty(),
         "nothing recorded after the cancel: {names:?}"
@@ -511,7 +484,7 @@ async fn a_database_failure_of_a_write_inside_a_workflow_is_not_recorded_as_its_
         "a failed write leaves its workflow to be recovered"
     );
     assert_eq!(
-        recorded_ops(&db, "canceller").await,
+        db.steps_of("canceller").await,
         vec![],
         "a failed write records nothing"
     );
@@ -527,9 +500,9 @@ async fn a_database_failure_of_a_write_inside_a_workflow_is_not_recorded_as_its_
         .expect("the resumed canceller makes its cancel");
     assert_eq!(answer, "cancelled");
     assert_eq!(db.status_of("victim").await.as_deref(), Some("CANCELLED"));
-    let ops = recorded_ops(&db, "canceller").await;
+    let ops = db.steps_of("canceller").await;
     assert_eq!(ops.len(), 1, "{ops:?}");
-    assert_eq!(ops[0].1, "DBOS.cancelWorkflow");
+    assert_eq!(ops[0].function_name, "DBOS.cancelWorkflow");
     bump("victim/released");
     assert!(victim.result().await.is_err(), "the victim was cancelled");
     dbos.shutdown().await.unwrap();

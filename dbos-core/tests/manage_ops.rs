@@ -384,10 +384,7 @@ async fn fork_copies_the_steps_before_n_and_runs_the_rest(db: TestDatabase) {
     );
 
     // From step 3, the copies of events and streams stop before it too.
-    dbos.fork_workflow("f-orig", 3, &ForkOptions::new().workflow_id("f-3"))
-        .await
-        .unwrap()
-        .result()
+    dbos_testkit::fork_and_wait(&dbos, "f-orig", 3, "f-3")
         .await
         .unwrap();
     let events: Vec<(String, String)> = sql

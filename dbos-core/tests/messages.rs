@@ -94,15 +94,11 @@ async fn messages_are_fifo_per_topic_kept_until_received_and_recorded_as_dbos_do
         .collect();
     assert_eq!(keyed, vec!["plain-1::inbox-1".to_owned()]);
 
-    let steps = client
-        .query(
-            "SELECT function_id, function_name, output, serialization FROM dbos.operation_outputs
-              WHERE workflow_uuid = 'inbox-1' ORDER BY function_id",
-            &[],
-        )
-        .await
-        .unwrap();
-    let names: Vec<(i32, String)> = steps.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let steps = db.steps_of("inbox-1").await;
+    let names: Vec<(i32, String)> = steps
+        .iter()
+        .map(|s| (s.function_id, s.function_name.clone()))
+        .collect();
     let expected: Vec<(i32, String)> = (1..=12)
         .map(|i| {
             (
@@ -122,8 +118,8 @@ async fn messages_are_fifo_per_topic_kept_until_received_and_recorded_as_dbos_do
     );
     let outputs: Vec<Option<String>> = steps
         .iter()
-        .filter(|r| r.get::<_, String>(1) == "DBOS.recv")
-        .map(|r| r.get(2))
+        .filter(|s| s.function_name == "DBOS.recv")
+        .map(|s| s.output.clone())
         .collect();
     assert_eq!(
         outputs,
@@ -132,12 +128,12 @@ async fn messages_are_fifo_per_topic_kept_until_received_and_recorded_as_dbos_do
             .to_vec()
     );
     // The deadline is DBOS's: a wake-up time in epoch seconds, as portable JSON.
-    let deadline: String = steps[1].get(2);
+    let deadline = steps[1].output.clone().unwrap();
     let secs: f64 = deadline.parse().unwrap();
     assert!(secs > 1.7e9, "{deadline}");
     assert!(steps
         .iter()
-        .all(|r| r.get::<_, Option<String>>(3).as_deref() == Some("portable_json")));
+        .all(|s| s.serialization.as_deref() == Some("portable_json")));
 }
 
 #[workflow]
@@ -208,20 +204,14 @@ async fn a_send_to_a_missing_workflow_is_non_existent_and_writes_nothing(db: Tes
         .get(0);
     assert_eq!(n, 0, "nothing was written");
     // As DBOS records it: the send's step holds its error, so a replay returns it.
-    let steps: Vec<(String, Option<String>, Option<String>)> = client
-        .query(
-            "SELECT function_name, output, error FROM dbos.operation_outputs WHERE workflow_uuid = 'sender-x'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let steps = db.steps_of("sender-x").await;
     assert_eq!(steps.len(), 1, "{steps:?}");
-    let (name, output, error) = &steps[0];
-    assert_eq!((name.as_str(), output), ("DBOS.send", &None));
-    let error: serde_json::Value = serde_json::from_str(error.as_deref().unwrap()).unwrap();
+    let step = &steps[0];
+    assert_eq!(
+        (step.function_name.as_str(), &step.output),
+        ("DBOS.send", &None)
+    );
+    let error: serde_json::Value = serde_json::from_str(step.error.as_deref().unwrap()).unwrap();
     assert!(
         error["message"].as_str().unwrap().contains("nobody-3"),
         "{error}"
@@ -391,19 +381,7 @@ async fn a_batch_is_one_durable_operation_and_keeps_its_order(db: TestDatabase) 
         r.result().await.unwrap(),
         vec!["job 0", "job 1", "job 2", "job 3"]
     );
-    let names: Vec<String> = db
-        .connect()
-        .await
-        .query(
-            "SELECT function_name FROM dbos.operation_outputs WHERE workflow_uuid = 'batch-s'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(names, vec!["DBOS.send_bulk"]);
+    assert_eq!(db.step_names("batch-s").await, vec!["DBOS.send_bulk"]);
 }
 
 static HANG: AtomicU32 = AtomicU32::new(0);
@@ -695,17 +673,10 @@ async fn a_message_that_does_not_decode_is_a_typed_error_and_stays_unconsumed(db
     // The receive records nothing; its deadline, recorded before it looked, stays: a
     // `DBOS.sleep` at the step id after the receive's, and no `DBOS.recv` row.
     let recorded: Vec<(i32, String)> = db
-        .connect()
+        .steps_of("num-1")
         .await
-        .query(
-            "SELECT function_id, function_name FROM dbos.operation_outputs
-              WHERE workflow_uuid = 'num-1' ORDER BY function_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .into_iter()
+        .map(|s| (s.function_id, s.function_name))
         .collect();
     assert_eq!(
         recorded,

@@ -118,21 +118,6 @@ fn app(db: &TestDatabase, code: &str, env: &[(&str, &str)]) -> ChildProcess {
     ChildProcess::spawn_test("role", &all)
 }
 
-/// The operation names recorded for `id`, in step order.
-async fn operations(db: &TestDatabase, id: &str) -> Vec<String> {
-    db.connect()
-        .await
-        .query(
-            "SELECT function_name FROM dbos.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 /// Starts `ids` in a process running `code` and kills it once each has recorded `steps`
 /// operations (it hangs at `gate`).
 async fn start_then_kill(db: &TestDatabase, code: &str, ids: &[&str], steps: usize) {
@@ -156,7 +141,7 @@ async fn start_then_kill(db: &TestDatabase, code: &str, ids: &[&str], steps: usi
         eventually(
             "the old process to reach the gate",
             Duration::from_secs(60),
-            || async { (operations(db, id).await.len() == steps).then_some(()) },
+            || async { (db.step_names(id).await.len() == steps).then_some(()) },
         )
         .await;
     }
@@ -198,7 +183,7 @@ async fn an_execution_of_the_old_code_recovered_by_the_patched_code_stays_on_the
 ) {
     // The old code passes the patch point (records `old_way`) and is killed at the gate.
     start_then_kill(&db, "old", &["in-flight"], 2).await;
-    assert_eq!(operations(&db, "in-flight").await, ["first", "old_way"]);
+    assert_eq!(db.step_names("in-flight").await, ["first", "old_way"]);
 
     // The patched code recovers it and starts a new one.
     run_to_completion(&db, "new", &["fresh"], &["in-flight"]).await;
@@ -207,7 +192,7 @@ async fn an_execution_of_the_old_code_recovered_by_the_patched_code_stays_on_the
         done(r#"["first","old","last"]"#)
     );
     assert_eq!(
-        operations(&db, "in-flight").await,
+        db.step_names("in-flight").await,
         ["first", "old_way", "gate", "last"],
         "the old execution records no marker"
     );
@@ -216,7 +201,7 @@ async fn an_execution_of_the_old_code_recovered_by_the_patched_code_stays_on_the
         done(r#"["first","new","last"]"#)
     );
     assert_eq!(
-        operations(&db, "fresh").await,
+        db.step_names("fresh").await,
         ["first", "DBOS.patch-x", "new_way", "gate", "last"]
     );
     // The marker row is value-less, as DBOS writes it.
@@ -250,7 +235,7 @@ async fn a_patched_execution_recovered_by_the_patched_code_stays_on_the_new_bran
         done(r#"["first","new","last"]"#)
     );
     assert_eq!(
-        operations(&db, "new-in-flight").await,
+        db.step_names("new-in-flight").await,
         ["first", "DBOS.patch-x", "new_way", "gate", "last"],
         "one marker, the new step ran once"
     );
@@ -261,7 +246,7 @@ async fn deprecating_consumes_a_recorded_marker_and_never_inserts_one(db: TestDa
     // A patched execution (marker recorded) in flight when the patch is deprecated.
     start_then_kill(&db, "new", &["marked"], 3).await;
     assert_eq!(
-        operations(&db, "marked").await,
+        db.step_names("marked").await,
         ["first", "DBOS.patch-x", "new_way"]
     );
     run_to_completion(&db, "deprecated", &["after"], &["marked"]).await;
@@ -270,7 +255,7 @@ async fn deprecating_consumes_a_recorded_marker_and_never_inserts_one(db: TestDa
         done(r#"["first","new","last"]"#)
     );
     assert_eq!(
-        operations(&db, "marked").await,
+        db.step_names("marked").await,
         ["first", "DBOS.patch-x", "new_way", "gate", "last"]
     );
     assert_eq!(
@@ -278,7 +263,7 @@ async fn deprecating_consumes_a_recorded_marker_and_never_inserts_one(db: TestDa
         done(r#"["first","new","last"]"#)
     );
     assert_eq!(
-        operations(&db, "after").await,
+        db.step_names("after").await,
         ["first", "new_way", "gate", "last"],
         "a deprecated patch records no marker"
     );
@@ -305,7 +290,7 @@ async fn patch_outside_a_workflow_or_without_a_name_is_refused(db: TestDatabase)
         (true, true)
     );
     assert_eq!(
-        operations(&db, "twice").await,
+        db.step_names("twice").await,
         ["DBOS.patch-twice", "DBOS.patch-twice"]
     );
     dbos.shutdown().await.unwrap();

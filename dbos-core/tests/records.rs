@@ -97,17 +97,17 @@ async fn a_deduplicated_enqueue_replays_as_it_first_happened(db: TestDatabase) {
     assert_eq!(refused, "refused: QueueDeduplicated");
     assert_eq!(existing, holder.id());
     let steps: Vec<(i32, String, Option<String>, bool)> = db
-        .connect()
+        .steps_of("dup-parent")
         .await
-        .query(
-            "SELECT function_id, function_name, child_workflow_id, error IS NOT NULL FROM dbos.operation_outputs \
-             WHERE workflow_uuid = 'dup-parent' ORDER BY function_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .into_iter()
+        .map(|s| {
+            (
+                s.function_id,
+                s.function_name,
+                s.child_workflow_id,
+                s.error.is_some(),
+            )
+        })
         .collect();
     assert_eq!(
         steps,
@@ -187,19 +187,10 @@ async fn an_awaited_result_replays_from_its_record_even_without_the_child(db: Te
         .await
         .unwrap();
     assert_eq!(value, 42);
-    let row = db
-        .connect()
-        .await
-        .query_one(
-            "SELECT function_name, output, child_workflow_id FROM dbos.operation_outputs \
-             WHERE workflow_uuid = 'waiter' AND function_id = 2",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "DBOS.getResult");
-    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("42"));
-    assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("waiter-1"));
+    let step = db.step_of("waiter", 2).await;
+    assert_eq!(step.function_name, "DBOS.getResult");
+    assert_eq!(step.output.as_deref(), Some("42"));
+    assert_eq!(step.child_workflow_id.as_deref(), Some("waiter-1"));
     dbos.shutdown().await.unwrap();
 }
 
@@ -254,18 +245,12 @@ async fn naps_briefly() -> Result<(), Error> {
 async fn a_sleep_is_recorded_as_completing_at_its_wake_up_time(db: TestDatabase) {
     let dbos = db.launch().await;
     naps_briefly().id("napper").on(&dbos).await.unwrap();
-    let row = db
-        .connect()
-        .await
-        .query_one(
-            "SELECT output, started_at_epoch_ms, completed_at_epoch_ms FROM dbos.operation_outputs \
-             WHERE workflow_uuid = 'napper' AND function_id = 1",
-            &[],
-        )
-        .await
-        .unwrap();
-    let wake_secs: f64 = row.get::<_, String>(0).parse().unwrap();
-    let (started, completed): (i64, i64) = (row.get(1), row.get(2));
+    let step = db.step_of("napper", 1).await;
+    let wake_secs: f64 = step.output.unwrap().parse().unwrap();
+    let (started, completed) = (
+        step.started_at_epoch_ms.unwrap(),
+        step.completed_at_epoch_ms.unwrap(),
+    );
     let wake_ms = (wake_secs * 1000.0).round() as i64;
     assert!(
         (completed - wake_ms).abs() <= 1,

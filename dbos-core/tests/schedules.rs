@@ -529,18 +529,7 @@ async fn inside_a_workflow_each_operation_is_recorded_under_dboss_name(db: TestD
         .await
         .unwrap();
     assert_eq!(n, 1);
-    let names: Vec<String> = db
-        .connect()
-        .await
-        .query(
-            "SELECT function_name FROM dbos.operation_outputs WHERE workflow_uuid = 'manager-1' ORDER BY function_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let names = db.step_names("manager-1").await;
     assert_eq!(
         names,
         [

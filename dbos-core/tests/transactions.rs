@@ -84,18 +84,20 @@ async fn statements_and_checkpoint_commit_in_one_transaction(db: TestDatabase) {
     let out = add_twice("c".into()).id("same-db").await.unwrap();
     assert_eq!(out, (1, 2));
     assert_eq!((runs("same-db/1"), runs("same-db/2")), (1, 1));
-    let rows = client
-        .query(
-            "SELECT function_id, function_name, output, error, serialization FROM dbos.operation_outputs
-              WHERE workflow_uuid = 'same-db' ORDER BY function_id",
-            &[],
-        )
-        .await
-        .unwrap();
     type Row = (i32, String, Option<String>, Option<String>, Option<String>);
-    let got: Vec<Row> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    let got: Vec<Row> = db
+        .steps_of("same-db")
+        .await
+        .into_iter()
+        .map(|s| {
+            (
+                s.function_id,
+                s.function_name,
+                s.output,
+                s.error,
+                s.serialization,
+            )
+        })
         .collect();
     // The output's encoding is named, as DBOS reads it (checked: with it left NULL, this
     // fails).
@@ -632,16 +634,10 @@ async fn a_data_source_commits_its_statements_with_a_completion_row(db: TestData
     assert_eq!(version, 1);
     // The checkpoints are in the system database, as for any step, with the outputs.
     let checkpoints: Vec<(String, Option<String>)> = db
-        .connect()
+        .steps_of("app-1")
         .await
-        .query(
-            "SELECT function_name, output FROM dbos.operation_outputs WHERE workflow_uuid = 'app-1' ORDER BY function_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .into_iter()
+        .map(|s| (s.function_name, s.output))
         .collect();
     let name = || "app_add_one".to_owned();
     assert_eq!(
@@ -1039,15 +1035,11 @@ async fn the_functions_own_errors_are_retried_by_its_policy_and_rolled_back(db: 
     // Two failed attempts, rolled back; the third commits as attempt 3, recorded once.
     let out = adds_on_third("c".into(), true).id("own-1").await.unwrap();
     assert_eq!((out, runs("own-1"), counter().await), ((1, 3), 3, 1));
-    let recorded: Vec<(String, Option<String>, Option<String>)> = client
-        .query(
-            "SELECT function_name, output, error FROM dbos.operation_outputs WHERE workflow_uuid = 'own-1'",
-            &[],
-        )
+    let recorded: Vec<(String, Option<String>, Option<String>)> = db
+        .steps_of("own-1")
         .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .into_iter()
+        .map(|s| (s.function_name, s.output, s.error))
         .collect();
     assert_eq!(
         recorded,

@@ -14,6 +14,29 @@ const REGISTRY: &str = "dbos_testkit_databases";
 /// Advisory lock serialising database setup across test processes.
 const SETUP_LOCK: i64 = 0x0db0_5e57_0000_0001;
 
+/// One operation a workflow recorded: its row of `dbos.operation_outputs` (see
+/// [`TestDatabase::steps_of`]). Text columns are as stored (`output` and `error` in the
+/// encoding `serialization` names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedStep {
+    /// The step id (the first operation is 1).
+    pub function_id: i32,
+    /// The operation's name: a step's, or a built-in's (`DBOS.sleep`, `DBOS.recv`, ...).
+    pub function_name: String,
+    /// The recorded output, `None` for an error.
+    pub output: Option<String>,
+    /// The recorded error, `None` for an output.
+    pub error: Option<String>,
+    /// The encoding of `output` and `error` (`portable_json`).
+    pub serialization: Option<String>,
+    /// The child workflow this operation started or awaited.
+    pub child_workflow_id: Option<String>,
+    /// When the operation started, in epoch milliseconds.
+    pub started_at_epoch_ms: Option<i64>,
+    /// When it was recorded, in epoch milliseconds.
+    pub completed_at_epoch_ms: Option<i64>,
+}
+
 /// The empty database a test receives.
 #[derive(Debug, Clone)]
 pub struct TestDatabase {
@@ -226,6 +249,70 @@ impl TestDatabase {
             .await
             .unwrap_or_else(|e| panic!("dbos-testkit: reading the status of `{id}`: {e}"))
             .map(|r| r.get(0))
+    }
+
+    /// Every operation recorded for workflow `id` (its rows of `dbos.operation_outputs`), in
+    /// step order, read on a fresh connection: what a test asserts about a workflow's
+    /// history (which operations, under which names, with which outputs).
+    ///
+    /// ```no_run
+    /// # async fn example(db: dbos_testkit::TestDatabase) {
+    /// let steps = db.steps_of("order-42").await;
+    /// assert_eq!(steps[0].function_name, "DBOS.sleep");
+    /// assert_eq!(steps[0].output.as_deref(), Some("1700000000.5"));
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When the rows cannot be read.
+    pub async fn steps_of(&self, id: &str) -> Vec<RecordedStep> {
+        self.connect()
+            .await
+            .query(
+                "SELECT function_id, function_name, output, error, serialization, child_workflow_id,
+                        started_at_epoch_ms, completed_at_epoch_ms
+                   FROM dbos.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id",
+                &[&id],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("dbos-testkit: reading the steps of `{id}`: {e}"))
+            .iter()
+            .map(|r| RecordedStep {
+                function_id: r.get(0),
+                function_name: r.get(1),
+                output: r.get(2),
+                error: r.get(3),
+                serialization: r.get(4),
+                child_workflow_id: r.get(5),
+                started_at_epoch_ms: r.get(6),
+                completed_at_epoch_ms: r.get(7),
+            })
+            .collect()
+    }
+
+    /// The names of the operations recorded for workflow `id`, in step order (see
+    /// [`steps_of`](Self::steps_of)).
+    ///
+    /// # Panics
+    /// When the rows cannot be read.
+    pub async fn step_names(&self, id: &str) -> Vec<String> {
+        self.steps_of(id)
+            .await
+            .into_iter()
+            .map(|s| s.function_name)
+            .collect()
+    }
+
+    /// The operation recorded for workflow `id` at step `function_id`.
+    ///
+    /// # Panics
+    /// When there is no such row, or it cannot be read.
+    pub async fn step_of(&self, id: &str, function_id: i32) -> RecordedStep {
+        self.steps_of(id)
+            .await
+            .into_iter()
+            .find(|s| s.function_id == function_id)
+            .unwrap_or_else(|| panic!("dbos-testkit: `{id}` has no step {function_id} recorded"))
     }
 
     /// Resumes the workflow `id` through `dbos` while an execution of it runs there, and

@@ -44,8 +44,8 @@ pub mod runs;
 
 pub use clock::TestClock;
 pub use cluster::{cluster, TestCluster};
-pub use database::TestDatabase;
-pub use replay::{replay, replay_check};
+pub use database::{RecordedStep, TestDatabase};
+pub use replay::{fork_and_wait, replay, replay_check};
 
 /// Marks an `async fn` as a test that receives a fresh database.
 ///
