@@ -62,18 +62,6 @@ async fn launch(db: &TestDatabase) -> Dbos {
     .unwrap()
 }
 
-async fn step_rows(db: &TestDatabase, id: &str) -> i64 {
-    db.connect()
-        .await
-        .query_one(
-            "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 async fn started(key: &str) {
     eventually("the step to start", Duration::from_secs(20), || async {
         (runs(&format!("{key}/started")) == 1).then_some(())
@@ -117,7 +105,7 @@ async fn a_client_cancel_drops_a_preemptible_step_within_the_poll_interval(db: T
     .await;
     assert_eq!(runs("pre/finished"), 0, "the step never ran to its end");
     assert_eq!(runs("pre/after"), 0);
-    assert_eq!(step_rows(&db, "p-pre").await, 0, "nothing recorded");
+    assert_eq!(db.steps_of("p-pre").await.len(), 0, "nothing recorded");
 
     dbos.shutdown().await.unwrap();
 }
@@ -144,7 +132,7 @@ async fn a_plain_step_runs_to_completion_after_the_cancel(db: TestDatabase) {
     .await;
     assert_eq!(runs("plain/dropped"), 0, "a plain step is not dropped");
     assert_eq!(runs("plain/after"), 0);
-    assert_eq!(step_rows(&db, "p-plain").await, 0, "and not recorded");
+    assert_eq!(db.steps_of("p-plain").await.len(), 0, "and not recorded");
     dbos.shutdown().await.unwrap();
 }
 
@@ -174,6 +162,6 @@ async fn a_deadline_drops_a_preemptible_step(db: TestDatabase) {
         started_at.elapsed()
     );
     assert_eq!(runs("deadline/finished"), 0);
-    assert_eq!(step_rows(&db, "p-deadline").await, 0);
+    assert_eq!(db.steps_of("p-deadline").await.len(), 0);
     dbos.shutdown().await.unwrap();
 }

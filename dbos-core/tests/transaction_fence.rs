@@ -105,18 +105,6 @@ async fn counter(client: &tokio_postgres::Client, key: &str) -> i32 {
         .get(0)
 }
 
-async fn checkpoints(db: &TestDatabase, id: &str) -> i64 {
-    db.connect()
-        .await
-        .query_one(
-            "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 /// Runs one fenced transaction at `level`, interferes while its body waits, and checks that
 /// nothing committed; then resumes the workflow and checks that the transaction ran and
 /// committed once. `tag` keeps the workflow ids (and their run counters) of one test apart
@@ -182,7 +170,7 @@ async fn interfere(db: &TestDatabase, dbos: &Dbos, tag: &str, level: &str, how: 
         how.done()
     );
     assert_eq!(
-        checkpoints(db, &id).await,
+        db.steps_of(&id).await.len(),
         0,
         "{id}: a transaction whose workflow was {} recorded a checkpoint",
         how.done()
@@ -202,7 +190,7 @@ async fn interfere(db: &TestDatabase, dbos: &Dbos, tag: &str, level: &str, how: 
         "{id}: the resumed transaction ran on the untouched counter"
     );
     assert_eq!(counter(&data, &key).await, 1);
-    assert_eq!(checkpoints(db, &id).await, 1);
+    assert_eq!(db.steps_of(&id).await.len(), 1);
 }
 
 async fn dbos_testkit_connect(url: &str) -> tokio_postgres::Client {
@@ -314,7 +302,7 @@ async fn hand_over(db: &TestDatabase, dbos: &Dbos, level: &str) {
         "{id}: the body's runs"
     );
     assert_eq!(counter(&data, &key).await, 1);
-    assert_eq!(checkpoints(db, &id).await, 1);
+    assert_eq!(db.steps_of(&id).await.len(), 1);
 }
 
 #[dbos_testkit::test]
