@@ -129,10 +129,11 @@ async fn steps_are_checkpointed_once_and_a_second_call_replays(db: TestDatabase)
     assert_eq!(output[0].get::<_, String>(0), r#"["reserved o-1",42]"#);
     assert_eq!(output[0].get::<_, Option<String>>(1), None);
 
-    let steps = rows(&db, "SELECT function_id, function_name, output, serialization FROM dbos.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id", "wf-ck").await;
-    let steps: Vec<(i32, String, Option<String>)> = steps
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+    let steps: Vec<(i32, String, Option<String>)> = db
+        .steps_of("wf-ck")
+        .await
+        .into_iter()
+        .map(|s| (s.function_id, s.function_name, s.output))
         .collect();
     assert_eq!(
         steps,
@@ -178,8 +179,8 @@ async fn a_step_error_is_recorded_and_returns_as_the_same_typed_value(db: TestDa
         .unwrap_err();
     assert_eq!(err, ShopError::Declined { code: 51 });
 
-    let step = rows(&db, "SELECT error, output FROM dbos.operation_outputs WHERE workflow_uuid = $1 AND function_id = 2", "wf-declined").await;
-    let recorded: serde_json::Value = serde_json::from_str(&step[0].get::<_, String>(0)).unwrap();
+    let step = db.step_of("wf-declined", 2).await;
+    let recorded: serde_json::Value = serde_json::from_str(&step.error.unwrap()).unwrap();
     assert_eq!(
         recorded,
         json!({"name": "ShopError", "message": "card declined with code 51", "code": null, "data": {"Declined": {"code": 51}}})
@@ -264,10 +265,18 @@ async fn checkpoints(
     db: &TestDatabase,
     id: &str,
 ) -> Vec<(i32, String, Option<String>, Option<String>, Option<String>)> {
-    rows(db, "SELECT function_id, function_name, output, error, serialization FROM dbos.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id", id)
+    db.steps_of(id)
         .await
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .into_iter()
+        .map(|s| {
+            (
+                s.function_id,
+                s.function_name,
+                s.output,
+                s.error,
+                s.serialization,
+            )
+        })
         .collect()
 }
 
@@ -361,10 +370,11 @@ async fn parent(x: i64) -> Result<Vec<i64>, dbos_core::Error> {
 async fn workflows_called_in_workflows_are_children(db: TestDatabase) {
     let dbos = db.launch().await;
     assert_eq!(parent(3).id("p").on(&dbos).await.unwrap(), vec![6, 12, 24]);
-    let steps = rows(&db, "SELECT function_id, function_name, child_workflow_id FROM dbos.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id", "p").await;
-    let steps: Vec<(i32, String, Option<String>)> = steps
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+    let steps: Vec<(i32, String, Option<String>)> = db
+        .steps_of("p")
+        .await
+        .into_iter()
+        .map(|s| (s.function_id, s.function_name, s.child_workflow_id))
         .collect();
     // Each child: its start, then the wait for its result (`DBOS.getResult`, with the
     // child's id), as DBOS lays them out.
@@ -403,10 +413,10 @@ async fn durable_sleep_records_its_wake_up_time(db: TestDatabase) {
     let before = std::time::SystemTime::now();
     assert_eq!(sleepy(150).id("zz").on(&dbos).await.unwrap(), 150);
     assert!(before.elapsed().unwrap() >= Duration::from_millis(150));
-    let r = rows(&db, "SELECT function_name, output, serialization FROM dbos.operation_outputs WHERE workflow_uuid = $1", "zz").await;
-    assert_eq!(r[0].get::<_, String>(0), "DBOS.sleep");
-    assert_eq!(r[0].get::<_, String>(2), "portable_json");
-    let wake: f64 = r[0].get::<_, String>(1).parse().unwrap();
+    let r = db.steps_of("zz").await;
+    assert_eq!(r[0].function_name, "DBOS.sleep");
+    assert_eq!(r[0].serialization.as_deref(), Some("portable_json"));
+    let wake: f64 = r[0].output.as_deref().unwrap().parse().unwrap();
     let start = before
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -448,8 +458,12 @@ async fn now_random_and_uuid_are_recorded_as_steps(db: TestDatabase) {
     let dbos = db.launch().await;
     let (now, r, u) = deterministic_helpers().id("det").on(&dbos).await.unwrap();
     assert!((0.0..1.0).contains(&r));
-    let recorded = rows(&db, "SELECT function_name, output FROM dbos.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id", "det").await;
-    let recorded: Vec<(String, String)> = recorded.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let recorded: Vec<(String, String)> = db
+        .steps_of("det")
+        .await
+        .into_iter()
+        .map(|s| (s.function_name, s.output.unwrap()))
+        .collect();
     assert_eq!(
         recorded[0],
         ("dbos_core::now".to_owned(), format!("\"{now}\""))
