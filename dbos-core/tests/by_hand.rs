@@ -86,17 +86,10 @@ async fn a_workflow_written_without_macros_runs_records_and_replays(db: TestData
         .unwrap();
     assert!(by_name.as_str().unwrap().starts_with("hello, BOB"));
     let steps: Vec<(String, bool)> = db
-        .connect()
+        .steps_of("by-hand")
         .await
-        .query(
-            "SELECT function_name, error IS NOT NULL FROM dbos.operation_outputs WHERE workflow_uuid = 'by-hand' \
-             ORDER BY function_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .into_iter()
+        .map(|s| (s.function_name, s.error.is_some()))
         .collect();
     assert_eq!(
         steps,

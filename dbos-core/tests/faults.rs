@@ -269,20 +269,12 @@ async fn a_checkpoint_insert_cut_before_the_server_is_sent_again(db: TestDatabas
     assert_eq!(out, "CUT-THIS-CHECKPOINT");
     assert_eq!(bodies("cut-record/step"), 1, "the step ran once");
     assert_eq!(bodies("cut-record/after"), 1);
-    let recorded: Vec<(String, Option<String>)> = db
-        .connect()
-        .await
-        .query(
-            "SELECT function_name, output FROM dbos.operation_outputs WHERE workflow_uuid = 'cut-record'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let recorded = db.steps_of("cut-record").await;
     assert_eq!(recorded.len(), 1, "{recorded:?}");
-    assert_eq!(recorded[0].1.as_deref(), Some("\"CUT-THIS-CHECKPOINT\""));
+    assert_eq!(
+        recorded[0].output.as_deref(),
+        Some("\"CUT-THIS-CHECKPOINT\"")
+    );
     dbos.shutdown().await.unwrap();
 }
 
@@ -393,14 +385,7 @@ async fn an_output_that_cannot_be_stored_is_recorded_as_an_error_naming_the_type
         );
     }
     // The step's own checkpoint records the error, so a replay fails the same way.
-    let step_error: String = client
-        .query_one(
-            "SELECT error FROM dbos.operation_outputs WHERE workflow_uuid = 'bad-step-out' AND function_id = 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let step_error = db.step_of("bad-step-out", 1).await.error.unwrap();
     assert!(step_error.contains("unstorable_step"), "{step_error}");
     dbos.shutdown().await.unwrap();
 }

@@ -282,21 +282,13 @@ async fn a_child_refused_by_reject_is_recorded_as_refused_and_replays_so(db: Tes
     assert_eq!(runs("taken"), 1, "the existing child did not run again");
     // The parent's step 1 records the refusal, not a link to the existing child.
     let c = db.connect().await;
-    let row = c
-        .query_one(
-            "SELECT function_name, child_workflow_id, error FROM dbos.operation_outputs \
-             WHERE workflow_uuid = 'r-parent' AND function_id = 1",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "counted");
+    let step = db.step_of("r-parent", 1).await;
+    assert_eq!(step.function_name, "counted");
     assert_eq!(
-        row.get::<_, Option<String>>(1),
-        None,
+        step.child_workflow_id, None,
         "not linked to the existing child"
     );
-    let error: serde_json::Value = serde_json::from_str(&row.get::<_, String>(2)).unwrap();
+    let error: serde_json::Value = serde_json::from_str(&step.error.unwrap()).unwrap();
     assert_eq!(
         error["name"], "dbos_core::Error::WorkflowIdInUse",
         "{error}"

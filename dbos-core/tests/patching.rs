@@ -205,22 +205,13 @@ async fn an_execution_of_the_old_code_recovered_by_the_patched_code_stays_on_the
         ["first", "DBOS.patch-x", "new_way", "gate", "last"]
     );
     // The marker row is value-less, as DBOS writes it.
-    let marker = db
-        .connect()
-        .await
-        .query_one(
-            "SELECT output, error, serialization, child_workflow_id FROM dbos.operation_outputs
-             WHERE workflow_uuid = 'fresh' AND function_id = 2",
-            &[],
-        )
-        .await
-        .unwrap();
-    let nulls: (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    ) = (marker.get(0), marker.get(1), marker.get(2), marker.get(3));
+    let marker = db.step_of("fresh", 2).await;
+    let nulls = (
+        marker.output,
+        marker.error,
+        marker.serialization,
+        marker.child_workflow_id,
+    );
     assert_eq!(nulls, (None, None, None, None));
 }
 

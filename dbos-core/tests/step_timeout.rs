@@ -55,17 +55,12 @@ async fn times_out_then_gate(key: String) -> Result<u32, Error> {
 }
 
 async fn step_error(db: &TestDatabase, id: &str, function_id: i32) -> Option<serde_json::Value> {
-    let row = db
-        .connect()
+    let step = db
+        .steps_of(id)
         .await
-        .query_opt(
-            "SELECT error FROM dbos.operation_outputs WHERE workflow_uuid = $1 AND function_id = $2",
-            &[&id, &function_id],
-        )
-        .await
-        .unwrap()?;
-    row.get::<_, Option<String>>(0)
-        .map(|text| serde_json::from_str(&text).unwrap())
+        .into_iter()
+        .find(|s| s.function_id == function_id)?;
+    step.error.map(|text| serde_json::from_str(&text).unwrap())
 }
 
 /// Long enough for anything that must happen on a loaded machine; far below the 60 s a
