@@ -106,7 +106,14 @@ async fn a_local_cancel_wakes_a_sleep_and_nothing_after_it_runs(db: TestDatabase
         .start()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Cancel once the sleep is recorded, so the cancel lands while the workflow sleeps; a
+    // fixed delay (200 ms) let a loaded machine cancel it before it reached the sleep.
+    eventually(
+        "the sleep to be recorded",
+        Duration::from_secs(10),
+        || async { (db.step_names("c-local").await == ["DBOS.sleep"]).then_some(()) },
+    )
+    .await;
     let cancelled = Instant::now();
     dbos.cancel_workflow("c-local").await.unwrap();
     stopped(&dbos, "the sleeping workflow to stop").await;
