@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dbos_core::{step, workflow, Dbos, Error, ErrorKind};
 use dbos_testkit::crash::eventually;
-use dbos_testkit::runs::{bump, runs as count};
+use dbos_testkit::runs::{bump, runs as count, Unfinished};
 use dbos_testkit::TestDatabase;
 
 /// A step that takes `ms` of wall time (a slow API call).
@@ -33,7 +33,11 @@ async fn slow_then_after(key: String, ms: u64) -> Result<(), Error> {
 
 #[workflow]
 async fn sleeps_then_after(key: String, ms: u64) -> Result<(), Error> {
+    // Counts `<key>/sleep/dropped` when the body ends (or is dropped) without its sleep
+    // having completed: a stop woke the sleep.
+    let asleep = Unfinished::new(format!("{key}/sleep"));
     dbos_core::sleep(Duration::from_millis(ms)).await?;
+    asleep.finish();
     after(key).await
 }
 
@@ -123,6 +127,14 @@ async fn a_local_cancel_wakes_a_sleep_and_nothing_after_it_runs(db: TestDatabase
         latency < Duration::from_secs(1),
         "a local cancel took {latency:?} to stop the workflow"
     );
+    // The execution stops at once whatever its body does; the sleep itself must be woken
+    // too, not left sleeping out its minute in the background.
+    eventually(
+        "the stopped body's sleep to end",
+        Duration::from_secs(1),
+        || async { (count("local/sleep/dropped") == 1).then_some(()) },
+    )
+    .await;
     let e = h.result().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AwaitedWorkflowCancelled, "{e:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
