@@ -683,7 +683,8 @@ async fn mixed(db: &TestDatabase) -> (Vec<String>, i64) {
 /// lock is always free, so the lock executor must also find its lease expired before it
 /// takes its work: not while the lease is renewed, not when it cannot read the lease table
 /// (a role given the system tables before that table existed), and at once when the lease
-/// executor is killed and its lease expires.
+/// executor is killed and its lease expires. B's looks failing says so in one WARN for the
+/// whole streak (its later failures at DEBUG), and their working again in one INFO.
 #[dbos_testkit::test(timeout = "300s")]
 async fn a_lock_executor_leaves_a_live_lease_executor_s_work_alone_and_takes_it_once_it_dies(
     db: TestDatabase,
@@ -717,9 +718,16 @@ async fn a_lock_executor_leaves_a_live_lease_executor_s_work_alone_and_takes_it_
         (MIXED_ENTERED.load(Ordering::SeqCst) == 3).then_some(())
     })
     .await;
-    // B, the lock executor of the same application, straight to Postgres.
-    let b = Dbos::launch(leased(&db, &bouncer).system_database_url(role_url))
+    // B, the lock executor of the same application, straight to Postgres, on a runtime
+    // whose threads log to `logs`.
+    let logs = Captured::default();
+    let b_runtime = logging_runtime(&logs);
+    let b = b_runtime
+        .spawn(Dbos::launch(
+            leased(&db, &bouncer).system_database_url(role_url),
+        ))
         .await
+        .unwrap()
         .unwrap();
     let lock_sessions = texts(
         &db,
@@ -739,6 +747,21 @@ async fn a_lock_executor_leaves_a_live_lease_executor_s_work_alone_and_takes_it_
         "a live executor's work was taken by a peer that could not read its lease"
     );
     assert_eq!(mixed(&db).await, (vec![a_id.clone()], 0));
+    // Said once, at WARN, with what the database refused; the other failed looks at DEBUG.
+    let warned = logs.lines_with("WARN", "could not look for dead executors");
+    assert_eq!(warned.len(), 1, "one WARN per streak: {warned:#?}");
+    for said in [
+        "recovers no dead executor's workflows",
+        "permission denied for table dbos_rs_executor_leases",
+        b.executor_id(),
+    ] {
+        assert!(warned[0].contains(said), "`{said}` not in: {}", warned[0]);
+    }
+    let quiet = logs
+        .lines_with("DEBUG", "could not look for dead executors")
+        .len();
+    assert!(quiet >= 3, "several failed looks at DEBUG, not {quiet}");
+    eprintln!("B's failed looks: 1 at WARN, {quiet} at DEBUG");
     // Three more in which B reads A's lease, renewed: A's work stays with A.
     db.connect()
         .await
@@ -754,6 +777,8 @@ async fn a_lock_executor_leaves_a_live_lease_executor_s_work_alone_and_takes_it_
         "a live lease executor's work was taken by a lock executor"
     );
     assert_eq!(mixed(&db).await, (vec![a_id.clone()], 0));
+    let again = logs.lines_with("INFO", "looking for dead executors works again");
+    assert_eq!(again.len(), 1, "{again:#?}");
     // A dies (its connections cut, nothing released): B takes its work once its lease
     // expires, within the lease time and a recovery interval or two.
     a.abort();
@@ -769,8 +794,65 @@ async fn a_lock_executor_leaves_a_live_lease_executor_s_work_alone_and_takes_it_
         killed.elapsed()
     );
     assert!(MIXED_ENTERED.load(Ordering::SeqCst) >= 4);
-    b.shutdown().await.unwrap();
+    assert_eq!(
+        logs.lines_with("WARN", "could not look for dead executors")
+            .len(),
+        1
+    );
+    b_runtime
+        .spawn(async move { b.shutdown().await })
+        .await
+        .unwrap()
+        .unwrap();
+    b_runtime.shutdown_background();
     drop_role(&db, &role).await;
+}
+
+/// What a [`logging_runtime`]'s threads log.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The lines logged so far at `level` that contain `text`.
+    fn lines_with(&self, level: &str, text: &str) -> Vec<String> {
+        let all = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        all.lines()
+            .filter(|l| l.contains(level) && l.contains(text))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A runtime whose threads log (recovery at DEBUG, the rest at INFO) to `logs` rather than
+/// to the process's subscriber: the runtime's tasks, such as the recovery loop of an
+/// executor launched on it, do not run in the test's subscriber scope.
+fn logging_runtime(logs: &Captured) -> tokio::runtime::Runtime {
+    let writer = logs.clone();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            let writer = writer.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter("info,dbos_core::recovery=debug")
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish();
+            // For the thread's life.
+            std::mem::forget(tracing::subscriber::set_default(subscriber));
+        })
+        .build()
+        .expect("a runtime")
 }
 
 /// A launch that holds a lease (no session URL behind a transaction-mode pooler, here

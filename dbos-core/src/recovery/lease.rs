@@ -90,6 +90,7 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, lease: Lease) {
     let mut healthy_since = held.then(Instant::now);
     // When the leases of dead executors are next cleared (once per lease time).
     let mut sweep_at = Instant::now();
+    let mut looks = super::Looks::default();
     loop {
         let step = if held {
             rt.sysdb
@@ -128,9 +129,7 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, lease: Lease) {
             }
         }
         if healthy_since.is_some_and(|t| t.elapsed() >= rt.config.recovery_grace) {
-            if let Err(e) = recover_dead_peers(&rt, &me).await {
-                tracing::debug!(error = %e, "could not look for dead executors; trying again later");
-            }
+            looks.record(&rt.executor_id, recover_dead_peers(&rt, &me).await);
             if Instant::now() >= sweep_at {
                 sweep_at = Instant::now() + lease;
                 clear_dead_leases(&rt).await;

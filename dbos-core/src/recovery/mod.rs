@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::GENERATED_EXECUTOR_PREFIX;
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::queue::worker::jittered;
 use crate::runtime::RuntimeInner;
 use crate::sysdb::executors::{executor_lock_key, LockSession};
@@ -75,6 +75,45 @@ fn host_name() -> String {
         "host".to_owned()
     } else {
         clean
+    }
+}
+
+/// The streak of failed looks for dead executors, so a lasting failure is seen without a line
+/// per look: a look that fails for a reason other than the connection (a role that may not
+/// read a table, say) fails the same way at every look, and meanwhile this executor recovers
+/// no dead peer's work. The first such failure of a streak is a WARN, the others DEBUG; the
+/// first success after a warned streak says so once (INFO). Connection failures (an outage,
+/// a restart) stay at DEBUG: they pass (a lost lock session has a WARN of its own).
+#[derive(Debug, Default)]
+struct Looks {
+    warned: bool,
+}
+
+impl Looks {
+    /// Logs the outcome of one look.
+    fn record(&mut self, executor_id: &str, look: Result<()>) {
+        match look {
+            Err(e) if !self.warned && e.kind() != ErrorKind::Connection => {
+                self.warned = true;
+                tracing::warn!(
+                    executor_id,
+                    error = %e,
+                    "could not look for dead executors: until a look succeeds, this executor recovers no dead \
+                     executor's workflows (live peers that can look still do); trying again every recovery interval"
+                );
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "could not look for dead executors; trying again later");
+            }
+            Ok(()) if self.warned => {
+                self.warned = false;
+                tracing::info!(
+                    executor_id,
+                    "looking for dead executors works again: this executor recovers their workflows again"
+                );
+            }
+            Ok(()) => {}
+        }
     }
 }
 
@@ -189,6 +228,7 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, mut session: LockSession, mut h
     let mut retake_after = Instant::now();
     // The launch's session: it did not just see its connection drop.
     let mut first_session = true;
+    let mut looks = Looks::default();
     loop {
         loop {
             if !held && Instant::now() >= retake_after {
@@ -202,9 +242,10 @@ pub(crate) async fn serve(rt: Arc<RuntimeInner>, mut session: LockSession, mut h
                     }
                 }
             }
-            if let Err(e) = recover_dead_peers(&rt, &session, first_session).await {
-                tracing::debug!(error = %e, "could not look for dead executors; trying again later");
-            }
+            looks.record(
+                &rt.executor_id,
+                recover_dead_peers(&rt, &session, first_session).await,
+            );
             if let Err(e) = session.ping(rt.config.vanished_executor_timeout).await {
                 tracing::debug!(error = %e, "the lock session failed");
                 break;
@@ -327,4 +368,84 @@ async fn recover_dead_peers(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The lines `looks` logs at INFO and above for the outcomes `looks_out`, in order.
+    fn logged(looks_out: Vec<Result<()>>) -> Vec<String> {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let mut looks = Looks::default();
+            for look in looks_out {
+                looks.record("exec-1", look);
+            }
+        });
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    fn denied() -> Result<()> {
+        Err(Error::new(
+            ErrorKind::Database,
+            "permission denied for table dbos_rs_executor_leases",
+        ))
+    }
+
+    fn cut() -> Result<()> {
+        Err(Error::new(ErrorKind::Connection, "connection closed"))
+    }
+
+    #[test]
+    fn a_lasting_failure_to_look_for_dead_executors_warns_once_per_streak() {
+        let lines = logged(vec![denied(), denied(), denied(), Ok(()), Ok(()), denied()]);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        for i in [0, 2] {
+            assert!(lines[i].contains("WARN"), "{lines:#?}");
+            assert!(
+                lines[i].contains("could not look for dead executors"),
+                "{lines:#?}"
+            );
+            assert!(lines[i].contains("recovers no dead"), "{lines:#?}");
+            assert!(lines[i].contains("permission denied"), "{lines:#?}");
+            assert!(lines[i].contains("exec-1"), "{lines:#?}");
+        }
+        assert!(lines[1].contains("INFO"), "{lines:#?}");
+        assert!(lines[1].contains("works again"), "{lines:#?}");
+    }
+
+    #[test]
+    fn connection_failures_to_look_for_dead_executors_do_not_warn() {
+        assert_eq!(
+            logged(vec![cut(), cut(), Ok(()), cut()]),
+            Vec::<String>::new()
+        );
+        // A streak that began with the connection warns at its first other failure.
+        let lines = logged(vec![cut(), denied(), cut(), denied()]);
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(lines[0].contains("WARN"), "{lines:#?}");
+        assert!(lines[0].contains("permission denied"), "{lines:#?}");
+    }
 }
