@@ -436,30 +436,11 @@ async fn a_refused_password_reads_like_a_message(db: TestDatabase) {
     assert!(format!("{e:?}").contains("password authentication failed"));
 }
 
-/// Log lines written by the code under test, captured.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[dbos_testkit::test]
 async fn a_launch_waiting_for_a_database_says_so_once(_db: TestDatabase) {
     use tracing::instrument::WithSubscriber;
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
+    let logs = dbos_testkit::logs::CapturedLogs::default();
+    let subscriber = logs.subscriber("info");
     let port = closed_port();
     let config = dbos_core::Config::new("waiting")
         .system_database_url(format!("postgres://u:p@127.0.0.1:{port}/x?sslmode=disable"))
@@ -469,7 +450,7 @@ async fn a_launch_waiting_for_a_database_says_so_once(_db: TestDatabase) {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Connection, "{e:?}");
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let waiting: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("waiting for the system database"))

@@ -9,6 +9,7 @@ use std::time::Duration;
 use dbos_core::manage::{ForkOptions, Resumed, RewindOptions};
 use dbos_core::queue::Unrunnable;
 use dbos_core::{workflow, Client, Dbos, Error, ErrorKind, Queue};
+use dbos_testkit::logs::CapturedLogs;
 use dbos_testkit::TestDatabase;
 
 #[workflow]
@@ -321,40 +322,15 @@ async fn timeouts_and_delays_beyond_a_century_mean_never(db: TestDatabase) {
     dbos.shutdown().await.unwrap();
 }
 
-/// Log lines written by the code under test, captured.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
-        let writer = self.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish()
-    }
-
-    /// The WARN lines that name `queue`, taken out of the capture.
-    fn warnings_about(&self, queue: &str) -> Vec<String> {
-        let text = String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap();
-        text.lines()
-            .filter(|l| {
-                l.contains("WARN") && l.contains(&format!("queue `{queue}` is not registered"))
-            })
-            .map(str::to_owned)
-            .collect()
-    }
+/// The WARN lines captured in `logs` that name `queue` as not registered, taken out of the
+/// capture.
+fn warnings_about(logs: &CapturedLogs, queue: &str) -> Vec<String> {
+    let warned = format!("queue `{queue}` is not registered");
+    logs.take()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains(&warned))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Declared in code, but in no executor's `Config`.
@@ -366,7 +342,7 @@ async fn work_on_a_queue_nobody_registered_is_warned_of_and_listed(db: TestDatab
     use tracing::instrument::WithSubscriber;
     let dbos = launch(&db).await;
     let client = Client::connect(db.url()).await.unwrap();
-    let logs = Captured::default();
+    let logs = CapturedLogs::default();
     // A queue another executor registered has a row in `dbos.queues`.
     db.connect()
         .await
@@ -379,10 +355,10 @@ async fn work_on_a_queue_nobody_registered_is_warned_of_and_listed(db: TestDatab
         .on(&dbos)
         .enqueue(&NOWHERE)
         .into_future()
-        .with_subscriber(logs.subscriber())
+        .with_subscriber(logs.subscriber("warn"))
         .await
         .unwrap();
-    let warned = logs.warnings_about("opts_nowhere");
+    let warned = warnings_about(&logs, "opts_nowhere");
     assert_eq!(warned.len(), 1, "{warned:?}");
     assert!(
         warned[0].contains("lost-call"),
@@ -399,10 +375,10 @@ async fn work_on_a_queue_nobody_registered_is_warned_of_and_listed(db: TestDatab
         .arg(&2)
         .id("lost-client")
         .into_future()
-        .with_subscriber(logs.subscriber())
+        .with_subscriber(logs.subscriber("warn"))
         .await
         .unwrap();
-    assert_eq!(logs.warnings_about("opts_typo").len(), 1);
+    assert_eq!(warnings_about(&logs, "opts_typo").len(), 1);
     dbos.enqueue_by_name(
         "plus_one",
         "opts_typo",
@@ -410,10 +386,10 @@ async fn work_on_a_queue_nobody_registered_is_warned_of_and_listed(db: TestDatab
         Some("lost-by-name".into()),
     )
     .into_future()
-    .with_subscriber(logs.subscriber())
+    .with_subscriber(logs.subscriber("warn"))
     .await
     .unwrap();
-    assert_eq!(logs.warnings_about("opts_typo").len(), 1);
+    assert_eq!(warnings_about(&logs, "opts_typo").len(), 1);
     dbos.fork_workflow(
         "lost-call",
         1,
@@ -421,10 +397,10 @@ async fn work_on_a_queue_nobody_registered_is_warned_of_and_listed(db: TestDatab
             .workflow_id("lost-fork")
             .queue("opts_typo"),
     )
-    .with_subscriber(logs.subscriber())
+    .with_subscriber(logs.subscriber("warn"))
     .await
     .unwrap();
-    assert_eq!(logs.warnings_about("opts_typo").len(), 1);
+    assert_eq!(warnings_about(&logs, "opts_typo").len(), 1);
 
     // Registered queues, here or elsewhere, draw no warning.
     plus_one(4)
@@ -432,7 +408,7 @@ async fn work_on_a_queue_nobody_registered_is_warned_of_and_listed(db: TestDatab
         .on(&dbos)
         .enqueue(&PLAIN)
         .into_future()
-        .with_subscriber(logs.subscriber())
+        .with_subscriber(logs.subscriber("warn"))
         .await
         .unwrap();
     client
@@ -440,10 +416,10 @@ async fn work_on_a_queue_nobody_registered_is_warned_of_and_listed(db: TestDatab
         .arg(&5)
         .id("elsewhere")
         .into_future()
-        .with_subscriber(logs.subscriber())
+        .with_subscriber(logs.subscriber("warn"))
         .await
         .unwrap();
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(!text.contains("is not registered"), "{text}");
 
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -13,6 +13,7 @@ use dbos_core::manage::ListWorkflows;
 use dbos_core::prelude::*;
 use dbos_core::{Queue, Status};
 use dbos_testkit::crash::{eventually, IsolatedRuntime};
+use dbos_testkit::logs::CapturedLogs;
 use dbos_testkit::pgbouncer::{PgBouncer, PoolMode, SERVER_POOL_SIZE};
 use dbos_testkit::TestDatabase;
 
@@ -720,8 +721,9 @@ async fn a_lock_executor_leaves_a_live_lease_executor_s_work_alone_and_takes_it_
     .await;
     // B, the lock executor of the same application, straight to Postgres, on a runtime
     // whose threads log to `logs`.
-    let logs = Captured::default();
-    let b_runtime = logging_runtime(&logs);
+    let logs = CapturedLogs::default();
+    // Recovery at DEBUG, the rest at INFO.
+    let b_runtime = logs.runtime("info,dbos_core::recovery=debug");
     let b = b_runtime
         .spawn(Dbos::launch(
             leased(&db, &bouncer).system_database_url(role_url),
@@ -806,53 +808,6 @@ async fn a_lock_executor_leaves_a_live_lease_executor_s_work_alone_and_takes_it_
         .unwrap();
     b_runtime.shutdown_background();
     drop_role(&db, &role).await;
-}
-
-/// What a [`logging_runtime`]'s threads log.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// The lines logged so far at `level` that contain `text`.
-    fn lines_with(&self, level: &str, text: &str) -> Vec<String> {
-        let all = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        all.lines()
-            .filter(|l| l.contains(level) && l.contains(text))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-/// A runtime whose threads log (recovery at DEBUG, the rest at INFO) to `logs` rather than
-/// to the process's subscriber: the runtime's tasks, such as the recovery loop of an
-/// executor launched on it, do not run in the test's subscriber scope.
-fn logging_runtime(logs: &Captured) -> tokio::runtime::Runtime {
-    let writer = logs.clone();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            let writer = writer.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_env_filter("info,dbos_core::recovery=debug")
-                .with_ansi(false)
-                .with_writer(move || writer.clone())
-                .finish();
-            // For the thread's life.
-            std::mem::forget(tracing::subscriber::set_default(subscriber));
-        })
-        .build()
-        .expect("a runtime")
 }
 
 /// A launch that holds a lease (no session URL behind a transaction-mode pooler, here

@@ -33,6 +33,7 @@ pub mod clock;
 pub mod cluster;
 pub mod crash;
 pub mod database;
+pub mod logs;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod pgbouncer;
