@@ -654,7 +654,7 @@ mod tests {
     use opentelemetry_sdk::Resource;
     use prost::Message as _;
 
-    use super::{encode_request, message, percent_decode, OtlpHttpExporter, Target};
+    use super::{encode_request, message, percent_decode, read_response, OtlpHttpExporter, Target};
 
     fn context(trace: u128, span: u64, flags: u8, state: &str, remote: bool) -> SpanContext {
         SpanContext::new(
@@ -823,6 +823,96 @@ mod tests {
             prost::encoding::encode_varint(n as u64, &mut expected);
             expected.extend_from_slice(&body);
             assert_eq!(ours, expected, "a body of {n} bytes");
+        }
+    }
+
+    /// What `read_response` makes of a response a server writes in `pieces`, a pause between
+    /// each, then holding the connection open for a while (`close`: closing it at once): a
+    /// reader that waits for a byte the response does not have times out.
+    fn response_in_pieces(pieces: &[&[u8]], close: bool) -> std::io::Result<(u16, bool, Vec<u8>)> {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let port = listener.local_addr().expect("its address").port();
+        let pieces: Vec<Vec<u8>> = pieces.iter().map(|p| p.to_vec()).collect();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("the reader connects");
+            for piece in pieces {
+                conn.write_all(&piece).expect("a piece written");
+                conn.flush().expect("flushed");
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+            if !close {
+                std::thread::sleep(std::time::Duration::from_millis(1_500));
+            }
+        });
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connected");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_millis(700)))
+            .expect("a read timeout");
+        let mut buf = Vec::new();
+        let read = read_response(&mut stream, &mut buf);
+        drop(stream);
+        server.join().expect("the server thread");
+        read.map(|(status, keep)| (status, keep, buf))
+    }
+
+    #[test]
+    fn a_response_is_read_whatever_its_framing_and_however_it_arrives() {
+        // Chunked, every part in a read of its own: a chunk line, a chunk's data split, a
+        // chunk extension, the last chunk, a trailer, the final empty line.
+        let chunked: &[&[u8]] = &[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"5\r",
+            b"\nhel",
+            b"lo\r\n",
+            b"6;ext=1\r\n world\r\n",
+            b"0\r\n",
+            b"X-Trailer: a\r\n",
+            b"\r\n",
+        ];
+        assert_eq!(
+            response_in_pieces(chunked, false).expect("a chunked response"),
+            (200, true, b"hello world".to_vec())
+        );
+        // The same with every byte in a read of its own.
+        let whole: Vec<u8> = chunked.concat();
+        let bytes: Vec<&[u8]> = whole.chunks(1).collect();
+        assert_eq!(
+            response_in_pieces(&bytes, false).expect("a chunked response byte by byte"),
+            (200, true, b"hello world".to_vec())
+        );
+        // A length, the body split.
+        let sized: &[&[u8]] = &[
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 5\r\n\r\nab",
+            b"cde",
+        ];
+        assert_eq!(
+            response_in_pieces(sized, false).expect("a sized response"),
+            (400, true, b"abcde".to_vec())
+        );
+        // No length: the body runs to the end of the connection, which is not kept.
+        let to_the_end: &[&[u8]] = &[b"HTTP/1.1 200 OK\r\n\r\nto the ", b"end"];
+        assert_eq!(
+            response_in_pieces(to_the_end, true).expect("a response to the end"),
+            (200, false, b"to the end".to_vec())
+        );
+        // `Connection: close` is not kept; HTTP/1.0 is not either.
+        let closing: &[&[u8]] =
+            &[b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"];
+        assert_eq!(
+            response_in_pieces(closing, false).expect("a closing response"),
+            (200, false, Vec::new())
+        );
+        // Cut short, in each framing: an error, not a short body taken for the whole.
+        for cut in [
+            &[&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"[..]][..],
+            &[&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"[..]][..],
+            &[&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: a\r\n"[..]][..],
+            &[&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc"[..]][..],
+            &[&b"HTTP/1.1 200 OK\r\nContent-Len"[..]][..],
+        ] {
+            let e = response_in_pieces(cut, true).expect_err("a response cut short");
+            assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
         }
     }
 
