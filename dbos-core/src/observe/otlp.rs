@@ -866,20 +866,29 @@ mod tests {
             b"\nhel",
             b"lo\r\n",
             b"6;ext=1\r\n world\r\n",
+            b"20\r\n0123456789abcdefghijklmnopqrstuv\r\n",
             b"0\r\n",
             b"X-Trailer: a\r\n",
             b"\r\n",
         ];
         assert_eq!(
             response_in_pieces(chunked, false).expect("a chunked response"),
-            (200, true, b"hello world".to_vec())
+            (
+                200,
+                true,
+                b"hello world0123456789abcdefghijklmnopqrstuv".to_vec()
+            )
         );
         // The same with every byte in a read of its own.
         let whole: Vec<u8> = chunked.concat();
         let bytes: Vec<&[u8]> = whole.chunks(1).collect();
         assert_eq!(
             response_in_pieces(&bytes, false).expect("a chunked response byte by byte"),
-            (200, true, b"hello world".to_vec())
+            (
+                200,
+                true,
+                b"hello world0123456789abcdefghijklmnopqrstuv".to_vec()
+            )
         );
         // A length, the body split.
         let sized: &[&[u8]] = &[
@@ -891,7 +900,7 @@ mod tests {
             (400, true, b"abcde".to_vec())
         );
         // No length: the body runs to the end of the connection, which is not kept.
-        let to_the_end: &[&[u8]] = &[b"HTTP/1.1 200 OK\r\n\r\nto the ", b"end"];
+        let to_the_end: &[&[u8]] = &[b"HTTP/1.1 200 OK\r\n\r\nto ", b"the ", b"end"];
         assert_eq!(
             response_in_pieces(to_the_end, true).expect("a response to the end"),
             (200, false, b"to the end".to_vec())
