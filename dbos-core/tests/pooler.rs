@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use dbos_core::manage::ListWorkflows;
 use dbos_core::prelude::*;
-use dbos_core::{Queue, Status};
+use dbos_core::{Queue, Status, WorkflowCall};
 use dbos_testkit::crash::{eventually, IsolatedRuntime};
 use dbos_testkit::logs::CapturedLogs;
 use dbos_testkit::pgbouncer::{PgBouncer, PoolMode, SERVER_POOL_SIZE};
@@ -264,20 +264,25 @@ fn leased(db: &TestDatabase, bouncer: &PgBouncer) -> dbos_core::Config {
         .recovery_grace(Duration::from_secs(2))
 }
 
-#[dbos_testkit::test(timeout = "300s")]
-async fn a_killed_executor_s_work_is_recovered_through_a_pooler_without_a_session_url(
-    db: TestDatabase,
-) {
-    let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
-    // Executor A runs three workflows, held in their step.
+/// Executor A: launched with a lease (`leased`, behind `bouncer`) on a runtime of its own, it
+/// starts `workflow(0..3)` with ids `{prefix}0..3` and is kept alive with its runtime until
+/// the test aborts it. Returns, with the runtime and A's executor id, once `entered` says the
+/// three are held in their step.
+async fn a_lease_executor_holding_three(
+    db: &TestDatabase,
+    bouncer: &PgBouncer,
+    workflow: fn(i64) -> WorkflowCall<i64, dbos_core::Error>,
+    prefix: &'static str,
+    entered: &AtomicU32,
+) -> (IsolatedRuntime, String) {
     let a = IsolatedRuntime::new();
-    let config = leased(&db, &bouncer);
+    let config = leased(db, bouncer);
     let a_id = a
         .run(async move {
             let dbos = Dbos::launch(config).await.unwrap();
             for i in 0..3 {
-                held(i)
-                    .id(format!("leased-{i}"))
+                workflow(i)
+                    .id(format!("{prefix}{i}"))
                     .on(&dbos)
                     .start()
                     .await
@@ -290,9 +295,25 @@ async fn a_killed_executor_s_work_is_recovered_through_a_pooler_without_a_sessio
         })
         .await;
     eventually("A's three steps run", BOUND, || async {
-        (ENTERED.load(Ordering::SeqCst) == 3).then_some(())
+        (entered.load(Ordering::SeqCst) == 3).then_some(())
     })
     .await;
+    // Through the pooler without a session URL A holds a lease, not a lock: what both tests
+    // are about (without this, A on a lock passes the recovery test just as well).
+    eventually("A to hold a lease", BOUND, || async {
+        leases(db).await.contains(&a_id).then_some(())
+    })
+    .await;
+    (a, a_id)
+}
+
+#[dbos_testkit::test(timeout = "300s")]
+async fn a_killed_executor_s_work_is_recovered_through_a_pooler_without_a_session_url(
+    db: TestDatabase,
+) {
+    let bouncer = PgBouncer::start(db.cluster(), PoolMode::Transaction).await;
+    // Executor A runs three workflows, held in their step.
+    let (a, a_id) = a_lease_executor_holding_three(&db, &bouncer, held, "leased-", &ENTERED).await;
     // B and C live beside A for three lease times: A's lease is renewed, its work stays.
     let b = Dbos::launch(leased(&db, &bouncer)).await.unwrap();
     let c = Dbos::launch(leased(&db, &bouncer)).await.unwrap();
@@ -592,11 +613,7 @@ async fn more_launches_at_once_than_the_pooler_has_server_connections_all_finish
         }
         // A launch that waited for a server connection until PgBouncer gave up would have
         // been retried, and finished after `query_wait`.
-        let log = bouncer.log();
-        let waited: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("query_wait_timeout"))
-            .collect();
+        let waited = bouncer.waited_lines();
         assert!(
             waited.is_empty(),
             "round {round}: clients waited {query_wait:?} for a server connection: {waited:#?}"
@@ -606,6 +623,47 @@ async fn more_launches_at_once_than_the_pooler_has_server_connections_all_finish
             dbos.shutdown().await.unwrap();
         }
     }
+}
+
+/// What the stall tests look for is found: a client that waits for PgBouncer's only server
+/// connection, held in another client's open transaction, past `query_wait_timeout` is given
+/// an error, and the log line PgBouncer writes for it is among
+/// [`PgBouncer::waited_lines`], which were empty before.
+#[dbos_testkit::test(timeout = "180s")]
+async fn a_client_that_waited_past_query_wait_timeout_is_in_pgbouncer_s_waited_lines(
+    db: TestDatabase,
+) {
+    let bouncer = PgBouncer::start_with_query_wait(
+        db.cluster(),
+        PoolMode::Transaction,
+        1,
+        Duration::from_secs(1),
+    )
+    .await;
+    let connect = || async {
+        let (client, conn) =
+            tokio_postgres::connect(&bouncer.url(&db.url()), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        client
+    };
+    let holder = connect().await;
+    holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let waiter = connect().await;
+    assert_eq!(bouncer.waited_lines(), Vec::<String>::new());
+    let err = tokio::time::timeout(BOUND, waiter.batch_execute("SELECT 1"))
+        .await
+        .expect("PgBouncer answers a waiting client after its query_wait_timeout")
+        .expect_err("a client that waits past query_wait_timeout");
+    eprintln!("the waiting client's error: {err:?}");
+    let waited = eventually("PgBouncer to log the wait", BOUND, || async {
+        let waited = bouncer.waited_lines();
+        (!waited.is_empty()).then_some(waited)
+    })
+    .await;
+    eprintln!("PgBouncer's waited lines: {waited:#?}");
+    holder.batch_execute("COMMIT").await.unwrap();
 }
 
 /// A login role for this test's database (named after it: roles belong to the cluster),
@@ -696,29 +754,8 @@ async fn a_lock_executor_leaves_a_live_lease_executor_s_work_alone_and_takes_it_
     db.migrate().await;
     let (role, role_url) = restricted_role(&db, "lock").await;
     // A, the lease executor, runs three workflows, held in their step.
-    let a = IsolatedRuntime::new();
-    let config = leased(&db, &bouncer);
-    let a_id = a
-        .run(async move {
-            let dbos = Dbos::launch(config).await.unwrap();
-            for i in 0..3 {
-                held_mixed(i)
-                    .id(format!("mixed-{i}"))
-                    .on(&dbos)
-                    .start()
-                    .await
-                    .unwrap();
-            }
-            let id = dbos.executor_id().to_owned();
-            // Kept alive with its runtime until the abort.
-            std::mem::forget(dbos);
-            id
-        })
-        .await;
-    eventually("A's three steps run", BOUND, || async {
-        (MIXED_ENTERED.load(Ordering::SeqCst) == 3).then_some(())
-    })
-    .await;
+    let (a, a_id) =
+        a_lease_executor_holding_three(&db, &bouncer, held_mixed, "mixed-", &MIXED_ENTERED).await;
     // B, the lock executor of the same application, straight to Postgres, on a runtime
     // whose threads log to `logs`.
     let logs = CapturedLogs::default();

@@ -106,11 +106,7 @@ async fn transactions_at_once(db: &TestDatabase, body: &str, session: bool) {
                 Err(_) => panic!("{body}: transaction {i} did not finish within 60 s"),
             }
         }
-        let log = bouncer.log();
-        let waited: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("query_wait_timeout"))
-            .collect();
+        let waited = bouncer.waited_lines();
         assert!(
             waited.is_empty(),
             "{body}, {n} at once: clients waited {QUERY_WAIT:?} for a server connection: {waited:#?}"

@@ -251,6 +251,18 @@ impl PgBouncer {
         std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
     }
 
+    /// The lines PgBouncer logged so far that name `query_wait_timeout`: each says a client
+    /// waited that long for a server connection and was given an error instead, what a stall
+    /// at the pooler leaves behind (see [`start_with_query_wait`](Self::start_with_query_wait)).
+    /// Empty when no client waited that long.
+    pub fn waited_lines(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("query_wait_timeout"))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The port PgBouncer listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
