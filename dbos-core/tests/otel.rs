@@ -6,7 +6,7 @@
 //! test that decodes the protobuf.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use dbos_core::otel::Telemetry;
@@ -262,6 +262,102 @@ fn a_workflows_step_retry_child_and_message_export_as_one_trace_tree() {
             assert_eq!(recv.parent_span_id, child.span_context.span_id());
             let send = one(find(&all, "operation", "type", "send"), "send");
             assert!(in_wf(send) && send.parent_span_id == wf.span_context.span_id());
+        },
+    );
+}
+
+/// The context `current_context()` gave inside `calls_out`.
+static INSIDE_STEP: Mutex<Option<String>> = Mutex::new(None);
+
+/// A step calling out in a span of its own, logging in its own span and in that one.
+#[step]
+async fn calls_out(order: u32) -> Result<u32, Error> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let cx = dbos_core::otel::current_context();
+    *INSIDE_STEP.lock().unwrap() = Some(cx.span().span_context().span_id().to_string());
+    tracing::info!(order, "the step logs");
+    let call = tracing::info_span!("bank_call");
+    call.in_scope(|| tracing::info!("calling the bank"));
+    Ok(order)
+}
+
+#[workflow]
+async fn sectioned(order: u32) -> Result<u32, Error> {
+    use tracing::Instrument as _;
+    async move { calls_out(order).await }
+        .instrument(tracing::info_span!("app_section"))
+        .await
+}
+
+#[test]
+fn application_spans_and_library_spans_nest_both_ways_in_one_tree() {
+    exported();
+    dbos_testkit::__private::run_test(
+        "otel::application_spans_and_library_spans_nest_both_ways_in_one_tree",
+        None,
+        |db: TestDatabase| async move {
+            let dbos = db.launch().await;
+            assert_eq!(
+                sectioned(7).id("otel-sectioned").on(&dbos).await.unwrap(),
+                7
+            );
+            dbos.shutdown().await.unwrap();
+            let all = spans();
+            let wf = one(
+                find(&all, "workflow", "workflow_id", "otel-sectioned"),
+                "workflow span",
+            );
+            let trace = trace_of(wf);
+            let in_wf = |s: &&SpanData| trace_of(s) == trace;
+            let section = one(
+                all.iter()
+                    .filter(|s| s.name == "app_section")
+                    .filter(in_wf)
+                    .collect(),
+                "the application's span in the workflow",
+            );
+            // An application span inside a library span: its child.
+            assert_eq!(section.parent_span_id, wf.span_context.span_id());
+            // A library span inside an application span: its child.
+            let step = one(
+                find(&all, "step", "name", "calls_out")
+                    .into_iter()
+                    .filter(in_wf)
+                    .collect(),
+                "the step span",
+            );
+            assert_eq!(step.parent_span_id, section.span_context.span_id());
+            // And an application span inside that step: the step's child.
+            let call = one(
+                all.iter()
+                    .filter(|s| s.name == "bank_call")
+                    .filter(in_wf)
+                    .collect(),
+                "the application's span in the step",
+            );
+            assert_eq!(call.parent_span_id, step.span_context.span_id());
+            assert!(
+                call.events.iter().any(|e| e.name == "calling the bank"),
+                "the call's log line is its event: {call:#?}"
+            );
+            // The step's own log line is an event of the step span, with its fields.
+            let logged = step
+                .events
+                .iter()
+                .find(|e| e.name == "the step logs")
+                .unwrap_or_else(|| panic!("the step's log line is its event: {step:#?}"));
+            assert!(
+                logged.attributes.iter().any(
+                    |kv| kv.key.as_str() == "order" && kv.value == opentelemetry::Value::I64(7)
+                ),
+                "the log line's fields are its attributes: {logged:?}"
+            );
+            // Inside the step, `current_context` is the step span's.
+            assert_eq!(
+                INSIDE_STEP.lock().unwrap().clone(),
+                Some(id_of(step)),
+                "current_context() inside the step"
+            );
         },
     );
 }

@@ -61,12 +61,7 @@ mod imp {
         if span.is_disabled() {
             return None;
         }
-        let cx = span.context();
-        let span_ref = cx.span();
-        let sc = span_ref.span_context();
-        if !sc.is_valid() {
-            return None;
-        }
+        let sc = crate::observe::otel::span_context_of(span)?;
         let mut map = serde_json::Map::new();
         map.insert(
             "traceparent".to_owned(),
@@ -127,8 +122,11 @@ mod imp {
             );
             return;
         }
-        // Fails only when no OpenTelemetry layer records this span: nothing to join then.
-        let _ = span.set_parent(cx);
+        // A library span (recorded by our layer) or any other (by `tracing-opentelemetry`'s);
+        // fails only when no OpenTelemetry layer records the span: nothing to join then.
+        if !crate::observe::layer::join_library_span(span, &cx.span().span_context().clone()) {
+            let _ = span.set_parent(cx);
+        }
     }
 }
 

@@ -20,9 +20,15 @@ use tracing::{field::Empty, Span};
 
 pub(crate) mod carrier;
 #[cfg(feature = "opentelemetry")]
+mod layer;
+#[cfg(feature = "opentelemetry")]
 pub mod otel;
 #[cfg(feature = "opentelemetry")]
 mod otlp;
+
+/// The `tracing` target of every span this library opens: they all open in this module
+/// (the OpenTelemetry layer tells the library's spans from the application's by it).
+pub(crate) const SPAN_TARGET: &str = module_path!();
 
 /// The name of the field in which [`ctx.begin`](crate::workflow::context::WorkflowContext::begin)
 /// records the step id an operation took (it is known only once the operation starts).

@@ -16,17 +16,25 @@
 //! A program with its own subscriber adds [`Telemetry::layer`] to it instead of calling
 //! [`Telemetry::init`].
 
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanExporter};
+use std::sync::Arc;
+
+use opentelemetry::trace::{SpanContext, TraceContextExt as _, TracerProvider as _};
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SdkTracerProvider, SimpleSpanProcessor, SpanExporter,
+    SpanProcessor,
+};
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+use super::layer::{Recorder, Shared};
 use super::otlp::{OtlpHttpExporter, Target};
 use crate::error::{Error, Result};
 
+pub use super::layer::TelemetryLayer;
 pub use tracing_opentelemetry::OpenTelemetryLayer;
 
 /// The standard variables [`Telemetry::from_env`] reads (the exporter reads the others it
@@ -38,6 +46,8 @@ const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 const TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
 const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 const TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+const SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+const SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 
 /// The name of the tracer (the instrumentation scope) the spans are recorded under.
 const SCOPE: &str = "dbos-core";
@@ -48,6 +58,7 @@ const SCOPE: &str = "dbos-core";
 #[derive(Debug)]
 pub struct Telemetry {
     provider: SdkTracerProvider,
+    recorder: Arc<Recorder>,
 }
 
 impl Telemetry {
@@ -108,26 +119,76 @@ impl Telemetry {
 
     /// Telemetry handing each span to `exporter` as it ends (no batching): for tests, with
     /// the SDK's `InMemorySpanExporter`, or for an exporter of your own.
-    pub fn with_exporter(exporter: impl SpanExporter + 'static, service_name: &str) -> Telemetry {
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter)
-            .with_resource(resource(service_name))
-            .build();
-        Telemetry { provider }
+    pub fn with_exporter(
+        mut exporter: impl SpanExporter + 'static,
+        service_name: &str,
+    ) -> Telemetry {
+        let resource = resource(service_name);
+        exporter.set_resource(&resource);
+        Self::build(
+            SimpleSpanProcessor::new(exporter),
+            resource,
+            sampler_from_env(),
+        )
     }
 
-    fn batched(exporter: impl SpanExporter + 'static, service_name: &str) -> Telemetry {
+    /// [`with_exporter`](Self::with_exporter) with the given sampler (tests).
+    #[cfg(test)]
+    pub(crate) fn with_sampler(
+        exporter: impl SpanExporter + 'static,
+        sampler: Sampler,
+    ) -> Telemetry {
+        Self::build(
+            SimpleSpanProcessor::new(exporter),
+            resource("tests"),
+            sampler,
+        )
+    }
+
+    fn batched(mut exporter: impl SpanExporter + 'static, service_name: &str) -> Telemetry {
+        let resource = resource(service_name);
+        exporter.set_resource(&resource);
+        Self::build(
+            BatchSpanProcessor::builder(exporter).build(),
+            resource,
+            sampler_from_env(),
+        )
+    }
+
+    /// One span processor for both halves of [`layer`](Self::layer): the provider's (the
+    /// spans `tracing-opentelemetry` records) and the library's own spans. The exporter
+    /// was given the resource already: the processor, shared, is out of the provider's reach
+    /// for it.
+    fn build(
+        processor: impl SpanProcessor + 'static,
+        resource: Resource,
+        sampler: Sampler,
+    ) -> Telemetry {
+        let shared = Shared(Arc::new(processor));
         let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(resource(service_name))
+            .with_span_processor(shared.clone())
+            .with_sampler(sampler.clone())
+            .with_resource(resource)
             .build();
-        Telemetry { provider }
+        let recorder = Arc::new(Recorder::new(
+            shared,
+            sampler,
+            InstrumentationScope::builder(SCOPE).build(),
+        ));
+        Telemetry { provider, recorder }
     }
 
     /// The `tracing` layer that records spans into this provider: add it to your
     /// subscriber (`tracing_subscriber::registry().with(telemetry.layer())`).
     ///
-    /// It records each span's fields and events, not the code location, thread, `tracing`
+    /// The library's own spans (`workflow`, `step`, `transaction`, `operation`) are recorded
+    /// by the layer itself, each straight into the span data the exporter takes; every other
+    /// span goes through `tracing-opentelemetry`'s layer, inside it. Both kinds parent each
+    /// other in one trace tree. `OpenTelemetrySpanExt::context()` on a library span itself
+    /// finds nothing (`tracing-opentelemetry` does not record it): use [`current_context`]
+    /// or [`context_of`] instead, which know both kinds.
+    ///
+    /// For other spans it records each span's fields and events, not the code location, thread, `tracing`
     /// target, or busy and idle times that `tracing-opentelemetry` adds by default: the
     /// span's name and fields say where it comes from (every span of this library opens in
     /// one file), and the timings cost a clock read at every enter and exit of a workflow's
@@ -141,17 +202,18 @@ impl Telemetry {
     /// `tracing_opentelemetry::OpenTelemetrySpanExt`), as this library's trace propagation
     /// does. For instrumentation that reads the OpenTelemetry API's current context instead,
     /// build your own layer from [`provider`](Self::provider) with its defaults.
-    pub fn layer<S>(&self) -> OpenTelemetryLayer<S, SdkTracer>
+    pub fn layer<S>(&self) -> TelemetryLayer<S>
     where
         S: tracing::Subscriber + for<'span> LookupSpan<'span>,
     {
-        tracing_opentelemetry::layer()
+        let otel = tracing_opentelemetry::layer()
             .with_tracer(self.provider.tracer(SCOPE))
             .with_location(false)
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
-            .with_context_activation(false)
+            .with_context_activation(false);
+        TelemetryLayer::new(otel, self.recorder.clone())
     }
 
     /// Installs the global subscriber: log lines on stderr at the levels `RUST_LOG` asks
@@ -205,6 +267,94 @@ impl Drop for Telemetry {
     fn drop(&mut self) {
         if let Err(e) = self.provider.force_flush() {
             eprintln!("dbos: could not export the last spans: {e}");
+        }
+    }
+}
+
+/// The OpenTelemetry context of `span`: its own when it is one of this library's spans
+/// (recorded by [`TelemetryLayer`]), else what `tracing-opentelemetry` records for it
+/// (`OpenTelemetrySpanExt::context`). Empty when no OpenTelemetry layer records the span.
+///
+/// ```
+/// let cx = dbos_core::otel::context_of(&tracing::Span::current());
+/// # let _ = cx;
+/// ```
+pub fn context_of(span: &tracing::Span) -> opentelemetry::Context {
+    match super::layer::context_of_library_span(span) {
+        Some(sc) => opentelemetry::Context::current().with_remote_span_context(sc),
+        None => {
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            span.context()
+        }
+    }
+}
+
+/// The OpenTelemetry context of the current `tracing` span, whichever layer records it: what
+/// to inject into an outgoing request from inside a step so the callee joins the step's
+/// trace.
+///
+/// ```
+/// use opentelemetry::trace::TraceContextExt as _;
+/// // Outside any span: no valid span context.
+/// assert!(!dbos_core::otel::current_context().span().span_context().is_valid());
+/// ```
+pub fn current_context() -> opentelemetry::Context {
+    context_of(&tracing::Span::current())
+}
+
+/// The span context `span` carries, if valid: for the carrier (see `carrier.rs`).
+pub(crate) fn span_context_of(span: &tracing::Span) -> Option<SpanContext> {
+    let sc = match super::layer::context_of_library_span(span) {
+        Some(sc) => sc,
+        None => {
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            span.context().span().span_context().clone()
+        }
+    };
+    sc.is_valid().then_some(sc)
+}
+
+/// The sampler `OTEL_TRACES_SAMPLER` (and `OTEL_TRACES_SAMPLER_ARG`) names, as the SDK
+/// reads them: `always_on`, `always_off`, `traceidratio`, `parentbased_always_on` (the
+/// default), `parentbased_always_off`, `parentbased_traceidratio`; anything else is the
+/// default, with a warning. Both halves of the layer sample with it.
+fn sampler_from_env() -> Sampler {
+    sampler_named(
+        std::env::var(SAMPLER).ok().as_deref(),
+        std::env::var(SAMPLER_ARG).ok().as_deref(),
+    )
+}
+
+/// The sampler `name` (`OTEL_TRACES_SAMPLER`) with argument `arg` stands for.
+pub(super) fn sampler_named(name: Option<&str>, arg: Option<&str>) -> Sampler {
+    let parent_based = |s| Sampler::ParentBased(Box::new(s));
+    let Some(name) = name else {
+        return parent_based(Sampler::AlwaysOn);
+    };
+    let ratio = || {
+        arg.and_then(|r| r.trim().parse::<f64>().ok())
+            .filter(|r| (0.0..=1.0).contains(r))
+            .unwrap_or_else(|| {
+                tracing::warn!(
+                    "{SAMPLER}={name} needs {SAMPLER_ARG}, a ratio from 0 to 1: sampling every trace"
+                );
+                1.0
+            })
+    };
+    match name.trim() {
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => Sampler::TraceIdRatioBased(ratio()),
+        "parentbased_always_on" | "" => parent_based(Sampler::AlwaysOn),
+        "parentbased_always_off" => parent_based(Sampler::AlwaysOff),
+        "parentbased_traceidratio" => parent_based(Sampler::TraceIdRatioBased(ratio())),
+        other => {
+            tracing::warn!(
+                "{SAMPLER}={other} is not a sampler this build knows (always_on, always_off, traceidratio, \
+                 parentbased_always_on, parentbased_always_off, parentbased_traceidratio): using \
+                 parentbased_always_on"
+            );
+            parent_based(Sampler::AlwaysOn)
         }
     }
 }
