@@ -8,7 +8,9 @@
 //!   INFO, formatting every span's fields, no exporter;
 //! - `otlp`: the same plus the OpenTelemetry layer exporting over OTLP/HTTP (protobuf, the
 //!   batch processor) to a receiver on a local port that answers as a collector and keeps
-//!   nothing.
+//!   nothing;
+//! - `exporter`: the OpenTelemetry layer alone, no logger (a service that ships its
+//!   telemetry as traces only): what exporting costs by itself.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -25,14 +27,14 @@ use crate::stats::{percentile_ms, CpuTime};
 use crate::workloads::{config, lib_round, scaled, ten_steps};
 use crate::{Report, Server};
 
-const MODES: [&str; 3] = ["off", "subscriber", "otlp"];
+const MODES: [&str; 4] = ["off", "subscriber", "otlp", "exporter"];
 
 /// The mode the global subscriber's filters follow (an index into `MODES`).
 static MODE: AtomicU8 = AtomicU8::new(0);
 
-/// Whether the layers at mode `at_least` and above want a span or event.
-fn wants(meta: &tracing::Metadata<'_>, at_least: u8) -> bool {
-    MODE.load(Ordering::Relaxed) >= at_least && *meta.level() <= Level::INFO
+/// Whether a layer wanted in `modes` wants a span or event.
+fn wants(meta: &tracing::Metadata<'_>, modes: &[u8]) -> bool {
+    modes.contains(&MODE.load(Ordering::Relaxed)) && *meta.level() <= Level::INFO
 }
 
 fn install(telemetry: &Telemetry) {
@@ -40,7 +42,7 @@ fn install(telemetry: &Telemetry) {
         .with(
             telemetry
                 .layer()
-                .with_filter(dynamic_filter_fn(|meta, _| wants(meta, 2))),
+                .with_filter(dynamic_filter_fn(|meta, _| wants(meta, &[2, 3]))),
         )
         .with(
             tracing_subscriber::fmt::layer()
@@ -49,7 +51,7 @@ fn install(telemetry: &Telemetry) {
                 // `Telemetry::init` writes when stderr is not a terminal); with them, the
                 // escape sequences around every field name are most of the formatting.
                 .with_ansi(false)
-                .with_filter(dynamic_filter_fn(|meta, _| wants(meta, 1))),
+                .with_filter(dynamic_filter_fn(|meta, _| wants(meta, &[1, 2]))),
         );
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 }
@@ -69,7 +71,7 @@ pub(crate) async fn tracing_cost(server: &Server) -> Report {
     let w1_per_round = scaled(25);
     let w2_per_round = scaled(250);
     // Warm-up in every mode (the exporter's client connects, the pool fills).
-    for mode in 0..3u8 {
+    for mode in 0..4u8 {
         MODE.store(mode, Ordering::SeqCst);
         for i in 0..10 {
             ten_steps(-1 - i - 100 * i64::from(mode))
@@ -79,18 +81,18 @@ pub(crate) async fn tracing_cost(server: &Server) -> Report {
         }
         lib_round(&dbos, -100_000 * (i64::from(mode) + 1), 64, 16).await;
     }
-    let mut w1: [Vec<Duration>; 3] = Default::default();
-    let mut w2_time = [Duration::ZERO; 3];
-    let mut w2_lat: [Vec<Duration>; 3] = Default::default();
+    let mut w1: [Vec<Duration>; 4] = Default::default();
+    let mut w2_time = [Duration::ZERO; 4];
+    let mut w2_lat: [Vec<Duration>; 4] = Default::default();
     // This process's CPU (the library, the subscriber, the exporter's thread): what tracing
     // adds, and far steadier than wall-clock time on a loaded machine.
-    let mut w1_cpu = [CpuTime::default(); 3];
-    let mut w2_cpu = [CpuTime::default(); 3];
+    let mut w1_cpu = [CpuTime::default(); 4];
+    let mut w2_cpu = [CpuTime::default(); 4];
     let mut next = 0i64;
     for round in 0..ROUNDS {
         // Rotate the order so no mode always runs first.
-        for k in 0..3 {
-            let mode = (round + k) % 3;
+        for k in 0..4 {
+            let mode = (round + k) % 4;
             MODE.store(mode as u8, Ordering::SeqCst);
             let cpu = CpuTime::now();
             for _ in 0..w1_per_round {
@@ -111,21 +113,21 @@ pub(crate) async fn tracing_cost(server: &Server) -> Report {
     dbos.shutdown().await.expect("shutdown");
     telemetry.flush().expect("the last spans exported");
 
-    let w1_p50: Vec<f64> = (0..3).map(|m| percentile_ms(&mut w1[m], 50.0)).collect();
-    let w2_rate: Vec<f64> = (0..3)
+    let w1_p50: Vec<f64> = (0..4).map(|m| percentile_ms(&mut w1[m], 50.0)).collect();
+    let w2_rate: Vec<f64> = (0..4)
         .map(|m| (ROUNDS * w2_per_round) as f64 / w2_time[m].as_secs_f64())
         .collect();
-    let w2_p50: Vec<f64> = (0..3)
+    let w2_p50: Vec<f64> = (0..4)
         .map(|m| percentile_ms(&mut w2_lat[m], 50.0))
         .collect();
-    let w1_us: Vec<f64> = (0..3)
+    let w1_us: Vec<f64> = (0..4)
         .map(|m| w1_cpu[m].per(ROUNDS * w1_per_round).0)
         .collect();
-    let w2_us: Vec<f64> = (0..3)
+    let w2_us: Vec<f64> = (0..4)
         .map(|m| w2_cpu[m].per(ROUNDS * w2_per_round).0)
         .collect();
     let ratio = |v: &[f64], m: usize| v[m] / v[0];
-    for m in 0..3 {
+    for m in 0..4 {
         println!(
             "TRACE {:>10}: W1 p50 {:.3} ms (×{:.3}), {:.0} µs CPU/wf (×{:.3}); W2 {:.0} wf/s (×{:.3}), p50 {:.2} ms, {:.0} µs CPU/wf (×{:.3})",
             MODES[m],
@@ -146,23 +148,29 @@ pub(crate) async fn tracing_cost(server: &Server) -> Report {
         receiver.bytes() / 1024
     );
     Report {
-        workload: "TRACE tracing cost (W1 and W2 with tracing off / a subscriber / the OTLP exporter)",
+        workload: "TRACE tracing cost (W1 and W2 with tracing off / a subscriber / a subscriber and the OTLP exporter / the exporter alone)",
         summary: format!(
-            "W1 p50 {:.3} / {:.3} / {:.3} ms (×{:.3}, ×{:.3}), CPU ×{:.3}, ×{:.3}; W2 {:.0} / {:.0} / {:.0} wf/s (×{:.3}, ×{:.3}), CPU ×{:.3}, ×{:.3}",
+            "W1 p50 {:.3} / {:.3} / {:.3} / {:.3} ms (×{:.3}, ×{:.3}, ×{:.3}), CPU ×{:.3}, ×{:.3}, ×{:.3}; W2 {:.0} / {:.0} / {:.0} / {:.0} wf/s (×{:.3}, ×{:.3}, ×{:.3}), CPU ×{:.3}, ×{:.3}, ×{:.3}",
             w1_p50[0],
             w1_p50[1],
             w1_p50[2],
+            w1_p50[3],
             ratio(&w1_p50, 1),
             ratio(&w1_p50, 2),
+            ratio(&w1_p50, 3),
             ratio(&w1_us, 1),
             ratio(&w1_us, 2),
+            ratio(&w1_us, 3),
             w2_rate[0],
             w2_rate[1],
             w2_rate[2],
+            w2_rate[3],
             ratio(&w2_rate, 1),
             ratio(&w2_rate, 2),
+            ratio(&w2_rate, 3),
             ratio(&w2_us, 1),
-            ratio(&w2_us, 2)
+            ratio(&w2_us, 2),
+            ratio(&w2_us, 3)
         ),
         json: json!({"workload": "TRACE", "modes": MODES,
                      "w1_p50_ms": w1_p50, "w2_wf_per_s": w2_rate, "w2_p50_ms": w2_p50,

@@ -15,7 +15,7 @@ use std::net::{TcpStream, ToSocketAddrs as _};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceState};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
@@ -186,6 +186,10 @@ fn flags(context_flags: u8, remote: bool) -> u32 {
 }
 
 fn trace_state(buf: &mut Vec<u8>, field: u32, cx: &SpanContext) {
+    // Most spans have none: no `String` built (and dropped) for them.
+    if *cx.trace_state() == TraceState::NONE {
+        return;
+    }
     let state = cx.trace_state().header();
     opt_bytes(buf, field, state.as_bytes());
 }
