@@ -156,7 +156,7 @@ mod tests {
     };
     use opentelemetry_sdk::propagation::TraceContextPropagator;
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-    use serde_json::Value;
+    use serde_json::{json, Value};
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -176,14 +176,50 @@ mod tests {
         )
     }
 
-    #[test]
-    fn the_carrier_is_what_the_w3c_propagator_writes() {
+    /// Runs `f` with a subscriber whose spans have OpenTelemetry contexts.
+    fn with_otel(f: impl FnOnce()) {
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(InMemorySpanExporter::default())
             .build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("carrier-test")));
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, f);
+    }
+
+    /// A new workflow's attributes keep what the caller gave beside the carrier stamped from
+    /// its span; a carrier already given is kept as given (nothing to stamp) and is what
+    /// `stored` finds; a span without an OpenTelemetry context stamps nothing.
+    #[test]
+    fn a_stamp_keeps_the_given_attributes_and_a_given_carrier_wins() {
+        with_otel(|| {
+            let span = tracing::info_span!("workflow");
+            let carrier = super::of_span(&span).expect("a carrier");
+            let mut only = serde_json::Map::new();
+            only.insert(super::KEY.to_owned(), carrier.clone());
+            assert_eq!(super::stamp(None, &span), Some(Value::Object(only.clone())));
+            // Attributes that are not an object have nothing to keep.
+            assert_eq!(
+                super::stamp(Some(&Value::Null), &span),
+                Some(Value::Object(only))
+            );
+            let given = json!({"tier": "gold", "n": 1});
+            let mut stamped = given.clone();
+            stamped[super::KEY] = carrier;
+            assert_eq!(super::stamp(Some(&given), &span), Some(stamped));
+            assert_eq!(super::stored(Some(&given)), None);
+            assert_eq!(super::stored(None), None);
+            let theirs =
+                json!({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"});
+            let with_carrier = json!({"tier": "gold", (super::KEY): theirs.clone()});
+            assert_eq!(super::stored(Some(&with_carrier)), Some(&theirs));
+            assert_eq!(super::stamp(Some(&with_carrier), &span), None);
+            assert_eq!(super::stamp(Some(&given), &tracing::Span::none()), None);
+        });
+    }
+
+    #[test]
+    fn the_carrier_is_what_the_w3c_propagator_writes() {
+        with_otel(|| {
             let remote = |flags: TraceFlags, state: &str| {
                 let state: TraceState = state.parse().expect("a trace state");
                 opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
