@@ -144,12 +144,44 @@ fn array(buf: &mut Vec<u8>, a: &Array) {
     }
 }
 
-/// `KeyValue`: `key` = 1, `value` = 2.
+/// How many bytes `v` takes as a varint.
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// `KeyValue`: `key` = 1, `value` = 2. A string, integer or bool value (every attribute this
+/// library writes) has its lengths computed first and written in front, without the
+/// placeholder and the fix-up `message` needs for a body of unknown length.
 fn key_value(buf: &mut Vec<u8>, field: u32, k: &str, v: &Value) {
-    message(buf, field, |buf| {
-        opt_bytes(buf, 1, k.as_bytes());
-        message(buf, 2, |buf| any_value(buf, v));
-    });
+    // The `AnyValue`'s length: its one field's key (one byte) and body.
+    let any_len = match v {
+        Value::String(s) => {
+            let len = s.as_str().len();
+            1 + varint_len(len as u64) + len
+        }
+        Value::I64(i) => 1 + varint_len(*i as u64),
+        Value::Bool(_) => 2,
+        _ => {
+            return message(buf, field, |buf| {
+                opt_bytes(buf, 1, k.as_bytes());
+                message(buf, 2, |buf| any_value(buf, v));
+            })
+        }
+    };
+    let key_len = if k.is_empty() {
+        0
+    } else {
+        1 + varint_len(k.len() as u64) + k.len()
+    };
+    key(buf, field, LEN);
+    varint(
+        buf,
+        (key_len + 1 + varint_len(any_len as u64) + any_len) as u64,
+    );
+    opt_bytes(buf, 1, k.as_bytes());
+    key(buf, 2, LEN);
+    varint(buf, any_len as u64);
+    any_value(buf, v);
 }
 
 fn attributes<'a>(buf: &mut Vec<u8>, field: u32, kvs: impl IntoIterator<Item = &'a KeyValue>) {
