@@ -765,6 +765,41 @@ mod tests {
     }
 
     #[test]
+    fn a_joined_library_span_continues_the_remote_trace_and_other_spans_are_not_joined() {
+        use opentelemetry::trace::{SpanContext, TraceFlags, TraceId, TraceState};
+        let remote = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").expect("hex"),
+            SpanId::from_hex("00f067aa0ba902b7").expect("hex"),
+            TraceFlags::SAMPLED,
+            true,
+            "k=v".parse::<TraceState>().expect("a trace state"),
+        );
+        let spans = exported(|| {
+            let lib = tracing::info_span!(target: "dbos_core::observe", "workflow");
+            assert!(super::join_library_span(&lib, &remote));
+            let cx = super::context_of_library_span(&lib).expect("recorded");
+            assert_eq!(cx.trace_id(), remote.trace_id());
+            assert_eq!(cx.trace_state().header(), "k=v");
+            assert!(!cx.is_remote(), "the span itself is local");
+            lib.in_scope(|| {
+                let _ = tracing::info_span!(target: "dbos_core::observe", "step").enter();
+            });
+            let app = tracing::info_span!("app");
+            assert!(!super::join_library_span(&app, &remote));
+            assert!(!super::join_library_span(&tracing::Span::none(), &remote));
+        });
+        let by_name = |n: &str| spans.iter().find(|s| s.name == n).expect(n);
+        let (wf, step) = (by_name("workflow"), by_name("step"));
+        assert_eq!(wf.span_context.trace_id(), remote.trace_id());
+        assert_eq!(wf.parent_span_id, remote.span_id());
+        assert!(wf.parent_span_is_remote);
+        assert_eq!(step.span_context.trace_id(), remote.trace_id());
+        assert_eq!(step.parent_span_id, wf.span_context.span_id());
+        assert!(!step.parent_span_is_remote);
+        assert_ne!(by_name("app").span_context.trace_id(), remote.trace_id());
+    }
+
+    #[test]
     fn the_sampler_variables_mean_what_the_sdk_reads_them_as() {
         use super::super::otel::sampler_named as named;
         let show = |s: Sampler| format!("{s:?}");
