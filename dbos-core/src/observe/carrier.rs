@@ -217,6 +217,42 @@ mod tests {
         });
     }
 
+    /// A stored carrier becomes the remote parent of a span that `tracing-opentelemetry`
+    /// records (any span but the library's own, which its layer joins): the span continues
+    /// the carrier's trace. Keys are matched in any case. No carrier, one that is not an
+    /// object of strings, or one without a valid `traceparent` leaves the span a root of a
+    /// trace of its own.
+    #[test]
+    fn a_valid_carrier_is_joined_by_any_span_and_others_are_ignored() {
+        const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let parent = format!("00-{TRACE}-00f067aa0ba902b7-01");
+        let trace_of =
+            |span: &tracing::Span| span.context().span().span_context().trace_id().to_string();
+        with_otel(|| {
+            for carrier in [
+                json!({ "traceparent": parent }),
+                json!({ "TraceParent": parent, "tracestate": "congo=t61rcWkgMzE" }),
+            ] {
+                let span = tracing::info_span!(parent: None, "joined");
+                super::join(&span, Some(&carrier));
+                assert_eq!(trace_of(&span), TRACE, "{carrier}");
+            }
+            for carrier in [
+                None,
+                Some(json!(parent)),
+                Some(json!({ "traceparent": 7 })),
+                Some(json!({ "traceparent": "00-not-a-traceparent-01" })),
+                Some(json!({ "tracestate": "congo=t61rcWkgMzE" })),
+            ] {
+                let span = tracing::info_span!(parent: None, "not_joined");
+                super::join(&span, carrier.as_ref());
+                let own = trace_of(&span);
+                assert_ne!(own, TRACE, "{carrier:?}");
+                assert_ne!(own, opentelemetry::trace::TraceId::INVALID.to_string());
+            }
+        });
+    }
+
     #[test]
     fn the_carrier_is_what_the_w3c_propagator_writes() {
         with_otel(|| {
