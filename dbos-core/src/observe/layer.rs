@@ -614,6 +614,7 @@ mod tests {
     ) -> Vec<SpanData> {
         let subscriber = tracing_subscriber::registry().with(telemetry.layer());
         tracing::subscriber::with_default(subscriber, f);
+        telemetry.flush().expect("flushed");
         exporter.get_finished_spans().expect("the finished spans")
     }
 
@@ -685,6 +686,9 @@ mod tests {
             attr(&span.attributes, "dbos.operation.type"),
             Some(Value::from("step"))
         );
+        // Kept as the static string, not copied per span.
+        let kind = attr(&span.attributes, "dbos.operation.type").expect("the type");
+        assert!(format!("{kind:?}").contains("Static"), "{kind:?}");
         assert_eq!(attr(&span.attributes, "n"), Some(Value::I64(3)));
         assert_eq!(
             attr(&span.attributes, "big"),

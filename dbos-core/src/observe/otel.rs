@@ -132,14 +132,16 @@ impl Telemetry {
         )
     }
 
-    /// [`with_exporter`](Self::with_exporter) with the given sampler (tests).
+    /// Batched export to `exporter` with the given sampler (tests): the batch processor, as
+    /// in production, takes whatever span data it is handed (the simple one drops an
+    /// unsampled span's data itself).
     #[cfg(test)]
     pub(crate) fn with_sampler(
         exporter: impl SpanExporter + 'static,
         sampler: Sampler,
     ) -> Telemetry {
         Self::build(
-            SimpleSpanProcessor::new(exporter),
+            BatchSpanProcessor::builder(exporter).build(),
             resource("tests"),
             sampler,
         )
