@@ -670,16 +670,38 @@ mod tests {
                 big = u64::MAX,
                 s = "x",
                 b = true,
+                f = 1.5f64,
                 late = tracing::field::Empty,
             );
             span.record("late", 5i64);
+            let calm = tracing::info_span!(target: "dbos_core::observe", "transaction");
+            calm.in_scope(|| tracing::warn!("only a warning"));
             span.in_scope(|| {
-                tracing::info!(order = 7u32, neg = -2i64, text = "t", dbg = ?(1, 2), "logged");
+                let err = std::io::Error::other("disk full");
+                tracing::info!(
+                    order = 7u32,
+                    neg = -2i64,
+                    text = "t",
+                    dbg = ?(1, 2),
+                    flag = true,
+                    ratio = 0.5f64,
+                    cause = &err as &(dyn std::error::Error + 'static),
+                    "logged"
+                );
                 tracing::error!("it failed");
             });
         });
-        assert_eq!(spans.len(), 1, "{spans:#?}");
-        let span = &spans[0];
+        assert_eq!(spans.len(), 2, "{spans:#?}");
+        // A span with no ERROR event keeps its status unset.
+        let calm = spans
+            .iter()
+            .find(|s| s.name == "transaction")
+            .expect("the calm span");
+        assert_eq!(calm.status, Status::Unset);
+        let span = spans
+            .iter()
+            .find(|s| s.name == "step")
+            .expect("the step span");
         assert_eq!(span.name, "step");
         assert_eq!(span.parent_span_id, SpanId::INVALID);
         assert_eq!(
@@ -696,6 +718,7 @@ mod tests {
         );
         assert_eq!(attr(&span.attributes, "s"), Some(Value::from("x")));
         assert_eq!(attr(&span.attributes, "b"), Some(Value::Bool(true)));
+        assert_eq!(attr(&span.attributes, "f"), Some(Value::F64(1.5)));
         assert_eq!(attr(&span.attributes, "late"), Some(Value::I64(5)));
         let logged = &span.events.events[0];
         assert_eq!(logged.name, "logged");
@@ -703,6 +726,12 @@ mod tests {
         assert_eq!(attr(&logged.attributes, "order"), Some(Value::I64(7)));
         assert_eq!(attr(&logged.attributes, "neg"), Some(Value::I64(-2)));
         assert_eq!(attr(&logged.attributes, "text"), Some(Value::from("t")));
+        assert_eq!(attr(&logged.attributes, "flag"), Some(Value::Bool(true)));
+        assert_eq!(attr(&logged.attributes, "ratio"), Some(Value::F64(0.5)));
+        assert_eq!(
+            attr(&logged.attributes, "cause"),
+            Some(Value::from("disk full"))
+        );
         assert_eq!(attr(&logged.attributes, "dbg"), Some(Value::from("(1, 2)")));
         assert_eq!(span.events.events[1].name, "it failed");
         // An ERROR event marks the span failed, as `tracing-opentelemetry` does.
@@ -733,7 +762,16 @@ mod tests {
                 lib.in_scope(|| {
                     let inner = tracing::info_span!("inner");
                     let _ = inner.enter();
+                    // Explicit roots stay roots, and an event outside any span is nobody's.
+                    let _ = tracing::info_span!(parent: None, "app_root").enter();
+                    tracing::info!(parent: None, "orphan");
                 });
+                let _ = tracing::info_span!(target: "dbos_core::observe", parent: None, "workflow")
+                    .enter();
+                // An application span that follows from another links to it.
+                let earlier = tracing::info_span!("earlier");
+                let later = tracing::info_span!("later");
+                later.follows_from(&earlier);
             });
         });
         let by_name = |n: &str| spans.iter().find(|s| s.name == n).expect(n);
@@ -743,6 +781,38 @@ mod tests {
         assert_eq!(lib.span_context.trace_id(), app.span_context.trace_id());
         assert_eq!(inner.span_context.trace_id(), app.span_context.trace_id());
         assert!(!lib.parent_span_is_remote && !inner.parent_span_is_remote);
+        for root in ["app_root", "workflow"] {
+            let root = by_name(root);
+            assert_eq!(root.parent_span_id, SpanId::INVALID, "{root:#?}");
+            assert_ne!(root.span_context.trace_id(), app.span_context.trace_id());
+        }
+        assert!(lib.events.is_empty(), "{:#?}", lib.events);
+        let later = by_name("later");
+        assert_eq!(
+            later.links.links[0].span_context.span_id(),
+            by_name("earlier").span_context.span_id()
+        );
+    }
+
+    #[test]
+    fn an_application_span_still_ends_at_its_last_exit() {
+        // `tracing-opentelemetry` takes a span's last exit as its end: the layer passes
+        // exits of the application's spans on.
+        let spans = exported(|| {
+            let app = tracing::info_span!("app");
+            drop(app.enter());
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(app);
+        });
+        let app = &spans[0];
+        let lasted = app
+            .end_time
+            .duration_since(app.start_time)
+            .expect("ends after it starts");
+        assert!(
+            lasted < std::time::Duration::from_millis(250),
+            "ended {lasted:?} after its start: at its close, not its last exit"
+        );
     }
 
     #[test]
