@@ -28,6 +28,7 @@ mod otlp;
 
 /// The `tracing` target of every span this library opens: they all open in this module
 /// (the OpenTelemetry layer tells the library's spans from the application's by it).
+#[cfg(feature = "opentelemetry")]
 pub(crate) const SPAN_TARGET: &str = module_path!();
 
 /// The name of the field in which [`ctx.begin`](crate::workflow::context::WorkflowContext::begin)
