@@ -200,10 +200,11 @@ impl Telemetry {
     /// (`opentelemetry::Context::current()`) while the span is entered: that costs a context
     /// clone and a thread-local push and pop at every poll of a workflow's future. Parents
     /// come from the `tracing` span tree, and code that needs the context of the span it runs
-    /// in asks `tracing` for it (`Span::current().context()`, from
-    /// `tracing_opentelemetry::OpenTelemetrySpanExt`), as this library's trace propagation
-    /// does. For instrumentation that reads the OpenTelemetry API's current context instead,
-    /// build your own layer from [`provider`](Self::provider) with its defaults.
+    /// in asks for it with [`current_context`] (or `Span::current().context()` in an
+    /// application span), as this library's trace propagation does. For instrumentation that
+    /// reads the OpenTelemetry API's current context instead, build your own layer from
+    /// [`provider`](Self::provider) with its defaults (the library's spans then go through
+    /// `tracing-opentelemetry` too, at its cost).
     pub fn layer<S>(&self) -> TelemetryLayer<S>
     where
         S: tracing::Subscriber + for<'span> LookupSpan<'span>,
