@@ -309,11 +309,15 @@ fn application_spans_and_library_spans_nest_both_ways_in_one_tree() {
             );
             let trace = trace_of(wf);
             let in_wf = |s: &&SpanData| trace_of(s) == trace;
-            let section = one(
+            // The spans named `name` in the workflow's trace.
+            let named = |name: &str| -> Vec<&SpanData> {
                 all.iter()
-                    .filter(|s| s.name == "app_section")
+                    .filter(|s| s.name == name)
                     .filter(in_wf)
-                    .collect(),
+                    .collect()
+            };
+            let section = one(
+                named("app_section"),
                 "the application's span in the workflow",
             );
             // An application span inside a library span: its child.
@@ -328,13 +332,7 @@ fn application_spans_and_library_spans_nest_both_ways_in_one_tree() {
             );
             assert_eq!(step.parent_span_id, section.span_context.span_id());
             // And an application span inside that step: the step's child.
-            let call = one(
-                all.iter()
-                    .filter(|s| s.name == "bank_call")
-                    .filter(in_wf)
-                    .collect(),
-                "the application's span in the step",
-            );
+            let call = one(named("bank_call"), "the application's span in the step");
             assert_eq!(call.parent_span_id, step.span_context.span_id());
             assert!(
                 call.events.iter().any(|e| e.name == "calling the bank"),

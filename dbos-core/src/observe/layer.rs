@@ -173,7 +173,12 @@ impl Visit for Fields<'_> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        let value = match static_value(value) {
+        // Only the operation type has a fixed set of values worth keeping static; every
+        // other string (ids, names) is copied without looking it up.
+        let known = (field.name() == "dbos.operation.type")
+            .then(|| static_value(value))
+            .flatten();
+        let value = match known {
             Some(known) => Value::from(known),
             None => Value::from(value.to_owned()),
         };
@@ -363,7 +368,7 @@ where
         let parent = self.parent_context(parent_span);
         let meta = attrs.metadata();
         let span_id = self.recorder.ids.new_span_id();
-        let cx = match parent {
+        let (cx, parent, parent_remote) = match parent {
             Some(p) => {
                 let flags = if matches!(self.recorder.sampler, Sampler::ParentBased(_)) {
                     p.trace_flags()
@@ -389,9 +394,9 @@ where
         let mut attributes = Vec::with_capacity(meta.fields().len());
         attrs.record(&mut Fields(&mut attributes));
         span.extensions_mut().insert(Recorded {
-            cx: cx.0,
-            parent: cx.1,
-            parent_remote: cx.2,
+            cx,
+            parent,
+            parent_remote,
             name: meta.name(),
             start: SystemTime::now(),
             attributes,
@@ -876,37 +881,36 @@ mod tests {
     #[test]
     fn the_sampler_variables_mean_what_the_sdk_reads_them_as() {
         use super::super::otel::sampler_named as named;
-        let show = |s: Sampler| format!("{s:?}");
-        let pb = |s: Sampler| show(Sampler::ParentBased(Box::new(s)));
-        assert_eq!(show(named(None, None)), pb(Sampler::AlwaysOn));
-        assert_eq!(
-            show(named(Some("always_on"), None)),
-            show(Sampler::AlwaysOn)
-        );
-        assert_eq!(
-            show(named(Some("always_off"), None)),
-            show(Sampler::AlwaysOff)
-        );
-        assert_eq!(
-            show(named(Some("traceidratio"), Some("0.25"))),
-            show(Sampler::TraceIdRatioBased(0.25))
-        );
-        assert_eq!(
-            show(named(Some("traceidratio"), Some("2"))),
-            show(Sampler::TraceIdRatioBased(1.0))
-        );
-        assert_eq!(
-            show(named(Some("parentbased_always_on"), None)),
-            pb(Sampler::AlwaysOn)
-        );
-        assert_eq!(
-            show(named(Some("parentbased_always_off"), None)),
-            pb(Sampler::AlwaysOff)
-        );
-        assert_eq!(
-            show(named(Some("parentbased_traceidratio"), Some(" 0.5 "))),
-            pb(Sampler::TraceIdRatioBased(0.5))
-        );
-        assert_eq!(show(named(Some("xray"), None)), pb(Sampler::AlwaysOn));
+        let pb = |s: Sampler| Sampler::ParentBased(Box::new(s));
+        let cases = [
+            (None, None, pb(Sampler::AlwaysOn)),
+            (Some("always_on"), None, Sampler::AlwaysOn),
+            (Some("always_off"), None, Sampler::AlwaysOff),
+            (
+                Some("traceidratio"),
+                Some("0.25"),
+                Sampler::TraceIdRatioBased(0.25),
+            ),
+            (
+                Some("traceidratio"),
+                Some("2"),
+                Sampler::TraceIdRatioBased(1.0),
+            ),
+            (Some("parentbased_always_on"), None, pb(Sampler::AlwaysOn)),
+            (Some("parentbased_always_off"), None, pb(Sampler::AlwaysOff)),
+            (
+                Some("parentbased_traceidratio"),
+                Some(" 0.5 "),
+                pb(Sampler::TraceIdRatioBased(0.5)),
+            ),
+            (Some("xray"), None, pb(Sampler::AlwaysOn)),
+        ];
+        for (name, arg, expected) in cases {
+            assert_eq!(
+                format!("{:?}", named(name, arg)),
+                format!("{expected:?}"),
+                "{name:?} with {arg:?}"
+            );
+        }
     }
 }
