@@ -10,7 +10,10 @@
 //!   batch processor) to a receiver on a local port that answers as a collector and keeps
 //!   nothing;
 //! - `exporter`: the OpenTelemetry layer alone, no logger (a service that ships its
-//!   telemetry as traces only): what exporting costs by itself.
+//!   telemetry as traces only): what exporting costs by itself;
+//! - `uncarried`: the same with `Telemetry::store_trace_context(false)`: no trace carrier in
+//!   the workflow's row, so the difference from `exporter` is what storing it costs (mostly
+//!   Postgres's: the schema indexes `attributes`).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +30,8 @@ use crate::stats::{percentile_ms, CpuTime};
 use crate::workloads::{config, lib_round, scaled, ten_steps};
 use crate::{Report, Server};
 
-const MODES: [&str; 4] = ["off", "subscriber", "otlp", "exporter"];
+const MODES: [&str; 5] = ["off", "subscriber", "otlp", "exporter", "uncarried"];
+const N: usize = MODES.len();
 
 /// The mode the global subscriber's filters follow (an index into `MODES`).
 static MODE: AtomicU8 = AtomicU8::new(0);
@@ -42,7 +46,7 @@ fn install(telemetry: &Telemetry) {
         .with(
             telemetry
                 .layer()
-                .with_filter(dynamic_filter_fn(|meta, _| wants(meta, &[2, 3]))),
+                .with_filter(dynamic_filter_fn(|meta, _| wants(meta, &[2, 3, 4]))),
         )
         .with(
             tracing_subscriber::fmt::layer()
@@ -73,8 +77,9 @@ pub(crate) async fn tracing_cost(server: &Server) -> Report {
     let w1_per_round = scaled(25);
     let w2_per_round = scaled(250);
     // Warm-up in every mode (the exporter's client connects, the pool fills).
-    for mode in 0..4u8 {
+    for mode in 0..N as u8 {
         MODE.store(mode, Ordering::SeqCst);
+        telemetry.store_trace_context(mode != 4);
         for i in 0..10 {
             ten_steps(-1 - i - 100 * i64::from(mode))
                 .on(&dbos)
@@ -83,19 +88,20 @@ pub(crate) async fn tracing_cost(server: &Server) -> Report {
         }
         lib_round(&dbos, -100_000 * (i64::from(mode) + 1), 64, 16).await;
     }
-    let mut w1: [Vec<Duration>; 4] = Default::default();
-    let mut w2_time = [Duration::ZERO; 4];
-    let mut w2_lat: [Vec<Duration>; 4] = Default::default();
+    let mut w1: [Vec<Duration>; N] = Default::default();
+    let mut w2_time = [Duration::ZERO; N];
+    let mut w2_lat: [Vec<Duration>; N] = Default::default();
     // This process's CPU (the library, the subscriber, the exporter's thread): what tracing
     // adds, and far steadier than wall-clock time on a loaded machine.
-    let mut w1_cpu = [CpuTime::default(); 4];
-    let mut w2_cpu = [CpuTime::default(); 4];
+    let mut w1_cpu = [CpuTime::default(); N];
+    let mut w2_cpu = [CpuTime::default(); N];
     let mut next = 0i64;
     for round in 0..ROUNDS {
         // Rotate the order so no mode always runs first.
-        for k in 0..4 {
-            let mode = (round + k) % 4;
+        for k in 0..N {
+            let mode = (round + k) % N;
             MODE.store(mode as u8, Ordering::SeqCst);
+            telemetry.store_trace_context(mode != 4);
             let cpu = CpuTime::now();
             for _ in 0..w1_per_round {
                 let t = Instant::now();
@@ -115,26 +121,26 @@ pub(crate) async fn tracing_cost(server: &Server) -> Report {
     dbos.shutdown().await.expect("shutdown");
     telemetry.flush().expect("the last spans exported");
 
-    let w1_p50: Vec<f64> = (0..4).map(|m| percentile_ms(&mut w1[m], 50.0)).collect();
-    let w2_rate: Vec<f64> = (0..4)
+    let w1_p50: Vec<f64> = (0..N).map(|m| percentile_ms(&mut w1[m], 50.0)).collect();
+    let w2_rate: Vec<f64> = (0..N)
         .map(|m| (ROUNDS * w2_per_round) as f64 / w2_time[m].as_secs_f64())
         .collect();
-    let w2_p50: Vec<f64> = (0..4)
+    let w2_p50: Vec<f64> = (0..N)
         .map(|m| percentile_ms(&mut w2_lat[m], 50.0))
         .collect();
-    let w1_us: Vec<f64> = (0..4)
+    let w1_us: Vec<f64> = (0..N)
         .map(|m| w1_cpu[m].per(ROUNDS * w1_per_round).0)
         .collect();
-    let w2_us: Vec<f64> = (0..4)
+    let w2_us: Vec<f64> = (0..N)
         .map(|m| w2_cpu[m].per(ROUNDS * w2_per_round).0)
         .collect();
     // Everything else the machine ran during W2: on a machine running only the benchmark,
     // Postgres (what storing the trace carrier costs the server shows here).
-    let w2_server_us: Vec<f64> = (0..4)
+    let w2_server_us: Vec<f64> = (0..N)
         .map(|m| w2_cpu[m].per(ROUNDS * w2_per_round).1)
         .collect();
     let ratio = |v: &[f64], m: usize| v[m] / v[0];
-    for m in 0..4 {
+    for m in 0..N {
         println!(
             "TRACE {:>10}: W1 p50 {:.3} ms (×{:.3}), {:.0} µs CPU/wf (×{:.3}); W2 {:.0} wf/s (×{:.3}), p50 {:.2} ms, {:.0} µs CPU/wf (×{:.3}), server {:.0} µs/wf (×{:.3})",
             MODES[m],
@@ -156,30 +162,22 @@ pub(crate) async fn tracing_cost(server: &Server) -> Report {
         receiver.requests(),
         receiver.bytes() / 1024
     );
+    // Each mode against `off`: W1 p50, W2 throughput, W2 CPU of this process.
+    let against_off = |v: &[f64]| {
+        (1..N)
+            .map(|m| format!("{} ×{:.3}", MODES[m], ratio(v, m)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     Report {
-        workload: "TRACE tracing cost (W1 and W2 with tracing off / a subscriber / a subscriber and the OTLP exporter / the exporter alone)",
+        workload: "TRACE tracing cost (W1 and W2 with tracing off / a subscriber / a subscriber and the OTLP exporter / the exporter alone / the exporter storing no carrier)",
         summary: format!(
-            "W1 p50 {:.3} / {:.3} / {:.3} / {:.3} ms (×{:.3}, ×{:.3}, ×{:.3}), CPU ×{:.3}, ×{:.3}, ×{:.3}; W2 {:.0} / {:.0} / {:.0} / {:.0} wf/s (×{:.3}, ×{:.3}, ×{:.3}), CPU ×{:.3}, ×{:.3}, ×{:.3}",
+            "W1 p50 {:.3} ms off ({}); W2 {:.0} wf/s off ({}), CPU ({})",
             w1_p50[0],
-            w1_p50[1],
-            w1_p50[2],
-            w1_p50[3],
-            ratio(&w1_p50, 1),
-            ratio(&w1_p50, 2),
-            ratio(&w1_p50, 3),
-            ratio(&w1_us, 1),
-            ratio(&w1_us, 2),
-            ratio(&w1_us, 3),
+            against_off(&w1_p50),
             w2_rate[0],
-            w2_rate[1],
-            w2_rate[2],
-            w2_rate[3],
-            ratio(&w2_rate, 1),
-            ratio(&w2_rate, 2),
-            ratio(&w2_rate, 3),
-            ratio(&w2_us, 1),
-            ratio(&w2_us, 2),
-            ratio(&w2_us, 3)
+            against_off(&w2_rate),
+            against_off(&w2_us)
         ),
         json: json!({"workload": "TRACE", "modes": MODES,
                      "w1_p50_ms": w1_p50, "w2_wf_per_s": w2_rate, "w2_p50_ms": w2_p50,

@@ -26,10 +26,11 @@ pub(crate) fn stored(attributes: Option<&Value>) -> Option<&Value> {
 
 /// The attributes to store for a new workflow whose trace starts at `span`: `attributes`
 /// with `span`'s trace context under [`KEY`]. `None` when there is nothing to add: the
-/// attributes hold a carrier already (it wins, and `span` should have joined it), or `span`
-/// has no OpenTelemetry context (no exporter, or the feature is off).
+/// attributes hold a carrier already (it wins, and `span` should have joined it), `span`
+/// has no OpenTelemetry context (no exporter, or the feature is off), or the layer
+/// recording it was told to store none (`Telemetry::store_trace_context(false)`).
 pub(crate) fn stamp(attributes: Option<&Value>, span: &Span) -> Option<Value> {
-    if stored(attributes).is_some() {
+    if stored(attributes).is_some() || !stores(span) {
         return None;
     }
     let carrier = of_span(span)?;
@@ -76,6 +77,11 @@ mod imp {
             map.insert("tracestate".to_owned(), Value::String(state));
         }
         Some(Value::Object(map))
+    }
+
+    /// Whether a start in `span` stores its carrier (see `stamp`).
+    pub(crate) fn stores(span: &Span) -> bool {
+        crate::observe::layer::stores_carrier(span)
     }
 
     /// `00-<trace id>-<span id>-<flags>`, in lowercase hex (W3C trace context, version 00).
@@ -142,9 +148,14 @@ mod imp {
 
     /// Without the `opentelemetry` feature there is no trace to join.
     pub(crate) fn join(_span: &Span, _carrier: Option<&Value>) {}
+
+    /// Without the `opentelemetry` feature there is no carrier to store.
+    pub(crate) fn stores(_span: &Span) -> bool {
+        false
+    }
 }
 
-pub(crate) use imp::{join, of_span};
+pub(crate) use imp::{join, of_span, stores};
 
 #[cfg(all(test, feature = "opentelemetry"))]
 mod tests {

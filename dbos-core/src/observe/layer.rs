@@ -29,6 +29,7 @@
 use std::any::TypeId;
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -89,13 +90,16 @@ impl SpanProcessor for Shared {
 }
 
 /// What the layer needs to record spans: where they end, how ids are drawn, the sampler
-/// for spans with no parent, and the instrumentation scope.
+/// for spans with no parent, the instrumentation scope, and whether starts store the trace
+/// carrier in the workflow's row.
 #[derive(Debug)]
 pub(crate) struct Recorder {
     pub(crate) processor: Shared,
     pub(crate) sampler: Sampler,
     pub(crate) scope: InstrumentationScope,
     ids: RandomIdGenerator,
+    /// [`Telemetry::store_trace_context`](super::otel::Telemetry::store_trace_context).
+    pub(crate) store_carrier: AtomicBool,
 }
 
 impl Recorder {
@@ -105,6 +109,7 @@ impl Recorder {
             sampler,
             scope,
             ids: RandomIdGenerator::default(),
+            store_carrier: AtomicBool::new(true),
         }
     }
 }
@@ -246,6 +251,8 @@ pub(crate) struct Hooks {
     /// Makes a remote context the parent of a library span not yet entered; false for any
     /// other span.
     join: fn(&Dispatch, &Id, &SpanContext) -> bool,
+    /// Whether starts store the trace carrier.
+    recorder: Arc<Recorder>,
 }
 
 fn context_hook<S>(dispatch: &Dispatch, id: &Id) -> Option<SpanContext>
@@ -289,6 +296,18 @@ pub(crate) fn context_of_library_span(span: &tracing::Span) -> Option<SpanContex
     .flatten()
 }
 
+/// Whether a start in `span` stores its trace carrier in the workflow's row: false only when
+/// the [`TelemetryLayer`] that records the span was told not to
+/// ([`Telemetry::store_trace_context`](super::otel::Telemetry::store_trace_context)).
+pub(crate) fn stores_carrier(span: &tracing::Span) -> bool {
+    span.with_subscriber(|(_, dispatch)| {
+        dispatch
+            .downcast_ref::<Hooks>()
+            .is_none_or(|hooks| hooks.recorder.store_carrier.load(Ordering::Relaxed))
+    })
+    .unwrap_or(true)
+}
+
 /// Makes `remote` the parent of library span `span` (not yet entered). False when `span` is
 /// not recorded as a library span by a [`Layer`].
 pub(crate) fn join_library_span(span: &tracing::Span, remote: &SpanContext) -> bool {
@@ -328,11 +347,12 @@ where
     pub(crate) fn new(otel: OpenTelemetryLayer<S, SdkTracer>, recorder: Arc<Recorder>) -> Self {
         TelemetryLayer {
             otel,
-            recorder,
             hooks: Hooks {
                 context: context_hook::<S>,
                 join: join_hook::<S>,
+                recorder: recorder.clone(),
             },
+            recorder,
             dispatch: OnceLock::new(),
         }
     }

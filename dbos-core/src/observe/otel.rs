@@ -246,6 +246,32 @@ impl Telemetry {
             })
     }
 
+    /// Whether a workflow's start (or enqueue, or child start) stores its trace context in
+    /// the workflow's `attributes`, under `dbos.otelContext`: on unless turned off here. It
+    /// applies to every start from then on, through every layer of this `Telemetry`.
+    ///
+    /// The stored carrier is what keeps a workflow in one trace when it runs again: recovered
+    /// on another executor, dequeued, resumed. Turned off, a workflow's first execution is
+    /// still in its caller's trace (its spans are exported as usual) but a later execution
+    /// starts a trace of its own; a carrier given in the attributes, or written by DBOS
+    /// Python, is still joined. The price of storing it is Postgres's: the system schema
+    /// indexes `attributes` (GIN), so each workflow's row is written with a `jsonb` value and
+    /// its index entries, at its insert and at every update of its status (the
+    /// Observability chapter, "Cost", has the measurements).
+    ///
+    /// ```
+    /// # fn main() -> dbos_core::Result<()> {
+    /// let telemetry = dbos_core::otel::Telemetry::otlp("http://localhost:4318", "shop")?;
+    /// // Traces of recovered workflows are not needed here; one index entry less per row.
+    /// telemetry.store_trace_context(false);
+    /// # Ok(()) }
+    /// ```
+    pub fn store_trace_context(&self, store: bool) {
+        self.recorder
+            .store_carrier
+            .store(store, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The tracer provider, e.g. to make it the global one (`opentelemetry::global`) for
     /// other instrumentation.
     pub fn provider(&self) -> &SdkTracerProvider {
