@@ -30,7 +30,11 @@ pub(crate) fn stored(attributes: Option<&Value>) -> Option<&Value> {
 /// has no OpenTelemetry context (no exporter, or the feature is off), or the layer
 /// recording it was told to store none (`Telemetry::store_trace_context(false)`).
 pub(crate) fn stamp(attributes: Option<&Value>, span: &Span) -> Option<Value> {
-    if stored(attributes).is_some() || !stores(span) {
+    if stored(attributes).is_some() {
+        return None;
+    }
+    #[cfg(feature = "opentelemetry")]
+    if !crate::observe::layer::stores_carrier(span) {
         return None;
     }
     let carrier = of_span(span)?;
@@ -77,11 +81,6 @@ mod imp {
             map.insert("tracestate".to_owned(), Value::String(state));
         }
         Some(Value::Object(map))
-    }
-
-    /// Whether a start in `span` stores its carrier (see `stamp`).
-    pub(crate) fn stores(span: &Span) -> bool {
-        crate::observe::layer::stores_carrier(span)
     }
 
     /// `00-<trace id>-<span id>-<flags>`, in lowercase hex (W3C trace context, version 00).
@@ -148,14 +147,9 @@ mod imp {
 
     /// Without the `opentelemetry` feature there is no trace to join.
     pub(crate) fn join(_span: &Span, _carrier: Option<&Value>) {}
-
-    /// Without the `opentelemetry` feature there is no carrier to store.
-    pub(crate) fn stores(_span: &Span) -> bool {
-        false
-    }
 }
 
-pub(crate) use imp::{join, of_span, stores};
+pub(crate) use imp::{join, of_span};
 
 #[cfg(all(test, feature = "opentelemetry"))]
 mod tests {
