@@ -32,6 +32,8 @@ use crate::{Report, Server};
 
 const MODES: [&str; 5] = ["off", "subscriber", "otlp", "exporter", "uncarried"];
 const N: usize = MODES.len();
+/// The mode whose starts store no trace carrier.
+const UNCARRIED: usize = 4;
 
 /// The mode the global subscriber's filters follow (an index into `MODES`).
 static MODE: AtomicU8 = AtomicU8::new(0);
@@ -79,7 +81,7 @@ pub(crate) async fn tracing_cost(server: &Server) -> Report {
     // Warm-up in every mode (the exporter's client connects, the pool fills).
     for mode in 0..N as u8 {
         MODE.store(mode, Ordering::SeqCst);
-        telemetry.store_trace_context(mode != 4);
+        telemetry.store_trace_context(usize::from(mode) != UNCARRIED);
         for i in 0..10 {
             ten_steps(-1 - i - 100 * i64::from(mode))
                 .on(&dbos)
@@ -101,7 +103,7 @@ pub(crate) async fn tracing_cost(server: &Server) -> Report {
         for k in 0..N {
             let mode = (round + k) % N;
             MODE.store(mode as u8, Ordering::SeqCst);
-            telemetry.store_trace_context(mode != 4);
+            telemetry.store_trace_context(mode != UNCARRIED);
             let cpu = CpuTime::now();
             for _ in 0..w1_per_round {
                 let t = Instant::now();
