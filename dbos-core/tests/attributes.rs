@@ -23,18 +23,6 @@ async fn tagged(n: u32) -> Result<u32, Error> {
     Ok(n + tagged_child().id(format!("kid-of-{n}")).await?)
 }
 
-async fn attributes_of(db: &TestDatabase, id: &str) -> Option<Value> {
-    db.connect()
-        .await
-        .query_one(
-            "SELECT attributes FROM dbos.workflow_status WHERE workflow_uuid = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[dbos_testkit::test]
 async fn attributes_are_written_by_every_way_in_and_filter_listings(db: TestDatabase) {
     let dbos = Dbos::launch(db.config("testapp").queue(&TAGGED))
@@ -72,21 +60,21 @@ async fn attributes_are_written_by_every_way_in_and_filter_listings(db: TestData
         .unwrap();
     assert_eq!(typed.result().await.unwrap(), 5);
 
-    assert_eq!(attributes_of(&db, "started").await, Some(acme_eu));
+    assert_eq!(db.attributes_of("started").await, Some(acme_eu));
     assert_eq!(
-        attributes_of(&db, "enqueued").await,
+        db.attributes_of("enqueued").await,
         Some(json!({"customer": "acme"}))
     );
     assert_eq!(
-        attributes_of(&db, "by-client").await,
+        db.attributes_of("by-client").await,
         Some(json!({"customer": "other"}))
     );
     assert_eq!(
-        attributes_of(&db, "by-client-typed").await,
+        db.attributes_of("by-client-typed").await,
         Some(json!({"customer": "typed"}))
     );
     assert_eq!(
-        attributes_of(&db, "kid-of-1").await,
+        db.attributes_of("kid-of-1").await,
         None,
         "children do not inherit attributes"
     );
@@ -173,18 +161,18 @@ async fn updates_replace_or_clear_attributes_and_an_unknown_id_is_non_existent(d
     dbos.update_workflow_attributes("upd", Some(json!({"c": 3})))
         .await
         .unwrap();
-    assert_eq!(attributes_of(&db, "upd").await, Some(json!({"c": 3})));
+    assert_eq!(db.attributes_of("upd").await, Some(json!({"c": 3})));
     let client = Client::connect(db.url()).await.unwrap();
     client
         .update_workflow_attributes("upd", Some(json!({"d": 4})))
         .await
         .unwrap();
-    assert_eq!(attributes_of(&db, "upd").await, Some(json!({"d": 4})));
+    assert_eq!(db.attributes_of("upd").await, Some(json!({"d": 4})));
     dbos.merge_workflow_attributes("upd", json!({"e": 5, "d": null}))
         .await
         .unwrap();
     assert_eq!(
-        attributes_of(&db, "upd").await,
+        db.attributes_of("upd").await,
         Some(json!({"d": null, "e": 5}))
     );
     client
@@ -192,17 +180,17 @@ async fn updates_replace_or_clear_attributes_and_an_unknown_id_is_non_existent(d
         .await
         .unwrap();
     assert_eq!(
-        attributes_of(&db, "upd").await,
+        db.attributes_of("upd").await,
         Some(json!({"d": null, "e": 5, "f": 6}))
     );
     dbos.update_workflow_attributes("upd", None).await.unwrap();
-    assert_eq!(attributes_of(&db, "upd").await, None);
+    assert_eq!(db.attributes_of("upd").await, None);
     client
         .merge_workflow_attributes("upd", json!({"g": 7}))
         .await
         .unwrap();
     assert_eq!(
-        attributes_of(&db, "upd").await,
+        db.attributes_of("upd").await,
         Some(json!({"g": 7})),
         "a merge into no attributes starts from an empty object"
     );
@@ -218,7 +206,7 @@ async fn updates_replace_or_clear_attributes_and_an_unknown_id_is_non_existent(d
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     assert_eq!(
-        attributes_of(&db, "upd").await,
+        db.attributes_of("upd").await,
         Some(json!({"g": 7})),
         "left as it was"
     );
@@ -263,7 +251,7 @@ async fn an_update_inside_a_workflow_is_recorded_and_not_repeated_after_a_crash(
     )
     .await;
     assert_eq!(
-        attributes_of(&db, "payer").await,
+        db.attributes_of("payer").await,
         Some(json!({"stage": "paid"}))
     );
     // An operator changes them while the process is down; the recovered workflow must not
@@ -284,7 +272,7 @@ async fn an_update_inside_a_workflow_is_recorded_and_not_repeated_after_a_crash(
         .unwrap();
     assert_eq!(HANGS.load(Ordering::SeqCst), 2);
     assert_eq!(
-        attributes_of(&db, "payer").await,
+        db.attributes_of("payer").await,
         Some(json!({"stage": "manual"})),
         "the update was replayed from its record, not repeated"
     );

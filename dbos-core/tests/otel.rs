@@ -16,7 +16,7 @@ use dbos_testkit::otlp::OtlpReceiver;
 use dbos_testkit::TestDatabase;
 use opentelemetry::trace::SpanId;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
-use serde_json::{json, Value};
+use serde_json::json;
 use tracing_subscriber::layer::SubscriberExt;
 
 /// The in-memory exporter behind this binary's global subscriber (installed once, before
@@ -375,12 +375,7 @@ fn a_client_enqueue_and_a_foreign_carrier_are_joined_by_the_dequeued_workflow() 
         None,
         |db: TestDatabase| async move {
             // Migrated; nobody serves the queue until the relaunch below.
-            Dbos::launch(db.config("testapp"))
-                .await
-                .unwrap()
-                .shutdown()
-                .await
-                .unwrap();
+            db.migrate().await;
             let client = Client::builder(db.url())
                 .application_name("testapp")
                 .connect()
@@ -466,16 +461,10 @@ fn a_client_enqueue_and_a_foreign_carrier_are_joined_by_the_dequeued_workflow() 
             );
             assert_eq!(py.parent_span_id.to_string(), foreign_parent);
             // The carrier written by the other side is kept, and the other attributes with it.
-            let attrs: Value = db
-                .connect()
+            let attrs = db
+                .attributes_of("otel-python")
                 .await
-                .query_one(
-                    "SELECT attributes FROM dbos.workflow_status WHERE workflow_uuid = 'otel-python'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
+                .expect("the row's attributes");
             assert_eq!(attrs["tier"], "gold");
             assert_eq!(
                 attrs["dbos.otelContext"]["traceparent"],

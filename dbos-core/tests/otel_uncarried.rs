@@ -11,7 +11,6 @@ use dbos_core::{step, workflow, Client, Dbos, Error, Queue};
 use dbos_testkit::TestDatabase;
 use opentelemetry::trace::{SpanId, TraceContextExt as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
-use serde_json::Value;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -58,18 +57,6 @@ fn workflow_span(all: &[SpanData], id: &str) -> SpanData {
     found[0].clone()
 }
 
-async fn attributes(db: &TestDatabase, id: &str) -> Option<Value> {
-    db.connect()
-        .await
-        .query_one(
-            "SELECT attributes FROM dbos.workflow_status WHERE workflow_uuid = $1",
-            &[&id],
-        )
-        .await
-        .expect("the workflow's row")
-        .get(0)
-}
-
 #[test]
 fn without_a_stored_carrier_a_dequeued_workflow_starts_its_own_trace() {
     let (telemetry, exporter) = telemetry();
@@ -78,12 +65,7 @@ fn without_a_stored_carrier_a_dequeued_workflow_starts_its_own_trace() {
         None,
         |db: TestDatabase| async move {
             // Migrated; nobody serves the queue until the relaunch below.
-            Dbos::launch(db.config("testapp"))
-                .await
-                .unwrap()
-                .shutdown()
-                .await
-                .unwrap();
+            db.migrate().await;
             let client = Client::builder(db.url())
                 .application_name("testapp")
                 .connect()
@@ -131,7 +113,7 @@ fn without_a_stored_carrier_a_dequeued_workflow_starts_its_own_trace() {
             telemetry.flush().unwrap();
             let all = exporter.get_finished_spans().unwrap();
 
-            assert_eq!(attributes(&db, "uncarried").await, None, "nothing stored");
+            assert_eq!(db.attributes_of("uncarried").await, None, "nothing stored");
             let uncarried = workflow_span(&all, "uncarried");
             assert_ne!(
                 uncarried.span_context.trace_id(),
@@ -140,7 +122,7 @@ fn without_a_stored_carrier_a_dequeued_workflow_starts_its_own_trace() {
             );
             assert_eq!(uncarried.parent_span_id, SpanId::INVALID, "a root");
 
-            let stored = attributes(&db, "carried").await.expect("a carrier stored");
+            let stored = db.attributes_of("carried").await.expect("a carrier stored");
             let carried = workflow_span(&all, "carried");
             assert_eq!(carried.span_context.trace_id(), caller.trace_id());
             assert_eq!(
@@ -151,7 +133,11 @@ fn without_a_stored_carrier_a_dequeued_workflow_starts_its_own_trace() {
                 "the stored carrier is in the caller's trace: {stored}"
             );
 
-            assert_eq!(attributes(&db, "given").await, Some(given), "kept as given");
+            assert_eq!(
+                db.attributes_of("given").await,
+                Some(given),
+                "kept as given"
+            );
             assert_eq!(
                 workflow_span(&all, "given")
                     .span_context

@@ -251,6 +251,29 @@ impl TestDatabase {
             .map(|r| r.get(0))
     }
 
+    /// The `attributes` of workflow `id` (`None` for SQL `NULL`), read on a fresh connection.
+    ///
+    /// ```no_run
+    /// # async fn example(db: dbos_testkit::TestDatabase) {
+    /// let attributes = db.attributes_of("order-42").await;
+    /// assert_eq!(attributes, Some(serde_json::json!({"tier": "gold"})));
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When the workflow has no row, or it cannot be read.
+    pub async fn attributes_of(&self, id: &str) -> Option<serde_json::Value> {
+        self.connect()
+            .await
+            .query_one(
+                "SELECT attributes FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                &[&id],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("dbos-testkit: reading the attributes of `{id}`: {e}"))
+            .get(0)
+    }
+
     /// Every operation recorded for workflow `id` (its rows of `dbos.operation_outputs`), in
     /// step order, read on a fresh connection: what a test asserts about a workflow's
     /// history (which operations, under which names, with which outputs).
